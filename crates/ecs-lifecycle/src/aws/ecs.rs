@@ -1,0 +1,177 @@
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::types::{ContainerInstanceStatus, DesiredStatus as SdkDesired, SchedulingStrategy};
+
+use super::aws_error;
+use crate::error::AwsError;
+use crate::model::{ContainerInstance, InstanceStatus, Scheduling, Service, Task};
+use crate::ports::{DesiredStatus, Ecs};
+
+/// ECS batch limits (see the API reference).
+const DESCRIBE_TASKS_MAX: usize = 100;
+const DESCRIBE_CONTAINER_INSTANCES_MAX: usize = 100;
+const DESCRIBE_SERVICES_MAX: usize = 10;
+const LIST_PAGE: i32 = 100;
+
+fn container_instance(cluster: &str, ci: &aws_sdk_ecs::types::ContainerInstance) -> Option<ContainerInstance> {
+    Some(ContainerInstance {
+        cluster: cluster.to_owned(),
+        arn: ci.container_instance_arn()?.to_owned(),
+        ec2_instance_id: ci.ec2_instance_id().unwrap_or_default().to_owned(),
+        status: InstanceStatus::parse(ci.status().unwrap_or_default()),
+        agent_connected: ci.agent_connected(),
+        running_tasks_count: ci.running_tasks_count(),
+    })
+}
+
+
+async fn describe_container_instances(client: &Client, cluster: &str, arns: &[String]) -> Result<Vec<ContainerInstance>, AwsError> {
+    let mut out = Vec::with_capacity(arns.len());
+    for chunk in arns.chunks(DESCRIBE_CONTAINER_INSTANCES_MAX) {
+        let resp = client
+            .describe_container_instances()
+            .cluster(cluster)
+            .set_container_instances(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| aws_error("ecs", "DescribeContainerInstances", &e))?;
+        out.extend(resp.container_instances().iter().filter_map(|ci| container_instance(cluster, ci)));
+    }
+    Ok(out)
+}
+
+impl Ecs for Client {
+    async fn list_clusters(&self) -> Result<Vec<String>, AwsError> {
+        self.list_clusters()
+            .max_results(LIST_PAGE)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws_error("ecs", "ListClusters", &e))
+    }
+
+    async fn find_container_instance(&self, cluster: &str, ec2_instance_id: &str) -> Result<Option<ContainerInstance>, AwsError> {
+        // The filter makes this one call on AWS. Emulators may ignore it, so the
+        // match on ec2InstanceId below is what decides, never the filter.
+        let arns: Vec<String> = self
+            .list_container_instances()
+            .cluster(cluster)
+            .filter(format!("ec2InstanceId == {ec2_instance_id}"))
+            .max_results(LIST_PAGE)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws_error("ecs", "ListContainerInstances", &e))?;
+        for chunk in arns.chunks(DESCRIBE_CONTAINER_INSTANCES_MAX) {
+            let found = describe_container_instances(self, cluster, chunk).await?;
+            if let Some(ci) = found.into_iter().find(|ci| ci.ec2_instance_id == ec2_instance_id) {
+                return Ok(Some(ci));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn describe_container_instance(&self, cluster: &str, arn: &str) -> Result<Option<ContainerInstance>, AwsError> {
+        let found = describe_container_instances(self, cluster, &[arn.to_owned()]).await?;
+        Ok(found.into_iter().find(|ci| ci.arn == arn))
+    }
+
+    async fn set_draining(&self, cluster: &str, arn: &str) -> Result<Result<(), (String, Option<String>)>, AwsError> {
+        let resp = self
+            .update_container_instances_state()
+            .cluster(cluster)
+            .container_instances(arn)
+            .status(ContainerInstanceStatus::Draining)
+            .send()
+            .await
+            .map_err(|e| aws_error("ecs", "UpdateContainerInstancesState", &e))?;
+        if let Some(f) = resp.failures().first() {
+            return Ok(Err((f.reason().unwrap_or("unknown").to_owned(), f.detail().map(str::to_owned))));
+        }
+        Ok(Ok(()))
+    }
+
+    async fn list_tasks(&self, cluster: &str, container_instance: &str, desired: DesiredStatus) -> Result<Vec<String>, AwsError> {
+        let desired = match desired {
+            DesiredStatus::Running => SdkDesired::Running,
+            DesiredStatus::Stopped => SdkDesired::Stopped,
+        };
+        self.list_tasks()
+            .cluster(cluster)
+            .container_instance(container_instance)
+            .desired_status(desired)
+            .max_results(LIST_PAGE)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws_error("ecs", "ListTasks", &e))
+    }
+
+    async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<Task>, AwsError> {
+        let mut out = Vec::with_capacity(arns.len());
+        for chunk in arns.chunks(DESCRIBE_TASKS_MAX) {
+            let resp = self
+                .describe_tasks()
+                .cluster(cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| aws_error("ecs", "DescribeTasks", &e))?;
+            // A MISSING failure means the task is gone (stopped long ago): nothing to wait for.
+            out.extend(resp.tasks().iter().filter_map(|t| {
+                Some(Task {
+                    arn: t.task_arn()?.to_owned(),
+                    last_status: t.last_status().unwrap_or_default().to_owned(),
+                    desired_status: t.desired_status().unwrap_or_default().to_owned(),
+                    started_by: t.started_by().map(str::to_owned),
+                    group: t.group().map(str::to_owned),
+                    container_instance_arn: t.container_instance_arn().map(str::to_owned),
+                })
+            }));
+        }
+        Ok(out)
+    }
+
+    async fn describe_services(&self, cluster: &str, names: &[String]) -> Result<Vec<Service>, AwsError> {
+        let mut out = Vec::with_capacity(names.len());
+        for chunk in names.chunks(DESCRIBE_SERVICES_MAX) {
+            let resp = self
+                .describe_services()
+                .cluster(cluster)
+                .set_services(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| aws_error("ecs", "DescribeServices", &e))?;
+            out.extend(resp.services().iter().filter_map(|s| {
+                Some(Service {
+                    name: s.service_name()?.to_owned(),
+                    scheduling: match s.scheduling_strategy() {
+                        Some(SchedulingStrategy::Daemon) => Scheduling::Daemon,
+                        _ => Scheduling::Replica,
+                    },
+                    desired_count: s.desired_count(),
+                    running_count: s.running_count(),
+                    pending_count: s.pending_count(),
+                    deployments: s.deployments().len(),
+                })
+            }));
+        }
+        Ok(out)
+    }
+
+    async fn stop_task(&self, cluster: &str, arn: &str, reason: &str) -> Result<(), AwsError> {
+        self.stop_task()
+            .cluster(cluster)
+            .task(arn)
+            .reason(reason)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_error("ecs", "StopTask", &e))
+    }
+}

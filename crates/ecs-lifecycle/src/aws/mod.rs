@@ -1,0 +1,51 @@
+//! Adapters: the ports of [`crate::ports`] for the AWS SDK clients, and building
+//! those clients from the standard AWS environment.
+//!
+//! Retries are the SDK's (adaptive mode: backoff with jitter plus client-side rate
+//! limiting when throttled), never a hand loop; `AWS_RETRY_MODE` /
+//! `AWS_MAX_ATTEMPTS` override them. Endpoints follow `AWS_ENDPOINT_URL` and the
+//! per-service `AWS_ENDPOINT_URL_<SERVICE>`, so the same binary runs against an
+//! emulator.
+
+mod autoscaling;
+mod ecs;
+mod sns;
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::error::AwsError;
+
+/// Loads the shared SDK configuration once per cold start.
+pub async fn load_sdk_config() -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .operation_attempt_timeout(Duration::from_secs(10))
+            .operation_timeout(Duration::from_secs(45))
+            .build(),
+    );
+    let env_sets_retries = std::env::var_os("AWS_RETRY_MODE").is_some() || std::env::var_os("AWS_MAX_ATTEMPTS").is_some();
+    if !env_sets_retries {
+        loader = loader.retry_config(RetryConfig::adaptive().with_max_attempts(6));
+    }
+    loader.load().await
+}
+
+/// Keeps the service's error code and message; the transport's chain otherwise.
+pub(crate) fn aws_error<E>(service: &'static str, operation: &'static str, err: &E) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
+    let code = err.code().map(str::to_owned);
+    let message = match err.message() {
+        Some(m) => m.to_owned(),
+        None => DisplayErrorContext(err).to_string(),
+    };
+    AwsError { service, operation, code, message }
+}

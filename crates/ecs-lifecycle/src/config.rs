@@ -1,0 +1,221 @@
+//! Configuration from the environment, read and validated once at cold start.
+//!
+//! The variable names are a contract with the SAM template. A bad value stops the
+//! function at start-up with a message that names the variable, the value and what
+//! was expected, instead of failing on every event.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// Where to look for the container instance of an EC2 instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterScope {
+    /// Every cluster of the account and region (ListClusters, paginated).
+    All,
+    /// Only these clusters (names or ARNs), in this order.
+    Named(Vec<String>),
+}
+
+/// What to do with standalone tasks (started by RunTask/StartTask, not by a service):
+/// ECS never moves or stops them when an instance drains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandalonePolicy {
+    /// Stop them as soon as the drain starts (they get their stopTimeout to exit).
+    Stop,
+    /// Wait for them to finish on their own, up to MAX_DRAIN_SECONDS. The default:
+    /// a standalone task is usually a batch job or migration whose work is lost
+    /// if it is killed, and the wait is bounded anyway.
+    Wait,
+    /// Do not wait for them: they end with the instance.
+    Ignore,
+}
+
+/// Settings every lifecycle function shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommonConfig {
+    /// `CLUSTER_NAME`: comma-separated cluster names or ARNs; empty or unset = all.
+    pub clusters: ClusterScope,
+    /// `POLL_INTERVAL_SECONDS` (1..=300, default 10).
+    pub poll_interval: Duration,
+    /// `CONTINUATION_TOPIC_ARN`: SNS topic the function re-publishes to when it runs
+    /// out of invocation time; unset = the topic the event arrived on.
+    pub continuation_topic: Option<String>,
+    /// `DRY_RUN`: decide and log, change nothing.
+    pub dry_run: bool,
+}
+
+/// Settings of terminate-drain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainConfig {
+    pub common: CommonConfig,
+    /// `MAX_DRAIN_SECONDS` (1..=172800, default 1800): after this the action is
+    /// completed even with tasks left (they are logged). Also capped by the hook's
+    /// global timeout.
+    pub max_drain: Duration,
+    /// `STANDALONE_TASKS` = `stop` | `wait` | `ignore` (default `wait`).
+    pub standalone: StandalonePolicy,
+    /// `SERVICE_STABILITY_CHECK` (default false): once the instance is empty, also
+    /// wait until every service that had tasks on it runs its desired count again.
+    pub service_stability: bool,
+}
+
+/// Reads variables through a lookup function so tests need not touch the process
+/// environment.
+#[derive(Debug)]
+pub struct Env<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    pub fn new(lookup: F) -> Self {
+        Env(lookup)
+    }
+
+    /// The trimmed value, `None` when unset or blank.
+    pub fn get(&self, var: &str) -> Option<String> {
+        (self.0)(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    pub fn seconds(&self, var: &'static str, default: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+        let Some(raw) = self.get(var) else { return Ok(Duration::from_secs(default)) };
+        match raw.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(Duration::from_secs(n)),
+            _ => Err(ConfigError { var, value: raw, expected: format!("a whole number of seconds from {min} to {max}") }),
+        }
+    }
+
+    pub fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        let Some(raw) = self.get(var) else { return Ok(default) };
+        match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError { var, value: raw, expected: "true or false".into() }),
+        }
+    }
+
+    pub fn sns_topic_arn(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(raw) = self.get(var) else { return Ok(None) };
+        let parts: Vec<&str> = raw.split(':').collect();
+        let valid = parts.len() == 6 && parts[0] == "arn" && parts[2] == "sns" && parts[5].chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') && !parts[5].is_empty();
+        if valid { Ok(Some(raw)) } else { Err(ConfigError { var, value: raw, expected: "an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)".into() }) }
+    }
+
+    pub fn clusters(&self, var: &'static str) -> Result<ClusterScope, ConfigError> {
+        let Some(raw) = self.get(var) else { return Ok(ClusterScope::All) };
+        let mut names = Vec::new();
+        for item in raw.split(',').map(str::trim) {
+            let ok = !item.is_empty()
+                && (item.starts_with("arn:") && item.contains(":cluster/")
+                    || item.len() <= 255 && item.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+            if !ok {
+                return Err(ConfigError {
+                    var,
+                    value: raw.clone(),
+                    expected: format!("comma-separated cluster names or ARNs ({item:?} is neither)"),
+                });
+            }
+            if !names.iter().any(|n| n == item) {
+                names.push(item.to_owned());
+            }
+        }
+        Ok(ClusterScope::Named(names))
+    }
+}
+
+impl CommonConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(CommonConfig {
+            clusters: env.clusters("CLUSTER_NAME")?,
+            poll_interval: env.seconds("POLL_INTERVAL_SECONDS", 10, 1, 300)?,
+            continuation_topic: env.sns_topic_arn("CONTINUATION_TOPIC_ARN")?,
+            dry_run: env.flag("DRY_RUN", false)?,
+        })
+    }
+}
+
+impl DrainConfig {
+    /// Reads the process environment.
+    pub fn from_process_env() -> Result<Self, ConfigError> {
+        Self::from_env(&Env::new(|k| std::env::var(k).ok()))
+    }
+
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let standalone = match env.get("STANDALONE_TASKS").map(|v| v.to_ascii_lowercase()) {
+            None => StandalonePolicy::Wait,
+            Some(v) if v == "stop" => StandalonePolicy::Stop,
+            Some(v) if v == "wait" => StandalonePolicy::Wait,
+            Some(v) if v == "ignore" => StandalonePolicy::Ignore,
+            Some(v) => return Err(ConfigError { var: "STANDALONE_TASKS", value: v, expected: "stop, wait or ignore".into() }),
+        };
+        Ok(DrainConfig {
+            common: CommonConfig::from_env(env)?,
+            max_drain: env.seconds("MAX_DRAIN_SECONDS", 1800, 1, 172_800)?,
+            standalone,
+            service_stability: env.flag("SERVICE_STABILITY_CHECK", false)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn drain(vars: &[(&str, &str)]) -> Result<DrainConfig, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        DrainConfig::from_env(&Env::new(move |k| map.get(k).cloned()))
+    }
+
+    #[test]
+    fn defaults() {
+        let c = drain(&[]).unwrap();
+        assert_eq!(c.common.clusters, ClusterScope::All);
+        assert_eq!(c.common.poll_interval, Duration::from_secs(10));
+        assert_eq!(c.common.continuation_topic, None);
+        assert!(!c.common.dry_run);
+        assert_eq!(c.max_drain, Duration::from_secs(1800));
+        assert_eq!(c.standalone, StandalonePolicy::Wait);
+        assert!(!c.service_stability);
+    }
+
+    #[test]
+    fn parses_every_variable() {
+        let c = drain(&[
+            ("CLUSTER_NAME", " prod , arn:aws:ecs:us-east-1:123456789012:cluster/batch,prod"),
+            ("POLL_INTERVAL_SECONDS", "5"),
+            ("CONTINUATION_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:drain-topic"),
+            ("DRY_RUN", "TRUE"),
+            ("MAX_DRAIN_SECONDS", "600"),
+            ("STANDALONE_TASKS", "Stop"),
+            ("SERVICE_STABILITY_CHECK", "yes"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.common.clusters,
+            ClusterScope::Named(vec!["prod".into(), "arn:aws:ecs:us-east-1:123456789012:cluster/batch".into()])
+        );
+        assert_eq!(c.common.poll_interval, Duration::from_secs(5));
+        assert!(c.common.dry_run && c.service_stability);
+        assert_eq!(c.max_drain, Duration::from_secs(600));
+        assert_eq!(c.standalone, StandalonePolicy::Stop);
+    }
+
+    #[test]
+    fn errors_name_the_variable_and_value() {
+        for (var, value, expect) in [
+            ("POLL_INTERVAL_SECONDS", "0", "from 1 to 300"),
+            ("POLL_INTERVAL_SECONDS", "ten", "whole number"),
+            ("MAX_DRAIN_SECONDS", "-5", "from 1 to 172800"),
+            ("STANDALONE_TASKS", "kill", "stop, wait or ignore"),
+            ("DRY_RUN", "maybe", "true or false"),
+            ("SERVICE_STABILITY_CHECK", "2", "true or false"),
+            ("CONTINUATION_TOPIC_ARN", "arn:aws:sqs:us-east-1:1:q", "SNS topic ARN"),
+            ("CLUSTER_NAME", "prod,,dev", "\"\" is neither"),
+            ("CLUSTER_NAME", "bad name", "\"bad name\" is neither"),
+        ] {
+            let err = drain(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var);
+            let msg = err.to_string();
+            assert!(msg.contains(var) && msg.contains(expect), "{msg}");
+        }
+    }
+}

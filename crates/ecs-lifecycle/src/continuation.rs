@@ -1,0 +1,53 @@
+//! The message a function publishes to itself (through SNS) when one invocation
+//! is not enough. It carries the original action unchanged plus what the next
+//! invocation cannot observe: how many hops so far, when the work started, when
+//! the last heartbeat went out, and a few hints that save lookups.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::event::LifecycleAction;
+
+/// Marks a continuation among other messages on the same topic.
+pub const CONTINUATION_KIND: &str = "ecs-lifecycle.continuation";
+pub const CONTINUATION_VERSION: u32 = 1;
+
+/// A hard bound on hops, independent of clocks: a chain longer than this is a bug
+/// (at one hop per poll interval and the 48 h global timeout it cannot happen).
+pub const MAX_HOPS: u32 = 2000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Continuation {
+    /// Always [`CONTINUATION_KIND`].
+    pub kind: String,
+    pub version: u32,
+    /// The function that wrote it (`terminate-drain`, ...); another function refuses it.
+    pub function: String,
+    /// The lifecycle action, as Auto Scaling sent it.
+    pub action: LifecycleAction,
+    /// 1 for the first continuation, incremented at every hop.
+    pub attempt: u32,
+    /// When the work started (epoch ms).
+    pub started_at_ms: u64,
+    /// When the last heartbeat was recorded (epoch ms), if any.
+    #[serde(default)]
+    pub last_heartbeat_ms: Option<u64>,
+    /// Function-specific memo (e.g. the cluster and container instance found).
+    #[serde(default)]
+    pub state: Value,
+}
+
+impl Continuation {
+    pub fn new(function: &str, action: LifecycleAction, attempt: u32, started_at_ms: u64, last_heartbeat_ms: Option<u64>, state: Value) -> Self {
+        Continuation {
+            kind: CONTINUATION_KIND.to_owned(),
+            version: CONTINUATION_VERSION,
+            function: function.to_owned(),
+            action,
+            attempt,
+            started_at_ms,
+            last_heartbeat_ms,
+            state,
+        }
+    }
+}

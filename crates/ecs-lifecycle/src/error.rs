@@ -1,0 +1,143 @@
+//! Error types. Every variant says what went wrong in words an operator can act on,
+//! and [`Error::is_retryable`] tells whether running the same event again can help.
+
+use lambda_runtime::Diagnostic;
+
+/// A call to an AWS API that failed after the SDK's own retries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{service}:{operation} failed{}: {message}", code.as_deref().map(|c| format!(" with {c}")).unwrap_or_default())]
+pub struct AwsError {
+    /// Service name as in IAM (`ecs`, `autoscaling`, `sns`).
+    pub service: &'static str,
+    /// API operation, e.g. `DescribeTasks`.
+    pub operation: &'static str,
+    /// The service's error code (`ThrottlingException`, `ValidationError`, ...), if it sent one.
+    pub code: Option<String>,
+    /// The service's message, or the transport failure.
+    pub message: String,
+}
+
+impl AwsError {
+    /// Codes that say "the request was fine, the moment was not".
+    pub fn is_retryable(&self) -> bool {
+        match self.code.as_deref() {
+            // No code: a transport failure or timeout.
+            None => true,
+            Some(code) => {
+                code.contains("Throttl")
+                    || code.contains("RequestLimitExceeded")
+                    || code.contains("TooManyRequests")
+                    || code == "ServerException"
+                    || code == "ServiceUnavailable"
+                    || code == "InternalFailure"
+                    || code == "InternalError"
+                    || code == "RequestTimeout"
+                    || code == "ResourceContention"
+            }
+        }
+    }
+}
+
+/// An input event that cannot be understood. `context` says where in the event
+/// the problem is (e.g. `Records[0].Sns.Message`), `problem` what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad event at {context}: {problem}")]
+pub struct EventError {
+    pub context: String,
+    pub problem: String,
+}
+
+impl EventError {
+    pub fn new(context: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self { context: context.into(), problem: problem.into() }
+    }
+}
+
+/// A configuration variable with a missing or invalid value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration variable {var}={value:?} is invalid: expected {expected}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub expected: String,
+}
+
+/// Everything a lifecycle handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Event(#[from] EventError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    /// A batch call succeeded but reported a per-item failure.
+    #[error("ecs:{operation} reported a failure for {arn}: {reason}{}", detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    EcsItemFailure { operation: &'static str, arn: String, reason: String, detail: Option<String> },
+    /// The work needs another invocation but there is no SNS topic to hand it to.
+    #[error("the drain of {instance_id} needs another invocation, but there is no topic to continue on: set CONTINUATION_TOPIC_ARN (or deliver through SNS)")]
+    NoContinuationTopic { instance_id: String },
+}
+
+impl Error {
+    /// Whether a later attempt with the same input can succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Aws(e) => e.is_retryable(),
+            Error::EcsItemFailure { .. } => true,
+            Error::NoContinuationTopic { .. } => true,
+            Error::Event(_) | Error::Config(_) => false,
+        }
+    }
+
+    /// A stable name for the error class, for metric filters and alarms.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Event(_) => "EcsLifecycle.BadEvent",
+            Error::Config(_) => "EcsLifecycle.BadConfig",
+            Error::Aws(_) => "EcsLifecycle.AwsError",
+            Error::EcsItemFailure { .. } => "EcsLifecycle.EcsItemFailure",
+            Error::NoContinuationTopic { .. } => "EcsLifecycle.NoContinuationTopic",
+        }
+    }
+}
+
+impl From<Error> for Diagnostic {
+    fn from(e: Error) -> Self {
+        Diagnostic { error_type: e.kind().to_owned(), error_message: e.to_string() }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aws(code: Option<&str>) -> AwsError {
+        AwsError { service: "ecs", operation: "DescribeTasks", code: code.map(str::to_owned), message: "m".into() }
+    }
+
+    #[test]
+    fn retryable_classification() {
+        for (code, retry) in [
+            (None, true),
+            (Some("ThrottlingException"), true),
+            (Some("Throttling"), true),
+            (Some("ServerException"), true),
+            (Some("ValidationError"), false),
+            (Some("AccessDeniedException"), false),
+            (Some("ClusterNotFoundException"), false),
+        ] {
+            assert_eq!(aws(code).is_retryable(), retry, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn messages_name_the_call_and_code() {
+        assert_eq!(aws(Some("ThrottlingException")).to_string(), "ecs:DescribeTasks failed with ThrottlingException: m");
+        assert_eq!(aws(None).to_string(), "ecs:DescribeTasks failed: m");
+        let d: Diagnostic = Error::from(aws(Some("X"))).into();
+        assert_eq!(d.error_type, "EcsLifecycle.AwsError");
+    }
+}

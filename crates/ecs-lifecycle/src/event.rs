@@ -1,0 +1,286 @@
+//! One typed parser for every way a lifecycle event reaches a function:
+//! SNS (the hook's notification target), SQS (direct target, or an SNS topic's
+//! subscriber queue), EventBridge (`EC2 Instance-* Lifecycle Action` and
+//! `EC2 Instance Launch Successful`), the bare message (manual invoke), and the
+//! functions' own continuation messages.
+//!
+//! Envelopes are parsed with `aws_lambda_events` types; the Auto Scaling message
+//! inside them with [`LifecycleAction`]. Nothing here panics: every failure is an
+//! [`EventError`] that says where in the event the problem is.
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sns::SnsEvent;
+use aws_lambda_events::event::sqs::SqsEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::continuation::{CONTINUATION_KIND, Continuation};
+use crate::error::EventError;
+
+pub const TEST_NOTIFICATION: &str = "autoscaling:TEST_NOTIFICATION";
+pub const TERMINATE_DETAIL_TYPE: &str = "EC2 Instance-terminate Lifecycle Action";
+pub const LAUNCH_DETAIL_TYPE: &str = "EC2 Instance-launch Lifecycle Action";
+pub const LAUNCH_SUCCESSFUL_DETAIL_TYPE: &str = "EC2 Instance Launch Successful";
+
+/// The lifecycle transition an action is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Transition {
+    #[serde(rename = "autoscaling:EC2_INSTANCE_LAUNCHING")]
+    Launching,
+    #[serde(rename = "autoscaling:EC2_INSTANCE_TERMINATING")]
+    Terminating,
+}
+
+impl Transition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Launching => "autoscaling:EC2_INSTANCE_LAUNCHING",
+            Transition::Terminating => "autoscaling:EC2_INSTANCE_TERMINATING",
+        }
+    }
+}
+
+/// A lifecycle action as Auto Scaling announces it (the keys are Auto Scaling's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleAction {
+    #[serde(rename = "AutoScalingGroupName")]
+    pub asg: String,
+    #[serde(rename = "LifecycleHookName")]
+    pub hook: String,
+    #[serde(rename = "EC2InstanceId")]
+    pub instance_id: String,
+    #[serde(rename = "LifecycleTransition")]
+    pub transition: Transition,
+    /// Absent when the action is addressed by instance id only.
+    #[serde(rename = "LifecycleActionToken", default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// When Auto Scaling started the action (RFC 3339): the hook's global timeout
+    /// counts from here.
+    #[serde(rename = "Time", default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[serde(rename = "NotificationMetadata", default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    /// `EC2`, `AutoScalingGroup` or `WarmPool` (EventBridge and newer SNS messages).
+    #[serde(rename = "Origin", default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    #[serde(rename = "Destination", default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    #[serde(rename = "AccountId", default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+}
+
+impl LifecycleAction {
+    /// The start time in epoch milliseconds, if the message carried a valid one.
+    pub fn started_at_ms(&self) -> Option<u64> {
+        let t = self.time.as_deref()?;
+        let dt = aws_smithy_types::DateTime::from_str(t, aws_smithy_types::date_time::Format::DateTime).ok()?;
+        u64::try_from(dt.to_millis().ok()?).ok()
+    }
+
+    fn validate(self, context: &str) -> Result<Self, EventError> {
+        let field_err = |field: &str, why: &str| EventError::new(context, format!("field {field} {why}"));
+        if self.asg.trim().is_empty() {
+            return Err(field_err("AutoScalingGroupName", "is empty"));
+        }
+        if self.hook.trim().is_empty() {
+            return Err(field_err("LifecycleHookName", "is empty"));
+        }
+        if !is_instance_id(&self.instance_id) {
+            return Err(field_err("EC2InstanceId", &format!("is not an EC2 instance id: {:?}", self.instance_id)));
+        }
+        if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(field_err("LifecycleActionToken", "is empty"));
+        }
+        Ok(self)
+    }
+}
+
+/// `i-` followed by 8 or 17 lowercase hex digits.
+pub fn is_instance_id(s: &str) -> bool {
+    s.strip_prefix("i-")
+        .is_some_and(|h| (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+/// How a message reached the function; decides where a continuation goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Sns { topic_arn: String },
+    /// `topic_arn` is set when the queue is subscribed to an SNS topic.
+    Sqs { message_id: String, topic_arn: Option<String> },
+    EventBridge,
+    Direct,
+}
+
+impl Source {
+    /// The SNS topic the message came through, if any.
+    pub fn topic_arn(&self) -> Option<&str> {
+        match self {
+            Source::Sns { topic_arn } => Some(topic_arn),
+            Source::Sqs { topic_arn, .. } => topic_arn.as_deref(),
+            Source::EventBridge | Source::Direct => None,
+        }
+    }
+}
+
+/// What a record says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// A lifecycle action to work on.
+    Action(LifecycleAction),
+    /// A function's own continuation of earlier work.
+    Continuation(Continuation),
+    /// Sent when a hook's target is set up: acknowledge and ignore.
+    TestNotification { asg: Option<String> },
+    /// EventBridge `EC2 Instance Launch Successful` (nothing waits on it).
+    LaunchSuccessful { asg: String, instance_id: String },
+}
+
+/// One record of an event; SQS batches carry several.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub source: Source,
+    /// The record's message, or why it could not be read. Kept per record so one
+    /// bad message in an SQS batch does not fail the others.
+    pub message: Result<Message, EventError>,
+}
+
+/// Splits a Lambda event into its records. Fails as a whole only when the event
+/// has no recognisable shape at all.
+pub fn parse_event(event: &Value) -> Result<Vec<Record>, EventError> {
+    let Some(obj) = event.as_object() else {
+        return Err(EventError::new("event", format!("expected a JSON object, got {}", json_kind(event))));
+    };
+    if let Some(records) = obj.get("Records") {
+        return parse_records(event, records);
+    }
+    if obj.contains_key("detail-type") {
+        return Ok(vec![parse_eventbridge(event)?]);
+    }
+    Ok(vec![Record { source: Source::Direct, message: parse_message_value(event, "event") }])
+}
+
+fn parse_records(event: &Value, records: &Value) -> Result<Vec<Record>, EventError> {
+    let list = records.as_array().ok_or_else(|| EventError::new("Records", "is not an array"))?;
+    let first = list.first().ok_or_else(|| EventError::new("Records", "is empty"))?;
+    let source = first
+        .get("EventSource")
+        .or_else(|| first.get("eventSource"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| EventError::new("Records[0]", "has no EventSource/eventSource"))?;
+    match source {
+        "aws:sns" => {
+            let sns: SnsEvent = serde_json::from_value(event.clone()).map_err(|e| EventError::new("SNS event", e.to_string()))?;
+            Ok(sns
+                .records
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| Record {
+                    source: Source::Sns { topic_arn: r.sns.topic_arn.clone() },
+                    message: parse_message_str(&r.sns.message, &format!("Records[{i}].Sns.Message")),
+                })
+                .collect())
+        }
+        "aws:sqs" => {
+            let sqs: SqsEvent = serde_json::from_value(event.clone()).map_err(|e| EventError::new("SQS event", e.to_string()))?;
+            Ok(sqs.records.into_iter().enumerate().map(|(i, r)| sqs_record(i, r.message_id, r.body)).collect())
+        }
+        other => Err(EventError::new("Records[0].EventSource", format!("unsupported source {other:?} (expected aws:sns or aws:sqs)"))),
+    }
+}
+
+fn sqs_record(i: usize, message_id: Option<String>, body: Option<String>) -> Record {
+    let context = format!("Records[{i}].body");
+    let message_id = message_id.unwrap_or_default();
+    let Some(body) = body else {
+        return Record {
+            source: Source::Sqs { message_id, topic_arn: None },
+            message: Err(EventError::new(context, "is missing")),
+        };
+    };
+    // A queue subscribed to an SNS topic without raw delivery receives the SNS
+    // notification document; the Auto Scaling message is its `Message`.
+    let parsed: Result<Value, _> = serde_json::from_str(&body);
+    if let Ok(Value::Object(doc)) = &parsed
+        && doc.get("Type").and_then(Value::as_str) == Some("Notification")
+        && let Some(inner) = doc.get("Message").and_then(Value::as_str)
+    {
+        let topic_arn = doc.get("TopicArn").and_then(Value::as_str).map(str::to_owned);
+        return Record {
+            source: Source::Sqs { message_id, topic_arn },
+            message: parse_message_str(inner, &format!("{context}.Message")),
+        };
+    }
+    Record { source: Source::Sqs { message_id, topic_arn: None }, message: parse_message_str(&body, &context) }
+}
+
+fn parse_eventbridge(event: &Value) -> Result<Record, EventError> {
+    let eb: EventBridgeEvent<Value> = serde_json::from_value(event.clone()).map_err(|e| EventError::new("EventBridge event", e.to_string()))?;
+    if eb.source != "aws.autoscaling" {
+        return Err(EventError::new("source", format!("unsupported EventBridge source {:?} (expected aws.autoscaling)", eb.source)));
+    }
+    let message = match eb.detail_type.as_str() {
+        TERMINATE_DETAIL_TYPE | LAUNCH_DETAIL_TYPE => parse_message_value(&eb.detail, "detail"),
+        LAUNCH_SUCCESSFUL_DETAIL_TYPE => {
+            let field = |k: &str| eb.detail.get(k).and_then(Value::as_str).map(str::to_owned);
+            match (field("AutoScalingGroupName"), field("EC2InstanceId")) {
+                (Some(asg), Some(id)) if is_instance_id(&id) => Ok(Message::LaunchSuccessful { asg, instance_id: id }),
+                (None, _) => Err(EventError::new("detail", "missing field AutoScalingGroupName")),
+                (_, None) => Err(EventError::new("detail", "missing field EC2InstanceId")),
+                (_, Some(id)) => Err(EventError::new("detail", format!("field EC2InstanceId is not an EC2 instance id: {id:?}"))),
+            }
+        }
+        other => Err(EventError::new("detail-type", format!("unsupported {other:?}"))),
+    };
+    Ok(Record { source: Source::EventBridge, message })
+}
+
+fn parse_message_str(text: &str, context: &str) -> Result<Message, EventError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| EventError::new(context, format!("is not JSON: {e}")))?;
+    parse_message_value(&value, context)
+}
+
+/// Reads one message: a lifecycle action, a test notification or a continuation.
+pub fn parse_message_value(value: &Value, context: &str) -> Result<Message, EventError> {
+    let Some(obj) = value.as_object() else {
+        return Err(EventError::new(context, format!("expected a JSON object, got {}", json_kind(value))));
+    };
+    if obj.get("Event").and_then(Value::as_str) == Some(TEST_NOTIFICATION) {
+        let asg = obj.get("AutoScalingGroupName").and_then(Value::as_str).map(str::to_owned);
+        return Ok(Message::TestNotification { asg });
+    }
+    if obj.get("kind").and_then(Value::as_str) == Some(CONTINUATION_KIND) {
+        let c: Continuation = serde_json::from_value(value.clone()).map_err(|e| EventError::new(context, format!("bad continuation: {e}")))?;
+        let action = c.action.clone().validate(&format!("{context}.action"))?;
+        return Ok(Message::Continuation(Continuation { action, ..c }));
+    }
+    if obj.contains_key("LifecycleHookName") || obj.contains_key("LifecycleTransition") || obj.contains_key("LifecycleActionToken") {
+        let action: LifecycleAction = serde_json::from_value(value.clone()).map_err(|e| EventError::new(context, serde_problem(&e)))?;
+        return Ok(Message::Action(action.validate(context)?));
+    }
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    Err(EventError::new(
+        context,
+        format!("not a lifecycle action (no LifecycleHookName/LifecycleTransition), test notification or continuation; keys: {keys:?}"),
+    ))
+}
+
+/// serde's message without the line/column noise of a single-line document.
+fn serde_problem(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.find(" at line ") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

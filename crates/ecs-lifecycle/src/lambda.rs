@@ -1,0 +1,33 @@
+//! Lambda glue shared by the binaries: logging set-up and running a handler.
+
+use serde_json::Value;
+
+/// Installs the runtime's subscriber: JSON lines when `AWS_LAMBDA_LOG_FORMAT=JSON`,
+/// level from `AWS_LAMBDA_LOG_LEVEL` / `RUST_LOG`.
+pub fn init_logging() {
+    lambda_runtime::tracing::init_default_subscriber();
+}
+
+/// Runs the terminate-drain function on the Lambda runtime.
+pub async fn run_terminate_drain() -> Result<(), lambda_runtime::Error> {
+    use crate::config::DrainConfig;
+    use crate::drainer::Drainer;
+
+    init_logging();
+    let config = DrainConfig::from_process_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    if config.common.continuation_topic.is_none() {
+        tracing::warn!("CONTINUATION_TOPIC_ARN is not set: drains longer than one invocation continue only on the topic their event came from");
+    }
+    let sdk = crate::aws::load_sdk_config().await;
+    let drainer = Drainer::new(
+        aws_sdk_ecs::Client::new(&sdk),
+        aws_sdk_autoscaling::Client::new(&sdk),
+        aws_sdk_sns::Client::new(&sdk),
+        config,
+    );
+    let drainer = &drainer;
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<Value>| async move {
+        drainer.handle(&event.payload, event.context.deadline).await
+    }))
+    .await
+}

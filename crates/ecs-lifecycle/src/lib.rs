@@ -1,0 +1,16 @@
+//! The shared domain of the ecs-lifecycle functions: input events, configuration,
+//! ECS / Auto Scaling state and the decisions taken on it, and the AWS adapters.
+
+pub mod aws;
+pub mod config;
+pub mod continuation;
+pub mod drain;
+pub mod drainer;
+pub mod error;
+pub mod event;
+pub mod lambda;
+pub mod model;
+pub mod ports;
+pub mod time;
+
+pub use error::{Error, Result};

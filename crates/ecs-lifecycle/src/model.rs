@@ -1,0 +1,161 @@
+//! Plain domain data: what the functions observe of ECS and Auto Scaling, with no
+//! SDK types in it.
+
+use serde::Serialize;
+
+/// Container instance status as ECS reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum InstanceStatus {
+    Active,
+    Draining,
+    Registering,
+    RegistrationFailed,
+    Deregistering,
+    Inactive,
+    Other(String),
+}
+
+impl InstanceStatus {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "ACTIVE" => InstanceStatus::Active,
+            "DRAINING" => InstanceStatus::Draining,
+            "REGISTERING" => InstanceStatus::Registering,
+            "REGISTRATION_FAILED" => InstanceStatus::RegistrationFailed,
+            "DEREGISTERING" => InstanceStatus::Deregistering,
+            "INACTIVE" => InstanceStatus::Inactive,
+            other => InstanceStatus::Other(other.to_owned()),
+        }
+    }
+}
+
+/// An EC2 instance registered with an ECS cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerInstance {
+    pub cluster: String,
+    pub arn: String,
+    pub ec2_instance_id: String,
+    pub status: InstanceStatus,
+    pub agent_connected: bool,
+    /// Tasks whose *desired* status is RUNNING (not enough to call it drained).
+    pub running_tasks_count: i32,
+}
+
+/// The lifecycle of an ECS task; `STOPPED` is the only state in which it holds
+/// nothing on the instance any more.
+pub const STOPPED: &str = "STOPPED";
+pub const RUNNING: &str = "RUNNING";
+
+/// A task, as far as draining cares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Task {
+    pub arn: String,
+    pub last_status: String,
+    pub desired_status: String,
+    /// `ecs-svc/<deployment>` for service tasks.
+    pub started_by: Option<String>,
+    /// `service:<name>` for service tasks, `family:<name>` by default otherwise.
+    pub group: Option<String>,
+    pub container_instance_arn: Option<String>,
+}
+
+impl Task {
+    pub fn is_stopped(&self) -> bool {
+        self.last_status == STOPPED
+    }
+
+    /// Whether the scheduler has already been told to stop it.
+    pub fn is_stopping(&self) -> bool {
+        self.desired_status == STOPPED
+    }
+
+    /// The service that owns the task, if a service scheduler started it.
+    pub fn service_name(&self) -> Option<&str> {
+        if !self.started_by.as_deref().is_some_and(|s| s.starts_with("ecs-svc/")) {
+            return None;
+        }
+        self.group.as_deref().and_then(|g| g.strip_prefix("service:"))
+    }
+}
+
+/// How ECS schedules a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Scheduling {
+    Replica,
+    Daemon,
+}
+
+/// A service's counts, for the daemon test and the stability check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Service {
+    pub name: String,
+    pub scheduling: Scheduling,
+    pub desired_count: i32,
+    pub running_count: i32,
+    pub pending_count: i32,
+    pub deployments: usize,
+}
+
+impl Service {
+    /// Replacements are running: as many tasks run as are desired.
+    pub fn has_replacements_running(&self) -> bool {
+        self.running_count >= self.desired_count
+    }
+}
+
+/// An instance as Auto Scaling sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AsgInstance {
+    pub asg: String,
+    /// e.g. `InService`, `Terminating:Wait`, `Warmed:Terminating:Wait`.
+    pub lifecycle_state: String,
+}
+
+impl AsgInstance {
+    /// Whether a terminate lifecycle action is waiting on us.
+    pub fn is_terminate_wait(&self) -> bool {
+        self.lifecycle_state == "Terminating:Wait" || self.lifecycle_state == "Warmed:Terminating:Wait"
+    }
+}
+
+/// The timeouts of a lifecycle hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HookTimeouts {
+    pub heartbeat_timeout_s: u64,
+    pub global_timeout_s: u64,
+}
+
+impl HookTimeouts {
+    /// Auto Scaling's defaults (3600 s; 100 x heartbeat capped at 48 h).
+    pub const DEFAULT: HookTimeouts = HookTimeouts::from_heartbeat(3600);
+
+    pub const fn from_heartbeat(heartbeat_timeout_s: u64) -> Self {
+        let global = heartbeat_timeout_s.saturating_mul(100);
+        HookTimeouts { heartbeat_timeout_s, global_timeout_s: if global < 172_800 { global } else { 172_800 } }
+    }
+}
+
+/// CompleteLifecycleAction's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ActionResult {
+    Continue,
+    Abandon,
+}
+
+impl ActionResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionResult::Continue => "CONTINUE",
+            ActionResult::Abandon => "ABANDON",
+        }
+    }
+}
+
+/// What Auto Scaling said to a heartbeat or completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionAck {
+    Accepted,
+    /// `ValidationError: No active Lifecycle Action found`: the action was already
+    /// completed or has expired. Final: never retry.
+    NoActiveAction(String),
+}

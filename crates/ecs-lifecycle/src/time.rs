@@ -1,0 +1,25 @@
+//! Wall-clock time for one invocation: epoch milliseconds that advance with
+//! tokio's clock, so tests can pause and advance time.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    epoch_ms_at_start: u64,
+    start: tokio::time::Instant,
+}
+
+impl Clock {
+    pub fn start() -> Self {
+        Clock { epoch_ms_at_start: epoch_ms(), start: tokio::time::Instant::now() }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.epoch_ms_at_start + u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX / 2)
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the system clock is before it).
+pub fn epoch_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2))
+}

@@ -1,0 +1,1481 @@
+#!/usr/bin/env python3
+"""AWS stand-in for the integration tests: moto server 5.2.5, patched, on loopback.
+
+Usage: python tests/standin/standin.py [--host 127.0.0.1] [--port 0] [--no-stdin-watch]
+
+Prints exactly one line `STANDIN_READY http://<host>:<port>` on stdout once serving,
+then never writes to stdout again (anything moto prints later goes to stderr). Exits
+on SIGTERM / SIGINT and when stdin reaches EOF (so a test that spawned it with a piped
+stdin takes it down when the test process dies); `--no-stdin-watch` turns that off.
+
+WHAT THIS IS. moto's server app (the same WSGI app `moto_server` / ThreadedMotoServer
+serve) wrapped in a small WSGI middleware. Requests under `/_standin/` are control
+endpoints for the tests, requests under `/2018-06-01/runtime/` are a minimal AWS Lambda
+Runtime API, everything else is an AWS request that goes to moto after being counted
+and, when a test asked for it, failed on purpose.
+
+WHERE IT STANDS IN FOR AWS (each place is marked `STAND-IN:` below). moto 5.2.5 lacks or
+misplays these, so a correct client could fail against raw moto and a wrong one pass:
+
+  Auto Scaling
+    * PutLifecycleHook keeps NotificationTargetARN, RoleARN, NotificationMetadata and
+      reports GlobalTimeout = min(172800, 100 x HeartbeatTimeout) (moto drops/hardcodes them).
+    * Lifecycle actions: moto has none. `POST /_standin/lifecycle/start` plays what AWS does
+      when an instance enters a hook's wait state: token, `Terminating:Wait` /
+      `Pending:Wait`, and the notification (same JSON as AWS) to the hook's SNS topic or
+      SQS queue. CompleteLifecycleAction and RecordLifecycleActionHeartbeat (HTTP 500 in
+      moto) are implemented with AWS's `ValidationError: No active Lifecycle Action found
+      with ...`. Timeouts are not simulated by the clock: `POST /_standin/lifecycle/expire`
+      ends an action as the heartbeat/global timeout would.
+    * DescribeAutoScalingInstances / DescribeAutoScalingGroups report those states.
+  ECS
+    * StopTask: AWS sets desiredStatus=STOPPED and the task then walks RUNNING ->
+      DEACTIVATING -> STOPPING -> DEPROVISIONING -> STOPPED; moto jumps to STOPPED, counts
+      a second StopTask twice and answers an unknown task with HTTP 500.
+    * DRAINING: AWS's service scheduler replaces service tasks of a draining instance on
+      other ACTIVE instances (and stalls without capacity); moto only flips the status.
+      `POST /_standin/ecs/step` plays one scheduler step, `/_standin/ecs/auto` plays it
+      periodically. moto's self-advancing task status is switched off.
+    * runningTasksCount / pendingTasksCount (container instances, clusters) and a service's
+      runningCount are derived from the tasks, as AWS reports them.
+    * ListTasks: AWS defaults desiredStatus to RUNNING, matches containerInstance and the
+      cluster exactly, filters on serviceName, pages by 100; moto returns STOPPED tasks too,
+      substring-matches, ignores serviceName and does not page.
+    * ListContainerInstances: pages by 100 and applies the `filter` expressions
+      `ec2InstanceId == X`, `ec2InstanceId in [X, Y]`, `attribute:NAME == V` (moto ignores
+      `filter`; other expressions are rejected here rather than silently ignored).
+    * DescribeTasks: exact ARN/id match in the given cluster, `failures[]` MISSING entries.
+    * Batch limits AWS enforces: DescribeTasks / DescribeContainerInstances <= 100,
+      DescribeServices / UpdateContainerInstancesState <= 10.
+  SNS -> Lambda
+    * moto's `lambda` subscriptions break Publish; `POST /_standin/lambda/subscribe` hooks
+      SNS publishing in-process instead and queues the envelope Lambda would receive.
+  Lambda
+    * A minimal Runtime API (next / response / error / init error) so a real Rust binary
+      built with `lambda_runtime` runs against this process (one function per process).
+
+Everything else is plain moto 5.2.5. The patches reach into moto's internals and are only
+valid for the pinned version (see requirements.txt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import collections
+import datetime as dt
+import fnmatch
+import io
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+import urllib.parse
+import uuid
+from typing import Any
+
+os.environ.setdefault("MOTO_ACCOUNT_ID", "123456789012")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# moto signs nothing and checks nothing; these only keep botocore quiet if it looks.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+
+import moto  # noqa: E402
+
+if moto.__version__ != "5.2.5":  # the patches below are written against 5.2.5
+    sys.stderr.write(f"standin: expected moto 5.2.5, found {moto.__version__}\n")
+    sys.exit(2)
+
+from werkzeug.serving import make_server  # noqa: E402
+from werkzeug.wrappers import Request  # noqa: E402
+
+from moto.autoscaling import models as as_models  # noqa: E402
+from moto.autoscaling import responses as as_responses  # noqa: E402
+from moto.autoscaling.exceptions import ValidationError  # noqa: E402
+from moto.autoscaling.models import autoscaling_backends  # noqa: E402
+from moto.core.responses import ActionResult, EmptyResult  # noqa: E402
+from moto.core.utils import utcnow  # noqa: E402
+from moto.ecs import models as ecs_models  # noqa: E402
+from moto.ecs import responses as ecs_responses  # noqa: E402
+from moto.ecs.exceptions import InvalidParameterException  # noqa: E402
+from moto.ecs.models import ecs_backends  # noqa: E402
+from moto.moto_api import state_manager  # noqa: E402
+from moto.moto_server.werkzeug_app import (  # noqa: E402
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from moto.sns import models as sns_models  # noqa: E402
+from moto.sns.models import sns_backends  # noqa: E402
+from moto.sqs.models import sqs_backends  # noqa: E402
+
+ACCOUNT_ID = os.environ["MOTO_ACCOUNT_ID"]
+DEFAULT_REGION = "us-east-1"
+FUNCTION_ARN = f"arn:aws:lambda:{DEFAULT_REGION}:{ACCOUNT_ID}:function:local"
+
+# One re-entrant lock serialises every call into moto (AWS requests) with every mutation
+# the stand-in makes to moto's backends or to its own lifecycle/ECS state. moto's backends
+# are not thread-safe and the server is threaded. Lambda state has its own Condition
+# (lambda waits must never hold this lock). Lock order: MOTO_LOCK before LAMBDA.cond.
+MOTO_LOCK = threading.RLock()
+
+
+def log(msg: str) -> None:
+    sys.stderr.write(f"standin: {msg}\n")
+    sys.stderr.flush()
+
+
+def iso_ms(t: float | None = None) -> str:
+    """AWS notification timestamp, e.g. 2026-11-22T05:01:02.345Z."""
+    d = dt.datetime.fromtimestamp(time.time() if t is None else t, tz=dt.timezone.utc)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+
+
+def loaded_backends(backend_dict: Any) -> list[tuple[str, str, Any]]:
+    """(account, region, backend) for every backend moto has instantiated so far."""
+    out = []
+    for account_id, per_region in list(dict.items(backend_dict)):
+        for region, backend in list(dict.items(per_region)):
+            out.append((account_id, region, backend))
+    return out
+
+
+class StandInError(Exception):
+    """A control-endpoint error: answered as 400 {"error": message}."""
+
+
+# --------------------------------------------------------------------------------------
+# 1 + 2. Call counting and fault injection
+# --------------------------------------------------------------------------------------
+
+# XML namespaces of query-protocol services, for injected error responses.
+QUERY_XMLNS = {
+    "autoscaling": "http://autoscaling.amazonaws.com/doc/2011-01-01/",
+    "sns": "http://sns.amazonaws.com/doc/2010-03-31/",
+    "sts": "https://sts.amazonaws.com/doc/2011-06-15/",
+    "iam": "https://iam.amazonaws.com/doc/2010-05-08/",
+    "cloudformation": "http://cloudformation.amazonaws.com/doc/2010-05-15/",
+    "elasticloadbalancing": "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/",
+    "monitoring": "http://monitoring.amazonaws.com/doc/2010-08-01/",
+    "sqs": "http://queue.amazonaws.com/doc/2012-11-05/",
+}
+
+
+class Calls:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: dict[str, int] = collections.OrderedDict()
+        self.faults: list[dict[str, Any]] = []
+
+    def record(self, key: str) -> dict[str, Any] | None:
+        """Count the call; return the fault to inject (and use it up), if any."""
+        with self.lock:
+            self.counts[key] = self.counts.get(key, 0) + 1
+            for fault in self.faults:
+                if fault["target"] == key or fnmatch.fnmatchcase(key, fault["target"]):
+                    fault["count"] -= 1
+                    if fault["count"] <= 0:
+                        self.faults.remove(fault)
+                    return dict(fault)
+        return None
+
+    def add_fault(self, body: dict[str, Any]) -> dict[str, Any]:
+        target = body.get("target")
+        error = body.get("error")
+        if not isinstance(target, str) or ":" not in target:
+            raise StandInError('"target" must be "<service>:<Operation>", e.g. "ecs:DescribeTasks"')
+        if not isinstance(error, str) or not error:
+            raise StandInError('"error" must be an error code, e.g. "ThrottlingException"')
+        count = body.get("count", 1)
+        status = body.get("status", 400)
+        message = body.get("message", "Rate exceeded")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise StandInError('"count" must be an integer >= 1')
+        if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
+            raise StandInError('"status" must be an HTTP error status (400..599)')
+        if not isinstance(message, str):
+            raise StandInError('"message" must be a string')
+        fault = {"target": target, "error": error, "count": count, "status": status, "message": message}
+        with self.lock:
+            self.faults.append(fault)
+        return dict(fault)
+
+
+CALLS = Calls()
+
+_CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
+
+
+def identify_request(environ: dict[str, Any], body: bytes) -> tuple[str, str, str]:
+    """(service, operation, region) of an AWS request, from its SigV4 credential scope
+    and X-Amz-Target header or query-protocol Action."""
+    service, region = "unknown", DEFAULT_REGION
+    m = _CREDENTIAL_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if not m:  # presigned URL
+        qs = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        cred = (qs.get("X-Amz-Credential") or [""])[0]
+        m = re.match(r"([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request", cred)
+    if m:
+        region, service = m.group(3), m.group(4).lower()
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    operation = None
+    if target and "." in target:
+        operation = target.rsplit(".", 1)[1]
+    else:
+        action = urllib.parse.parse_qs(environ.get("QUERY_STRING", "")).get("Action")
+        if not action and environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+            action = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("Action")
+        if action:
+            operation = action[0]
+    if operation is None:  # REST-style service: method + path is the best we have
+        operation = f"{environ.get('REQUEST_METHOD', 'GET')} {environ.get('PATH_INFO', '/')}"
+    return service, operation, region
+
+
+def fault_response(environ: dict[str, Any], service: str, fault: dict[str, Any]) -> tuple[int, list, bytes]:
+    """An error in the protocol the client speaks, as the service would send it."""
+    request_id = str(uuid.uuid4())
+    status, code, message = fault["status"], fault["error"], fault["message"]
+    content_type = environ.get("CONTENT_TYPE", "")
+    if environ.get("HTTP_X_AMZ_TARGET") or content_type.startswith("application/x-amz-json"):
+        version = "1.0" if (service == "sqs" or content_type.endswith("1.0")) else "1.1"
+        body = json.dumps({"__type": code, "message": message}).encode()
+        headers = [
+            ("Content-Type", f"application/x-amz-json-{version}"),
+            ("x-amzn-RequestId", request_id),
+            ("X-Amzn-ErrorType", code),
+        ]
+        return status, headers, body
+    if service == "ec2":  # the EC2 protocol has its own error envelope
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Response><Errors><Error><Code>{xml_escape(code)}</Code>"
+            f"<Message>{xml_escape(message)}</Message></Error></Errors>"
+            f"<RequestID>{request_id}</RequestID></Response>"
+        ).encode()
+        return status, [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
+    xmlns = QUERY_XMLNS.get(service, f"http://{service}.amazonaws.com/doc/")
+    kind = "Sender" if status < 500 else "Receiver"
+    body = (
+        f'<ErrorResponse xmlns="{xmlns}"><Error><Type>{kind}</Type>'
+        f"<Code>{xml_escape(code)}</Code><Message>{xml_escape(message)}</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+    ).encode()
+    return status, [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
+
+
+def xml_escape(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+# --------------------------------------------------------------------------------------
+# 3. Auto Scaling lifecycle hooks and actions
+# --------------------------------------------------------------------------------------
+
+TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
+LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
+
+
+class LifecycleAction:
+    def __init__(self, account_id: str, region: str, asg: str, hook: str, instance_id: str, transition: str):
+        self.account_id = account_id
+        self.region = region
+        self.asg = asg
+        self.hook = hook
+        self.instance_id = instance_id
+        self.transition = transition
+        self.token = str(uuid.uuid4())
+        self.state = "active"
+        self.result: str | None = None
+        self.started_at = time.time()
+        self.completed_at: float | None = None
+        self.complete_calls = 0
+        self.heartbeat_calls = 0
+        self.heartbeats: list[float] = []
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "asg": self.asg,
+            "hook": self.hook,
+            "instance_id": self.instance_id,
+            "token": self.token,
+            "transition": self.transition,
+            "state": self.state,
+            "result": self.result,
+            "started_at": self.started_at,
+            "completed_at": self.completed_at,
+            "complete_calls": self.complete_calls,
+            "heartbeat_calls": self.heartbeat_calls,
+            "heartbeats": list(self.heartbeats),
+            "region": self.region,
+        }
+
+
+class Lifecycle:
+    """Lifecycle actions. All methods run under MOTO_LOCK."""
+
+    def __init__(self) -> None:
+        self.actions: list[LifecycleAction] = []
+        # instance id -> LifecycleState the stand-in reports (overrides moto's InService)
+        self.instance_states: dict[str, str] = {}
+
+    # ---- control endpoints ----
+
+    def start(self, body: dict[str, Any]) -> dict[str, Any]:
+        asg_name, hook_name, instance_id = body.get("asg"), body.get("hook"), body.get("instance_id")
+        for key, val in (("asg", asg_name), ("hook", hook_name), ("instance_id", instance_id)):
+            if not isinstance(val, str) or not val:
+                raise StandInError(f'"{key}" is required (a string)')
+        region = body.get("region", DEFAULT_REGION)
+        backend = autoscaling_backends[ACCOUNT_ID][region]
+        group = backend.autoscaling_groups.get(asg_name)
+        if group is None:
+            raise StandInError(f"unknown Auto Scaling group {asg_name!r}")
+        hook = backend.lifecycle_hooks.get(f"{asg_name}_{hook_name}")
+        if hook is None:
+            raise StandInError(f"unknown lifecycle hook {hook_name!r} on group {asg_name!r}")
+        if not any(s.instance.id == instance_id for s in group.instance_states):
+            raise StandInError(f"instance {instance_id} is not in group {asg_name}")
+        # Default: the hook's own transition (a terminate hook -> EC2_INSTANCE_TERMINATING).
+        transition = body.get("transition") or hook.lifecycle_transition or TERMINATING
+        if transition not in (TERMINATING, LAUNCHING):
+            raise StandInError(f"transition must be {TERMINATING} or {LAUNCHING}, not {transition!r}")
+        if hook.lifecycle_transition and transition != hook.lifecycle_transition:
+            raise StandInError(f"hook {hook_name!r} is for {hook.lifecycle_transition}, not {transition}")
+        if any(a.instance_id == instance_id and a.state == "active" for a in self.actions):
+            raise StandInError(f"instance {instance_id} already has an active lifecycle action")
+        target = getattr(hook, "notification_target_arn", None)
+        self._check_target(target)
+
+        action = LifecycleAction(ACCOUNT_ID, region, asg_name, hook_name, instance_id, transition)
+        launching = transition == LAUNCHING
+        # STAND-IN: what AWS sends for a lifecycle action (SNS Message / SQS body / EventBridge detail).
+        message: dict[str, Any] = {
+            "Origin": "EC2" if launching else "AutoScalingGroup",
+            "Destination": "AutoScalingGroup" if launching else "EC2",
+            "LifecycleHookName": hook_name,
+            "AccountId": ACCOUNT_ID,
+            "RequestId": str(uuid.uuid4()),
+            "LifecycleTransition": transition,
+            "AutoScalingGroupName": asg_name,
+            "Service": "AWS Auto Scaling",
+            "Time": iso_ms(action.started_at),
+            "EC2InstanceId": instance_id,
+            "LifecycleActionToken": action.token,
+        }
+        metadata = getattr(hook, "notification_metadata", None)
+        if metadata:
+            message["NotificationMetadata"] = metadata
+        self.actions.append(action)
+        self.instance_states[instance_id] = "Pending:Wait" if launching else "Terminating:Wait"
+        word = "LAUNCHING" if launching else "TERMINATING"
+        subject = f"Auto Scaling:  Lifecycle action '{word}' for instance {instance_id} in progress."
+        delivered = self._deliver(target, json.dumps(message), subject)
+        return {"token": action.token, "message": message, "delivered_to": delivered}
+
+    def test_notification(self, body: dict[str, Any]) -> dict[str, Any]:
+        """What AWS sends to a hook's target when the hook is created (extra endpoint)."""
+        asg_name, hook_name = body.get("asg"), body.get("hook")
+        region = body.get("region", DEFAULT_REGION)
+        backend = autoscaling_backends[ACCOUNT_ID][region]
+        group = backend.autoscaling_groups.get(asg_name)
+        hook = backend.lifecycle_hooks.get(f"{asg_name}_{hook_name}")
+        if group is None or hook is None:
+            raise StandInError(f"unknown group {asg_name!r} or hook {hook_name!r}")
+        target = getattr(hook, "notification_target_arn", None)
+        self._check_target(target)
+        message = {
+            "AccountId": ACCOUNT_ID,
+            "RequestId": str(uuid.uuid4()),
+            "AutoScalingGroupARN": group.arn,
+            "AutoScalingGroupName": asg_name,
+            "Service": "AWS Auto Scaling",
+            "Event": "autoscaling:TEST_NOTIFICATION",
+            "Time": iso_ms(),
+        }
+        subject = f'Auto Scaling: test notification for group "{asg_name}"'
+        delivered = self._deliver(target, json.dumps(message), subject)
+        return {"message": message, "delivered_to": delivered}
+
+    def expire(self, body: dict[str, Any]) -> dict[str, Any]:
+        instance_id = body.get("instance_id")
+        action = next((a for a in self.actions if a.instance_id == instance_id and a.state == "active"), None)
+        if action is None:
+            raise StandInError(f"no active lifecycle action for instance {instance_id!r}")
+        # STAND-IN: the heartbeat/global timeout ran out; AWS applies the hook's DefaultResult.
+        hook = autoscaling_backends[action.account_id][action.region].lifecycle_hooks.get(
+            f"{action.asg}_{action.hook}"
+        )
+        default_result = getattr(hook, "default_result", None) or "ABANDON"
+        action.state = "expired"
+        action.result = default_result
+        action.completed_at = time.time()
+        self.instance_states[action.instance_id] = self._after_state(action.transition, default_result)
+        return action.to_json()
+
+    def list(self) -> list[dict[str, Any]]:
+        return [a.to_json() for a in self.actions]
+
+    # ---- AWS API (called from the patched AutoScalingResponse) ----
+
+    def complete(self, account_id: str, region: str, params: dict[str, Any]) -> None:
+        action, matched = self._match(account_id, region, params)
+        if matched is not None:
+            matched.complete_calls += 1
+        result = params.get("LifecycleActionResult")
+        if result not in ("CONTINUE", "ABANDON"):
+            raise ValidationError(
+                f"Invalid value for LifecycleActionResult: {result!r}. Valid values are CONTINUE and ABANDON."
+            )
+        if action is None:
+            raise ValidationError(self._not_found(params))
+        action.state = "completed"
+        action.result = result
+        action.completed_at = time.time()
+        self.instance_states[action.instance_id] = self._after_state(action.transition, result)
+
+    def heartbeat(self, account_id: str, region: str, params: dict[str, Any]) -> None:
+        action, matched = self._match(account_id, region, params)
+        if matched is not None:
+            matched.heartbeat_calls += 1
+        if action is None:
+            raise ValidationError(self._not_found(params))
+        action.heartbeats.append(time.time())
+
+    # ---- helpers ----
+
+    def _match(self, account_id: str, region: str, params: dict[str, Any]):
+        """(active action, most relevant action in any state) for asg + hook + token/instance."""
+        asg, hook = params.get("AutoScalingGroupName"), params.get("LifecycleHookName")
+        token, instance_id = params.get("LifecycleActionToken"), params.get("InstanceId")
+        if not token and not instance_id:
+            raise ValidationError("Either LifecycleActionToken or InstanceId must be specified.")
+        cands = [
+            a
+            for a in self.actions
+            if a.account_id == account_id
+            and a.region == region
+            and a.asg == asg
+            and a.hook == hook
+            and (a.token == token if token else a.instance_id == instance_id)
+            and (not token or not instance_id or a.instance_id == instance_id)
+        ]
+        active = [a for a in cands if a.state == "active"]
+        matched = active[-1] if active else (cands[-1] if cands else None)
+        return (active[-1] if active else None), matched
+
+    @staticmethod
+    def _not_found(params: dict[str, Any]) -> str:
+        # STAND-IN: AWS's wording.
+        if params.get("LifecycleActionToken"):
+            return f"No active Lifecycle Action found with token {params['LifecycleActionToken']}"
+        return f"No active Lifecycle Action found with instance ID {params.get('InstanceId')}"
+
+    @staticmethod
+    def _after_state(transition: str, result: str) -> str:
+        if transition == LAUNCHING:
+            return "Pending:Proceed" if result == "CONTINUE" else "Terminating"
+        return "Terminating:Proceed"
+
+    @staticmethod
+    def _check_target(target: str | None) -> None:
+        if not target:
+            return
+        parts = target.split(":")
+        if len(parts) < 6:
+            raise StandInError(f"hook notification target {target!r} is not an ARN")
+        service, region, account = parts[2], parts[3], parts[4]
+        if service == "sns":
+            if target not in sns_backends[account][region].topics:
+                raise StandInError(f"hook notification target topic {target} does not exist")
+        elif service == "sqs":
+            try:
+                sqs_backends[account][region].get_queue(parts[5])
+            except Exception:
+                raise StandInError(f"hook notification target queue {target} does not exist")
+
+    @staticmethod
+    def _deliver(target: str | None, message: str, subject: str) -> str | None:
+        if not target:
+            return None  # EventBridge-only hook: nothing to deliver here
+        parts = target.split(":")
+        service, region, account = parts[2], parts[3], parts[4]
+        if service == "sns":
+            # Through moto's SNS backend: SQS subscriptions get the SNS envelope and the
+            # stand-in Lambda subscriptions (section 5) fire.
+            sns_backends[account][region].publish(message, arn=target, subject=subject)
+            return target
+        if service == "sqs":
+            sqs_backends[account][region].send_message(parts[5], message)
+            return target
+        return None
+
+
+LIFECYCLE = Lifecycle()
+
+
+def _instance_state_lifecycle_state(self: Any) -> str:
+    # STAND-IN: the serializer reads `LifecycleState` before moto's `lifecycle_state`, so
+    # the instance reports the lifecycle state the stand-in gave it; moto's own logic
+    # (which counts `lifecycle_state == "InService"`) is left untouched.
+    return LIFECYCLE.instance_states.get(self.instance.id, self.lifecycle_state)
+
+
+as_models.InstanceState.LifecycleState = property(_instance_state_lifecycle_state)
+
+
+def _put_lifecycle_hook(self: Any) -> ActionResult:
+    """STAND-IN for PutLifecycleHook: keeps every field AWS keeps; an existing hook is updated."""
+    name = self._get_param("LifecycleHookName")
+    as_name = self._get_param("AutoScalingGroupName")
+    backend = self.autoscaling_backend
+    if as_name not in backend.autoscaling_groups:
+        raise ValidationError(f"No Auto Scaling group found with name {as_name}")
+    old = backend.lifecycle_hooks.get(f"{as_name}_{name}")
+
+    def pick(param: str, attr: str, default: Any) -> Any:
+        value = self._get_param(param)
+        if value is not None:
+            return value
+        return getattr(old, attr, default) if old is not None else default
+
+    timeout = pick("HeartbeatTimeout", "heartbeat_timeout", 3600)
+    timeout = int(timeout)
+    if not 30 <= timeout <= 7200:
+        raise ValidationError(f"Heartbeat timeout must be between 30 and 7200 seconds, got {timeout}.")
+    result = pick("DefaultResult", "default_result", "ABANDON")
+    if result not in ("CONTINUE", "ABANDON"):
+        raise ValidationError(f"Invalid value for DefaultResult: {result}. Valid values are CONTINUE and ABANDON.")
+    with MOTO_LOCK:
+        hook = backend.create_lifecycle_hook(
+            name=name,
+            as_name=as_name,
+            transition=pick("LifecycleTransition", "lifecycle_transition", None),
+            timeout=timeout,
+            result=result,
+        )
+        hook.notification_target_arn = pick("NotificationTargetARN", "notification_target_arn", None)
+        hook.role_arn = pick("RoleARN", "role_arn", None)
+        hook.notification_metadata = pick("NotificationMetadata", "notification_metadata", None)
+        hook.global_timeout = min(172800, 100 * timeout)
+    return EmptyResult()
+
+
+def _lifecycle_params(self: Any) -> dict[str, Any]:
+    return {
+        k: self._get_param(k)
+        for k in (
+            "AutoScalingGroupName",
+            "LifecycleHookName",
+            "LifecycleActionToken",
+            "InstanceId",
+            "LifecycleActionResult",
+        )
+    }
+
+
+def _complete_lifecycle_action(self: Any) -> ActionResult:
+    with MOTO_LOCK:
+        LIFECYCLE.complete(self.current_account, self.region, _lifecycle_params(self))
+    return EmptyResult()
+
+
+def _record_lifecycle_action_heartbeat(self: Any) -> ActionResult:
+    with MOTO_LOCK:
+        LIFECYCLE.heartbeat(self.current_account, self.region, _lifecycle_params(self))
+    return EmptyResult()
+
+
+as_responses.AutoScalingResponse.put_lifecycle_hook = _put_lifecycle_hook
+as_responses.AutoScalingResponse.complete_lifecycle_action = _complete_lifecycle_action
+as_responses.AutoScalingResponse.record_lifecycle_action_heartbeat = _record_lifecycle_action_heartbeat
+
+
+# --------------------------------------------------------------------------------------
+# 4. ECS
+# --------------------------------------------------------------------------------------
+
+STOP_PROGRESSION = {
+    "PROVISIONING": "STOPPED",
+    "PENDING": "STOPPED",
+    "ACTIVATING": "DEACTIVATING",
+    "RUNNING": "DEACTIVATING",
+    "DEACTIVATING": "STOPPING",
+    "STOPPING": "DEPROVISIONING",
+    "DEPROVISIONING": "STOPPED",
+}
+
+_orig_task_init = ecs_models.Task.__init__
+
+
+def _task_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    _orig_task_init(self, *args, **kwargs)
+    # STAND-IN: AWS reports these for a running task; moto leaves them out and keeps
+    # containers PENDING forever.
+    now = utcnow()
+    self.created_at = now
+    self.started_at = now
+    self.pull_started_at = now
+    self.pull_stopped_at = now
+    self.connectivity = "CONNECTED"
+    self.connectivity_at = now
+    for c in self.containers:
+        c.last_status = "RUNNING"
+
+
+ecs_models.Task.__init__ = _task_init
+
+
+def _ci_id(arn_or_id: str) -> str:
+    return arn_or_id.split("/")[-1]
+
+
+def _mark_stopped(task: Any) -> None:
+    now = utcnow()
+    task.last_status = "STOPPED"
+    task.stopped_at = now
+    task.execution_stopped_at = now
+    task.connectivity = "DISCONNECTED"
+    for c in task.containers:
+        c.last_status = "STOPPED"
+        c.exitCode = 0 if getattr(task, "stop_code", None) != "EssentialContainerExited" else 1
+
+
+def _sync_counts(backend: Any, cluster_name: str | None = None) -> None:
+    """STAND-IN: derive the counters AWS reports from the tasks themselves.
+    Container instance runningTasksCount = its tasks with desiredStatus RUNNING (AWS drops
+    a task from it as soon as it is told to stop); pendingTasksCount = those still PENDING.
+    Cluster counts likewise; a service's runningCount = its tasks (group service:<name>)
+    RUNNING with desiredStatus RUNNING."""
+    names = [cluster_name] if cluster_name else list(backend.clusters)
+    for name in names:
+        tasks = list(backend.tasks.get(name, {}).values())
+        per_ci: dict[str, list[int]] = {}
+        running = pending = 0
+        for t in tasks:
+            if t.desired_status != "RUNNING":
+                continue
+            is_pending = t.last_status in ("PROVISIONING", "PENDING", "ACTIVATING")
+            if t.container_instance_arn:
+                c = per_ci.setdefault(_ci_id(t.container_instance_arn), [0, 0])
+                c[1 if is_pending else 0] += 1
+            if is_pending:
+                pending += 1
+            elif t.last_status == "RUNNING":
+                running += 1
+        for ci_id, ci in backend.container_instances.get(name, {}).items():
+            r, p = per_ci.get(ci_id, [0, 0])
+            ci.running_tasks_count = r
+            ci.pending_tasks_count = p
+        cluster = backend.clusters.get(name)
+        if cluster is not None:
+            cluster.running_tasks_count = running
+            cluster.pending_tasks_count = pending
+            cluster.registered_container_instances_count = len(backend.container_instances.get(name, {}))
+        for service in backend.services.values():
+            if service.cluster_name != name:
+                continue
+            group = f"service:{service.name}"
+            s_running = sum(
+                1 for t in tasks if t.group == group and t.desired_status == "RUNNING" and t.last_status == "RUNNING"
+            )
+            s_pending = sum(
+                1
+                for t in tasks
+                if t.group == group and t.desired_status == "RUNNING" and t.last_status in ("PROVISIONING", "PENDING")
+            )
+            service.running_count = s_running
+            service.pending_count = s_pending
+            for d in service.deployments:
+                if d.get("status") == "PRIMARY":
+                    d["runningCount"] = s_running
+                    d["pendingCount"] = s_pending
+                    d["rolloutState"] = "COMPLETED" if s_running >= service.desired_count else "IN_PROGRESS"
+
+
+def _stop_task_model(backend: Any, cluster: Any, task: Any, reason: str, stop_code: str) -> None:
+    """Tell a task to stop, as ECS does. A task already told to stop is left alone."""
+    if task.desired_status == "STOPPED":
+        return
+    if task.container_instance_arn and task.resource_requirements:
+        ci = backend.container_instances.get(cluster.name, {}).get(_ci_id(task.container_instance_arn))
+        if ci is not None:
+            try:
+                backend.update_container_instance_resources(ci, task.resource_requirements, removing=True)
+            except ValueError:  # a host port moto never recorded
+                pass
+    task.desired_status = "STOPPED"
+    task.stopped_reason = reason
+    task.stop_code = stop_code
+    task.stopping_at = utcnow()
+    nxt = STOP_PROGRESSION.get(task.last_status)
+    if task.last_status in ("PROVISIONING", "PENDING"):
+        _mark_stopped(task)
+    elif task.last_status in ("RUNNING", "ACTIVATING") and nxt:
+        task.last_status = nxt
+    _sync_counts(backend, cluster.name)
+
+
+def _find_task(backend: Any, cluster: Any, task_str: str) -> Any | None:
+    tasks = backend.tasks.get(cluster.name, {})
+    if task_str in tasks:
+        return tasks[task_str]
+    task_id = task_str.split("/")[-1]
+    for t in tasks.values():
+        if t.id == task_id:
+            return t
+    return None
+
+
+def _stop_task(self: Any, cluster_str: str, task_str: str, reason: str | None) -> Any:
+    """STAND-IN for StopTask: desiredStatus STOPPED, lastStatus DEACTIVATING (then the
+    ECS step walks it to STOPPED), no double counting, AWS's error for an unknown task."""
+    with MOTO_LOCK:
+        cluster = self._get_cluster(cluster_str)
+        task = _find_task(self, cluster, task_str or "")
+        if task is None:
+            raise InvalidParameterException("The referenced task was not found.")
+        _stop_task_model(self, cluster, task, reason or "Task stopped by user", "UserInitiated")
+        return task
+
+
+def _place_task(backend: Any, cluster: Any, ci: Any, task_definition: Any, started_by: str, group: str,
+                network_configuration: Any = None, overrides: Any = None) -> Any:
+    resource_requirements = backend._calculate_task_resource_requirements(task_definition)
+    task = ecs_models.Task(
+        cluster,
+        task_definition,
+        ci.container_instance_arn,
+        resource_requirements,
+        backend=backend,
+        group=group,
+        overrides=overrides or {},
+        started_by=started_by or "",
+        launch_type="EC2",
+        networking_configuration=network_configuration or None,
+    )
+    backend.update_container_instance_resources(ci, resource_requirements)
+    backend.tasks.setdefault(cluster.name, {})[task.task_arn] = task
+    return task
+
+
+def _describe_tasks_response(self: Any) -> ActionResult:
+    """STAND-IN for DescribeTasks: exact match in the named cluster, failures[] MISSING."""
+    cluster_str = self._get_param("cluster", "default")
+    wanted = self._get_param("tasks", []) or []
+    with MOTO_LOCK:
+        cluster = self.ecs_backend._get_cluster(cluster_str)
+        if not wanted:
+            raise InvalidParameterException("Tasks cannot be empty.")
+        if len(wanted) > 100:
+            raise InvalidParameterException("Tasks cannot have more than 100 items.")
+        tasks, failures = [], []
+        for w in wanted:
+            t = _find_task(self.ecs_backend, cluster, w)
+            if t is None:
+                arn = w if w.startswith("arn:") else (
+                    f"arn:aws:ecs:{self.region}:{self.current_account}:task/{cluster.name}/{w}"
+                )
+                failures.append({"arn": arn, "reason": "MISSING"})
+            elif t not in tasks:
+                tasks.append(t)
+    if "TAGS" in (self._get_param("include", []) or []):
+        self._include_in_response(ecs_responses.DESCRIBE_TASKS_TAGS)
+    else:
+        self._exclude_from_response(ecs_responses.DESCRIBE_TASKS_TAGS)
+    return ActionResult({"tasks": tasks, "failures": failures})
+
+
+def _page(self: Any, items: list[str], key: str) -> ActionResult:
+    """AWS paging for List* calls: maxResults 1..100 (default 100), opaque nextToken."""
+    max_results = self._get_param("maxResults")
+    if max_results is None:
+        max_results = 100
+    max_results = int(max_results)
+    if not 1 <= max_results <= 100:
+        raise InvalidParameterException("maxResults must be between 1 and 100.")
+    token = self._get_param("nextToken")
+    start = 0
+    if token:
+        try:
+            start = int(json.loads(base64.b64decode(token))["offset"])
+        except Exception:
+            raise InvalidParameterException("Invalid nextToken.")
+    page = items[start:start + max_results]
+    result: dict[str, Any] = {key: page}
+    if start + max_results < len(items):
+        result["nextToken"] = base64.b64encode(json.dumps({"offset": start + max_results}).encode()).decode()
+    return ActionResult(result)
+
+
+def _list_tasks_response(self: Any) -> ActionResult:
+    """STAND-IN for ListTasks (see the module docstring)."""
+    backend = self.ecs_backend
+    with MOTO_LOCK:
+        cluster = backend._get_cluster(self._get_param("cluster", "default"))
+        container_instance = self._get_param("containerInstance")
+        family = self._get_param("family")
+        started_by = self._get_param("startedBy")
+        service_name = self._get_param("serviceName")
+        desired = self._get_param("desiredStatus") or "RUNNING"
+        launch_type = self._get_param("launchType")
+        if service_name and (family or started_by):
+            raise InvalidParameterException("serviceName may not be specified with family or startedBy.")
+        out = []
+        for t in backend.tasks.get(cluster.name, {}).values():
+            if t.desired_status != desired:
+                continue
+            if container_instance and (
+                not t.container_instance_arn or _ci_id(t.container_instance_arn) != _ci_id(container_instance)
+            ):
+                continue
+            if family and t.task_definition_arn.split("/")[-1].split(":")[0] != family:
+                continue
+            if started_by and t.started_by != started_by:
+                continue
+            if service_name and t.group != f"service:{service_name.split('/')[-1]}":
+                continue
+            if launch_type and (t.launch_type or "EC2") != launch_type:
+                continue
+            out.append(t.task_arn)
+        return _page(self, out, "taskArns")
+
+
+_FILTER_EQ = re.compile(r"^\s*(ec2InstanceId|attribute:[\w.\-]+)\s*==\s*['\"]?([^'\"\s]+)['\"]?\s*$")
+_FILTER_IN = re.compile(r"^\s*ec2InstanceId\s+in\s*\[([^\]]*)\]\s*$")
+
+
+def _ci_filter(expr: str):
+    """A subset of ECS's cluster query language, for ListContainerInstances."""
+    m = _FILTER_EQ.match(expr)
+    if m:
+        field, value = m.group(1), m.group(2)
+        if field == "ec2InstanceId":
+            return lambda ci: ci.ec2_instance_id == value
+        name = field[len("attribute:"):]
+        return lambda ci: str((ci.attributes or {}).get(name)) == value
+    m = _FILTER_IN.match(expr)
+    if m:
+        values = {v.strip().strip("'\"") for v in m.group(1).split(",") if v.strip()}
+        return lambda ci: ci.ec2_instance_id in values
+    raise InvalidParameterException(
+        f"stand-in: unsupported filter expression {expr!r} (supported: ec2InstanceId == X, "
+        "ec2InstanceId in [X, Y], attribute:NAME == V)"
+    )
+
+
+def _list_container_instances_response(self: Any) -> ActionResult:
+    """STAND-IN for ListContainerInstances: `filter` applied, paged by 100."""
+    backend = self.ecs_backend
+    with MOTO_LOCK:
+        cluster = backend._get_cluster(self._get_param("cluster", "default"))
+        status = self._get_param("status")
+        expr = self._get_param("filter")
+        pred = _ci_filter(expr) if expr else (lambda ci: True)
+        arns = [
+            ci.container_instance_arn
+            for ci in backend.container_instances.get(cluster.name, {}).values()
+            if (status is None or ci.status == status) and pred(ci)
+        ]
+        return _page(self, arns, "containerInstanceArns")
+
+
+ecs_responses.EC2ContainerServiceResponse.describe_tasks = _describe_tasks_response
+ecs_responses.EC2ContainerServiceResponse.list_tasks = _list_tasks_response
+ecs_responses.EC2ContainerServiceResponse.list_container_instances = _list_container_instances_response
+ecs_models.EC2ContainerServiceBackend.stop_task = _stop_task
+
+
+def _wrap_backend_method(name: str, limit: int | None = None, limit_arg: int = 1, what: str = "", sync: bool = True):
+    orig = getattr(ecs_models.EC2ContainerServiceBackend, name)
+
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with MOTO_LOCK:
+            if limit is not None and len(args) > limit_arg and args[limit_arg] and len(args[limit_arg]) > limit:
+                raise InvalidParameterException(f"{what} cannot have more than {limit} items.")
+            if sync:
+                _sync_counts(self)
+            return orig(self, *args, **kwargs)
+
+    wrapper.__name__ = name
+    setattr(ecs_models.EC2ContainerServiceBackend, name, wrapper)
+
+
+# Counters are recomputed before anything reports them; AWS's batch limits enforced.
+_wrap_backend_method("describe_container_instances", limit=100, what="Container instances")
+_wrap_backend_method("describe_services", limit=10, what="Services")
+_wrap_backend_method("update_container_instances_state", limit=10, what="Container instances")
+_wrap_backend_method("describe_clusters")
+_wrap_backend_method("deregister_container_instance")
+_wrap_backend_method("list_services", sync=False)
+
+
+def _ecs_targets(cluster: str | None) -> list[tuple[Any, Any]]:
+    out = []
+    name = cluster.split("/")[-1] if cluster else None
+    for _, _, backend in loaded_backends(ecs_backends):
+        for cl in list(backend.clusters.values()):
+            if name is None or cl.name == name:
+                out.append((backend, cl))
+    if name is not None and not out:
+        raise StandInError(f"unknown ECS cluster {cluster!r}")
+    return out
+
+
+_RR: dict[str, int] = {}  # round-robin position per cluster ARN
+
+
+def ecs_step(cluster: str | None = None, max_replacements: int | None = None) -> dict[str, int]:
+    """STAND-IN: one step of ECS's agent + service scheduler (see section 4 of the module doc)."""
+    advanced = replaced = stalled = 0
+    with MOTO_LOCK:
+        for backend, cl in _ecs_targets(cluster):
+            tasks = backend.tasks.get(cl.name, {})
+            # a) tasks told to stop move one state towards STOPPED
+            for task in list(tasks.values()):
+                if task.desired_status == "STOPPED" and task.last_status != "STOPPED":
+                    nxt = STOP_PROGRESSION.get(task.last_status, "STOPPED")
+                    if nxt == "STOPPED":
+                        _mark_stopped(task)
+                    else:
+                        task.last_status = nxt
+                    advanced += 1
+            # b) service tasks on DRAINING instances are replaced on ACTIVE ones
+            cis = list(backend.container_instances.get(cl.name, {}).values())
+            active = [ci for ci in cis if ci.status == "ACTIVE"]
+            for ci in cis:
+                if ci.status != "DRAINING":
+                    continue
+                for task in list(tasks.values()):
+                    if task.container_instance_arn != ci.container_instance_arn:
+                        continue
+                    if task.desired_status != "RUNNING" or not (task.started_by or "").startswith("ecs-svc/"):
+                        continue
+                    service = None
+                    if (task.group or "").startswith("service:"):
+                        service = backend.services.get(f"{cl.name}:{task.group[len('service:'):]}")
+                    if service is not None and service.scheduling_strategy == "DAEMON":
+                        continue
+                    if max_replacements is not None and replaced >= max_replacements:
+                        stalled += 1
+                        continue
+                    if not active:
+                        stalled += 1  # no spare capacity: the drain stalls, as on AWS
+                        continue
+                    pos = _RR.get(cl.arn, 0)
+                    _RR[cl.arn] = pos + 1
+                    target = active[pos % len(active)]
+                    task_definition = backend.describe_task_definition(task.task_definition_arn)
+                    _place_task(
+                        backend, cl, target, task_definition, task.started_by, task.group,
+                        network_configuration=getattr(task, "network_configuration", None),
+                        overrides=task.overrides,
+                    )
+                    _stop_task_model(
+                        backend, cl, task,
+                        "Task stopped because its container instance is DRAINING "
+                        "(replaced by the service scheduler)",
+                        "ServiceSchedulerInitiated",
+                    )
+                    replaced += 1
+            # c) counters
+            _sync_counts(backend, cl.name)
+    return {"advanced": advanced, "replaced": replaced, "stalled": stalled}
+
+
+def ecs_seed_tasks(body: dict[str, Any]) -> dict[str, Any]:
+    cluster_str, ci_str, td_str = body.get("cluster"), body.get("container_instance"), body.get("task_definition")
+    count = body.get("count", 1)
+    for key, val in (("cluster", cluster_str), ("container_instance", ci_str), ("task_definition", td_str)):
+        if not isinstance(val, str) or not val:
+            raise StandInError(f'"{key}" is required (a string)')
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise StandInError('"count" must be an integer >= 1')
+    with MOTO_LOCK:
+        (backend, cl), *_ = _ecs_targets(cluster_str)
+        ci = backend.container_instances.get(cl.name, {}).get(_ci_id(ci_str))
+        if ci is None:
+            raise StandInError(f"unknown container instance {ci_str!r} in cluster {cl.name}")
+        try:
+            task_definition = backend.describe_task_definition(td_str)
+        except Exception:
+            raise StandInError(f"unknown task definition {td_str!r}")
+        group = body.get("group") or f"family:{task_definition.family}"
+        arns = [
+            _place_task(backend, cl, ci, task_definition, body.get("started_by") or "", group).task_arn
+            for _ in range(count)
+        ]
+        _sync_counts(backend, cl.name)
+    return {"task_arns": arns}
+
+
+class AutoStepper:
+    """Runs ecs_step() every interval on a background thread (no busy loop)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.stop_event: threading.Event | None = None
+        self.interval_ms = 0
+
+    def set(self, interval_ms: int) -> None:
+        with self.lock:
+            if self.stop_event is not None:
+                self.stop_event.set()
+                self.stop_event = None
+            self.interval_ms = interval_ms
+            if interval_ms > 0:
+                stop = threading.Event()
+                self.stop_event = stop
+                threading.Thread(target=self._run, args=(stop, interval_ms / 1000.0), daemon=True).start()
+
+    @staticmethod
+    def _run(stop: threading.Event, interval: float) -> None:
+        while not stop.wait(interval):
+            try:
+                ecs_step()
+            except Exception:
+                log("auto step failed:\n" + traceback.format_exc())
+
+
+AUTO_STEPPER = AutoStepper()
+
+
+# --------------------------------------------------------------------------------------
+# 5. Lambda: Runtime API + invocations + SNS subscriptions
+# --------------------------------------------------------------------------------------
+
+
+class LambdaStandIn:
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.queue: collections.deque[str] = collections.deque()
+        self.invocations: dict[str, dict[str, Any]] = collections.OrderedDict()
+        self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.init_errors: list[dict[str, Any]] = []
+
+    @staticmethod
+    def _public(inv: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in inv.items() if not k.startswith("_")}
+
+    def _expire_locked(self) -> None:
+        """STAND-IN: Lambda ends an invocation at its deadline; marked here, lazily."""
+        now = time.time()
+        for inv in self.invocations.values():
+            if inv["status"] == "running" and now > inv["started_at"] + inv["timeout_ms"] / 1000.0 + 5:
+                inv["status"] = "timeout"
+                inv["finished_at"] = now
+                self.cond.notify_all()
+
+    def enqueue(self, event: Any, timeout_ms: int, source: str) -> dict[str, Any]:
+        inv = {
+            "request_id": str(uuid.uuid4()),
+            "status": "queued",
+            "event": event,
+            "source": source,
+            "timeout_ms": timeout_ms,
+            "response": None,
+            "error": None,
+            "queued_at": time.time(),
+            "started_at": None,
+            "finished_at": None,
+        }
+        with self.cond:
+            self.invocations[inv["request_id"]] = inv
+            self.queue.append(inv["request_id"])
+            self.cond.notify_all()
+        return inv
+
+    def invoke(self, body: dict[str, Any]) -> dict[str, Any]:
+        timeout_ms = body.get("timeout_ms", 30000)
+        if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms < 1:
+            raise StandInError('"timeout_ms" must be a positive integer')
+        inv = self.enqueue(body.get("event", {}), timeout_ms, "invoke")
+        if body.get("async"):
+            return {"request_id": inv["request_id"]}
+        grace = timeout_ms / 1000.0 + 5
+        with self.cond:
+            while inv["status"] in ("queued", "running"):
+                start = inv["started_at"] if inv["status"] == "running" else inv["queued_at"]
+                remaining = start + grace - time.time()
+                if remaining <= 0:
+                    if inv["status"] == "queued":
+                        self.queue.remove(inv["request_id"])
+                    inv["status"] = "timeout"
+                    inv["finished_at"] = time.time()
+                    break
+                self.cond.wait(remaining)
+            return self._public(inv)
+
+    def list(self) -> list[dict[str, Any]]:
+        with self.cond:
+            self._expire_locked()
+            return [self._public(i) for i in self.invocations.values()]
+
+    def clear(self) -> None:
+        with self.cond:
+            for rid in list(self.invocations):
+                if self.invocations[rid]["status"] not in ("queued", "running"):
+                    del self.invocations[rid]
+
+    def subscribe(self, body: dict[str, Any]) -> dict[str, Any]:
+        topic_arn = body.get("topic_arn")
+        timeout_ms = body.get("timeout_ms", 30000)
+        if not isinstance(topic_arn, str) or not topic_arn.startswith("arn:"):
+            raise StandInError('"topic_arn" must be an SNS topic ARN')
+        if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms < 1:
+            raise StandInError('"timeout_ms" must be a positive integer')
+        sub = {"topic_arn": topic_arn, "timeout_ms": timeout_ms, "subscription_arn": f"{topic_arn}:{uuid.uuid4()}"}
+        with self.cond:
+            self.subscriptions[topic_arn] = sub
+        return sub
+
+    def on_sns_publish(self, topic_arn: str, message_id: str, message: str, subject: str | None,
+                       message_attributes: dict[str, Any] | None, message_structure: str | None) -> None:
+        with self.cond:
+            sub = self.subscriptions.get(topic_arn)
+        if sub is None:
+            return
+        if message_structure == "json":
+            try:
+                per_protocol = json.loads(message)
+                message = per_protocol.get("lambda", per_protocol.get("default", message))
+            except ValueError:
+                pass
+        attrs = {}
+        for name, value in (message_attributes or {}).items():
+            attrs[name] = {
+                "Type": value.get("Type", value.get("DataType")),
+                "Value": value.get("Value", value.get("StringValue", value.get("BinaryValue"))),
+            }
+        # STAND-IN: the event Lambda receives from an SNS subscription.
+        event = {
+            "Records": [
+                {
+                    "EventSource": "aws:sns",
+                    "EventVersion": "1.0",
+                    "EventSubscriptionArn": sub["subscription_arn"],
+                    "Sns": {
+                        "Type": "Notification",
+                        "MessageId": message_id,
+                        "TopicArn": topic_arn,
+                        "Subject": subject,
+                        "Message": message,
+                        "Timestamp": iso_ms(),
+                        "SignatureVersion": "1",
+                        "Signature": "EXAMPLE",
+                        "SigningCertUrl": "https://example.com/cert.pem",
+                        "UnsubscribeUrl": "https://example.com/unsub",
+                        "MessageAttributes": attrs,
+                    },
+                }
+            ]
+        }
+        self.enqueue(event, sub["timeout_ms"], "sns")
+
+    # ---- Runtime API ----
+
+    def next(self) -> dict[str, Any]:
+        with self.cond:
+            while not self.queue:
+                self.cond.wait(60)
+            inv = self.invocations[self.queue.popleft()]
+            inv["status"] = "running"
+            inv["started_at"] = time.time()
+            self.cond.notify_all()
+            return dict(inv)
+
+    def finish(self, request_id: str, status: str, payload: Any) -> bool:
+        with self.cond:
+            inv = self.invocations.get(request_id)
+            if inv is None:
+                return False
+            if inv["status"] == "running":
+                inv["status"] = status
+                inv["response" if status == "success" else "error"] = payload
+                inv["finished_at"] = time.time()
+            else:  # e.g. it already timed out: keep what happened, note the late answer
+                inv["late_" + ("response" if status == "success" else "error")] = payload
+            self.cond.notify_all()
+            return True
+
+    def init_error(self, payload: Any) -> None:
+        with self.cond:
+            self.init_errors.append({"error": payload, "at": time.time()})
+
+
+LAMBDA = LambdaStandIn()
+
+_orig_topic_publish = sns_models.Topic.publish
+
+
+def _topic_publish(self: Any, message: str, subject: str | None = None, message_attributes: Any = None,
+                   group_id: str | None = None, deduplication_id: str | None = None,
+                   message_structure: str | None = None) -> str:
+    message_id = _orig_topic_publish(
+        self, message, subject=subject, message_attributes=message_attributes, group_id=group_id,
+        deduplication_id=deduplication_id, message_structure=message_structure,
+    )
+    LAMBDA.on_sns_publish(self.arn, message_id, message, subject, message_attributes, message_structure)
+    return message_id
+
+
+sns_models.Topic.publish = _topic_publish
+
+
+# --------------------------------------------------------------------------------------
+# HTTP: middleware, control endpoints, runtime API
+# --------------------------------------------------------------------------------------
+
+
+def read_body(environ: dict[str, Any]) -> bytes:
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    length = environ.get("CONTENT_LENGTH")
+    if length:
+        try:
+            return stream.read(int(length))
+        except ValueError:
+            return b""
+    if environ.get("wsgi.input_terminated") or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return stream.read()
+    return b""
+
+
+def json_response(start_response: Any, status: int, obj: Any, headers: list | None = None) -> list[bytes]:
+    body = json.dumps(obj, default=str).encode()
+    reason = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+              500: "Internal Server Error"}.get(status, "")
+    start_response(
+        f"{status} {reason}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))] + (headers or []),
+    )
+    return [body]
+
+
+def parse_json_body(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        obj = json.loads(body)
+    except ValueError as e:
+        raise StandInError(f"request body is not JSON: {e}")
+    if not isinstance(obj, dict):
+        raise StandInError("request body must be a JSON object")
+    return obj
+
+
+class StandInApp:
+    def __init__(self) -> None:
+        self.moto_app = DomainDispatcherApplication(create_backend_app)
+        self.routes = {
+            ("GET", "/_standin/health"): lambda b: {"ok": True},
+            ("GET", "/_standin/calls"): lambda b: dict(CALLS.counts),
+            ("DELETE", "/_standin/calls"): self._reset_calls,
+            ("GET", "/_standin/faults"): lambda b: [dict(f) for f in CALLS.faults],
+            ("POST", "/_standin/faults"): CALLS.add_fault,
+            ("DELETE", "/_standin/faults"): self._clear_faults,
+            ("POST", "/_standin/lifecycle/start"): self._locked(LIFECYCLE.start),
+            ("POST", "/_standin/lifecycle/expire"): self._locked(LIFECYCLE.expire),
+            ("POST", "/_standin/lifecycle/test-notification"): self._locked(LIFECYCLE.test_notification),
+            ("GET", "/_standin/lifecycle/actions"): self._locked(lambda b: LIFECYCLE.list()),
+            ("POST", "/_standin/ecs/step"): self._ecs_step,
+            ("POST", "/_standin/ecs/auto"): self._ecs_auto,
+            ("POST", "/_standin/ecs/tasks"): ecs_seed_tasks,
+            ("POST", "/_standin/lambda/invoke"): LAMBDA.invoke,
+            ("GET", "/_standin/lambda/invocations"): lambda b: LAMBDA.list(),
+            ("DELETE", "/_standin/lambda/invocations"): lambda b: (LAMBDA.clear(), {})[1],
+            ("POST", "/_standin/lambda/subscribe"): LAMBDA.subscribe,
+            ("GET", "/_standin/lambda/init-errors"): lambda b: list(LAMBDA.init_errors),
+        }
+
+    @staticmethod
+    def _locked(fn):
+        def run(body: dict[str, Any]) -> Any:
+            with MOTO_LOCK:
+                return fn(body)
+        return run
+
+    @staticmethod
+    def _reset_calls(body: dict[str, Any]) -> dict[str, Any]:
+        with CALLS.lock:
+            CALLS.counts.clear()
+        return {}
+
+    @staticmethod
+    def _clear_faults(body: dict[str, Any]) -> dict[str, Any]:
+        with CALLS.lock:
+            CALLS.faults.clear()
+        return {}
+
+    @staticmethod
+    def _ecs_step(body: dict[str, Any]) -> dict[str, Any]:
+        max_r = body.get("max_replacements")
+        if max_r is not None and (not isinstance(max_r, int) or isinstance(max_r, bool) or max_r < 0):
+            raise StandInError('"max_replacements" must be an integer >= 0')
+        return ecs_step(body.get("cluster"), max_r)
+
+    @staticmethod
+    def _ecs_auto(body: dict[str, Any]) -> dict[str, Any]:
+        interval = body.get("interval_ms")
+        if not isinstance(interval, int) or isinstance(interval, bool) or interval < 0:
+            raise StandInError('"interval_ms" must be an integer >= 0 (0 stops)')
+        AUTO_STEPPER.set(interval)
+        return {"interval_ms": interval}
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        try:
+            if path.startswith("/_standin/"):
+                return self.control(environ, start_response, path)
+            if path.startswith("/2018-06-01/runtime/"):
+                return self.runtime(environ, start_response, path)
+            return self.aws(environ, start_response)
+        except Exception as e:  # a bug in the stand-in: say so loudly, in JSON
+            log("internal error:\n" + traceback.format_exc())
+            return json_response(start_response, 500, {"error": f"stand-in internal error: {e!r}"})
+
+    def control(self, environ: dict[str, Any], start_response: Any, path: str) -> Any:
+        method = environ.get("REQUEST_METHOD", "GET")
+        route = self.routes.get((method, path.rstrip("/")))
+        if route is None:
+            if any(p == path.rstrip("/") for (_, p) in self.routes):
+                return json_response(start_response, 405, {"error": f"{method} not allowed on {path}"})
+            return json_response(start_response, 404, {"error": f"no control endpoint {path}"})
+        try:
+            body = parse_json_body(read_body(environ)) if method in ("POST", "PUT") else {}
+            return json_response(start_response, 200, route(body))
+        except StandInError as e:
+            return json_response(start_response, 400, {"error": str(e)})
+
+    def runtime(self, environ: dict[str, Any], start_response: Any, path: str) -> Any:
+        method = environ.get("REQUEST_METHOD", "GET")
+        parts = path[len("/2018-06-01/runtime/"):].strip("/").split("/")
+        if method == "GET" and parts == ["invocation", "next"]:
+            inv = LAMBDA.next()
+            body = json.dumps(inv["event"]).encode()
+            deadline_ms = int(inv["started_at"] * 1000) + inv["timeout_ms"]
+            trace = f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
+            start_response("200 OK", [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Lambda-Runtime-Aws-Request-Id", inv["request_id"]),
+                ("Lambda-Runtime-Deadline-Ms", str(deadline_ms)),
+                ("Lambda-Runtime-Invoked-Function-Arn", FUNCTION_ARN),
+                ("Lambda-Runtime-Trace-Id", trace),
+            ])
+            return [body]
+        if method == "POST" and len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
+            raw = read_body(environ)
+            try:
+                payload = json.loads(raw) if raw.strip() else None
+            except ValueError:
+                payload = raw.decode("utf-8", "replace")
+            if parts[2] == "error":
+                error_type = environ.get("HTTP_LAMBDA_RUNTIME_FUNCTION_ERROR_TYPE")
+                if error_type and isinstance(payload, dict):
+                    payload.setdefault("errorType", error_type)
+            ok = LAMBDA.finish(parts[1], "success" if parts[2] == "response" else "error", payload)
+            if not ok:
+                return json_response(start_response, 400, {
+                    "errorMessage": f"Invalid request ID: {parts[1]}", "errorType": "InvalidRequestID"})
+            return json_response(start_response, 202, {"status": "OK"})
+        if method == "POST" and parts == ["init", "error"]:
+            raw = read_body(environ)
+            try:
+                payload = json.loads(raw) if raw.strip() else None
+            except ValueError:
+                payload = raw.decode("utf-8", "replace")
+            LAMBDA.init_error(payload)
+            return json_response(start_response, 202, {"status": "OK"})
+        return json_response(start_response, 404, {"errorMessage": f"unknown runtime API path {path}",
+                                                   "errorType": "NotFound"})
+
+    def aws(self, environ: dict[str, Any], start_response: Any) -> Any:
+        body = read_body(environ)
+        # Give moto a fresh, fully readable body.
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        environ["wsgi.input_terminated"] = False
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith("/moto-api") and (
+            environ.get("HTTP_AUTHORIZATION") or environ.get("HTTP_X_AMZ_TARGET") or "X-Amz-Credential" in
+            environ.get("QUERY_STRING", "")
+        ):
+            service, operation, _ = identify_request(environ, body)
+            fault = CALLS.record(f"{service}:{operation}")
+            if fault is not None:
+                status, headers, err_body = fault_response(environ, service, fault)
+                headers.append(("Content-Length", str(len(err_body))))
+                start_response(f"{status} Error", headers)
+                return [err_body]
+        with MOTO_LOCK:
+            return list(self.moto_app(environ, start_response))
+
+
+class QuietHandler(MotoRequestHandler):
+    """No per-request log lines; errors still reach stderr."""
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        if type == "error":
+            super().log(type, message, *args)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--no-stdin-watch", action="store_true",
+                        help="do not exit when stdin reaches EOF")
+    args = parser.parse_args()
+
+    # Tasks stay RUNNING until something stops them: moto otherwise advances a task's
+    # lastStatus by itself on every DescribeTasks.
+    state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**15})
+
+    server = make_server(args.host, args.port, StandInApp(), threaded=True, request_handler=QuietHandler)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    if not args.no_stdin_watch:
+        def watch_stdin() -> None:
+            try:
+                while sys.stdin.buffer.read(4096):
+                    pass
+            except Exception:
+                pass
+            stop.set()
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
+
+    serve = threading.Thread(target=server.serve_forever, daemon=True)
+    serve.start()
+    out = sys.stdout
+    out.write(f"STANDIN_READY http://{args.host}:{server.server_port}\n")
+    out.flush()
+    # Nothing else may go to stdout: a test that stops reading the pipe would block us.
+    sys.stdout = sys.stderr
+
+    while not stop.wait(3600):
+        pass
+    AUTO_STEPPER.set(0)
+    server.shutdown()
+    server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
