@@ -911,7 +911,6 @@ _wrap_backend_method("describe_services", limit=10, what="Services")
 _wrap_backend_method("update_container_instances_state", limit=10, what="Container instances")
 _wrap_backend_method("describe_clusters")
 _wrap_backend_method("deregister_container_instance")
-_wrap_backend_method("list_services", sync=False)
 
 
 def _ecs_targets(cluster: str | None) -> list[tuple[Any, Any]]:

@@ -215,3 +215,226 @@ fn status_name(s: &InstanceStatus) -> String {
         InstanceStatus::Other(o) => o.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{STOPPED, RUNNING};
+
+    const NOW: u64 = 1_000_000;
+
+    fn policy(standalone: StandalonePolicy, service_stability: bool) -> Policy {
+        Policy { standalone, service_stability, poll_interval_ms: 10_000, handoff_margin_ms: 10_000 }
+    }
+
+    fn clocks() -> Clocks {
+        Clocks {
+            now_ms: NOW,
+            drain_deadline_ms: NOW + 600_000,
+            invocation_deadline_ms: NOW + 300_000,
+            heartbeat_base_ms: NOW - 1_000,
+            heartbeat_every_ms: 100_000,
+            attempt: 0,
+        }
+    }
+
+    fn asg(state: &str) -> Option<AsgInstance> {
+        Some(AsgInstance { asg: "g".into(), lifecycle_state: state.into() })
+    }
+
+    fn ci(status: InstanceStatus) -> Option<ContainerInstance> {
+        Some(ContainerInstance {
+            cluster: "c".into(),
+            arn: "ci".into(),
+            ec2_instance_id: "i-12345678".into(),
+            status,
+            agent_connected: true,
+            running_tasks_count: 0,
+        })
+    }
+
+    fn task(arn: &str, role: Role, desired: &str, last: &str) -> LiveTask {
+        LiveTask {
+            task: Task {
+                arn: arn.into(),
+                last_status: last.into(),
+                desired_status: desired.into(),
+                started_by: None,
+                group: None,
+                container_instance_arn: Some("ci".into()),
+            },
+            role,
+        }
+    }
+
+    fn draining(tasks: Vec<LiveTask>) -> Observed {
+        Observed { asg_instance: asg("Terminating:Wait"), container_instance: ci(InstanceStatus::Draining), live_tasks: tasks, unsteady_services: vec![] }
+    }
+
+    fn step(o: &Observed, p: &Policy, c: &Clocks) -> Step {
+        decide(o, p, c).step
+    }
+
+    fn remaining(service: usize, daemon: usize, standalone: usize, ignored: usize) -> Remaining {
+        Remaining { service, daemon, standalone, ignored, unsteady_services: vec![] }
+    }
+
+    #[test]
+    fn lifecycle_state_gates_everything() {
+        let p = policy(StandalonePolicy::Wait, false);
+        for state in [None, Some("InService"), Some("Terminating:Proceed"), Some("Terminated"), Some("Pending:Wait")] {
+            let o = Observed { asg_instance: state.and_then(asg), ..draining(vec![]) };
+            assert_eq!(
+                step(&o, &p, &clocks()),
+                Step::Stop(StopReason::NotWaiting { lifecycle_state: state.map(str::to_owned) }),
+                "{state:?}"
+            );
+        }
+        let warm = Observed { asg_instance: asg("Warmed:Terminating:Wait"), ..draining(vec![]) };
+        assert_eq!(step(&warm, &p, &clocks()), Step::Complete(Completion::Drained));
+    }
+
+    #[test]
+    fn container_instance_states() {
+        let p = policy(StandalonePolicy::Wait, false);
+        let with = |c: Option<ContainerInstance>| Observed { container_instance: c, ..draining(vec![]) };
+        let table = [
+            (None, Step::Complete(Completion::NotInCluster)),
+            (ci(InstanceStatus::Active), Step::SetDraining),
+            (ci(InstanceStatus::Inactive), Step::Complete(Completion::Deregistered { status: "INACTIVE".into() })),
+            (ci(InstanceStatus::Deregistering), Step::Complete(Completion::Deregistered { status: "DEREGISTERING".into() })),
+            (ci(InstanceStatus::Registering), Step::Complete(Completion::NeverActive { status: "REGISTERING".into() })),
+            (ci(InstanceStatus::RegistrationFailed), Step::Complete(Completion::NeverActive { status: "REGISTRATION_FAILED".into() })),
+            (ci(InstanceStatus::Draining), Step::Complete(Completion::Drained)),
+        ];
+        for (c, expected) in table {
+            assert_eq!(step(&with(c.clone()), &p, &clocks()), expected, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn stopping_tasks_are_not_drained_yet() {
+        // desired STOPPED but still DEACTIVATING: runningTasksCount would say 0.
+        let p = policy(StandalonePolicy::Wait, false);
+        for last in ["DEACTIVATING", "STOPPING", "DEPROVISIONING", RUNNING] {
+            let o = draining(vec![task("t1", Role::Service, STOPPED, last)]);
+            assert_eq!(step(&o, &p, &clocks()), Step::Wait { remaining: remaining(1, 0, 0, 0), sleep_ms: 10_000 }, "{last}");
+        }
+    }
+
+    #[test]
+    fn daemons_are_stopped_once_only_they_remain() {
+        let p = policy(StandalonePolicy::Wait, false);
+        let svc = task("s", Role::Service, RUNNING, RUNNING);
+        let d1 = task("d1", Role::Daemon, RUNNING, RUNNING);
+        let d2 = task("d2", Role::Daemon, STOPPED, "STOPPING");
+        // Service tasks still there: daemons keep serving them.
+        let o = draining(vec![svc.clone(), d1.clone()]);
+        assert_eq!(step(&o, &p, &clocks()), Step::Wait { remaining: remaining(1, 1, 0, 0), sleep_ms: 10_000 });
+        // Only daemons: stop the ones not already told to stop.
+        let o = draining(vec![d1.clone(), d2.clone()]);
+        assert_eq!(step(&o, &p, &clocks()), Step::StopTasks { arns: vec!["d1".into()], why: StopWhy::DaemonsLast });
+        // All daemons already stopping: just wait (no second StopTask).
+        let o = draining(vec![d2.clone()]);
+        assert_eq!(step(&o, &p, &clocks()), Step::Wait { remaining: remaining(0, 1, 0, 0), sleep_ms: 10_000 });
+        // A waited-on standalone task keeps daemons alive too.
+        let o = draining(vec![d1.clone(), task("a", Role::Standalone, RUNNING, RUNNING)]);
+        assert_eq!(step(&o, &p, &clocks()), Step::Wait { remaining: remaining(0, 1, 1, 0), sleep_ms: 10_000 });
+        // ...but an ignored one does not.
+        let o = draining(vec![d1, task("a", Role::Standalone, RUNNING, RUNNING)]);
+        assert_eq!(
+            step(&o, &policy(StandalonePolicy::Ignore, false), &clocks()),
+            Step::StopTasks { arns: vec!["d1".into()], why: StopWhy::DaemonsLast }
+        );
+    }
+
+    #[test]
+    fn standalone_policies() {
+        let alone = task("a", Role::Standalone, RUNNING, RUNNING);
+        let alone_stopping = task("b", Role::Standalone, STOPPED, "DEACTIVATING");
+        let svc = task("s", Role::Service, RUNNING, RUNNING);
+        let o = draining(vec![svc.clone(), alone.clone(), alone_stopping.clone()]);
+        assert_eq!(
+            step(&o, &policy(StandalonePolicy::Stop, false), &clocks()),
+            Step::StopTasks { arns: vec!["a".into()], why: StopWhy::StandalonePolicy }
+        );
+        assert_eq!(step(&o, &policy(StandalonePolicy::Wait, false), &clocks()), Step::Wait { remaining: remaining(1, 0, 2, 0), sleep_ms: 10_000 });
+        assert_eq!(step(&o, &policy(StandalonePolicy::Ignore, false), &clocks()), Step::Wait { remaining: remaining(1, 0, 0, 2), sleep_ms: 10_000 });
+        let only_alone = draining(vec![alone]);
+        assert_eq!(step(&only_alone, &policy(StandalonePolicy::Ignore, false), &clocks()), Step::Complete(Completion::Drained));
+        assert_eq!(step(&draining(vec![alone_stopping]), &policy(StandalonePolicy::Stop, false), &clocks()), Step::Wait { remaining: remaining(0, 0, 1, 0), sleep_ms: 10_000 });
+    }
+
+    #[test]
+    fn service_stability_check() {
+        let mut o = draining(vec![]);
+        o.unsteady_services = vec!["api".into()];
+        assert_eq!(step(&o, &policy(StandalonePolicy::Wait, false), &clocks()), Step::Complete(Completion::Drained));
+        assert_eq!(
+            step(&o, &policy(StandalonePolicy::Wait, true), &clocks()),
+            Step::Wait { remaining: Remaining { unsteady_services: vec!["api".into()], ..Remaining::default() }, sleep_ms: 10_000 }
+        );
+        o.unsteady_services.clear();
+        assert_eq!(step(&o, &policy(StandalonePolicy::Wait, true), &clocks()), Step::Complete(Completion::Drained));
+    }
+
+    #[test]
+    fn deadline_completes_and_names_the_tasks_left() {
+        let p = policy(StandalonePolicy::Wait, false);
+        let o = draining(vec![task("s", Role::Service, RUNNING, RUNNING), task("a", Role::Standalone, RUNNING, RUNNING)]);
+        let c = Clocks { now_ms: NOW + 600_000, ..clocks() };
+        assert_eq!(step(&o, &p, &c), Step::Complete(Completion::DeadlineReached { left: vec!["s".into(), "a".into()] }));
+        let c = Clocks { now_ms: NOW + 599_999, invocation_deadline_ms: NOW + 900_000, ..clocks() };
+        assert!(matches!(step(&o, &p, &c), Step::Wait { .. }));
+        // An ACTIVE instance past the deadline is still set DRAINING first.
+        let active = Observed { container_instance: ci(InstanceStatus::Active), ..o };
+        assert_eq!(step(&active, &p, &Clocks { now_ms: NOW + 700_000, ..clocks() }), Step::SetDraining);
+    }
+
+    #[test]
+    fn heartbeat_cadence_and_early_wake() {
+        let p = policy(StandalonePolicy::Wait, false);
+        let o = draining(vec![task("s", Role::Service, RUNNING, RUNNING)]);
+        // Not due yet, but due in 4 s: wake early for it.
+        let c = Clocks { heartbeat_base_ms: NOW - 96_000, ..clocks() };
+        let d = decide(&o, &p, &c);
+        assert!(!d.heartbeat);
+        assert_eq!(d.step, Step::Wait { remaining: remaining(1, 0, 0, 0), sleep_ms: 4_000 });
+        // Due: heartbeat now, next poll at the normal interval.
+        let c = Clocks { heartbeat_base_ms: NOW - 100_000, ..clocks() };
+        let d = decide(&o, &p, &c);
+        assert!(d.heartbeat);
+        assert_eq!(d.step, Step::Wait { remaining: remaining(1, 0, 0, 0), sleep_ms: 10_000 });
+        // Never heartbeat on a completion or a stop.
+        let d = decide(&draining(vec![]), &p, &c);
+        assert_eq!((d.step, d.heartbeat), (Step::Complete(Completion::Drained), false));
+        let d = decide(&Observed { asg_instance: None, ..draining(vec![]) }, &p, &c);
+        assert!(!d.heartbeat);
+        // Short heartbeat timeouts never make us sleep below 1 s.
+        let c = Clocks { heartbeat_base_ms: NOW - 9_999, heartbeat_every_ms: 10_000, ..clocks() };
+        assert_eq!(decide(&o, &p, &c).step, Step::Wait { remaining: remaining(1, 0, 0, 0), sleep_ms: 1_000 });
+    }
+
+    #[test]
+    fn hand_off_before_the_invocation_deadline() {
+        let p = policy(StandalonePolicy::Wait, false);
+        let o = draining(vec![task("s", Role::Service, RUNNING, RUNNING)]);
+        // 20 s left = one poll (10 s) + margin (10 s): still room.
+        let c = Clocks { invocation_deadline_ms: NOW + 20_000, ..clocks() };
+        assert!(matches!(step(&o, &p, &c), Step::Wait { .. }));
+        let c = Clocks { invocation_deadline_ms: NOW + 19_999, ..clocks() };
+        assert_eq!(step(&o, &p, &c), Step::HandOff { remaining: remaining(1, 0, 0, 0) });
+        // A drained instance completes even with no time left.
+        assert_eq!(step(&draining(vec![]), &p, &c), Step::Complete(Completion::Drained));
+    }
+
+    #[test]
+    fn hop_limit_ends_a_runaway_chain() {
+        let p = policy(StandalonePolicy::Wait, false);
+        let o = draining(vec![task("s", Role::Service, RUNNING, RUNNING)]);
+        let c = Clocks { attempt: MAX_HOPS + 1, ..clocks() };
+        assert_eq!(step(&o, &p, &c), Step::Complete(Completion::HopLimit { attempt: MAX_HOPS + 1 }));
+        let c = Clocks { attempt: MAX_HOPS, ..clocks() };
+        assert!(matches!(step(&o, &p, &c), Step::Wait { .. }));
+    }
+}
