@@ -64,7 +64,7 @@ class StandIn:
         return boto3.client(
             service, endpoint_url=self.url, region_name="us-east-1",
             aws_access_key_id="AKIDTEST", aws_secret_access_key="secret",
-            config=botocore.config.Config(retries={"mode": "standard", "max_attempts": retries}),
+            config=botocore.config.Config(retries={"mode": "standard", "total_max_attempts": retries}),
         )
 
 
@@ -243,7 +243,7 @@ def main() -> int:
         cis[iid] = ecs.register_container_instance(cluster="c1", instanceIdentityDocument=doc)[
             "containerInstance"]["containerInstanceArn"]
     ci_a, ci_b, ci_c = cis[i1], cis[i2], cis[i3]
-    check("/container-instance/c1/" in ci_a, f"container instance ARN is long format: {ci_a}")
+    check(":container-instance/c1/" in ci_a, f"container instance ARN is long format: {ci_a}")
     web = ecs.create_service(cluster="c1", serviceName="web", taskDefinition="web:1", desiredCount=2)["service"]
     dep_web = web["deployments"][0]["id"]
     agent = ecs.create_service(cluster="c1", serviceName="agent", taskDefinition="web:1",

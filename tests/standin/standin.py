@@ -69,7 +69,9 @@ import io
 import json
 import os
 import re
+import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -91,7 +93,6 @@ if moto.__version__ != "5.2.5":  # the patches below are written against 5.2.5
     sys.exit(2)
 
 from werkzeug.serving import make_server  # noqa: E402
-from werkzeug.wrappers import Request  # noqa: E402
 
 from moto.autoscaling import models as as_models  # noqa: E402
 from moto.autoscaling import responses as as_responses  # noqa: E402
@@ -1177,10 +1178,18 @@ class LambdaStandIn:
 
     # ---- Runtime API ----
 
-    def next(self) -> dict[str, Any]:
+    def next(self, client_alive: Any = lambda: True) -> dict[str, Any] | None:
+        """Block until an invocation is queued and hand it out. A caller whose connection
+        has gone (a killed function process) bows out instead of swallowing it."""
         with self.cond:
-            while not self.queue:
-                self.cond.wait(60)
+            while True:
+                while not self.queue:
+                    self.cond.wait(60)
+                    if not client_alive():
+                        return None
+                if client_alive():
+                    break
+                return None
             inv = self.invocations[self.queue.popleft()]
             inv["status"] = "running"
             inv["started_at"] = time.time()
@@ -1245,10 +1254,23 @@ def read_body(environ: dict[str, Any]) -> bytes:
     return b""
 
 
+def peer_alive(sock: Any) -> bool:
+    """False once the client has closed its end of the connection (readable with no data)."""
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        if not readable:
+            return True
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except (OSError, ValueError):
+        return False
+
+
 def json_response(start_response: Any, status: int, obj: Any, headers: list | None = None) -> list[bytes]:
     body = json.dumps(obj, default=str).encode()
     reason = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-              500: "Internal Server Error"}.get(status, "")
+              410: "Gone", 500: "Internal Server Error"}.get(status, "")
     start_response(
         f"{status} {reason}",
         [("Content-Type", "application/json"), ("Content-Length", str(len(body)))] + (headers or []),
@@ -1355,7 +1377,9 @@ class StandInApp:
         method = environ.get("REQUEST_METHOD", "GET")
         parts = path[len("/2018-06-01/runtime/"):].strip("/").split("/")
         if method == "GET" and parts == ["invocation", "next"]:
-            inv = LAMBDA.next()
+            inv = LAMBDA.next(lambda: peer_alive(environ.get("werkzeug.socket")))
+            if inv is None:  # the client went away while waiting
+                return json_response(start_response, 410, {"errorMessage": "client gone", "errorType": "Gone"})
             body = json.dumps(inv["event"]).encode()
             deadline_ms = int(inv["started_at"] * 1000) + inv["timeout_ms"]
             trace = f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"

@@ -253,7 +253,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                     let ci = observed.container_instance.as_ref().ok_or_else(|| missing_instance(&instance_id))?;
                     let reason = format!("{FUNCTION_NAME}: instance {instance_id} is being terminated by Auto Scaling");
                     for arn in &arns {
-                        match self.ecs.stop_task(&ci.cluster, arn, &reason).await {
+                        match self.ecs.stop(&ci.cluster, arn, &reason).await {
                             Ok(()) => info!(task = %arn, ?why, "stopped task"),
                             // Already gone: exactly what we wanted.
                             Err(e) if e.code.as_deref() == Some("InvalidParameterException") => {
@@ -281,7 +281,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                         .or_else(|| job.reply_topic.clone())
                         .ok_or_else(|| Error::NoContinuationTopic { instance_id: instance_id.clone() })?;
                     let body = serde_json::to_string(&next).map_err(|e| EventError::new("continuation", e.to_string()))?;
-                    let message_id = self.publisher.publish(&topic, &format!("{FUNCTION_NAME} continuation {instance_id}"), &body).await?;
+                    let message_id = self.publisher.publish_message(&topic, &format!("{FUNCTION_NAME} continuation {instance_id}"), &body).await?;
                     info!(topic = %topic, %message_id, next_attempt = next.attempt, "handed the drain over to a new invocation");
                     return Ok(Outcome::HandedOff { instance_id, attempt: next.attempt, topic_arn: topic, message_id });
                 }
@@ -349,7 +349,7 @@ impl<'a, E: Ecs> Eyes<'a, E> {
     async fn search(&self, instance_id: &str) -> Result<Option<ContainerInstance>, Error> {
         let clusters = match self.scope {
             ClusterScope::Named(names) => names.clone(),
-            ClusterScope::All => self.ecs.list_clusters().await?,
+            ClusterScope::All => self.ecs.cluster_arns().await?,
         };
         for cluster in &clusters {
             match self.ecs.find_container_instance(cluster, instance_id).await {
@@ -369,11 +369,11 @@ impl<'a, E: Ecs> Eyes<'a, E> {
     /// STOPPED alike: `runningTasksCount` and a plain ListTasks miss the tasks
     /// that are still shutting down.
     async fn live_tasks(&mut self, ci: &ContainerInstance) -> Result<Vec<LiveTask>, Error> {
-        let mut arns = self.ecs.list_tasks(&ci.cluster, &ci.arn, DesiredStatus::Running).await?;
-        arns.extend(self.ecs.list_tasks(&ci.cluster, &ci.arn, DesiredStatus::Stopped).await?);
+        let mut arns = self.ecs.task_arns(&ci.cluster, &ci.arn, DesiredStatus::Running).await?;
+        arns.extend(self.ecs.task_arns(&ci.cluster, &ci.arn, DesiredStatus::Stopped).await?);
         let mut seen = HashSet::new();
         arns.retain(|a| !self.known_stopped.contains(a) && seen.insert(a.clone()));
-        let tasks = self.ecs.describe_tasks(&ci.cluster, &arns).await?;
+        let tasks = self.ecs.tasks(&ci.cluster, &arns).await?;
 
         let mut live = Vec::new();
         for task in tasks {
@@ -390,7 +390,7 @@ impl<'a, E: Ecs> Eyes<'a, E> {
         let services: BTreeSet<String> = live.iter().filter_map(|t| t.service_name().map(str::to_owned)).collect();
         let unknown: Vec<String> = services.iter().filter(|s| !self.scheduling.contains_key(*s)).cloned().collect();
         if !unknown.is_empty() {
-            for s in self.ecs.describe_services(&ci.cluster, &unknown).await? {
+            for s in self.ecs.services(&ci.cluster, &unknown).await? {
                 self.scheduling.insert(s.name, s.scheduling);
             }
         }
@@ -416,7 +416,7 @@ impl<'a, E: Ecs> Eyes<'a, E> {
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        let services = self.ecs.describe_services(cluster, &names).await?;
+        let services = self.ecs.services(cluster, &names).await?;
         Ok(services.into_iter().filter(|s| !s.has_replacements_running()).map(|s| s.name).collect())
     }
 }

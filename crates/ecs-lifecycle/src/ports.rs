@@ -17,7 +17,7 @@ pub enum DesiredStatus {
 
 pub trait Ecs: Send + Sync {
     /// Every cluster ARN of the account and region.
-    fn list_clusters(&self) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    fn cluster_arns(&self) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
     /// The container instance of an EC2 instance in one cluster, if registered there.
     fn find_container_instance(&self, cluster: &str, ec2_instance_id: &str) -> impl Future<Output = Result<Option<ContainerInstance>, AwsError>> + Send;
     /// One container instance by ARN; `None` if ECS no longer knows it.
@@ -25,12 +25,12 @@ pub trait Ecs: Send + Sync {
     /// Sets DRAINING; per-item `failures[]` come back as `Err(reason, detail)`.
     fn set_draining(&self, cluster: &str, arn: &str) -> impl Future<Output = Result<Result<(), (String, Option<String>)>, AwsError>> + Send;
     /// ARNs of tasks on a container instance with this desired status (all pages).
-    fn list_tasks(&self, cluster: &str, container_instance: &str, desired: DesiredStatus) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    fn task_arns(&self, cluster: &str, container_instance: &str, desired: DesiredStatus) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
     /// Describes tasks (any number; batched by 100).
-    fn describe_tasks(&self, cluster: &str, arns: &[String]) -> impl Future<Output = Result<Vec<Task>, AwsError>> + Send;
+    fn tasks(&self, cluster: &str, arns: &[String]) -> impl Future<Output = Result<Vec<Task>, AwsError>> + Send;
     /// Describes services by name (any number; batched by 10). Unknown ones are left out.
-    fn describe_services(&self, cluster: &str, names: &[String]) -> impl Future<Output = Result<Vec<Service>, AwsError>> + Send;
-    fn stop_task(&self, cluster: &str, arn: &str, reason: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn services(&self, cluster: &str, names: &[String]) -> impl Future<Output = Result<Vec<Service>, AwsError>> + Send;
+    fn stop(&self, cluster: &str, arn: &str, reason: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
 pub trait AutoScaling: Send + Sync {
@@ -44,5 +44,5 @@ pub trait AutoScaling: Send + Sync {
 
 pub trait Publisher: Send + Sync {
     /// Publishes a message; returns its message id.
-    fn publish(&self, topic_arn: &str, subject: &str, message: &str) -> impl Future<Output = Result<String, AwsError>> + Send;
+    fn publish_message(&self, topic_arn: &str, subject: &str, message: &str) -> impl Future<Output = Result<String, AwsError>> + Send;
 }

@@ -40,7 +40,7 @@ async fn describe_container_instances(client: &Client, cluster: &str, arns: &[St
 }
 
 impl Ecs for Client {
-    async fn list_clusters(&self) -> Result<Vec<String>, AwsError> {
+    async fn cluster_arns(&self) -> Result<Vec<String>, AwsError> {
         self.list_clusters()
             .max_results(LIST_PAGE)
             .into_paginator()
@@ -94,7 +94,7 @@ impl Ecs for Client {
         Ok(Ok(()))
     }
 
-    async fn list_tasks(&self, cluster: &str, container_instance: &str, desired: DesiredStatus) -> Result<Vec<String>, AwsError> {
+    async fn task_arns(&self, cluster: &str, container_instance: &str, desired: DesiredStatus) -> Result<Vec<String>, AwsError> {
         let desired = match desired {
             DesiredStatus::Running => SdkDesired::Running,
             DesiredStatus::Stopped => SdkDesired::Stopped,
@@ -112,7 +112,7 @@ impl Ecs for Client {
             .map_err(|e| aws_error("ecs", "ListTasks", &e))
     }
 
-    async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<Task>, AwsError> {
+    async fn tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<Task>, AwsError> {
         let mut out = Vec::with_capacity(arns.len());
         for chunk in arns.chunks(DESCRIBE_TASKS_MAX) {
             let resp = self
@@ -137,7 +137,7 @@ impl Ecs for Client {
         Ok(out)
     }
 
-    async fn describe_services(&self, cluster: &str, names: &[String]) -> Result<Vec<Service>, AwsError> {
+    async fn services(&self, cluster: &str, names: &[String]) -> Result<Vec<Service>, AwsError> {
         let mut out = Vec::with_capacity(names.len());
         for chunk in names.chunks(DESCRIBE_SERVICES_MAX) {
             let resp = self
@@ -164,7 +164,7 @@ impl Ecs for Client {
         Ok(out)
     }
 
-    async fn stop_task(&self, cluster: &str, arn: &str, reason: &str) -> Result<(), AwsError> {
+    async fn stop(&self, cluster: &str, arn: &str, reason: &str) -> Result<(), AwsError> {
         self.stop_task()
             .cluster(cluster)
             .task(arn)

@@ -1,0 +1,264 @@
+//! Request shapes, pagination, batch limits, `failures[]`, error-code mapping and
+//! retry sequences of the SDK adapters, with aws-smithy-mocks. (The flow itself
+//! is tested against moto server in the suite's tests/.)
+
+use aws_sdk_autoscaling::operation::complete_lifecycle_action::CompleteLifecycleActionOutput;
+use aws_sdk_autoscaling::operation::describe_auto_scaling_instances::DescribeAutoScalingInstancesOutput;
+use aws_sdk_autoscaling::operation::describe_lifecycle_hooks::DescribeLifecycleHooksOutput;
+use aws_sdk_autoscaling::types::{AutoScalingInstanceDetails, LifecycleHook};
+use aws_sdk_ecs::operation::describe_container_instances::DescribeContainerInstancesOutput;
+use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
+use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
+use aws_sdk_ecs::operation::list_container_instances::ListContainerInstancesOutput;
+use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
+use aws_sdk_ecs::operation::update_container_instances_state::UpdateContainerInstancesStateOutput;
+use aws_sdk_ecs::types::{ContainerInstance as SdkCi, Failure, SchedulingStrategy, Service as SdkService, Task as SdkTask};
+use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::retry::RetryConfig;
+use ecs_lifecycle::event::{LifecycleAction, Transition};
+use ecs_lifecycle::model::{ActionAck, ActionResult, InstanceStatus, Scheduling};
+use ecs_lifecycle::ports::{AutoScaling, DesiredStatus, Ecs};
+
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+
+fn json_error(status: u16, kind: &str, message: &str) -> HttpResponse {
+    HttpResponse::new(
+        status.try_into().unwrap(),
+        SdkBody::from(format!(r#"{{"__type":"{kind}","message":"{message}"}}"#)),
+    )
+}
+
+fn query_error(code: &str, message: &str) -> HttpResponse {
+    HttpResponse::new(
+        400.try_into().unwrap(),
+        SdkBody::from(format!(
+            "<ErrorResponse xmlns=\"https://autoscaling.amazonaws.com/doc/2011-01-01/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"
+        )),
+    )
+}
+
+fn action(token: Option<&str>) -> LifecycleAction {
+    LifecycleAction {
+        asg: "fleet".into(),
+        hook: "drain".into(),
+        instance_id: "i-0123456789abcdef0".into(),
+        transition: Transition::Terminating,
+        token: token.map(str::to_owned),
+        time: None,
+        metadata: None,
+        origin: None,
+        destination: None,
+        account_id: None,
+    }
+}
+
+fn ci(n: usize, ec2: &str) -> SdkCi {
+    SdkCi::builder()
+        .container_instance_arn(format!("arn:aws:ecs:us-east-1:123456789012:container-instance/prod/{n:032x}"))
+        .ec2_instance_id(ec2)
+        .status("ACTIVE")
+        .agent_connected(true)
+        .running_tasks_count(3)
+        .build()
+}
+
+#[tokio::test]
+async fn find_container_instance_pages_and_matches_on_ec2_id() {
+    // Two pages of 100 + 50 (as an emulator that ignores the filter would return),
+    // described 100 at a time; the match is on ec2InstanceId.
+    let list = mock!(aws_sdk_ecs::Client::list_container_instances)
+        .match_requests(|r| r.filter().is_some_and(|f| f.starts_with("ec2InstanceId == i-")) && r.max_results() == Some(100))
+        .then_compute_output(|r| {
+            let (range, next) = if r.next_token().is_none() { (0..100, Some("p2")) } else { (100..150, None) };
+            ListContainerInstancesOutput::builder()
+                .set_container_instance_arns(Some(range.map(|n| format!("arn:aws:ecs:us-east-1:123456789012:container-instance/prod/{n:032x}")).collect()))
+                .set_next_token(next.map(str::to_owned))
+                .build()
+        });
+    let describe = mock!(aws_sdk_ecs::Client::describe_container_instances)
+        .match_requests(|r| r.container_instances().len() <= 100)
+        .then_compute_output(|r| {
+            let cis = r.container_instances().iter().map(|arn| {
+                let n = usize::from_str_radix(arn.rsplit('/').next().unwrap(), 16).unwrap();
+                ci(n, if n == 120 { "i-0123456789abcdef0" } else { "i-0fffffffffffffff0" })
+            });
+            DescribeContainerInstancesOutput::builder().set_container_instances(Some(cis.collect())).build()
+        });
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&list, &describe]);
+    let found = ecs.find_container_instance("prod", "i-0123456789abcdef0").await.unwrap().unwrap();
+    assert!(found.arn.ends_with(&format!("{:032x}", 120)));
+    assert_eq!(found.status, InstanceStatus::Active);
+    assert_eq!(list.num_calls(), 2);
+    assert_eq!(describe.num_calls(), 2, "150 ARNs -> two DescribeContainerInstances calls of <= 100");
+
+    let missing = ecs.find_container_instance("prod", "i-0aaaaaaaaaaaaaaa0").await.unwrap();
+    assert_eq!(missing, None);
+}
+
+#[tokio::test]
+async fn set_draining_reports_failures() {
+    let ok = mock!(aws_sdk_ecs::Client::update_container_instances_state)
+        .match_requests(|r| r.status() == Some(&aws_sdk_ecs::types::ContainerInstanceStatus::Draining) && r.container_instances() == ["ci-1"])
+        .then_output(|| UpdateContainerInstancesStateOutput::builder().build());
+    let failed = mock!(aws_sdk_ecs::Client::update_container_instances_state).then_output(|| {
+        UpdateContainerInstancesStateOutput::builder()
+            .failures(Failure::builder().arn("ci-2").reason("MISSING").detail("not found").build())
+            .build()
+    });
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&ok, &failed]);
+    assert_eq!(ecs.set_draining("prod", "ci-1").await.unwrap(), Ok(()));
+    assert_eq!(ecs.set_draining("prod", "ci-2").await.unwrap(), Err(("MISSING".into(), Some("not found".into()))));
+}
+
+#[tokio::test]
+async fn list_tasks_asks_for_the_desired_status_and_follows_next_token() {
+    let rule = mock!(aws_sdk_ecs::Client::list_tasks)
+        .match_requests(|r| r.container_instance() == Some("ci-1") && r.max_results() == Some(100))
+        .then_compute_output(|r| {
+            let prefix = format!("{:?}", r.desired_status().unwrap());
+            match r.next_token() {
+                None => ListTasksOutput::builder().task_arns(format!("{prefix}-1")).next_token("more").build(),
+                Some(_) => ListTasksOutput::builder().task_arns(format!("{prefix}-2")).build(),
+            }
+        });
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule]);
+    assert_eq!(ecs.task_arns("prod", "ci-1", DesiredStatus::Running).await.unwrap(), ["Running-1", "Running-2"]);
+    assert_eq!(ecs.task_arns("prod", "ci-1", DesiredStatus::Stopped).await.unwrap(), ["Stopped-1", "Stopped-2"]);
+    assert_eq!(rule.num_calls(), 4);
+}
+
+#[tokio::test]
+async fn describe_tasks_and_services_respect_batch_limits() {
+    let tasks = mock!(aws_sdk_ecs::Client::describe_tasks).then_compute_output(|r| {
+        assert!(r.tasks().len() <= 100, "DescribeTasks takes at most 100 tasks");
+        DescribeTasksOutput::builder()
+            .set_tasks(Some(
+                r.tasks()
+                    .iter()
+                    .map(|a| SdkTask::builder().task_arn(a).last_status("RUNNING").desired_status("RUNNING").started_by("ecs-svc/1").group("service:api").build())
+                    .collect(),
+            ))
+            .build()
+    });
+    let services = mock!(aws_sdk_ecs::Client::describe_services).then_compute_output(|r| {
+        assert!(r.services().len() <= 10, "DescribeServices takes at most 10 services");
+        DescribeServicesOutput::builder()
+            .set_services(Some(
+                r.services()
+                    .iter()
+                    .map(|n| {
+                        let daemon = n.starts_with("d");
+                        SdkService::builder()
+                            .service_name(n)
+                            .scheduling_strategy(if daemon { SchedulingStrategy::Daemon } else { SchedulingStrategy::Replica })
+                            .desired_count(2)
+                            .running_count(1)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build()
+    });
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&tasks, &services]);
+    let arns: Vec<String> = (0..250).map(|n| format!("t{n}")).collect();
+    let described = ecs.tasks("prod", &arns).await.unwrap();
+    assert_eq!(described.len(), 250);
+    assert_eq!(described[7].service_name(), Some("api"));
+    assert_eq!(tasks.num_calls(), 3);
+
+    let names: Vec<String> = (0..23).map(|n| if n % 5 == 0 { format!("d{n}") } else { format!("s{n}") }).collect();
+    let svcs = ecs.services("prod", &names).await.unwrap();
+    assert_eq!(svcs.len(), 23);
+    assert_eq!(services.num_calls(), 3);
+    assert_eq!(svcs[0].scheduling, Scheduling::Daemon);
+    assert_eq!(svcs[1].scheduling, Scheduling::Replica);
+    assert!(!svcs[1].has_replacements_running());
+}
+
+#[tokio::test]
+async fn throttling_is_retried_by_the_sdk_then_succeeds() {
+    let rule = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .http_response(|| json_error(400, "ThrottlingException", "Rate exceeded"))
+        .times(2)
+        .output(|| DescribeTasksOutput::builder().tasks(SdkTask::builder().task_arn("t1").last_status("STOPPED").build()).build())
+        .build();
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], |c| c.retry_config(RetryConfig::standard().with_max_attempts(3)));
+    let tasks = ecs.tasks("prod", &["t1".to_owned()]).await.unwrap();
+    assert!(tasks[0].is_stopped());
+    assert_eq!(rule.num_calls(), 3);
+}
+
+#[tokio::test]
+async fn throttling_past_the_retry_budget_keeps_the_code() {
+    let rule = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .http_response(|| json_error(400, "ThrottlingException", "Rate exceeded"))
+        .times(3)
+        .build();
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], |c| c.retry_config(RetryConfig::standard().with_max_attempts(3)));
+    let err = ecs.tasks("prod", &["t1".to_owned()]).await.unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("ThrottlingException"));
+    assert_eq!((err.service, err.operation), ("ecs", "DescribeTasks"));
+    assert!(err.is_retryable());
+    assert_eq!(err.to_string(), "ecs:DescribeTasks failed with ThrottlingException: Rate exceeded");
+}
+
+#[tokio::test]
+async fn no_active_lifecycle_action_is_final_not_an_error() {
+    let rule = mock!(aws_sdk_autoscaling::Client::complete_lifecycle_action)
+        .match_requests(|r| {
+            r.lifecycle_action_result() == Some("CONTINUE")
+                && r.lifecycle_action_token() == Some("tok")
+                && r.instance_id() == Some("i-0123456789abcdef0")
+                && r.auto_scaling_group_name() == Some("fleet")
+                && r.lifecycle_hook_name() == Some("drain")
+        })
+        .sequence()
+        .output(|| CompleteLifecycleActionOutput::builder().build())
+        .http_response(|| query_error("ValidationError", "No active Lifecycle Action found with instance ID i-0123456789abcdef0"))
+        .build();
+    let asg = mock_client!(aws_sdk_autoscaling, RuleMode::Sequential, [&rule], |c| c.retry_config(RetryConfig::standard().with_max_attempts(3)));
+    assert_eq!(asg.complete(&action(Some("tok")), ActionResult::Continue).await.unwrap(), ActionAck::Accepted);
+    let again = asg.complete(&action(Some("tok")), ActionResult::Continue).await.unwrap();
+    assert!(matches!(again, ActionAck::NoActiveAction(m) if m.contains("No active Lifecycle Action")));
+    assert_eq!(rule.num_calls(), 2, "the ValidationError is not retried");
+}
+
+#[tokio::test]
+async fn other_validation_errors_are_errors() {
+    let rule = mock!(aws_sdk_autoscaling::Client::record_lifecycle_action_heartbeat)
+        .match_requests(|r| r.lifecycle_action_token().is_none() && r.instance_id() == Some("i-0123456789abcdef0"))
+        .then_http_response(|| query_error("ValidationError", "Unable to find lifecycle hook drain"));
+    let asg = mock_client!(aws_sdk_autoscaling, RuleMode::Sequential, [&rule]);
+    let err = asg.heartbeat(&action(None)).await.unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("ValidationError"));
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn lifecycle_state_and_hook_timeouts() {
+    let instances = mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_instances).then_output(|| {
+        DescribeAutoScalingInstancesOutput::builder()
+            .auto_scaling_instances(
+                AutoScalingInstanceDetails::builder()
+                    .instance_id("i-0123456789abcdef0")
+                    .auto_scaling_group_name("fleet")
+                    .lifecycle_state("Terminating:Wait")
+                    .availability_zone("us-east-1a")
+                    .health_status("HEALTHY")
+                    .protected_from_scale_in(false)
+                    .build(),
+            )
+            .build()
+    });
+    let hooks = mock!(aws_sdk_autoscaling::Client::describe_lifecycle_hooks)
+        .then_output(|| DescribeLifecycleHooksOutput::builder().lifecycle_hooks(LifecycleHook::builder().lifecycle_hook_name("drain").heartbeat_timeout(300).build()).build());
+    let asg = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&instances, &hooks]);
+    let i = asg.instance("i-0123456789abcdef0").await.unwrap().unwrap();
+    assert!(i.is_terminate_wait());
+    let t = asg.hook_timeouts("fleet", "drain").await.unwrap().unwrap();
+    assert_eq!((t.heartbeat_timeout_s, t.global_timeout_s), (300, 30_000));
+    assert_eq!(asg.hook_timeouts("fleet", "other").await.unwrap(), None);
+}
