@@ -392,8 +392,23 @@ def main() -> int:
             eq(res["response"], {"echo": {"n": 1}}, "sync invoke response")
         else:
             eq(res["error"]["errorType"], "Boom", "sync invoke error")
+    # a function process that died while waiting in /next must not swallow the next event
+    import socket
+    dead = socket.create_connection(tuple(s.hostport.split(":")[:1]) + (int(s.hostport.split(":")[1]),))
+    dead.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.2)
+    dead.close()
+    th = threading.Thread(target=fake_function, args=("response",))
+    th.start()
+    st, res = s.call("POST", "/_standin/lambda/invoke", {"event": {"n": 2}, "timeout_ms": 5000})
+    th.join()
+    eq(res["status"], "success", "a dead /next waiter does not swallow the invocation")
     st, res = s.call("POST", "/_standin/lambda/invoke", {"event": {}, "timeout_ms": 1, "async": True})
     check(st == 200 and set(res) == {"request_id"}, "async invoke returns request_id")
+
+    eq(s.call("POST", "/_standin/reset", {})[0], 200, "reset")
+    eq((s.call("GET", "/_standin/lifecycle/actions")[1], ecs.list_clusters()["clusterArns"]), ([], []),
+       "reset clears moto and the stand-in")
 
     # ---------------- exit on stdin EOF ----------------
     s.proc.stdin.close()

@@ -56,6 +56,34 @@ misplays these, so a correct client could fail against raw moto and a wrong one 
 
 Everything else is plain moto 5.2.5. The patches reach into moto's internals and are only
 valid for the pinned version (see requirements.txt).
+
+CONTROL API (JSON in, JSON out; a bad request answers 400 {"error": "..."}):
+  GET    /_standin/health                  {"ok": true}
+  POST   /_standin/reset                   moto's reset + all stand-in state
+  GET    /_standin/calls                   {"ecs:DescribeTasks": 3, ...}  (service = SigV4 scope name)
+  DELETE /_standin/calls
+  POST   /_standin/faults                  {"target": "ecs:DescribeTasks" (fnmatch pattern ok),
+                                            "error": "ThrottlingException", "count": 2,
+                                            "status": 400, "message": "Rate exceeded"}
+  GET    /_standin/faults                  what is left;  DELETE /_standin/faults  clears
+  POST   /_standin/lifecycle/start         {"asg", "hook", "instance_id", "transition"?, "region"?}
+                                           -> {"token", "message", "delivered_to"}
+  POST   /_standin/lifecycle/expire        {"instance_id"} -> the action
+  POST   /_standin/lifecycle/test-notification {"asg", "hook"}: AWS's TEST_NOTIFICATION
+  GET    /_standin/lifecycle/actions       [{"asg","hook","instance_id","token","transition",
+                                             "state","result","started_at","completed_at",
+                                             "complete_calls","heartbeat_calls","heartbeats","region"}]
+  POST   /_standin/ecs/step                {"cluster"?, "max_replacements"?}
+                                           -> {"advanced", "replaced", "stalled"}
+  POST   /_standin/ecs/auto                {"interval_ms": 500}  (0 stops)
+  POST   /_standin/ecs/tasks               {"cluster", "container_instance", "task_definition",
+                                            "count", "started_by"?, "group"?} -> {"task_arns": [...]}
+  POST   /_standin/lambda/invoke           {"event", "timeout_ms"?, "async"?}
+  GET    /_standin/lambda/invocations      DELETE clears the finished ones
+  POST   /_standin/lambda/subscribe        {"topic_arn", "timeout_ms"?}; DELETE {"topic_arn"?} undoes
+  GET    /_standin/lambda/init-errors
+RUNTIME API (AWS_LAMBDA_RUNTIME_API=<host>:<port>): GET /2018-06-01/runtime/invocation/next,
+  POST .../invocation/<id>/response, POST .../invocation/<id>/error, POST .../init/error.
 """
 
 from __future__ import annotations
@@ -824,8 +852,6 @@ def _list_tasks_response(self: Any) -> ActionResult:
         service_name = self._get_param("serviceName")
         desired = self._get_param("desiredStatus") or "RUNNING"
         launch_type = self._get_param("launchType")
-        if service_name and (family or started_by):
-            raise InvalidParameterException("serviceName may not be specified with family or startedBy.")
         out = []
         for t in backend.tasks.get(cluster.name, {}).values():
             if t.desired_status != desired:
@@ -1133,6 +1159,14 @@ class LambdaStandIn:
             self.subscriptions[topic_arn] = sub
         return sub
 
+    def unsubscribe(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self.cond:
+            if body.get("topic_arn"):
+                self.subscriptions.pop(body["topic_arn"], None)
+            else:
+                self.subscriptions.clear()
+        return {}
+
     def on_sns_publish(self, topic_arn: str, message_id: str, message: str, subject: str | None,
                        message_attributes: dict[str, Any] | None, message_structure: str | None) -> None:
         with self.cond:
@@ -1295,9 +1329,10 @@ class StandInApp:
         self.moto_app = DomainDispatcherApplication(create_backend_app)
         self.routes = {
             ("GET", "/_standin/health"): lambda b: {"ok": True},
-            ("GET", "/_standin/calls"): lambda b: dict(CALLS.counts),
+            ("POST", "/_standin/reset"): self._reset_all,
+            ("GET", "/_standin/calls"): self._list_calls,
             ("DELETE", "/_standin/calls"): self._reset_calls,
-            ("GET", "/_standin/faults"): lambda b: [dict(f) for f in CALLS.faults],
+            ("GET", "/_standin/faults"): self._list_faults,
             ("POST", "/_standin/faults"): CALLS.add_fault,
             ("DELETE", "/_standin/faults"): self._clear_faults,
             ("POST", "/_standin/lifecycle/start"): self._locked(LIFECYCLE.start),
@@ -1311,6 +1346,7 @@ class StandInApp:
             ("GET", "/_standin/lambda/invocations"): lambda b: LAMBDA.list(),
             ("DELETE", "/_standin/lambda/invocations"): lambda b: (LAMBDA.clear(), {})[1],
             ("POST", "/_standin/lambda/subscribe"): LAMBDA.subscribe,
+            ("DELETE", "/_standin/lambda/subscribe"): LAMBDA.unsubscribe,
             ("GET", "/_standin/lambda/init-errors"): lambda b: list(LAMBDA.init_errors),
         }
 
@@ -1320,6 +1356,33 @@ class StandInApp:
             with MOTO_LOCK:
                 return fn(body)
         return run
+
+    @staticmethod
+    def _reset_all(body: dict[str, Any]) -> dict[str, Any]:
+        """moto's own reset plus the stand-in's state (not an AWS feature: test hygiene)."""
+        from moto.moto_api._internal.models import moto_api_backend
+
+        AUTO_STEPPER.set(0)
+        with MOTO_LOCK:
+            moto_api_backend.reset()
+            LIFECYCLE.__init__()
+            _RR.clear()
+        with CALLS.lock:
+            CALLS.counts.clear()
+            CALLS.faults.clear()
+        LAMBDA.unsubscribe({})
+        LAMBDA.clear()
+        return {}
+
+    @staticmethod
+    def _list_calls(body: dict[str, Any]) -> dict[str, int]:
+        with CALLS.lock:
+            return dict(CALLS.counts)
+
+    @staticmethod
+    def _list_faults(body: dict[str, Any]) -> list[dict[str, Any]]:
+        with CALLS.lock:
+            return [dict(f) for f in CALLS.faults]
 
     @staticmethod
     def _reset_calls(body: dict[str, Any]) -> dict[str, Any]:
@@ -1368,7 +1431,7 @@ class StandInApp:
                 return json_response(start_response, 405, {"error": f"{method} not allowed on {path}"})
             return json_response(start_response, 404, {"error": f"no control endpoint {path}"})
         try:
-            body = parse_json_body(read_body(environ)) if method in ("POST", "PUT") else {}
+            body = parse_json_body(read_body(environ)) if method in ("POST", "PUT", "DELETE") else {}
             return json_response(start_response, 200, route(body))
         except StandInError as e:
             return json_response(start_response, 400, {"error": str(e)})

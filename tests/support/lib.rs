@@ -1,1 +1,5 @@
-//! Test support
+//! The suite package: its integration tests (`tests/*.rs`) run the functions
+//! against the AWS stand-in over real HTTP. Their helpers are in the `testkit`
+//! crate, re-exported here.
+
+pub use testkit::*;

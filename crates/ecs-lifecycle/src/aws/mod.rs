@@ -21,8 +21,9 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::error::AwsError;
 
-/// Loads the shared SDK configuration once per cold start.
-pub async fn load_sdk_config() -> SdkConfig {
+/// The SDK configuration loader with this project's timeouts and retries, reading
+/// region, credentials and endpoints from the standard AWS environment.
+pub fn config_loader() -> aws_config::ConfigLoader {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
         TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(3))
@@ -34,7 +35,12 @@ pub async fn load_sdk_config() -> SdkConfig {
     if !env_sets_retries {
         loader = loader.retry_config(RetryConfig::adaptive().with_max_attempts(6));
     }
-    loader.load().await
+    loader
+}
+
+/// Loads the shared SDK configuration once per cold start.
+pub async fn load_sdk_config() -> SdkConfig {
+    config_loader().load().await
 }
 
 /// Keeps the service's error code and message; the transport's chain otherwise.

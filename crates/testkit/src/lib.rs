@@ -1,0 +1,36 @@
+//! Test and demo support: starts the AWS stand-in (`tests/standin/standin.py`:
+//! moto server, patched where moto falls short, plus a Lambda Runtime API) on
+//! loopback, and builds ECS fleets on it with the real SDK over real HTTP.
+//!
+//! What the stand-in emulates, and why, is written at the top of standin.py.
+
+mod fleet;
+mod standin;
+
+pub use fleet::{Fleet, FleetSpec, TaskInfo};
+pub use standin::{Standin, workspace_root};
+
+/// Errors in test set-up are strings: they end a test with a message.
+pub type Result<T> = std::result::Result<T, String>;
+
+/// Turns any displayable error into the set-up error, with context.
+pub(crate) fn ctx<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+/// A binary of the workspace, built next to the running test or demo
+/// (`target/<profile>/<name>`).
+pub fn binary(name: &str) -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe().map_err(ctx("current_exe"))?;
+    let mut dir = exe.parent().ok_or("no parent directory")?.to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    if path.is_file() { Ok(path) } else { Err(format!("{} is not built: run `cargo build -p {name}` first", path.display())) }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    ecs_lifecycle::time::epoch_ms()
+}
