@@ -191,7 +191,8 @@ async fn a_throttled_api_still_ends_correctly() {
     assert_eq!(s.get("/_standin/faults").unwrap(), json!([]), "every injected throttle was hit and retried");
     let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
     assert_eq!(action["state"], "completed");
-    assert_eq!(action["complete_calls"], 3, "two throttled attempts, then the one that completed");
+    assert_eq!(action["complete_calls"], 1, "throttled attempts never reach Auto Scaling");
+    assert_eq!(s.calls().unwrap()["autoscaling:CompleteLifecycleAction"], 3, "two throttled attempts, then the one that completed");
     assert!(fleet.tasks_on(0).await.unwrap().iter().all(|t| t.last_status == "STOPPED"));
 }
 

@@ -652,8 +652,16 @@ def _task_init(self: Any, *args: Any, **kwargs: Any) -> None:
     self.pull_stopped_at = now
     self.connectivity = "CONNECTED"
     self.connectivity_at = now
+    if not self.launch_type and self.container_instance_arn:
+        self.launch_type = "EC2"  # moto leaves "" for StartTask
     for c in self.containers:
         c.last_status = "RUNNING"
+        # moto puts the task definition ARN here
+        c.task_arn = self.task_arn
+        c.container_arn = (
+            f"arn:aws:ecs:{self.region_name}:{self._account_id}:container/{self.cluster_name}/"
+            f"{self.id}/{uuid.uuid4()}"
+        )
 
 
 ecs_models.Task.__init__ = _task_init
@@ -924,6 +932,11 @@ def _wrap_backend_method(name: str, limit: int | None = None, limit_arg: int = 1
         with MOTO_LOCK:
             if limit is not None and len(args) > limit_arg and args[limit_arg] and len(args[limit_arg]) > limit:
                 raise InvalidParameterException(f"{what} cannot have more than {limit} items.")
+            if args and isinstance(args[0], str):
+                # moto raises KeyError (HTTP 500) for a cluster that never had an instance
+                name = args[0].split("/")[-1]
+                if name in self.clusters:
+                    self.container_instances.setdefault(name, {})
             if sync:
                 _sync_counts(self)
             return orig(self, *args, **kwargs)

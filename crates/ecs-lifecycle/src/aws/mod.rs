@@ -1,9 +1,12 @@
 //! Adapters: the ports of [`crate::ports`] for the AWS SDK clients, and building
 //! those clients from the standard AWS environment.
 //!
-//! Retries are the SDK's (adaptive mode: backoff with jitter plus client-side rate
-//! limiting when throttled), never a hand loop; `AWS_RETRY_MODE` /
-//! `AWS_MAX_ATTEMPTS` override them. Endpoints follow `AWS_ENDPOINT_URL` and the
+//! Retries are the SDK's standard mode (exponential backoff with jitter, 6
+//! attempts), never a hand loop; `AWS_RETRY_MODE` / `AWS_MAX_ATTEMPTS` override
+//! them. Adaptive mode was measured and rejected: after a burst of throttles its
+//! client-side rate limiter kept a 1-call-per-second poll loop slowed for over a
+//! minute (85 s against 14 s for the same throttled drain), which is pure lag
+//! between the last task stopping and the completion. Endpoints follow `AWS_ENDPOINT_URL` and the
 //! per-service `AWS_ENDPOINT_URL_<SERVICE>`, so the same binary runs against an
 //! emulator.
 
@@ -33,7 +36,7 @@ pub fn config_loader() -> aws_config::ConfigLoader {
     );
     let env_sets_retries = std::env::var_os("AWS_RETRY_MODE").is_some() || std::env::var_os("AWS_MAX_ATTEMPTS").is_some();
     if !env_sets_retries {
-        loader = loader.retry_config(RetryConfig::adaptive().with_max_attempts(6));
+        loader = loader.retry_config(RetryConfig::standard().with_max_attempts(6));
     }
     loader
 }
