@@ -238,8 +238,19 @@ impl Fleet {
         let ci = &self.container_instances[instance];
         let mut arns = Vec::new();
         for desired in [aws_sdk_ecs::types::DesiredStatus::Running, aws_sdk_ecs::types::DesiredStatus::Stopped] {
-            let page = self.ecs.list_tasks().cluster(&self.cluster).container_instance(ci).desired_status(desired).send().await.map_err(ctx("ListTasks"))?;
-            arns.extend(page.task_arns().iter().cloned());
+            let all: Vec<String> = self
+                .ecs
+                .list_tasks()
+                .cluster(&self.cluster)
+                .container_instance(ci)
+                .desired_status(desired)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(ctx("ListTasks"))?;
+            arns.extend(all);
         }
         arns.sort();
         arns.dedup();

@@ -5,9 +5,11 @@
 //! What the stand-in emulates, and why, is written at the top of standin.py.
 
 mod fleet;
+mod function;
 mod standin;
 
 pub use fleet::{Fleet, FleetSpec, TaskInfo};
+pub use function::LocalFunction;
 pub use standin::{Standin, workspace_root};
 
 /// Errors in test set-up are strings: they end a test with a message.
