@@ -329,15 +329,15 @@ impl<'a, E: Ecs> Eyes<'a, E> {
     }
 
     async fn container_instance(&mut self, instance_id: &str) -> Result<Option<ContainerInstance>, Error> {
-        if let (Some(cluster), Some(arn)) = (&self.memo.cluster, &self.memo.container_instance_arn) {
-            if let Some(ci) = self.ecs.describe_container_instance(cluster, arn).await?
-                && ci.ec2_instance_id == instance_id
-            {
-                return Ok(Some(ci));
-            }
-            // The hint is stale: search again.
-        }
-        let found = self.search(instance_id).await?;
+        let hinted = match (&self.memo.cluster, &self.memo.container_instance_arn) {
+            (Some(cluster), Some(arn)) => self.ecs.describe_container_instance(cluster, arn).await?.filter(|ci| ci.ec2_instance_id == instance_id),
+            _ => None,
+        };
+        // No hint, or a stale one: search.
+        let found = match hinted {
+            Some(ci) => Some(ci),
+            None => self.search(instance_id).await?,
+        };
         if let Some(ci) = &found {
             Span::current().record("cluster", ci.cluster.as_str()).record("container_instance", ci.arn.as_str());
             self.memo.cluster = Some(ci.cluster.clone());

@@ -17,6 +17,19 @@ impl LocalFunction {
     /// Starts `binary` with the Lambda environment a real function sees, plus `env`.
     /// Its logs go to our stderr unless `quiet`.
     pub fn start(standin: &Standin, binary: &Path, name: &str, env: &[(&str, &str)], quiet: bool) -> Result<LocalFunction> {
+        let output = || if quiet { Stdio::null() } else { Stdio::inherit() };
+        Self::spawn(standin, binary, name, env, output(), output())
+    }
+
+    /// Like [`LocalFunction::start`], with the function's logs (stdout and
+    /// stderr, as CloudWatch Logs would get them) appended to `log`.
+    pub fn start_logging_to(standin: &Standin, binary: &Path, name: &str, env: &[(&str, &str)], log: &Path) -> Result<LocalFunction> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(ctx("opening the log file"))?;
+        let file2 = file.try_clone().map_err(ctx("log file"))?;
+        Self::spawn(standin, binary, name, env, Stdio::from(file), Stdio::from(file2))
+    }
+
+    fn spawn(standin: &Standin, binary: &Path, name: &str, env: &[(&str, &str)], stdout: Stdio, stderr: Stdio) -> Result<LocalFunction> {
         let mut cmd = Command::new(binary);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -32,8 +45,8 @@ impl LocalFunction {
             .env("AWS_ENDPOINT_URL", &standin.endpoint)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(if quiet { Stdio::null() } else { Stdio::inherit() })
-            .stderr(if quiet { Stdio::null() } else { Stdio::inherit() });
+            .stdout(stdout)
+            .stderr(stderr);
         let child = cmd.spawn().map_err(ctx(&format!("starting {}", binary.display())))?;
         Ok(LocalFunction { child })
     }
