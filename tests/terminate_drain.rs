@@ -8,6 +8,8 @@
 //!   stand-in's `ecs/step` replaces service tasks elsewhere and walks stopping tasks
 //!   through DEACTIVATING -> STOPPING -> DEPROVISIONING -> STOPPED, one state per step.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -21,10 +23,19 @@ const TERMINATING: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
 type TestDrainer = Drainer<aws_sdk_ecs::Client, aws_sdk_autoscaling::Client, aws_sdk_sns::Client>;
 
 fn drainer(sdk: &aws_config::SdkConfig, vars: &[(&str, &str)]) -> TestDrainer {
-    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let config = DrainConfig::from_env(&Env::new(move |k| map.get(k).cloned())).expect("valid test configuration");
-    Drainer::new(aws_sdk_ecs::Client::new(sdk), aws_sdk_autoscaling::Client::new(sdk), aws_sdk_sns::Client::new(sdk), config)
-        .with_handoff_margin(Duration::from_millis(1500))
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let config = DrainConfig::from_env(&Env::new(move |k| map.get(k).cloned()))
+        .expect("valid test configuration");
+    Drainer::new(
+        aws_sdk_ecs::Client::new(sdk),
+        aws_sdk_autoscaling::Client::new(sdk),
+        aws_sdk_sns::Client::new(sdk),
+        config,
+    )
+    .with_handoff_margin(Duration::from_millis(1500))
 }
 
 fn outcomes(result: &Value) -> Vec<Value> {
@@ -41,9 +52,19 @@ fn single_outcome(result: &Value) -> Value {
 /// Given a fleet, when Auto Scaling starts a terminate action on instance 0,
 /// then the hook's notification (SNS -> SQS) is the event fed to the function.
 async fn scale_in(s: &Standin, fleet: &Fleet, instance: usize) -> Value {
-    s.start_lifecycle_action(&fleet.asg, &fleet.hook, &fleet.instance_ids[instance], TERMINATING).unwrap();
+    s.start_lifecycle_action(
+        &fleet.asg,
+        &fleet.hook,
+        &fleet.instance_ids[instance],
+        TERMINATING,
+    )
+    .unwrap();
     let bodies = fleet.drain_queue().await.unwrap();
-    assert_eq!(bodies.len(), 1, "one notification through the hook's topic: {bodies:?}");
+    assert_eq!(
+        bodies.len(),
+        1,
+        "one notification through the hook's topic: {bodies:?}"
+    );
     fleet.sqs_event(&bodies)
 }
 
@@ -51,7 +72,9 @@ async fn scale_in(s: &Standin, fleet: &Fleet, instance: usize) -> Value {
 async fn scale_in_drains_every_kind_of_task_then_completes_once() {
     let s = Standin::start().unwrap();
     let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("scalein", 3)).await.unwrap();
+    let fleet = Fleet::create(&sdk, &FleetSpec::new("scalein", 3))
+        .await
+        .unwrap();
     let web = fleet.service("web", false, &[2, 1, 1]).await.unwrap();
     let logs = fleet.service("logs", true, &[1, 1, 1]).await.unwrap();
     let report = fleet.standalone("report", 0, 1).await.unwrap();
@@ -59,7 +82,14 @@ async fn scale_in_drains_every_kind_of_task_then_completes_once() {
 
     // The stand-in plays ECS's scheduler every 300 ms.
     s.ecs_auto(300).unwrap();
-    let d = drainer(&sdk, &[("CLUSTER_NAME", &fleet.cluster), ("POLL_INTERVAL_SECONDS", "1"), ("STANDALONE_TASKS", "stop")]);
+    let d = drainer(
+        &sdk,
+        &[
+            ("CLUSTER_NAME", &fleet.cluster),
+            ("POLL_INTERVAL_SECONDS", "1"),
+            ("STANDALONE_TASKS", "stop"),
+        ],
+    );
     let result = d.handle(&event, now_ms() + 120_000).await.unwrap();
     s.ecs_auto(0).unwrap();
 
@@ -69,40 +99,88 @@ async fn scale_in_drains_every_kind_of_task_then_completes_once() {
     assert_eq!(fleet.status_of(0).await.unwrap(), "DRAINING");
 
     let tasks = fleet.tasks_on(0).await.unwrap();
-    assert!(tasks.iter().all(|t| t.last_status == "STOPPED"), "{tasks:#?}");
+    assert!(
+        tasks.iter().all(|t| t.last_status == "STOPPED"),
+        "{tasks:#?}"
+    );
     for arn in [&logs[0], &report[0]] {
         let t = tasks.iter().find(|t| &t.arn == arn).unwrap();
-        assert!(t.stopped_reason.as_deref().unwrap_or("").contains("terminate-drain"), "stopped by the drain: {t:?}");
+        assert!(
+            t.stopped_reason
+                .as_deref()
+                .unwrap_or("")
+                .contains("terminate-drain"),
+            "stopped by the drain: {t:?}"
+        );
     }
     let web_here: Vec<_> = tasks.iter().filter(|t| web.contains(&t.arn)).collect();
     assert_eq!(web_here.len(), 2);
-    assert!(web_here.iter().all(|t| !t.stopped_reason.as_deref().unwrap_or("").contains("terminate-drain")), "service tasks are ECS's to move");
+    assert!(
+        web_here.iter().all(|t| !t
+            .stopped_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("terminate-drain")),
+        "service tasks are ECS's to move"
+    );
     // ECS placed their replacements on the other instances.
     let mut running_web_elsewhere = 0;
     for i in 1..3 {
-        running_web_elsewhere +=
-            fleet.tasks_on(i).await.unwrap().iter().filter(|t| t.group.as_deref() == Some("service:web") && t.last_status == "RUNNING").count();
+        running_web_elsewhere += fleet
+            .tasks_on(i)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|t| t.group.as_deref() == Some("service:web") && t.last_status == "RUNNING")
+            .count();
     }
     assert_eq!(running_web_elsewhere, 4);
 
     let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
     assert_eq!(action["state"], "completed", "{action}");
     assert_eq!(action["result"], "CONTINUE");
-    assert_eq!(action["complete_calls"], 1, "completed exactly once: {action}");
-    let last_stop = tasks.iter().filter_map(|t| t.stopped_at).fold(0.0_f64, f64::max);
+    assert_eq!(
+        action["complete_calls"], 1,
+        "completed exactly once: {action}"
+    );
+    let last_stop = tasks
+        .iter()
+        .filter_map(|t| t.stopped_at)
+        .fold(0.0_f64, f64::max);
     let completed_at = action["completed_at"].as_f64().unwrap();
-    assert!(completed_at >= last_stop, "completed at {completed_at} before the last task stopped at {last_stop}");
-    assert!(completed_at - last_stop <= 2.0, "lag {:.2} s is more than a poll interval plus slack", completed_at - last_stop);
+    assert!(
+        completed_at >= last_stop,
+        "completed at {completed_at} before the last task stopped at {last_stop}"
+    );
+    assert!(
+        completed_at - last_stop <= 2.0,
+        "lag {:.2} s is more than a poll interval plus slack",
+        completed_at - last_stop
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_drain_hands_off_and_its_continuation_finishes_the_job() {
     let s = Standin::start().unwrap();
     let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec { heartbeat_timeout: 30, ..FleetSpec::new("stuck", 2) }).await.unwrap();
+    let fleet = Fleet::create(
+        &sdk,
+        &FleetSpec {
+            heartbeat_timeout: 30,
+            ..FleetSpec::new("stuck", 2)
+        },
+    )
+    .await
+    .unwrap();
     fleet.service("api", false, &[2, 0]).await.unwrap();
     let event = scale_in(&s, &fleet, 0).await;
-    let d = drainer(&sdk, &[("CLUSTER_NAME", &fleet.cluster), ("POLL_INTERVAL_SECONDS", "1")]);
+    let d = drainer(
+        &sdk,
+        &[
+            ("CLUSTER_NAME", &fleet.cluster),
+            ("POLL_INTERVAL_SECONDS", "1"),
+        ],
+    );
 
     // No scheduler steps: the drain is stuck. The invocation has 12 s; the hook's
     // 30 s heartbeat timeout asks for a heartbeat every 10 s.
@@ -111,11 +189,18 @@ async fn a_stuck_drain_hands_off_and_its_continuation_finishes_the_job() {
     let outcome = single_outcome(&result);
     assert_eq!(outcome["outcome"], "handed_off", "{result}");
     assert_eq!(outcome["attempt"], 1);
-    assert_eq!(outcome["topic_arn"], fleet.topic_arn.as_str(), "falls back to the topic the event came through");
+    assert_eq!(
+        outcome["topic_arn"],
+        fleet.topic_arn.as_str(),
+        "falls back to the topic the event came through"
+    );
     let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
     assert_eq!(action["state"], "active");
     assert_eq!(action["complete_calls"], 0, "never completed early");
-    assert!(!action["heartbeats"].as_array().unwrap().is_empty(), "heartbeat within the timeout: {action}");
+    assert!(
+        !action["heartbeats"].as_array().unwrap().is_empty(),
+        "heartbeat within the timeout: {action}"
+    );
 
     // The continuation, read back from the queue subscribed to the topic.
     let bodies = fleet.drain_queue().await.unwrap();
@@ -124,36 +209,65 @@ async fn a_stuck_drain_hands_off_and_its_continuation_finishes_the_job() {
     let continuation: Value = serde_json::from_str(note["Message"].as_str().unwrap()).unwrap();
     assert_eq!(continuation["kind"], "ecs-lifecycle.continuation");
     assert_eq!(continuation["attempt"], 1);
-    assert_eq!(continuation["action"]["EC2InstanceId"], fleet.instance_ids[0].as_str());
+    assert_eq!(
+        continuation["action"]["EC2InstanceId"],
+        fleet.instance_ids[0].as_str()
+    );
     assert!(continuation["started_at_ms"].as_u64().unwrap() >= started);
-    assert_eq!(continuation["state"]["container_instance_arn"], fleet.container_instances[0].as_str());
+    assert_eq!(
+        continuation["state"]["container_instance_arn"],
+        fleet.container_instances[0].as_str()
+    );
 
     // ECS gets going; the continuation, fed back, finishes the drain.
     s.ecs_auto(300).unwrap();
-    let result = d.handle(&fleet.sqs_event(&bodies), now_ms() + 120_000).await.unwrap();
+    let result = d
+        .handle(&fleet.sqs_event(&bodies), now_ms() + 120_000)
+        .await
+        .unwrap();
     s.ecs_auto(0).unwrap();
     assert_eq!(single_outcome(&result)["outcome"], "completed", "{result}");
     let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
-    assert_eq!((action["state"].as_str(), action["complete_calls"].as_u64()), (Some("completed"), Some(1)));
-    assert!(fleet.drain_queue().await.unwrap().is_empty(), "no further continuation");
+    assert_eq!(
+        (action["state"].as_str(), action["complete_calls"].as_u64()),
+        (Some("completed"), Some(1))
+    );
+    assert!(
+        fleet.drain_queue().await.unwrap().is_empty(),
+        "no further continuation"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_deliveries_complete_the_action_once() {
     let s = Standin::start().unwrap();
     let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("dupes", 2)).await.unwrap();
+    let fleet = Fleet::create(&sdk, &FleetSpec::new("dupes", 2))
+        .await
+        .unwrap();
     fleet.service("api", false, &[2, 1]).await.unwrap();
     let event = scale_in(&s, &fleet, 0).await;
-    let d = drainer(&sdk, &[("CLUSTER_NAME", &fleet.cluster), ("POLL_INTERVAL_SECONDS", "1")]);
+    let d = drainer(
+        &sdk,
+        &[
+            ("CLUSTER_NAME", &fleet.cluster),
+            ("POLL_INTERVAL_SECONDS", "1"),
+        ],
+    );
 
     s.ecs_auto(300).unwrap();
     let deadline = now_ms() + 120_000;
     let (a, b) = tokio::join!(d.handle(&event, deadline), d.handle(&event, deadline));
     s.ecs_auto(0).unwrap();
-    let mut kinds = vec![single_outcome(&a.unwrap())["outcome"].clone(), single_outcome(&b.unwrap())["outcome"].clone()];
+    let mut kinds = vec![
+        single_outcome(&a.unwrap())["outcome"].clone(),
+        single_outcome(&b.unwrap())["outcome"].clone(),
+    ];
     kinds.sort_by_key(|k| k.to_string());
-    assert!(kinds[1] == "completed" && (kinds[0] == "already_completed" || kinds[0] == "stopped"), "{kinds:?}");
+    assert!(
+        kinds[1] == "completed" && (kinds[0] == "already_completed" || kinds[0] == "stopped"),
+        "{kinds:?}"
+    );
 
     // A late third copy finds nothing waiting and does nothing.
     let late = d.handle(&event, now_ms() + 60_000).await.unwrap();
@@ -161,21 +275,30 @@ async fn duplicate_deliveries_complete_the_action_once() {
     let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
     assert_eq!(action["state"], "completed");
     assert!(action["complete_calls"].as_u64().unwrap() <= 2, "{action}");
-    assert!(fleet.drain_queue().await.unwrap().is_empty(), "duplicates publish no continuation");
+    assert!(
+        fleet.drain_queue().await.unwrap().is_empty(),
+        "duplicates publish no continuation"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_api_still_ends_correctly() {
     let s = Standin::start().unwrap();
     let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("throttled", 2)).await.unwrap();
+    let fleet = Fleet::create(&sdk, &FleetSpec::new("throttled", 2))
+        .await
+        .unwrap();
     fleet.service("api", false, &[3, 0]).await.unwrap();
     fleet.service("agent", true, &[1, 1]).await.unwrap();
     let event = scale_in(&s, &fleet, 0).await;
     for (target, code, n) in [
         ("autoscaling:DescribeAutoScalingInstances", "Throttling", 2),
         ("ecs:ListContainerInstances", "ThrottlingException", 2),
-        ("ecs:UpdateContainerInstancesState", "ThrottlingException", 1),
+        (
+            "ecs:UpdateContainerInstancesState",
+            "ThrottlingException",
+            1,
+        ),
         ("ecs:ListTasks", "ThrottlingException", 3),
         ("ecs:DescribeTasks", "ThrottlingException", 3),
         ("ecs:StopTask", "ThrottlingException", 1),
@@ -184,40 +307,84 @@ async fn a_throttled_api_still_ends_correctly() {
         s.inject_fault(target, code, n).unwrap();
     }
     s.ecs_auto(300).unwrap();
-    let d = drainer(&sdk, &[("CLUSTER_NAME", &fleet.cluster), ("POLL_INTERVAL_SECONDS", "1")]);
+    let d = drainer(
+        &sdk,
+        &[
+            ("CLUSTER_NAME", &fleet.cluster),
+            ("POLL_INTERVAL_SECONDS", "1"),
+        ],
+    );
     let result = d.handle(&event, now_ms() + 120_000).await.unwrap();
     s.ecs_auto(0).unwrap();
     assert_eq!(single_outcome(&result)["outcome"], "completed", "{result}");
-    assert_eq!(s.get("/_standin/faults").unwrap(), json!([]), "every injected throttle was hit and retried");
+    assert_eq!(
+        s.get("/_standin/faults").unwrap(),
+        json!([]),
+        "every injected throttle was hit and retried"
+    );
     let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
     assert_eq!(action["state"], "completed");
-    assert_eq!(action["complete_calls"], 1, "throttled attempts never reach Auto Scaling");
-    assert_eq!(s.calls().unwrap()["autoscaling:CompleteLifecycleAction"], 3, "two throttled attempts, then the one that completed");
-    assert!(fleet.tasks_on(0).await.unwrap().iter().all(|t| t.last_status == "STOPPED"));
+    assert_eq!(
+        action["complete_calls"], 1,
+        "throttled attempts never reach Auto Scaling"
+    );
+    assert_eq!(
+        s.calls().unwrap()["autoscaling:CompleteLifecycleAction"],
+        3,
+        "two throttled attempts, then the one that completed"
+    );
+    assert!(
+        fleet
+            .tasks_on(0)
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.last_status == "STOPPED")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_cases_complete_skip_or_refuse_as_documented() {
     let s = Standin::start().unwrap();
     let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("edges", 4)).await.unwrap();
+    let fleet = Fleet::create(&sdk, &FleetSpec::new("edges", 4))
+        .await
+        .unwrap();
     fleet.service("api", false, &[1, 1, 1, 1]).await.unwrap();
-    aws_sdk_ecs::Client::new(&sdk).create_cluster().cluster_name("elsewhere").send().await.unwrap();
+    aws_sdk_ecs::Client::new(&sdk)
+        .create_cluster()
+        .cluster_name("elsewhere")
+        .send()
+        .await
+        .unwrap();
     let base = [("POLL_INTERVAL_SECONDS", "1")];
 
     // DRY_RUN decides and logs but changes nothing.
     let event = scale_in(&s, &fleet, 0).await;
-    let dry = drainer(&sdk, &[base[0], ("CLUSTER_NAME", &fleet.cluster), ("DRY_RUN", "true")]);
+    let dry = drainer(
+        &sdk,
+        &[
+            base[0],
+            ("CLUSTER_NAME", &fleet.cluster),
+            ("DRY_RUN", "true"),
+        ],
+    );
     let outcome = single_outcome(&dry.handle(&event, now_ms() + 60_000).await.unwrap());
     assert_eq!(outcome["outcome"], "dry_run");
     assert_eq!(outcome["decision"]["step"], "SetDraining");
     assert_eq!(fleet.status_of(0).await.unwrap(), "ACTIVE");
-    assert_eq!(s.lifecycle_action(&fleet.instance_ids[0]).unwrap()["complete_calls"], 0);
+    assert_eq!(
+        s.lifecycle_action(&fleet.instance_ids[0]).unwrap()["complete_calls"],
+        0
+    );
 
     // Not registered in the clusters named: complete at once, touch nothing.
     let d = drainer(&sdk, &[base[0], ("CLUSTER_NAME", "elsewhere")]);
     let outcome = single_outcome(&d.handle(&event, now_ms() + 60_000).await.unwrap());
-    assert_eq!((outcome["outcome"].as_str(), outcome["reason"].as_str()), (Some("completed"), Some("NotInCluster")));
+    assert_eq!(
+        (outcome["outcome"].as_str(), outcome["reason"].as_str()),
+        (Some("completed"), Some("NotInCluster"))
+    );
     assert_eq!(fleet.status_of(0).await.unwrap(), "ACTIVE");
 
     // CLUSTER_NAME unset: every cluster of the account is searched (two here).
@@ -235,7 +402,10 @@ async fn edge_cases_complete_skip_or_refuse_as_documented() {
     s.expire_lifecycle_action(&fleet.instance_ids[2]).unwrap();
     let outcome = single_outcome(&everywhere.handle(&event2, now_ms() + 60_000).await.unwrap());
     assert_eq!(outcome["outcome"], "stopped", "{outcome}");
-    assert_eq!(s.lifecycle_action(&fleet.instance_ids[2]).unwrap()["complete_calls"], 0);
+    assert_eq!(
+        s.lifecycle_action(&fleet.instance_ids[2]).unwrap()["complete_calls"],
+        0
+    );
     assert!(fleet.drain_queue().await.unwrap().is_empty());
 
     // Test notifications and launch transitions are acknowledged and dropped.
@@ -243,17 +413,37 @@ async fn edge_cases_complete_skip_or_refuse_as_documented() {
         "Sns": {"Type": "Notification", "MessageId": "m", "TopicArn": fleet.topic_arn, "Subject": null, "Timestamp": "2026-11-22T05:00:00.000Z",
                 "SignatureVersion": "1", "Signature": "s", "SigningCertUrl": "u", "UnsubscribeUrl": "u", "MessageAttributes": {},
                 "Message": json!({"Event": "autoscaling:TEST_NOTIFICATION", "AutoScalingGroupName": fleet.asg}).to_string()}}]});
-    assert_eq!(single_outcome(&everywhere.handle(&test_note, now_ms() + 60_000).await.unwrap())["outcome"], "ignored");
+    assert_eq!(
+        single_outcome(
+            &everywhere
+                .handle(&test_note, now_ms() + 60_000)
+                .await
+                .unwrap()
+        )["outcome"],
+        "ignored"
+    );
     let launch = json!({"LifecycleHookName": "h", "AutoScalingGroupName": fleet.asg, "EC2InstanceId": fleet.instance_ids[3], "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING"});
-    assert_eq!(single_outcome(&everywhere.handle(&launch, now_ms() + 60_000).await.unwrap())["outcome"], "ignored");
+    assert_eq!(
+        single_outcome(&everywhere.handle(&launch, now_ms() + 60_000).await.unwrap())["outcome"],
+        "ignored"
+    );
     assert_eq!(fleet.status_of(3).await.unwrap(), "ACTIVE");
 
     // Malformed input is an error naming the field; in an SQS batch only that record fails.
     let bad = json!({"LifecycleHookName": "h", "AutoScalingGroupName": fleet.asg, "LifecycleTransition": TERMINATING});
-    let err = everywhere.handle(&bad, now_ms() + 60_000).await.unwrap_err();
+    let err = everywhere
+        .handle(&bad, now_ms() + 60_000)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("EC2InstanceId"), "{err}");
-    let batch = fleet.sqs_event(&["{}".to_owned(), json!({"Event": "autoscaling:TEST_NOTIFICATION"}).to_string()]);
+    let batch = fleet.sqs_event(&[
+        "{}".to_owned(),
+        json!({"Event": "autoscaling:TEST_NOTIFICATION"}).to_string(),
+    ]);
     let result = everywhere.handle(&batch, now_ms() + 60_000).await.unwrap();
-    assert_eq!(result["batchItemFailures"], json!([{"itemIdentifier": "msg-0"}]));
+    assert_eq!(
+        result["batchItemFailures"],
+        json!([{"itemIdentifier": "msg-0"}])
+    );
     assert_eq!(outcomes(&result).len(), 1);
 }

@@ -5,6 +5,8 @@
 //! Publish), and the function's continuations travel the same way. ECS's
 //! scheduler is played by the stand-in (see tests/terminate_drain.rs).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
+
 use std::time::Duration;
 
 use serde_json::Value;
@@ -14,7 +16,9 @@ use testkit::{Fleet, FleetSpec, LocalFunction, Standin};
 async fn the_binary_drains_across_invocations_and_logs_json() {
     let s = Standin::start().unwrap();
     let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("binary", 2)).await.unwrap();
+    let fleet = Fleet::create(&sdk, &FleetSpec::new("binary", 2))
+        .await
+        .unwrap();
     fleet.service("web", false, &[2, 1]).await.unwrap();
     fleet.service("logs", true, &[1, 1]).await.unwrap();
 
@@ -38,7 +42,13 @@ async fn the_binary_drains_across_invocations_and_logs_json() {
     // polling, so a drain of ~10 s needs several invocations.
     s.subscribe_function(&fleet.topic_arn, 13_000).unwrap();
     s.ecs_auto(800).unwrap();
-    s.start_lifecycle_action(&fleet.asg, &fleet.hook, &fleet.instance_ids[0], "autoscaling:EC2_INSTANCE_TERMINATING").unwrap();
+    s.start_lifecycle_action(
+        &fleet.asg,
+        &fleet.hook,
+        &fleet.instance_ids[0],
+        "autoscaling:EC2_INSTANCE_TERMINATING",
+    )
+    .unwrap();
 
     let action = s
         .wait_for(Duration::from_secs(90), |s| {
@@ -48,35 +58,83 @@ async fn the_binary_drains_across_invocations_and_logs_json() {
         .await
         .unwrap();
     s.ecs_auto(0).unwrap();
-    assert_eq!((action["state"].as_str(), action["result"].as_str()), (Some("completed"), Some("CONTINUE")), "{action}");
+    assert_eq!(
+        (action["state"].as_str(), action["result"].as_str()),
+        (Some("completed"), Some("CONTINUE")),
+        "{action}"
+    );
     assert_eq!(action["complete_calls"], 1);
     assert_eq!(fleet.status_of(0).await.unwrap(), "DRAINING");
-    assert!(fleet.tasks_on(0).await.unwrap().iter().all(|t| t.last_status == "STOPPED"));
+    assert!(
+        fleet
+            .tasks_on(0)
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.last_status == "STOPPED")
+    );
 
     // Give the last invocation a moment to post its response.
     let invocations = s
         .wait_for(Duration::from_secs(10), |s| {
             let all = s.invocations()?;
-            Ok(all.iter().all(|i| i["status"] != "queued" && i["status"] != "running").then_some(all))
+            Ok(all
+                .iter()
+                .all(|i| i["status"] != "queued" && i["status"] != "running")
+                .then_some(all))
         })
         .await
         .unwrap();
-    assert!(invocations.len() >= 2, "the drain continued across invocations: {}", invocations.len());
-    assert!(invocations.iter().all(|i| i["status"] == "success"), "{invocations:#?}");
-    let messages: Vec<String> = invocations.iter().map(|i| i["event"]["Records"][0]["Sns"]["Message"].as_str().unwrap_or("").to_owned()).collect();
-    assert!(messages[0].contains("LifecycleActionToken"), "first the hook's notification");
+    assert!(
+        invocations.len() >= 2,
+        "the drain continued across invocations: {}",
+        invocations.len()
+    );
+    assert!(
+        invocations.iter().all(|i| i["status"] == "success"),
+        "{invocations:#?}"
+    );
+    let messages: Vec<String> = invocations
+        .iter()
+        .map(|i| {
+            i["event"]["Records"][0]["Sns"]["Message"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        messages[0].contains("LifecycleActionToken"),
+        "first the hook's notification"
+    );
     for (i, m) in messages.iter().enumerate().skip(1) {
         let c: Value = serde_json::from_str(m).unwrap();
-        assert_eq!((c["kind"].as_str(), c["attempt"].as_u64()), (Some("ecs-lifecycle.continuation"), Some(i as u64)), "then its continuations");
+        assert_eq!(
+            (c["kind"].as_str(), c["attempt"].as_u64()),
+            (Some("ecs-lifecycle.continuation"), Some(i as u64)),
+            "then its continuations"
+        );
     }
-    assert!(!function.exited(), "the function process stays up between invocations");
+    assert!(
+        !function.exited(),
+        "the function process stays up between invocations"
+    );
 
     // CloudWatch-style JSON logs: one line per decision, carrying the action's fields.
     let text = std::fs::read_to_string(&log).unwrap();
-    let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     assert!(!lines.is_empty(), "JSON log lines expected, got:\n{text}");
-    let decisions: Vec<&Value> = lines.iter().filter(|l| l["fields"]["decision"].is_string()).collect();
-    let kinds: Vec<&str> = decisions.iter().filter_map(|l| l["fields"]["decision"].as_str()).collect();
+    let decisions: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["decision"].is_string())
+        .collect();
+    let kinds: Vec<&str> = decisions
+        .iter()
+        .filter_map(|l| l["fields"]["decision"].as_str())
+        .collect();
     for k in ["set_draining", "wait", "hand_off", "stop_tasks", "complete"] {
         assert!(kinds.contains(&k), "a {k} decision line: {kinds:?}");
     }
@@ -86,7 +144,10 @@ async fn the_binary_drains_across_invocations_and_logs_json() {
         assert_eq!(span["hook"], fleet.hook.as_str());
         assert_eq!(span["instance_id"], fleet.instance_ids[0].as_str());
         assert_eq!(span["cluster"], fleet.cluster.as_str(), "{d}");
-        assert_eq!(span["container_instance"], fleet.container_instances[0].as_str());
+        assert_eq!(
+            span["container_instance"],
+            fleet.container_instances[0].as_str()
+        );
     }
     let _ = std::fs::remove_file(&log);
 }

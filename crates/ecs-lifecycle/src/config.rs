@@ -72,45 +72,88 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 
     /// The trimmed value, `None` when unset or blank.
     pub fn get(&self, var: &str) -> Option<String> {
-        (self.0)(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        (self.0)(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
-    pub fn seconds(&self, var: &'static str, default: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
-        let Some(raw) = self.get(var) else { return Ok(Duration::from_secs(default)) };
+    pub fn seconds(
+        &self,
+        var: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<Duration, ConfigError> {
+        let Some(raw) = self.get(var) else {
+            return Ok(Duration::from_secs(default));
+        };
         match raw.parse::<u64>() {
             Ok(n) if (min..=max).contains(&n) => Ok(Duration::from_secs(n)),
-            _ => Err(ConfigError { var, value: raw, expected: format!("a whole number of seconds from {min} to {max}") }),
+            _ => Err(ConfigError {
+                var,
+                value: raw,
+                expected: format!("a whole number of seconds from {min} to {max}"),
+            }),
         }
     }
 
     pub fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
-        let Some(raw) = self.get(var) else { return Ok(default) };
+        let Some(raw) = self.get(var) else {
+            return Ok(default);
+        };
         match raw.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(true),
             "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(ConfigError { var, value: raw, expected: "true or false".into() }),
+            _ => Err(ConfigError {
+                var,
+                value: raw,
+                expected: "true or false".into(),
+            }),
         }
     }
 
     pub fn sns_topic_arn(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
-        let Some(raw) = self.get(var) else { return Ok(None) };
+        let Some(raw) = self.get(var) else {
+            return Ok(None);
+        };
         let parts: Vec<&str> = raw.split(':').collect();
-        let valid = parts.len() == 6 && parts[0] == "arn" && parts[2] == "sns" && parts[5].chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') && !parts[5].is_empty();
-        if valid { Ok(Some(raw)) } else { Err(ConfigError { var, value: raw, expected: "an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)".into() }) }
+        let valid = parts.len() == 6
+            && parts[0] == "arn"
+            && parts[2] == "sns"
+            && parts[5]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && !parts[5].is_empty();
+        if valid {
+            Ok(Some(raw))
+        } else {
+            Err(ConfigError {
+                var,
+                value: raw,
+                expected: "an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)".into(),
+            })
+        }
     }
 
     pub fn clusters(&self, var: &'static str) -> Result<ClusterScope, ConfigError> {
-        let Some(raw) = self.get(var) else { return Ok(ClusterScope::All) };
+        let Some(raw) = self.get(var) else {
+            return Ok(ClusterScope::All);
+        };
         let mut names = Vec::new();
         for item in raw.split(',').map(str::trim) {
             let ok = !item.is_empty()
                 && (item.starts_with("arn:") && item.contains(":cluster/")
-                    || item.len() <= 255 && item.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+                    || item.len() <= 255
+                        && item
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
             if !ok {
                 return Err(ConfigError {
                     var,
                     value: raw.clone(),
-                    expected: format!("comma-separated cluster names or ARNs ({item:?} is neither)"),
+                    expected: format!(
+                        "comma-separated cluster names or ARNs ({item:?} is neither)"
+                    ),
                 });
             }
             if !names.iter().any(|n| n == item) {
@@ -144,7 +187,13 @@ impl DrainConfig {
             Some(v) if v == "stop" => StandalonePolicy::Stop,
             Some(v) if v == "wait" => StandalonePolicy::Wait,
             Some(v) if v == "ignore" => StandalonePolicy::Ignore,
-            Some(v) => return Err(ConfigError { var: "STANDALONE_TASKS", value: v, expected: "stop, wait or ignore".into() }),
+            Some(v) => {
+                return Err(ConfigError {
+                    var: "STANDALONE_TASKS",
+                    value: v,
+                    expected: "stop, wait or ignore".into(),
+                });
+            }
         };
         Ok(DrainConfig {
             common: CommonConfig::from_env(env)?,
@@ -161,7 +210,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn drain(vars: &[(&str, &str)]) -> Result<DrainConfig, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         DrainConfig::from_env(&Env::new(move |k| map.get(k).cloned()))
     }
 
@@ -180,9 +232,15 @@ mod tests {
     #[test]
     fn parses_every_variable() {
         let c = drain(&[
-            ("CLUSTER_NAME", " prod , arn:aws:ecs:us-east-1:123456789012:cluster/batch,prod"),
+            (
+                "CLUSTER_NAME",
+                " prod , arn:aws:ecs:us-east-1:123456789012:cluster/batch,prod",
+            ),
             ("POLL_INTERVAL_SECONDS", "5"),
-            ("CONTINUATION_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:drain-topic"),
+            (
+                "CONTINUATION_TOPIC_ARN",
+                "arn:aws:sns:us-east-1:123456789012:drain-topic",
+            ),
             ("DRY_RUN", "TRUE"),
             ("MAX_DRAIN_SECONDS", "600"),
             ("STANDALONE_TASKS", "Stop"),
@@ -191,7 +249,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.common.clusters,
-            ClusterScope::Named(vec!["prod".into(), "arn:aws:ecs:us-east-1:123456789012:cluster/batch".into()])
+            ClusterScope::Named(vec![
+                "prod".into(),
+                "arn:aws:ecs:us-east-1:123456789012:cluster/batch".into()
+            ])
         );
         assert_eq!(c.common.poll_interval, Duration::from_secs(5));
         assert!(c.common.dry_run && c.service_stability);
@@ -208,7 +269,11 @@ mod tests {
             ("STANDALONE_TASKS", "kill", "stop, wait or ignore"),
             ("DRY_RUN", "maybe", "true or false"),
             ("SERVICE_STABILITY_CHECK", "2", "true or false"),
-            ("CONTINUATION_TOPIC_ARN", "arn:aws:sqs:us-east-1:1:q", "SNS topic ARN"),
+            (
+                "CONTINUATION_TOPIC_ARN",
+                "arn:aws:sqs:us-east-1:1:q",
+                "SNS topic ARN",
+            ),
             ("CLUSTER_NAME", "prod,,dev", "\"\" is neither"),
             ("CLUSTER_NAME", "bad name", "\"bad name\" is neither"),
         ] {

@@ -38,7 +38,14 @@ pub struct Continuation {
 }
 
 impl Continuation {
-    pub fn new(function: &str, action: LifecycleAction, attempt: u32, started_at_ms: u64, last_heartbeat_ms: Option<u64>, state: Value) -> Self {
+    pub fn new(
+        function: &str,
+        action: LifecycleAction,
+        attempt: u32,
+        started_at_ms: u64,
+        last_heartbeat_ms: Option<u64>,
+        state: Value,
+    ) -> Self {
         Continuation {
             kind: CONTINUATION_KIND.to_owned(),
             version: CONTINUATION_VERSION,

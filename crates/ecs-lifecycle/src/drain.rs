@@ -117,11 +117,19 @@ pub enum Step {
     Stop(StopReason),
     Complete(Completion),
     SetDraining,
-    StopTasks { arns: Vec<String>, why: StopWhy },
+    StopTasks {
+        arns: Vec<String>,
+        why: StopWhy,
+    },
     /// Sleep, then observe again.
-    Wait { remaining: Remaining, sleep_ms: u64 },
+    Wait {
+        remaining: Remaining,
+        sleep_ms: u64,
+    },
     /// Not enough invocation time for another poll: continue in a new invocation.
-    HandOff { remaining: Remaining },
+    HandOff {
+        remaining: Remaining,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -133,17 +141,37 @@ pub struct Decision {
 
 /// Decides the next step of a drain.
 pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Decision {
-    let heartbeat_due_at = clocks.heartbeat_base_ms.saturating_add(clocks.heartbeat_every_ms);
+    let heartbeat_due_at = clocks
+        .heartbeat_base_ms
+        .saturating_add(clocks.heartbeat_every_ms);
     let heartbeat = clocks.now_ms >= heartbeat_due_at;
-    let with = |step: Step| Decision { heartbeat: heartbeat && matches!(step, Step::SetDraining | Step::StopTasks { .. } | Step::Wait { .. } | Step::HandOff { .. }), step };
+    let with = |step: Step| Decision {
+        heartbeat: heartbeat
+            && matches!(
+                step,
+                Step::SetDraining
+                    | Step::StopTasks { .. }
+                    | Step::Wait { .. }
+                    | Step::HandOff { .. }
+            ),
+        step,
+    };
 
-    let waiting = observed.asg_instance.as_ref().is_some_and(AsgInstance::is_terminate_wait);
+    let waiting = observed
+        .asg_instance
+        .as_ref()
+        .is_some_and(AsgInstance::is_terminate_wait);
     if !waiting {
-        let lifecycle_state = observed.asg_instance.as_ref().map(|i| i.lifecycle_state.clone());
+        let lifecycle_state = observed
+            .asg_instance
+            .as_ref()
+            .map(|i| i.lifecycle_state.clone());
         return with(Step::Stop(StopReason::NotWaiting { lifecycle_state }));
     }
     if clocks.attempt > MAX_HOPS {
-        return with(Step::Complete(Completion::HopLimit { attempt: clocks.attempt }));
+        return with(Step::Complete(Completion::HopLimit {
+            attempt: clocks.attempt,
+        }));
     }
     let Some(instance) = &observed.container_instance else {
         return with(Step::Complete(Completion::NotInCluster));
@@ -152,26 +180,58 @@ pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Decision
         InstanceStatus::Active => return with(Step::SetDraining),
         InstanceStatus::Draining => {}
         InstanceStatus::Inactive | InstanceStatus::Deregistering => {
-            return with(Step::Complete(Completion::Deregistered { status: status_name(&instance.status) }));
+            return with(Step::Complete(Completion::Deregistered {
+                status: status_name(&instance.status),
+            }));
         }
-        InstanceStatus::Registering | InstanceStatus::RegistrationFailed | InstanceStatus::Other(_) => {
-            return with(Step::Complete(Completion::NeverActive { status: status_name(&instance.status) }));
+        InstanceStatus::Registering
+        | InstanceStatus::RegistrationFailed
+        | InstanceStatus::Other(_) => {
+            return with(Step::Complete(Completion::NeverActive {
+                status: status_name(&instance.status),
+            }));
         }
     }
 
-    let counts_for = |role: Role| observed.live_tasks.iter().filter(|t| t.role == role).count();
+    let counts_for = |role: Role| {
+        observed
+            .live_tasks
+            .iter()
+            .filter(|t| t.role == role)
+            .count()
+    };
     let standalone_counted = policy.standalone != StandalonePolicy::Ignore;
     let remaining = Remaining {
         service: counts_for(Role::Service),
         daemon: counts_for(Role::Daemon),
-        standalone: if standalone_counted { counts_for(Role::Standalone) } else { 0 },
-        ignored: if standalone_counted { 0 } else { counts_for(Role::Standalone) },
-        unsteady_services: if policy.service_stability { observed.unsteady_services.clone() } else { Vec::new() },
+        standalone: if standalone_counted {
+            counts_for(Role::Standalone)
+        } else {
+            0
+        },
+        ignored: if standalone_counted {
+            0
+        } else {
+            counts_for(Role::Standalone)
+        },
+        unsteady_services: if policy.service_stability {
+            observed.unsteady_services.clone()
+        } else {
+            Vec::new()
+        },
     };
-    let waited_on: Vec<&LiveTask> = observed.live_tasks.iter().filter(|t| standalone_counted || t.role != Role::Standalone).collect();
+    let waited_on: Vec<&LiveTask> = observed
+        .live_tasks
+        .iter()
+        .filter(|t| standalone_counted || t.role != Role::Standalone)
+        .collect();
 
     if clocks.now_ms >= clocks.drain_deadline_ms {
-        let left = observed.live_tasks.iter().map(|t| t.task.arn.clone()).collect();
+        let left = observed
+            .live_tasks
+            .iter()
+            .map(|t| t.task.arn.clone())
+            .collect();
         return with(Step::Complete(Completion::DeadlineReached { left }));
     }
     if waited_on.is_empty() && remaining.unsteady_services.is_empty() {
@@ -179,29 +239,49 @@ pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Decision
     }
 
     let not_yet_told = |role: Role| -> Vec<String> {
-        waited_on.iter().filter(|t| t.role == role && !t.task.is_stopping()).map(|t| t.task.arn.clone()).collect()
+        waited_on
+            .iter()
+            .filter(|t| t.role == role && !t.task.is_stopping())
+            .map(|t| t.task.arn.clone())
+            .collect()
     };
     if policy.standalone == StandalonePolicy::Stop {
         let arns = not_yet_told(Role::Standalone);
         if !arns.is_empty() {
-            return with(Step::StopTasks { arns, why: StopWhy::StandalonePolicy });
+            return with(Step::StopTasks {
+                arns,
+                why: StopWhy::StandalonePolicy,
+            });
         }
     }
     if !waited_on.is_empty() && waited_on.iter().all(|t| t.role == Role::Daemon) {
         let arns = not_yet_told(Role::Daemon);
         if !arns.is_empty() {
-            return with(Step::StopTasks { arns, why: StopWhy::DaemonsLast });
+            return with(Step::StopTasks {
+                arns,
+                why: StopWhy::DaemonsLast,
+            });
         }
     }
 
     // Wake for the next poll, or earlier if a heartbeat falls due before it.
-    let next_heartbeat_ms = if heartbeat { clocks.heartbeat_every_ms } else { heartbeat_due_at - clocks.now_ms };
-    let sleep_ms = policy.poll_interval_ms.min(next_heartbeat_ms).max(1000.min(policy.poll_interval_ms));
+    let next_heartbeat_ms = if heartbeat {
+        clocks.heartbeat_every_ms
+    } else {
+        heartbeat_due_at - clocks.now_ms
+    };
+    let sleep_ms = policy
+        .poll_interval_ms
+        .min(next_heartbeat_ms)
+        .max(1000.min(policy.poll_interval_ms));
     let time_left = clocks.invocation_deadline_ms.saturating_sub(clocks.now_ms);
     if time_left < sleep_ms + policy.handoff_margin_ms {
         return with(Step::HandOff { remaining });
     }
-    with(Step::Wait { remaining, sleep_ms })
+    with(Step::Wait {
+        remaining,
+        sleep_ms,
+    })
 }
 
 fn status_name(s: &InstanceStatus) -> String {
@@ -219,12 +299,17 @@ fn status_name(s: &InstanceStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{STOPPED, RUNNING};
+    use crate::model::{RUNNING, STOPPED};
 
     const NOW: u64 = 1_000_000;
 
     fn policy(standalone: StandalonePolicy, service_stability: bool) -> Policy {
-        Policy { standalone, service_stability, poll_interval_ms: 10_000, handoff_margin_ms: 10_000 }
+        Policy {
+            standalone,
+            service_stability,
+            poll_interval_ms: 10_000,
+            handoff_margin_ms: 10_000,
+        }
     }
 
     fn clocks() -> Clocks {
@@ -239,7 +324,10 @@ mod tests {
     }
 
     fn asg(state: &str) -> Option<AsgInstance> {
-        Some(AsgInstance { asg: "g".into(), lifecycle_state: state.into() })
+        Some(AsgInstance {
+            asg: "g".into(),
+            lifecycle_state: state.into(),
+        })
     }
 
     fn ci(status: InstanceStatus) -> Option<ContainerInstance> {
@@ -268,7 +356,12 @@ mod tests {
     }
 
     fn draining(tasks: Vec<LiveTask>) -> Observed {
-        Observed { asg_instance: asg("Terminating:Wait"), container_instance: ci(InstanceStatus::Draining), live_tasks: tasks, unsteady_services: vec![] }
+        Observed {
+            asg_instance: asg("Terminating:Wait"),
+            container_instance: ci(InstanceStatus::Draining),
+            live_tasks: tasks,
+            unsteady_services: vec![],
+        }
     }
 
     fn step(o: &Observed, p: &Policy, c: &Clocks) -> Step {
@@ -276,36 +369,85 @@ mod tests {
     }
 
     fn remaining(service: usize, daemon: usize, standalone: usize, ignored: usize) -> Remaining {
-        Remaining { service, daemon, standalone, ignored, unsteady_services: vec![] }
+        Remaining {
+            service,
+            daemon,
+            standalone,
+            ignored,
+            unsteady_services: vec![],
+        }
     }
 
     #[test]
     fn lifecycle_state_gates_everything() {
         let p = policy(StandalonePolicy::Wait, false);
-        for state in [None, Some("InService"), Some("Terminating:Proceed"), Some("Terminated"), Some("Pending:Wait")] {
-            let o = Observed { asg_instance: state.and_then(asg), ..draining(vec![]) };
+        for state in [
+            None,
+            Some("InService"),
+            Some("Terminating:Proceed"),
+            Some("Terminated"),
+            Some("Pending:Wait"),
+        ] {
+            let o = Observed {
+                asg_instance: state.and_then(asg),
+                ..draining(vec![])
+            };
             assert_eq!(
                 step(&o, &p, &clocks()),
-                Step::Stop(StopReason::NotWaiting { lifecycle_state: state.map(str::to_owned) }),
+                Step::Stop(StopReason::NotWaiting {
+                    lifecycle_state: state.map(str::to_owned)
+                }),
                 "{state:?}"
             );
         }
-        let warm = Observed { asg_instance: asg("Warmed:Terminating:Wait"), ..draining(vec![]) };
-        assert_eq!(step(&warm, &p, &clocks()), Step::Complete(Completion::Drained));
+        let warm = Observed {
+            asg_instance: asg("Warmed:Terminating:Wait"),
+            ..draining(vec![])
+        };
+        assert_eq!(
+            step(&warm, &p, &clocks()),
+            Step::Complete(Completion::Drained)
+        );
     }
 
     #[test]
     fn container_instance_states() {
         let p = policy(StandalonePolicy::Wait, false);
-        let with = |c: Option<ContainerInstance>| Observed { container_instance: c, ..draining(vec![]) };
+        let with = |c: Option<ContainerInstance>| Observed {
+            container_instance: c,
+            ..draining(vec![])
+        };
         let table = [
             (None, Step::Complete(Completion::NotInCluster)),
             (ci(InstanceStatus::Active), Step::SetDraining),
-            (ci(InstanceStatus::Inactive), Step::Complete(Completion::Deregistered { status: "INACTIVE".into() })),
-            (ci(InstanceStatus::Deregistering), Step::Complete(Completion::Deregistered { status: "DEREGISTERING".into() })),
-            (ci(InstanceStatus::Registering), Step::Complete(Completion::NeverActive { status: "REGISTERING".into() })),
-            (ci(InstanceStatus::RegistrationFailed), Step::Complete(Completion::NeverActive { status: "REGISTRATION_FAILED".into() })),
-            (ci(InstanceStatus::Draining), Step::Complete(Completion::Drained)),
+            (
+                ci(InstanceStatus::Inactive),
+                Step::Complete(Completion::Deregistered {
+                    status: "INACTIVE".into(),
+                }),
+            ),
+            (
+                ci(InstanceStatus::Deregistering),
+                Step::Complete(Completion::Deregistered {
+                    status: "DEREGISTERING".into(),
+                }),
+            ),
+            (
+                ci(InstanceStatus::Registering),
+                Step::Complete(Completion::NeverActive {
+                    status: "REGISTERING".into(),
+                }),
+            ),
+            (
+                ci(InstanceStatus::RegistrationFailed),
+                Step::Complete(Completion::NeverActive {
+                    status: "REGISTRATION_FAILED".into(),
+                }),
+            ),
+            (
+                ci(InstanceStatus::Draining),
+                Step::Complete(Completion::Drained),
+            ),
         ];
         for (c, expected) in table {
             assert_eq!(step(&with(c.clone()), &p, &clocks()), expected, "{c:?}");
@@ -318,7 +460,14 @@ mod tests {
         let p = policy(StandalonePolicy::Wait, false);
         for last in ["DEACTIVATING", "STOPPING", "DEPROVISIONING", RUNNING] {
             let o = draining(vec![task("t1", Role::Service, STOPPED, last)]);
-            assert_eq!(step(&o, &p, &clocks()), Step::Wait { remaining: remaining(1, 0, 0, 0), sleep_ms: 10_000 }, "{last}");
+            assert_eq!(
+                step(&o, &p, &clocks()),
+                Step::Wait {
+                    remaining: remaining(1, 0, 0, 0),
+                    sleep_ms: 10_000
+                },
+                "{last}"
+            );
         }
     }
 
@@ -330,21 +479,51 @@ mod tests {
         let d2 = task("d2", Role::Daemon, STOPPED, "STOPPING");
         // Service tasks still there: daemons keep serving them.
         let o = draining(vec![svc.clone(), d1.clone()]);
-        assert_eq!(step(&o, &p, &clocks()), Step::Wait { remaining: remaining(1, 1, 0, 0), sleep_ms: 10_000 });
+        assert_eq!(
+            step(&o, &p, &clocks()),
+            Step::Wait {
+                remaining: remaining(1, 1, 0, 0),
+                sleep_ms: 10_000
+            }
+        );
         // Only daemons: stop the ones not already told to stop.
         let o = draining(vec![d1.clone(), d2.clone()]);
-        assert_eq!(step(&o, &p, &clocks()), Step::StopTasks { arns: vec!["d1".into()], why: StopWhy::DaemonsLast });
+        assert_eq!(
+            step(&o, &p, &clocks()),
+            Step::StopTasks {
+                arns: vec!["d1".into()],
+                why: StopWhy::DaemonsLast
+            }
+        );
         // All daemons already stopping: just wait (no second StopTask).
         let o = draining(vec![d2.clone()]);
-        assert_eq!(step(&o, &p, &clocks()), Step::Wait { remaining: remaining(0, 1, 0, 0), sleep_ms: 10_000 });
+        assert_eq!(
+            step(&o, &p, &clocks()),
+            Step::Wait {
+                remaining: remaining(0, 1, 0, 0),
+                sleep_ms: 10_000
+            }
+        );
         // A waited-on standalone task keeps daemons alive too.
-        let o = draining(vec![d1.clone(), task("a", Role::Standalone, RUNNING, RUNNING)]);
-        assert_eq!(step(&o, &p, &clocks()), Step::Wait { remaining: remaining(0, 1, 1, 0), sleep_ms: 10_000 });
+        let o = draining(vec![
+            d1.clone(),
+            task("a", Role::Standalone, RUNNING, RUNNING),
+        ]);
+        assert_eq!(
+            step(&o, &p, &clocks()),
+            Step::Wait {
+                remaining: remaining(0, 1, 1, 0),
+                sleep_ms: 10_000
+            }
+        );
         // ...but an ignored one does not.
         let o = draining(vec![d1, task("a", Role::Standalone, RUNNING, RUNNING)]);
         assert_eq!(
             step(&o, &policy(StandalonePolicy::Ignore, false), &clocks()),
-            Step::StopTasks { arns: vec!["d1".into()], why: StopWhy::DaemonsLast }
+            Step::StopTasks {
+                arns: vec!["d1".into()],
+                why: StopWhy::DaemonsLast
+            }
         );
     }
 
@@ -356,39 +535,111 @@ mod tests {
         let o = draining(vec![svc.clone(), alone.clone(), alone_stopping.clone()]);
         assert_eq!(
             step(&o, &policy(StandalonePolicy::Stop, false), &clocks()),
-            Step::StopTasks { arns: vec!["a".into()], why: StopWhy::StandalonePolicy }
+            Step::StopTasks {
+                arns: vec!["a".into()],
+                why: StopWhy::StandalonePolicy
+            }
         );
-        assert_eq!(step(&o, &policy(StandalonePolicy::Wait, false), &clocks()), Step::Wait { remaining: remaining(1, 0, 2, 0), sleep_ms: 10_000 });
-        assert_eq!(step(&o, &policy(StandalonePolicy::Ignore, false), &clocks()), Step::Wait { remaining: remaining(1, 0, 0, 2), sleep_ms: 10_000 });
+        assert_eq!(
+            step(&o, &policy(StandalonePolicy::Wait, false), &clocks()),
+            Step::Wait {
+                remaining: remaining(1, 0, 2, 0),
+                sleep_ms: 10_000
+            }
+        );
+        assert_eq!(
+            step(&o, &policy(StandalonePolicy::Ignore, false), &clocks()),
+            Step::Wait {
+                remaining: remaining(1, 0, 0, 2),
+                sleep_ms: 10_000
+            }
+        );
         let only_alone = draining(vec![alone]);
-        assert_eq!(step(&only_alone, &policy(StandalonePolicy::Ignore, false), &clocks()), Step::Complete(Completion::Drained));
-        assert_eq!(step(&draining(vec![alone_stopping]), &policy(StandalonePolicy::Stop, false), &clocks()), Step::Wait { remaining: remaining(0, 0, 1, 0), sleep_ms: 10_000 });
+        assert_eq!(
+            step(
+                &only_alone,
+                &policy(StandalonePolicy::Ignore, false),
+                &clocks()
+            ),
+            Step::Complete(Completion::Drained)
+        );
+        assert_eq!(
+            step(
+                &draining(vec![alone_stopping]),
+                &policy(StandalonePolicy::Stop, false),
+                &clocks()
+            ),
+            Step::Wait {
+                remaining: remaining(0, 0, 1, 0),
+                sleep_ms: 10_000
+            }
+        );
     }
 
     #[test]
     fn service_stability_check() {
         let mut o = draining(vec![]);
         o.unsteady_services = vec!["api".into()];
-        assert_eq!(step(&o, &policy(StandalonePolicy::Wait, false), &clocks()), Step::Complete(Completion::Drained));
+        assert_eq!(
+            step(&o, &policy(StandalonePolicy::Wait, false), &clocks()),
+            Step::Complete(Completion::Drained)
+        );
         assert_eq!(
             step(&o, &policy(StandalonePolicy::Wait, true), &clocks()),
-            Step::Wait { remaining: Remaining { unsteady_services: vec!["api".into()], ..Remaining::default() }, sleep_ms: 10_000 }
+            Step::Wait {
+                remaining: Remaining {
+                    unsteady_services: vec!["api".into()],
+                    ..Remaining::default()
+                },
+                sleep_ms: 10_000
+            }
         );
         o.unsteady_services.clear();
-        assert_eq!(step(&o, &policy(StandalonePolicy::Wait, true), &clocks()), Step::Complete(Completion::Drained));
+        assert_eq!(
+            step(&o, &policy(StandalonePolicy::Wait, true), &clocks()),
+            Step::Complete(Completion::Drained)
+        );
     }
 
     #[test]
     fn deadline_completes_and_names_the_tasks_left() {
         let p = policy(StandalonePolicy::Wait, false);
-        let o = draining(vec![task("s", Role::Service, RUNNING, RUNNING), task("a", Role::Standalone, RUNNING, RUNNING)]);
-        let c = Clocks { now_ms: NOW + 600_000, ..clocks() };
-        assert_eq!(step(&o, &p, &c), Step::Complete(Completion::DeadlineReached { left: vec!["s".into(), "a".into()] }));
-        let c = Clocks { now_ms: NOW + 599_999, invocation_deadline_ms: NOW + 900_000, ..clocks() };
+        let o = draining(vec![
+            task("s", Role::Service, RUNNING, RUNNING),
+            task("a", Role::Standalone, RUNNING, RUNNING),
+        ]);
+        let c = Clocks {
+            now_ms: NOW + 600_000,
+            ..clocks()
+        };
+        assert_eq!(
+            step(&o, &p, &c),
+            Step::Complete(Completion::DeadlineReached {
+                left: vec!["s".into(), "a".into()]
+            })
+        );
+        let c = Clocks {
+            now_ms: NOW + 599_999,
+            invocation_deadline_ms: NOW + 900_000,
+            ..clocks()
+        };
         assert!(matches!(step(&o, &p, &c), Step::Wait { .. }));
         // An ACTIVE instance past the deadline is still set DRAINING first.
-        let active = Observed { container_instance: ci(InstanceStatus::Active), ..o };
-        assert_eq!(step(&active, &p, &Clocks { now_ms: NOW + 700_000, ..clocks() }), Step::SetDraining);
+        let active = Observed {
+            container_instance: ci(InstanceStatus::Active),
+            ..o
+        };
+        assert_eq!(
+            step(
+                &active,
+                &p,
+                &Clocks {
+                    now_ms: NOW + 700_000,
+                    ..clocks()
+                }
+            ),
+            Step::SetDraining
+        );
     }
 
     #[test]
@@ -396,23 +647,61 @@ mod tests {
         let p = policy(StandalonePolicy::Wait, false);
         let o = draining(vec![task("s", Role::Service, RUNNING, RUNNING)]);
         // Not due yet, but due in 4 s: wake early for it.
-        let c = Clocks { heartbeat_base_ms: NOW - 96_000, ..clocks() };
+        let c = Clocks {
+            heartbeat_base_ms: NOW - 96_000,
+            ..clocks()
+        };
         let d = decide(&o, &p, &c);
         assert!(!d.heartbeat);
-        assert_eq!(d.step, Step::Wait { remaining: remaining(1, 0, 0, 0), sleep_ms: 4_000 });
+        assert_eq!(
+            d.step,
+            Step::Wait {
+                remaining: remaining(1, 0, 0, 0),
+                sleep_ms: 4_000
+            }
+        );
         // Due: heartbeat now, next poll at the normal interval.
-        let c = Clocks { heartbeat_base_ms: NOW - 100_000, ..clocks() };
+        let c = Clocks {
+            heartbeat_base_ms: NOW - 100_000,
+            ..clocks()
+        };
         let d = decide(&o, &p, &c);
         assert!(d.heartbeat);
-        assert_eq!(d.step, Step::Wait { remaining: remaining(1, 0, 0, 0), sleep_ms: 10_000 });
+        assert_eq!(
+            d.step,
+            Step::Wait {
+                remaining: remaining(1, 0, 0, 0),
+                sleep_ms: 10_000
+            }
+        );
         // Never heartbeat on a completion or a stop.
         let d = decide(&draining(vec![]), &p, &c);
-        assert_eq!((d.step, d.heartbeat), (Step::Complete(Completion::Drained), false));
-        let d = decide(&Observed { asg_instance: None, ..draining(vec![]) }, &p, &c);
+        assert_eq!(
+            (d.step, d.heartbeat),
+            (Step::Complete(Completion::Drained), false)
+        );
+        let d = decide(
+            &Observed {
+                asg_instance: None,
+                ..draining(vec![])
+            },
+            &p,
+            &c,
+        );
         assert!(!d.heartbeat);
         // Short heartbeat timeouts never make us sleep below 1 s.
-        let c = Clocks { heartbeat_base_ms: NOW - 9_999, heartbeat_every_ms: 10_000, ..clocks() };
-        assert_eq!(decide(&o, &p, &c).step, Step::Wait { remaining: remaining(1, 0, 0, 0), sleep_ms: 1_000 });
+        let c = Clocks {
+            heartbeat_base_ms: NOW - 9_999,
+            heartbeat_every_ms: 10_000,
+            ..clocks()
+        };
+        assert_eq!(
+            decide(&o, &p, &c).step,
+            Step::Wait {
+                remaining: remaining(1, 0, 0, 0),
+                sleep_ms: 1_000
+            }
+        );
     }
 
     #[test]
@@ -420,21 +709,46 @@ mod tests {
         let p = policy(StandalonePolicy::Wait, false);
         let o = draining(vec![task("s", Role::Service, RUNNING, RUNNING)]);
         // 20 s left = one poll (10 s) + margin (10 s): still room.
-        let c = Clocks { invocation_deadline_ms: NOW + 20_000, ..clocks() };
+        let c = Clocks {
+            invocation_deadline_ms: NOW + 20_000,
+            ..clocks()
+        };
         assert!(matches!(step(&o, &p, &c), Step::Wait { .. }));
-        let c = Clocks { invocation_deadline_ms: NOW + 19_999, ..clocks() };
-        assert_eq!(step(&o, &p, &c), Step::HandOff { remaining: remaining(1, 0, 0, 0) });
+        let c = Clocks {
+            invocation_deadline_ms: NOW + 19_999,
+            ..clocks()
+        };
+        assert_eq!(
+            step(&o, &p, &c),
+            Step::HandOff {
+                remaining: remaining(1, 0, 0, 0)
+            }
+        );
         // A drained instance completes even with no time left.
-        assert_eq!(step(&draining(vec![]), &p, &c), Step::Complete(Completion::Drained));
+        assert_eq!(
+            step(&draining(vec![]), &p, &c),
+            Step::Complete(Completion::Drained)
+        );
     }
 
     #[test]
     fn hop_limit_ends_a_runaway_chain() {
         let p = policy(StandalonePolicy::Wait, false);
         let o = draining(vec![task("s", Role::Service, RUNNING, RUNNING)]);
-        let c = Clocks { attempt: MAX_HOPS + 1, ..clocks() };
-        assert_eq!(step(&o, &p, &c), Step::Complete(Completion::HopLimit { attempt: MAX_HOPS + 1 }));
-        let c = Clocks { attempt: MAX_HOPS, ..clocks() };
+        let c = Clocks {
+            attempt: MAX_HOPS + 1,
+            ..clocks()
+        };
+        assert_eq!(
+            step(&o, &p, &c),
+            Step::Complete(Completion::HopLimit {
+                attempt: MAX_HOPS + 1
+            })
+        );
+        let c = Clocks {
+            attempt: MAX_HOPS,
+            ..clocks()
+        };
         assert!(matches!(step(&o, &p, &c), Step::Wait { .. }));
     }
 }

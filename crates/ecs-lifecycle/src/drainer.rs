@@ -12,10 +12,14 @@ use tracing::{Instrument, Span, error, info, info_span, warn};
 
 use crate::config::{ClusterScope, DrainConfig};
 use crate::continuation::Continuation;
-use crate::drain::{Clocks, Completion, Decision, LiveTask, Observed, Policy, Role, Step, StopReason, decide};
+use crate::drain::{
+    Clocks, Completion, Decision, LiveTask, Observed, Policy, Role, Step, StopReason, decide,
+};
 use crate::error::{AwsError, Error, EventError};
 use crate::event::{LifecycleAction, Message, Record, Transition, parse_event};
-use crate::model::{ActionAck, ActionResult, ContainerInstance, HookTimeouts, InstanceStatus, Scheduling};
+use crate::model::{
+    ActionAck, ActionResult, ContainerInstance, HookTimeouts, InstanceStatus, Scheduling,
+};
 use crate::ports::{AutoScaling, DesiredStatus, Ecs, Publisher};
 use crate::time::Clock;
 
@@ -26,15 +30,29 @@ pub const FUNCTION_NAME: &str = "terminate-drain";
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// The action was completed with CONTINUE by this invocation.
-    Completed { instance_id: String, reason: Completion },
+    Completed {
+        instance_id: String,
+        reason: Completion,
+    },
     /// Auto Scaling said the action is no longer active (completed elsewhere or expired).
     AlreadyCompleted { instance_id: String, detail: String },
     /// Nothing to complete: the instance is not waiting on a terminate action.
-    Stopped { instance_id: String, reason: StopReason },
+    Stopped {
+        instance_id: String,
+        reason: StopReason,
+    },
     /// The drain goes on in a new invocation.
-    HandedOff { instance_id: String, attempt: u32, topic_arn: String, message_id: String },
+    HandedOff {
+        instance_id: String,
+        attempt: u32,
+        topic_arn: String,
+        message_id: String,
+    },
     /// DRY_RUN: the decision was logged, nothing changed.
-    DryRun { instance_id: String, decision: Decision },
+    DryRun {
+        instance_id: String,
+        decision: Decision,
+    },
     /// Acknowledged and dropped (test notification, launch transition...).
     Ignored { reason: String },
 }
@@ -74,7 +92,13 @@ pub struct Drainer<E, A, P> {
 
 impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     pub fn new(ecs: E, autoscaling: A, publisher: P, config: DrainConfig) -> Self {
-        Drainer { ecs, autoscaling, publisher, config, handoff_margin: Duration::from_secs(10) }
+        Drainer {
+            ecs,
+            autoscaling,
+            publisher,
+            config,
+            handoff_margin: Duration::from_secs(10),
+        }
     }
 
     /// Time kept before the invocation deadline to hand off (default 10 s).
@@ -93,9 +117,14 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     /// keep the event.
     pub async fn handle(&self, event: &Value, deadline_ms: u64) -> Result<Value, Error> {
         let records = parse_event(event).inspect_err(|e| error!(error = %e, "rejected event"))?;
-        let results = futures_util::future::join_all(records.iter().map(|r| self.handle_record(r, deadline_ms))).await;
+        let results = futures_util::future::join_all(
+            records.iter().map(|r| self.handle_record(r, deadline_ms)),
+        )
+        .await;
 
-        let is_sqs = records.iter().any(|r| matches!(r.source, crate::event::Source::Sqs { .. }));
+        let is_sqs = records
+            .iter()
+            .any(|r| matches!(r.source, crate::event::Source::Sqs { .. }));
         let mut outcomes = Vec::new();
         let mut failures = Vec::new();
         let mut first_error = None;
@@ -124,28 +153,49 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                 return Err(e.clone().into());
             }
             Ok(Message::TestNotification { asg }) => {
-                info!(asg = asg.as_deref().unwrap_or(""), "acknowledged autoscaling:TEST_NOTIFICATION; nothing to do");
-                return Ok(Outcome::Ignored { reason: "test notification".into() });
+                info!(
+                    asg = asg.as_deref().unwrap_or(""),
+                    "acknowledged autoscaling:TEST_NOTIFICATION; nothing to do"
+                );
+                return Ok(Outcome::Ignored {
+                    reason: "test notification".into(),
+                });
             }
             Ok(Message::LaunchSuccessful { asg, instance_id }) => {
                 warn!(%asg, %instance_id, "skipped an EC2 Instance Launch Successful event: terminate-drain handles terminate actions only");
-                return Ok(Outcome::Ignored { reason: "launch event".into() });
+                return Ok(Outcome::Ignored {
+                    reason: "launch event".into(),
+                });
             }
             Ok(Message::Action(action)) if action.transition == Transition::Launching => {
                 warn!(asg = %action.asg, hook = %action.hook, instance_id = %action.instance_id, "skipped a launch lifecycle action: terminate-drain handles terminate actions only; check the hook's notification target");
-                return Ok(Outcome::Ignored { reason: "launch transition".into() });
+                return Ok(Outcome::Ignored {
+                    reason: "launch transition".into(),
+                });
             }
-            Ok(Message::Action(action)) => {
-                Job { action: action.clone(), attempt: 0, started_at_ms: None, last_heartbeat_ms: None, memo: DrainMemo::default(), reply_topic }
-            }
+            Ok(Message::Action(action)) => Job {
+                action: action.clone(),
+                attempt: 0,
+                started_at_ms: None,
+                last_heartbeat_ms: None,
+                memo: DrainMemo::default(),
+                reply_topic,
+            },
             Ok(Message::Continuation(c)) => {
                 if c.function != FUNCTION_NAME {
-                    let e = EventError::new("continuation.function", format!("is {:?}; this is {FUNCTION_NAME}", c.function));
+                    let e = EventError::new(
+                        "continuation.function",
+                        format!("is {:?}; this is {FUNCTION_NAME}", c.function),
+                    );
                     error!(error = %e, "rejected continuation");
                     return Err(e.into());
                 }
-                let memo = serde_json::from_value(if c.state.is_null() { json!({}) } else { c.state.clone() })
-                    .map_err(|e| EventError::new("continuation.state", e.to_string()))?;
+                let memo = serde_json::from_value(if c.state.is_null() {
+                    json!({})
+                } else {
+                    c.state.clone()
+                })
+                .map_err(|e| EventError::new("continuation.state", e.to_string()))?;
                 Job {
                     action: c.action.clone(),
                     attempt: c.attempt,
@@ -178,7 +228,11 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         let now = clock.now_ms();
         let started_at = job.started_at_ms.unwrap_or(now);
 
-        let hook = match self.autoscaling.hook_timeouts(&action.asg, &action.hook).await? {
+        let hook = match self
+            .autoscaling
+            .hook_timeouts(&action.asg, &action.hook)
+            .await?
+        {
             Some(h) => h,
             None => {
                 warn!("lifecycle hook not found; assuming Auto Scaling's default timeouts");
@@ -186,11 +240,14 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             }
         };
         // Auto Scaling's clocks start with the action; ours may start later.
-        let action_start = action.started_at_ms().map_or(started_at, |t| t.min(started_at));
+        let action_start = action
+            .started_at_ms()
+            .map_or(started_at, |t| t.min(started_at));
         let poll_ms = millis(cfg.common.poll_interval);
         let global_deadline = action_start + hook.global_timeout_s * 1000;
         let safety = (2 * poll_ms).max(10_000);
-        let drain_deadline = (started_at + millis(cfg.max_drain)).min(global_deadline.saturating_sub(safety));
+        let drain_deadline =
+            (started_at + millis(cfg.max_drain)).min(global_deadline.saturating_sub(safety));
         let heartbeat_every_ms = (hook.heartbeat_timeout_s * 1000 / 3).max(1000);
         let mut heartbeat_base = job.last_heartbeat_ms.unwrap_or(action_start);
         let policy = Policy {
@@ -222,7 +279,10 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
 
             if cfg.common.dry_run {
                 info!("DRY_RUN: nothing was changed");
-                return Ok(Outcome::DryRun { instance_id, decision });
+                return Ok(Outcome::DryRun {
+                    instance_id,
+                    decision,
+                });
             }
             if decision.heartbeat {
                 match self.autoscaling.heartbeat(action).await? {
@@ -231,27 +291,60 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                 }
             }
             match decision.step {
-                Step::Stop(reason) => return Ok(Outcome::Stopped { instance_id, reason }),
-                Step::Complete(reason) => {
-                    return Ok(match self.autoscaling.complete(action, ActionResult::Continue).await? {
-                        ActionAck::Accepted => {
-                            info!(result = "CONTINUE", drain_seconds = (clock.now_ms() - started_at) / 1000, "completed the lifecycle action");
-                            Outcome::Completed { instance_id, reason }
-                        }
-                        ActionAck::NoActiveAction(detail) => no_active(instance_id, detail),
+                Step::Stop(reason) => {
+                    return Ok(Outcome::Stopped {
+                        instance_id,
+                        reason,
                     });
                 }
+                Step::Complete(reason) => {
+                    return Ok(
+                        match self
+                            .autoscaling
+                            .complete(action, ActionResult::Continue)
+                            .await?
+                        {
+                            ActionAck::Accepted => {
+                                info!(
+                                    result = "CONTINUE",
+                                    drain_seconds = (clock.now_ms() - started_at) / 1000,
+                                    "completed the lifecycle action"
+                                );
+                                Outcome::Completed {
+                                    instance_id,
+                                    reason,
+                                }
+                            }
+                            ActionAck::NoActiveAction(detail) => no_active(instance_id, detail),
+                        },
+                    );
+                }
                 Step::SetDraining => {
-                    let ci = observed.container_instance.as_ref().ok_or_else(|| missing_instance(&instance_id))?;
-                    if let Err((reason, detail)) = self.ecs.set_draining(&ci.cluster, &ci.arn).await? {
-                        return Err(Error::EcsItemFailure { operation: "UpdateContainerInstancesState", arn: ci.arn.clone(), reason, detail });
+                    let ci = observed
+                        .container_instance
+                        .as_ref()
+                        .ok_or_else(|| missing_instance(&instance_id))?;
+                    if let Err((reason, detail)) =
+                        self.ecs.set_draining(&ci.cluster, &ci.arn).await?
+                    {
+                        return Err(Error::EcsItemFailure {
+                            operation: "UpdateContainerInstancesState",
+                            arn: ci.arn.clone(),
+                            reason,
+                            detail,
+                        });
                     }
                     info!("set the container instance to DRAINING");
                     // Observe again at once: ECS has already started stopping PENDING tasks.
                 }
                 Step::StopTasks { arns, why } => {
-                    let ci = observed.container_instance.as_ref().ok_or_else(|| missing_instance(&instance_id))?;
-                    let reason = format!("{FUNCTION_NAME}: instance {instance_id} is being terminated by Auto Scaling");
+                    let ci = observed
+                        .container_instance
+                        .as_ref()
+                        .ok_or_else(|| missing_instance(&instance_id))?;
+                    let reason = format!(
+                        "{FUNCTION_NAME}: instance {instance_id} is being terminated by Auto Scaling"
+                    );
                     for arn in &arns {
                         match self.ecs.stop(&ci.cluster, arn, &reason).await {
                             Ok(()) => info!(task = %arn, ?why, "stopped task"),
@@ -264,7 +357,9 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                     }
                     tokio::time::sleep(Duration::from_millis(poll_ms)).await;
                 }
-                Step::Wait { sleep_ms, .. } => tokio::time::sleep(Duration::from_millis(sleep_ms)).await,
+                Step::Wait { sleep_ms, .. } => {
+                    tokio::time::sleep(Duration::from_millis(sleep_ms)).await
+                }
                 Step::HandOff { .. } => {
                     let next = Continuation::new(
                         FUNCTION_NAME,
@@ -279,11 +374,26 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                         .continuation_topic
                         .clone()
                         .or_else(|| job.reply_topic.clone())
-                        .ok_or_else(|| Error::NoContinuationTopic { instance_id: instance_id.clone() })?;
-                    let body = serde_json::to_string(&next).map_err(|e| EventError::new("continuation", e.to_string()))?;
-                    let message_id = self.publisher.publish_message(&topic, &format!("{FUNCTION_NAME} continuation {instance_id}"), &body).await?;
+                        .ok_or_else(|| Error::NoContinuationTopic {
+                            instance_id: instance_id.clone(),
+                        })?;
+                    let body = serde_json::to_string(&next)
+                        .map_err(|e| EventError::new("continuation", e.to_string()))?;
+                    let message_id = self
+                        .publisher
+                        .publish_message(
+                            &topic,
+                            &format!("{FUNCTION_NAME} continuation {instance_id}"),
+                            &body,
+                        )
+                        .await?;
                     info!(topic = %topic, %message_id, next_attempt = next.attempt, "handed the drain over to a new invocation");
-                    return Ok(Outcome::HandedOff { instance_id, attempt: next.attempt, topic_arn: topic, message_id });
+                    return Ok(Outcome::HandedOff {
+                        instance_id,
+                        attempt: next.attempt,
+                        topic_arn: topic,
+                        message_id,
+                    });
                 }
             }
         }
@@ -291,14 +401,26 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
 
     async fn observe(&self, eyes: &mut Eyes<'_, E>, instance_id: &str) -> Result<Observed, Error> {
         let asg_instance = self.autoscaling.instance(instance_id).await?;
-        let mut observed = Observed { asg_instance, ..Observed::default() };
-        if !observed.asg_instance.as_ref().is_some_and(|i| i.is_terminate_wait()) {
+        let mut observed = Observed {
+            asg_instance,
+            ..Observed::default()
+        };
+        if !observed
+            .asg_instance
+            .as_ref()
+            .is_some_and(|i| i.is_terminate_wait())
+        {
             return Ok(observed);
         }
-        let Some(ci) = eyes.container_instance(instance_id).await? else { return Ok(observed) };
+        let Some(ci) = eyes.container_instance(instance_id).await? else {
+            return Ok(observed);
+        };
         if ci.status == InstanceStatus::Draining {
             observed.live_tasks = eyes.live_tasks(&ci).await?;
-            let waited_on = observed.live_tasks.iter().any(|t| t.role != Role::Standalone || self.config.standalone != crate::config::StandalonePolicy::Ignore);
+            let waited_on = observed.live_tasks.iter().any(|t| {
+                t.role != Role::Standalone
+                    || self.config.standalone != crate::config::StandalonePolicy::Ignore
+            });
             if self.config.service_stability && !waited_on {
                 observed.unsteady_services = eyes.unsteady_services(&ci.cluster).await?;
             }
@@ -321,16 +443,29 @@ struct Eyes<'a, E> {
 
 impl<'a, E: Ecs> Eyes<'a, E> {
     fn new(ecs: &'a E, scope: &'a ClusterScope, memo: DrainMemo) -> Self {
-        Eyes { ecs, scope, memo, known_stopped: HashSet::new(), scheduling: HashMap::new() }
+        Eyes {
+            ecs,
+            scope,
+            memo,
+            known_stopped: HashSet::new(),
+            scheduling: HashMap::new(),
+        }
     }
 
     fn memo(&self) -> &DrainMemo {
         &self.memo
     }
 
-    async fn container_instance(&mut self, instance_id: &str) -> Result<Option<ContainerInstance>, Error> {
+    async fn container_instance(
+        &mut self,
+        instance_id: &str,
+    ) -> Result<Option<ContainerInstance>, Error> {
         let hinted = match (&self.memo.cluster, &self.memo.container_instance_arn) {
-            (Some(cluster), Some(arn)) => self.ecs.describe_container_instance(cluster, arn).await?.filter(|ci| ci.ec2_instance_id == instance_id),
+            (Some(cluster), Some(arn)) => self
+                .ecs
+                .describe_container_instance(cluster, arn)
+                .await?
+                .filter(|ci| ci.ec2_instance_id == instance_id),
             _ => None,
         };
         // No hint, or a stale one: search.
@@ -339,7 +474,9 @@ impl<'a, E: Ecs> Eyes<'a, E> {
             None => self.search(instance_id).await?,
         };
         if let Some(ci) = &found {
-            Span::current().record("cluster", ci.cluster.as_str()).record("container_instance", ci.arn.as_str());
+            Span::current()
+                .record("cluster", ci.cluster.as_str())
+                .record("container_instance", ci.arn.as_str());
             self.memo.cluster = Some(ci.cluster.clone());
             self.memo.container_instance_arn = Some(ci.arn.clone());
         }
@@ -361,7 +498,10 @@ impl<'a, E: Ecs> Eyes<'a, E> {
                 Err(e) => return Err(e.into()),
             }
         }
-        info!(clusters_searched = clusters.len(), "the instance is not registered in any cluster searched");
+        info!(
+            clusters_searched = clusters.len(),
+            "the instance is not registered in any cluster searched"
+        );
         Ok(None)
     }
 
@@ -369,8 +509,15 @@ impl<'a, E: Ecs> Eyes<'a, E> {
     /// STOPPED alike: `runningTasksCount` and a plain ListTasks miss the tasks
     /// that are still shutting down.
     async fn live_tasks(&mut self, ci: &ContainerInstance) -> Result<Vec<LiveTask>, Error> {
-        let mut arns = self.ecs.task_arns(&ci.cluster, &ci.arn, DesiredStatus::Running).await?;
-        arns.extend(self.ecs.task_arns(&ci.cluster, &ci.arn, DesiredStatus::Stopped).await?);
+        let mut arns = self
+            .ecs
+            .task_arns(&ci.cluster, &ci.arn, DesiredStatus::Running)
+            .await?;
+        arns.extend(
+            self.ecs
+                .task_arns(&ci.cluster, &ci.arn, DesiredStatus::Stopped)
+                .await?,
+        );
         let mut seen = HashSet::new();
         arns.retain(|a| !self.known_stopped.contains(a) && seen.insert(a.clone()));
         let tasks = self.ecs.tasks(&ci.cluster, &arns).await?;
@@ -378,7 +525,11 @@ impl<'a, E: Ecs> Eyes<'a, E> {
         let mut live = Vec::new();
         for task in tasks {
             // ListTasks' containerInstance filter is exact on AWS; check anyway.
-            if task.container_instance_arn.as_deref().is_some_and(|a| a != ci.arn) {
+            if task
+                .container_instance_arn
+                .as_deref()
+                .is_some_and(|a| a != ci.arn)
+            {
                 continue;
             }
             if task.is_stopped() {
@@ -387,8 +538,15 @@ impl<'a, E: Ecs> Eyes<'a, E> {
                 live.push(task);
             }
         }
-        let services: BTreeSet<String> = live.iter().filter_map(|t| t.service_name().map(str::to_owned)).collect();
-        let unknown: Vec<String> = services.iter().filter(|s| !self.scheduling.contains_key(*s)).cloned().collect();
+        let services: BTreeSet<String> = live
+            .iter()
+            .filter_map(|t| t.service_name().map(str::to_owned))
+            .collect();
+        let unknown: Vec<String> = services
+            .iter()
+            .filter(|s| !self.scheduling.contains_key(*s))
+            .cloned()
+            .collect();
         if !unknown.is_empty() {
             for s in self.ecs.services(&ci.cluster, &unknown).await? {
                 self.scheduling.insert(s.name, s.scheduling);
@@ -399,7 +557,9 @@ impl<'a, E: Ecs> Eyes<'a, E> {
             .map(|task| {
                 let role = match task.service_name() {
                     None => Role::Standalone,
-                    Some(name) if self.scheduling.get(name) == Some(&Scheduling::Daemon) => Role::Daemon,
+                    Some(name) if self.scheduling.get(name) == Some(&Scheduling::Daemon) => {
+                        Role::Daemon
+                    }
                     Some(name) => {
                         self.memo.services.insert(name.to_owned());
                         Role::Service
@@ -417,7 +577,11 @@ impl<'a, E: Ecs> Eyes<'a, E> {
             return Ok(Vec::new());
         }
         let services = self.ecs.services(cluster, &names).await?;
-        Ok(services.into_iter().filter(|s| !s.has_replacements_running()).map(|s| s.name).collect())
+        Ok(services
+            .into_iter()
+            .filter(|s| !s.has_replacements_running())
+            .map(|s| s.name)
+            .collect())
     }
 }
 
@@ -426,22 +590,41 @@ fn millis(d: Duration) -> u64 {
 }
 
 fn missing_instance(instance_id: &str) -> Error {
-    EventError::new("drain", format!("no container instance observed for {instance_id}")).into()
+    EventError::new(
+        "drain",
+        format!("no container instance observed for {instance_id}"),
+    )
+    .into()
 }
 
 fn no_active(instance_id: String, detail: String) -> Outcome {
     info!(%detail, "Auto Scaling has no active lifecycle action for the instance (completed elsewhere or expired); final, not retried");
-    Outcome::AlreadyCompleted { instance_id, detail }
+    Outcome::AlreadyCompleted {
+        instance_id,
+        detail,
+    }
 }
 
 /// One structured line per decision.
 fn log_decision(decision: &Decision, observed: &Observed, started_at: u64, now: u64) {
-    let status = observed.container_instance.as_ref().map(|c| format!("{:?}", c.status).to_uppercase());
-    let lifecycle_state = observed.asg_instance.as_ref().map(|i| i.lifecycle_state.as_str()).unwrap_or("none");
+    let status = observed
+        .container_instance
+        .as_ref()
+        .map(|c| format!("{:?}", c.status).to_uppercase());
+    let lifecycle_state = observed
+        .asg_instance
+        .as_ref()
+        .map(|i| i.lifecycle_state.as_str())
+        .unwrap_or("none");
     let elapsed_s = now.saturating_sub(started_at) / 1000;
     let heartbeat = decision.heartbeat;
     match &decision.step {
-        Step::Stop(reason) => info!(decision = "stop", ?reason, lifecycle_state, "the instance is not waiting on a terminate action; stopping without completing or continuing"),
+        Step::Stop(reason) => info!(
+            decision = "stop",
+            ?reason,
+            lifecycle_state,
+            "the instance is not waiting on a terminate action; stopping without completing or continuing"
+        ),
         Step::Complete(Completion::DeadlineReached { left }) => warn!(
             decision = "complete",
             reason = "deadline_reached",
@@ -450,10 +633,29 @@ fn log_decision(decision: &Decision, observed: &Observed, started_at: u64, now: 
             elapsed_s,
             "drain deadline reached with tasks still on the instance; completing CONTINUE, they end with the instance"
         ),
-        Step::Complete(reason) => info!(decision = "complete", ?reason, elapsed_s, "completing the lifecycle action with CONTINUE"),
-        Step::SetDraining => info!(decision = "set_draining", status = status.as_deref().unwrap_or(""), heartbeat, "the container instance is ACTIVE; setting DRAINING"),
-        Step::StopTasks { arns, why } => info!(decision = "stop_tasks", ?why, count = arns.len(), heartbeat, "stopping tasks the scheduler will not stop"),
-        Step::Wait { remaining, sleep_ms } => info!(
+        Step::Complete(reason) => info!(
+            decision = "complete",
+            ?reason,
+            elapsed_s,
+            "completing the lifecycle action with CONTINUE"
+        ),
+        Step::SetDraining => info!(
+            decision = "set_draining",
+            status = status.as_deref().unwrap_or(""),
+            heartbeat,
+            "the container instance is ACTIVE; setting DRAINING"
+        ),
+        Step::StopTasks { arns, why } => info!(
+            decision = "stop_tasks",
+            ?why,
+            count = arns.len(),
+            heartbeat,
+            "stopping tasks the scheduler will not stop"
+        ),
+        Step::Wait {
+            remaining,
+            sleep_ms,
+        } => info!(
             decision = "wait",
             service = remaining.service,
             daemon = remaining.daemon,

@@ -49,7 +49,10 @@ pub struct EventError {
 
 impl EventError {
     pub fn new(context: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self { context: context.into(), problem: problem.into() }
+        Self {
+            context: context.into(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -73,9 +76,16 @@ pub enum Error {
     Aws(#[from] AwsError),
     /// A batch call succeeded but reported a per-item failure.
     #[error("ecs:{operation} reported a failure for {arn}: {reason}{}", detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
-    EcsItemFailure { operation: &'static str, arn: String, reason: String, detail: Option<String> },
+    EcsItemFailure {
+        operation: &'static str,
+        arn: String,
+        reason: String,
+        detail: Option<String>,
+    },
     /// The work needs another invocation but there is no SNS topic to hand it to.
-    #[error("the drain of {instance_id} needs another invocation, but there is no topic to continue on: set CONTINUATION_TOPIC_ARN (or deliver through SNS)")]
+    #[error(
+        "the drain of {instance_id} needs another invocation, but there is no topic to continue on: set CONTINUATION_TOPIC_ARN (or deliver through SNS)"
+    )]
     NoContinuationTopic { instance_id: String },
 }
 
@@ -104,7 +114,10 @@ impl Error {
 
 impl From<Error> for Diagnostic {
     fn from(e: Error) -> Self {
-        Diagnostic { error_type: e.kind().to_owned(), error_message: e.to_string() }
+        Diagnostic {
+            error_type: e.kind().to_owned(),
+            error_message: e.to_string(),
+        }
     }
 }
 
@@ -115,7 +128,12 @@ mod tests {
     use super::*;
 
     fn aws(code: Option<&str>) -> AwsError {
-        AwsError { service: "ecs", operation: "DescribeTasks", code: code.map(str::to_owned), message: "m".into() }
+        AwsError {
+            service: "ecs",
+            operation: "DescribeTasks",
+            code: code.map(str::to_owned),
+            message: "m".into(),
+        }
     }
 
     #[test]
@@ -135,7 +153,10 @@ mod tests {
 
     #[test]
     fn messages_name_the_call_and_code() {
-        assert_eq!(aws(Some("ThrottlingException")).to_string(), "ecs:DescribeTasks failed with ThrottlingException: m");
+        assert_eq!(
+            aws(Some("ThrottlingException")).to_string(),
+            "ecs:DescribeTasks failed with ThrottlingException: m"
+        );
         assert_eq!(aws(None).to_string(), "ecs:DescribeTasks failed: m");
         let d: Diagnostic = Error::from(aws(Some("X"))).into();
         assert_eq!(d.error_type, "EcsLifecycle.AwsError");

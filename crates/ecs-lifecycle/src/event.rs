@@ -52,18 +52,30 @@ pub struct LifecycleAction {
     #[serde(rename = "LifecycleTransition")]
     pub transition: Transition,
     /// Absent when the action is addressed by instance id only.
-    #[serde(rename = "LifecycleActionToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "LifecycleActionToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub token: Option<String>,
     /// When Auto Scaling started the action (RFC 3339): the hook's global timeout
     /// counts from here.
     #[serde(rename = "Time", default, skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
-    #[serde(rename = "NotificationMetadata", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "NotificationMetadata",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub metadata: Option<String>,
     /// `EC2`, `AutoScalingGroup` or `WarmPool` (EventBridge and newer SNS messages).
     #[serde(rename = "Origin", default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
-    #[serde(rename = "Destination", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Destination",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub destination: Option<String>,
     #[serde(rename = "AccountId", default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
@@ -73,12 +85,15 @@ impl LifecycleAction {
     /// The start time in epoch milliseconds, if the message carried a valid one.
     pub fn started_at_ms(&self) -> Option<u64> {
         let t = self.time.as_deref()?;
-        let dt = aws_smithy_types::DateTime::from_str(t, aws_smithy_types::date_time::Format::DateTime).ok()?;
+        let dt =
+            aws_smithy_types::DateTime::from_str(t, aws_smithy_types::date_time::Format::DateTime)
+                .ok()?;
         u64::try_from(dt.to_millis().ok()?).ok()
     }
 
     fn validate(self, context: &str) -> Result<Self, EventError> {
-        let field_err = |field: &str, why: &str| EventError::new(context, format!("field {field} {why}"));
+        let field_err =
+            |field: &str, why: &str| EventError::new(context, format!("field {field} {why}"));
         if self.asg.trim().is_empty() {
             return Err(field_err("AutoScalingGroupName", "is empty"));
         }
@@ -86,7 +101,10 @@ impl LifecycleAction {
             return Err(field_err("LifecycleHookName", "is empty"));
         }
         if !is_instance_id(&self.instance_id) {
-            return Err(field_err("EC2InstanceId", &format!("is not an EC2 instance id: {:?}", self.instance_id)));
+            return Err(field_err(
+                "EC2InstanceId",
+                &format!("is not an EC2 instance id: {:?}", self.instance_id),
+            ));
         }
         if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Err(field_err("LifecycleActionToken", "is empty"));
@@ -97,16 +115,24 @@ impl LifecycleAction {
 
 /// `i-` followed by 8 or 17 lowercase hex digits.
 pub fn is_instance_id(s: &str) -> bool {
-    s.strip_prefix("i-")
-        .is_some_and(|h| (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    s.strip_prefix("i-").is_some_and(|h| {
+        (h.len() == 8 || h.len() == 17)
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// How a message reached the function; decides where a continuation goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    Sns { topic_arn: String },
+    Sns {
+        topic_arn: String,
+    },
     /// `topic_arn` is set when the queue is subscribed to an SNS topic.
-    Sqs { message_id: String, topic_arn: Option<String> },
+    Sqs {
+        message_id: String,
+        topic_arn: Option<String>,
+    },
     EventBridge,
     Direct,
 }
@@ -148,7 +174,10 @@ pub struct Record {
 /// has no recognisable shape at all.
 pub fn parse_event(event: &Value) -> Result<Vec<Record>, EventError> {
     let Some(obj) = event.as_object() else {
-        return Err(EventError::new("event", format!("expected a JSON object, got {}", json_kind(event))));
+        return Err(EventError::new(
+            "event",
+            format!("expected a JSON object, got {}", json_kind(event)),
+        ));
     };
     if let Some(records) = obj.get("Records") {
         return parse_records(event, records);
@@ -156,12 +185,19 @@ pub fn parse_event(event: &Value) -> Result<Vec<Record>, EventError> {
     if obj.contains_key("detail-type") {
         return Ok(vec![parse_eventbridge(event)?]);
     }
-    Ok(vec![Record { source: Source::Direct, message: parse_message_value(event, "event") }])
+    Ok(vec![Record {
+        source: Source::Direct,
+        message: parse_message_value(event, "event"),
+    }])
 }
 
 fn parse_records(event: &Value, records: &Value) -> Result<Vec<Record>, EventError> {
-    let list = records.as_array().ok_or_else(|| EventError::new("Records", "is not an array"))?;
-    let first = list.first().ok_or_else(|| EventError::new("Records", "is empty"))?;
+    let list = records
+        .as_array()
+        .ok_or_else(|| EventError::new("Records", "is not an array"))?;
+    let first = list
+        .first()
+        .ok_or_else(|| EventError::new("Records", "is empty"))?;
     let source = first
         .get("EventSource")
         .or_else(|| first.get("eventSource"))
@@ -169,22 +205,37 @@ fn parse_records(event: &Value, records: &Value) -> Result<Vec<Record>, EventErr
         .ok_or_else(|| EventError::new("Records[0]", "has no EventSource/eventSource"))?;
     match source {
         "aws:sns" => {
-            let sns: SnsEvent = serde_json::from_value(event.clone()).map_err(|e| EventError::new("SNS event", e.to_string()))?;
+            let sns: SnsEvent = serde_json::from_value(event.clone())
+                .map_err(|e| EventError::new("SNS event", e.to_string()))?;
             Ok(sns
                 .records
                 .into_iter()
                 .enumerate()
                 .map(|(i, r)| Record {
-                    source: Source::Sns { topic_arn: r.sns.topic_arn.clone() },
-                    message: parse_message_str(&r.sns.message, &format!("Records[{i}].Sns.Message")),
+                    source: Source::Sns {
+                        topic_arn: r.sns.topic_arn.clone(),
+                    },
+                    message: parse_message_str(
+                        &r.sns.message,
+                        &format!("Records[{i}].Sns.Message"),
+                    ),
                 })
                 .collect())
         }
         "aws:sqs" => {
-            let sqs: SqsEvent = serde_json::from_value(event.clone()).map_err(|e| EventError::new("SQS event", e.to_string()))?;
-            Ok(sqs.records.into_iter().enumerate().map(|(i, r)| sqs_record(i, r.message_id, r.body)).collect())
+            let sqs: SqsEvent = serde_json::from_value(event.clone())
+                .map_err(|e| EventError::new("SQS event", e.to_string()))?;
+            Ok(sqs
+                .records
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| sqs_record(i, r.message_id, r.body))
+                .collect())
         }
-        other => Err(EventError::new("Records[0].EventSource", format!("unsupported source {other:?} (expected aws:sns or aws:sqs)"))),
+        other => Err(EventError::new(
+            "Records[0].EventSource",
+            format!("unsupported source {other:?} (expected aws:sns or aws:sqs)"),
+        )),
     }
 }
 
@@ -193,7 +244,10 @@ fn sqs_record(i: usize, message_id: Option<String>, body: Option<String>) -> Rec
     let message_id = message_id.unwrap_or_default();
     let Some(body) = body else {
         return Record {
-            source: Source::Sqs { message_id, topic_arn: None },
+            source: Source::Sqs {
+                message_id,
+                topic_arn: None,
+            },
             message: Err(EventError::new(context, "is missing")),
         };
     };
@@ -204,64 +258,114 @@ fn sqs_record(i: usize, message_id: Option<String>, body: Option<String>) -> Rec
         && doc.get("Type").and_then(Value::as_str) == Some("Notification")
         && let Some(inner) = doc.get("Message").and_then(Value::as_str)
     {
-        let topic_arn = doc.get("TopicArn").and_then(Value::as_str).map(str::to_owned);
+        let topic_arn = doc
+            .get("TopicArn")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         return Record {
-            source: Source::Sqs { message_id, topic_arn },
+            source: Source::Sqs {
+                message_id,
+                topic_arn,
+            },
             message: parse_message_str(inner, &format!("{context}.Message")),
         };
     }
-    Record { source: Source::Sqs { message_id, topic_arn: None }, message: parse_message_str(&body, &context) }
+    Record {
+        source: Source::Sqs {
+            message_id,
+            topic_arn: None,
+        },
+        message: parse_message_str(&body, &context),
+    }
 }
 
 fn parse_eventbridge(event: &Value) -> Result<Record, EventError> {
-    let eb: EventBridgeEvent<Value> = serde_json::from_value(event.clone()).map_err(|e| EventError::new("EventBridge event", e.to_string()))?;
+    let eb: EventBridgeEvent<Value> = serde_json::from_value(event.clone())
+        .map_err(|e| EventError::new("EventBridge event", e.to_string()))?;
     if eb.source != "aws.autoscaling" {
-        return Err(EventError::new("source", format!("unsupported EventBridge source {:?} (expected aws.autoscaling)", eb.source)));
+        return Err(EventError::new(
+            "source",
+            format!(
+                "unsupported EventBridge source {:?} (expected aws.autoscaling)",
+                eb.source
+            ),
+        ));
     }
     let message = match eb.detail_type.as_str() {
         TERMINATE_DETAIL_TYPE | LAUNCH_DETAIL_TYPE => parse_message_value(&eb.detail, "detail"),
         LAUNCH_SUCCESSFUL_DETAIL_TYPE => {
             let field = |k: &str| eb.detail.get(k).and_then(Value::as_str).map(str::to_owned);
             match (field("AutoScalingGroupName"), field("EC2InstanceId")) {
-                (Some(asg), Some(id)) if is_instance_id(&id) => Ok(Message::LaunchSuccessful { asg, instance_id: id }),
-                (None, _) => Err(EventError::new("detail", "missing field AutoScalingGroupName")),
+                (Some(asg), Some(id)) if is_instance_id(&id) => Ok(Message::LaunchSuccessful {
+                    asg,
+                    instance_id: id,
+                }),
+                (None, _) => Err(EventError::new(
+                    "detail",
+                    "missing field AutoScalingGroupName",
+                )),
                 (_, None) => Err(EventError::new("detail", "missing field EC2InstanceId")),
-                (_, Some(id)) => Err(EventError::new("detail", format!("field EC2InstanceId is not an EC2 instance id: {id:?}"))),
+                (_, Some(id)) => Err(EventError::new(
+                    "detail",
+                    format!("field EC2InstanceId is not an EC2 instance id: {id:?}"),
+                )),
             }
         }
-        other => return Err(EventError::new("detail-type", format!("unsupported {other:?}"))),
+        other => {
+            return Err(EventError::new(
+                "detail-type",
+                format!("unsupported {other:?}"),
+            ));
+        }
     };
-    Ok(Record { source: Source::EventBridge, message })
+    Ok(Record {
+        source: Source::EventBridge,
+        message,
+    })
 }
 
 fn parse_message_str(text: &str, context: &str) -> Result<Message, EventError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| EventError::new(context, format!("is not JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| EventError::new(context, format!("is not JSON: {e}")))?;
     parse_message_value(&value, context)
 }
 
 /// Reads one message: a lifecycle action, a test notification or a continuation.
 pub fn parse_message_value(value: &Value, context: &str) -> Result<Message, EventError> {
     let Some(obj) = value.as_object() else {
-        return Err(EventError::new(context, format!("expected a JSON object, got {}", json_kind(value))));
+        return Err(EventError::new(
+            context,
+            format!("expected a JSON object, got {}", json_kind(value)),
+        ));
     };
     if obj.get("Event").and_then(Value::as_str) == Some(TEST_NOTIFICATION) {
-        let asg = obj.get("AutoScalingGroupName").and_then(Value::as_str).map(str::to_owned);
+        let asg = obj
+            .get("AutoScalingGroupName")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         return Ok(Message::TestNotification { asg });
     }
     if obj.get("kind").and_then(Value::as_str) == Some(CONTINUATION_KIND) {
-        let c: Continuation = serde_json::from_value(value.clone()).map_err(|e| EventError::new(context, format!("bad continuation: {e}")))?;
+        let c: Continuation = serde_json::from_value(value.clone())
+            .map_err(|e| EventError::new(context, format!("bad continuation: {e}")))?;
         let action = c.action.clone().validate(&format!("{context}.action"))?;
         return Ok(Message::Continuation(Continuation { action, ..c }));
     }
-    if obj.contains_key("LifecycleHookName") || obj.contains_key("LifecycleTransition") || obj.contains_key("LifecycleActionToken") {
-        let action: LifecycleAction = serde_json::from_value(value.clone()).map_err(|e| EventError::new(context, serde_problem(&e)))?;
+    if obj.contains_key("LifecycleHookName")
+        || obj.contains_key("LifecycleTransition")
+        || obj.contains_key("LifecycleActionToken")
+    {
+        let action: LifecycleAction = serde_json::from_value(value.clone())
+            .map_err(|e| EventError::new(context, serde_problem(&e)))?;
         return Ok(Message::Action(action.validate(context)?));
     }
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
     keys.sort_unstable();
     Err(EventError::new(
         context,
-        format!("not a lifecycle action (no LifecycleHookName/LifecycleTransition), test notification or continuation; keys: {keys:?}"),
+        format!(
+            "not a lifecycle action (no LifecycleHookName/LifecycleTransition), test notification or continuation; keys: {keys:?}"
+        ),
     ))
 }
 
@@ -297,7 +401,9 @@ mod tests {
             "sns-test-notification" => include_str!("../fixtures/sns-test-notification.json"),
             "sns-continuation" => include_str!("../fixtures/sns-continuation.json"),
             "eventbridge-terminate" => include_str!("../fixtures/eventbridge-terminate.json"),
-            "eventbridge-launch-successful" => include_str!("../fixtures/eventbridge-launch-successful.json"),
+            "eventbridge-launch-successful" => {
+                include_str!("../fixtures/eventbridge-launch-successful.json")
+            }
             "sqs-terminate" => include_str!("../fixtures/sqs-terminate.json"),
             "sqs-batch-mixed" => include_str!("../fixtures/sqs-batch-mixed.json"),
             other => panic!("no fixture {other}"),
@@ -320,13 +426,21 @@ mod tests {
     #[test]
     fn sns_lifecycle_action() {
         let r = only(parse_event(&fixture("sns-terminate")).unwrap());
-        assert_eq!(r.source, Source::Sns { topic_arn: "arn:aws:sns:us-east-1:123456789012:ecs-lifecycle".into() });
+        assert_eq!(
+            r.source,
+            Source::Sns {
+                topic_arn: "arn:aws:sns:us-east-1:123456789012:ecs-lifecycle".into()
+            }
+        );
         let a = action_of(&r);
         assert_eq!(a.asg, "ecs-fleet-asg");
         assert_eq!(a.hook, "ecs-drain");
         assert_eq!(a.instance_id, "i-0a1b2c3d4e5f60718");
         assert_eq!(a.transition, Transition::Terminating);
-        assert_eq!(a.token.as_deref(), Some("3f8e1c2d-7b6a-4e59-8d3c-2a1b0c9d8e7f"));
+        assert_eq!(
+            a.token.as_deref(),
+            Some("3f8e1c2d-7b6a-4e59-8d3c-2a1b0c9d8e7f")
+        );
         assert_eq!(a.metadata.as_deref(), Some("{\"team\":\"platform\"}"));
         // 2026-11-22T05:10:42.118Z
         assert_eq!(a.started_at_ms(), Some(1_795_324_242_118));
@@ -337,7 +451,10 @@ mod tests {
         let r = only(parse_event(&fixture("eventbridge-terminate")).unwrap());
         assert_eq!(r.source, Source::EventBridge);
         let a = action_of(&r);
-        assert_eq!((a.asg.as_str(), a.instance_id.as_str()), ("ecs-fleet-asg", "i-0a1b2c3d4e5f60718"));
+        assert_eq!(
+            (a.asg.as_str(), a.instance_id.as_str()),
+            ("ecs-fleet-asg", "i-0a1b2c3d4e5f60718")
+        );
         assert_eq!(a.origin.as_deref(), Some("AutoScalingGroup"));
         assert_eq!(a.destination.as_deref(), Some("EC2"));
         assert_eq!(a.time, None);
@@ -346,12 +463,17 @@ mod tests {
     #[test]
     fn sqs_direct_and_sqs_via_sns() {
         let r = only(parse_event(&fixture("sqs-terminate")).unwrap());
-        assert!(matches!(&r.source, Source::Sqs { topic_arn: None, message_id } if message_id.ends_with("e270")));
+        assert!(
+            matches!(&r.source, Source::Sqs { topic_arn: None, message_id } if message_id.ends_with("e270"))
+        );
         assert_eq!(action_of(&r).instance_id, "i-0a1b2c3d4e5f60718");
 
         let records = parse_event(&fixture("sqs-batch-mixed")).unwrap();
         assert_eq!(records.len(), 3);
-        assert_eq!(records[0].source.topic_arn(), Some("arn:aws:sns:us-east-1:123456789012:ecs-lifecycle"));
+        assert_eq!(
+            records[0].source.topic_arn(),
+            Some("arn:aws:sns:us-east-1:123456789012:ecs-lifecycle")
+        );
         assert_eq!(action_of(&records[0]).instance_id, "i-0a1b2c3d4e5f60718");
         let bad = records[1].message.as_ref().unwrap_err();
         assert_eq!(bad.context, "Records[1].body");
@@ -362,7 +484,12 @@ mod tests {
     #[test]
     fn test_notification_is_recognised() {
         let r = only(parse_event(&fixture("sns-test-notification")).unwrap());
-        assert_eq!(r.message, Ok(Message::TestNotification { asg: Some("ecs-fleet-asg".into()) }));
+        assert_eq!(
+            r.message,
+            Ok(Message::TestNotification {
+                asg: Some("ecs-fleet-asg".into())
+            })
+        );
     }
 
     #[test]
@@ -370,18 +497,32 @@ mod tests {
         let r = only(parse_event(&fixture("sns-launch")).unwrap());
         assert_eq!(action_of(&r).transition, Transition::Launching);
         let r = only(parse_event(&fixture("eventbridge-launch-successful")).unwrap());
-        assert_eq!(r.message, Ok(Message::LaunchSuccessful { asg: "ecs-fleet-asg".into(), instance_id: "i-0a1b2c3d4e5f60718".into() }));
+        assert_eq!(
+            r.message,
+            Ok(Message::LaunchSuccessful {
+                asg: "ecs-fleet-asg".into(),
+                instance_id: "i-0a1b2c3d4e5f60718".into()
+            })
+        );
     }
 
     #[test]
     fn continuation_round_trips() {
         let r = only(parse_event(&fixture("sns-continuation")).unwrap());
-        let Ok(Message::Continuation(c)) = &r.message else { panic!("{:?}", r.message) };
-        assert_eq!((c.function.as_str(), c.attempt, c.started_at_ms), ("terminate-drain", 3, 1_795_324_242_311));
+        let Ok(Message::Continuation(c)) = &r.message else {
+            panic!("{:?}", r.message)
+        };
+        assert_eq!(
+            (c.function.as_str(), c.attempt, c.started_at_ms),
+            ("terminate-drain", 3, 1_795_324_242_311)
+        );
         assert_eq!(c.action.instance_id, "i-0a1b2c3d4e5f60718");
         // What the function publishes is what it accepts.
         let text = serde_json::to_string(c).unwrap();
-        assert_eq!(parse_message_str(&text, "m"), Ok(Message::Continuation(c.clone())));
+        assert_eq!(
+            parse_message_str(&text, "m"),
+            Ok(Message::Continuation(c.clone()))
+        );
     }
 
     #[test]
@@ -397,11 +538,31 @@ mod tests {
         let cases: Vec<(Value, &str, &str)> = vec![
             (json!([1]), "event", "expected a JSON object, got an array"),
             (json!({"Records": []}), "Records", "is empty"),
-            (json!({"Records": [{"foo": 1}]}), "Records[0]", "no EventSource"),
-            (json!({"Records": [{"eventSource": "aws:kinesis"}]}), "Records[0].EventSource", "aws:kinesis"),
-            (json!({"Records": [{"EventSource": "aws:sns"}]}), "SNS event", "missing field"),
-            (json!({"detail-type": "EC2 Instance-terminate Lifecycle Action", "source": "aws.ec2", "detail": {}}), "source", "aws.ec2"),
-            (json!({"detail-type": "Something Else", "source": "aws.autoscaling", "detail": {}}), "detail-type", "Something Else"),
+            (
+                json!({"Records": [{"foo": 1}]}),
+                "Records[0]",
+                "no EventSource",
+            ),
+            (
+                json!({"Records": [{"eventSource": "aws:kinesis"}]}),
+                "Records[0].EventSource",
+                "aws:kinesis",
+            ),
+            (
+                json!({"Records": [{"EventSource": "aws:sns"}]}),
+                "SNS event",
+                "missing field",
+            ),
+            (
+                json!({"detail-type": "EC2 Instance-terminate Lifecycle Action", "source": "aws.ec2", "detail": {}}),
+                "source",
+                "aws.ec2",
+            ),
+            (
+                json!({"detail-type": "Something Else", "source": "aws.autoscaling", "detail": {}}),
+                "detail-type",
+                "Something Else",
+            ),
         ];
         for (event, context, problem) in cases {
             let e = parse_event(&event).unwrap_err();
@@ -409,19 +570,44 @@ mod tests {
             assert!(e.problem.contains(problem), "{e}");
         }
         let message_cases: Vec<(Value, &str)> = vec![
-            (json!({"LifecycleHookName": "h", "AutoScalingGroupName": "g", "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"}), "missing field `EC2InstanceId`"),
-            (json!({"LifecycleHookName": "h", "AutoScalingGroupName": "g", "EC2InstanceId": "i-12345678"}), "missing field `LifecycleTransition`"),
-            (json!({"LifecycleHookName": "h", "AutoScalingGroupName": "g", "EC2InstanceId": "i-12345678", "LifecycleTransition": "autoscaling:EC2_INSTANCE_REBOOTING"}), "unknown variant"),
-            (json!({"LifecycleHookName": "h", "AutoScalingGroupName": "g", "EC2InstanceId": "web-1", "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"}), "EC2InstanceId is not an EC2 instance id"),
-            (json!({"LifecycleHookName": "", "AutoScalingGroupName": "g", "EC2InstanceId": "i-12345678", "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"}), "LifecycleHookName is empty"),
-            (json!({"LifecycleHookName": "h", "AutoScalingGroupName": 7, "EC2InstanceId": "i-12345678", "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"}), "invalid type"),
-            (json!({"kind": "ecs-lifecycle.continuation", "version": 1}), "bad continuation: missing field"),
+            (
+                json!({"LifecycleHookName": "h", "AutoScalingGroupName": "g", "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"}),
+                "missing field `EC2InstanceId`",
+            ),
+            (
+                json!({"LifecycleHookName": "h", "AutoScalingGroupName": "g", "EC2InstanceId": "i-12345678"}),
+                "missing field `LifecycleTransition`",
+            ),
+            (
+                json!({"LifecycleHookName": "h", "AutoScalingGroupName": "g", "EC2InstanceId": "i-12345678", "LifecycleTransition": "autoscaling:EC2_INSTANCE_REBOOTING"}),
+                "unknown variant",
+            ),
+            (
+                json!({"LifecycleHookName": "h", "AutoScalingGroupName": "g", "EC2InstanceId": "web-1", "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"}),
+                "EC2InstanceId is not an EC2 instance id",
+            ),
+            (
+                json!({"LifecycleHookName": "", "AutoScalingGroupName": "g", "EC2InstanceId": "i-12345678", "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"}),
+                "LifecycleHookName is empty",
+            ),
+            (
+                json!({"LifecycleHookName": "h", "AutoScalingGroupName": 7, "EC2InstanceId": "i-12345678", "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"}),
+                "invalid type",
+            ),
+            (
+                json!({"kind": "ecs-lifecycle.continuation", "version": 1}),
+                "bad continuation: missing field",
+            ),
             (json!({"hello": "world"}), "keys: [\"hello\"]"),
         ];
         for (message, problem) in message_cases {
             let e = parse_message_value(&message, "Records[0].Sns.Message").unwrap_err();
             assert!(e.problem.contains(problem), "{e}");
-            assert!(e.to_string().starts_with("bad event at Records[0].Sns.Message"), "{e}");
+            assert!(
+                e.to_string()
+                    .starts_with("bad event at Records[0].Sns.Message"),
+                "{e}"
+            );
         }
     }
 

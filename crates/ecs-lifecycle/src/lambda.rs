@@ -14,9 +14,12 @@ pub async fn run_terminate_drain() -> Result<(), lambda_runtime::Error> {
     use crate::drainer::Drainer;
 
     init_logging();
-    let config = DrainConfig::from_process_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let config = DrainConfig::from_process_env()
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     if config.common.continuation_topic.is_none() {
-        tracing::warn!("CONTINUATION_TOPIC_ARN is not set: drains longer than one invocation continue only on the topic their event came from");
+        tracing::warn!(
+            "CONTINUATION_TOPIC_ARN is not set: drains longer than one invocation continue only on the topic their event came from"
+        );
     }
     let sdk = crate::aws::load_sdk_config().await;
     let drainer = Drainer::new(
@@ -26,8 +29,10 @@ pub async fn run_terminate_drain() -> Result<(), lambda_runtime::Error> {
         config,
     );
     let drainer = &drainer;
-    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<Value>| async move {
-        drainer.handle(&event.payload, event.context.deadline).await
-    }))
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<Value>| async move {
+            drainer.handle(&event.payload, event.context.deadline).await
+        },
+    ))
     .await
 }

@@ -71,10 +71,16 @@ impl Task {
 
     /// The service that owns the task, if a service scheduler started it.
     pub fn service_name(&self) -> Option<&str> {
-        if !self.started_by.as_deref().is_some_and(|s| s.starts_with("ecs-svc/")) {
+        if !self
+            .started_by
+            .as_deref()
+            .is_some_and(|s| s.starts_with("ecs-svc/"))
+        {
             return None;
         }
-        self.group.as_deref().and_then(|g| g.strip_prefix("service:"))
+        self.group
+            .as_deref()
+            .and_then(|g| g.strip_prefix("service:"))
     }
 }
 
@@ -114,7 +120,8 @@ pub struct AsgInstance {
 impl AsgInstance {
     /// Whether a terminate lifecycle action is waiting on us.
     pub fn is_terminate_wait(&self) -> bool {
-        self.lifecycle_state == "Terminating:Wait" || self.lifecycle_state == "Warmed:Terminating:Wait"
+        self.lifecycle_state == "Terminating:Wait"
+            || self.lifecycle_state == "Warmed:Terminating:Wait"
     }
 }
 
@@ -131,7 +138,10 @@ impl HookTimeouts {
 
     pub const fn from_heartbeat(heartbeat_timeout_s: u64) -> Self {
         let global = heartbeat_timeout_s.saturating_mul(100);
-        HookTimeouts { heartbeat_timeout_s, global_timeout_s: if global < 172_800 { global } else { 172_800 } }
+        HookTimeouts {
+            heartbeat_timeout_s,
+            global_timeout_s: if global < 172_800 { global } else { 172_800 },
+        }
     }
 }
 

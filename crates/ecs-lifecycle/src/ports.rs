@@ -6,7 +6,9 @@ use std::future::Future;
 
 use crate::error::AwsError;
 use crate::event::LifecycleAction;
-use crate::model::{ActionAck, ActionResult, AsgInstance, ContainerInstance, HookTimeouts, Service, Task};
+use crate::model::{
+    ActionAck, ActionResult, AsgInstance, ContainerInstance, HookTimeouts, Service, Task,
+};
 
 /// Which tasks ListTasks should return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,30 +21,79 @@ pub trait Ecs: Send + Sync {
     /// Every cluster ARN of the account and region.
     fn cluster_arns(&self) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
     /// The container instance of an EC2 instance in one cluster, if registered there.
-    fn find_container_instance(&self, cluster: &str, ec2_instance_id: &str) -> impl Future<Output = Result<Option<ContainerInstance>, AwsError>> + Send;
+    fn find_container_instance(
+        &self,
+        cluster: &str,
+        ec2_instance_id: &str,
+    ) -> impl Future<Output = Result<Option<ContainerInstance>, AwsError>> + Send;
     /// One container instance by ARN; `None` if ECS no longer knows it.
-    fn describe_container_instance(&self, cluster: &str, arn: &str) -> impl Future<Output = Result<Option<ContainerInstance>, AwsError>> + Send;
+    fn describe_container_instance(
+        &self,
+        cluster: &str,
+        arn: &str,
+    ) -> impl Future<Output = Result<Option<ContainerInstance>, AwsError>> + Send;
     /// Sets DRAINING; per-item `failures[]` come back as `Err(reason, detail)`.
-    fn set_draining(&self, cluster: &str, arn: &str) -> impl Future<Output = Result<Result<(), (String, Option<String>)>, AwsError>> + Send;
+    fn set_draining(
+        &self,
+        cluster: &str,
+        arn: &str,
+    ) -> impl Future<Output = Result<Result<(), (String, Option<String>)>, AwsError>> + Send;
     /// ARNs of tasks on a container instance with this desired status (all pages).
-    fn task_arns(&self, cluster: &str, container_instance: &str, desired: DesiredStatus) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    fn task_arns(
+        &self,
+        cluster: &str,
+        container_instance: &str,
+        desired: DesiredStatus,
+    ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
     /// Describes tasks (any number; batched by 100).
-    fn tasks(&self, cluster: &str, arns: &[String]) -> impl Future<Output = Result<Vec<Task>, AwsError>> + Send;
+    fn tasks(
+        &self,
+        cluster: &str,
+        arns: &[String],
+    ) -> impl Future<Output = Result<Vec<Task>, AwsError>> + Send;
     /// Describes services by name (any number; batched by 10). Unknown ones are left out.
-    fn services(&self, cluster: &str, names: &[String]) -> impl Future<Output = Result<Vec<Service>, AwsError>> + Send;
-    fn stop(&self, cluster: &str, arn: &str, reason: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn services(
+        &self,
+        cluster: &str,
+        names: &[String],
+    ) -> impl Future<Output = Result<Vec<Service>, AwsError>> + Send;
+    fn stop(
+        &self,
+        cluster: &str,
+        arn: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
 pub trait AutoScaling: Send + Sync {
     /// The instance's group and lifecycle state; `None` if no group has it.
-    fn instance(&self, instance_id: &str) -> impl Future<Output = Result<Option<AsgInstance>, AwsError>> + Send;
+    fn instance(
+        &self,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<Option<AsgInstance>, AwsError>> + Send;
     /// The hook's timeouts; `None` if the hook does not exist (any more).
-    fn hook_timeouts(&self, asg: &str, hook: &str) -> impl Future<Output = Result<Option<HookTimeouts>, AwsError>> + Send;
-    fn heartbeat(&self, action: &LifecycleAction) -> impl Future<Output = Result<ActionAck, AwsError>> + Send;
-    fn complete(&self, action: &LifecycleAction, result: ActionResult) -> impl Future<Output = Result<ActionAck, AwsError>> + Send;
+    fn hook_timeouts(
+        &self,
+        asg: &str,
+        hook: &str,
+    ) -> impl Future<Output = Result<Option<HookTimeouts>, AwsError>> + Send;
+    fn heartbeat(
+        &self,
+        action: &LifecycleAction,
+    ) -> impl Future<Output = Result<ActionAck, AwsError>> + Send;
+    fn complete(
+        &self,
+        action: &LifecycleAction,
+        result: ActionResult,
+    ) -> impl Future<Output = Result<ActionAck, AwsError>> + Send;
 }
 
 pub trait Publisher: Send + Sync {
     /// Publishes a message; returns its message id.
-    fn publish_message(&self, topic_arn: &str, subject: &str, message: &str) -> impl Future<Output = Result<String, AwsError>> + Send;
+    fn publish_message(
+        &self,
+        topic_arn: &str,
+        subject: &str,
+        message: &str,
+    ) -> impl Future<Output = Result<String, AwsError>> + Send;
 }

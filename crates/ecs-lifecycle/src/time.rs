@@ -11,15 +11,21 @@ pub struct Clock {
 
 impl Clock {
     pub fn start() -> Self {
-        Clock { epoch_ms_at_start: epoch_ms(), start: tokio::time::Instant::now() }
+        Clock {
+            epoch_ms_at_start: epoch_ms(),
+            start: tokio::time::Instant::now(),
+        }
     }
 
     pub fn now_ms(&self) -> u64 {
-        self.epoch_ms_at_start + u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX / 2)
+        self.epoch_ms_at_start
+            + u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX / 2)
     }
 }
 
 /// Milliseconds since the Unix epoch (0 if the system clock is before it).
 pub fn epoch_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2))
 }

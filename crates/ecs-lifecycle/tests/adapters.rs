@@ -2,6 +2,8 @@
 //! retry sequences of the SDK adapters, with aws-smithy-mocks. (The flow itself
 //! is tested against moto server in the suite's tests/.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
+
 use aws_sdk_autoscaling::operation::complete_lifecycle_action::CompleteLifecycleActionOutput;
 use aws_sdk_autoscaling::operation::describe_auto_scaling_instances::DescribeAutoScalingInstancesOutput;
 use aws_sdk_autoscaling::operation::describe_lifecycle_hooks::DescribeLifecycleHooksOutput;
@@ -12,7 +14,9 @@ use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
 use aws_sdk_ecs::operation::list_container_instances::ListContainerInstancesOutput;
 use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
 use aws_sdk_ecs::operation::update_container_instances_state::UpdateContainerInstancesStateOutput;
-use aws_sdk_ecs::types::{ContainerInstance as SdkCi, Failure, SchedulingStrategy, Service as SdkService, Task as SdkTask};
+use aws_sdk_ecs::types::{
+    ContainerInstance as SdkCi, Failure, SchedulingStrategy, Service as SdkService, Task as SdkTask,
+};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::retry::RetryConfig;
@@ -55,7 +59,9 @@ fn action(token: Option<&str>) -> LifecycleAction {
 
 fn ci(n: usize, ec2: &str) -> SdkCi {
     SdkCi::builder()
-        .container_instance_arn(format!("arn:aws:ecs:us-east-1:123456789012:container-instance/prod/{n:032x}"))
+        .container_instance_arn(format!(
+            "arn:aws:ecs:us-east-1:123456789012:container-instance/prod/{n:032x}"
+        ))
         .ec2_instance_id(ec2)
         .status("ACTIVE")
         .agent_connected(true)
@@ -81,34 +87,66 @@ async fn find_container_instance_pages_and_matches_on_ec2_id() {
         .then_compute_output(|r| {
             let cis = r.container_instances().iter().map(|arn| {
                 let n = usize::from_str_radix(arn.rsplit('/').next().unwrap(), 16).unwrap();
-                ci(n, if n == 120 { "i-0123456789abcdef0" } else { "i-0fffffffffffffff0" })
+                ci(
+                    n,
+                    if n == 120 {
+                        "i-0123456789abcdef0"
+                    } else {
+                        "i-0fffffffffffffff0"
+                    },
+                )
             });
-            DescribeContainerInstancesOutput::builder().set_container_instances(Some(cis.collect())).build()
+            DescribeContainerInstancesOutput::builder()
+                .set_container_instances(Some(cis.collect()))
+                .build()
         });
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&list, &describe]);
-    let found = ecs.find_container_instance("prod", "i-0123456789abcdef0").await.unwrap().unwrap();
+    let found = ecs
+        .find_container_instance("prod", "i-0123456789abcdef0")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(found.arn.ends_with(&format!("{:032x}", 120)));
     assert_eq!(found.status, InstanceStatus::Active);
     assert_eq!(list.num_calls(), 2);
-    assert_eq!(describe.num_calls(), 2, "150 ARNs -> two DescribeContainerInstances calls of <= 100");
+    assert_eq!(
+        describe.num_calls(),
+        2,
+        "150 ARNs -> two DescribeContainerInstances calls of <= 100"
+    );
 
-    let missing = ecs.find_container_instance("prod", "i-0aaaaaaaaaaaaaaa0").await.unwrap();
+    let missing = ecs
+        .find_container_instance("prod", "i-0aaaaaaaaaaaaaaa0")
+        .await
+        .unwrap();
     assert_eq!(missing, None);
 }
 
 #[tokio::test]
 async fn set_draining_reports_failures() {
     let ok = mock!(aws_sdk_ecs::Client::update_container_instances_state)
-        .match_requests(|r| r.status() == Some(&aws_sdk_ecs::types::ContainerInstanceStatus::Draining) && r.container_instances() == ["ci-1"])
+        .match_requests(|r| {
+            r.status() == Some(&aws_sdk_ecs::types::ContainerInstanceStatus::Draining)
+                && r.container_instances() == ["ci-1"]
+        })
         .then_output(|| UpdateContainerInstancesStateOutput::builder().build());
     let failed = mock!(aws_sdk_ecs::Client::update_container_instances_state).then_output(|| {
         UpdateContainerInstancesStateOutput::builder()
-            .failures(Failure::builder().arn("ci-2").reason("MISSING").detail("not found").build())
+            .failures(
+                Failure::builder()
+                    .arn("ci-2")
+                    .reason("MISSING")
+                    .detail("not found")
+                    .build(),
+            )
             .build()
     });
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&ok, &failed]);
     assert_eq!(ecs.set_draining("prod", "ci-1").await.unwrap(), Ok(()));
-    assert_eq!(ecs.set_draining("prod", "ci-2").await.unwrap(), Err(("MISSING".into(), Some("not found".into()))));
+    assert_eq!(
+        ecs.set_draining("prod", "ci-2").await.unwrap(),
+        Err(("MISSING".into(), Some("not found".into())))
+    );
 }
 
 #[tokio::test]
@@ -118,31 +156,60 @@ async fn list_tasks_asks_for_the_desired_status_and_follows_next_token() {
         .then_compute_output(|r| {
             let prefix = format!("{:?}", r.desired_status().unwrap());
             match r.next_token() {
-                None => ListTasksOutput::builder().task_arns(format!("{prefix}-1")).next_token("more").build(),
-                Some(_) => ListTasksOutput::builder().task_arns(format!("{prefix}-2")).build(),
+                None => ListTasksOutput::builder()
+                    .task_arns(format!("{prefix}-1"))
+                    .next_token("more")
+                    .build(),
+                Some(_) => ListTasksOutput::builder()
+                    .task_arns(format!("{prefix}-2"))
+                    .build(),
             }
         });
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule]);
-    assert_eq!(ecs.task_arns("prod", "ci-1", DesiredStatus::Running).await.unwrap(), ["Running-1", "Running-2"]);
-    assert_eq!(ecs.task_arns("prod", "ci-1", DesiredStatus::Stopped).await.unwrap(), ["Stopped-1", "Stopped-2"]);
+    assert_eq!(
+        ecs.task_arns("prod", "ci-1", DesiredStatus::Running)
+            .await
+            .unwrap(),
+        ["Running-1", "Running-2"]
+    );
+    assert_eq!(
+        ecs.task_arns("prod", "ci-1", DesiredStatus::Stopped)
+            .await
+            .unwrap(),
+        ["Stopped-1", "Stopped-2"]
+    );
     assert_eq!(rule.num_calls(), 4);
 }
 
 #[tokio::test]
 async fn describe_tasks_and_services_respect_batch_limits() {
     let tasks = mock!(aws_sdk_ecs::Client::describe_tasks).then_compute_output(|r| {
-        assert!(r.tasks().len() <= 100, "DescribeTasks takes at most 100 tasks");
+        assert!(
+            r.tasks().len() <= 100,
+            "DescribeTasks takes at most 100 tasks"
+        );
         DescribeTasksOutput::builder()
             .set_tasks(Some(
                 r.tasks()
                     .iter()
-                    .map(|a| SdkTask::builder().task_arn(a).last_status("RUNNING").desired_status("RUNNING").started_by("ecs-svc/1").group("service:api").build())
+                    .map(|a| {
+                        SdkTask::builder()
+                            .task_arn(a)
+                            .last_status("RUNNING")
+                            .desired_status("RUNNING")
+                            .started_by("ecs-svc/1")
+                            .group("service:api")
+                            .build()
+                    })
                     .collect(),
             ))
             .build()
     });
     let services = mock!(aws_sdk_ecs::Client::describe_services).then_compute_output(|r| {
-        assert!(r.services().len() <= 10, "DescribeServices takes at most 10 services");
+        assert!(
+            r.services().len() <= 10,
+            "DescribeServices takes at most 10 services"
+        );
         DescribeServicesOutput::builder()
             .set_services(Some(
                 r.services()
@@ -151,7 +218,11 @@ async fn describe_tasks_and_services_respect_batch_limits() {
                         let daemon = n.starts_with("d");
                         SdkService::builder()
                             .service_name(n)
-                            .scheduling_strategy(if daemon { SchedulingStrategy::Daemon } else { SchedulingStrategy::Replica })
+                            .scheduling_strategy(if daemon {
+                                SchedulingStrategy::Daemon
+                            } else {
+                                SchedulingStrategy::Replica
+                            })
                             .desired_count(2)
                             .running_count(1)
                             .build()
@@ -167,7 +238,15 @@ async fn describe_tasks_and_services_respect_batch_limits() {
     assert_eq!(described[7].service_name(), Some("api"));
     assert_eq!(tasks.num_calls(), 3);
 
-    let names: Vec<String> = (0..23).map(|n| if n % 5 == 0 { format!("d{n}") } else { format!("s{n}") }).collect();
+    let names: Vec<String> = (0..23)
+        .map(|n| {
+            if n % 5 == 0 {
+                format!("d{n}")
+            } else {
+                format!("s{n}")
+            }
+        })
+        .collect();
     let svcs = ecs.services("prod", &names).await.unwrap();
     assert_eq!(svcs.len(), 23);
     assert_eq!(services.num_calls(), 3);
@@ -182,9 +261,19 @@ async fn throttling_is_retried_by_the_sdk_then_succeeds() {
         .sequence()
         .http_response(|| json_error(400, "ThrottlingException", "Rate exceeded"))
         .times(2)
-        .output(|| DescribeTasksOutput::builder().tasks(SdkTask::builder().task_arn("t1").last_status("STOPPED").build()).build())
+        .output(|| {
+            DescribeTasksOutput::builder()
+                .tasks(
+                    SdkTask::builder()
+                        .task_arn("t1")
+                        .last_status("STOPPED")
+                        .build(),
+                )
+                .build()
+        })
         .build();
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], |c| c.retry_config(RetryConfig::standard().with_max_attempts(3)));
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], |c| c
+        .retry_config(RetryConfig::standard().with_max_attempts(3)));
     let tasks = ecs.tasks("prod", &["t1".to_owned()]).await.unwrap();
     assert!(tasks[0].is_stopped());
     assert_eq!(rule.num_calls(), 3);
@@ -197,12 +286,16 @@ async fn throttling_past_the_retry_budget_keeps_the_code() {
         .http_response(|| json_error(400, "ThrottlingException", "Rate exceeded"))
         .times(3)
         .build();
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], |c| c.retry_config(RetryConfig::standard().with_max_attempts(3)));
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], |c| c
+        .retry_config(RetryConfig::standard().with_max_attempts(3)));
     let err = ecs.tasks("prod", &["t1".to_owned()]).await.unwrap_err();
     assert_eq!(err.code.as_deref(), Some("ThrottlingException"));
     assert_eq!((err.service, err.operation), ("ecs", "DescribeTasks"));
     assert!(err.is_retryable());
-    assert_eq!(err.to_string(), "ecs:DescribeTasks failed with ThrottlingException: Rate exceeded");
+    assert_eq!(
+        err.to_string(),
+        "ecs:DescribeTasks failed with ThrottlingException: Rate exceeded"
+    );
 }
 
 #[tokio::test]
@@ -217,20 +310,40 @@ async fn no_active_lifecycle_action_is_final_not_an_error() {
         })
         .sequence()
         .output(|| CompleteLifecycleActionOutput::builder().build())
-        .http_response(|| query_error("ValidationError", "No active Lifecycle Action found with instance ID i-0123456789abcdef0"))
+        .http_response(|| {
+            query_error(
+                "ValidationError",
+                "No active Lifecycle Action found with instance ID i-0123456789abcdef0",
+            )
+        })
         .build();
-    let asg = mock_client!(aws_sdk_autoscaling, RuleMode::Sequential, [&rule], |c| c.retry_config(RetryConfig::standard().with_max_attempts(3)));
-    assert_eq!(asg.complete(&action(Some("tok")), ActionResult::Continue).await.unwrap(), ActionAck::Accepted);
-    let again = asg.complete(&action(Some("tok")), ActionResult::Continue).await.unwrap();
-    assert!(matches!(again, ActionAck::NoActiveAction(m) if m.contains("No active Lifecycle Action")));
+    let asg = mock_client!(aws_sdk_autoscaling, RuleMode::Sequential, [&rule], |c| c
+        .retry_config(RetryConfig::standard().with_max_attempts(3)));
+    assert_eq!(
+        asg.complete(&action(Some("tok")), ActionResult::Continue)
+            .await
+            .unwrap(),
+        ActionAck::Accepted
+    );
+    let again = asg
+        .complete(&action(Some("tok")), ActionResult::Continue)
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, ActionAck::NoActiveAction(m) if m.contains("No active Lifecycle Action"))
+    );
     assert_eq!(rule.num_calls(), 2, "the ValidationError is not retried");
 }
 
 #[tokio::test]
 async fn other_validation_errors_are_errors() {
     let rule = mock!(aws_sdk_autoscaling::Client::record_lifecycle_action_heartbeat)
-        .match_requests(|r| r.lifecycle_action_token().is_none() && r.instance_id() == Some("i-0123456789abcdef0"))
-        .then_http_response(|| query_error("ValidationError", "Unable to find lifecycle hook drain"));
+        .match_requests(|r| {
+            r.lifecycle_action_token().is_none() && r.instance_id() == Some("i-0123456789abcdef0")
+        })
+        .then_http_response(|| {
+            query_error("ValidationError", "Unable to find lifecycle hook drain")
+        });
     let asg = mock_client!(aws_sdk_autoscaling, RuleMode::Sequential, [&rule]);
     let err = asg.heartbeat(&action(None)).await.unwrap_err();
     assert_eq!(err.code.as_deref(), Some("ValidationError"));
@@ -239,23 +352,36 @@ async fn other_validation_errors_are_errors() {
 
 #[tokio::test]
 async fn lifecycle_state_and_hook_timeouts() {
-    let instances = mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_instances).then_output(|| {
-        DescribeAutoScalingInstancesOutput::builder()
-            .auto_scaling_instances(
-                AutoScalingInstanceDetails::builder()
-                    .instance_id("i-0123456789abcdef0")
-                    .auto_scaling_group_name("fleet")
-                    .lifecycle_state("Terminating:Wait")
-                    .availability_zone("us-east-1a")
-                    .health_status("HEALTHY")
-                    .protected_from_scale_in(false)
+    let instances = mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_instances)
+        .then_output(|| {
+            DescribeAutoScalingInstancesOutput::builder()
+                .auto_scaling_instances(
+                    AutoScalingInstanceDetails::builder()
+                        .instance_id("i-0123456789abcdef0")
+                        .auto_scaling_group_name("fleet")
+                        .lifecycle_state("Terminating:Wait")
+                        .availability_zone("us-east-1a")
+                        .health_status("HEALTHY")
+                        .protected_from_scale_in(false)
+                        .build(),
+                )
+                .build()
+        });
+    let hooks = mock!(aws_sdk_autoscaling::Client::describe_lifecycle_hooks).then_output(|| {
+        DescribeLifecycleHooksOutput::builder()
+            .lifecycle_hooks(
+                LifecycleHook::builder()
+                    .lifecycle_hook_name("drain")
+                    .heartbeat_timeout(300)
                     .build(),
             )
             .build()
     });
-    let hooks = mock!(aws_sdk_autoscaling::Client::describe_lifecycle_hooks)
-        .then_output(|| DescribeLifecycleHooksOutput::builder().lifecycle_hooks(LifecycleHook::builder().lifecycle_hook_name("drain").heartbeat_timeout(300).build()).build());
-    let asg = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&instances, &hooks]);
+    let asg = mock_client!(
+        aws_sdk_autoscaling,
+        RuleMode::MatchAny,
+        [&instances, &hooks]
+    );
     let i = asg.instance("i-0123456789abcdef0").await.unwrap().unwrap();
     assert!(i.is_terminate_wait());
     let t = asg.hook_timeouts("fleet", "drain").await.unwrap().unwrap();

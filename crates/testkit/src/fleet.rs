@@ -15,7 +15,11 @@ pub struct FleetSpec {
 
 impl FleetSpec {
     pub fn new(name: &str, instances: i32) -> Self {
-        FleetSpec { name: name.to_owned(), instances, heartbeat_timeout: 300 }
+        FleetSpec {
+            name: name.to_owned(),
+            instances,
+            heartbeat_timeout: 300,
+        }
     }
 }
 
@@ -77,7 +81,10 @@ impl Fleet {
         ec2.create_launch_template()
             .launch_template_name(format!("{name}-lt"))
             .launch_template_data(
-                aws_sdk_ec2::types::RequestLaunchTemplateData::builder().image_id(ssm_ami).instance_type(aws_sdk_ec2::types::InstanceType::M5Large).build(),
+                aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                    .image_id(ssm_ami)
+                    .instance_type(aws_sdk_ec2::types::InstanceType::M5Large)
+                    .build(),
             )
             .send()
             .await
@@ -86,7 +93,12 @@ impl Fleet {
         autoscaling
             .create_auto_scaling_group()
             .auto_scaling_group_name(&asg)
-            .launch_template(aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder().launch_template_name(format!("{name}-lt")).version("$Latest").build())
+            .launch_template(
+                aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                    .launch_template_name(format!("{name}-lt"))
+                    .version("$Latest")
+                    .build(),
+            )
             .min_size(0)
             .max_size(spec.instances * 2)
             .desired_capacity(spec.instances)
@@ -121,9 +133,18 @@ impl Fleet {
             .await
             .map_err(ctx("GetQueueAttributes"))?
             .attributes()
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                    .cloned()
+            })
             .ok_or("no QueueArn")?;
-        sns.subscribe().topic_arn(&topic_arn).protocol("sqs").endpoint(&queue_arn).send().await.map_err(ctx("Subscribe"))?;
+        sns.subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(&queue_arn)
+            .send()
+            .await
+            .map_err(ctx("Subscribe"))?;
 
         let hook = format!("{name}-drain");
         autoscaling
@@ -139,15 +160,29 @@ impl Fleet {
             .await
             .map_err(ctx("PutLifecycleHook"))?;
 
-        let group = autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(&asg).send().await.map_err(ctx("DescribeAutoScalingGroups"))?;
+        let group = autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(&asg)
+            .send()
+            .await
+            .map_err(ctx("DescribeAutoScalingGroups"))?;
         let mut instance_ids: Vec<String> = group
             .auto_scaling_groups()
             .first()
-            .map(|g| g.instances().iter().filter_map(|i| i.instance_id().map(str::to_owned)).collect())
+            .map(|g| {
+                g.instances()
+                    .iter()
+                    .filter_map(|i| i.instance_id().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         instance_ids.sort();
         if instance_ids.len() != usize::try_from(spec.instances).unwrap_or(0) {
-            return Err(format!("expected {} instances in {asg}, found {}", spec.instances, instance_ids.len()));
+            return Err(format!(
+                "expected {} instances in {asg}, found {}",
+                spec.instances,
+                instance_ids.len()
+            ));
         }
 
         let mut container_instances = Vec::new();
@@ -166,7 +201,20 @@ impl Fleet {
                 .to_owned();
             container_instances.push(ci);
         }
-        Ok(Fleet { cluster: name.clone(), cluster_arn, asg, hook, topic_arn, queue_url, instance_ids, container_instances, ecs, autoscaling, sns, sqs })
+        Ok(Fleet {
+            cluster: name.clone(),
+            cluster_arn,
+            asg,
+            hook,
+            topic_arn,
+            queue_url,
+            instance_ids,
+            container_instances,
+            ecs,
+            autoscaling,
+            sns,
+            sqs,
+        })
     }
 
     async fn task_definition(&self, family: &str) -> Result<String> {
@@ -174,22 +222,46 @@ impl Fleet {
             .ecs
             .register_task_definition()
             .family(family)
-            .container_definitions(ContainerDefinition::builder().name(family).image("public.ecr.aws/docker/library/busybox:stable").memory(64).build())
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name(family)
+                    .image("public.ecr.aws/docker/library/busybox:stable")
+                    .memory(64)
+                    .build(),
+            )
             .send()
             .await
             .map_err(ctx("RegisterTaskDefinition"))?;
-        Ok(out.task_definition().and_then(|t| t.task_definition_arn()).ok_or("no task definition ARN")?.to_owned())
+        Ok(out
+            .task_definition()
+            .and_then(|t| t.task_definition_arn())
+            .ok_or("no task definition ARN")?
+            .to_owned())
     }
 
     /// Creates a service and places its tasks (moto's CreateService starts none):
     /// `placement[i]` tasks on container instance `i`, started the way ECS's
     /// service scheduler starts them (`startedBy ecs-svc/<deployment>`,
     /// `group service:<name>`).
-    pub async fn service(&self, name: &str, daemon: bool, placement: &[usize]) -> Result<Vec<String>> {
+    pub async fn service(
+        &self,
+        name: &str,
+        daemon: bool,
+        placement: &[usize],
+    ) -> Result<Vec<String>> {
         let td = self.task_definition(name).await?;
         let desired: usize = placement.iter().sum();
-        let mut req = self.ecs.create_service().cluster(&self.cluster).service_name(name).task_definition(&td);
-        req = if daemon { req.scheduling_strategy(SchedulingStrategy::Daemon) } else { req.desired_count(i32::try_from(desired).unwrap_or(0)) };
+        let mut req = self
+            .ecs
+            .create_service()
+            .cluster(&self.cluster)
+            .service_name(name)
+            .task_definition(&td);
+        req = if daemon {
+            req.scheduling_strategy(SchedulingStrategy::Daemon)
+        } else {
+            req.desired_count(i32::try_from(desired).unwrap_or(0))
+        };
         let svc = req.send().await.map_err(ctx("CreateService"))?;
         let deployment = svc
             .service()
@@ -197,28 +269,52 @@ impl Fleet {
             .and_then(|d| d.id())
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{name}-deployment"));
-        let started_by = if deployment.starts_with("ecs-svc/") { deployment } else { format!("ecs-svc/{deployment}") };
+        let started_by = if deployment.starts_with("ecs-svc/") {
+            deployment
+        } else {
+            format!("ecs-svc/{deployment}")
+        };
         let mut arns = Vec::new();
         for (i, count) in placement.iter().enumerate() {
             for _ in 0..*count {
-                arns.extend(self.start_task(&td, i, &started_by, &format!("service:{name}")).await?);
+                arns.extend(
+                    self.start_task(&td, i, &started_by, &format!("service:{name}"))
+                        .await?,
+                );
             }
         }
         Ok(arns)
     }
 
     /// Standalone tasks (as RunTask/StartTask by a user or a batch system).
-    pub async fn standalone(&self, family: &str, instance: usize, count: usize) -> Result<Vec<String>> {
+    pub async fn standalone(
+        &self,
+        family: &str,
+        instance: usize,
+        count: usize,
+    ) -> Result<Vec<String>> {
         let td = self.task_definition(family).await?;
         let mut arns = Vec::new();
         for _ in 0..count {
-            arns.extend(self.start_task(&td, instance, "batch-runner", &format!("family:{family}")).await?);
+            arns.extend(
+                self.start_task(&td, instance, "batch-runner", &format!("family:{family}"))
+                    .await?,
+            );
         }
         Ok(arns)
     }
 
-    async fn start_task(&self, td: &str, instance: usize, started_by: &str, group: &str) -> Result<Vec<String>> {
-        let ci = self.container_instances.get(instance).ok_or_else(|| format!("no container instance {instance}"))?;
+    async fn start_task(
+        &self,
+        td: &str,
+        instance: usize,
+        started_by: &str,
+        group: &str,
+    ) -> Result<Vec<String>> {
+        let ci = self
+            .container_instances
+            .get(instance)
+            .ok_or_else(|| format!("no container instance {instance}"))?;
         let out = self
             .ecs
             .start_task()
@@ -230,14 +326,21 @@ impl Fleet {
             .send()
             .await
             .map_err(ctx("StartTask"))?;
-        Ok(out.tasks().iter().filter_map(|t| t.task_arn().map(str::to_owned)).collect())
+        Ok(out
+            .tasks()
+            .iter()
+            .filter_map(|t| t.task_arn().map(str::to_owned))
+            .collect())
     }
 
     /// Every task on container instance `i` (desired RUNNING and STOPPED).
     pub async fn tasks_on(&self, instance: usize) -> Result<Vec<TaskInfo>> {
         let ci = &self.container_instances[instance];
         let mut arns = Vec::new();
-        for desired in [aws_sdk_ecs::types::DesiredStatus::Running, aws_sdk_ecs::types::DesiredStatus::Stopped] {
+        for desired in [
+            aws_sdk_ecs::types::DesiredStatus::Running,
+            aws_sdk_ecs::types::DesiredStatus::Stopped,
+        ] {
             let all: Vec<String> = self
                 .ecs
                 .list_tasks()
@@ -256,16 +359,28 @@ impl Fleet {
         arns.dedup();
         let mut out = Vec::new();
         for chunk in arns.chunks(100) {
-            let d = self.ecs.describe_tasks().cluster(&self.cluster).set_tasks(Some(chunk.to_vec())).send().await.map_err(ctx("DescribeTasks"))?;
-            out.extend(d.tasks().iter().filter(|t| t.container_instance_arn() == Some(ci.as_str())).map(|t| TaskInfo {
-                arn: t.task_arn().unwrap_or_default().to_owned(),
-                last_status: t.last_status().unwrap_or_default().to_owned(),
-                desired_status: t.desired_status().unwrap_or_default().to_owned(),
-                started_by: t.started_by().map(str::to_owned),
-                group: t.group().map(str::to_owned),
-                stopped_reason: t.stopped_reason().map(str::to_owned),
-                stopped_at: t.stopped_at().map(|d| d.as_secs_f64()),
-            }));
+            let d = self
+                .ecs
+                .describe_tasks()
+                .cluster(&self.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(ctx("DescribeTasks"))?;
+            out.extend(
+                d.tasks()
+                    .iter()
+                    .filter(|t| t.container_instance_arn() == Some(ci.as_str()))
+                    .map(|t| TaskInfo {
+                        arn: t.task_arn().unwrap_or_default().to_owned(),
+                        last_status: t.last_status().unwrap_or_default().to_owned(),
+                        desired_status: t.desired_status().unwrap_or_default().to_owned(),
+                        started_by: t.started_by().map(str::to_owned),
+                        group: t.group().map(str::to_owned),
+                        stopped_reason: t.stopped_reason().map(str::to_owned),
+                        stopped_at: t.stopped_at().map(|d| d.as_secs_f64()),
+                    }),
+            );
         }
         Ok(out)
     }
@@ -280,7 +395,11 @@ impl Fleet {
             .send()
             .await
             .map_err(ctx("DescribeContainerInstances"))?;
-        Ok(d.container_instances().first().and_then(|c| c.status()).unwrap_or_default().to_owned())
+        Ok(d.container_instances()
+            .first()
+            .and_then(|c| c.status())
+            .unwrap_or_default()
+            .to_owned())
     }
 
     /// Takes every message waiting in the hook's queue (the SNS notification
@@ -303,7 +422,13 @@ impl Fleet {
             for m in r.messages() {
                 bodies.extend(m.body().map(str::to_owned));
                 if let Some(h) = m.receipt_handle() {
-                    self.sqs.delete_message().queue_url(&self.queue_url).receipt_handle(h).send().await.map_err(ctx("DeleteMessage"))?;
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(h)
+                        .send()
+                        .await
+                        .map_err(ctx("DeleteMessage"))?;
                 }
             }
         }

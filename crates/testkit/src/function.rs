@@ -16,20 +16,56 @@ pub struct LocalFunction {
 impl LocalFunction {
     /// Starts `binary` with the Lambda environment a real function sees, plus `env`.
     /// Its logs go to our stderr unless `quiet`.
-    pub fn start(standin: &Standin, binary: &Path, name: &str, env: &[(&str, &str)], quiet: bool) -> Result<LocalFunction> {
-        let output = || if quiet { Stdio::null() } else { Stdio::inherit() };
+    pub fn start(
+        standin: &Standin,
+        binary: &Path,
+        name: &str,
+        env: &[(&str, &str)],
+        quiet: bool,
+    ) -> Result<LocalFunction> {
+        let output = || {
+            if quiet {
+                Stdio::null()
+            } else {
+                Stdio::inherit()
+            }
+        };
         Self::spawn(standin, binary, name, env, output(), output())
     }
 
     /// Like [`LocalFunction::start`], with the function's logs (stdout and
     /// stderr, as CloudWatch Logs would get them) appended to `log`.
-    pub fn start_logging_to(standin: &Standin, binary: &Path, name: &str, env: &[(&str, &str)], log: &Path) -> Result<LocalFunction> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(ctx("opening the log file"))?;
+    pub fn start_logging_to(
+        standin: &Standin,
+        binary: &Path,
+        name: &str,
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Result<LocalFunction> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(ctx("opening the log file"))?;
         let file2 = file.try_clone().map_err(ctx("log file"))?;
-        Self::spawn(standin, binary, name, env, Stdio::from(file), Stdio::from(file2))
+        Self::spawn(
+            standin,
+            binary,
+            name,
+            env,
+            Stdio::from(file),
+            Stdio::from(file2),
+        )
     }
 
-    fn spawn(standin: &Standin, binary: &Path, name: &str, env: &[(&str, &str)], stdout: Stdio, stderr: Stdio) -> Result<LocalFunction> {
+    fn spawn(
+        standin: &Standin,
+        binary: &Path,
+        name: &str,
+        env: &[(&str, &str)],
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> Result<LocalFunction> {
         let mut cmd = Command::new(binary);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -47,7 +83,9 @@ impl LocalFunction {
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr);
-        let child = cmd.spawn().map_err(ctx(&format!("starting {}", binary.display())))?;
+        let child = cmd
+            .spawn()
+            .map_err(ctx(&format!("starting {}", binary.display())))?;
         Ok(LocalFunction { child })
     }
 
@@ -74,21 +112,35 @@ impl Standin {
     /// asynchronously with the SNS event Lambda would receive, each invocation
     /// given `timeout_ms` (as the function's configured timeout).
     pub fn subscribe_function(&self, topic_arn: &str, timeout_ms: u64) -> Result<Value> {
-        self.post("/_standin/lambda/subscribe", json!({"topic_arn": topic_arn, "timeout_ms": timeout_ms}))
+        self.post(
+            "/_standin/lambda/subscribe",
+            json!({"topic_arn": topic_arn, "timeout_ms": timeout_ms}),
+        )
     }
 
     /// Invokes the local function and waits for its answer.
     pub fn invoke(&self, event: &Value, timeout_ms: u64) -> Result<Value> {
-        self.post("/_standin/lambda/invoke", json!({"event": event, "timeout_ms": timeout_ms, "async": false}))
+        self.post(
+            "/_standin/lambda/invoke",
+            json!({"event": event, "timeout_ms": timeout_ms, "async": false}),
+        )
     }
 
     /// Every invocation so far, oldest first.
     pub fn invocations(&self) -> Result<Vec<Value>> {
-        Ok(self.get("/_standin/lambda/invocations")?.as_array().cloned().unwrap_or_default())
+        Ok(self
+            .get("/_standin/lambda/invocations")?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// Polls `check` every 200 ms until it returns `Some`, or fails after `limit`.
-    pub async fn wait_for<T>(&self, limit: Duration, mut check: impl FnMut(&Standin) -> Result<Option<T>>) -> Result<T> {
+    pub async fn wait_for<T>(
+        &self,
+        limit: Duration,
+        mut check: impl FnMut(&Standin) -> Result<Option<T>>,
+    ) -> Result<T> {
         let start = std::time::Instant::now();
         loop {
             if let Some(v) = check(self)? {

@@ -29,7 +29,14 @@ pub fn binary(name: &str) -> Result<std::path::PathBuf> {
         dir.pop();
     }
     let path = dir.join(name);
-    if path.is_file() { Ok(path) } else { Err(format!("{} is not built: run `cargo build -p {name}` first", path.display())) }
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} is not built: run `cargo build -p {name}` first",
+            path.display()
+        ))
+    }
 }
 
 /// Milliseconds since the Unix epoch.

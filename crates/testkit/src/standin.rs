@@ -28,7 +28,9 @@ impl Standin {
     /// Starts the stand-in with the venv's Python (`STANDIN_PYTHON` overrides).
     pub fn start() -> Result<Standin> {
         let root = workspace_root();
-        let python = std::env::var("STANDIN_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv/bin/python"));
+        let python = std::env::var("STANDIN_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root.join(".venv/bin/python"));
         let script = root.join("tests/standin/standin.py");
         let mut child = Command::new(&python)
             .arg(&script)
@@ -37,18 +39,33 @@ impl Standin {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| format!("cannot start {} {}: {e} (run .ci/run or scripts/setup-venv.sh first)", python.display(), script.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot start {} {}: {e} (run .ci/run or scripts/setup-venv.sh first)",
+                    python.display(),
+                    script.display()
+                )
+            })?;
         let stdout = child.stdout.take().ok_or("no stdout from the stand-in")?;
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map_err(ctx("reading the stand-in's first line"))?;
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(ctx("reading the stand-in's first line"))?;
         let endpoint = line
             .trim()
             .strip_prefix("STANDIN_READY ")
             .ok_or_else(|| format!("the stand-in did not start; it said {line:?}"))?
             .to_owned();
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(120))).build().into();
-        Ok(Standin { child, endpoint, agent })
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
+        Ok(Standin {
+            child,
+            endpoint,
+            agent,
+        })
     }
 
     /// Host and port, as `AWS_LAMBDA_RUNTIME_API` wants it.
@@ -77,8 +94,15 @@ impl Standin {
         };
         let mut response = response.map_err(ctx(&format!("{method} {path}")))?;
         let status = response.status();
-        let text = response.body_mut().read_to_string().map_err(ctx(&format!("{method} {path} body")))?;
-        let value: Value = if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).map_err(ctx(&format!("{method} {path} json")))? };
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(ctx(&format!("{method} {path} body")))?;
+        let value: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).map_err(ctx(&format!("{method} {path} json")))?
+        };
         if !status.is_success() {
             return Err(format!("{method} {path} -> {status}: {text}"));
         }
@@ -100,13 +124,26 @@ impl Standin {
     /// Plays Auto Scaling starting a lifecycle action: the instance enters
     /// `Terminating:Wait` (or `Pending:Wait`) and the hook's target is notified.
     /// Returns `{"token", "message"}`.
-    pub fn start_lifecycle_action(&self, asg: &str, hook: &str, instance_id: &str, transition: &str) -> Result<Value> {
-        self.post("/_standin/lifecycle/start", json!({"asg": asg, "hook": hook, "instance_id": instance_id, "transition": transition}))
+    pub fn start_lifecycle_action(
+        &self,
+        asg: &str,
+        hook: &str,
+        instance_id: &str,
+        transition: &str,
+    ) -> Result<Value> {
+        self.post(
+            "/_standin/lifecycle/start",
+            json!({"asg": asg, "hook": hook, "instance_id": instance_id, "transition": transition}),
+        )
     }
 
     /// Every lifecycle action the stand-in knows, with completions and heartbeats.
     pub fn lifecycle_actions(&self) -> Result<Vec<Value>> {
-        Ok(self.get("/_standin/lifecycle/actions")?.as_array().cloned().unwrap_or_default())
+        Ok(self
+            .get("/_standin/lifecycle/actions")?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// The action for one instance.
@@ -120,7 +157,10 @@ impl Standin {
 
     /// Plays Auto Scaling letting an action time out.
     pub fn expire_lifecycle_action(&self, instance_id: &str) -> Result<Value> {
-        self.post("/_standin/lifecycle/expire", json!({"instance_id": instance_id}))
+        self.post(
+            "/_standin/lifecycle/expire",
+            json!({"instance_id": instance_id}),
+        )
     }
 
     /// One step of the ECS scheduler stand-in (replacements for DRAINING
@@ -136,7 +176,10 @@ impl Standin {
 
     /// The next `count` calls to `target` (`ecs:DescribeTasks`) fail with `error`.
     pub fn inject_fault(&self, target: &str, error: &str, count: u32) -> Result<Value> {
-        self.post("/_standin/faults", json!({"target": target, "error": error, "count": count}))
+        self.post(
+            "/_standin/faults",
+            json!({"target": target, "error": error, "count": count}),
+        )
     }
 
     /// AWS calls seen so far, by `service:Operation`.

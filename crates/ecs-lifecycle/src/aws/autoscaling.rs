@@ -8,7 +8,8 @@ use crate::ports::AutoScaling;
 
 /// Auto Scaling's answer once an action is completed or expired. Final.
 fn no_active_action(err: &AwsError) -> bool {
-    err.code.as_deref() == Some("ValidationError") && err.message.contains("No active Lifecycle Action")
+    err.code.as_deref() == Some("ValidationError")
+        && err.message.contains("No active Lifecycle Action")
 }
 
 fn ack(result: Result<(), AwsError>) -> Result<ActionAck, AwsError> {
@@ -27,10 +28,14 @@ impl AutoScaling for Client {
             .send()
             .await
             .map_err(|e| aws_error("autoscaling", "DescribeAutoScalingInstances", &e))?;
-        Ok(resp.auto_scaling_instances().iter().find(|i| i.instance_id() == Some(instance_id)).map(|i| AsgInstance {
-            asg: i.auto_scaling_group_name().unwrap_or_default().to_owned(),
-            lifecycle_state: i.lifecycle_state().unwrap_or_default().to_owned(),
-        }))
+        Ok(resp
+            .auto_scaling_instances()
+            .iter()
+            .find(|i| i.instance_id() == Some(instance_id))
+            .map(|i| AsgInstance {
+                asg: i.auto_scaling_group_name().unwrap_or_default().to_owned(),
+                lifecycle_state: i.lifecycle_state().unwrap_or_default().to_owned(),
+            }))
     }
 
     async fn hook_timeouts(&self, asg: &str, hook: &str) -> Result<Option<HookTimeouts>, AwsError> {
@@ -41,26 +46,45 @@ impl AutoScaling for Client {
             .send()
             .await
             .map_err(|e| aws_error("autoscaling", "DescribeLifecycleHooks", &e))?;
-        Ok(resp.lifecycle_hooks().iter().find(|h| h.lifecycle_hook_name() == Some(hook)).map(|h| {
-            let heartbeat = h.heartbeat_timeout().map_or(HookTimeouts::DEFAULT.heartbeat_timeout_s, |s| u64::try_from(s).unwrap_or(0));
-            let mut t = HookTimeouts::from_heartbeat(heartbeat);
-            if let Some(global) = h.global_timeout().and_then(|g| u64::try_from(g).ok()) {
-                t.global_timeout_s = global;
-            }
-            t
-        }))
+        Ok(resp
+            .lifecycle_hooks()
+            .iter()
+            .find(|h| h.lifecycle_hook_name() == Some(hook))
+            .map(|h| {
+                let heartbeat = h
+                    .heartbeat_timeout()
+                    .map_or(HookTimeouts::DEFAULT.heartbeat_timeout_s, |s| {
+                        u64::try_from(s).unwrap_or(0)
+                    });
+                let mut t = HookTimeouts::from_heartbeat(heartbeat);
+                if let Some(global) = h.global_timeout().and_then(|g| u64::try_from(g).ok()) {
+                    t.global_timeout_s = global;
+                }
+                t
+            }))
     }
 
     async fn heartbeat(&self, action: &LifecycleAction) -> Result<ActionAck, AwsError> {
-        let mut req = self.record_lifecycle_action_heartbeat().auto_scaling_group_name(&action.asg).lifecycle_hook_name(&action.hook);
+        let mut req = self
+            .record_lifecycle_action_heartbeat()
+            .auto_scaling_group_name(&action.asg)
+            .lifecycle_hook_name(&action.hook);
         req = match &action.token {
             Some(token) => req.lifecycle_action_token(token),
             None => req.instance_id(&action.instance_id),
         };
-        ack(req.send().await.map(|_| ()).map_err(|e| aws_error("autoscaling", "RecordLifecycleActionHeartbeat", &e)))
+        ack(req
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_error("autoscaling", "RecordLifecycleActionHeartbeat", &e)))
     }
 
-    async fn complete(&self, action: &LifecycleAction, result: ActionResult) -> Result<ActionAck, AwsError> {
+    async fn complete(
+        &self,
+        action: &LifecycleAction,
+        result: ActionResult,
+    ) -> Result<ActionAck, AwsError> {
         let mut req = self
             .complete_lifecycle_action()
             .auto_scaling_group_name(&action.asg)
@@ -70,6 +94,10 @@ impl AutoScaling for Client {
         if let Some(token) = &action.token {
             req = req.lifecycle_action_token(token);
         }
-        ack(req.send().await.map(|_| ()).map_err(|e| aws_error("autoscaling", "CompleteLifecycleAction", &e)))
+        ack(req
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_error("autoscaling", "CompleteLifecycleAction", &e)))
     }
 }

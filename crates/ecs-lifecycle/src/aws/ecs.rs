@@ -1,5 +1,7 @@
 use aws_sdk_ecs::Client;
-use aws_sdk_ecs::types::{ContainerInstanceStatus, DesiredStatus as SdkDesired, SchedulingStrategy};
+use aws_sdk_ecs::types::{
+    ContainerInstanceStatus, DesiredStatus as SdkDesired, SchedulingStrategy,
+};
 
 use super::aws_error;
 use crate::error::AwsError;
@@ -12,7 +14,10 @@ const DESCRIBE_CONTAINER_INSTANCES_MAX: usize = 100;
 const DESCRIBE_SERVICES_MAX: usize = 10;
 const LIST_PAGE: i32 = 100;
 
-fn container_instance(cluster: &str, ci: &aws_sdk_ecs::types::ContainerInstance) -> Option<ContainerInstance> {
+fn container_instance(
+    cluster: &str,
+    ci: &aws_sdk_ecs::types::ContainerInstance,
+) -> Option<ContainerInstance> {
     Some(ContainerInstance {
         cluster: cluster.to_owned(),
         arn: ci.container_instance_arn()?.to_owned(),
@@ -23,8 +28,11 @@ fn container_instance(cluster: &str, ci: &aws_sdk_ecs::types::ContainerInstance)
     })
 }
 
-
-async fn describe_container_instances(client: &Client, cluster: &str, arns: &[String]) -> Result<Vec<ContainerInstance>, AwsError> {
+async fn describe_container_instances(
+    client: &Client,
+    cluster: &str,
+    arns: &[String],
+) -> Result<Vec<ContainerInstance>, AwsError> {
     let mut out = Vec::with_capacity(arns.len());
     for chunk in arns.chunks(DESCRIBE_CONTAINER_INSTANCES_MAX) {
         let resp = client
@@ -34,7 +42,11 @@ async fn describe_container_instances(client: &Client, cluster: &str, arns: &[St
             .send()
             .await
             .map_err(|e| aws_error("ecs", "DescribeContainerInstances", &e))?;
-        out.extend(resp.container_instances().iter().filter_map(|ci| container_instance(cluster, ci)));
+        out.extend(
+            resp.container_instances()
+                .iter()
+                .filter_map(|ci| container_instance(cluster, ci)),
+        );
     }
     Ok(out)
 }
@@ -51,7 +63,11 @@ impl Ecs for Client {
             .map_err(|e| aws_error("ecs", "ListClusters", &e))
     }
 
-    async fn find_container_instance(&self, cluster: &str, ec2_instance_id: &str) -> Result<Option<ContainerInstance>, AwsError> {
+    async fn find_container_instance(
+        &self,
+        cluster: &str,
+        ec2_instance_id: &str,
+    ) -> Result<Option<ContainerInstance>, AwsError> {
         // The filter makes this one call on AWS. Emulators may ignore it, so the
         // match on ec2InstanceId below is what decides, never the filter.
         let arns: Vec<String> = self
@@ -67,19 +83,30 @@ impl Ecs for Client {
             .map_err(|e| aws_error("ecs", "ListContainerInstances", &e))?;
         for chunk in arns.chunks(DESCRIBE_CONTAINER_INSTANCES_MAX) {
             let found = describe_container_instances(self, cluster, chunk).await?;
-            if let Some(ci) = found.into_iter().find(|ci| ci.ec2_instance_id == ec2_instance_id) {
+            if let Some(ci) = found
+                .into_iter()
+                .find(|ci| ci.ec2_instance_id == ec2_instance_id)
+            {
                 return Ok(Some(ci));
             }
         }
         Ok(None)
     }
 
-    async fn describe_container_instance(&self, cluster: &str, arn: &str) -> Result<Option<ContainerInstance>, AwsError> {
+    async fn describe_container_instance(
+        &self,
+        cluster: &str,
+        arn: &str,
+    ) -> Result<Option<ContainerInstance>, AwsError> {
         let found = describe_container_instances(self, cluster, &[arn.to_owned()]).await?;
         Ok(found.into_iter().find(|ci| ci.arn == arn))
     }
 
-    async fn set_draining(&self, cluster: &str, arn: &str) -> Result<Result<(), (String, Option<String>)>, AwsError> {
+    async fn set_draining(
+        &self,
+        cluster: &str,
+        arn: &str,
+    ) -> Result<Result<(), (String, Option<String>)>, AwsError> {
         let resp = self
             .update_container_instances_state()
             .cluster(cluster)
@@ -89,12 +116,20 @@ impl Ecs for Client {
             .await
             .map_err(|e| aws_error("ecs", "UpdateContainerInstancesState", &e))?;
         if let Some(f) = resp.failures().first() {
-            return Ok(Err((f.reason().unwrap_or("unknown").to_owned(), f.detail().map(str::to_owned))));
+            return Ok(Err((
+                f.reason().unwrap_or("unknown").to_owned(),
+                f.detail().map(str::to_owned),
+            )));
         }
         Ok(Ok(()))
     }
 
-    async fn task_arns(&self, cluster: &str, container_instance: &str, desired: DesiredStatus) -> Result<Vec<String>, AwsError> {
+    async fn task_arns(
+        &self,
+        cluster: &str,
+        container_instance: &str,
+        desired: DesiredStatus,
+    ) -> Result<Vec<String>, AwsError> {
         let desired = match desired {
             DesiredStatus::Running => SdkDesired::Running,
             DesiredStatus::Stopped => SdkDesired::Stopped,

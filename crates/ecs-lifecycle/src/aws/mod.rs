@@ -34,7 +34,8 @@ pub fn config_loader() -> aws_config::ConfigLoader {
             .operation_timeout(Duration::from_secs(45))
             .build(),
     );
-    let env_sets_retries = std::env::var_os("AWS_RETRY_MODE").is_some() || std::env::var_os("AWS_MAX_ATTEMPTS").is_some();
+    let env_sets_retries = std::env::var_os("AWS_RETRY_MODE").is_some()
+        || std::env::var_os("AWS_MAX_ATTEMPTS").is_some();
     if !env_sets_retries {
         loader = loader.retry_config(RetryConfig::standard().with_max_attempts(6));
     }
@@ -56,5 +57,10 @@ where
         Some(m) => m.to_owned(),
         None => DisplayErrorContext(err).to_string(),
     };
-    AwsError { service, operation, code, message }
+    AwsError {
+        service,
+        operation,
+        code,
+        message,
+    }
 }

@@ -5,7 +5,12 @@ use crate::error::AwsError;
 use crate::ports::Publisher;
 
 impl Publisher for Client {
-    async fn publish_message(&self, topic_arn: &str, subject: &str, message: &str) -> Result<String, AwsError> {
+    async fn publish_message(
+        &self,
+        topic_arn: &str,
+        subject: &str,
+        message: &str,
+    ) -> Result<String, AwsError> {
         let resp = self
             .publish()
             .topic_arn(topic_arn)
