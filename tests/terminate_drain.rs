@@ -429,6 +429,22 @@ async fn edge_cases_complete_skip_or_refuse_as_documented() {
     );
     assert_eq!(fleet.status_of(3).await.unwrap(), "ACTIVE");
 
+    // MAX_DRAIN_SECONDS reached with a task that will not move (no scheduler
+    // steps): complete CONTINUE anyway and name the task left behind.
+    let event3 = scale_in(&s, &fleet, 3).await;
+    let capped = drainer(&sdk, &[base[0], ("MAX_DRAIN_SECONDS", "2")]);
+    let outcome = single_outcome(&capped.handle(&event3, now_ms() + 60_000).await.unwrap());
+    assert_eq!(outcome["outcome"], "completed", "{outcome}");
+    let left = outcome["reason"]["DeadlineReached"]["left"]
+        .as_array()
+        .unwrap();
+    assert_eq!(left.len(), 1, "{outcome}");
+    assert!(left[0].as_str().unwrap().contains(":task/edges/"));
+    assert_eq!(
+        s.lifecycle_action(&fleet.instance_ids[3]).unwrap()["complete_calls"],
+        1
+    );
+
     // Malformed input is an error naming the field; in an SQS batch only that record fails.
     let bad = json!({"LifecycleHookName": "h", "AutoScalingGroupName": fleet.asg, "LifecycleTransition": TERMINATING});
     let err = everywhere
@@ -446,4 +462,117 @@ async fn edge_cases_complete_skip_or_refuse_as_documented() {
         json!([{"itemIdentifier": "msg-0"}])
     );
     assert_eq!(outcomes(&result).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stability_check_waits_for_replacements_to_run() {
+    let s = Standin::start().unwrap();
+    let sdk = s.sdk_config().await;
+    let fleet = Fleet::create(&sdk, &FleetSpec::new("stable", 2))
+        .await
+        .unwrap();
+    let api = fleet.service("api", false, &[2, 0]).await.unwrap();
+    let event = scale_in(&s, &fleet, 0).await;
+    let d = drainer(
+        &sdk,
+        &[
+            ("CLUSTER_NAME", &fleet.cluster),
+            ("POLL_INTERVAL_SECONDS", "1"),
+            ("SERVICE_STABILITY_CHECK", "true"),
+        ],
+    );
+    let handle = tokio::spawn({
+        let event = event.clone();
+        async move { d.handle(&event, now_ms() + 120_000).await }
+    });
+
+    // Playing ECS for a service at minimumHealthyPercent 0 with no spare capacity:
+    // both tasks are stopped without replacements, so the instance empties while
+    // the service runs 0 of 2.
+    for _ in 0..100 {
+        if fleet.status_of(0).await.unwrap() == "DRAINING" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(fleet.status_of(0).await.unwrap(), "DRAINING");
+    for arn in &api {
+        fleet
+            .ecs
+            .stop_task()
+            .cluster(&fleet.cluster)
+            .task(arn)
+            .reason("scheduler: no capacity")
+            .send()
+            .await
+            .unwrap();
+    }
+    for _ in 0..4 {
+        s.ecs_step().unwrap();
+    }
+    assert!(
+        fleet
+            .tasks_on(0)
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.last_status == "STOPPED")
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !handle.is_finished(),
+        "empty instance, but the service runs 0 of 2: keep waiting"
+    );
+    assert_eq!(
+        s.lifecycle_action(&fleet.instance_ids[0]).unwrap()["complete_calls"],
+        0
+    );
+
+    // Capacity arrives: the replacements run on instance 1, and the drain completes.
+    let deployment = api_started_by(&fleet).await;
+    let td = fleet
+        .ecs
+        .describe_services()
+        .cluster(&fleet.cluster)
+        .services("api")
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .task_definition()
+        .unwrap()
+        .to_owned();
+    fleet
+        .ecs
+        .start_task()
+        .cluster(&fleet.cluster)
+        .task_definition(&td)
+        .container_instances(&fleet.container_instances[1])
+        .started_by(&deployment)
+        .group("service:api")
+        .send()
+        .await
+        .unwrap();
+    fleet
+        .ecs
+        .start_task()
+        .cluster(&fleet.cluster)
+        .task_definition(&td)
+        .container_instances(&fleet.container_instances[1])
+        .started_by(&deployment)
+        .group("service:api")
+        .send()
+        .await
+        .unwrap();
+    let result = handle.await.unwrap().unwrap();
+    assert_eq!(single_outcome(&result)["outcome"], "completed", "{result}");
+    assert_eq!(
+        s.lifecycle_action(&fleet.instance_ids[0]).unwrap()["complete_calls"],
+        1
+    );
+}
+
+async fn api_started_by(fleet: &Fleet) -> String {
+    let tasks = fleet.tasks_on(0).await.unwrap();
+    tasks.iter().find_map(|t| t.started_by.clone()).unwrap()
 }

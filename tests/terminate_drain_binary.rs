@@ -151,3 +151,31 @@ async fn the_binary_drains_across_invocations_and_logs_json() {
     }
     let _ = std::fs::remove_file(&log);
 }
+
+#[test]
+fn a_bad_configuration_stops_the_function_at_cold_start_naming_the_variable() {
+    let s = Standin::start().unwrap();
+    let log = std::env::temp_dir().join(format!("terminate-drain-bad-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let binary = testkit::binary("terminate-drain").unwrap();
+    let mut function = LocalFunction::start_logging_to(
+        &s,
+        &binary,
+        "terminate-drain",
+        &[("POLL_INTERVAL_SECONDS", "0"), ("STANDALONE_TASKS", "stop")],
+        &log,
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    while !function.exited() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(function.exited(), "the process exits at start-up");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("POLL_INTERVAL_SECONDS=\"0\" is invalid: expected a whole number of seconds from 1 to 300"),
+        "{text}"
+    );
+    assert!(s.invocations().unwrap().is_empty());
+    let _ = std::fs::remove_file(&log);
+}
