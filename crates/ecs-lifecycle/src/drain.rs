@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::config::StandalonePolicy;
 use crate::continuation::MAX_HOPS;
 use crate::model::{AsgInstance, ContainerInstance, InstanceStatus, Task};
+use crate::pacing::pace;
 
 /// Who owns a task on the instance, which decides how the drain treats it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -141,12 +142,16 @@ pub struct Decision {
 
 /// Decides the next step of a drain.
 pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Decision {
-    let heartbeat_due_at = clocks
-        .heartbeat_base_ms
-        .saturating_add(clocks.heartbeat_every_ms);
-    let heartbeat = clocks.now_ms >= heartbeat_due_at;
+    let pace = pace(
+        clocks.now_ms,
+        clocks.heartbeat_base_ms,
+        clocks.heartbeat_every_ms,
+        policy.poll_interval_ms,
+        clocks.invocation_deadline_ms,
+        policy.handoff_margin_ms,
+    );
     let with = |step: Step| Decision {
-        heartbeat: heartbeat
+        heartbeat: pace.heartbeat
             && matches!(
                 step,
                 Step::SetDraining
@@ -264,23 +269,12 @@ pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Decision
         }
     }
 
-    // Wake for the next poll, or earlier if a heartbeat falls due before it.
-    let next_heartbeat_ms = if heartbeat {
-        clocks.heartbeat_every_ms
-    } else {
-        heartbeat_due_at - clocks.now_ms
-    };
-    let sleep_ms = policy
-        .poll_interval_ms
-        .min(next_heartbeat_ms)
-        .max(1000.min(policy.poll_interval_ms));
-    let time_left = clocks.invocation_deadline_ms.saturating_sub(clocks.now_ms);
-    if time_left < sleep_ms + policy.handoff_margin_ms {
+    if pace.hand_off {
         return with(Step::HandOff { remaining });
     }
     with(Step::Wait {
         remaining,
-        sleep_ms,
+        sleep_ms: pace.sleep_ms,
     })
 }
 

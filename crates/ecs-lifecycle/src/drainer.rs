@@ -7,19 +7,20 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::{Instrument, Span, error, info, info_span, warn};
 
 use crate::config::{ClusterScope, DrainConfig};
-use crate::continuation::Continuation;
+use crate::dispatch::{Job, Work, Workflow, handle_event, ignored};
 use crate::drain::{
     Clocks, Completion, Decision, LiveTask, Observed, Policy, Role, Step, StopReason, decide,
 };
 use crate::error::{AwsError, Error, EventError};
-use crate::event::{LifecycleAction, Message, Record, Transition, parse_event};
-use crate::model::{
-    ActionAck, ActionResult, ContainerInstance, HookTimeouts, InstanceStatus, Scheduling,
-};
+use crate::event::Transition;
+use crate::handoff::hand_off;
+use crate::lookup::find_container_instance;
+use crate::model::{ActionAck, ActionResult, ContainerInstance, InstanceStatus, Scheduling};
+use crate::pacing::{load_hook_timing, warn_if_too_short};
 use crate::ports::{AutoScaling, DesiredStatus, Ecs, Publisher};
 use crate::time::Clock;
 
@@ -53,8 +54,6 @@ pub enum Outcome {
         instance_id: String,
         decision: Decision,
     },
-    /// Acknowledged and dropped (test notification, launch transition...).
-    Ignored { reason: String },
 }
 
 /// Memo carried in a continuation: hints that save lookups, never trusted blindly.
@@ -67,17 +66,6 @@ pub struct DrainMemo {
     /// Services that had tasks on the instance (for the stability check).
     #[serde(default)]
     pub services: BTreeSet<String>,
-}
-
-/// A drain to run: the action and what earlier invocations handed over.
-#[derive(Debug, Clone)]
-struct Job {
-    action: LifecycleAction,
-    attempt: u32,
-    started_at_ms: Option<u64>,
-    last_heartbeat_ms: Option<u64>,
-    memo: DrainMemo,
-    reply_topic: Option<String>,
 }
 
 /// The terminate-drain workflow over any ECS, Auto Scaling and SNS implementation.
@@ -111,116 +99,12 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         &self.config
     }
 
-    /// Handles one Lambda event. For SQS events the result carries
-    /// `batchItemFailures` (only failed records are retried); for others the
-    /// first failure is returned as the error so Lambda's retries and the DLQ
-    /// keep the event.
+    /// Handles one Lambda event (see [`crate::dispatch::handle_event`]).
     pub async fn handle(&self, event: &Value, deadline_ms: u64) -> Result<Value, Error> {
-        let records = parse_event(event).inspect_err(|e| error!(error = %e, "rejected event"))?;
-        let results = futures_util::future::join_all(
-            records.iter().map(|r| self.handle_record(r, deadline_ms)),
-        )
-        .await;
-
-        let is_sqs = records
-            .iter()
-            .any(|r| matches!(r.source, crate::event::Source::Sqs { .. }));
-        let mut outcomes = Vec::new();
-        let mut failures = Vec::new();
-        let mut first_error = None;
-        for (record, result) in records.iter().zip(results) {
-            match result {
-                Ok(o) => outcomes.push(o),
-                Err(e) => {
-                    if let crate::event::Source::Sqs { message_id, .. } = &record.source {
-                        failures.push(json!({ "itemIdentifier": message_id }));
-                    }
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        match first_error {
-            Some(e) if !is_sqs => Err(e),
-            _ => Ok(json!({ "batchItemFailures": failures, "outcomes": outcomes })),
-        }
+        handle_event(self, event, deadline_ms).await
     }
 
-    async fn handle_record(&self, record: &Record, deadline_ms: u64) -> Result<Outcome, Error> {
-        let reply_topic = record.source.topic_arn().map(str::to_owned);
-        let job = match &record.message {
-            Err(e) => {
-                error!(error = %e, "rejected message");
-                return Err(e.clone().into());
-            }
-            Ok(Message::TestNotification { asg }) => {
-                info!(
-                    asg = asg.as_deref().unwrap_or(""),
-                    "acknowledged autoscaling:TEST_NOTIFICATION; nothing to do"
-                );
-                return Ok(Outcome::Ignored {
-                    reason: "test notification".into(),
-                });
-            }
-            Ok(Message::LaunchSuccessful { asg, instance_id }) => {
-                warn!(%asg, %instance_id, "skipped an EC2 Instance Launch Successful event: terminate-drain handles terminate actions only");
-                return Ok(Outcome::Ignored {
-                    reason: "launch event".into(),
-                });
-            }
-            Ok(Message::Action(action)) if action.transition == Transition::Launching => {
-                warn!(asg = %action.asg, hook = %action.hook, instance_id = %action.instance_id, "skipped a launch lifecycle action: terminate-drain handles terminate actions only; check the hook's notification target");
-                return Ok(Outcome::Ignored {
-                    reason: "launch transition".into(),
-                });
-            }
-            Ok(Message::Action(action)) => Job {
-                action: action.clone(),
-                attempt: 0,
-                started_at_ms: None,
-                last_heartbeat_ms: None,
-                memo: DrainMemo::default(),
-                reply_topic,
-            },
-            Ok(Message::Continuation(c)) => {
-                if c.function != FUNCTION_NAME {
-                    let e = EventError::new(
-                        "continuation.function",
-                        format!("is {:?}; this is {FUNCTION_NAME}", c.function),
-                    );
-                    error!(error = %e, "rejected continuation");
-                    return Err(e.into());
-                }
-                let memo = serde_json::from_value(if c.state.is_null() {
-                    json!({})
-                } else {
-                    c.state.clone()
-                })
-                .map_err(|e| EventError::new("continuation.state", e.to_string()))?;
-                Job {
-                    action: c.action.clone(),
-                    attempt: c.attempt,
-                    started_at_ms: Some(c.started_at_ms),
-                    last_heartbeat_ms: c.last_heartbeat_ms,
-                    memo,
-                    reply_topic,
-                }
-            }
-        };
-        let span = info_span!(
-            "drain",
-            asg = %job.action.asg,
-            hook = %job.action.hook,
-            instance_id = %job.action.instance_id,
-            attempt = job.attempt,
-            cluster = tracing::field::Empty,
-            container_instance = tracing::field::Empty,
-        );
-        self.drain(job, deadline_ms).instrument(span).await.inspect_err(|e| {
-            error!(error = %e, retryable = e.is_retryable(), "drain failed; the action is not completed, the event will be retried")
-        })
-    }
-
-    async fn drain(&self, job: Job, deadline_ms: u64) -> Result<Outcome, Error> {
+    async fn drain(&self, job: Job<DrainMemo>, deadline_ms: u64) -> Result<Outcome, Error> {
         let clock = Clock::start();
         let action = &job.action;
         let instance_id = action.instance_id.clone();
@@ -228,50 +112,33 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         let now = clock.now_ms();
         let started_at = job.started_at_ms.unwrap_or(now);
 
-        let hook = match self
-            .autoscaling
-            .hook_timeouts(&action.asg, &action.hook)
-            .await?
-        {
-            Some(h) => h,
-            None => {
-                warn!("lifecycle hook not found; assuming Auto Scaling's default timeouts");
-                HookTimeouts::DEFAULT
-            }
-        };
-        // Auto Scaling's clocks start with the action; ours may start later.
-        let action_start = action
-            .started_at_ms()
-            .map_or(started_at, |t| t.min(started_at));
         let poll_ms = millis(cfg.common.poll_interval);
-        let global_deadline = action_start + hook.global_timeout_s * 1000;
-        let safety = (2 * poll_ms).max(10_000);
-        let drain_deadline =
-            (started_at + millis(cfg.max_drain)).min(global_deadline.saturating_sub(safety));
-        let heartbeat_every_ms = (hook.heartbeat_timeout_s * 1000 / 3).max(1000);
-        let mut heartbeat_base = job.last_heartbeat_ms.unwrap_or(action_start);
+        let timing = load_hook_timing(
+            &self.autoscaling,
+            action,
+            started_at,
+            millis(cfg.max_drain),
+            poll_ms,
+        )
+        .await?;
+        let mut heartbeat_base = job.last_heartbeat_ms.unwrap_or(timing.action_start_ms);
         let policy = Policy {
             standalone: cfg.standalone,
             service_stability: cfg.service_stability,
             poll_interval_ms: poll_ms,
             handoff_margin_ms: millis(self.handoff_margin),
         };
-        if deadline_ms.saturating_sub(now) < poll_ms + policy.handoff_margin_ms {
-            warn!(
-                time_left_ms = deadline_ms.saturating_sub(now),
-                "the invocation has less time than one poll plus the hand-off margin; raise the function timeout (900 s recommended)"
-            );
-        }
+        warn_if_too_short(now, deadline_ms, poll_ms, policy.handoff_margin_ms);
 
         let mut eyes = Eyes::new(&self.ecs, &cfg.common.clusters, job.memo.clone());
         loop {
             let observed = self.observe(&mut eyes, &instance_id).await?;
             let clocks = Clocks {
                 now_ms: clock.now_ms(),
-                drain_deadline_ms: drain_deadline,
+                drain_deadline_ms: timing.deadline_ms,
                 invocation_deadline_ms: deadline_ms,
                 heartbeat_base_ms: heartbeat_base,
-                heartbeat_every_ms,
+                heartbeat_every_ms: timing.heartbeat_every_ms,
                 attempt: job.attempt,
             };
             let decision = decide(&observed, &policy, &clocks);
@@ -361,38 +228,22 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                     tokio::time::sleep(Duration::from_millis(sleep_ms)).await
                 }
                 Step::HandOff { .. } => {
-                    let next = Continuation::new(
+                    let configured = cfg.common.continuation_topic.as_deref();
+                    let h = hand_off(
+                        &self.publisher,
                         FUNCTION_NAME,
-                        action.clone(),
-                        job.attempt + 1,
+                        configured,
+                        &job,
                         started_at,
-                        Some(heartbeat_base),
-                        serde_json::to_value(eyes.memo()).unwrap_or(Value::Null),
-                    );
-                    let topic = cfg
-                        .common
-                        .continuation_topic
-                        .clone()
-                        .or_else(|| job.reply_topic.clone())
-                        .ok_or_else(|| Error::NoContinuationTopic {
-                            instance_id: instance_id.clone(),
-                        })?;
-                    let body = serde_json::to_string(&next)
-                        .map_err(|e| EventError::new("continuation", e.to_string()))?;
-                    let message_id = self
-                        .publisher
-                        .publish_message(
-                            &topic,
-                            &format!("{FUNCTION_NAME} continuation {instance_id}"),
-                            &body,
-                        )
-                        .await?;
-                    info!(topic = %topic, %message_id, next_attempt = next.attempt, "handed the drain over to a new invocation");
+                        heartbeat_base,
+                        eyes.memo(),
+                    )
+                    .await?;
                     return Ok(Outcome::HandedOff {
                         instance_id,
-                        attempt: next.attempt,
-                        topic_arn: topic,
-                        message_id,
+                        attempt: h.attempt,
+                        topic_arn: h.topic_arn,
+                        message_id: h.message_id,
                     });
                 }
             }
@@ -427,6 +278,43 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         }
         observed.container_instance = Some(ci);
         Ok(observed)
+    }
+}
+
+impl<E: Ecs, A: AutoScaling, P: Publisher> Workflow for Drainer<E, A, P> {
+    const NAME: &'static str = FUNCTION_NAME;
+
+    async fn run(
+        &self,
+        work: Work,
+        reply_topic: Option<String>,
+        deadline_ms: u64,
+    ) -> Result<Value, Error> {
+        let job = match work {
+            Work::LaunchSuccessful { asg, instance_id } => {
+                warn!(%asg, %instance_id, "skipped an EC2 Instance Launch Successful event: terminate-drain handles terminate actions only");
+                return Ok(ignored("launch event"));
+            }
+            Work::Action(action) if action.transition == Transition::Launching => {
+                warn!(asg = %action.asg, hook = %action.hook, instance_id = %action.instance_id, "skipped a launch lifecycle action: terminate-drain handles terminate actions only; check the hook's notification target");
+                return Ok(ignored("launch transition"));
+            }
+            Work::Action(action) => Job::fresh(action, reply_topic),
+            Work::Resume(c) => Job::resume(c, reply_topic)?,
+        };
+        let span = info_span!(
+            "drain",
+            asg = %job.action.asg,
+            hook = %job.action.hook,
+            instance_id = %job.action.instance_id,
+            attempt = job.attempt,
+            cluster = tracing::field::Empty,
+            container_instance = tracing::field::Empty,
+        );
+        let outcome = self.drain(job, deadline_ms).instrument(span).await.inspect_err(|e| {
+            error!(error = %e, retryable = e.is_retryable(), "drain failed; the action is not completed, the event will be retried")
+        })?;
+        serde_json::to_value(outcome).map_err(|e| EventError::new("outcome", e.to_string()).into())
     }
 }
 
@@ -471,7 +359,7 @@ impl<'a, E: Ecs> Eyes<'a, E> {
         // No hint, or a stale one: search.
         let found = match hinted {
             Some(ci) => Some(ci),
-            None => self.search(instance_id).await?,
+            None => find_container_instance(self.ecs, self.scope, instance_id).await?,
         };
         if let Some(ci) = &found {
             Span::current()
@@ -481,28 +369,6 @@ impl<'a, E: Ecs> Eyes<'a, E> {
             self.memo.container_instance_arn = Some(ci.arn.clone());
         }
         Ok(found)
-    }
-
-    async fn search(&self, instance_id: &str) -> Result<Option<ContainerInstance>, Error> {
-        let clusters = match self.scope {
-            ClusterScope::Named(names) => names.clone(),
-            ClusterScope::All => self.ecs.cluster_arns().await?,
-        };
-        for cluster in &clusters {
-            match self.ecs.find_container_instance(cluster, instance_id).await {
-                Ok(Some(ci)) => return Ok(Some(ci)),
-                Ok(None) => {}
-                Err(e) if e.code.as_deref() == Some("ClusterNotFoundException") => {
-                    warn!(%cluster, "cluster not found; check CLUSTER_NAME")
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        info!(
-            clusters_searched = clusters.len(),
-            "the instance is not registered in any cluster searched"
-        );
-        Ok(None)
     }
 
     /// Tasks on the instance that are not STOPPED, looking at desired RUNNING and

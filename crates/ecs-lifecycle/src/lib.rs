@@ -4,12 +4,16 @@
 pub mod aws;
 pub mod config;
 pub mod continuation;
+pub mod dispatch;
 pub mod drain;
 pub mod drainer;
 pub mod error;
 pub mod event;
+pub mod handoff;
 pub mod lambda;
+pub mod lookup;
 pub mod model;
+pub mod pacing;
 pub mod ports;
 pub mod time;
 
