@@ -50,6 +50,11 @@ misplays these, so a correct client could fail against raw moto and a wrong one 
   SNS -> Lambda
     * moto's `lambda` subscriptions break Publish; `POST /_standin/lambda/subscribe` hooks
       SNS publishing in-process instead and queues the envelope Lambda would receive.
+  SSM
+    * SendCommand / GetCommandInvocation: moto accepts any instance and always answers
+      Success / 0 with empty output; tests script per instance what the run reports
+      (status, exit code, stdout, polls spent InProgress) or that SSM cannot reach it
+      (SendCommand -> InvalidInstanceId), and read back what was sent.
   Lambda
     * A minimal Runtime API (next / response / error / init error) so a real Rust binary
       built with `lambda_runtime` runs against this process (one function per process).
@@ -76,6 +81,11 @@ CONTROL API (JSON in, JSON out; a bad request answers 400 {"error": "..."}):
   POST   /_standin/ecs/step                {"cluster"?, "max_replacements"?}
                                            -> {"advanced", "replaced", "stalled"}
   POST   /_standin/ecs/auto                {"interval_ms": 500}  (0 stops)
+  POST   /_standin/ssm/outcome             {"instance_id", "status", "response_code", "stdout", "stderr"?,
+                                            "in_progress_polls"?}: what the next runs report
+  POST   /_standin/ssm/unreachable         {"instance_id"}: SendCommand fails with InvalidInstanceId
+  GET    /_standin/ssm/commands            [{"command_id","document_name","instance_ids","parameters",
+                                             "cloudwatch_output_config","timeout_seconds","comment","sent_at"}]
   POST   /_standin/ecs/tasks               {"cluster", "container_instance", "task_definition",
                                             "count", "started_by"?, "group"?} -> {"task_arns": [...]}
   POST   /_standin/lambda/invoke           {"event", "timeout_ms"?, "async"?}
@@ -141,6 +151,9 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
 from moto.sns import models as sns_models  # noqa: E402
 from moto.sns.models import sns_backends  # noqa: E402
 from moto.sqs.models import sqs_backends  # noqa: E402
+from moto.core.exceptions import JsonRESTError  # noqa: E402
+from moto.ssm import models as ssm_models  # noqa: E402
+from moto.ssm import responses as ssm_responses  # noqa: E402
 
 ACCOUNT_ID = os.environ["MOTO_ACCOUNT_ID"]
 DEFAULT_REGION = "us-east-1"
@@ -1282,6 +1295,104 @@ sns_models.Topic.publish = _topic_publish
 
 
 # --------------------------------------------------------------------------------------
+# SSM Run Command
+# --------------------------------------------------------------------------------------
+
+
+class SsmStandIn:
+    """STAND-IN: AWS runs a Command document on the instance and reports its status,
+    exit code and output; moto's SendCommand accepts any instance and its
+    GetCommandInvocation always answers Success / 0 with empty output. Tests script,
+    per instance, what the run reports (`/_standin/ssm/outcome`) or that SSM cannot
+    reach the instance (`/_standin/ssm/unreachable`: SendCommand then fails with
+    InvalidInstanceId, as AWS answers for an instance that is not SSM-managed).
+    Instances with nothing scripted get moto's canned answer."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, dict[str, Any]] = {}
+        self.unreachable: dict[str, str] = {}
+        self.sent: list[dict[str, Any]] = []
+        self.polls: dict[tuple[str, str], int] = {}
+
+    def script(self, body: dict[str, Any]) -> dict[str, Any]:
+        iid = body.get("instance_id")
+        if not isinstance(iid, str) or not iid.startswith("i-"):
+            raise StandInError('"instance_id" must be an EC2 instance id')
+        status = body.get("status", "Success")
+        if status not in ("Success", "Failed", "TimedOut", "Cancelled", "Undeliverable"):
+            raise StandInError(f'"status" {status!r} is not a final invocation status')
+        code = body.get("response_code", 0)
+        polls = body.get("in_progress_polls", 0)
+        if not isinstance(code, int) or not isinstance(polls, int) or polls < 0:
+            raise StandInError('"response_code" and "in_progress_polls" must be integers')
+        self.outcomes[iid] = {
+            "status": status,
+            "response_code": code,
+            "stdout": str(body.get("stdout", "")),
+            "stderr": str(body.get("stderr", "")),
+            "in_progress_polls": polls,
+        }
+        return {}
+
+    def set_unreachable(self, body: dict[str, Any]) -> dict[str, Any]:
+        iid = body.get("instance_id")
+        if not isinstance(iid, str) or not iid.startswith("i-"):
+            raise StandInError('"instance_id" must be an EC2 instance id')
+        self.unreachable[iid] = f"Instances [[{iid}]] not in a valid state for account {ACCOUNT_ID}"
+        return {}
+
+    def list_sent(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(self.sent)
+
+
+SSM = SsmStandIn()
+_orig_ssm_send_command = ssm_responses.SimpleSystemManagerResponse.send_command
+_orig_ssm_get_command_invocation = ssm_models.SimpleSystemManagerBackend.get_command_invocation
+
+
+def _ssm_send_command(self: Any) -> ActionResult:
+    instance_ids = self._get_param("InstanceIds", [])
+    for iid in instance_ids:
+        if iid in SSM.unreachable:
+            raise JsonRESTError("InvalidInstanceId", SSM.unreachable[iid])
+    result = _orig_ssm_send_command(self)
+    command = self.ssm_backend._commands[-1]
+    SSM.sent.append({
+        "command_id": command.command_id,
+        "document_name": self._get_param("DocumentName"),
+        "instance_ids": instance_ids,
+        "parameters": self._get_param("Parameters", {}),
+        "cloudwatch_output_config": self._get_param("CloudWatchOutputConfig"),
+        "timeout_seconds": self._get_param("TimeoutSeconds"),
+        "comment": self._get_param("Comment", ""),
+        "sent_at": time.time(),
+    })
+    return result
+
+
+def _ssm_get_command_invocation(self: Any, command_id: str, instance_id: str, plugin_name: str | None) -> dict[str, Any]:
+    invocation = dict(_orig_ssm_get_command_invocation(self, command_id, instance_id, plugin_name))
+    outcome = SSM.outcomes.get(instance_id)
+    if outcome is None:
+        return invocation
+    n = SSM.polls[(command_id, instance_id)] = SSM.polls.get((command_id, instance_id), 0) + 1
+    if n <= outcome["in_progress_polls"]:
+        invocation.update(Status="InProgress", StatusDetails="InProgress", ResponseCode=-1,
+                          StandardOutputContent="", StandardErrorContent="")
+    else:
+        # AWS keeps the first 24000 / 8000 characters of stdout / stderr.
+        invocation.update(Status=outcome["status"], StatusDetails=outcome["status"],
+                          ResponseCode=outcome["response_code"],
+                          StandardOutputContent=outcome["stdout"][:24000],
+                          StandardErrorContent=outcome["stderr"][:8000])
+    return invocation
+
+
+ssm_responses.SimpleSystemManagerResponse.send_command = _ssm_send_command
+ssm_models.SimpleSystemManagerBackend.get_command_invocation = _ssm_get_command_invocation
+
+
+# --------------------------------------------------------------------------------------
 # HTTP: middleware, control endpoints, runtime API
 # --------------------------------------------------------------------------------------
 
@@ -1361,6 +1472,9 @@ class StandInApp:
             ("POST", "/_standin/lambda/subscribe"): LAMBDA.subscribe,
             ("DELETE", "/_standin/lambda/subscribe"): LAMBDA.unsubscribe,
             ("GET", "/_standin/lambda/init-errors"): lambda b: list(LAMBDA.init_errors),
+            ("POST", "/_standin/ssm/outcome"): self._locked(SSM.script),
+            ("POST", "/_standin/ssm/unreachable"): self._locked(SSM.set_unreachable),
+            ("GET", "/_standin/ssm/commands"): self._locked(SSM.list_sent),
         }
 
     @staticmethod
@@ -1379,6 +1493,7 @@ class StandInApp:
         with MOTO_LOCK:
             moto_api_backend.reset()
             LIFECYCLE.__init__()
+            SSM.__init__()
             _RR.clear()
         with CALLS.lock:
             CALLS.counts.clear()

@@ -204,6 +204,76 @@ impl DrainConfig {
     }
 }
 
+/// Settings of launch-verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchConfig {
+    pub common: CommonConfig,
+    /// `REGISTRATION_TIMEOUT_SECONDS` (30..=7200, default 300): how long after
+    /// the launch the instance has to be ACTIVE with its agent connected.
+    pub registration_timeout: Duration,
+    /// `SSM_DOCUMENT_NAME`: the diagnostic document; unset = no diagnosis (the
+    /// orphan is still reported).
+    pub ssm_document: Option<String>,
+    /// `DIAGNOSTICS_LOG_GROUP`: CloudWatch Logs group for the diagnostic's output.
+    pub diagnostics_log_group: Option<String>,
+    /// `DIAGNOSTIC_TIMEOUT_SECONDS` (30..=900, default 120): how long to wait for
+    /// the diagnostic to finish.
+    pub diagnostic_timeout: Duration,
+    /// `TERMINATE_ORPHANS` (default false): refuse an orphan (ABANDON, or
+    /// terminate it through its group in the no-hook mode) instead of letting it
+    /// stay with a warning.
+    pub terminate_orphans: bool,
+}
+
+impl LaunchConfig {
+    pub fn from_process_env() -> Result<Self, ConfigError> {
+        Self::from_env(&Env::new(|k| std::env::var(k).ok()))
+    }
+
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let ssm_document = env.get("SSM_DOCUMENT_NAME");
+        if let Some(doc) = &ssm_document {
+            let name_ok = (3..=128).contains(&doc.len())
+                && doc
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+            let arn_ok = doc.starts_with("arn:") && doc.contains(":document/");
+            if !name_ok && !arn_ok {
+                return Err(ConfigError {
+                    var: "SSM_DOCUMENT_NAME",
+                    value: doc.clone(),
+                    expected: "an SSM document name ([a-zA-Z0-9_.-], 3 to 128 characters) or ARN"
+                        .into(),
+                });
+            }
+        }
+        let diagnostics_log_group = env.get("DIAGNOSTICS_LOG_GROUP");
+        if let Some(group) = &diagnostics_log_group {
+            let ok = (1..=512).contains(&group.len())
+                && group
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-/.#".contains(c));
+            if !ok {
+                return Err(ConfigError {
+                    var: "DIAGNOSTICS_LOG_GROUP",
+                    value: group.clone(),
+                    expected:
+                        "a CloudWatch Logs group name ([a-zA-Z0-9_-/.#], up to 512 characters)"
+                            .into(),
+                });
+            }
+        }
+        Ok(LaunchConfig {
+            common: CommonConfig::from_env(env)?,
+            registration_timeout: env.seconds("REGISTRATION_TIMEOUT_SECONDS", 300, 30, 7200)?,
+            ssm_document,
+            diagnostics_log_group,
+            diagnostic_timeout: env.seconds("DIAGNOSTIC_TIMEOUT_SECONDS", 120, 30, 900)?,
+            terminate_orphans: env.flag("TERMINATE_ORPHANS", false)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +351,64 @@ mod tests {
             assert_eq!(err.var, var);
             let msg = err.to_string();
             assert!(msg.contains(var) && msg.contains(expect), "{msg}");
+        }
+    }
+
+    fn launch(vars: &[(&str, &str)]) -> Result<LaunchConfig, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        LaunchConfig::from_env(&Env::new(move |k| map.get(k).cloned()))
+    }
+
+    #[test]
+    fn launch_defaults_and_values() {
+        let c = launch(&[]).unwrap();
+        assert_eq!(c.registration_timeout, Duration::from_secs(300));
+        assert_eq!(c.diagnostic_timeout, Duration::from_secs(120));
+        assert_eq!(
+            (
+                c.ssm_document.as_deref(),
+                c.diagnostics_log_group.as_deref(),
+                c.terminate_orphans
+            ),
+            (None, None, false)
+        );
+        let c = launch(&[
+            ("REGISTRATION_TIMEOUT_SECONDS", "600"),
+            ("SSM_DOCUMENT_NAME", "ecs-lifecycle-OrphanDiagnostic-1A2B"),
+            ("DIAGNOSTICS_LOG_GROUP", "/ecs-lifecycle/diagnostics"),
+            ("DIAGNOSTIC_TIMEOUT_SECONDS", "60"),
+            ("TERMINATE_ORPHANS", "true"),
+            ("POLL_INTERVAL_SECONDS", "3"),
+        ])
+        .unwrap();
+        assert_eq!(c.registration_timeout, Duration::from_secs(600));
+        assert_eq!(
+            c.ssm_document.as_deref(),
+            Some("ecs-lifecycle-OrphanDiagnostic-1A2B")
+        );
+        assert!(c.terminate_orphans);
+        assert_eq!(c.common.poll_interval, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn launch_errors_name_the_variable() {
+        for (var, value, expect) in [
+            ("REGISTRATION_TIMEOUT_SECONDS", "10", "from 30 to 7200"),
+            ("DIAGNOSTIC_TIMEOUT_SECONDS", "1000", "from 30 to 900"),
+            ("SSM_DOCUMENT_NAME", "bad name;rm", "SSM document name"),
+            (
+                "DIAGNOSTICS_LOG_GROUP",
+                "bad group!",
+                "CloudWatch Logs group",
+            ),
+            ("TERMINATE_ORPHANS", "sometimes", "true or false"),
+        ] {
+            let err = launch(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(err.to_string().contains(expect), "{err}");
         }
     }
 }

@@ -36,3 +36,41 @@ pub async fn run_terminate_drain() -> Result<(), lambda_runtime::Error> {
     ))
     .await
 }
+
+/// Runs the launch-verify function on the Lambda runtime.
+pub async fn run_launch_verify() -> Result<(), lambda_runtime::Error> {
+    use crate::config::LaunchConfig;
+    use crate::verifier::Verifier;
+
+    init_logging();
+    let config = LaunchConfig::from_process_env()
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    if config.ssm_document.is_none() {
+        tracing::warn!(
+            "SSM_DOCUMENT_NAME is not set: orphans are reported without an on-instance diagnosis"
+        );
+    }
+    let sdk = crate::aws::load_sdk_config().await;
+    let region = sdk
+        .region()
+        .map(|r| r.as_ref().to_owned())
+        .unwrap_or_default();
+    let verifier = Verifier::new(
+        aws_sdk_ecs::Client::new(&sdk),
+        aws_sdk_autoscaling::Client::new(&sdk),
+        aws_sdk_ec2::Client::new(&sdk),
+        aws_sdk_ssm::Client::new(&sdk),
+        aws_sdk_sns::Client::new(&sdk),
+        config,
+        &region,
+    );
+    let verifier = &verifier;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<Value>| async move {
+            verifier
+                .handle(&event.payload, event.context.deadline)
+                .await
+        },
+    ))
+    .await
+}

@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod config;
 pub mod continuation;
+pub mod diagnosis;
 pub mod dispatch;
 pub mod drain;
 pub mod drainer;
@@ -11,10 +12,12 @@ pub mod error;
 pub mod event;
 pub mod handoff;
 pub mod lambda;
+pub mod launch;
 pub mod lookup;
 pub mod model;
 pub mod pacing;
 pub mod ports;
 pub mod time;
+pub mod verifier;
 
 pub use error::{Error, Result};

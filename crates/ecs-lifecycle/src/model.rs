@@ -169,3 +169,49 @@ pub enum ActionAck {
     /// completed or has expired. Final: never retry.
     NoActiveAction(String),
 }
+
+/// An EC2 instance's state name (`pending`, `running`, `shutting-down`,
+/// `terminated`, `stopping`, `stopped`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ec2State(pub String);
+
+impl Ec2State {
+    pub fn is_running(&self) -> bool {
+        self.0 == "running"
+    }
+
+    pub fn is_pending(&self) -> bool {
+        self.0 == "pending"
+    }
+}
+
+/// What SendCommand said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandSent {
+    Sent {
+        command_id: String,
+    },
+    /// SSM cannot run commands on the instance (no SSM agent, no instance
+    /// profile, no route to SSM): itself a finding.
+    Unreachable(String),
+}
+
+/// A command invocation on one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandInvocation {
+    /// `Pending`, `InProgress`, `Delayed`, `Success`, `Failed`, `TimedOut`, `Cancelled`, ...
+    pub status: String,
+    /// The script's exit code (-1 while it runs).
+    pub response_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CommandInvocation {
+    pub fn is_finished(&self) -> bool {
+        !matches!(
+            self.status.as_str(),
+            "Pending" | "InProgress" | "Delayed" | "Cancelling"
+        )
+    }
+}

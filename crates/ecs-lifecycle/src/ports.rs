@@ -7,7 +7,8 @@ use std::future::Future;
 use crate::error::AwsError;
 use crate::event::LifecycleAction;
 use crate::model::{
-    ActionAck, ActionResult, AsgInstance, ContainerInstance, HookTimeouts, Service, Task,
+    ActionAck, ActionResult, AsgInstance, CommandInvocation, CommandSent, ContainerInstance,
+    Ec2State, HookTimeouts, Service, Task,
 };
 
 /// Which tasks ListTasks should return.
@@ -81,6 +82,12 @@ pub trait AutoScaling: Send + Sync {
         &self,
         action: &LifecycleAction,
     ) -> impl Future<Output = Result<ActionAck, AwsError>> + Send;
+    /// Terminates an instance through its group, which launches a replacement
+    /// (desired capacity is not decremented) and runs its terminate hooks.
+    fn terminate_instance(
+        &self,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
     fn complete(
         &self,
         action: &LifecycleAction,
@@ -96,4 +103,31 @@ pub trait Publisher: Send + Sync {
         subject: &str,
         message: &str,
     ) -> impl Future<Output = Result<String, AwsError>> + Send;
+}
+
+pub trait Ec2: Send + Sync {
+    /// The instance's state; `None` if EC2 does not know it.
+    fn instance_state(
+        &self,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<Option<Ec2State>, AwsError>> + Send;
+}
+
+pub trait Ssm: Send + Sync {
+    /// Runs `document` on the instance with `parameters`, sending its output to
+    /// CloudWatch Logs `log_group` when given.
+    fn send_command(
+        &self,
+        document: &str,
+        instance_id: &str,
+        parameters: &[(&str, &str)],
+        log_group: Option<&str>,
+        timeout_s: i32,
+    ) -> impl Future<Output = Result<CommandSent, AwsError>> + Send;
+    /// The invocation on the instance; `None` while SSM has not registered it yet.
+    fn command_invocation(
+        &self,
+        command_id: &str,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<Option<CommandInvocation>, AwsError>> + Send;
 }

@@ -1,4 +1,7 @@
 //! launch-verify: the Auto Scaling launch lifecycle hook for ECS container
 //! instances. See the README for configuration.
 
-fn main() {}
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    ecs_lifecycle::lambda::run_launch_verify().await
+}

@@ -4,13 +4,19 @@ use serde_json::json;
 
 use crate::{Result, ctx};
 
+/// An ECS-optimized AMI id moto knows (from its public SSM parameter).
+const SSM_AMI: &str = "ami-0fe5f366c083f59ca";
+
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct FleetSpec {
     pub name: String,
     pub instances: i32,
-    /// The terminate hook's HeartbeatTimeout (30..=7200).
+    /// The hooks' HeartbeatTimeout (30..=7200).
     pub heartbeat_timeout: i32,
+    /// The last `unregistered` instances are left out of the cluster (see
+    /// [`Fleet::register`]).
+    pub unregistered: usize,
 }
 
 impl FleetSpec {
@@ -19,6 +25,7 @@ impl FleetSpec {
             name: name.to_owned(),
             instances,
             heartbeat_timeout: 300,
+            unregistered: 0,
         }
     }
 }
@@ -31,11 +38,13 @@ pub struct Fleet {
     pub cluster_arn: String,
     pub asg: String,
     pub hook: String,
+    /// The launch hook (same topic).
+    pub launch_hook: String,
     pub topic_arn: String,
     pub queue_url: String,
     /// EC2 instance ids, in a fixed order.
     pub instance_ids: Vec<String>,
-    /// Container instance ARNs, same order.
+    /// Container instance ARNs, same order (registered instances only).
     pub container_instances: Vec<String>,
     pub ecs: aws_sdk_ecs::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
@@ -76,8 +85,7 @@ impl Fleet {
             .ok_or("CreateCluster returned no ARN")?
             .to_owned();
 
-        // The ECS-optimized AMI id moto knows, from its public parameter.
-        let ssm_ami = "ami-0fe5f366c083f59ca";
+        let ssm_ami = SSM_AMI;
         ec2.create_launch_template()
             .launch_template_name(format!("{name}-lt"))
             .launch_template_data(
@@ -159,6 +167,19 @@ impl Fleet {
             .send()
             .await
             .map_err(ctx("PutLifecycleHook"))?;
+        let launch_hook = format!("{name}-verify");
+        autoscaling
+            .put_lifecycle_hook()
+            .auto_scaling_group_name(&asg)
+            .lifecycle_hook_name(&launch_hook)
+            .lifecycle_transition("autoscaling:EC2_INSTANCE_LAUNCHING")
+            .heartbeat_timeout(spec.heartbeat_timeout)
+            .default_result("ABANDON")
+            .notification_target_arn(&topic_arn)
+            .role_arn("arn:aws:iam::123456789012:role/asg-notify")
+            .send()
+            .await
+            .map_err(ctx("PutLifecycleHook"))?;
 
         let group = autoscaling
             .describe_auto_scaling_groups()
@@ -185,38 +206,57 @@ impl Fleet {
             ));
         }
 
-        let mut container_instances = Vec::new();
-        for id in &instance_ids {
-            let document = json!({"instanceId": id, "region": "us-east-1", "availabilityZone": "us-east-1a", "instanceType": "m5.large", "imageId": ssm_ami});
-            let ci = ecs
-                .register_container_instance()
-                .cluster(name)
-                .instance_identity_document(document.to_string())
-                .send()
-                .await
-                .map_err(ctx("RegisterContainerInstance"))?
-                .container_instance()
-                .and_then(|c| c.container_instance_arn())
-                .ok_or("RegisterContainerInstance returned no ARN")?
-                .to_owned();
-            container_instances.push(ci);
-        }
-        Ok(Fleet {
+        let mut fleet = Fleet {
             cluster: name.clone(),
             cluster_arn,
             asg,
             hook,
+            launch_hook,
             topic_arn,
             queue_url,
             instance_ids,
-            container_instances,
+            container_instances: Vec::new(),
             ecs,
             autoscaling,
             sns,
             sqs,
-        })
+        };
+        let registered = fleet.instance_ids.len().saturating_sub(spec.unregistered);
+        for i in 0..registered {
+            fleet.register(i).await?;
+        }
+        Ok(fleet)
     }
 
+    /// Registers instance `i` with the cluster, as its ECS agent would (instances
+    /// register in order).
+    pub async fn register(&mut self, i: usize) -> Result<String> {
+        if i != self.container_instances.len() {
+            return Err(format!(
+                "register instances in order: next is {}, not {i}",
+                self.container_instances.len()
+            ));
+        }
+        let id = self
+            .instance_ids
+            .get(i)
+            .ok_or_else(|| format!("no instance {i}"))?;
+        let document = json!({"instanceId": id, "region": "us-east-1", "availabilityZone": "us-east-1a", "instanceType": "m5.large", "imageId": SSM_AMI});
+        let ci = self
+            .ecs
+            .register_container_instance()
+            .cluster(&self.cluster)
+            .instance_identity_document(document.to_string())
+            .send()
+            .await
+            .map_err(ctx("RegisterContainerInstance"))?
+            .container_instance()
+            .and_then(|c| c.container_instance_arn())
+            .ok_or("RegisterContainerInstance returned no ARN")?
+            .to_owned();
+        self.container_instances.push(ci.clone());
+        Ok(ci)
+    }
     async fn task_definition(&self, family: &str) -> Result<String> {
         let out = self
             .ecs

@@ -80,6 +80,16 @@ impl AutoScaling for Client {
             .map_err(|e| aws_error("autoscaling", "RecordLifecycleActionHeartbeat", &e)))
     }
 
+    async fn terminate_instance(&self, instance_id: &str) -> Result<(), AwsError> {
+        self.terminate_instance_in_auto_scaling_group()
+            .instance_id(instance_id)
+            .should_decrement_desired_capacity(false)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_error("autoscaling", "TerminateInstanceInAutoScalingGroup", &e))
+    }
+
     async fn complete(
         &self,
         action: &LifecycleAction,

@@ -11,8 +11,10 @@
 //! emulator.
 
 mod autoscaling;
+mod ec2;
 mod ecs;
 mod sns;
+mod ssm;
 
 use std::time::Duration;
 
