@@ -23,7 +23,11 @@ pub enum Work {
     /// An earlier invocation's continuation (already checked to be ours).
     Resume(Continuation),
     /// EventBridge `EC2 Instance Launch Successful`.
-    LaunchSuccessful { asg: String, instance_id: String },
+    LaunchSuccessful {
+        asg: String,
+        instance_id: String,
+        time: Option<String>,
+    },
 }
 
 /// A function's workflow over one record.
@@ -106,9 +110,14 @@ async fn handle_record<W: Workflow>(
         }
         Ok(Message::Continuation(c)) => Work::Resume(c.clone()),
         Ok(Message::Action(a)) => Work::Action(a.clone()),
-        Ok(Message::LaunchSuccessful { asg, instance_id }) => Work::LaunchSuccessful {
+        Ok(Message::LaunchSuccessful {
+            asg,
+            instance_id,
+            time,
+        }) => Work::LaunchSuccessful {
             asg: asg.clone(),
             instance_id: instance_id.clone(),
+            time: time.clone(),
         },
     };
     workflow.run(work, reply_topic, deadline_ms).await

@@ -291,7 +291,9 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Workflow for Drainer<E, A, P> {
         deadline_ms: u64,
     ) -> Result<Value, Error> {
         let job = match work {
-            Work::LaunchSuccessful { asg, instance_id } => {
+            Work::LaunchSuccessful {
+                asg, instance_id, ..
+            } => {
                 warn!(%asg, %instance_id, "skipped an EC2 Instance Launch Successful event: terminate-drain handles terminate actions only");
                 return Ok(ignored("launch event"));
             }

@@ -158,7 +158,12 @@ pub enum Message {
     /// Sent when a hook's target is set up: acknowledge and ignore.
     TestNotification { asg: Option<String> },
     /// EventBridge `EC2 Instance Launch Successful` (nothing waits on it).
-    LaunchSuccessful { asg: String, instance_id: String },
+    LaunchSuccessful {
+        asg: String,
+        instance_id: String,
+        /// When the launch succeeded (the event's `time`, RFC 3339).
+        time: Option<String>,
+    },
 }
 
 /// One record of an event; SQS batches carry several.
@@ -299,6 +304,9 @@ fn parse_eventbridge(event: &Value) -> Result<Record, EventError> {
                 (Some(asg), Some(id)) if is_instance_id(&id) => Ok(Message::LaunchSuccessful {
                     asg,
                     instance_id: id,
+                    time: eb
+                        .time
+                        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
                 }),
                 (None, _) => Err(EventError::new(
                     "detail",
@@ -501,7 +509,8 @@ mod tests {
             r.message,
             Ok(Message::LaunchSuccessful {
                 asg: "ecs-fleet-asg".into(),
-                instance_id: "i-0a1b2c3d4e5f60718".into()
+                instance_id: "i-0a1b2c3d4e5f60718".into(),
+                time: Some("2026-11-22T05:02:11.000Z".into()),
             })
         );
     }

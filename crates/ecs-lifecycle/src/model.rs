@@ -147,6 +147,7 @@ impl HookTimeouts {
 
 /// CompleteLifecycleAction's result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum ActionResult {
     Continue,
     Abandon,

@@ -148,31 +148,38 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
         let warm_pool = mode == Mode::Hook && action.destination.as_deref() == Some("WarmPool");
 
         // Timing: the hook's clocks in hook mode; our own start otherwise.
-        let (launch_at, verdict_deadline, heartbeat_every, mut heartbeat_base) =
-            if mode == Mode::Hook && !warm_pool {
-                let t = load_hook_timing(
+        // Auto Scaling's clocks in hook mode (heartbeats, the global timeout); the
+        // event's time otherwise. Registration counts from the launch; the
+        // diagnosis gets its own time after that, but never past the hook's
+        // global timeout.
+        let hook_timing = if mode == Mode::Hook && !warm_pool {
+            Some(
+                load_hook_timing(
                     &self.autoscaling,
                     &action,
                     started_at,
-                    registration_ms + diagnostic_ms + 3 * poll_ms,
+                    u64::MAX / 4,
                     poll_ms,
                 )
-                .await?;
-                (
-                    t.action_start_ms,
-                    t.deadline_ms,
-                    t.heartbeat_every_ms,
-                    job.last_heartbeat_ms.unwrap_or(t.action_start_ms),
-                )
-            } else {
-                (
-                    started_at,
-                    started_at + registration_ms + diagnostic_ms + 3 * poll_ms,
-                    u64::MAX / 4,
-                    now,
-                )
-            };
-        let registration_deadline = (launch_at + registration_ms).min(verdict_deadline);
+                .await?,
+            )
+        } else {
+            None
+        };
+        let launch_at = match &hook_timing {
+            Some(t) => t.action_start_ms,
+            None => action
+                .started_at_ms()
+                .map_or(started_at, |t| t.min(started_at)),
+        };
+        let registration_deadline = launch_at + registration_ms;
+        let own_verdict_deadline =
+            registration_deadline.max(started_at) + diagnostic_ms + 3 * poll_ms;
+        let verdict_deadline = hook_timing.map_or(own_verdict_deadline, |t| {
+            own_verdict_deadline.min(t.deadline_ms)
+        });
+        let heartbeat_every = hook_timing.map_or(u64::MAX / 4, |t| t.heartbeat_every_ms);
+        let mut heartbeat_base = job.last_heartbeat_ms.unwrap_or(launch_at);
         let policy = Policy {
             mode,
             terminate_orphans: cfg.terminate_orphans,
@@ -372,14 +379,18 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Workflow for Verifier
                 return Ok(ignored("terminate transition"));
             }
             Work::Action(action) => Job::fresh(action, reply_topic),
-            Work::LaunchSuccessful { asg, instance_id } => {
+            Work::LaunchSuccessful {
+                asg,
+                instance_id,
+                time,
+            } => {
                 let action = LifecycleAction {
                     asg,
                     hook: NO_HOOK.to_owned(),
                     instance_id,
                     transition: Transition::Launching,
                     token: None,
-                    time: None,
+                    time,
                     metadata: None,
                     origin: None,
                     destination: None,

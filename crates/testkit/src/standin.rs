@@ -193,6 +193,43 @@ impl Standin {
     }
 }
 
+impl Standin {
+    /// Scripts what SSM reports for commands run on `instance_id`: `status`,
+    /// exit code and stdout, after `in_progress_polls` polls answered InProgress.
+    pub fn script_ssm_outcome(
+        &self,
+        instance_id: &str,
+        status: &str,
+        response_code: i32,
+        stdout: &str,
+        in_progress_polls: u32,
+    ) -> Result<()> {
+        self.post(
+            "/_standin/ssm/outcome",
+            json!({"instance_id": instance_id, "status": status, "response_code": response_code, "stdout": stdout, "in_progress_polls": in_progress_polls}),
+        )
+        .map(|_| ())
+    }
+
+    /// SSM cannot reach `instance_id` (SendCommand fails with InvalidInstanceId).
+    pub fn make_ssm_unreachable(&self, instance_id: &str) -> Result<()> {
+        self.post(
+            "/_standin/ssm/unreachable",
+            json!({"instance_id": instance_id}),
+        )
+        .map(|_| ())
+    }
+
+    /// The SSM commands sent so far.
+    pub fn ssm_commands(&self) -> Result<Vec<Value>> {
+        Ok(self
+            .get("/_standin/ssm/commands")?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
 impl Drop for Standin {
     fn drop(&mut self) {
         let _ = self.child.kill();

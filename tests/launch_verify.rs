@@ -1,0 +1,350 @@
+//! launch-verify against the AWS stand-in over real HTTP (moto server 5.2.5 for
+//! ECS, Auto Scaling, EC2, SNS, SQS and SSM). Stood in for explicitly, as
+//! tests/standin/standin.py documents: the launch lifecycle action
+//! (`Pending:Wait`, the hook notification, CompleteLifecycleAction) and what SSM
+//! Run Command reports (moto's GetCommandInvocation is always Success with empty
+//! output: the tests script each run's status, exit code and output).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ecs_lifecycle::config::{Env, LaunchConfig};
+use ecs_lifecycle::verifier::Verifier;
+use serde_json::{Value, json};
+use testkit::{Fleet, FleetSpec, Standin, now_ms};
+
+const LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
+const DOCUMENT: &str = "ecs-lifecycle-OrphanDiagnostic";
+const LOG_GROUP: &str = "/ecs-lifecycle/diagnostics";
+
+type TestVerifier = Verifier<
+    aws_sdk_ecs::Client,
+    aws_sdk_autoscaling::Client,
+    aws_sdk_ec2::Client,
+    aws_sdk_ssm::Client,
+    aws_sdk_sns::Client,
+>;
+
+fn verifier(sdk: &aws_config::SdkConfig, vars: &[(&str, &str)]) -> TestVerifier {
+    let mut map: HashMap<String, String> = [
+        ("POLL_INTERVAL_SECONDS", "1"),
+        ("SSM_DOCUMENT_NAME", DOCUMENT),
+        ("DIAGNOSTICS_LOG_GROUP", LOG_GROUP),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    map.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = LaunchConfig::from_env(&Env::new(move |k| map.get(k).cloned()))
+        .expect("valid test configuration");
+    Verifier::new(
+        aws_sdk_ecs::Client::new(sdk),
+        aws_sdk_autoscaling::Client::new(sdk),
+        aws_sdk_ec2::Client::new(sdk),
+        aws_sdk_ssm::Client::new(sdk),
+        aws_sdk_sns::Client::new(sdk),
+        config,
+        "us-east-1",
+    )
+    .with_handoff_margin(Duration::from_millis(1500))
+}
+
+fn single_outcome(result: &Value) -> Value {
+    let o = result["outcomes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(o.len(), 1, "{result}");
+    assert_eq!(result["batchItemFailures"], json!([]), "{result}");
+    o[0].clone()
+}
+
+/// Auto Scaling launches instance `i` into `Pending:Wait`; the hook's
+/// notification (SNS -> SQS) becomes the event, its message edited by `edit`
+/// (to age the action, or mark it for the warm pool).
+async fn launch(s: &Standin, fleet: &Fleet, i: usize, edit: impl FnOnce(&mut Value)) -> Value {
+    s.start_lifecycle_action(
+        &fleet.asg,
+        &fleet.launch_hook,
+        &fleet.instance_ids[i],
+        LAUNCHING,
+    )
+    .unwrap();
+    let bodies = fleet.drain_queue().await.unwrap();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let mut doc: Value = serde_json::from_str(&bodies[0]).unwrap();
+    let mut message: Value = serde_json::from_str(doc["Message"].as_str().unwrap()).unwrap();
+    assert_eq!(message["LifecycleTransition"], LAUNCHING);
+    edit(&mut message);
+    doc["Message"] = json!(message.to_string());
+    fleet.sqs_event(&[doc.to_string()])
+}
+
+/// As if Auto Scaling started the action `secs` ago (the notification arrived late).
+fn aged(secs: u64) -> impl FnOnce(&mut Value) {
+    move |m: &mut Value| {
+        let t =
+            aws_smithy_types::DateTime::from_millis(i64::try_from(now_ms() - secs * 1000).unwrap());
+        m["Time"] = json!(
+            t.fmt(aws_smithy_types::date_time::Format::DateTime)
+                .unwrap()
+        );
+    }
+}
+
+const OOM_REPORT: &str = concat!(
+    r#"{"schema":"ecs-orphan-diagnostic/1","instance_id":"i-0123456789abcdef0","region":"us-east-1","registered":false,"cluster":"verify","container_instance_arn":null,"checks":["#,
+    r#"{"name":"agent_introspection","status":"fail","detail":"no answer from http://localhost:51678/v1/metadata"},"#,
+    r#"{"name":"agent_container","status":"fail","detail":"ecs-agent exited 137, OOMKilled=true"},"#,
+    r#"{"name":"docker_service","status":"pass","detail":"active"}],"failed":["agent_introspection","agent_container"]}"#,
+    "\nECS agent NOT registered: the agent container was OOM-killed.\n"
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_instance_is_continued_and_a_warm_pool_one_needs_no_ecs() {
+    let s = Standin::start().unwrap();
+    let sdk = s.sdk_config().await;
+    let fleet = Fleet::create(&sdk, &FleetSpec::new("joined", 2))
+        .await
+        .unwrap();
+    let v = verifier(&sdk, &[("CLUSTER_NAME", "joined")]);
+
+    let event = launch(&s, &fleet, 0, |_| {}).await;
+    let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap());
+    assert_eq!(
+        (outcome["outcome"].as_str(), outcome["result"].as_str()),
+        (Some("completed"), Some("CONTINUE")),
+        "{outcome}"
+    );
+    assert_eq!(
+        outcome["verdict"]["Registered"]["container_instance"],
+        fleet.container_instances[0].as_str()
+    );
+    let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
+    assert_eq!(
+        (action["result"].as_str(), action["complete_calls"].as_u64()),
+        (Some("CONTINUE"), Some(1))
+    );
+    assert!(
+        s.ssm_commands().unwrap().is_empty(),
+        "no diagnosis for a healthy instance"
+    );
+
+    // Warm pool: CONTINUE at once, without a single ECS call.
+    let event = launch(&s, &fleet, 1, |m| m["Destination"] = json!("WarmPool")).await;
+    s.reset_calls().unwrap();
+    let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap());
+    assert_eq!(outcome["verdict"], "WarmPool", "{outcome}");
+    assert_eq!(outcome["result"], "CONTINUE");
+    let calls = s.calls().unwrap();
+    assert!(calls.keys().all(|k| !k.starts_with("ecs:")), "{calls:?}");
+    assert_eq!(calls.get("autoscaling:CompleteLifecycleAction"), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphan_is_diagnosed_then_continued_or_abandoned() {
+    let s = Standin::start().unwrap();
+    let sdk = s.sdk_config().await;
+    let fleet = Fleet::create(
+        &sdk,
+        &FleetSpec {
+            unregistered: 2,
+            ..FleetSpec::new("verify", 3)
+        },
+    )
+    .await
+    .unwrap();
+    let (tolerated, refused) = (&fleet.instance_ids[1], &fleet.instance_ids[2]);
+    for id in [tolerated, refused] {
+        // What SSM reports of the run: still InProgress at the first poll, then
+        // the script's exit code 8 ("not registered") and its JSON report.
+        s.script_ssm_outcome(id, "Failed", 8, OOM_REPORT, 1)
+            .unwrap();
+    }
+
+    // TERMINATE_ORPHANS=false (the default): CONTINUE, with the orphan named in a warning.
+    let v = verifier(
+        &sdk,
+        &[
+            ("CLUSTER_NAME", "verify"),
+            ("REGISTRATION_TIMEOUT_SECONDS", "30"),
+        ],
+    );
+    let event = launch(&s, &fleet, 1, aged(40)).await;
+    let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap());
+    assert_eq!(
+        (outcome["outcome"].as_str(), outcome["result"].as_str()),
+        (Some("completed"), Some("CONTINUE")),
+        "{outcome}"
+    );
+    let orphan = &outcome["verdict"]["Orphan"];
+    assert_eq!(
+        orphan["why"],
+        "no container instance registered for it in the clusters searched"
+    );
+    assert_eq!(orphan["findings"]["outcome"], "completed");
+    assert_eq!(orphan["findings"]["exit_code"], 8);
+    assert!(
+        orphan["findings"]["problems"]
+            .to_string()
+            .contains("OOMKilled=true"),
+        "{orphan}"
+    );
+
+    let commands = s.ssm_commands().unwrap();
+    assert_eq!(commands.len(), 1);
+    let c = &commands[0];
+    assert_eq!(c["document_name"], DOCUMENT);
+    assert_eq!(c["instance_ids"], json!([tolerated]));
+    assert_eq!(
+        c["parameters"],
+        json!({"InstanceId": [tolerated], "Region": ["us-east-1"]})
+    );
+    assert_eq!(
+        c["cloudwatch_output_config"],
+        json!({"CloudWatchOutputEnabled": true, "CloudWatchLogGroupName": LOG_GROUP})
+    );
+
+    // TERMINATE_ORPHANS=true: ABANDON, so Auto Scaling replaces the instance.
+    let v = verifier(
+        &sdk,
+        &[
+            ("CLUSTER_NAME", "verify"),
+            ("REGISTRATION_TIMEOUT_SECONDS", "30"),
+            ("TERMINATE_ORPHANS", "true"),
+        ],
+    );
+    let event = launch(&s, &fleet, 2, aged(40)).await;
+    let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap());
+    assert_eq!(outcome["result"], "ABANDON", "{outcome}");
+    let action = s.lifecycle_action(refused).unwrap();
+    assert_eq!(
+        (action["result"].as_str(), action["complete_calls"].as_u64()),
+        (Some("ABANDON"), Some(1))
+    );
+    assert_eq!(s.ssm_commands().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_on_the_third_poll_is_continued() {
+    let s = Standin::start().unwrap();
+    let sdk = s.sdk_config().await;
+    let mut fleet = Fleet::create(
+        &sdk,
+        &FleetSpec {
+            unregistered: 1,
+            ..FleetSpec::new("late", 2)
+        },
+    )
+    .await
+    .unwrap();
+    let v = verifier(&sdk, &[("CLUSTER_NAME", "late")]);
+    let event = launch(&s, &fleet, 1, |_| {}).await;
+    s.reset_calls().unwrap();
+    let run = tokio::spawn(async move { v.handle(&event, now_ms() + 60_000).await });
+
+    // Two polls find nothing; then the agent registers (as an agent that took
+    // its time would); the third poll finds it ACTIVE and connected.
+    let polls = |s: &Standin| {
+        s.calls()
+            .map(|c| c.get("ecs:ListContainerInstances").copied().unwrap_or(0))
+    };
+    s.wait_for(Duration::from_secs(20), |s| {
+        Ok((polls(s)? >= 2).then_some(()))
+    })
+    .await
+    .unwrap();
+    fleet.register(1).await.unwrap();
+    let outcome = single_outcome(&run.await.unwrap().unwrap());
+    assert_eq!(
+        (outcome["outcome"].as_str(), outcome["result"].as_str()),
+        (Some("completed"), Some("CONTINUE")),
+        "{outcome}"
+    );
+    assert!(outcome["verdict"]["Registered"].is_object(), "{outcome}");
+    assert_eq!(polls(&s).unwrap(), 3, "registered at the third poll");
+    assert!(s.ssm_commands().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_ssm_and_the_no_hook_mode() {
+    let s = Standin::start().unwrap();
+    let sdk = s.sdk_config().await;
+    let fleet = Fleet::create(
+        &sdk,
+        &FleetSpec {
+            unregistered: 2,
+            ..FleetSpec::new("nohook", 3)
+        },
+    )
+    .await
+    .unwrap();
+
+    // SSM cannot reach the instance: that is the finding; CONTINUE with a warning.
+    s.make_ssm_unreachable(&fleet.instance_ids[1]).unwrap();
+    let v = verifier(
+        &sdk,
+        &[
+            ("CLUSTER_NAME", "nohook"),
+            ("REGISTRATION_TIMEOUT_SECONDS", "30"),
+        ],
+    );
+    let event = launch(&s, &fleet, 1, aged(40)).await;
+    let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap());
+    assert_eq!(outcome["result"], "CONTINUE", "{outcome}");
+    let findings = &outcome["verdict"]["Orphan"]["findings"];
+    assert_eq!(findings["outcome"], "ssm_unreachable");
+    assert!(
+        findings["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("not in a valid state"),
+        "{findings}"
+    );
+
+    // EventBridge `EC2 Instance Launch Successful` (no hook) for an orphan, with
+    // TERMINATE_ORPHANS=true: terminated through its Auto Scaling group.
+    let orphan = &fleet.instance_ids[2];
+    s.script_ssm_outcome(orphan, "Failed", 8, OOM_REPORT, 0)
+        .unwrap();
+    let launched =
+        aws_smithy_types::DateTime::from_millis(i64::try_from(now_ms() - 45_000).unwrap());
+    let event = json!({
+        "version": "0", "id": "5b4b2b3c-0000-4000-8000-000000000001", "detail-type": "EC2 Instance Launch Successful",
+        "source": "aws.autoscaling", "account": "123456789012", "region": "us-east-1",
+        "time": launched.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap(),
+        "resources": [], "detail": {"StatusCode": "InProgress", "AutoScalingGroupName": fleet.asg, "EC2InstanceId": orphan}
+    });
+    let refuse = verifier(
+        &sdk,
+        &[
+            ("CLUSTER_NAME", "nohook"),
+            ("REGISTRATION_TIMEOUT_SECONDS", "30"),
+            ("TERMINATE_ORPHANS", "true"),
+        ],
+    );
+    let outcome = single_outcome(&refuse.handle(&event, now_ms() + 60_000).await.unwrap());
+    assert_eq!(outcome["outcome"], "terminated", "{outcome}");
+    let state = aws_sdk_ec2::Client::new(&sdk)
+        .describe_instances()
+        .instance_ids(orphan)
+        .send()
+        .await
+        .unwrap();
+    let name = state.reservations()[0].instances()[0]
+        .state()
+        .unwrap()
+        .name()
+        .unwrap()
+        .as_str()
+        .to_owned();
+    assert!(name == "terminated" || name == "shutting-down", "{name}");
+    // A healthy instance in the no-hook mode is only reported.
+    let healthy = json!({
+        "version": "0", "id": "5b4b2b3c-0000-4000-8000-000000000002", "detail-type": "EC2 Instance Launch Successful",
+        "source": "aws.autoscaling", "account": "123456789012", "region": "us-east-1", "time": "2026-11-22T05:00:00Z",
+        "resources": [], "detail": {"AutoScalingGroupName": fleet.asg, "EC2InstanceId": fleet.instance_ids[0]}
+    });
+    let outcome = single_outcome(&refuse.handle(&healthy, now_ms() + 60_000).await.unwrap());
+    assert_eq!(outcome["outcome"], "reported", "{outcome}");
+    assert!(outcome["verdict"]["Registered"].is_object());
+}
