@@ -414,6 +414,12 @@ mod tests {
             }
             "sqs-terminate" => include_str!("../fixtures/sqs-terminate.json"),
             "sqs-batch-mixed" => include_str!("../fixtures/sqs-batch-mixed.json"),
+            "eventbridge-launch-warm-pool" => {
+                include_str!("../fixtures/eventbridge-launch-warm-pool.json")
+            }
+            "sns-continuation-launch-verify" => {
+                include_str!("../fixtures/sns-continuation-launch-verify.json")
+            }
             other => panic!("no fixture {other}"),
         };
         serde_json::from_str(text).unwrap()
@@ -628,5 +634,36 @@ mod tests {
         let e = r.message.unwrap_err();
         assert_eq!(e.context, "Records[0].Sns.Message");
         assert!(e.problem.starts_with("is not JSON"));
+    }
+
+    #[test]
+    fn launch_verify_inputs() {
+        let r = only(parse_event(&fixture("eventbridge-launch-warm-pool")).unwrap());
+        let a = action_of(&r);
+        assert_eq!(a.transition, Transition::Launching);
+        assert_eq!(a.destination.as_deref(), Some("WarmPool"));
+        let r = only(parse_event(&fixture("sns-continuation-launch-verify")).unwrap());
+        let Ok(Message::Continuation(c)) = &r.message else {
+            panic!("{:?}", r.message)
+        };
+        assert_eq!((c.function.as_str(), c.attempt), ("launch-verify", 2));
+        assert_eq!(
+            c.state["command_id"],
+            "4f7a1c2e-0000-4000-8000-00000000000c"
+        );
+        // The launch transition also arrives over SQS (direct hook target).
+        let mut sqs = fixture("sqs-terminate");
+        let body: Value =
+            serde_json::from_str(sqs["Records"][0]["body"].as_str().unwrap()).unwrap();
+        let mut body = body.as_object().unwrap().clone();
+        body.insert(
+            "LifecycleTransition".into(),
+            json!("autoscaling:EC2_INSTANCE_LAUNCHING"),
+        );
+        sqs["Records"][0]["body"] = json!(Value::Object(body).to_string());
+        assert_eq!(
+            action_of(&only(parse_event(&sqs).unwrap())).transition,
+            Transition::Launching
+        );
     }
 }

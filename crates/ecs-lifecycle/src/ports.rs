@@ -116,7 +116,7 @@ pub trait Ec2: Send + Sync {
 pub trait Ssm: Send + Sync {
     /// Runs `document` on the instance with `parameters`, sending its output to
     /// CloudWatch Logs `log_group` when given.
-    fn send_command(
+    fn run_document(
         &self,
         document: &str,
         instance_id: &str,

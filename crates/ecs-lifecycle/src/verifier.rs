@@ -265,7 +265,7 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
                     let timeout_s = i32::try_from(cfg.diagnostic_timeout.as_secs()).unwrap_or(120);
                     match self
                         .ssm
-                        .send_command(
+                        .run_document(
                             document,
                             &instance_id,
                             &params,

@@ -388,3 +388,161 @@ async fn lifecycle_state_and_hook_timeouts() {
     assert_eq!((t.heartbeat_timeout_s, t.global_timeout_s), (300, 30_000));
     assert_eq!(asg.hook_timeouts("fleet", "other").await.unwrap(), None);
 }
+
+mod ssm_and_ec2 {
+    use super::*;
+    use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
+    use aws_sdk_ec2::types::{Instance, InstanceState, InstanceStateName, Reservation};
+    use aws_sdk_ssm::operation::get_command_invocation::GetCommandInvocationOutput;
+    use aws_sdk_ssm::operation::send_command::SendCommandOutput;
+    use aws_sdk_ssm::types::{Command, CommandInvocationStatus};
+    use ecs_lifecycle::model::{CommandSent, Ec2State};
+    use ecs_lifecycle::ports::{Ec2, Ssm};
+
+    fn ssm_error(kind: &str, message: &str) -> HttpResponse {
+        json_error(400, kind, message)
+    }
+
+    #[tokio::test]
+    async fn send_command_shape_and_unreachable_instances() {
+        let ok = mock!(aws_sdk_ssm::Client::send_command)
+            .match_requests(|r| {
+                let cw = r.cloud_watch_output_config();
+                r.document_name() == Some("Diag")
+                    && r.instance_ids() == ["i-0123456789abcdef0"]
+                    && r.timeout_seconds() == Some(120)
+                    && r.parameters()
+                        .and_then(|p| p.get("Region"))
+                        .map(Vec::as_slice)
+                        == Some(&["us-east-1".to_owned()][..])
+                    && cw.is_some_and(|c| {
+                        c.cloud_watch_output_enabled()
+                            && c.cloud_watch_log_group_name() == Some("/diag")
+                    })
+            })
+            .then_output(|| {
+                SendCommandOutput::builder()
+                    .command(Command::builder().command_id("cmd-1").build())
+                    .build()
+            });
+        let unreachable = mock!(aws_sdk_ssm::Client::send_command).then_http_response(|| {
+            ssm_error(
+                "InvalidInstanceId",
+                "Instances [[i-0fffffffffffffff0]] not in a valid state for account 123456789012",
+            )
+        });
+        let ssm = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&ok, &unreachable]);
+        let params = [
+            ("InstanceId", "i-0123456789abcdef0"),
+            ("Region", "us-east-1"),
+        ];
+        assert_eq!(
+            ssm.run_document("Diag", "i-0123456789abcdef0", &params, Some("/diag"), 120)
+                .await
+                .unwrap(),
+            CommandSent::Sent {
+                command_id: "cmd-1".into()
+            }
+        );
+        let sent = ssm
+            .run_document("Diag", "i-0fffffffffffffff0", &params, None, 120)
+            .await
+            .unwrap();
+        assert!(matches!(sent, CommandSent::Unreachable(m) if m.contains("not in a valid state")));
+    }
+
+    #[tokio::test]
+    async fn command_invocation_not_yet_registered_running_and_finished() {
+        let rule = mock!(aws_sdk_ssm::Client::get_command_invocation)
+            .match_requests(|r| {
+                r.command_id() == Some("cmd-1") && r.instance_id() == Some("i-0123456789abcdef0")
+            })
+            .sequence()
+            .http_response(|| ssm_error("InvocationDoesNotExist", ""))
+            .output(|| {
+                GetCommandInvocationOutput::builder()
+                    .status(CommandInvocationStatus::InProgress)
+                    .response_code(-1)
+                    .build()
+            })
+            .output(|| {
+                GetCommandInvocationOutput::builder()
+                    .status(CommandInvocationStatus::Failed)
+                    .response_code(8)
+                    .standard_output_content("{\"schema\":\"ecs-orphan-diagnostic/1\"}")
+                    .build()
+            })
+            .build();
+        let ssm = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&rule]);
+        assert_eq!(
+            ssm.command_invocation("cmd-1", "i-0123456789abcdef0")
+                .await
+                .unwrap(),
+            None
+        );
+        let running = ssm
+            .command_invocation("cmd-1", "i-0123456789abcdef0")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!running.is_finished());
+        let done = ssm
+            .command_invocation("cmd-1", "i-0123456789abcdef0")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(done.is_finished());
+        assert_eq!((done.status.as_str(), done.response_code), ("Failed", 8));
+    }
+
+    #[tokio::test]
+    async fn ec2_state_and_unknown_instances() {
+        let found = mock!(aws_sdk_ec2::Client::describe_instances)
+            .match_requests(|r| r.instance_ids() == ["i-0123456789abcdef0"])
+            .then_output(|| {
+                DescribeInstancesOutput::builder()
+                    .reservations(
+                        Reservation::builder()
+                            .instances(
+                                Instance::builder()
+                                    .instance_id("i-0123456789abcdef0")
+                                    .state(
+                                        InstanceState::builder()
+                                            .name(InstanceStateName::Pending)
+                                            .build(),
+                                    )
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+            });
+        let missing = mock!(aws_sdk_ec2::Client::describe_instances).then_http_response(|| {
+            HttpResponse::new(
+                400.try_into().unwrap(),
+                SdkBody::from("<Response><Errors><Error><Code>InvalidInstanceID.NotFound</Code><Message>The instance ID 'i-0fffffffffffffff0' does not exist</Message></Error></Errors><RequestID>r</RequestID></Response>"),
+            )
+        });
+        let ec2 = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&found, &missing]);
+        let state = ec2.instance_state("i-0123456789abcdef0").await.unwrap();
+        assert_eq!(state, Some(Ec2State("pending".into())));
+        assert_eq!(
+            ec2.instance_state("i-0fffffffffffffff0").await.unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn terminate_through_the_group_keeps_capacity() {
+        use aws_sdk_autoscaling::operation::terminate_instance_in_auto_scaling_group::TerminateInstanceInAutoScalingGroupOutput;
+        let rule = mock!(aws_sdk_autoscaling::Client::terminate_instance_in_auto_scaling_group)
+            .match_requests(|r| {
+                r.instance_id() == Some("i-0123456789abcdef0")
+                    && r.should_decrement_desired_capacity() == Some(false)
+            })
+            .then_output(|| TerminateInstanceInAutoScalingGroupOutput::builder().build());
+        let asg = mock_client!(aws_sdk_autoscaling, RuleMode::Sequential, [&rule]);
+        asg.terminate_instance("i-0123456789abcdef0").await.unwrap();
+        assert_eq!(rule.num_calls(), 1);
+    }
+}

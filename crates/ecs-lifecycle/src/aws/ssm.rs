@@ -7,7 +7,7 @@ use crate::model::{CommandInvocation, CommandSent};
 use crate::ports::Ssm;
 
 impl Ssm for Client {
-    async fn send_command(
+    async fn run_document(
         &self,
         document: &str,
         instance_id: &str,
