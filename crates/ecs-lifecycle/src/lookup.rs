@@ -1,6 +1,6 @@
 //! Finding the container instance of an EC2 instance.
 
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use crate::config::ClusterScope;
 use crate::error::Error;

@@ -1,5 +1,12 @@
-//! The local demo: a scripted scale-in against the AWS stand-in, driven through
-//! the real `terminate-drain` binary, with readable progress.
+//! The local demo: scripted scenarios against the AWS stand-in, driven through
+//! the real Lambda binaries, with readable progress.
+//!
+//! - `scale-in`: Auto Scaling scales in an instance carrying service, daemon and
+//!   standalone tasks; `terminate-drain` drains it across several invocations.
+//! - `orphan`: two instances launch, one never joins ECS; `launch-verify`
+//!   continues the healthy one, diagnoses the orphan and refuses it.
+//!
+//! With no argument both run, one after the other.
 //!
 //! What is real: the binary, the AWS SDK calls over HTTP, moto's ECS / Auto
 //! Scaling / EC2 / SNS / SQS state. What the stand-in plays (and says so): Auto
@@ -19,9 +26,26 @@ const INVOCATION_TIMEOUT_MS: u64 = 16_000;
 
 #[tokio::main]
 async fn main() {
-    if let Err(e) = run().await {
-        eprintln!("demo failed: {e}");
-        std::process::exit(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let scenarios: Vec<&str> = if args.is_empty() {
+        vec!["scale-in", "orphan"]
+    } else {
+        args.iter().map(String::as_str).collect()
+    };
+    for scenario in scenarios {
+        println!("==== scenario: {scenario} ====");
+        let result = match scenario {
+            "scale-in" => scale_in().await,
+            "orphan" => orphan().await,
+            other => Err(format!(
+                "unknown scenario {other:?}: use scale-in or orphan"
+            )),
+        };
+        if let Err(e) = result {
+            eprintln!("demo failed: {e}");
+            std::process::exit(1);
+        }
+        println!();
     }
 }
 
@@ -29,7 +53,7 @@ fn say(t0: Instant, what: &str) {
     println!("[{:>5.1}s] {what}", t0.elapsed().as_secs_f64());
 }
 
-async fn run() -> testkit::Result<()> {
+async fn scale_in() -> testkit::Result<()> {
     let t0 = Instant::now();
     say(
         t0,
@@ -184,6 +208,144 @@ async fn run() -> testkit::Result<()> {
     Ok(())
 }
 
+/// What the diagnostic prints on an instance whose agent was OOM-killed (the
+/// stand-in reports it as the run's output; the script itself is tested on its
+/// own in tests/diagnostic_script.rs).
+const OOM_REPORT: &str = concat!(
+    r#"{"schema":"ecs-orphan-diagnostic/1","instance_id":"i-0","region":"us-east-1","registered":false,"cluster":"orphans","container_instance_arn":null,"checks":["#,
+    r#"{"name":"agent_introspection","status":"fail","detail":"no answer from http://localhost:51678/v1/metadata"},"#,
+    r#"{"name":"ecs_service","status":"fail","detail":"ecs.service is activating (auto-restart)"},"#,
+    r#"{"name":"agent_container","status":"fail","detail":"ecs-agent exited 137, OOMKilled=true"},"#,
+    r#"{"name":"docker_service","status":"pass","detail":"active"},{"name":"ecs_endpoint","status":"pass","detail":"ecs.us-east-1.amazonaws.com:443 TLS ok"}],"#,
+    r#""failed":["agent_introspection","ecs_service","agent_container"]}"#,
+    "\nECS agent NOT registered: the agent container was OOM-killed.\n"
+);
+
+async fn orphan() -> testkit::Result<()> {
+    let t0 = Instant::now();
+    say(t0, "starting the AWS stand-in on 127.0.0.1");
+    let s = Standin::start()?;
+    let sdk = s.sdk_config().await;
+    let fleet = Fleet::create(
+        &sdk,
+        &FleetSpec {
+            heartbeat_timeout: 60,
+            unregistered: 1,
+            ..FleetSpec::new("orphans", 2)
+        },
+    )
+    .await?;
+    let (healthy, orphan) = (fleet.instance_ids[0].clone(), fleet.instance_ids[1].clone());
+    say(
+        t0,
+        &format!(
+            "Auto Scaling group `{}` with launch hook `{}`; cluster `{}`",
+            fleet.asg, fleet.launch_hook, fleet.cluster
+        ),
+    );
+    say(
+        t0,
+        &format!(
+            "{healthy}: its ECS agent registers; {orphan}: its agent keeps dying (OOM), it never registers"
+        ),
+    );
+    s.script_ssm_outcome(&orphan, "Failed", 8, &OOM_REPORT.replace("i-0", &orphan), 2)?;
+
+    let log = std::env::temp_dir().join(format!(
+        "ecs-lifecycle-demo-verify-{}.log",
+        std::process::id()
+    ));
+    let binary = testkit::binary("launch-verify")?;
+    let _function = LocalFunction::start_logging_to(
+        &s,
+        &binary,
+        "launch-verify",
+        &[
+            ("CLUSTER_NAME", &fleet.cluster),
+            ("POLL_INTERVAL_SECONDS", "3"),
+            ("REGISTRATION_TIMEOUT_SECONDS", "30"),
+            ("SSM_DOCUMENT_NAME", "ecs-lifecycle-OrphanDiagnostic"),
+            ("DIAGNOSTICS_LOG_GROUP", "/ecs-lifecycle/diagnostics"),
+            ("TERMINATE_ORPHANS", "true"),
+            ("CONTINUATION_TOPIC_ARN", &fleet.topic_arn),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ],
+        &log,
+    )?;
+    s.subscribe_function(&fleet.topic_arn, 60_000)?;
+    say(
+        t0,
+        &format!(
+            "launch-verify ({}) runs as a Lambda function: REGISTRATION_TIMEOUT_SECONDS=30, TERMINATE_ORPHANS=true",
+            binary.display()
+        ),
+    );
+    for id in [&healthy, &orphan] {
+        say(t0, &format!("Auto Scaling launches {id}: Pending:Wait"));
+        s.start_lifecycle_action(
+            &fleet.asg,
+            &fleet.launch_hook,
+            id,
+            "autoscaling:EC2_INSTANCE_LAUNCHING",
+        )?;
+    }
+
+    let mut log_pos = 0;
+    loop {
+        log_pos = echo_function_log(t0, &log, log_pos);
+        let done = [&healthy, &orphan].iter().all(|id| {
+            s.lifecycle_action(id)
+                .map(|a| a["state"] != "active")
+                .unwrap_or(false)
+        });
+        if done {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(180) {
+            return Err("the verifications did not finish within 3 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    echo_function_log(t0, &log, log_pos);
+
+    println!();
+    println!("Result");
+    for (label, id) in [("healthy", &healthy), ("orphan ", &orphan)] {
+        let a = s.lifecycle_action(id)?;
+        println!(
+            "  {label} {id}: lifecycle action {} with {}",
+            a["state"].as_str().unwrap_or("?"),
+            a["result"].as_str().unwrap_or("?")
+        );
+    }
+    let commands = s.ssm_commands()?;
+    for c in &commands {
+        println!(
+            "  SSM SendCommand {} to {} (output to {})",
+            c["document_name"].as_str().unwrap_or(""),
+            c["instance_ids"],
+            c["cloudwatch_output_config"]["CloudWatchLogGroupName"]
+                .as_str()
+                .unwrap_or("-")
+        );
+    }
+    println!("  function log (JSON)   {}", log.display());
+    let results = (
+        s.lifecycle_action(&healthy)?["result"].clone(),
+        s.lifecycle_action(&orphan)?["result"].clone(),
+    );
+    if results != (serde_json::json!("CONTINUE"), serde_json::json!("ABANDON"))
+        || commands.len() != 1
+    {
+        return Err(format!(
+            "unexpected end state: {results:?}, {} command(s)",
+            commands.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Prints the function's new log lines (JSON, as CloudWatch Logs would get
 /// them) in short form; returns the new file offset.
 fn echo_function_log(t0: Instant, path: &std::path::Path, from: u64) -> u64 {
@@ -207,6 +369,11 @@ fn echo_function_log(t0: Instant, path: &std::path::Path, from: u64) -> u64 {
                 .as_u64()
                 .map(|a| format!(" #{a}"))
                 .unwrap_or_default();
+            let who = format!(
+                "{} {}",
+                v["span"]["name"].as_str().unwrap_or("fn"),
+                v["span"]["instance_id"].as_str().unwrap_or("")
+            );
             let mut extra = Vec::new();
             for key in [
                 "decision",
@@ -219,6 +386,11 @@ fn echo_function_log(t0: Instant, path: &std::path::Path, from: u64) -> u64 {
                 "result",
                 "next_attempt",
                 "error",
+                "waiting_for",
+                "verdict",
+                "diagnosis",
+                "problems",
+                "command_id",
             ] {
                 if !f[key].is_null() {
                     extra.push(format!("{key}={}", f[key].to_string().trim_matches('"')));
@@ -227,7 +399,8 @@ fn echo_function_log(t0: Instant, path: &std::path::Path, from: u64) -> u64 {
             say(
                 t0,
                 &format!(
-                    "  terminate-drain{attempt} {}: {} {}",
+                    "  [{}{attempt}] {}: {} {}",
+                    who.trim(),
                     v["level"].as_str().unwrap_or(""),
                     f["message"].as_str().unwrap_or(""),
                     extra.join(" ")
