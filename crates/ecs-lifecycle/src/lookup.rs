@@ -29,7 +29,7 @@ pub async fn find_container_instance<E: Ecs>(
             Err(e) => return Err(e.into()),
         }
     }
-    info!(
+    debug!(
         clusters_searched = clusters.len(),
         "the instance is not registered in any cluster searched"
     );
