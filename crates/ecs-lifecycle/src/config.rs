@@ -175,7 +175,22 @@ impl CommonConfig {
     }
 }
 
+/// Variables every function reads (a contract with the SAM template).
+pub const COMMON_VARS: &[&str] = &[
+    "CLUSTER_NAME",
+    "POLL_INTERVAL_SECONDS",
+    "CONTINUATION_TOPIC_ARN",
+    "DRY_RUN",
+];
+
 impl DrainConfig {
+    /// Every variable terminate-drain reads, besides the standard AWS ones.
+    pub const VARS: &[&str] = &[
+        "MAX_DRAIN_SECONDS",
+        "STANDALONE_TASKS",
+        "SERVICE_STABILITY_CHECK",
+    ];
+
     /// Reads the process environment.
     pub fn from_process_env() -> Result<Self, ConfigError> {
         Self::from_env(&Env::new(|k| std::env::var(k).ok()))
@@ -226,6 +241,15 @@ pub struct LaunchConfig {
 }
 
 impl LaunchConfig {
+    /// Every variable launch-verify reads, besides [`COMMON_VARS`] and the standard AWS ones.
+    pub const VARS: &[&str] = &[
+        "REGISTRATION_TIMEOUT_SECONDS",
+        "SSM_DOCUMENT_NAME",
+        "DIAGNOSTICS_LOG_GROUP",
+        "DIAGNOSTIC_TIMEOUT_SECONDS",
+        "TERMINATE_ORPHANS",
+    ];
+
     pub fn from_process_env() -> Result<Self, ConfigError> {
         Self::from_env(&Env::new(|k| std::env::var(k).ok()))
     }
@@ -410,5 +434,37 @@ mod tests {
             assert_eq!(err.var, var);
             assert!(err.to_string().contains(expect), "{err}");
         }
+    }
+
+    /// The variable lists are what the parsers really read: the SAM template test
+    /// relies on them.
+    #[test]
+    fn variable_lists_match_what_is_read() {
+        use std::cell::RefCell;
+        use std::collections::BTreeSet;
+        let read = |parse: &dyn Fn(&Env<&dyn Fn(&str) -> Option<String>>)| {
+            let seen = RefCell::new(BTreeSet::new());
+            let lookup = |k: &str| {
+                seen.borrow_mut().insert(k.to_owned());
+                None
+            };
+            parse(&Env::new(&lookup));
+            seen.into_inner()
+        };
+        let expected = |own: &[&str]| {
+            COMMON_VARS
+                .iter()
+                .chain(own)
+                .map(|s| s.to_string())
+                .collect::<BTreeSet<_>>()
+        };
+        assert_eq!(
+            read(&|e| drop(DrainConfig::from_env(e))),
+            expected(DrainConfig::VARS)
+        );
+        assert_eq!(
+            read(&|e| drop(LaunchConfig::from_env(e))),
+            expected(LaunchConfig::VARS)
+        );
     }
 }
