@@ -442,7 +442,8 @@ mod tests {
     fn variable_lists_match_what_is_read() {
         use std::cell::RefCell;
         use std::collections::BTreeSet;
-        let read = |parse: &dyn Fn(&Env<&dyn Fn(&str) -> Option<String>>)| {
+        type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+        let read = |parse: &dyn Fn(&Env<Lookup>)| {
             let seen = RefCell::new(BTreeSet::new());
             let lookup = |k: &str| {
                 seen.borrow_mut().insert(k.to_owned());
