@@ -22,7 +22,7 @@ use crate::lookup::find_container_instance;
 use crate::model::{ActionAck, ActionResult, ContainerInstance, InstanceStatus, Scheduling};
 use crate::pacing::{load_hook_timing, warn_if_too_short};
 use crate::ports::{AutoScaling, DesiredStatus, Ecs, Publisher};
-use crate::time::Clock;
+use crate::time::{Clock, millis};
 
 pub const FUNCTION_NAME: &str = "terminate-drain";
 
@@ -453,9 +453,6 @@ impl<'a, E: Ecs> Eyes<'a, E> {
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
 
 fn missing_instance(instance_id: &str) -> Error {
     EventError::new(

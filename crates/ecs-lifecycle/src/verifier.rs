@@ -22,7 +22,7 @@ use crate::lookup::find_container_instance;
 use crate::model::{ActionAck, ActionResult, CommandSent};
 use crate::pacing::{load_hook_timing, warn_if_too_short};
 use crate::ports::{AutoScaling, Ec2, Ecs, Publisher, Ssm};
-use crate::time::Clock;
+use crate::time::{Clock, millis};
 
 pub const FUNCTION_NAME: &str = "launch-verify";
 
@@ -421,9 +421,6 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Workflow for Verifier
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
 
 fn no_active(instance_id: String, detail: String) -> Outcome {
     info!(%detail, "Auto Scaling has no active lifecycle action for the instance (completed elsewhere or expired); final, not retried");
