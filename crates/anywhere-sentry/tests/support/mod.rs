@@ -709,10 +709,15 @@ impl Default for SentryFiles {
 }
 
 impl SentryProcess {
-    /// What this process logged.
+    /// The whole lines this process logged (a line being written is left out).
     pub fn log_text(&self) -> String {
         let text = std::fs::read(&self.log).unwrap_or_default();
-        String::from_utf8_lossy(text.get(self.log_from..).unwrap_or_default()).into_owned()
+        let mine = text.get(self.log_from..).unwrap_or_default();
+        let whole = mine
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(&mine[..0], |end| &mine[..=end]);
+        String::from_utf8_lossy(whole).into_owned()
     }
 
     /// Wait until `needle` has been logged `n` more times than now.
