@@ -353,11 +353,26 @@ async fn unreachable_ssm_and_the_no_hook_mode() {
 async fn a_diagnosis_outlasting_the_invocation_resumes_in_the_next_one() {
     let s = Standin::start().unwrap();
     let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec { unregistered: 1, ..FleetSpec::new("resume", 1) }).await.unwrap();
+    let fleet = Fleet::create(
+        &sdk,
+        &FleetSpec {
+            unregistered: 1,
+            ..FleetSpec::new("resume", 1)
+        },
+    )
+    .await
+    .unwrap();
     let id = &fleet.instance_ids[0];
     // The diagnostic takes a while: six polls InProgress.
-    s.script_ssm_outcome(id, "Failed", 8, OOM_REPORT, 6).unwrap();
-    let v = verifier(&sdk, &[("CLUSTER_NAME", "resume"), ("REGISTRATION_TIMEOUT_SECONDS", "30")]);
+    s.script_ssm_outcome(id, "Failed", 8, OOM_REPORT, 6)
+        .unwrap();
+    let v = verifier(
+        &sdk,
+        &[
+            ("CLUSTER_NAME", "resume"),
+            ("REGISTRATION_TIMEOUT_SECONDS", "30"),
+        ],
+    );
 
     let event = launch(&s, &fleet, 0, aged(40)).await;
     let outcome = single_outcome(&v.handle(&event, now_ms() + 5_000).await.unwrap());
@@ -367,11 +382,26 @@ async fn a_diagnosis_outlasting_the_invocation_resumes_in_the_next_one() {
     let note: Value = serde_json::from_str(&bodies[0]).unwrap();
     let continuation: Value = serde_json::from_str(note["Message"].as_str().unwrap()).unwrap();
     assert_eq!(continuation["function"], "launch-verify");
-    assert!(continuation["state"]["command_id"].is_string(), "the running command travels: {continuation}");
+    assert!(
+        continuation["state"]["command_id"].is_string(),
+        "the running command travels: {continuation}"
+    );
 
-    let outcome = single_outcome(&v.handle(&fleet.sqs_event(&bodies), now_ms() + 60_000).await.unwrap());
-    assert_eq!((outcome["outcome"].as_str(), outcome["result"].as_str()), (Some("completed"), Some("CONTINUE")), "{outcome}");
+    let outcome = single_outcome(
+        &v.handle(&fleet.sqs_event(&bodies), now_ms() + 60_000)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (outcome["outcome"].as_str(), outcome["result"].as_str()),
+        (Some("completed"), Some("CONTINUE")),
+        "{outcome}"
+    );
     assert_eq!(outcome["verdict"]["Orphan"]["findings"]["exit_code"], 8);
-    assert_eq!(s.ssm_commands().unwrap().len(), 1, "the diagnostic ran once");
+    assert_eq!(
+        s.ssm_commands().unwrap().len(),
+        1,
+        "the diagnostic ran once"
+    );
     assert_eq!(s.lifecycle_action(id).unwrap()["complete_calls"], 1);
 }

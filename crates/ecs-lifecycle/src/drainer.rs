@@ -453,7 +453,6 @@ impl<'a, E: Ecs> Eyes<'a, E> {
     }
 }
 
-
 fn missing_instance(instance_id: &str) -> Error {
     EventError::new(
         "drain",

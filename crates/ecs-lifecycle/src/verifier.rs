@@ -421,7 +421,6 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Workflow for Verifier
     }
 }
 
-
 fn no_active(instance_id: String, detail: String) -> Outcome {
     info!(%detail, "Auto Scaling has no active lifecycle action for the instance (completed elsewhere or expired); final, not retried");
     Outcome::AlreadyCompleted {
