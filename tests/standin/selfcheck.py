@@ -97,6 +97,350 @@ def runtime_post(hostport: str, request_id: str, kind: str, payload) -> int:
     return r.status
 
 
+NEW_AMI = "ami-0a1b2c3d4e5f60718"
+NEWER_AMI = "ami-0b2c3d4e5f6071829"
+
+
+def group_view(asg_c, ec2, name: str):
+    """{instance id: (launch template version, lifecycle state, EC2 image id)} and the group."""
+    g = asg_c.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+    ids = [i["InstanceId"] for i in g["Instances"]]
+    images = {}
+    if ids:
+        for r in ec2.describe_instances(InstanceIds=ids)["Reservations"]:
+            for i in r["Instances"]:
+                images[i["InstanceId"]] = i["ImageId"]
+    return {i["InstanceId"]: (i["LaunchTemplate"]["Version"], i["LifecycleState"], images.get(i["InstanceId"]))
+            for i in g["Instances"]}, g
+
+
+def latest_refresh(asg_c, name: str):
+    return asg_c.describe_instance_refreshes(AutoScalingGroupName=name)["InstanceRefreshes"][0]
+
+
+def check_launch_templates(ec2, ami: str) -> None:
+    user_data = "IyEvYmluL2Jhc2gKZWNobyBoaQ=="
+    ec2.create_launch_template(LaunchTemplateName="lt-refresh", VersionDescription="base",
+                               LaunchTemplateData={"ImageId": ami, "InstanceType": "t3.micro", "KeyName": "k1",
+                                                   "UserData": user_data})
+    v2 = ec2.create_launch_template_version(LaunchTemplateName="lt-refresh", SourceVersion="1",
+                                            VersionDescription="new AMI",
+                                            LaunchTemplateData={"ImageId": NEW_AMI})["LaunchTemplateVersion"]
+    eq((v2["VersionNumber"], v2["VersionDescription"], v2["LaunchTemplateData"]),
+       (2, "new AMI", {"ImageId": NEW_AMI, "InstanceType": "t3.micro", "KeyName": "k1", "UserData": user_data}),
+       "CreateLaunchTemplateVersion SourceVersion: source data, given keys override")
+    v3 = ec2.create_launch_template_version(LaunchTemplateName="lt-refresh", VersionDescription="bare",
+                                            LaunchTemplateData={"ImageId": NEWER_AMI,
+                                                                "InstanceType": "t3.small"})["LaunchTemplateVersion"]
+    eq(v3["LaunchTemplateData"], {"ImageId": NEWER_AMI, "InstanceType": "t3.small"},
+       "without SourceVersion nothing is inherited")
+
+    def versions(vs):
+        return [(v["VersionNumber"], v.get("VersionDescription"), v["LaunchTemplateData"]["ImageId"]) for v in
+                ec2.describe_launch_template_versions(LaunchTemplateName="lt-refresh", Versions=vs)[
+                    "LaunchTemplateVersions"]]
+
+    eq(versions(["$Latest"]), [(3, "bare", NEWER_AMI)], "DescribeLaunchTemplateVersions $Latest")
+    eq(versions(["$Default"]), [(1, "base", ami)], "DescribeLaunchTemplateVersions $Default")
+    eq(versions(["2"]), [(2, "new AMI", NEW_AMI)], "DescribeLaunchTemplateVersions by number")
+    eq(err_code(ec2.describe_launch_template_versions, LaunchTemplateName="lt-refresh", Versions=["0"])[0],
+       "InvalidLaunchTemplateId.VersionNotFound", "version 0 does not exist")
+
+
+def check_instance_refresh(s, ec2, asg_c, sqs, ami: str) -> None:
+    def group(name: str, capacity: int, version: str = "1") -> None:
+        asg_c.create_auto_scaling_group(AutoScalingGroupName=name, MinSize=0, MaxSize=10,
+                                        DesiredCapacity=capacity, AvailabilityZones=["us-east-1a"],
+                                        LaunchTemplate={"LaunchTemplateName": "lt-refresh", "Version": version})
+
+    def step(name: str, **extra):
+        st, res = s.call("POST", "/_standin/refresh/step", dict(group=name, **extra))
+        if st != 200:
+            check(False, f"refresh step {name}: {st} {res}")
+        return res
+
+    v2 = {"LaunchTemplate": {"LaunchTemplateName": "lt-refresh", "Version": "2"}}
+    v3 = {"LaunchTemplate": {"LaunchTemplateName": "lt-refresh", "Version": "3"}}
+
+    # -- refusals
+    code, message, status = err_code(asg_c.start_instance_refresh, AutoScalingGroupName="nope")
+    eq((code, message, status),
+       ("ValidationError", "AutoScalingGroup name not found - AutoScalingGroup 'nope' not found", 400),
+       "StartInstanceRefresh unknown group")
+    group("rf-ok", 3)
+    code, message, _ = err_code(asg_c.start_instance_refresh, AutoScalingGroupName="rf-ok",
+                                Preferences={"AutoRollback": True})
+    eq((code, message), ("ValidationError", "The request isn't valid. The AutoRollback parameter cannot be set to true "
+                         "when the DesiredConfiguration parameter is empty. Set AutoRollback to false or specify a "
+                         "desired configuration and try again."), "AutoRollback without DesiredConfiguration")
+    code, _, _ = err_code(asg_c.start_instance_refresh, AutoScalingGroupName="rf-ok",
+                          DesiredConfiguration={"LaunchTemplate": {"LaunchTemplateName": "lt-refresh",
+                                                                   "Version": "$Latest"}},
+                          Preferences={"AutoRollback": True})
+    eq(code, "ValidationError", "AutoRollback to $Latest refused")
+    code, _, _ = err_code(asg_c.start_instance_refresh, AutoScalingGroupName="rf-ok",
+                          Preferences={"MinHealthyPercentage": 50, "MaxHealthyPercentage": 200})
+    eq(code, "ValidationError", "MaxHealthyPercentage - MinHealthyPercentage > 100 refused")
+    eq(err_code(asg_c.describe_instance_refreshes, AutoScalingGroupName="nope")[0], "ValidationError",
+       "DescribeInstanceRefreshes unknown group")
+    eq(asg_c.describe_instance_refreshes(AutoScalingGroupName="rf-ok")["InstanceRefreshes"], [],
+       "no refresh yet")
+
+    # -- a refresh to version 2 (new AMI), one instance per batch, to Successful
+    old_ids = set(group_view(asg_c, ec2, "rf-ok")[0])
+    rid = asg_c.start_instance_refresh(AutoScalingGroupName="rf-ok", DesiredConfiguration=v2,
+                                       Preferences={"SkipMatching": True, "MinHealthyPercentage": 100,
+                                                    "InstanceWarmup": 0})["InstanceRefreshId"]
+    check(len(rid) == 36, f"InstanceRefreshId is a uuid: {rid}")
+    code, message, status = err_code(asg_c.start_instance_refresh, AutoScalingGroupName="rf-ok",
+                                     DesiredConfiguration=v2)
+    eq((code, message, status), ("InstanceRefreshInProgress", "An Instance Refresh is already in progress and blocks "
+                                 "the execution of this Instance Refresh.", 400), "second StartInstanceRefresh refused")
+    r = latest_refresh(asg_c, "rf-ok")
+    eq((r["InstanceRefreshId"], r["Status"], r["InstancesToUpdate"], r["PercentageComplete"],
+        r["DesiredConfiguration"], r["Preferences"]["SkipMatching"], r["Preferences"]["MinHealthyPercentage"],
+        r["Preferences"]["InstanceWarmup"], "EndTime" in r),
+       (rid, "Pending", 3, 0, v2, True, 100, 0, False), "DescribeInstanceRefreshes: Pending")
+    res = step("rf-ok")
+    eq((res["status"], res["launched"], res["terminated"]), ("InProgress", [], []), "step: Pending -> InProgress")
+    progress = []
+    for _ in range(3):
+        res = step("rf-ok")
+        progress.append((res["status"], len(res["launched"]), len(res["terminated"]), res["percentage"]))
+        if res["status"] == "InProgress":
+            r = latest_refresh(asg_c, "rf-ok")
+            check((r["PercentageComplete"], r["InstancesToUpdate"]) == (res["percentage"], 3 - len(progress)),
+                  f"DescribeInstanceRefreshes follows the step: {r['PercentageComplete']} {r['InstancesToUpdate']}")
+    eq(progress, [("InProgress", 1, 1, 33), ("InProgress", 1, 1, 66), ("Successful", 1, 1, 100)],
+       "one instance replaced per step, Successful with the last")
+    r = latest_refresh(asg_c, "rf-ok")
+    eq((r["Status"], r["PercentageComplete"], r["InstancesToUpdate"], "EndTime" in r),
+       ("Successful", 100, 0, True), "refresh Successful")
+    view, g = group_view(asg_c, ec2, "rf-ok")
+    eq((g["DesiredCapacity"], g["LaunchTemplate"]["Version"], sorted(view.values())),
+       (3, "2", [("2", "InService", NEW_AMI)] * 3),
+       "group on version 2, capacity unchanged, every instance on the new AMI")
+    eq(set(view) & old_ids, set(), "no old instance left")
+    states = {i["InstanceId"]: i["State"]["Name"] for r_ in ec2.describe_instances(InstanceIds=sorted(old_ids))[
+        "Reservations"] for i in r_["Instances"]}
+    eq(set(states.values()), {"terminated"}, "EC2 terminated the old instances")
+    eq({i["InstanceId"]: i["LaunchTemplate"]["Version"] for i in
+        asg_c.describe_auto_scaling_instances(InstanceIds=sorted(view))["AutoScalingInstances"]},
+       {i: "2" for i in view}, "DescribeAutoScalingInstances agrees")
+    tags = {t["Key"]: t["Value"] for t in ec2.describe_tags(Filters=[{"Name": "resource-id",
+                                                                    "Values": [sorted(view)[0]]}])["Tags"]}
+    eq(tags.get("aws:ec2launchtemplate:version"), "2", "instance tagged with its launch template version")
+    eq(step("rf-ok")["status"], "Successful", "step after the end changes nothing")
+    # skip matching: nothing to replace -> Successful without a launch
+    rid2 = asg_c.start_instance_refresh(AutoScalingGroupName="rf-ok", DesiredConfiguration=v2,
+                                        Preferences={"SkipMatching": True})["InstanceRefreshId"]
+    eq(latest_refresh(asg_c, "rf-ok")["InstancesToUpdate"], 0, "skip matching: nothing to update")
+    step("rf-ok")
+    res = step("rf-ok")
+    eq((res["status"], res["launched"]), ("Successful", []), "skip matching: Successful at once")
+    listed = asg_c.describe_instance_refreshes(AutoScalingGroupName="rf-ok")["InstanceRefreshes"]
+    eq([x["InstanceRefreshId"] for x in listed], [rid2, rid], "DescribeInstanceRefreshes newest first")
+    page = asg_c.describe_instance_refreshes(AutoScalingGroupName="rf-ok", MaxRecords=1)
+    page2 = asg_c.describe_instance_refreshes(AutoScalingGroupName="rf-ok", MaxRecords=1, NextToken=page["NextToken"])
+    eq(([x["InstanceRefreshId"] for x in page["InstanceRefreshes"] + page2["InstanceRefreshes"]],
+        "NextToken" in page2), ([rid2, rid], False), "DescribeInstanceRefreshes pages")
+    eq([x["InstanceRefreshId"] for x in asg_c.describe_instance_refreshes(
+        AutoScalingGroupName="rf-ok", InstanceRefreshIds=[rid])["InstanceRefreshes"]], [rid], "InstanceRefreshIds")
+
+    # -- no desired configuration, MinHealthyPercentage 50 of 4: two per batch; not reversible
+    group("rf-batch", 4)
+    asg_c.start_instance_refresh(AutoScalingGroupName="rf-batch", Preferences={"MinHealthyPercentage": 50})
+    code, message, _ = err_code(asg_c.rollback_instance_refresh, AutoScalingGroupName="rf-batch")
+    eq(code, "IrreversibleInstanceRefresh", "RollbackInstanceRefresh without a desired configuration")
+    step("rf-batch")
+    res1, res2 = step("rf-batch"), step("rf-batch")
+    eq([(len(x["launched"]), len(x["terminated"]), x["status"]) for x in (res1, res2)],
+       [(2, 2, "InProgress"), (2, 2, "Successful")], "batch of two (MinHealthyPercentage 50)")
+    view, g = group_view(asg_c, ec2, "rf-batch")
+    eq((len(view), g["LaunchTemplate"]["Version"], {v[0] for v in view.values()}), (4, "1", {"1"}),
+       "without a desired configuration the group keeps its launch template")
+
+    # -- failure without AutoRollback
+    group("rf-fail", 2)
+    asg_c.start_instance_refresh(AutoScalingGroupName="rf-fail", DesiredConfiguration=v2)
+    step("rf-fail")
+    step("rf-fail")
+    st, failed = s.call("POST", "/_standin/refresh/fail",
+                        {"group": "rf-fail", "reason": "Instances failed health checks"})
+    eq((st, failed["Status"]), (200, "Failed"), "refresh/fail -> Failed")
+    r = latest_refresh(asg_c, "rf-fail")
+    eq((r["Status"], r["StatusReason"], r["PercentageComplete"], "EndTime" in r, "RollbackDetails" in r),
+       ("Failed", "Instances failed health checks", 50, True, False), "Failed with the reason")
+    eq(err_code(asg_c.rollback_instance_refresh, AutoScalingGroupName="rf-fail")[:2],
+       ("ActiveInstanceRefreshNotFound", "No in progress or pending Instance Refresh found for Auto Scaling group "
+                                         "rf-fail"), "RollbackInstanceRefresh with none active")
+    eq(err_code(asg_c.cancel_instance_refresh, AutoScalingGroupName="rf-fail")[0], "ActiveInstanceRefreshNotFound",
+       "CancelInstanceRefresh with none active")
+    eq(sorted(v[0] for v in group_view(asg_c, ec2, "rf-fail")[0].values()), ["1", "2"],
+       "a failed refresh leaves what it replaced")
+
+    # -- failure with AutoRollback -> RollbackInProgress -> RollbackSuccessful
+    group("rf-auto", 2)
+    code, _, _ = err_code(asg_c.start_instance_refresh, AutoScalingGroupName="rf-ok", DesiredConfiguration=v3,
+                          Preferences={"AutoRollback": True})
+    eq(code, None, "AutoRollback with numbered versions accepted")
+    asg_c.cancel_instance_refresh(AutoScalingGroupName="rf-ok")
+    step("rf-ok")
+    asg_c.start_instance_refresh(AutoScalingGroupName="rf-auto", DesiredConfiguration=v2,
+                                 Preferences={"AutoRollback": True, "SkipMatching": True})
+    step("rf-auto")
+    step("rf-auto")
+    st, rolled = s.call("POST", "/_standin/refresh/fail", {"group": "rf-auto", "reason": "alarm went off"})
+    eq((st, rolled["Status"]), (200, "RollbackInProgress"), "refresh/fail with AutoRollback -> RollbackInProgress")
+    r = latest_refresh(asg_c, "rf-auto")
+    d = r["RollbackDetails"]
+    eq((r["Status"], d["RollbackReason"], d["PercentageCompleteOnRollback"], d["InstancesToUpdateOnRollback"],
+        "RollbackStartTime" in d), ("RollbackInProgress", "alarm went off", 50, 1, True), "RollbackDetails")
+    res = step("rf-auto")
+    eq((res["status"], len(res["launched"]), len(res["terminated"]), res["percentage"]),
+       ("RollbackSuccessful", 1, 1, 0), "rollback replaces what the refresh launched")
+    view, g = group_view(asg_c, ec2, "rf-auto")
+    eq((g["LaunchTemplate"]["Version"], sorted(view.values())), ("1", [("1", "InService", ami)] * 2),
+       "rolled back: group and instances on version 1")
+    eq("EndTime" in latest_refresh(asg_c, "rf-auto"), True, "RollbackSuccessful has an EndTime")
+
+    # -- manual rollback; a group on $Latest cannot be rolled back
+    group("rf-manual", 2)
+    rid = asg_c.start_instance_refresh(AutoScalingGroupName="rf-manual", DesiredConfiguration=v2)["InstanceRefreshId"]
+    step("rf-manual")
+    step("rf-manual")
+    eq(asg_c.rollback_instance_refresh(AutoScalingGroupName="rf-manual")["InstanceRefreshId"], rid,
+       "RollbackInstanceRefresh returns the refresh's id")
+    r = latest_refresh(asg_c, "rf-manual")
+    eq((r["Status"], r["RollbackDetails"]["PercentageCompleteOnRollback"]), ("RollbackInProgress", 50),
+       "manual rollback in progress")
+    eq(step("rf-manual")["status"], "RollbackSuccessful", "manual rollback -> RollbackSuccessful")
+    eq(sorted(v[0] for v in group_view(asg_c, ec2, "rf-manual")[0].values()), ["1", "1"], "back on version 1")
+    group("rf-latest", 1, version="$Latest")
+    asg_c.start_instance_refresh(AutoScalingGroupName="rf-latest", DesiredConfiguration=v2)
+    eq(err_code(asg_c.rollback_instance_refresh, AutoScalingGroupName="rf-latest")[0], "IrreversibleInstanceRefresh",
+       "no rollback of a group on $Latest")
+    code, _, _ = err_code(asg_c.start_instance_refresh, AutoScalingGroupName="rf-manual", DesiredConfiguration=v2,
+                          Preferences={"AutoRollback": True})
+    eq(code, None, "AutoRollback from a numbered group version accepted")
+    asg_c.cancel_instance_refresh(AutoScalingGroupName="rf-manual")
+
+    # -- cancel
+    group("rf-cancel", 2)
+    rid = asg_c.start_instance_refresh(AutoScalingGroupName="rf-cancel", DesiredConfiguration=v2)["InstanceRefreshId"]
+    step("rf-cancel")
+    eq(asg_c.cancel_instance_refresh(AutoScalingGroupName="rf-cancel")["InstanceRefreshId"], rid,
+       "CancelInstanceRefresh returns the id")
+    eq(latest_refresh(asg_c, "rf-cancel")["Status"], "Cancelling", "Cancelling")
+    res = step("rf-cancel")
+    eq((res["status"], res["launched"]), ("Cancelled", []), "step: Cancelling -> Cancelled")
+    eq("EndTime" in latest_refresh(asg_c, "rf-cancel"), True, "Cancelled has an EndTime")
+    code, _, _ = err_code(asg_c.start_instance_refresh, AutoScalingGroupName="rf-cancel", DesiredConfiguration=v2)
+    eq(code, None, "a new refresh may start after a cancelled one")
+
+    # -- batches that wait on the group's lifecycle hooks; an ABANDONed launch
+    queue_url = sqs.create_queue(QueueName="refresh-hooks")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    group("rf-hooks", 1)
+    for hook, transition in (("verify", "autoscaling:EC2_INSTANCE_LAUNCHING"),
+                             ("drain", "autoscaling:EC2_INSTANCE_TERMINATING")):
+        asg_c.put_lifecycle_hook(AutoScalingGroupName="rf-hooks", LifecycleHookName=hook,
+                                 LifecycleTransition=transition, NotificationTargetARN=queue_arn,
+                                 RoleARN="arn:aws:iam::123456789012:role/hook", HeartbeatTimeout=300)
+    (old,) = group_view(asg_c, ec2, "rf-hooks")[0]
+    asg_c.start_instance_refresh(AutoScalingGroupName="rf-hooks", DesiredConfiguration=v2)
+    step("rf-hooks")
+    waits = {"launch_state": "Pending:Wait", "terminate_state": "Terminating:Wait"}
+    res = step("rf-hooks", **waits)
+    (n1,) = res["launched"]
+    eq((res["waiting"], res["terminated"]), ([n1], []), "launch waits in Pending:Wait")
+    eq(asg_c.describe_auto_scaling_instances(InstanceIds=[n1])["AutoScalingInstances"][0]["LifecycleState"],
+       "Pending:Wait", "new instance Pending:Wait")
+    msgs = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                                                 WaitTimeSeconds=1).get("Messages", [])]
+    eq([(m["LifecycleTransition"], m["EC2InstanceId"]) for m in msgs],
+       [("autoscaling:EC2_INSTANCE_LAUNCHING", n1)], "the launch hook was notified")
+    token = msgs[0]["LifecycleActionToken"] if msgs else ""
+    eq(step("rf-hooks", **waits)["waiting"], [n1], "step waits for the launch action")
+    asg_c.complete_lifecycle_action(AutoScalingGroupName="rf-hooks", LifecycleHookName="verify",
+                                    LifecycleActionResult="ABANDON", InstanceId=n1)
+    res = step("rf-hooks", **waits)
+    eq((res["status"], res["launched"], res["terminated"], res["waiting"]), ("InProgress", [], [n1], []),
+       "an ABANDONed launch is terminated, the old instance stays")
+    eq(set(group_view(asg_c, ec2, "rf-hooks")[0]), {old}, "group back to the old instance")
+    res = step("rf-hooks", **waits)
+    (n2,) = res["launched"]
+    asg_c.complete_lifecycle_action(AutoScalingGroupName="rf-hooks", LifecycleHookName="verify",
+                                    LifecycleActionResult="CONTINUE", InstanceId=n2)
+    res = step("rf-hooks", **waits)
+    eq((res["waiting"], res["terminated"]), ([old], []), "the old instance waits in Terminating:Wait")
+    eq({i["InstanceId"]: i["LifecycleState"] for i in asg_c.describe_auto_scaling_instances(
+        InstanceIds=[old, n2])["AutoScalingInstances"]}, {old: "Terminating:Wait", n2: "InService"},
+       "lifecycle states while draining")
+    asg_c.complete_lifecycle_action(AutoScalingGroupName="rf-hooks", LifecycleHookName="drain",
+                                    LifecycleActionResult="CONTINUE", InstanceId=old)
+    res = step("rf-hooks", **waits)
+    eq((res["status"], res["terminated"]), ("Successful", [old]), "terminated after the hook: Successful")
+    acts = asg_c.describe_scaling_activities(AutoScalingGroupName="rf-hooks")["Activities"]
+    eq([(a["StatusCode"], a["Description"]) for a in acts],
+       [("Successful", f"Terminating EC2 instance: {old}"), ("Successful", f"Launching a new EC2 instance: {n2}"),
+        ("Cancelled", f"Launching a new EC2 instance: {n1}")], "DescribeScalingActivities newest first")
+    if len(acts) == 3:
+        eq(acts[2].get("StatusMessage"),
+           f"Instance failed to complete user's Lifecycle Action: Lifecycle Action with token {token} was abandoned: "
+           "Lifecycle Action Completed with ABANDON Result", "abandoned launch StatusMessage (AWS's wording)")
+        check(acts[2]["Cause"].endswith("an instance was launched in response to an instance refresh.")
+              and acts[0]["Cause"].endswith(f"instance {old} was selected for termination."), "activity causes")
+        eq((acts[0]["Progress"], "EndTime" in acts[0], json.loads(acts[0]["Details"])["Availability Zone"]),
+           (100, True, "us-east-1a"), "activity progress, end, details")
+    # a refresh-launched instance ABANDONed after its batch: terminated, its capacity launched again
+    for name, rollback in (("rf-orphan", True), ("rf-orphan2", False)):
+        group(name, 2)
+        asg_c.put_lifecycle_hook(AutoScalingGroupName=name, LifecycleHookName="verify",
+                                 LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING",
+                                 NotificationTargetARN=queue_arn, RoleARN="arn:aws:iam::123456789012:role/hook")
+        asg_c.start_instance_refresh(AutoScalingGroupName=name, DesiredConfiguration=v2)
+        step(name)
+        (orphan,) = step(name)["launched"]
+        s.call("POST", "/_standin/lifecycle/start", {"asg": name, "hook": "verify", "instance_id": orphan,
+                                                     "transition": "autoscaling:EC2_INSTANCE_LAUNCHING"})
+        asg_c.complete_lifecycle_action(AutoScalingGroupName=name, LifecycleHookName="verify",
+                                        LifecycleActionResult="ABANDON", InstanceId=orphan)
+        if rollback:
+            asg_c.rollback_instance_refresh(AutoScalingGroupName=name)
+        res = step(name)
+        view, g = group_view(asg_c, ec2, name)
+        if rollback:
+            eq((res["status"], res["terminated"], len(res["launched"]), sorted(v[0] for v in view.values())),
+               ("RollbackSuccessful", [orphan], 1, ["1", "1"]),
+               "orphan during rollback: terminated, replaced from the group's version")
+        else:
+            eq((res["status"], res["terminated"][0], len(res["terminated"]), len(res["launched"]),
+                sorted(v[0] for v in view.values())), ("Successful", orphan, 2, 2, ["2", "2"]),
+               "orphan during the refresh: terminated, launched again with the next batch")
+        eq((g["DesiredCapacity"], len(view)), (2, 2), f"{name}: capacity kept")
+    sqs.purge_queue(QueueUrl=queue_url)
+
+    # a launch action that times out with ABANDON
+    s.call("POST", "/_standin/lifecycle/start", {"asg": "rf-hooks", "hook": "verify", "instance_id": n2,
+                                                 "transition": "autoscaling:EC2_INSTANCE_LAUNCHING"})
+    s.call("POST", "/_standin/lifecycle/expire", {"instance_id": n2})
+    newest = asg_c.describe_scaling_activities(AutoScalingGroupName="rf-hooks", MaxRecords=1)
+    check(newest["Activities"][0]["StatusMessage"].endswith("was abandoned: Heartbeat Timeout")
+          and "NextToken" in newest, "expired launch action -> Cancelled activity; MaxRecords pages")
+    st, posted = s.call("POST", "/_standin/activity", {"group": "rf-hooks", "status_code": "Failed",
+                                                       "description": "Launching a new EC2 instance.  Status Reason: x",
+                                                       "status_message": "We currently do not have sufficient "
+                                                                         "capacity"})
+    eq((st, posted["StatusCode"]), (200, "Failed"), "POST activity")
+    got = asg_c.describe_scaling_activities(ActivityIds=[posted["ActivityId"]])["Activities"]
+    eq([(a["AutoScalingGroupName"], a["StatusMessage"]) for a in got],
+       [("rf-hooks", "We currently do not have sufficient capacity")], "posted activity listed")
+    eq(s.call("POST", "/_standin/activity", {"group": "rf-hooks", "status_code": "Meh", "description": "x"})[0], 400,
+       "bad status_code -> 400")
+    eq(s.call("POST", "/_standin/refresh/step", {"group": "asg"})[0], 400, "step without a refresh -> 400")
+
+
 def main() -> int:
     t0 = time.time()
     s = StandIn()
@@ -405,6 +749,10 @@ def main() -> int:
     eq(res["status"], "success", "a dead /next waiter does not swallow the invocation")
     st, res = s.call("POST", "/_standin/lambda/invoke", {"event": {}, "timeout_ms": 1, "async": True})
     check(st == 200 and set(res) == {"request_id"}, "async invoke returns request_id")
+
+    # ---------------- launch templates, instance refresh, scaling activities ----------------
+    check_launch_templates(ec2, ami)
+    check_instance_refresh(s, ec2, asg_c, sqs, ami)
 
     eq(s.call("POST", "/_standin/reset", {})[0], 200, "reset")
     eq((s.call("GET", "/_standin/lifecycle/actions")[1], ecs.list_clusters()["clusterArns"]), ([], []),

@@ -66,6 +66,11 @@ pub struct TaskInfo {
 }
 
 impl Fleet {
+    /// The group's launch template (`<name>-lt`; the group starts on `$Latest`).
+    pub fn launch_template_name(&self) -> String {
+        format!("{}-lt", self.cluster)
+    }
+
     pub async fn create(sdk: &SdkConfig, spec: &FleetSpec) -> Result<Fleet> {
         let ec2 = aws_sdk_ec2::Client::new(sdk);
         let ecs = aws_sdk_ecs::Client::new(sdk);

@@ -6,6 +6,7 @@
 
 mod fleet;
 mod function;
+mod refresh;
 mod standin;
 
 pub use fleet::{Fleet, FleetSpec, TaskInfo};
