@@ -298,10 +298,207 @@ impl LaunchConfig {
     }
 }
 
+/// Settings of ami-rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutConfig {
+    /// `AMI_PARAMETER_NAME` (required): the SSM parameter naming the AMI, either
+    /// AWS's public ECS-optimized `.../recommended` (JSON with `image_id`), its
+    /// `.../image_id` child, or a parameter of the account holding a plain AMI id.
+    pub ami_parameter: String,
+    /// `AUTO_SCALING_GROUP_NAMES` (required): the groups to roll, comma-separated.
+    pub groups: Vec<String>,
+    /// `CLUSTER_NAME` (required here, one cluster): where the new instances must
+    /// register and whose services must stay steady.
+    pub cluster: String,
+    /// `STABILITY_TIMEOUT_SECONDS` (60..=86400, default 1800): how long the cluster
+    /// may stay unsteady during a rollout before it is rolled back.
+    pub stability_timeout: Duration,
+    /// `REGISTRATION_TIMEOUT_SECONDS` (30..=7200, default 300): how long a new
+    /// instance may be InService without being ACTIVE in the cluster before it
+    /// counts as an orphan.
+    pub registration_timeout: Duration,
+    /// `POLL_INTERVAL_SECONDS` (1..=300, default 30): between two observations
+    /// inside one invocation.
+    pub poll_interval: Duration,
+    /// `ROLLOUT_BATCH_SIZE` (1..=100, default 1): instances replaced at a time.
+    pub batch_size: u32,
+    /// `DRY_RUN`: decide and log, change nothing.
+    pub dry_run: bool,
+}
+
+impl RolloutConfig {
+    /// Every variable ami-rollout reads, besides the standard AWS ones (it shares
+    /// `CLUSTER_NAME`, `POLL_INTERVAL_SECONDS` and `DRY_RUN` with the others, not
+    /// `CONTINUATION_TOPIC_ARN`: an EventBridge schedule re-arms it).
+    pub const VARS: &[&str] = &[
+        "AMI_PARAMETER_NAME",
+        "AUTO_SCALING_GROUP_NAMES",
+        "CLUSTER_NAME",
+        "STABILITY_TIMEOUT_SECONDS",
+        "REGISTRATION_TIMEOUT_SECONDS",
+        "POLL_INTERVAL_SECONDS",
+        "ROLLOUT_BATCH_SIZE",
+        "DRY_RUN",
+    ];
+
+    pub fn from_process_env() -> Result<Self, ConfigError> {
+        Self::from_env(&Env::new(|k| std::env::var(k).ok()))
+    }
+
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let required = |var: &'static str, expected: &str| {
+            env.get(var).ok_or_else(|| ConfigError {
+                var,
+                value: String::new(),
+                expected: expected.into(),
+            })
+        };
+        let ami_parameter = required("AMI_PARAMETER_NAME", "an SSM parameter name")?;
+        let name_ok = ami_parameter.len() <= 2048
+            && ami_parameter
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c));
+        if !name_ok {
+            return Err(ConfigError {
+                var: "AMI_PARAMETER_NAME",
+                value: ami_parameter,
+                expected: "an SSM parameter name ([a-zA-Z0-9_.-/])".into(),
+            });
+        }
+        let raw_groups = required(
+            "AUTO_SCALING_GROUP_NAMES",
+            "comma-separated Auto Scaling group names",
+        )?;
+        let mut groups: Vec<String> = Vec::new();
+        for item in raw_groups
+            .split(',')
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+        {
+            if item.len() > 255 || item.chars().any(|c| c.is_control()) {
+                return Err(ConfigError {
+                    var: "AUTO_SCALING_GROUP_NAMES",
+                    value: raw_groups.clone(),
+                    expected: format!("group names of up to 255 characters ({item:?} is not)"),
+                });
+            }
+            if !groups.iter().any(|g| g == item) {
+                groups.push(item.to_owned());
+            }
+        }
+        if groups.is_empty() {
+            return Err(ConfigError {
+                var: "AUTO_SCALING_GROUP_NAMES",
+                value: raw_groups,
+                expected: "at least one Auto Scaling group name".into(),
+            });
+        }
+        let cluster = match env.clusters("CLUSTER_NAME")? {
+            ClusterScope::Named(names) if names.len() == 1 => names[0].clone(),
+            _ => {
+                return Err(ConfigError {
+                    var: "CLUSTER_NAME",
+                    value: env.get("CLUSTER_NAME").unwrap_or_default(),
+                    expected: "exactly one cluster name or ARN (the cluster the groups serve)"
+                        .into(),
+                });
+            }
+        };
+        let batch_size = match env.get("ROLLOUT_BATCH_SIZE") {
+            None => 1,
+            Some(raw) => match raw.parse::<u32>() {
+                Ok(n) if (1..=100).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError {
+                        var: "ROLLOUT_BATCH_SIZE",
+                        value: raw,
+                        expected: "a whole number of instances from 1 to 100".into(),
+                    });
+                }
+            },
+        };
+        Ok(RolloutConfig {
+            ami_parameter,
+            groups,
+            cluster,
+            stability_timeout: env.seconds("STABILITY_TIMEOUT_SECONDS", 1800, 60, 86_400)?,
+            registration_timeout: env.seconds("REGISTRATION_TIMEOUT_SECONDS", 300, 30, 7200)?,
+            poll_interval: env.seconds("POLL_INTERVAL_SECONDS", 30, 1, 300)?,
+            batch_size,
+            dry_run: env.flag("DRY_RUN", false)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    fn rollout(vars: &[(&str, &str)]) -> Result<RolloutConfig, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        RolloutConfig::from_env(&Env::new(move |k| map.get(k).cloned()))
+    }
+
+    const ROLLOUT_MIN: &[(&str, &str)] = &[
+        (
+            "AMI_PARAMETER_NAME",
+            "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended",
+        ),
+        ("AUTO_SCALING_GROUP_NAMES", " web-asg, batch-asg ,web-asg"),
+        ("CLUSTER_NAME", "prod"),
+    ];
+
+    #[test]
+    fn rollout_defaults_and_lists() {
+        let c = rollout(ROLLOUT_MIN).unwrap();
+        assert_eq!(c.groups, vec!["web-asg", "batch-asg"]);
+        assert_eq!(c.cluster, "prod");
+        assert_eq!(c.stability_timeout, Duration::from_secs(1800));
+        assert_eq!(c.registration_timeout, Duration::from_secs(300));
+        assert_eq!(c.poll_interval, Duration::from_secs(30));
+        assert_eq!(c.batch_size, 1);
+        assert!(!c.dry_run);
+    }
+
+    #[test]
+    fn rollout_names_what_is_missing_or_wrong() {
+        for missing in [
+            "AMI_PARAMETER_NAME",
+            "AUTO_SCALING_GROUP_NAMES",
+            "CLUSTER_NAME",
+        ] {
+            let vars: Vec<_> = ROLLOUT_MIN
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
+            assert_eq!(rollout(&vars).unwrap_err().var, missing);
+        }
+        let with = |k: &'static str, v: &'static str| {
+            let mut vars: Vec<_> = ROLLOUT_MIN
+                .iter()
+                .copied()
+                .filter(|(n, _)| *n != k)
+                .collect();
+            vars.push((k, v));
+            rollout(&vars).unwrap_err()
+        };
+        assert_eq!(with("CLUSTER_NAME", "a,b").var, "CLUSTER_NAME");
+        assert_eq!(with("ROLLOUT_BATCH_SIZE", "0").var, "ROLLOUT_BATCH_SIZE");
+        assert_eq!(
+            with("STABILITY_TIMEOUT_SECONDS", "5").var,
+            "STABILITY_TIMEOUT_SECONDS"
+        );
+        assert_eq!(with("AMI_PARAMETER_NAME", "/a b").var, "AMI_PARAMETER_NAME");
+        assert_eq!(
+            with("AUTO_SCALING_GROUP_NAMES", " , ").var,
+            "AUTO_SCALING_GROUP_NAMES"
+        );
+    }
 
     fn drain(vars: &[(&str, &str)]) -> Result<DrainConfig, ConfigError> {
         let map: HashMap<String, String> = vars

@@ -87,6 +87,9 @@ pub enum Error {
         "the drain of {instance_id} needs another invocation, but there is no topic to continue on: set CONTINUATION_TOPIC_ARN (or deliver through SNS)"
     )]
     NoContinuationTopic { instance_id: String },
+    /// The AMI parameter is missing or does not name an AMI.
+    #[error("SSM parameter {name} {problem}")]
+    AmiParameter { name: String, problem: String },
 }
 
 impl Error {
@@ -96,7 +99,7 @@ impl Error {
             Error::Aws(e) => e.is_retryable(),
             Error::EcsItemFailure { .. } => true,
             Error::NoContinuationTopic { .. } => true,
-            Error::Event(_) | Error::Config(_) => false,
+            Error::Event(_) | Error::Config(_) | Error::AmiParameter { .. } => false,
         }
     }
 
@@ -108,6 +111,7 @@ impl Error {
             Error::Aws(_) => "EcsLifecycle.AwsError",
             Error::EcsItemFailure { .. } => "EcsLifecycle.EcsItemFailure",
             Error::NoContinuationTopic { .. } => "EcsLifecycle.NoContinuationTopic",
+            Error::AmiParameter { .. } => "EcsLifecycle.BadAmiParameter",
         }
     }
 }

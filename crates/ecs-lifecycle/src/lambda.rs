@@ -74,3 +74,28 @@ pub async fn run_launch_verify() -> Result<(), lambda_runtime::Error> {
     ))
     .await
 }
+
+/// Runs the ami-rollout function on the Lambda runtime.
+pub async fn run_ami_rollout() -> Result<(), lambda_runtime::Error> {
+    use crate::config::RolloutConfig;
+    use crate::roller::Roller;
+
+    init_logging();
+    let config = RolloutConfig::from_process_env()
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let sdk = crate::aws::load_sdk_config().await;
+    let roller = Roller::new(
+        aws_sdk_autoscaling::Client::new(&sdk),
+        aws_sdk_ec2::Client::new(&sdk),
+        aws_sdk_ecs::Client::new(&sdk),
+        aws_sdk_ssm::Client::new(&sdk),
+        config,
+    );
+    let roller = &roller;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<Value>| async move {
+            roller.handle(&event.payload, event.context.deadline).await
+        },
+    ))
+    .await
+}

@@ -17,6 +17,8 @@ pub mod lookup;
 pub mod model;
 pub mod pacing;
 pub mod ports;
+pub mod roller;
+pub mod rollout;
 pub mod time;
 pub mod verifier;
 

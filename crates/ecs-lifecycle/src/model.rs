@@ -216,3 +216,52 @@ impl CommandInvocation {
         )
     }
 }
+
+/// An Auto Scaling group as the AMI rollout needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AsgGroup {
+    pub name: String,
+    pub desired_capacity: i32,
+    /// The launch template the group launches from, or why it has none the
+    /// rollout can change (launch configuration, mixed instances policy).
+    pub template: Result<TemplateSpec, String>,
+    /// `(instance id, lifecycle state)`.
+    pub instances: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// A group's launch template reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TemplateSpec {
+    pub id: String,
+    /// A number, `$Latest` or `$Default`.
+    pub version: String,
+}
+
+/// One version of a launch template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TemplateVersion {
+    pub number: i64,
+    pub image_id: Option<String>,
+    pub description: Option<String>,
+    /// Whether it is the template's default version.
+    pub is_default: bool,
+}
+
+/// An EC2 instance: its AMI and when it was launched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ec2Instance {
+    pub id: String,
+    pub image_id: Option<String>,
+    pub launched_ms: Option<u64>,
+    pub state: Option<String>,
+}
+
+/// How a refresh replaces instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RefreshPreferences {
+    /// 100: launch before terminating, keep full capacity.
+    pub min_healthy_percentage: i32,
+    /// 100 + the batch as a percentage of the group.
+    pub max_healthy_percentage: i32,
+}

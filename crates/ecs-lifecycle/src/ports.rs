@@ -7,9 +7,11 @@ use std::future::Future;
 use crate::error::AwsError;
 use crate::event::LifecycleAction;
 use crate::model::{
-    ActionAck, ActionResult, AsgInstance, CommandInvocation, CommandSent, ContainerInstance,
-    Ec2State, HookTimeouts, Service, Task,
+    ActionAck, ActionResult, AsgGroup, AsgInstance, CommandInvocation, CommandSent,
+    ContainerInstance, Ec2Instance, Ec2State, HookTimeouts, RefreshPreferences, Service, Task,
+    TemplateVersion,
 };
+use crate::rollout::Refresh;
 
 /// Which tasks ListTasks should return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +66,16 @@ pub trait Ecs: Send + Sync {
         arn: &str,
         reason: &str,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// Every container instance of the cluster, any status but INACTIVE (all pages).
+    fn container_instances(
+        &self,
+        cluster: &str,
+    ) -> impl Future<Output = Result<Vec<ContainerInstance>, AwsError>> + Send;
+    /// Every service ARN of the cluster (all pages).
+    fn service_arns(
+        &self,
+        cluster: &str,
+    ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
 }
 
 pub trait AutoScaling: Send + Sync {
@@ -93,6 +105,46 @@ pub trait AutoScaling: Send + Sync {
         action: &LifecycleAction,
         result: ActionResult,
     ) -> impl Future<Output = Result<ActionAck, AwsError>> + Send;
+    /// A group with its instances and tags; `None` if it does not exist.
+    fn group(&self, name: &str) -> impl Future<Output = Result<Option<AsgGroup>, AwsError>> + Send;
+    /// The group's instance refreshes, newest first (the last few).
+    fn refreshes(&self, group: &str)
+    -> impl Future<Output = Result<Vec<Refresh>, AwsError>> + Send;
+    /// Starts an instance refresh to a launch template version; `Ok(None)` when
+    /// Auto Scaling says one is already in progress.
+    fn start_refresh(
+        &self,
+        group: &str,
+        template_id: &str,
+        version: i64,
+        preferences: RefreshPreferences,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    /// Rolls back the active refresh; `Ok(None)` when none is active.
+    fn rollback_refresh(
+        &self,
+        group: &str,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    /// Points the group at a launch template version (by number).
+    fn pin_template(
+        &self,
+        group: &str,
+        template_id: &str,
+        version: i64,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// Launches since `since_ms` that ended failed or cancelled (a launch hook
+    /// abandoned them, or EC2 refused), each as `description: status message`.
+    fn refused_launches(
+        &self,
+        group: &str,
+        since_ms: u64,
+    ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    /// Sets (`Some`) or removes (`None`) a tag on the group (not propagated).
+    fn set_group_tag(
+        &self,
+        group: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
 pub trait Publisher: Send + Sync {
@@ -111,6 +163,31 @@ pub trait Ec2: Send + Sync {
         &self,
         instance_id: &str,
     ) -> impl Future<Output = Result<Option<Ec2State>, AwsError>> + Send;
+    /// The instances EC2 still knows among `ids`.
+    fn instances(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Ec2Instance>, AwsError>> + Send;
+    /// Launch template versions by number or `$Latest` / `$Default`.
+    fn template_versions(
+        &self,
+        template_id: &str,
+        versions: &[String],
+    ) -> impl Future<Output = Result<Vec<TemplateVersion>, AwsError>> + Send;
+    /// Every version newer than `after` (all pages).
+    fn template_versions_after(
+        &self,
+        template_id: &str,
+        after: i64,
+    ) -> impl Future<Output = Result<Vec<TemplateVersion>, AwsError>> + Send;
+    /// A new version copied from `from` with another AMI; its number.
+    fn create_template_version(
+        &self,
+        template_id: &str,
+        from: i64,
+        ami: &str,
+        description: &str,
+    ) -> impl Future<Output = Result<i64, AwsError>> + Send;
 }
 
 pub trait Ssm: Send + Sync {
@@ -130,4 +207,9 @@ pub trait Ssm: Send + Sync {
         command_id: &str,
         instance_id: &str,
     ) -> impl Future<Output = Result<Option<CommandInvocation>, AwsError>> + Send;
+    /// A parameter's value; `None` if it does not exist.
+    fn parameter(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
 }

@@ -7,10 +7,12 @@
 mod fleet;
 mod function;
 mod refresh;
+mod rollout;
 mod standin;
 
 pub use fleet::{Fleet, FleetSpec, TaskInfo};
 pub use function::LocalFunction;
+pub use rollout::{ACTIVE_REFRESH, parameter_change_event, put_parameter};
 pub use standin::{Standin, workspace_root};
 
 /// Errors in test set-up are strings: they end a test with a message.

@@ -1,10 +1,17 @@
 use aws_sdk_autoscaling::Client;
+use aws_sdk_autoscaling::types::{
+    DesiredConfiguration, LaunchTemplateSpecification, RefreshPreferences as SdkPreferences,
+    RefreshStrategy, ScalingActivityStatusCode, Tag,
+};
 
 use super::aws_error;
 use crate::error::AwsError;
 use crate::event::LifecycleAction;
-use crate::model::{ActionAck, ActionResult, AsgInstance, HookTimeouts};
+use crate::model::{
+    ActionAck, ActionResult, AsgGroup, AsgInstance, HookTimeouts, RefreshPreferences, TemplateSpec,
+};
 use crate::ports::AutoScaling;
+use crate::rollout::{Refresh, RefreshStatus};
 
 /// Auto Scaling's answer once an action is completed or expired. Final.
 fn no_active_action(err: &AwsError) -> bool {
@@ -109,5 +116,250 @@ impl AutoScaling for Client {
             .await
             .map(|_| ())
             .map_err(|e| aws_error("autoscaling", "CompleteLifecycleAction", &e)))
+    }
+
+    async fn group(&self, name: &str) -> Result<Option<AsgGroup>, AwsError> {
+        let resp = self
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(name)
+            .send()
+            .await
+            .map_err(|e| aws_error("autoscaling", "DescribeAutoScalingGroups", &e))?;
+        let Some(g) = resp
+            .auto_scaling_groups()
+            .iter()
+            .find(|g| g.auto_scaling_group_name() == Some(name))
+        else {
+            return Ok(None);
+        };
+        let template = match (g.launch_template(), g.mixed_instances_policy()) {
+            (Some(t), _) => match (t.launch_template_id(), t.version()) {
+                (Some(id), version) => Ok(TemplateSpec {
+                    id: id.to_owned(),
+                    version: version.unwrap_or("$Default").to_owned(),
+                }),
+                (None, _) => Err("its launch template reference has no id".to_owned()),
+            },
+            (None, Some(_)) => Err(
+                "it uses a mixed instances policy (not supported yet: give it a plain launch template)"
+                    .to_owned(),
+            ),
+            (None, None) => Err(
+                "it uses a launch configuration (deprecated by AWS); move it to a launch template"
+                    .to_owned(),
+            ),
+        };
+        Ok(Some(AsgGroup {
+            name: name.to_owned(),
+            desired_capacity: g.desired_capacity().unwrap_or(0),
+            template,
+            instances: g
+                .instances()
+                .iter()
+                .filter_map(|i| {
+                    Some((
+                        i.instance_id()?.to_owned(),
+                        i.lifecycle_state()?.as_str().to_owned(),
+                    ))
+                })
+                .collect(),
+            tags: g
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+                .collect(),
+        }))
+    }
+
+    async fn refreshes(&self, group: &str) -> Result<Vec<Refresh>, AwsError> {
+        let resp = self
+            .describe_instance_refreshes()
+            .auto_scaling_group_name(group)
+            .max_records(10)
+            .send()
+            .await
+            .map_err(|e| aws_error("autoscaling", "DescribeInstanceRefreshes", &e))?;
+        let mut out: Vec<Refresh> = resp
+            .instance_refreshes()
+            .iter()
+            .filter_map(|r| {
+                Some(Refresh {
+                    id: r.instance_refresh_id()?.to_owned(),
+                    status: RefreshStatus::parse(r.status()?.as_str()),
+                    status_reason: r.status_reason().map(str::to_owned),
+                    started_ms: r
+                        .start_time()
+                        .and_then(|t| u64::try_from(t.to_millis().ok()?).ok()),
+                    percentage: r.percentage_complete(),
+                    instances_to_update: r.instances_to_update(),
+                    desired_version: r
+                        .desired_configuration()
+                        .and_then(|d| d.launch_template())
+                        .and_then(|t| t.version())
+                        .and_then(|v| v.parse().ok()),
+                    ours: None,
+                    rollback_reason: r
+                        .rollback_details()
+                        .and_then(|d| d.rollback_reason())
+                        .map(str::to_owned),
+                })
+            })
+            .collect();
+        // Newest first, whatever order the service used.
+        out.sort_by_key(|r| std::cmp::Reverse(r.started_ms));
+        Ok(out)
+    }
+
+    async fn start_refresh(
+        &self,
+        group: &str,
+        template_id: &str,
+        version: i64,
+        preferences: RefreshPreferences,
+    ) -> Result<Option<String>, AwsError> {
+        let result = self
+            .start_instance_refresh()
+            .auto_scaling_group_name(group)
+            .strategy(RefreshStrategy::Rolling)
+            .desired_configuration(
+                DesiredConfiguration::builder()
+                    .launch_template(
+                        LaunchTemplateSpecification::builder()
+                            .launch_template_id(template_id)
+                            .version(version.to_string())
+                            .build(),
+                    )
+                    .build(),
+            )
+            .preferences(
+                SdkPreferences::builder()
+                    .min_healthy_percentage(preferences.min_healthy_percentage)
+                    .max_healthy_percentage(preferences.max_healthy_percentage)
+                    .skip_matching(true)
+                    .auto_rollback(true)
+                    .build(),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(resp) => Ok(resp.instance_refresh_id().map(str::to_owned)),
+            Err(e) => {
+                let err = aws_error("autoscaling", "StartInstanceRefresh", &e);
+                if err.code.as_deref() == Some("InstanceRefreshInProgress") {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    async fn rollback_refresh(&self, group: &str) -> Result<Option<String>, AwsError> {
+        match self
+            .rollback_instance_refresh()
+            .auto_scaling_group_name(group)
+            .send()
+            .await
+        {
+            Ok(resp) => Ok(Some(
+                resp.instance_refresh_id().unwrap_or_default().to_owned(),
+            )),
+            Err(e) => {
+                let err = aws_error("autoscaling", "RollbackInstanceRefresh", &e);
+                if err.code.as_deref() == Some("ActiveInstanceRefreshNotFound") {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    async fn pin_template(
+        &self,
+        group: &str,
+        template_id: &str,
+        version: i64,
+    ) -> Result<(), AwsError> {
+        self.update_auto_scaling_group()
+            .auto_scaling_group_name(group)
+            .launch_template(
+                LaunchTemplateSpecification::builder()
+                    .launch_template_id(template_id)
+                    .version(version.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_error("autoscaling", "UpdateAutoScalingGroup", &e))
+    }
+
+    async fn refused_launches(&self, group: &str, since_ms: u64) -> Result<Vec<String>, AwsError> {
+        let resp = self
+            .describe_scaling_activities()
+            .auto_scaling_group_name(group)
+            .max_records(50)
+            .send()
+            .await
+            .map_err(|e| aws_error("autoscaling", "DescribeScalingActivities", &e))?;
+        Ok(resp
+            .activities()
+            .iter()
+            .filter(|a| {
+                let started = a
+                    .start_time()
+                    .and_then(|t| u64::try_from(t.to_millis().ok()?).ok())
+                    .unwrap_or(0);
+                started >= since_ms
+                    && a.description()
+                        .is_some_and(|d| d.starts_with("Launching a new EC2 instance"))
+                    && matches!(
+                        a.status_code(),
+                        Some(
+                            ScalingActivityStatusCode::Cancelled
+                                | ScalingActivityStatusCode::Failed
+                        )
+                    )
+            })
+            .map(|a| {
+                format!(
+                    "{}: {}",
+                    a.description().unwrap_or_default(),
+                    a.status_message().unwrap_or("no status message")
+                )
+            })
+            .collect())
+    }
+
+    async fn set_group_tag(
+        &self,
+        group: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), AwsError> {
+        let tag = Tag::builder()
+            .resource_id(group)
+            .resource_type("auto-scaling-group")
+            .key(key)
+            .set_value(value.map(str::to_owned))
+            .propagate_at_launch(false)
+            .build();
+        match value {
+            Some(_) => self
+                .create_or_update_tags()
+                .tags(tag)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws_error("autoscaling", "CreateOrUpdateTags", &e)),
+            None => self
+                .delete_tags()
+                .tags(tag)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws_error("autoscaling", "DeleteTags", &e)),
+        }
     }
 }

@@ -1,8 +1,9 @@
 use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{LaunchTemplateVersion, RequestLaunchTemplateData};
 
 use super::aws_error;
 use crate::error::AwsError;
-use crate::model::Ec2State;
+use crate::model::{Ec2Instance, Ec2State, TemplateVersion};
 use crate::ports::Ec2;
 
 impl Ec2 for Client {
@@ -32,4 +33,140 @@ impl Ec2 for Client {
             .and_then(|s| s.name())
             .map(|n| Ec2State(n.as_str().to_owned())))
     }
+
+    async fn instances(&self, ids: &[String]) -> Result<Vec<Ec2Instance>, AwsError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let resp = match self
+            .describe_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await
+        {
+            Ok(r) => vec![r],
+            Err(e) => {
+                let err = aws_error("ec2", "DescribeInstances", &e);
+                if err.code.as_deref() != Some("InvalidInstanceID.NotFound") {
+                    return Err(err);
+                }
+                // One unknown id fails the whole call: ask one by one, leaving
+                // out the ones EC2 has forgotten.
+                let mut out = Vec::new();
+                for id in ids {
+                    match self.describe_instances().instance_ids(id).send().await {
+                        Ok(r) => out.push(r),
+                        Err(e) => {
+                            let err = aws_error("ec2", "DescribeInstances", &e);
+                            if err.code.as_deref() != Some("InvalidInstanceID.NotFound") {
+                                return Err(err);
+                            }
+                        }
+                    }
+                }
+                out
+            }
+        };
+        Ok(resp
+            .iter()
+            .flat_map(|r| r.reservations())
+            .flat_map(|r| r.instances())
+            .filter_map(|i| {
+                Some(Ec2Instance {
+                    id: i.instance_id()?.to_owned(),
+                    image_id: i.image_id().map(str::to_owned),
+                    launched_ms: i
+                        .launch_time()
+                        .and_then(|t| u64::try_from(t.to_millis().ok()?).ok()),
+                    state: i
+                        .state()
+                        .and_then(|s| s.name())
+                        .map(|n| n.as_str().to_owned()),
+                })
+            })
+            .collect())
+    }
+
+    async fn template_versions(
+        &self,
+        template_id: &str,
+        versions: &[String],
+    ) -> Result<Vec<TemplateVersion>, AwsError> {
+        let resp = self
+            .describe_launch_template_versions()
+            .launch_template_id(template_id)
+            .set_versions(Some(versions.to_vec()))
+            .send()
+            .await
+            .map_err(|e| aws_error("ec2", "DescribeLaunchTemplateVersions", &e))?;
+        Ok(resp
+            .launch_template_versions()
+            .iter()
+            .filter_map(template_version)
+            .collect())
+    }
+
+    async fn template_versions_after(
+        &self,
+        template_id: &str,
+        after: i64,
+    ) -> Result<Vec<TemplateVersion>, AwsError> {
+        let versions: Vec<LaunchTemplateVersion> = self
+            .describe_launch_template_versions()
+            .launch_template_id(template_id)
+            .min_version((after + 1).to_string())
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws_error("ec2", "DescribeLaunchTemplateVersions", &e))?;
+        Ok(versions
+            .iter()
+            .filter_map(template_version)
+            .filter(|v| v.number > after)
+            .collect())
+    }
+
+    async fn create_template_version(
+        &self,
+        template_id: &str,
+        from: i64,
+        ami: &str,
+        description: &str,
+    ) -> Result<i64, AwsError> {
+        // The same token for the same (template, source, AMI): two runs racing
+        // to prepare the same rollout get one version, not two.
+        let token = format!("ecs-lifecycle-{template_id}-{from}-{ami}");
+        let resp = self
+            .create_launch_template_version()
+            .launch_template_id(template_id)
+            .source_version(from.to_string())
+            .version_description(description)
+            .launch_template_data(RequestLaunchTemplateData::builder().image_id(ami).build())
+            .client_token(token)
+            .send()
+            .await
+            .map_err(|e| aws_error("ec2", "CreateLaunchTemplateVersion", &e))?;
+        resp.launch_template_version()
+            .and_then(|v| v.version_number())
+            .ok_or_else(|| AwsError {
+                service: "ec2",
+                operation: "CreateLaunchTemplateVersion",
+                code: None,
+                message: "the answer has no version number".into(),
+            })
+    }
+}
+
+fn template_version(v: &LaunchTemplateVersion) -> Option<TemplateVersion> {
+    Some(TemplateVersion {
+        number: v.version_number()?,
+        image_id: v
+            .launch_template_data()
+            .and_then(|d| d.image_id())
+            .map(str::to_owned),
+        description: v.version_description().map(str::to_owned),
+        is_default: v.default_version().unwrap_or(false),
+    })
 }

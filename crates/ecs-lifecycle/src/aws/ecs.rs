@@ -209,4 +209,30 @@ impl Ecs for Client {
             .map(|_| ())
             .map_err(|e| aws_error("ecs", "StopTask", &e))
     }
+
+    async fn container_instances(&self, cluster: &str) -> Result<Vec<ContainerInstance>, AwsError> {
+        let arns: Vec<String> = self
+            .list_container_instances()
+            .cluster(cluster)
+            .max_results(LIST_PAGE)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws_error("ecs", "ListContainerInstances", &e))?;
+        describe_container_instances(self, cluster, &arns).await
+    }
+
+    async fn service_arns(&self, cluster: &str) -> Result<Vec<String>, AwsError> {
+        self.list_services()
+            .cluster(cluster)
+            .max_results(LIST_PAGE)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws_error("ecs", "ListServices", &e))
+    }
 }

@@ -85,4 +85,18 @@ impl Ssm for Client {
             }
         }
     }
+
+    async fn parameter(&self, name: &str) -> Result<Option<String>, AwsError> {
+        match self.get_parameter().name(name).send().await {
+            Ok(resp) => Ok(resp.parameter().and_then(|p| p.value()).map(str::to_owned)),
+            Err(e) => {
+                let err = aws_error("ssm", "GetParameter", &e);
+                if err.code.as_deref() == Some("ParameterNotFound") {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
 }

@@ -5,8 +5,11 @@
 //!   standalone tasks; `terminate-drain` drains it across several invocations.
 //! - `orphan`: two instances launch, one never joins ECS; `launch-verify`
 //!   continues the healthy one, diagnoses the orphan and refuses it.
+//! - `rollout`: a new AMI is published; `ami-rollout` replaces every instance
+//!   through an instance refresh and watches it to the end; then a broken AMI
+//!   whose first instance is refused at launch is rolled back.
 //!
-//! With no argument both run, one after the other.
+//! With no argument all run, one after the other.
 //!
 //! What is real: the binary, the AWS SDK calls over HTTP, moto's ECS / Auto
 //! Scaling / EC2 / SNS / SQS state. What the stand-in plays (and says so): Auto
@@ -18,7 +21,7 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testkit::{Fleet, FleetSpec, LocalFunction, Standin};
+use testkit::{Fleet, FleetSpec, LocalFunction, Standin, parameter_change_event, put_parameter};
 
 /// Each invocation's timeout: short, so the demo shows the hand-off to a new
 /// invocation (the template uses 900 s).
@@ -28,7 +31,7 @@ const INVOCATION_TIMEOUT_MS: u64 = 16_000;
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let scenarios: Vec<&str> = if args.is_empty() {
-        vec!["scale-in", "orphan"]
+        vec!["scale-in", "orphan", "rollout"]
     } else {
         args.iter().map(String::as_str).collect()
     };
@@ -37,8 +40,9 @@ async fn main() {
         let result = match scenario {
             "scale-in" => scale_in().await,
             "orphan" => orphan().await,
+            "rollout" => rollout().await,
             other => Err(format!(
-                "unknown scenario {other:?}: use scale-in or orphan"
+                "unknown scenario {other:?}: use scale-in, orphan or rollout"
             )),
         };
         if let Err(e) = result {
@@ -346,6 +350,221 @@ async fn orphan() -> testkit::Result<()> {
     Ok(())
 }
 
+/// Each ami-rollout invocation's timeout in the demo: it watches until 20 s
+/// before its deadline, then the (played) schedule starts the next.
+const ROLLOUT_TIMEOUT_MS: u64 = 32_000;
+
+async fn rollout() -> testkit::Result<()> {
+    const PARAM: &str = "/demo/ecs-optimized-ami";
+    let t0 = Instant::now();
+    say(
+        t0,
+        "starting the AWS stand-in on 127.0.0.1 (moto + an instance refresh stand-in)",
+    );
+    let s = Standin::start()?;
+    let sdk = s.sdk_config().await;
+    let fleet = Fleet::create(&sdk, &FleetSpec::new("fleet", 3)).await?;
+    let (_, old) = fleet.group_template(&sdk).await?;
+    let new = fleet.new_ami(&sdk, "al2023-ami-ecs-hvm-2026.11.27").await?;
+    say(
+        t0,
+        &format!(
+            "Auto Scaling group `{}`: 3 instances on {old} (launch template `$Latest`), all ACTIVE in cluster `{}`",
+            fleet.asg, fleet.cluster
+        ),
+    );
+    let log = std::env::temp_dir().join(format!(
+        "ecs-lifecycle-demo-rollout-{}.log",
+        std::process::id()
+    ));
+    let binary = testkit::binary("ami-rollout")?;
+    let _function = LocalFunction::start_logging_to(
+        &s,
+        &binary,
+        "ami-rollout",
+        &[
+            ("AMI_PARAMETER_NAME", PARAM),
+            ("AUTO_SCALING_GROUP_NAMES", &fleet.asg),
+            ("CLUSTER_NAME", &fleet.cluster),
+            ("POLL_INTERVAL_SECONDS", "2"),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ],
+        &log,
+    )?;
+    say(
+        t0,
+        &format!(
+            "ami-rollout ({}) runs as a Lambda function, {} s per invocation; the demo plays the EventBridge schedule",
+            binary.display(),
+            ROLLOUT_TIMEOUT_MS / 1000
+        ),
+    );
+
+    say(
+        t0,
+        &format!("AWS publishes a new ECS-optimized AMI: {PARAM} = {new}"),
+    );
+    put_parameter(
+        &sdk,
+        PARAM,
+        &format!(r#"{{"image_id":"{new}","os":"Amazon Linux 2023"}}"#),
+    )
+    .await?;
+    let mut log_pos = 0;
+    let end = watch_rollout(
+        t0,
+        &s,
+        &fleet,
+        &log,
+        &mut log_pos,
+        parameter_change_event(PARAM),
+        None,
+    )
+    .await?;
+    let amis = fleet.instance_amis(&sdk).await?;
+    let (version, ami) = fleet.group_template(&sdk).await?;
+    println!();
+    println!("Result (rollout)");
+    println!("  outcome               {}", end["groups"][0]["next"]);
+    println!("  instance AMIs         {amis:?}");
+    println!("  group's template      version {version} ({ami})");
+    if !amis.iter().all(|a| *a == new) || ami != new {
+        return Err(format!("unexpected end state: {end}"));
+    }
+
+    println!();
+    let broken = fleet
+        .new_ami(&sdk, "al2023-ami-ecs-hvm-2026.12.04-broken")
+        .await?;
+    say(
+        t0,
+        &format!(
+            "a second AMI, {broken}, is published: its instances never join ECS, launch-verify refuses them"
+        ),
+    );
+    put_parameter(&sdk, PARAM, &broken).await?;
+    let end = watch_rollout(
+        t0,
+        &s,
+        &fleet,
+        &log,
+        &mut log_pos,
+        parameter_change_event(PARAM),
+        Some(&broken),
+    )
+    .await?;
+    let amis = fleet.instance_amis(&sdk).await?;
+    println!();
+    println!("Result (rollback)");
+    println!("  outcome               {}", end["groups"][0]["next"]);
+    println!("  instance AMIs         {amis:?}");
+    println!("  function log (JSON)   {}", log.display());
+    if !amis.iter().all(|a| *a == new)
+        || end["groups"][0]["next"]["outcome"]["rolled_back"].is_null()
+    {
+        return Err(format!("unexpected end state: {end}"));
+    }
+    Ok(())
+}
+
+/// Invokes ami-rollout with `first`, then with `{"action": "watch"}` each time
+/// an invocation returns still watching (the schedule), while Auto Scaling's
+/// refresh advances one batch every 3 s. With `refuse`, the first instance the
+/// refresh launches is refused by the launch hook (ABANDON), as launch-verify
+/// does with an orphan. Returns the last invocation's answer.
+async fn watch_rollout(
+    t0: Instant,
+    s: &Standin,
+    fleet: &Fleet,
+    log: &std::path::Path,
+    log_pos: &mut u64,
+    first: Value,
+    refuse: Option<&str>,
+) -> testkit::Result<Value> {
+    let mut event = first;
+    let mut refused = false;
+    loop {
+        let request_id = s.post(
+            "/_standin/lambda/invoke",
+            serde_json::json!({"event": event, "timeout_ms": ROLLOUT_TIMEOUT_MS, "async": true}),
+        )?["request_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut last_batch = Instant::now();
+        let answer = loop {
+            let finished = s
+                .invocations()?
+                .into_iter()
+                .find(|i| i["request_id"] == request_id.as_str())
+                .filter(|i| i["status"] != "queued" && i["status"] != "running");
+            if let Some(done) = finished {
+                break done;
+            }
+            *log_pos = echo_function_log(t0, log, *log_pos);
+            if last_batch.elapsed() > Duration::from_secs(3) {
+                last_batch = Instant::now();
+                let out = match (refuse, refused) {
+                    (Some(_), false) => s.refresh_step(&fleet.asg)?,
+                    _ => fleet.refresh_batch(s).await?,
+                };
+                let status = out["status"].as_str().unwrap_or("-").to_owned();
+                if out["launched"].as_array().is_some_and(|l| !l.is_empty()) {
+                    say(
+                        t0,
+                        &format!(
+                            "    Auto Scaling: refresh {status}, launched {}, terminated {}",
+                            out["launched"], out["terminated"]
+                        ),
+                    );
+                }
+                if let (Some(_), false, Some(id)) = (refuse, refused, out["launched"][0].as_str()) {
+                    refused = true;
+                    say(
+                        t0,
+                        &format!(
+                            "    launch hook: {id} never joins ECS; launch-verify ABANDONs it"
+                        ),
+                    );
+                    s.start_lifecycle_action(
+                        &fleet.asg,
+                        &fleet.launch_hook,
+                        id,
+                        "autoscaling:EC2_INSTANCE_LAUNCHING",
+                    )?;
+                    fleet
+                        .autoscaling
+                        .complete_lifecycle_action()
+                        .auto_scaling_group_name(&fleet.asg)
+                        .lifecycle_hook_name(&fleet.launch_hook)
+                        .instance_id(id)
+                        .lifecycle_action_result("ABANDON")
+                        .send()
+                        .await
+                        .map_err(|e| format!("CompleteLifecycleAction: {e}"))?;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        *log_pos = echo_function_log(t0, log, *log_pos);
+        let result = answer["response"].clone();
+        match result["outcome"].as_str() {
+            Some("watching") => {
+                say(
+                    t0,
+                    "  (invocation returned still watching; the EventBridge schedule starts the next: {\"action\": \"watch\"})",
+                );
+                event = serde_json::json!({"action": "watch"});
+            }
+            Some(_) => return Ok(result),
+            None => return Err(format!("ami-rollout failed: {answer}")),
+        }
+        if t0.elapsed() > Duration::from_secs(300) {
+            return Err("the rollout did not settle within 5 minutes".into());
+        }
+    }
+}
+
 /// Prints the function's new log lines (JSON, as CloudWatch Logs would get
 /// them) in short form; returns the new file offset.
 fn echo_function_log(t0: Instant, path: &std::path::Path, from: u64) -> u64 {
@@ -391,6 +610,13 @@ fn echo_function_log(t0: Instant, path: &std::path::Path, from: u64) -> u64 {
                 "diagnosis",
                 "problems",
                 "command_id",
+                "phase",
+                "on_target",
+                "total",
+                "refresh_status",
+                "step",
+                "outcome",
+                "alarm",
             ] {
                 if !f[key].is_null() {
                     extra.push(format!("{key}={}", f[key].to_string().trim_matches('"')));
