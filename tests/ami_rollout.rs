@@ -173,7 +173,14 @@ async fn a_new_ami_replaces_every_instance_and_the_group_keeps_it() {
     // A watch in the middle reports progress.
     step(&s, &fleet).await;
     step(&s, &fleet).await;
+    // One look costs a fixed handful of calls (one group, no services): the
+    // figure BENCHMARKS.md quotes.
+    s.reset_calls().unwrap();
     let out = invoke(&r, json!({"action": "status"})).await;
+    let calls = s.calls().unwrap();
+    let total: u64 = calls.values().sum();
+    println!("calls for one look at one group during a refresh: {total} {calls:?}");
+    assert!(total <= 9, "{calls:?}");
     let g = group_report(&out);
     assert_eq!(g["instances_on_target"], 1, "{out}");
     assert_eq!(g["instances"], 3, "{out}");

@@ -672,7 +672,6 @@ fn log_step(report: &GroupReport, acting: bool) {
         ),
         Step::Blocked { why } | Step::Unsupported { why } => warn!(
             decision = "refused",
-            step = ?report.step,
             target_ami,
             why = %why,
             "not rolling this group"

@@ -453,16 +453,23 @@ async fn rollout() -> testkit::Result<()> {
         Some(&broken),
     )
     .await?;
+    say(
+        t0,
+        &format!(
+            "the start invocation ends with: {}",
+            end["groups"][0]["next"]["why"].as_str().unwrap_or("?")
+        ),
+    );
+    let status = s.invoke(&serde_json::json!({"action": "status"}), ROLLOUT_TIMEOUT_MS)?;
+    let next = status["response"]["groups"][0]["next"].clone();
     let amis = fleet.instance_amis(&sdk).await?;
     println!();
     println!("Result (rollback)");
-    println!("  outcome               {}", end["groups"][0]["next"]);
+    println!("  {{\"action\": \"status\"}}  {next}");
     println!("  instance AMIs         {amis:?}");
     println!("  function log (JSON)   {}", log.display());
-    if !amis.iter().all(|a| *a == new)
-        || end["groups"][0]["next"]["outcome"]["rolled_back"].is_null()
-    {
-        return Err(format!("unexpected end state: {end}"));
+    if !amis.iter().all(|a| *a == new) || next["outcome"]["rolled_back"].is_null() {
+        return Err(format!("unexpected end state: {status}"));
     }
     Ok(())
 }
@@ -617,6 +624,8 @@ fn echo_function_log(t0: Instant, path: &std::path::Path, from: u64) -> u64 {
                 "step",
                 "outcome",
                 "alarm",
+                "version",
+                "refresh_id",
             ] {
                 if !f[key].is_null() {
                     extra.push(format!("{key}={}", f[key].to_string().trim_matches('"')));
