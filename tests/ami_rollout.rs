@@ -298,23 +298,7 @@ async fn an_orphaned_new_instance_rolls_the_refresh_back() {
     // launch-verify (TERMINATE_ORPHANS=true) abandons its launch action.
     let out = s.refresh_step(&fleet.asg).unwrap();
     let launched = out["launched"][0].as_str().unwrap().to_owned();
-    s.start_lifecycle_action(
-        &fleet.asg,
-        &fleet.launch_hook,
-        &launched,
-        "autoscaling:EC2_INSTANCE_LAUNCHING",
-    )
-    .unwrap();
-    fleet
-        .autoscaling
-        .complete_lifecycle_action()
-        .auto_scaling_group_name(&fleet.asg)
-        .lifecycle_hook_name(&fleet.launch_hook)
-        .instance_id(&launched)
-        .lifecycle_action_result("ABANDON")
-        .send()
-        .await
-        .unwrap();
+    fleet.refuse_launch(&s, &launched).await.unwrap();
 
     let out = invoke(&r, json!({"action": "watch"})).await;
     let actions = out["actions"].as_array().cloned().unwrap_or_default();

@@ -182,10 +182,12 @@ async fn a_stuck_drain_hands_off_and_its_continuation_finishes_the_job() {
         ],
     );
 
-    // No scheduler steps: the drain is stuck. The invocation has 12 s; the hook's
-    // 30 s heartbeat timeout asks for a heartbeat every 10 s.
+    // No scheduler steps: the drain is stuck. The hook's 30 s heartbeat timeout
+    // asks for a heartbeat every 10 s after the action started; the invocation
+    // has 16 s, so it hands off (deadline - margin - one poll, ~13.5 s) well
+    // after the first heartbeat is due, however slow the machine is.
     let started = now_ms();
-    let result = d.handle(&event, started + 12_000).await.unwrap();
+    let result = d.handle(&event, started + 16_000).await.unwrap();
     let outcome = single_outcome(&result);
     assert_eq!(outcome["outcome"], "handed_off", "{result}");
     assert_eq!(outcome["attempt"], 1);

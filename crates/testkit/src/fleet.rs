@@ -246,19 +246,7 @@ impl Fleet {
             .instance_ids
             .get(i)
             .ok_or_else(|| format!("no instance {i}"))?;
-        let document = json!({"instanceId": id, "region": "us-east-1", "availabilityZone": "us-east-1a", "instanceType": "m5.large", "imageId": SSM_AMI});
-        let ci = self
-            .ecs
-            .register_container_instance()
-            .cluster(&self.cluster)
-            .instance_identity_document(document.to_string())
-            .send()
-            .await
-            .map_err(ctx("RegisterContainerInstance"))?
-            .container_instance()
-            .and_then(|c| c.container_instance_arn())
-            .ok_or("RegisterContainerInstance returned no ARN")?
-            .to_owned();
+        let ci = self.join(&id.clone()).await?;
         self.container_instances.push(ci.clone());
         Ok(ci)
     }

@@ -32,7 +32,8 @@ impl Fleet {
             .to_owned())
     }
 
-    /// Registers an EC2 instance with the cluster, as its ECS agent does.
+    /// Registers an EC2 instance with the cluster, as its ECS agent does (its
+    /// instance identity document names it); returns the container instance ARN.
     pub async fn join(&self, instance_id: &str) -> Result<String> {
         let document = json!({"instanceId": instance_id, "region": "us-east-1", "availabilityZone": "us-east-1a", "instanceType": "m5.large"});
         Ok(self
@@ -100,19 +101,47 @@ impl Fleet {
         Ok(out)
     }
 
-    /// The AMIs of the group's instances, sorted.
-    pub async fn instance_amis(&self, sdk: &SdkConfig) -> Result<Vec<String>> {
-        let g = self
-            .autoscaling
+    /// The launch hook holds `instance_id` (`Pending:Wait`) and launch-verify
+    /// refuses it (CompleteLifecycleAction ABANDON), as with an orphan.
+    pub async fn refuse_launch(&self, s: &Standin, instance_id: &str) -> Result<()> {
+        s.start_lifecycle_action(
+            &self.asg,
+            &self.launch_hook,
+            instance_id,
+            "autoscaling:EC2_INSTANCE_LAUNCHING",
+        )?;
+        self.autoscaling
+            .complete_lifecycle_action()
+            .auto_scaling_group_name(&self.asg)
+            .lifecycle_hook_name(&self.launch_hook)
+            .instance_id(instance_id)
+            .lifecycle_action_result("ABANDON")
+            .send()
+            .await
+            .map_err(ctx("CompleteLifecycleAction"))?;
+        Ok(())
+    }
+
+    async fn describe_group(&self) -> Result<aws_sdk_autoscaling::types::AutoScalingGroup> {
+        self.autoscaling
             .describe_auto_scaling_groups()
             .auto_scaling_group_names(&self.asg)
             .send()
             .await
-            .map_err(ctx("DescribeAutoScalingGroups"))?;
-        let ids: Vec<String> = g
+            .map_err(ctx("DescribeAutoScalingGroups"))?
             .auto_scaling_groups()
+            .first()
+            .cloned()
+            .ok_or_else(|| format!("no group {}", self.asg))
+    }
+
+    /// The AMIs of the group's instances, sorted.
+    pub async fn instance_amis(&self, sdk: &SdkConfig) -> Result<Vec<String>> {
+        let ids: Vec<String> = self
+            .describe_group()
+            .await?
+            .instances()
             .iter()
-            .flat_map(|g| g.instances())
             .filter_map(|i| i.instance_id().map(str::to_owned))
             .collect();
         if ids.is_empty() {
@@ -137,17 +166,9 @@ impl Fleet {
     /// The group's launch template version as written on the group, and the
     /// AMI it resolves to.
     pub async fn group_template(&self, sdk: &SdkConfig) -> Result<(String, String)> {
-        let g = self
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(&self.asg)
-            .send()
-            .await
-            .map_err(ctx("DescribeAutoScalingGroups"))?;
+        let g = self.describe_group().await?;
         let lt = g
-            .auto_scaling_groups()
-            .first()
-            .and_then(|g| g.launch_template())
+            .launch_template()
             .ok_or("the group has no launch template")?;
         let version = lt.version().unwrap_or("$Default").to_owned();
         let v = aws_sdk_ec2::Client::new(sdk)

@@ -533,22 +533,7 @@ async fn watch_rollout(
                             "    launch hook: {id} never joins ECS; launch-verify ABANDONs it"
                         ),
                     );
-                    s.start_lifecycle_action(
-                        &fleet.asg,
-                        &fleet.launch_hook,
-                        id,
-                        "autoscaling:EC2_INSTANCE_LAUNCHING",
-                    )?;
-                    fleet
-                        .autoscaling
-                        .complete_lifecycle_action()
-                        .auto_scaling_group_name(&fleet.asg)
-                        .lifecycle_hook_name(&fleet.launch_hook)
-                        .instance_id(id)
-                        .lifecycle_action_result("ABANDON")
-                        .send()
-                        .await
-                        .map_err(|e| format!("CompleteLifecycleAction: {e}"))?;
+                    fleet.refuse_launch(s, id).await?;
                 }
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
