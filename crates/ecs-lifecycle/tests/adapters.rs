@@ -546,3 +546,124 @@ mod ssm_and_ec2 {
         assert_eq!(rule.num_calls(), 1);
     }
 }
+
+/// The AMI rollout's calls: request shapes and the error codes that mean
+/// "already so" rather than failure.
+mod rollout {
+    use super::*;
+    use aws_sdk_autoscaling::operation::rollback_instance_refresh::RollbackInstanceRefreshOutput;
+    use aws_sdk_autoscaling::operation::start_instance_refresh::StartInstanceRefreshOutput;
+    use aws_sdk_ec2::operation::create_launch_template_version::CreateLaunchTemplateVersionOutput;
+    use aws_sdk_ec2::types::LaunchTemplateVersion;
+    use ecs_lifecycle::model::RefreshPreferences;
+    use ecs_lifecycle::ports::{Ec2, Ssm};
+
+    const PREFS: RefreshPreferences = RefreshPreferences {
+        min_healthy_percentage: 100,
+        max_healthy_percentage: 134,
+    };
+
+    #[tokio::test]
+    async fn start_refresh_asks_for_launch_before_terminate_and_treats_in_progress_as_none() {
+        let started = mock!(aws_sdk_autoscaling::Client::start_instance_refresh)
+            .match_requests(|r| {
+                let p = r.preferences().unwrap();
+                let t = r
+                    .desired_configuration()
+                    .unwrap()
+                    .launch_template()
+                    .unwrap();
+                r.auto_scaling_group_name() == Some("web")
+                    && t.launch_template_id() == Some("lt-0abc")
+                    && t.version() == Some("7")
+                    && p.min_healthy_percentage() == Some(100)
+                    && p.max_healthy_percentage() == Some(134)
+                    && p.skip_matching() == Some(true)
+                    && p.auto_rollback() == Some(true)
+            })
+            .then_output(|| {
+                StartInstanceRefreshOutput::builder()
+                    .instance_refresh_id("r-1")
+                    .build()
+            });
+        let busy = mock!(aws_sdk_autoscaling::Client::start_instance_refresh).then_http_response(
+            || {
+                query_error(
+                    "InstanceRefreshInProgress",
+                    "An Instance Refresh is already in progress and blocks the execution of this Instance Refresh.",
+                )
+            },
+        );
+        let denied = mock!(aws_sdk_autoscaling::Client::start_instance_refresh)
+            .then_http_response(|| query_error("AccessDenied", "not authorized"));
+        let asg = mock_client!(
+            aws_sdk_autoscaling,
+            RuleMode::Sequential,
+            [&started, &busy, &denied]
+        );
+        let start = || asg.start_refresh("web", "lt-0abc", 7, PREFS);
+        assert_eq!(start().await.unwrap(), Some("r-1".to_owned()));
+        assert_eq!(start().await.unwrap(), None);
+        assert_eq!(
+            start().await.unwrap_err().code.as_deref(),
+            Some("AccessDenied")
+        );
+    }
+
+    #[tokio::test]
+    async fn rollback_without_an_active_refresh_is_none() {
+        let ok = mock!(aws_sdk_autoscaling::Client::rollback_instance_refresh).then_output(|| {
+            RollbackInstanceRefreshOutput::builder()
+                .instance_refresh_id("r-1")
+                .build()
+        });
+        let none = mock!(aws_sdk_autoscaling::Client::rollback_instance_refresh)
+            .then_http_response(|| {
+                query_error(
+                    "ActiveInstanceRefreshNotFound",
+                    "No in progress or pending Instance Refresh found for Auto Scaling group web",
+                )
+            });
+        let asg = mock_client!(aws_sdk_autoscaling, RuleMode::Sequential, [&ok, &none]);
+        assert_eq!(
+            asg.rollback_refresh("web").await.unwrap(),
+            Some("r-1".to_owned())
+        );
+        assert_eq!(asg.rollback_refresh("web").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn new_version_copies_the_source_with_an_idempotency_token() {
+        let rule = mock!(aws_sdk_ec2::Client::create_launch_template_version)
+            .match_requests(|r| {
+                r.launch_template_id() == Some("lt-0abc")
+                    && r.source_version() == Some("4")
+                    && r.launch_template_data().and_then(|d| d.image_id())
+                        == Some("ami-0123456789abcdef0")
+                    && r.client_token() == Some("ecs-lifecycle-lt-0abc-4-ami-0123456789abcdef0")
+                    && r.version_description() == Some("made by the test")
+            })
+            .then_output(|| {
+                CreateLaunchTemplateVersionOutput::builder()
+                    .launch_template_version(
+                        LaunchTemplateVersion::builder().version_number(5).build(),
+                    )
+                    .build()
+            });
+        let ec2 = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&rule]);
+        assert_eq!(
+            ec2.create_template_version("lt-0abc", 4, "ami-0123456789abcdef0", "made by the test")
+                .await
+                .unwrap(),
+            5
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_parameter_is_none() {
+        let rule = mock!(aws_sdk_ssm::Client::get_parameter)
+            .then_http_response(|| json_error(400, "ParameterNotFound", ""));
+        let ssm = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&rule]);
+        assert_eq!(ssm.parameter("/ami/ecs/latest").await.unwrap(), None);
+    }
+}
