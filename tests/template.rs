@@ -1198,6 +1198,8 @@ fn ami_rollout_is_installed_only_when_enabled() {
             "AmiParameterChangePermission",
             "AmiRolloutWatchRule",
             "AmiRolloutWatchPermission",
+            "AmiRolloutCheckRule",
+            "AmiRolloutCheckPermission",
             "AmiRolloutErrorsAlarm",
             "AmiRolloutRollbackMetricFilter",
             "AmiRolloutRollbackAlarm",
@@ -1387,6 +1389,15 @@ fn ami_rollout_is_invoked_by_the_parameter_change_and_the_watch_schedule() {
     let input: Value = serde_json::from_str(targets[0]["Input"].as_str().unwrap()).unwrap();
     assert_eq!(input, json!({"action": "watch"}));
 
+    // The scheduled start: daily by default, {"action": "start"}.
+    let check = &rules["AmiRolloutCheckRule"]["Properties"];
+    assert_eq!(check["ScheduleExpression"], "rate(1 day)");
+    let targets = target("AmiRolloutCheckRule");
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0]["Arn"], "<AmiRolloutFunction.Arn>");
+    let input: Value = serde_json::from_str(targets[0]["Input"].as_str().unwrap()).unwrap();
+    assert_eq!(input, json!({"action": "start"}));
+
     // Each rule may invoke it, and dead-letters to the queue, which admits it.
     let permissions = stack.of_type("AWS::Lambda::Permission");
     let queue_policy = &stack.resources()["DeadLetterQueuePolicy"]["Properties"]["PolicyDocument"];
@@ -1400,7 +1411,11 @@ fn ami_rollout_is_invoked_by_the_parameter_change_and_the_watch_schedule() {
     let sources = set(strings(
         &from_events[0]["Condition"]["ArnEquals"]["aws:SourceArn"],
     ));
-    for rule in ["AmiParameterChangeRule", "AmiRolloutWatchRule"] {
+    for rule in [
+        "AmiParameterChangeRule",
+        "AmiRolloutWatchRule",
+        "AmiRolloutCheckRule",
+    ] {
         let arn = format!("<{rule}.Arn>");
         assert!(
             permissions.values().any(|p| {
@@ -1433,7 +1448,8 @@ fn ami_rollout_is_invoked_by_the_parameter_change_and_the_watch_schedule() {
         set([
             "<LaunchSuccessfulRule.Arn>",
             "<AmiParameterChangeRule.Arn>",
-            "<AmiRolloutWatchRule.Arn>"
+            "<AmiRolloutWatchRule.Arn>",
+            "<AmiRolloutCheckRule.Arn>"
         ])
     );
 }
