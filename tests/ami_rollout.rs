@@ -367,6 +367,17 @@ async fn a_cancelled_refresh_is_restored_to_the_previous_version() {
     assert_eq!(step_until_over(&s, &fleet).await, "Cancelled");
     let out = invoke(&r, json!({"action": "watch"})).await;
     assert_eq!(group_report(&out)["next"]["phase"], "restoring", "{out}");
+    // The restore goes back to the version the rollout started from, and Auto
+    // Scaling is not to roll it back (that would bring the new AMI back).
+    let restore = &refreshes(&fleet).await[0];
+    assert_eq!(
+        restore
+            .desired_configuration()
+            .and_then(|d| d.launch_template())
+            .and_then(|t| t.version()),
+        Some("1")
+    );
+    assert_eq!(restore.preferences().unwrap().auto_rollback(), Some(false));
     assert_eq!(step_until_over(&s, &fleet).await, "Successful");
     let out = invoke(&r, json!({"action": "watch"})).await;
     assert!(

@@ -264,4 +264,7 @@ pub struct RefreshPreferences {
     pub min_healthy_percentage: i32,
     /// 100 + the batch as a percentage of the group.
     pub max_healthy_percentage: i32,
+    /// Let Auto Scaling roll back its own failures: yes for a rollout, no for a
+    /// restore (rolling a restore back would bring the refused AMI back).
+    pub auto_rollback: bool,
 }

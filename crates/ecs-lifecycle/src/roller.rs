@@ -427,6 +427,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
                         .filter_map(|r| r.desired_version)
                         .map(|v| v.to_string()),
                 );
+                wanted.sort();
                 wanted.dedup();
                 let versions = self.ec2.template_versions(&spec.id, &wanted).await?;
                 for r in &mut refreshes {
@@ -561,6 +562,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
                 self.config.batch_size,
                 view.desired_capacity,
             ),
+            auto_rollback: matches!(report.step, Step::StartRefresh { .. }),
         };
         match &report.step {
             Step::Pin { version } => {

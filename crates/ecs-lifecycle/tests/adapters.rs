@@ -561,6 +561,7 @@ mod rollout {
     const PREFS: RefreshPreferences = RefreshPreferences {
         min_healthy_percentage: 100,
         max_healthy_percentage: 134,
+        auto_rollback: true,
     };
 
     #[tokio::test]

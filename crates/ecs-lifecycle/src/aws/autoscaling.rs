@@ -236,7 +236,7 @@ impl AutoScaling for Client {
                     .min_healthy_percentage(preferences.min_healthy_percentage)
                     .max_healthy_percentage(preferences.max_healthy_percentage)
                     .skip_matching(true)
-                    .auto_rollback(true)
+                    .auto_rollback(preferences.auto_rollback)
                     .build(),
             )
             .send()
