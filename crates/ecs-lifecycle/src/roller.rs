@@ -446,7 +446,13 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
                         .and_then(|n| versions.iter().find(|v| v.number == n)),
                 };
                 match current {
-                    Some(v) => Ok((spec.id.clone(), spec.version.clone(), v.clone())),
+                    Some(v) => Ok(TemplateRef {
+                        id: spec.id.clone(),
+                        version: spec.version.clone(),
+                        number: v.number,
+                        ami: v.image_id.clone(),
+                        ours: v.description.as_deref().and_then(parse_version_description),
+                    }),
                     None => Err(format!(
                         "its launch template {} has no version {}",
                         spec.id, spec.version
@@ -478,19 +484,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
         let mut view = GroupView {
             name: name.to_owned(),
             desired_capacity: group.desired_capacity,
-            template: template
-                .as_ref()
-                .map(|(id, version, current)| TemplateRef {
-                    id: id.clone(),
-                    version: version.clone(),
-                    number: current.number,
-                    ami: current.image_id.clone(),
-                    ours: current
-                        .description
-                        .as_deref()
-                        .and_then(parse_version_description),
-                })
-                .map_err(Clone::clone),
+            template,
             prepared: None,
             members,
             refreshes,
@@ -499,7 +493,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
         };
         let target = target_for(&view, intent, requested).to_owned();
 
-        if let Ok((id, _, current)) = &template {
+        if let Ok(template) = &view.template {
             let newest = view.refreshes.first();
             if newest.is_some_and(|r| r.status.is_active()) {
                 // Launches a hook refused while our refresh runs.
@@ -510,17 +504,11 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
                         .await?;
                 }
             } else {
-                // Our version for the target made from the current one, if a
-                // start already made it.
-                let from = view
-                    .template
-                    .as_ref()
-                    .ok()
-                    .and_then(|t| t.ours.as_ref().map(|(_, from)| *from))
-                    .filter(|_| view.template.as_ref().is_ok_and(TemplateRef::is_floating))
-                    .unwrap_or(current.number);
+                // Our version for the target made from where a rollout starts,
+                // if a start already made it.
+                let from = template.rollout_source();
                 let newer: Vec<TemplateVersion> =
-                    self.ec2.template_versions_after(id, from).await?;
+                    self.ec2.template_versions_after(&template.id, from).await?;
                 view.prepared = newer
                     .iter()
                     .filter(|v| {

@@ -149,6 +149,16 @@ impl TemplateRef {
     pub fn is_floating(&self) -> bool {
         self.version.starts_with('$')
     }
+
+    /// The version a rollout starts from: the current one, except that a
+    /// floating reference which already resolves to a version of ours (made by
+    /// hand or by an older run) stands for the version that one was made from.
+    pub fn rollout_source(&self) -> i64 {
+        match &self.ours {
+            Some((_, from)) if self.is_floating() => *from,
+            _ => self.number,
+        }
+    }
 }
 
 /// A group member as the rollout sees it.
@@ -435,13 +445,8 @@ pub fn decide(
                 };
             }
             if template.is_floating() {
-                // If `$Latest` already is a version of ours (made by hand or by
-                // an older run), pin the one it was made from.
                 Step::Pin {
-                    version: template
-                        .ours
-                        .as_ref()
-                        .map_or(template.number, |(_, from)| *from),
+                    version: template.rollout_source(),
                 }
             } else if let Some(version) = view.prepared {
                 Step::StartRefresh { version }
