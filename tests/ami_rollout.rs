@@ -75,7 +75,7 @@ fn next_step(result: &Value) -> String {
 async fn versions_made(sdk: &aws_config::SdkConfig, fleet: &Fleet) -> usize {
     aws_sdk_ec2::Client::new(sdk)
         .describe_launch_template_versions()
-        .launch_template_name(format!("{}-lt", fleet.cluster))
+        .launch_template_name(fleet.launch_template_name())
         .send()
         .await
         .unwrap()
@@ -89,15 +89,7 @@ async fn versions_made(sdk: &aws_config::SdkConfig, fleet: &Fleet) -> usize {
 }
 
 async fn refreshes(fleet: &Fleet) -> Vec<aws_sdk_autoscaling::types::InstanceRefresh> {
-    fleet
-        .autoscaling
-        .describe_instance_refreshes()
-        .auto_scaling_group_name(&fleet.asg)
-        .send()
-        .await
-        .unwrap()
-        .instance_refreshes()
-        .to_vec()
+    fleet.refreshes().await.unwrap()
 }
 
 /// Plays one batch of the refresh (the stand-in's) with the hooks' part (new

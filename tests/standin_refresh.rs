@@ -76,13 +76,9 @@ fn desired(fleet: &Fleet, version: &str) -> DesiredConfiguration {
 
 async fn latest(fleet: &Fleet) -> InstanceRefresh {
     fleet
-        .autoscaling
-        .describe_instance_refreshes()
-        .auto_scaling_group_name(&fleet.asg)
-        .send()
+        .refreshes()
         .await
         .unwrap()
-        .instance_refreshes()
         .first()
         .cloned()
         .expect("a refresh")

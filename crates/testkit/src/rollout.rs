@@ -135,6 +135,19 @@ impl Fleet {
             .ok_or_else(|| format!("no group {}", self.asg))
     }
 
+    /// The group's instance refreshes, newest first.
+    pub async fn refreshes(&self) -> Result<Vec<aws_sdk_autoscaling::types::InstanceRefresh>> {
+        Ok(self
+            .autoscaling
+            .describe_instance_refreshes()
+            .auto_scaling_group_name(&self.asg)
+            .send()
+            .await
+            .map_err(ctx("DescribeInstanceRefreshes"))?
+            .instance_refreshes()
+            .to_vec())
+    }
+
     /// The AMIs of the group's instances, sorted.
     pub async fn instance_amis(&self, sdk: &SdkConfig) -> Result<Vec<String>> {
         let ids: Vec<String> = self
