@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use ecs_lifecycle::config::{Env, RolloutConfig};
-use ecs_lifecycle::roller::Roller;
+use ecs_lifecycle::rollout::Roller;
 use serde_json::{Value, json};
 use testkit::{
     ACTIVE_REFRESH, Fleet, FleetSpec, Standin, now_ms, parameter_change_event, put_parameter,

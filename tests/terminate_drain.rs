@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ecs_lifecycle::config::{DrainConfig, Env};
-use ecs_lifecycle::drainer::Drainer;
+use ecs_lifecycle::drain::Drainer;
 use serde_json::{Value, json};
 use testkit::{Fleet, FleetSpec, Standin, now_ms};
 

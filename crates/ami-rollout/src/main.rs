@@ -1,12 +1,37 @@
 //! ami-rollout: rolls the Auto Scaling groups of an ECS cluster to the AMI an SSM
 //! parameter names, one instance refresh per group, rolling back on failure.
-//! See the README for triggers and configuration.
+//! Triggers and configuration: docs/ami-rollout.md.
 
 // The handler's future nests every SDK call the rollout makes (EC2, Auto
 // Scaling, ECS, SSM); computing its layout needs more than the default 128.
 #![recursion_limit = "256"]
 
-#[tokio::main]
+use ecs_lifecycle::config::RolloutConfig;
+use ecs_lifecycle::hook::serve::{config_error, init_logging};
+use ecs_lifecycle::rollout::Roller;
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    ecs_lifecycle::lambda::run_ami_rollout().await
+    init_logging();
+    let config = RolloutConfig::from_process_env().inspect_err(config_error)?;
+    let build = || async {
+        let sdk = ecs_lifecycle::aws::load_sdk_config().await;
+        Roller::new(
+            aws_sdk_autoscaling::Client::new(&sdk),
+            aws_sdk_ec2::Client::new(&sdk),
+            aws_sdk_ecs::Client::new(&sdk),
+            aws_sdk_ssm::Client::new(&sdk),
+            config.clone(),
+        )
+    };
+    // Built on the first event (clients and TLS roots are not needed before).
+    let roller = &OnceCell::new();
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
+        let roller = roller.get_or_init(build).await;
+        roller.handle(&event.payload, event.context.deadline).await
+    }))
+    .await
 }

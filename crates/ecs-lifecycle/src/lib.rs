@@ -1,25 +1,24 @@
-//! The shared domain of the ecs-lifecycle functions: input events, configuration,
-//! ECS / Auto Scaling state and the decisions taken on it, and the AWS adapters.
+//! The shared domain of the ecs-lifecycle functions.
+//!
+//! - [`hook`]: the lifecycle-hook runtime both hook functions run on: events in,
+//!   dispatch, the executor that holds an action (heartbeats, complete once,
+//!   hand-off to a new invocation), pacing, and the Lambda entry point.
+//! - [`drain`] (terminate-drain), [`launch`] (launch-verify), [`rollout`]
+//!   (ami-rollout): one folder per workflow, each with its pure `decide`, its
+//!   `observe`, and its `run`.
+//! - [`model`] (plain domain data and typed states), [`ports`] (one narrow trait
+//!   per AWS service, in domain types), [`aws`] (their SDK adapters), [`config`],
+//!   [`error`], [`time`].
 
 pub mod aws;
 pub mod config;
-pub mod continuation;
-pub mod diagnosis;
-pub mod dispatch;
 pub mod drain;
-pub mod drainer;
 pub mod error;
-pub mod event;
-pub mod handoff;
-pub mod lambda;
+pub mod hook;
 pub mod launch;
-pub mod lookup;
 pub mod model;
-pub mod pacing;
 pub mod ports;
-pub mod roller;
 pub mod rollout;
 pub mod time;
-pub mod verifier;
 
 pub use error::{Error, Result};

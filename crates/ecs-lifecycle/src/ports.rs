@@ -5,19 +5,25 @@
 use std::future::Future;
 
 use crate::error::AwsError;
-use crate::event::LifecycleAction;
 use crate::model::{
     ActionAck, ActionResult, AsgGroup, AsgInstance, CommandInvocation, CommandSent,
-    ContainerInstance, Ec2Instance, Ec2State, HookTimeouts, RefreshPreferences, Service, Task,
-    TemplateVersion,
+    ContainerInstance, Ec2Instance, Ec2State, HookTimeouts, LifecycleAction, Refresh,
+    RefreshPreferences, Service, Task, TemplateVersion,
 };
-use crate::rollout::Refresh;
 
 /// Which tasks ListTasks should return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DesiredStatus {
     Running,
     Stopped,
+}
+
+/// What StopTask did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopResult {
+    Stopped,
+    /// ECS does not know the task (`InvalidParameterException`): it is already gone.
+    NotFound(String),
 }
 
 pub trait Ecs: Send + Sync {
@@ -60,12 +66,13 @@ pub trait Ecs: Send + Sync {
         cluster: &str,
         names: &[String],
     ) -> impl Future<Output = Result<Vec<Service>, AwsError>> + Send;
+    /// Stops a task; a task ECS does not know (any more) is `NotFound`, not an error.
     fn stop(
         &self,
         cluster: &str,
         arn: &str,
         reason: &str,
-    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    ) -> impl Future<Output = Result<StopResult, AwsError>> + Send;
     /// Every container instance of the cluster, any status but INACTIVE (all pages).
     fn container_instances(
         &self,

@@ -20,8 +20,8 @@ use aws_sdk_ecs::types::{
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::retry::RetryConfig;
-use ecs_lifecycle::event::{LifecycleAction, Transition};
 use ecs_lifecycle::model::{ActionAck, ActionResult, InstanceStatus, Scheduling};
+use ecs_lifecycle::model::{LifecycleAction, Transition};
 use ecs_lifecycle::ports::{AutoScaling, DesiredStatus, Ecs};
 
 use aws_smithy_runtime_api::http::Response as HttpResponse;
@@ -525,7 +525,7 @@ mod ssm_and_ec2 {
         });
         let ec2 = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&found, &missing]);
         let state = ec2.instance_state("i-0123456789abcdef0").await.unwrap();
-        assert_eq!(state, Some(Ec2State("pending".into())));
+        assert_eq!(state, Some(Ec2State::Pending));
         assert_eq!(
             ec2.instance_state("i-0fffffffffffffff0").await.unwrap(),
             None

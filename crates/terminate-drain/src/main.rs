@@ -1,7 +1,28 @@
 //! terminate-drain: the Auto Scaling terminate lifecycle hook for ECS container
-//! instances. See the README for configuration.
+//! instances. Configuration and behaviour: docs/terminate-drain.md.
 
-#[tokio::main]
+use ecs_lifecycle::config::DrainConfig;
+use ecs_lifecycle::drain::Drainer;
+use ecs_lifecycle::hook::serve::{config_error, init_logging, serve};
+
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    ecs_lifecycle::lambda::run_terminate_drain().await
+    init_logging();
+    let config = DrainConfig::from_process_env().inspect_err(config_error)?;
+    if config.common.continuation_topic.is_none() {
+        tracing::warn!(
+            "CONTINUATION_TOPIC_ARN is not set: drains longer than one invocation continue only on the topic their event came from"
+        );
+    }
+    // Built on the first record that needs AWS (never for a test notification).
+    serve(|| async {
+        let sdk = ecs_lifecycle::aws::load_sdk_config().await;
+        Drainer::new(
+            aws_sdk_ecs::Client::new(&sdk),
+            aws_sdk_autoscaling::Client::new(&sdk),
+            aws_sdk_sns::Client::new(&sdk),
+            config.clone(),
+        )
+    })
+    .await
 }

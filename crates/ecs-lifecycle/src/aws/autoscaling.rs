@@ -6,12 +6,11 @@ use aws_sdk_autoscaling::types::{
 
 use super::aws_error;
 use crate::error::AwsError;
-use crate::event::LifecycleAction;
 use crate::model::{
-    ActionAck, ActionResult, AsgGroup, AsgInstance, HookTimeouts, RefreshPreferences, TemplateSpec,
+    ActionAck, ActionResult, AsgGroup, AsgInstance, HookTimeouts, LifecycleAction, LifecycleState,
+    Refresh, RefreshPreferences, RefreshStatus, TemplateSpec,
 };
 use crate::ports::AutoScaling;
-use crate::rollout::{Refresh, RefreshStatus};
 
 /// Auto Scaling's answer once an action is completed or expired. Final.
 fn no_active_action(err: &AwsError) -> bool {
@@ -41,7 +40,7 @@ impl AutoScaling for Client {
             .find(|i| i.instance_id() == Some(instance_id))
             .map(|i| AsgInstance {
                 asg: i.auto_scaling_group_name().unwrap_or_default().to_owned(),
-                lifecycle_state: i.lifecycle_state().unwrap_or_default().to_owned(),
+                lifecycle_state: LifecycleState::parse(i.lifecycle_state().unwrap_or_default()),
             }))
     }
 
@@ -159,7 +158,7 @@ impl AutoScaling for Client {
                 .filter_map(|i| {
                     Some((
                         i.instance_id()?.to_owned(),
-                        i.lifecycle_state()?.as_str().to_owned(),
+                        LifecycleState::parse(i.lifecycle_state()?.as_str()),
                     ))
                 })
                 .collect(),

@@ -31,7 +31,7 @@ impl Ec2 for Client {
             .find(|i| i.instance_id() == Some(instance_id))
             .and_then(|i| i.state())
             .and_then(|s| s.name())
-            .map(|n| Ec2State(n.as_str().to_owned())))
+            .map(|n| Ec2State::parse(n.as_str())))
     }
 
     async fn instances(&self, ids: &[String]) -> Result<Vec<Ec2Instance>, AwsError> {
@@ -81,7 +81,7 @@ impl Ec2 for Client {
                     state: i
                         .state()
                         .and_then(|s| s.name())
-                        .map(|n| n.as_str().to_owned()),
+                        .map(|n| Ec2State::parse(n.as_str())),
                 })
             })
             .collect())

@@ -5,8 +5,8 @@ use aws_sdk_ecs::types::{
 
 use super::aws_error;
 use crate::error::AwsError;
-use crate::model::{ContainerInstance, InstanceStatus, Scheduling, Service, Task};
-use crate::ports::{DesiredStatus, Ecs};
+use crate::model::{ContainerInstance, InstanceStatus, Scheduling, Service, Task, TaskStatus};
+use crate::ports::{DesiredStatus, Ecs, StopResult};
 
 /// ECS batch limits (see the API reference).
 const DESCRIBE_TASKS_MAX: usize = 100;
@@ -161,8 +161,8 @@ impl Ecs for Client {
             out.extend(resp.tasks().iter().filter_map(|t| {
                 Some(Task {
                     arn: t.task_arn()?.to_owned(),
-                    last_status: t.last_status().unwrap_or_default().to_owned(),
-                    desired_status: t.desired_status().unwrap_or_default().to_owned(),
+                    last_status: TaskStatus::parse(t.last_status().unwrap_or_default()),
+                    desired_status: TaskStatus::parse(t.desired_status().unwrap_or_default()),
                     started_by: t.started_by().map(str::to_owned),
                     group: t.group().map(str::to_owned),
                     container_instance_arn: t.container_instance_arn().map(str::to_owned),
@@ -199,15 +199,25 @@ impl Ecs for Client {
         Ok(out)
     }
 
-    async fn stop(&self, cluster: &str, arn: &str, reason: &str) -> Result<(), AwsError> {
-        self.stop_task()
+    async fn stop(&self, cluster: &str, arn: &str, reason: &str) -> Result<StopResult, AwsError> {
+        match self
+            .stop_task()
             .cluster(cluster)
             .task(arn)
             .reason(reason)
             .send()
             .await
-            .map(|_| ())
-            .map_err(|e| aws_error("ecs", "StopTask", &e))
+        {
+            Ok(_) => Ok(StopResult::Stopped),
+            Err(e) => {
+                let err = aws_error("ecs", "StopTask", &e);
+                if err.code.as_deref() == Some("InvalidParameterException") {
+                    Ok(StopResult::NotFound(err.message))
+                } else {
+                    Err(err)
+                }
+            }
+        }
     }
 
     async fn container_instances(&self, cluster: &str) -> Result<Vec<ContainerInstance>, AwsError> {

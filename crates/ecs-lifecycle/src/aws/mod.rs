@@ -11,9 +11,11 @@
 //! emulator.
 
 mod autoscaling;
+#[cfg(feature = "ec2")]
 mod ec2;
 mod ecs;
 mod sns;
+#[cfg(feature = "ssm")]
 mod ssm;
 
 use std::time::Duration;

@@ -3,7 +3,7 @@ use aws_sdk_ssm::types::CloudWatchOutputConfig;
 
 use super::aws_error;
 use crate::error::AwsError;
-use crate::model::{CommandInvocation, CommandSent};
+use crate::model::{CommandInvocation, CommandSent, CommandStatus};
 use crate::ports::Ssm;
 
 impl Ssm for Client {
@@ -67,10 +67,7 @@ impl Ssm for Client {
             .await
         {
             Ok(out) => Ok(Some(CommandInvocation {
-                status: out
-                    .status()
-                    .map(|s| s.as_str().to_owned())
-                    .unwrap_or_default(),
+                status: CommandStatus::parse(out.status().map_or("", |s| s.as_str())),
                 response_code: out.response_code(),
                 stdout: out.standard_output_content().unwrap_or_default().to_owned(),
                 stderr: out.standard_error_content().unwrap_or_default().to_owned(),

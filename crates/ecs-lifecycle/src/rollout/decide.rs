@@ -18,7 +18,7 @@
 
 use serde::Serialize;
 
-use crate::model::InstanceStatus;
+use crate::model::{InstanceStatus, LifecycleState, Refresh, RefreshStatus};
 
 /// Prefix of the launch template versions this tool creates.
 pub const VERSION_MARK: &str = "ecs-lifecycle ami-rollout:";
@@ -63,73 +63,6 @@ pub fn ami_from_parameter(value: &str) -> Result<String, String> {
     }
 }
 
-/// An instance refresh's status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum RefreshStatus {
-    Pending,
-    InProgress,
-    Successful,
-    Failed,
-    Cancelling,
-    Cancelled,
-    RollbackInProgress,
-    RollbackFailed,
-    RollbackSuccessful,
-    Baking,
-    Other(String),
-}
-
-impl RefreshStatus {
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "Pending" => Self::Pending,
-            "InProgress" => Self::InProgress,
-            "Successful" => Self::Successful,
-            "Failed" => Self::Failed,
-            "Cancelling" => Self::Cancelling,
-            "Cancelled" => Self::Cancelled,
-            "RollbackInProgress" => Self::RollbackInProgress,
-            "RollbackFailed" => Self::RollbackFailed,
-            "RollbackSuccessful" => Self::RollbackSuccessful,
-            "Baking" => Self::Baking,
-            other => Self::Other(other.to_owned()),
-        }
-    }
-
-    /// Auto Scaling refuses a new refresh while one is in these states.
-    pub fn is_active(&self) -> bool {
-        matches!(
-            self,
-            Self::Pending
-                | Self::InProgress
-                | Self::Cancelling
-                | Self::RollbackInProgress
-                | Self::Baking
-        )
-    }
-
-    /// Replacing instances towards its desired configuration (rollback possible).
-    fn is_rolling(&self) -> bool {
-        matches!(self, Self::Pending | Self::InProgress | Self::Baking)
-    }
-}
-
-/// One instance refresh, with what its desired launch template version says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Refresh {
-    pub id: String,
-    pub status: RefreshStatus,
-    pub status_reason: Option<String>,
-    pub started_ms: Option<u64>,
-    pub percentage: Option<i32>,
-    pub instances_to_update: Option<i32>,
-    /// The launch template version it moves the group to, if it has one.
-    pub desired_version: Option<i64>,
-    /// `(ami, from)` when that version is one of ours.
-    pub ours: Option<(String, i64)>,
-    pub rollback_reason: Option<String>,
-}
-
 /// The group's launch template as the group references it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TemplateRef {
@@ -165,8 +98,7 @@ impl TemplateRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Member {
     pub id: String,
-    /// Auto Scaling's lifecycle state (`InService`, `Pending:Wait`, ...).
-    pub lifecycle_state: String,
+    pub lifecycle_state: LifecycleState,
     pub ami: Option<String>,
     pub launched_ms: Option<u64>,
     /// The container instance's status and agent connection, if registered.
@@ -175,10 +107,7 @@ pub struct Member {
 
 impl Member {
     fn leaving(&self) -> bool {
-        self.lifecycle_state.starts_with("Terminating")
-            || self.lifecycle_state.starts_with("Warmed")
-            || self.lifecycle_state == "Detaching"
-            || self.lifecycle_state == "Detached"
+        self.lifecycle_state.is_leaving()
     }
 
     fn on(&self, ami: &str) -> bool {
@@ -588,7 +517,7 @@ fn orphan(
             Some((InstanceStatus::Active | InstanceStatus::Draining, _))
         );
         (m.on(ami)
-            && m.lifecycle_state == "InService"
+            && m.lifecycle_state == LifecycleState::InService
             && launched >= refresh_started_ms
             && now_ms.saturating_sub(launched) > limits.registration_timeout_ms
             && !joined)

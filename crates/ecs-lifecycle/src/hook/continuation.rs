@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::event::LifecycleAction;
+use crate::model::LifecycleAction;
 
 /// Marks a continuation among other messages on the same topic.
 pub const CONTINUATION_KIND: &str = "ecs-lifecycle.continuation";

@@ -5,9 +5,9 @@
 use serde::Serialize;
 
 use crate::config::StandalonePolicy;
-use crate::continuation::MAX_HOPS;
-use crate::model::{AsgInstance, ContainerInstance, InstanceStatus, Task};
-use crate::pacing::pace;
+use crate::hook::continuation::MAX_HOPS;
+use crate::hook::pacing::pace;
+use crate::model::{AsgInstance, ContainerInstance, InstanceStatus, LifecycleState, Task};
 
 /// Who owns a task on the instance, which decides how the drain treats it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,7 +72,9 @@ pub struct Clocks {
 pub enum StopReason {
     /// No group has the instance, or it is not in `Terminating:Wait`: someone else
     /// completed the action, it expired, or it never existed. Nothing to complete.
-    NotWaiting { lifecycle_state: Option<String> },
+    NotWaiting {
+        lifecycle_state: Option<LifecycleState>,
+    },
 }
 
 /// Why the action is completed with CONTINUE.
@@ -293,7 +295,8 @@ fn status_name(s: &InstanceStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{RUNNING, STOPPED};
+    const RUNNING: &str = "RUNNING";
+    const STOPPED: &str = "STOPPED";
 
     const NOW: u64 = 1_000_000;
 
@@ -389,7 +392,7 @@ mod tests {
             assert_eq!(
                 step(&o, &p, &clocks()),
                 Step::Stop(StopReason::NotWaiting {
-                    lifecycle_state: state.map(str::to_owned)
+                    lifecycle_state: state.map(LifecycleState::from)
                 }),
                 "{state:?}"
             );

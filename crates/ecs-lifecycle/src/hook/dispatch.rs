@@ -11,9 +11,11 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tracing::{error, info};
 
-use crate::continuation::Continuation;
 use crate::error::{Error, EventError};
-use crate::event::{LifecycleAction, Message, Record, Source, parse_event};
+use crate::hook::continuation::Continuation;
+use crate::hook::event::{Message, Record, Source, parse_event};
+use crate::hook::runtime::{HookWorkflow, execute};
+use crate::model::LifecycleAction;
 
 /// One unit of work for a workflow, from one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,34 +32,33 @@ pub enum Work {
     },
 }
 
-/// A function's workflow over one record.
-pub trait Workflow: Sync {
-    /// The function's name; continuations carry it.
-    const NAME: &'static str;
-
-    /// Runs one unit of work; the value is the record's outcome (an object with
-    /// an `outcome` key).
-    fn run(
-        &self,
-        work: Work,
-        reply_topic: Option<String>,
-        deadline_ms: u64,
-    ) -> impl Future<Output = Result<Value, Error>> + Send;
-}
-
-/// Handles one Lambda event for a workflow.
-pub async fn handle_event<W: Workflow>(
+/// Handles one Lambda event for a hook workflow.
+pub async fn handle_event<W: HookWorkflow>(
     workflow: &W,
     event: &Value,
     deadline_ms: u64,
 ) -> Result<Value, Error> {
+    answer::<W, _, _>(event, |work, reply_topic| {
+        execute(workflow, work, reply_topic, deadline_ms)
+    })
+    .await
+}
+
+/// Splits an event into records, answers what needs no workflow (test
+/// notifications, unreadable records, continuations addressed to another
+/// function) and hands each unit of work to `run`, all records concurrently.
+/// `run` is called only for real work, so a workflow built lazily is never built
+/// for a test notification.
+pub async fn answer<W, F, Fut>(event: &Value, run: F) -> Result<Value, Error>
+where
+    W: HookWorkflow,
+    F: Fn(Work, Option<String>) -> Fut,
+    Fut: Future<Output = Result<Value, Error>>,
+{
     let records = parse_event(event).inspect_err(|e| error!(error = %e, "rejected event"))?;
-    let results = futures_util::future::join_all(
-        records
-            .iter()
-            .map(|r| handle_record(workflow, r, deadline_ms)),
-    )
-    .await;
+    let results =
+        futures_util::future::join_all(records.iter().map(|r| handle_record::<W, _, _>(r, &run)))
+            .await;
 
     let is_sqs = records
         .iter()
@@ -82,11 +83,12 @@ pub async fn handle_event<W: Workflow>(
     }
 }
 
-async fn handle_record<W: Workflow>(
-    workflow: &W,
-    record: &Record,
-    deadline_ms: u64,
-) -> Result<Value, Error> {
+async fn handle_record<W, F, Fut>(record: &Record, run: &F) -> Result<Value, Error>
+where
+    W: HookWorkflow,
+    F: Fn(Work, Option<String>) -> Fut,
+    Fut: Future<Output = Result<Value, Error>>,
+{
     let reply_topic = record.source.topic_arn().map(str::to_owned);
     let work = match &record.message {
         Err(e) => {
@@ -120,7 +122,7 @@ async fn handle_record<W: Workflow>(
             time: time.clone(),
         },
     };
-    workflow.run(work, reply_topic, deadline_ms).await
+    run(work, reply_topic).await
 }
 
 /// The outcome of a record that was acknowledged and dropped.

@@ -3,10 +3,12 @@
 
 use serde::Serialize;
 
-use crate::continuation::MAX_HOPS;
-use crate::diagnosis::Findings;
-use crate::model::{ActionResult, AsgInstance, ContainerInstance, Ec2State, InstanceStatus};
-use crate::pacing::pace;
+use crate::hook::continuation::MAX_HOPS;
+use crate::hook::pacing::pace;
+use crate::launch::diagnosis::Findings;
+use crate::model::{
+    ActionResult, AsgInstance, ContainerInstance, Ec2State, InstanceStatus, LifecycleState,
+};
 
 /// Whether a lifecycle hook waits on the verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -68,11 +70,15 @@ pub struct Clocks {
 pub enum StopReason {
     /// Hook mode: the instance is no longer in `Pending:Wait` (completed
     /// elsewhere, expired, or not in a group).
-    NotWaiting { lifecycle_state: Option<String> },
+    NotWaiting {
+        lifecycle_state: Option<LifecycleState>,
+    },
     /// The instance is terminated, stopping, or unknown to EC2: nothing to verify.
-    InstanceGone { ec2_state: Option<String> },
+    InstanceGone { ec2_state: Option<Ec2State> },
     /// No-hook mode: the instance left its group or is leaving it.
-    LeftGroup { lifecycle_state: Option<String> },
+    LeftGroup {
+        lifecycle_state: Option<LifecycleState>,
+    },
 }
 
 /// The verdict on a launch.
@@ -171,23 +177,24 @@ pub fn decide(o: &Observed, p: &Policy, c: &Clocks) -> Decision {
         && (o.warm_pool
             || o.asg_instance
                 .as_ref()
-                .is_some_and(|i| i.lifecycle_state.starts_with("Warmed:")))
+                .is_some_and(|i| i.lifecycle_state.is_warmed()))
     {
         return with(conclude(Verdict::WarmPool, false));
     }
     if hook
         && o.asg_instance
             .as_ref()
-            .is_none_or(|i| i.lifecycle_state != "Pending:Wait")
+            .is_none_or(|i| i.lifecycle_state != LifecycleState::PendingWait)
     {
         return with(Step::Stop(StopReason::NotWaiting {
             lifecycle_state: lifecycle_state(),
         }));
     }
-    let leaving = |i: &AsgInstance| {
-        i.lifecycle_state.starts_with("Terminating") || i.lifecycle_state.starts_with("Detach")
-    };
-    if !hook && o.asg_instance.as_ref().is_none_or(leaving) {
+    if !hook
+        && o.asg_instance
+            .as_ref()
+            .is_none_or(|i| i.lifecycle_state.is_leaving())
+    {
         return with(Step::Stop(StopReason::LeftGroup {
             lifecycle_state: lifecycle_state(),
         }));
@@ -196,7 +203,7 @@ pub fn decide(o: &Observed, p: &Policy, c: &Clocks) -> Decision {
         Some(s) if s.is_running() || s.is_pending() => {}
         other => {
             return with(Step::Stop(StopReason::InstanceGone {
-                ec2_state: other.as_ref().map(|s| s.0.clone()),
+                ec2_state: other.clone(),
             }));
         }
     }
@@ -328,7 +335,7 @@ mod tests {
                 asg: "g".into(),
                 lifecycle_state: state.into(),
             }),
-            ec2_state: Some(Ec2State(ec2.into())),
+            ec2_state: Some(Ec2State::parse(ec2)),
             container_instance: ci.map(|(status, agent_connected)| ContainerInstance {
                 cluster: "prod".into(),
                 arn: "ci-1".into(),

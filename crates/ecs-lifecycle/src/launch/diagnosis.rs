@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::CommandInvocation;
+use crate::model::{CommandInvocation, CommandStatus};
 
 pub const SCHEMA: &str = "ecs-orphan-diagnostic/1";
 
@@ -96,7 +96,7 @@ impl Findings {
         let base = |outcome: &str, problems: Vec<String>, registered| Findings {
             outcome: outcome.into(),
             problems,
-            ssm_status: Some(inv.status.clone()),
+            ssm_status: Some(inv.status.to_string()),
             exit_code: Some(inv.response_code),
             registered_on_host: registered,
         };
@@ -110,7 +110,7 @@ impl Findings {
                     .collect();
                 base("completed", problems, Some(r.registered))
             }
-            None if inv.status == "Success" || inv.status == "Failed" => {
+            None if matches!(inv.status, CommandStatus::Success | CommandStatus::Failed) => {
                 let head: String = inv.stdout.chars().take(300).collect();
                 let err: String = inv.stderr.chars().take(300).collect();
                 base(

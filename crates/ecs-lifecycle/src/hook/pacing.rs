@@ -84,7 +84,7 @@ pub fn pace(
 /// computes the timing of `action`.
 pub async fn load_hook_timing<A: crate::ports::AutoScaling>(
     autoscaling: &A,
-    action: &crate::event::LifecycleAction,
+    action: &crate::model::LifecycleAction,
     started_at_ms: u64,
     max_ms: u64,
     poll_ms: u64,

@@ -4,9 +4,9 @@
 use serde::Serialize;
 use tracing::info;
 
-use crate::continuation::Continuation;
-use crate::dispatch::Job;
 use crate::error::{Error, EventError};
+use crate::hook::continuation::Continuation;
+use crate::hook::dispatch::Job;
 use crate::ports::Publisher;
 
 /// Where the continuation went.

@@ -11,116 +11,16 @@
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sns::SnsEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::continuation::{CONTINUATION_KIND, Continuation};
 use crate::error::EventError;
+use crate::hook::continuation::{CONTINUATION_KIND, Continuation};
+use crate::model::{LifecycleAction, is_instance_id};
 
 pub const TEST_NOTIFICATION: &str = "autoscaling:TEST_NOTIFICATION";
 pub const TERMINATE_DETAIL_TYPE: &str = "EC2 Instance-terminate Lifecycle Action";
 pub const LAUNCH_DETAIL_TYPE: &str = "EC2 Instance-launch Lifecycle Action";
 pub const LAUNCH_SUCCESSFUL_DETAIL_TYPE: &str = "EC2 Instance Launch Successful";
-
-/// The lifecycle transition an action is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Transition {
-    #[serde(rename = "autoscaling:EC2_INSTANCE_LAUNCHING")]
-    Launching,
-    #[serde(rename = "autoscaling:EC2_INSTANCE_TERMINATING")]
-    Terminating,
-}
-
-impl Transition {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transition::Launching => "autoscaling:EC2_INSTANCE_LAUNCHING",
-            Transition::Terminating => "autoscaling:EC2_INSTANCE_TERMINATING",
-        }
-    }
-}
-
-/// A lifecycle action as Auto Scaling announces it (the keys are Auto Scaling's).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LifecycleAction {
-    #[serde(rename = "AutoScalingGroupName")]
-    pub asg: String,
-    #[serde(rename = "LifecycleHookName")]
-    pub hook: String,
-    #[serde(rename = "EC2InstanceId")]
-    pub instance_id: String,
-    #[serde(rename = "LifecycleTransition")]
-    pub transition: Transition,
-    /// Absent when the action is addressed by instance id only.
-    #[serde(
-        rename = "LifecycleActionToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub token: Option<String>,
-    /// When Auto Scaling started the action (RFC 3339): the hook's global timeout
-    /// counts from here.
-    #[serde(rename = "Time", default, skip_serializing_if = "Option::is_none")]
-    pub time: Option<String>,
-    #[serde(
-        rename = "NotificationMetadata",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub metadata: Option<String>,
-    /// `EC2`, `AutoScalingGroup` or `WarmPool` (EventBridge and newer SNS messages).
-    #[serde(rename = "Origin", default, skip_serializing_if = "Option::is_none")]
-    pub origin: Option<String>,
-    #[serde(
-        rename = "Destination",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub destination: Option<String>,
-    #[serde(rename = "AccountId", default, skip_serializing_if = "Option::is_none")]
-    pub account_id: Option<String>,
-}
-
-impl LifecycleAction {
-    /// The start time in epoch milliseconds, if the message carried a valid one.
-    pub fn started_at_ms(&self) -> Option<u64> {
-        let t = self.time.as_deref()?;
-        let dt =
-            aws_smithy_types::DateTime::from_str(t, aws_smithy_types::date_time::Format::DateTime)
-                .ok()?;
-        u64::try_from(dt.to_millis().ok()?).ok()
-    }
-
-    fn validate(self, context: &str) -> Result<Self, EventError> {
-        let field_err =
-            |field: &str, why: &str| EventError::new(context, format!("field {field} {why}"));
-        if self.asg.trim().is_empty() {
-            return Err(field_err("AutoScalingGroupName", "is empty"));
-        }
-        if self.hook.trim().is_empty() {
-            return Err(field_err("LifecycleHookName", "is empty"));
-        }
-        if !is_instance_id(&self.instance_id) {
-            return Err(field_err(
-                "EC2InstanceId",
-                &format!("is not an EC2 instance id: {:?}", self.instance_id),
-            ));
-        }
-        if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-            return Err(field_err("LifecycleActionToken", "is empty"));
-        }
-        Ok(self)
-    }
-}
-
-/// `i-` followed by 8 or 17 lowercase hex digits.
-pub fn is_instance_id(s: &str) -> bool {
-    s.strip_prefix("i-").is_some_and(|h| {
-        (h.len() == 8 || h.len() == 17)
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
 
 /// How a message reached the function; decides where a continuation goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -400,25 +300,26 @@ fn json_kind(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Transition;
     use serde_json::json;
 
     fn fixture(name: &str) -> Value {
         let text = match name {
-            "sns-terminate" => include_str!("../fixtures/sns-terminate.json"),
-            "sns-launch" => include_str!("../fixtures/sns-launch.json"),
-            "sns-test-notification" => include_str!("../fixtures/sns-test-notification.json"),
-            "sns-continuation" => include_str!("../fixtures/sns-continuation.json"),
-            "eventbridge-terminate" => include_str!("../fixtures/eventbridge-terminate.json"),
+            "sns-terminate" => include_str!("../../fixtures/sns-terminate.json"),
+            "sns-launch" => include_str!("../../fixtures/sns-launch.json"),
+            "sns-test-notification" => include_str!("../../fixtures/sns-test-notification.json"),
+            "sns-continuation" => include_str!("../../fixtures/sns-continuation.json"),
+            "eventbridge-terminate" => include_str!("../../fixtures/eventbridge-terminate.json"),
             "eventbridge-launch-successful" => {
-                include_str!("../fixtures/eventbridge-launch-successful.json")
+                include_str!("../../fixtures/eventbridge-launch-successful.json")
             }
-            "sqs-terminate" => include_str!("../fixtures/sqs-terminate.json"),
-            "sqs-batch-mixed" => include_str!("../fixtures/sqs-batch-mixed.json"),
+            "sqs-terminate" => include_str!("../../fixtures/sqs-terminate.json"),
+            "sqs-batch-mixed" => include_str!("../../fixtures/sqs-batch-mixed.json"),
             "eventbridge-launch-warm-pool" => {
-                include_str!("../fixtures/eventbridge-launch-warm-pool.json")
+                include_str!("../../fixtures/eventbridge-launch-warm-pool.json")
             }
             "sns-continuation-launch-verify" => {
-                include_str!("../fixtures/sns-continuation-launch-verify.json")
+                include_str!("../../fixtures/sns-continuation-launch-verify.json")
             }
             other => panic!("no fixture {other}"),
         };

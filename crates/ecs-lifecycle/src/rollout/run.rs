@@ -15,14 +15,15 @@ use serde_json::{Value, json};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::RolloutConfig;
-use crate::error::{Error, EventError};
-use crate::model::{InstanceStatus, RefreshPreferences, TemplateVersion};
+use crate::error::Error;
+use crate::model::Refresh;
+use crate::model::{InstanceStatus, RefreshPreferences};
 use crate::ports::{AutoScaling, Ec2, Ecs, Ssm};
-use crate::rollout::{
-    ClusterView, GroupView, Intent, Limits, Member, Outcome, Phase, Refresh, Step, TemplateRef,
-    UNSTEADY_TAG, ami_from_parameter, decide, is_ami_id, max_healthy_percentage,
-    parse_version_description, replaced, target_for, version_description,
+use crate::rollout::decide::{
+    ClusterView, GroupView, Intent, Limits, Outcome, Phase, Step, UNSTEADY_TAG, ami_from_parameter,
+    decide, max_healthy_percentage, replaced, version_description,
 };
+use crate::rollout::trigger::{Trigger, parse_trigger};
 use crate::time::{Clock, millis};
 
 /// The `alarm` field of the line logged when a rollout is rolled back (the SAM
@@ -34,127 +35,6 @@ const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 
 /// Passes without sleeping in a row (after a step that changed something).
 const MAX_QUICK_PASSES: u32 = 5;
-
-/// What an event asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trigger {
-    Run {
-        intent: Intent,
-        /// An AMI given by hand instead of the parameter's.
-        ami: Option<String>,
-    },
-    /// Acknowledged, nothing to do (why).
-    Ignore(String),
-}
-
-/// Reads an event: the EventBridge `Parameter Store Change` of the AMI
-/// parameter, an EventBridge `Scheduled Event`, or `{"action": ...}` (`start`
-/// with optional `ami_id` and `force`, `watch`, `status`, `rollback` with
-/// optional `reason`).
-pub fn parse_trigger(event: &Value, parameter: &str) -> Result<Trigger, EventError> {
-    let Some(obj) = event.as_object() else {
-        return Err(EventError::new("event", "is not a JSON object"));
-    };
-    if let Some(detail_type) = obj.get("detail-type") {
-        let detail_type = detail_type.as_str().unwrap_or_default();
-        return match detail_type {
-            "Parameter Store Change" => {
-                let detail = obj
-                    .get("detail")
-                    .ok_or_else(|| EventError::new("detail", "is missing"))?;
-                let name = detail
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| EventError::new("detail.name", "is missing"))?;
-                let operation = detail
-                    .get("operation")
-                    .and_then(Value::as_str)
-                    .unwrap_or("Update");
-                if name != parameter {
-                    Ok(Trigger::Ignore(format!(
-                        "parameter {name} is not AMI_PARAMETER_NAME ({parameter})"
-                    )))
-                } else if operation == "Delete" {
-                    Ok(Trigger::Ignore(format!("parameter {name} was deleted")))
-                } else {
-                    Ok(Trigger::Run {
-                        intent: Intent::Start { force: false },
-                        ami: None,
-                    })
-                }
-            }
-            "Scheduled Event" => Ok(Trigger::Run {
-                intent: Intent::Watch,
-                ami: None,
-            }),
-            other => Err(EventError::new(
-                "detail-type",
-                format!(
-                    "is {other:?}; ami-rollout takes \"Parameter Store Change\" or \"Scheduled Event\""
-                ),
-            )),
-        };
-    }
-    let action = obj
-        .get("action")
-        .ok_or_else(|| {
-            EventError::new(
-                "action",
-                "is missing (expected an EventBridge event or {\"action\": \"start\" | \"watch\" | \"status\" | \"rollback\"})",
-            )
-        })?
-        .as_str()
-        .ok_or_else(|| EventError::new("action", "is not a string"))?;
-    let flag = |key: &str| -> Result<bool, EventError> {
-        match obj.get(key) {
-            None | Some(Value::Null) => Ok(false),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(_) => Err(EventError::new(key, "is not true or false")),
-        }
-    };
-    match action {
-        "start" => {
-            let ami = match obj.get("ami_id") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(id)) if is_ami_id(id) => Some(id.clone()),
-                Some(other) => {
-                    return Err(EventError::new(
-                        "ami_id",
-                        format!("{other} is not an AMI id (ami- and 8 or 17 hex digits)"),
-                    ));
-                }
-            };
-            Ok(Trigger::Run {
-                intent: Intent::Start {
-                    force: flag("force")?,
-                },
-                ami,
-            })
-        }
-        "watch" => Ok(Trigger::Run {
-            intent: Intent::Watch,
-            ami: None,
-        }),
-        "status" => Ok(Trigger::Run {
-            intent: Intent::Status,
-            ami: None,
-        }),
-        "rollback" => Ok(Trigger::Run {
-            intent: Intent::Rollback {
-                reason: match obj.get("reason") {
-                    None | Some(Value::Null) => "manual rollback".to_owned(),
-                    Some(Value::String(s)) => s.clone(),
-                    Some(_) => return Err(EventError::new("reason", "is not a string")),
-                },
-            },
-            ami: None,
-        }),
-        other => Err(EventError::new(
-            "action",
-            format!("is {other:?}; expected start, watch, status or rollback"),
-        )),
-    }
-}
 
 /// One group's look and decision, as reported.
 #[derive(Debug, Clone)]
@@ -189,11 +69,11 @@ impl GroupReport {
 /// The ami-rollout workflow.
 #[derive(Debug)]
 pub struct Roller<A, C, E, S> {
-    autoscaling: A,
-    ec2: C,
-    ecs: E,
-    ssm: S,
-    config: RolloutConfig,
+    pub(super) autoscaling: A,
+    pub(super) ec2: C,
+    pub(super) ecs: E,
+    pub(super) ssm: S,
+    pub(super) config: RolloutConfig,
 }
 
 impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
@@ -387,143 +267,6 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
         }
     }
 
-    /// Everything [`decide`] needs about one group, and its target AMI.
-    async fn observe(
-        &self,
-        name: &str,
-        intent: &Intent,
-        requested: &str,
-        registered: &HashMap<String, (InstanceStatus, bool)>,
-    ) -> Result<(GroupView, String), Error> {
-        let Some(group) = self.autoscaling.group(name).await? else {
-            let view = GroupView {
-                name: name.to_owned(),
-                desired_capacity: 0,
-                template: Err("no Auto Scaling group has this name".into()),
-                prepared: None,
-                members: vec![],
-                refreshes: vec![],
-                refused_launches: vec![],
-                unsteady_since_ms: None,
-            };
-            return Ok((view, requested.to_owned()));
-        };
-        let unsteady_since_ms = group
-            .tags
-            .iter()
-            .find(|(k, _)| k == UNSTEADY_TAG)
-            .and_then(|(_, v)| v.parse().ok());
-        let mut refreshes = self.autoscaling.refreshes(name).await?;
-
-        let template = match &group.template {
-            Err(why) => Err(why.clone()),
-            Ok(spec) => {
-                // The group's version and every version a refresh went to, in
-                // one call.
-                let mut wanted = vec![spec.version.clone()];
-                wanted.extend(
-                    refreshes
-                        .iter()
-                        .filter_map(|r| r.desired_version)
-                        .map(|v| v.to_string()),
-                );
-                wanted.sort();
-                wanted.dedup();
-                let versions = self.ec2.template_versions(&spec.id, &wanted).await?;
-                for r in &mut refreshes {
-                    r.ours = r
-                        .desired_version
-                        .and_then(|n| versions.iter().find(|v| v.number == n))
-                        .and_then(|v| v.description.as_deref())
-                        .and_then(parse_version_description);
-                }
-                let current = match spec.version.as_str() {
-                    "$Latest" => versions.iter().max_by_key(|v| v.number),
-                    "$Default" => versions.iter().find(|v| v.is_default),
-                    n => n
-                        .parse::<i64>()
-                        .ok()
-                        .and_then(|n| versions.iter().find(|v| v.number == n)),
-                };
-                match current {
-                    Some(v) => Ok(TemplateRef {
-                        id: spec.id.clone(),
-                        version: spec.version.clone(),
-                        number: v.number,
-                        ami: v.image_id.clone(),
-                        ours: v.description.as_deref().and_then(parse_version_description),
-                    }),
-                    None => Err(format!(
-                        "its launch template {} has no version {}",
-                        spec.id, spec.version
-                    )),
-                }
-            }
-        };
-
-        let ids: Vec<String> = group.instances.iter().map(|(id, _)| id.clone()).collect();
-        let ec2: HashMap<String, _> = self
-            .ec2
-            .instances(&ids)
-            .await?
-            .into_iter()
-            .map(|i| (i.id.clone(), i))
-            .collect();
-        let members = group
-            .instances
-            .iter()
-            .map(|(id, state)| Member {
-                id: id.clone(),
-                lifecycle_state: state.clone(),
-                ami: ec2.get(id).and_then(|i| i.image_id.clone()),
-                launched_ms: ec2.get(id).and_then(|i| i.launched_ms),
-                ecs: registered.get(id).cloned(),
-            })
-            .collect();
-
-        let mut view = GroupView {
-            name: name.to_owned(),
-            desired_capacity: group.desired_capacity,
-            template,
-            prepared: None,
-            members,
-            refreshes,
-            refused_launches: vec![],
-            unsteady_since_ms,
-        };
-        let target = target_for(&view, intent, requested).to_owned();
-
-        if let Ok(template) = &view.template {
-            let newest = view.refreshes.first();
-            if newest.is_some_and(|r| r.status.is_active()) {
-                // Launches a hook refused while our refresh runs.
-                if let Some(r) = newest.filter(|r| r.ours.is_some()) {
-                    view.refused_launches = self
-                        .autoscaling
-                        .refused_launches(name, r.started_ms.unwrap_or(0))
-                        .await?;
-                }
-            } else {
-                // Our version for the target made from where a rollout starts,
-                // if a start already made it.
-                let from = template.rollout_source();
-                let newer: Vec<TemplateVersion> =
-                    self.ec2.template_versions_after(&template.id, from).await?;
-                view.prepared = newer
-                    .iter()
-                    .filter(|v| {
-                        v.description
-                            .as_deref()
-                            .and_then(parse_version_description)
-                            .is_some_and(|(ami, f)| ami == target && f == from)
-                    })
-                    .map(|v| v.number)
-                    .max();
-            }
-        }
-        Ok((view, target))
-    }
-
     /// Takes the step; returns whether the next look should come at once.
     async fn act(&self, report: &GroupReport) -> Result<bool, Error> {
         let view = &report.view;
@@ -676,106 +419,5 @@ fn log_step(report: &GroupReport, acting: bool) {
             mode,
             "rollout step"
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const PARAM: &str = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended";
-
-    #[test]
-    fn parameter_store_change_of_our_parameter_starts() {
-        let event = json!({
-            "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
-            "detail-type": "Parameter Store Change", "source": "aws.ssm",
-            "account": "123456789012", "time": "2026-11-20T12:00:00Z", "region": "us-east-1",
-            "resources": ["arn:aws:ssm:us-east-1::parameter/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended"],
-            "detail": { "name": PARAM, "type": "String", "operation": "Update" }
-        });
-        assert_eq!(
-            parse_trigger(&event, PARAM).unwrap(),
-            Trigger::Run {
-                intent: Intent::Start { force: false },
-                ami: None
-            }
-        );
-        assert!(matches!(
-            parse_trigger(&event, "/other").unwrap(),
-            Trigger::Ignore(_)
-        ));
-        let mut deleted = event.clone();
-        deleted["detail"]["operation"] = json!("Delete");
-        assert!(matches!(
-            parse_trigger(&deleted, PARAM).unwrap(),
-            Trigger::Ignore(_)
-        ));
-        let mut nameless = event;
-        nameless["detail"] = json!({});
-        assert_eq!(
-            parse_trigger(&nameless, PARAM).unwrap_err().context,
-            "detail.name"
-        );
-    }
-
-    #[test]
-    fn manual_actions() {
-        let t = |v: Value| parse_trigger(&v, PARAM);
-        assert_eq!(
-            t(json!({"action": "start", "ami_id": "ami-0123456789abcdef0", "force": true}))
-                .unwrap(),
-            Trigger::Run {
-                intent: Intent::Start { force: true },
-                ami: Some("ami-0123456789abcdef0".into())
-            }
-        );
-        assert_eq!(
-            t(json!({"action": "watch"})).unwrap(),
-            Trigger::Run {
-                intent: Intent::Watch,
-                ami: None
-            }
-        );
-        assert_eq!(
-            t(json!({"action": "status"})).unwrap(),
-            Trigger::Run {
-                intent: Intent::Status,
-                ami: None
-            }
-        );
-        assert_eq!(
-            t(json!({"action": "rollback", "reason": "p99 latency"})).unwrap(),
-            Trigger::Run {
-                intent: Intent::Rollback {
-                    reason: "p99 latency".into()
-                },
-                ami: None
-            }
-        );
-        assert_eq!(
-            t(json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}))
-                .unwrap(),
-            Trigger::Run {
-                intent: Intent::Watch,
-                ami: None
-            }
-        );
-    }
-
-    #[test]
-    fn bad_input_names_the_field() {
-        let t = |v: Value| parse_trigger(&v, PARAM).unwrap_err().context;
-        assert_eq!(t(json!([1])), "event");
-        assert_eq!(t(json!({})), "action");
-        assert_eq!(t(json!({"action": 3})), "action");
-        assert_eq!(t(json!({"action": "deploy"})), "action");
-        assert_eq!(t(json!({"action": "start", "ami_id": "ubuntu"})), "ami_id");
-        assert_eq!(t(json!({"action": "start", "force": "yes"})), "force");
-        assert_eq!(t(json!({"action": "rollback", "reason": 1})), "reason");
-        assert_eq!(
-            t(json!({"detail-type": "EC2 Instance State-change Notification"})),
-            "detail-type"
-        );
     }
 }

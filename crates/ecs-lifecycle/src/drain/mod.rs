@@ -1,0 +1,12 @@
+//! terminate-drain: before Auto Scaling terminates an instance, set its container
+//! instance DRAINING, wait until its tasks have really stopped, then complete the
+//! terminate lifecycle action once.
+//!
+//! [`decide`] is the pure decision, [`observe`] what one poll looks at, [`run`]
+//! the workflow the hook runtime ([`crate::hook::runtime`]) carries out.
+
+pub mod decide;
+pub mod observe;
+pub mod run;
+
+pub use run::{DrainMemo, Drainer, FUNCTION_NAME};

@@ -1,0 +1,360 @@
+//! terminate-drain as a hook workflow: which work it takes, how it plans an
+//! invocation (the drain deadline, the hook's heartbeat cadence), and its own
+//! steps (set DRAINING, stop the tasks the scheduler will not stop). The hook
+//! runtime ([`crate::hook::runtime`]) holds the action around them.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::{Span, info, info_span, warn};
+
+use crate::config::{CommonConfig, DrainConfig};
+use crate::drain::decide::{
+    Clocks, Completion, Decision, Observed, Policy, Step, StopReason, decide,
+};
+use crate::drain::observe::Scratch;
+use crate::error::{Error, EventError};
+use crate::hook::dispatch::{Job, Work, handle_event, ignored};
+use crate::hook::pacing::load_hook_timing;
+use crate::hook::runtime::{
+    Accept, DEFAULT_HANDOFF_MARGIN, Flow, HookClocks, HookWorkflow, Next, NoFinish, Prepared,
+};
+use crate::model::{ActionResult, Transition};
+use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
+use crate::time::millis;
+
+pub const FUNCTION_NAME: &str = "terminate-drain";
+
+/// Memo carried in a continuation: hints that save lookups, never trusted blindly.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainMemo {
+    #[serde(default)]
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub container_instance_arn: Option<String>,
+    /// Services that had tasks on the instance (for the stability check).
+    #[serde(default)]
+    pub services: BTreeSet<String>,
+}
+
+/// Why the action was completed (the `reason` of a `completed` outcome).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Completed {
+    pub reason: Completion,
+}
+
+/// One invocation's plan.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub policy: Policy,
+    /// MAX_DRAIN_SECONDS after the drain started, capped by the hook's global timeout.
+    pub drain_deadline_ms: u64,
+}
+
+/// The drain's own steps.
+#[derive(Debug)]
+pub enum Own {
+    SetDraining,
+    StopTasks {
+        arns: Vec<String>,
+        why: crate::drain::decide::StopWhy,
+    },
+}
+
+/// The terminate-drain workflow over any ECS, Auto Scaling and SNS implementation.
+#[derive(Debug)]
+pub struct Drainer<E, A, P> {
+    pub(super) ecs: E,
+    pub(super) autoscaling: A,
+    publisher: P,
+    pub(super) config: DrainConfig,
+    handoff_margin: Duration,
+}
+
+impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
+    pub fn new(ecs: E, autoscaling: A, publisher: P, config: DrainConfig) -> Self {
+        Drainer {
+            ecs,
+            autoscaling,
+            publisher,
+            config,
+            handoff_margin: DEFAULT_HANDOFF_MARGIN,
+        }
+    }
+
+    /// Time kept before the invocation deadline to hand off (default 10 s).
+    pub fn with_handoff_margin(mut self, margin: Duration) -> Self {
+        self.handoff_margin = margin;
+        self
+    }
+
+    pub fn config(&self) -> &DrainConfig {
+        &self.config
+    }
+
+    /// Handles one Lambda event (see [`crate::hook::dispatch::handle_event`]).
+    pub async fn handle(&self, event: &Value, deadline_ms: u64) -> Result<Value, Error> {
+        handle_event(self, event, deadline_ms).await
+    }
+}
+
+impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
+    const NAME: &'static str = FUNCTION_NAME;
+    const WORK: &'static str = "drain";
+
+    type AutoScaling = A;
+    type Publisher = P;
+    type Memo = DrainMemo;
+    type Plan = Plan;
+    type Scratch = Scratch;
+    type Observed = Observed;
+    type Decision = Decision;
+    type Own = Own;
+    type Completed = Completed;
+    type Stopped = StopReason;
+    type Finished = NoFinish;
+
+    fn autoscaling(&self) -> &A {
+        &self.autoscaling
+    }
+
+    fn publisher(&self) -> &P {
+        &self.publisher
+    }
+
+    fn common(&self) -> &CommonConfig {
+        &self.config.common
+    }
+
+    fn handoff_margin(&self) -> Duration {
+        self.handoff_margin
+    }
+
+    fn accept(&self, work: Work, reply_topic: Option<String>) -> Result<Accept<DrainMemo>, Error> {
+        Ok(match work {
+            Work::LaunchSuccessful {
+                asg, instance_id, ..
+            } => {
+                warn!(%asg, %instance_id, "skipped an EC2 Instance Launch Successful event: terminate-drain handles terminate actions only");
+                Accept::Ignored(ignored("launch event"))
+            }
+            Work::Action(action) if action.transition == Transition::Launching => {
+                warn!(asg = %action.asg, hook = %action.hook, instance_id = %action.instance_id, "skipped a launch lifecycle action: terminate-drain handles terminate actions only; check the hook's notification target");
+                Accept::Ignored(ignored("launch transition"))
+            }
+            Work::Action(action) => Accept::Job(Box::new(Job::fresh(action, reply_topic))),
+            Work::Resume(c) => Accept::Job(Box::new(Job::resume(c, reply_topic)?)),
+        })
+    }
+
+    fn span(&self, job: &Job<DrainMemo>) -> Span {
+        info_span!(
+            "drain",
+            asg = %job.action.asg,
+            hook = %job.action.hook,
+            instance_id = %job.action.instance_id,
+            attempt = job.attempt,
+            cluster = tracing::field::Empty,
+            container_instance = tracing::field::Empty,
+        )
+    }
+
+    async fn prepare(
+        &self,
+        job: &Job<DrainMemo>,
+        started_at_ms: u64,
+    ) -> Result<Prepared<Plan>, Error> {
+        let cfg = &self.config;
+        let poll_ms = millis(cfg.common.poll_interval);
+        let timing = load_hook_timing(
+            &self.autoscaling,
+            &job.action,
+            started_at_ms,
+            millis(cfg.max_drain),
+            poll_ms,
+        )
+        .await?;
+        Ok(Prepared {
+            plan: Plan {
+                policy: Policy {
+                    standalone: cfg.standalone,
+                    service_stability: cfg.service_stability,
+                    poll_interval_ms: poll_ms,
+                    handoff_margin_ms: millis(self.handoff_margin),
+                },
+                drain_deadline_ms: timing.deadline_ms,
+            },
+            heartbeat_every_ms: timing.heartbeat_every_ms,
+            heartbeat_base_ms: timing.action_start_ms,
+        })
+    }
+
+    async fn observe(
+        &self,
+        job: &mut Job<DrainMemo>,
+        scratch: &mut Scratch,
+        _plan: &Plan,
+    ) -> Result<Observed, Error> {
+        let instance_id = job.action.instance_id.clone();
+        self.look(&mut job.memo, scratch, &instance_id).await
+    }
+
+    fn decide(&self, observed: &Observed, plan: &Plan, c: &HookClocks) -> Decision {
+        let clocks = Clocks {
+            now_ms: c.now_ms,
+            drain_deadline_ms: plan.drain_deadline_ms,
+            invocation_deadline_ms: c.invocation_deadline_ms,
+            heartbeat_base_ms: c.heartbeat_base_ms,
+            heartbeat_every_ms: c.heartbeat_every_ms,
+            attempt: c.attempt,
+        };
+        decide(observed, &plan.policy, &clocks)
+    }
+
+    fn log_decision(
+        &self,
+        decision: &Decision,
+        observed: &Observed,
+        _plan: &Plan,
+        started_at_ms: u64,
+        now_ms: u64,
+    ) {
+        log_decision(decision, observed, started_at_ms, now_ms);
+    }
+
+    fn next(decision: Decision) -> (bool, Next<Own, Completed, StopReason>) {
+        let next = match decision.step {
+            Step::Stop(reason) => Next::Stop(reason),
+            Step::Complete(reason) => Next::Complete {
+                result: ActionResult::Continue,
+                detail: Completed { reason },
+            },
+            Step::SetDraining => Next::Own(Own::SetDraining),
+            Step::StopTasks { arns, why } => Next::Own(Own::StopTasks { arns, why }),
+            Step::Wait { sleep_ms, .. } => Next::Wait { sleep_ms },
+            Step::HandOff { .. } => Next::HandOff,
+        };
+        (decision.heartbeat, next)
+    }
+
+    async fn act(
+        &self,
+        step: Own,
+        observed: &Observed,
+        job: &mut Job<DrainMemo>,
+        _now_ms: u64,
+    ) -> Result<Flow<NoFinish>, Error> {
+        let instance_id = &job.action.instance_id;
+        let ci = observed.container_instance.as_ref().ok_or_else(|| {
+            EventError::new(
+                "drain",
+                format!("no container instance observed for {instance_id}"),
+            )
+        })?;
+        match step {
+            Own::SetDraining => {
+                if let Err((reason, detail)) = self.ecs.set_draining(&ci.cluster, &ci.arn).await? {
+                    return Err(Error::EcsItemFailure {
+                        operation: "UpdateContainerInstancesState",
+                        arn: ci.arn.clone(),
+                        reason,
+                        detail,
+                    });
+                }
+                info!("set the container instance to DRAINING");
+                // Observe again at once: ECS has already started stopping PENDING tasks.
+                Ok(Flow::Observe)
+            }
+            Own::StopTasks { arns, why } => {
+                let reason = format!(
+                    "{FUNCTION_NAME}: instance {instance_id} is being terminated by Auto Scaling"
+                );
+                for arn in &arns {
+                    match self.ecs.stop(&ci.cluster, arn, &reason).await? {
+                        StopResult::Stopped => info!(task = %arn, ?why, "stopped task"),
+                        // Already gone: exactly what we wanted.
+                        StopResult::NotFound(detail) => {
+                            warn!(task = %arn, %detail, "task to stop was not found")
+                        }
+                    }
+                }
+                Ok(Flow::Sleep(millis(self.config.common.poll_interval)))
+            }
+        }
+    }
+}
+
+/// One structured line per decision.
+fn log_decision(decision: &Decision, observed: &Observed, started_at: u64, now: u64) {
+    let status = observed
+        .container_instance
+        .as_ref()
+        .map(|c| c.status.to_string());
+    let lifecycle_state = observed
+        .asg_instance
+        .as_ref()
+        .map_or("none", |i| i.lifecycle_state.as_str());
+    let elapsed_s = now.saturating_sub(started_at) / 1000;
+    let heartbeat = decision.heartbeat;
+    match &decision.step {
+        Step::Stop(reason) => info!(
+            decision = "stop",
+            ?reason,
+            lifecycle_state,
+            "the instance is not waiting on a terminate action; stopping without completing or continuing"
+        ),
+        Step::Complete(Completion::DeadlineReached { left }) => warn!(
+            decision = "complete",
+            reason = "deadline_reached",
+            tasks_left = left.len(),
+            left = ?left.iter().take(20).collect::<Vec<_>>(),
+            elapsed_s,
+            "drain deadline reached with tasks still on the instance; completing CONTINUE, they end with the instance"
+        ),
+        Step::Complete(reason) => info!(
+            decision = "complete",
+            ?reason,
+            elapsed_s,
+            "completing the lifecycle action with CONTINUE"
+        ),
+        Step::SetDraining => info!(
+            decision = "set_draining",
+            status = status.as_deref().unwrap_or(""),
+            heartbeat,
+            "the container instance is ACTIVE; setting DRAINING"
+        ),
+        Step::StopTasks { arns, why } => info!(
+            decision = "stop_tasks",
+            ?why,
+            count = arns.len(),
+            heartbeat,
+            "stopping tasks the scheduler will not stop"
+        ),
+        Step::Wait {
+            remaining,
+            sleep_ms,
+        } => info!(
+            decision = "wait",
+            service = remaining.service,
+            daemon = remaining.daemon,
+            standalone = remaining.standalone,
+            ignored = remaining.ignored,
+            unsteady = ?remaining.unsteady_services,
+            sleep_ms,
+            elapsed_s,
+            heartbeat,
+            "tasks still on the instance; waiting"
+        ),
+        Step::HandOff { remaining } => info!(
+            decision = "hand_off",
+            service = remaining.service,
+            daemon = remaining.daemon,
+            standalone = remaining.standalone,
+            elapsed_s,
+            heartbeat,
+            "invocation nearly over; continuing in a new invocation"
+        ),
+    }
+}

@@ -1,0 +1,550 @@
+//! An in-memory fleet behind the ports, for testing the hook runtime's loop
+//! without Python or HTTP, under tokio's paused clock (`start_paused`).
+//!
+//! It keeps what the runtime's promises are about: lifecycle actions with AWS's
+//! clocks (an action expires when its heartbeat timeout passes without a
+//! heartbeat; completing or expiring it is final, and every later call answers
+//! "No active Lifecycle Action"), a container instance whose tasks stop when the
+//! test says so, and every heartbeat, completion and publish, with the time it
+//! was made. Calls the hook workflows never make answer an error naming the call.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::AwsError;
+use crate::model::{
+    ActionAck, ActionResult, AsgGroup, AsgInstance, CommandInvocation, CommandSent,
+    ContainerInstance, Ec2Instance, Ec2State, HookTimeouts, InstanceStatus, LifecycleAction,
+    LifecycleState, Refresh, RefreshPreferences, Scheduling, Service, Task, TaskStatus,
+    TemplateVersion,
+};
+use crate::ports::{AutoScaling, DesiredStatus, Ec2, Ecs, Publisher, Ssm, StopResult};
+
+/// Where a fake lifecycle action stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionState {
+    Waiting,
+    Completed(ActionResult),
+    /// The heartbeat (or global) timeout passed: Auto Scaling applied the default result.
+    Expired,
+}
+
+#[derive(Debug)]
+struct Action {
+    asg: String,
+    transition_wait: LifecycleState,
+    timeouts: HookTimeouts,
+    started: Instant,
+    last_heartbeat: Instant,
+    state: ActionState,
+}
+
+#[derive(Debug, Default)]
+struct World {
+    actions: HashMap<String, Action>,
+    /// (instance, time) of every accepted heartbeat.
+    heartbeats: Vec<(String, Instant)>,
+    /// (instance, result, time) of every accepted completion.
+    completions: Vec<(String, ActionResult, Instant)>,
+    /// Calls answered "No active Lifecycle Action".
+    refused: usize,
+    /// (topic, message) of every publish.
+    published: Vec<(String, String)>,
+    instances: HashMap<String, ContainerInstance>,
+    tasks: Vec<Task>,
+    services: Vec<Service>,
+    /// How long every call takes (the fake's latency).
+    latency: Duration,
+}
+
+impl World {
+    /// Applies Auto Scaling's timeouts up to now.
+    fn settle(&mut self) {
+        let now = Instant::now();
+        for a in self.actions.values_mut() {
+            if a.state == ActionState::Waiting {
+                let heartbeat = Duration::from_secs(a.timeouts.heartbeat_timeout_s);
+                let global = Duration::from_secs(a.timeouts.global_timeout_s);
+                if now >= a.last_heartbeat + heartbeat || now >= a.started + global {
+                    a.state = ActionState::Expired;
+                }
+            }
+        }
+    }
+}
+
+/// The fake fleet; clones share one world.
+#[derive(Debug, Clone, Default)]
+pub struct FakeFleet {
+    world: Arc<Mutex<World>>,
+}
+
+fn unsupported(service: &'static str, operation: &'static str) -> AwsError {
+    AwsError {
+        service,
+        operation,
+        code: Some("NotEmulated".into()),
+        message: format!("{service}:{operation} is not emulated by the fake fleet"),
+    }
+}
+
+impl FakeFleet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn world(&self) -> MutexGuard<'_, World> {
+        // A test that panicked while holding the lock has failed already.
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn call(&self) -> MutexGuard<'_, World> {
+        let latency = self.world().latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let mut w = self.world();
+        w.settle();
+        w
+    }
+
+    /// Every call takes this long from now on.
+    pub fn set_latency(&self, latency: Duration) {
+        self.world().latency = latency;
+    }
+
+    /// An instance of `asg` waiting in `Terminating:Wait` on a hook with this
+    /// heartbeat timeout, registered in cluster `c1` as DRAINING or ACTIVE.
+    pub fn terminating(&self, instance_id: &str, asg: &str, heartbeat_timeout_s: u64) {
+        self.wait_on(
+            instance_id,
+            asg,
+            LifecycleState::TerminatingWait,
+            heartbeat_timeout_s,
+        );
+    }
+
+    fn wait_on(&self, instance_id: &str, asg: &str, state: LifecycleState, timeout_s: u64) {
+        let now = Instant::now();
+        self.world().actions.insert(
+            instance_id.to_owned(),
+            Action {
+                asg: asg.to_owned(),
+                transition_wait: state,
+                timeouts: HookTimeouts::from_heartbeat(timeout_s),
+                started: now,
+                last_heartbeat: now,
+                state: ActionState::Waiting,
+            },
+        );
+    }
+
+    /// Registers the instance's container instance (ACTIVE, agent connected).
+    pub fn register(&self, instance_id: &str) -> String {
+        let arn = format!("arn:aws:ecs:us-east-1:123456789012:container-instance/c1/{instance_id}");
+        self.world().instances.insert(
+            instance_id.to_owned(),
+            ContainerInstance {
+                cluster: "c1".into(),
+                arn: arn.clone(),
+                ec2_instance_id: instance_id.to_owned(),
+                status: InstanceStatus::Active,
+                agent_connected: true,
+                running_tasks_count: 0,
+            },
+        );
+        arn
+    }
+
+    /// A running task of a replica service on the instance.
+    pub fn run_service_task(&self, instance_id: &str, task: &str, service: &str) {
+        let mut w = self.world();
+        let ci = w
+            .instances
+            .get(instance_id)
+            .map(|c| c.arn.clone())
+            .unwrap_or_default();
+        if !w.services.iter().any(|s| s.name == service) {
+            w.services.push(Service {
+                name: service.to_owned(),
+                scheduling: Scheduling::Replica,
+                desired_count: 1,
+                running_count: 1,
+                pending_count: 0,
+                deployments: 1,
+            });
+        }
+        w.tasks.push(Task {
+            arn: task.to_owned(),
+            last_status: TaskStatus::Running,
+            desired_status: TaskStatus::Running,
+            started_by: Some("ecs-svc/1".into()),
+            group: Some(format!("service:{service}")),
+            container_instance_arn: Some(ci),
+        });
+    }
+
+    /// Plays ECS's scheduler: the task has stopped.
+    pub fn stop_task(&self, task: &str) {
+        for t in self.world().tasks.iter_mut().filter(|t| t.arn == task) {
+            t.last_status = TaskStatus::Stopped;
+            t.desired_status = TaskStatus::Stopped;
+        }
+    }
+
+    /// Plays Auto Scaling giving up on the action (as its timeout would).
+    pub fn expire(&self, instance_id: &str) {
+        if let Some(a) = self.world().actions.get_mut(instance_id) {
+            a.state = ActionState::Expired;
+        }
+    }
+
+    pub fn action_state(&self, instance_id: &str) -> Option<ActionState> {
+        let mut w = self.world();
+        w.settle();
+        w.actions.get(instance_id).map(|a| a.state.clone())
+    }
+
+    /// Times of the accepted heartbeats for the instance.
+    pub fn heartbeats(&self, instance_id: &str) -> Vec<Instant> {
+        self.world()
+            .heartbeats
+            .iter()
+            .filter(|(i, _)| i == instance_id)
+            .map(|(_, t)| *t)
+            .collect()
+    }
+
+    /// Accepted completions for the instance.
+    pub fn completions(&self, instance_id: &str) -> Vec<(ActionResult, Instant)> {
+        self.world()
+            .completions
+            .iter()
+            .filter(|(i, _, _)| i == instance_id)
+            .map(|(_, r, t)| (*r, *t))
+            .collect()
+    }
+
+    /// Heartbeats and completions answered "No active Lifecycle Action".
+    pub fn refused(&self) -> usize {
+        self.world().refused
+    }
+
+    /// Every message published, as `(topic, body)`.
+    pub fn published(&self) -> Vec<(String, String)> {
+        self.world().published.clone()
+    }
+
+    fn no_active(w: &mut World, instance_id: &str) -> ActionAck {
+        w.refused += 1;
+        ActionAck::NoActiveAction(format!(
+            "No active Lifecycle Action found with instance ID {instance_id}"
+        ))
+    }
+}
+
+impl AutoScaling for FakeFleet {
+    async fn instance(&self, instance_id: &str) -> Result<Option<AsgInstance>, AwsError> {
+        let w = self.call().await;
+        Ok(w.actions.get(instance_id).map(|a| AsgInstance {
+            asg: a.asg.clone(),
+            lifecycle_state: match &a.state {
+                ActionState::Waiting => a.transition_wait.clone(),
+                _ if a.transition_wait.is_terminate_wait() => LifecycleState::Terminating,
+                _ => LifecycleState::InService,
+            },
+        }))
+    }
+
+    async fn hook_timeouts(
+        &self,
+        asg: &str,
+        _hook: &str,
+    ) -> Result<Option<HookTimeouts>, AwsError> {
+        let w = self.call().await;
+        Ok(w.actions
+            .values()
+            .find(|a| a.asg == asg)
+            .map(|a| a.timeouts))
+    }
+
+    async fn heartbeat(&self, action: &LifecycleAction) -> Result<ActionAck, AwsError> {
+        let mut w = self.call().await;
+        let now = Instant::now();
+        match w.actions.get_mut(&action.instance_id) {
+            Some(a) if a.state == ActionState::Waiting => {
+                a.last_heartbeat = now;
+                w.heartbeats.push((action.instance_id.clone(), now));
+                Ok(ActionAck::Accepted)
+            }
+            _ => Ok(Self::no_active(&mut w, &action.instance_id)),
+        }
+    }
+
+    async fn terminate_instance(&self, _instance_id: &str) -> Result<(), AwsError> {
+        Err(unsupported(
+            "autoscaling",
+            "TerminateInstanceInAutoScalingGroup",
+        ))
+    }
+
+    async fn complete(
+        &self,
+        action: &LifecycleAction,
+        result: ActionResult,
+    ) -> Result<ActionAck, AwsError> {
+        let mut w = self.call().await;
+        match w.actions.get_mut(&action.instance_id) {
+            Some(a) if a.state == ActionState::Waiting => {
+                a.state = ActionState::Completed(result);
+                w.completions
+                    .push((action.instance_id.clone(), result, Instant::now()));
+                Ok(ActionAck::Accepted)
+            }
+            _ => Ok(Self::no_active(&mut w, &action.instance_id)),
+        }
+    }
+
+    async fn group(&self, _name: &str) -> Result<Option<AsgGroup>, AwsError> {
+        Err(unsupported("autoscaling", "DescribeAutoScalingGroups"))
+    }
+
+    async fn refreshes(&self, _group: &str) -> Result<Vec<Refresh>, AwsError> {
+        Err(unsupported("autoscaling", "DescribeInstanceRefreshes"))
+    }
+
+    async fn start_refresh(
+        &self,
+        _group: &str,
+        _template_id: &str,
+        _version: i64,
+        _preferences: RefreshPreferences,
+    ) -> Result<Option<String>, AwsError> {
+        Err(unsupported("autoscaling", "StartInstanceRefresh"))
+    }
+
+    async fn rollback_refresh(&self, _group: &str) -> Result<Option<String>, AwsError> {
+        Err(unsupported("autoscaling", "RollbackInstanceRefresh"))
+    }
+
+    async fn pin_template(
+        &self,
+        _group: &str,
+        _template_id: &str,
+        _version: i64,
+    ) -> Result<(), AwsError> {
+        Err(unsupported("autoscaling", "UpdateAutoScalingGroup"))
+    }
+
+    async fn refused_launches(
+        &self,
+        _group: &str,
+        _since_ms: u64,
+    ) -> Result<Vec<String>, AwsError> {
+        Err(unsupported("autoscaling", "DescribeScalingActivities"))
+    }
+
+    async fn set_group_tag(
+        &self,
+        _group: &str,
+        _key: &str,
+        _value: Option<&str>,
+    ) -> Result<(), AwsError> {
+        Err(unsupported("autoscaling", "CreateOrUpdateTags"))
+    }
+}
+
+impl Ecs for FakeFleet {
+    async fn cluster_arns(&self) -> Result<Vec<String>, AwsError> {
+        let _w = self.call().await;
+        Ok(vec!["c1".into()])
+    }
+
+    async fn find_container_instance(
+        &self,
+        _cluster: &str,
+        ec2_instance_id: &str,
+    ) -> Result<Option<ContainerInstance>, AwsError> {
+        let w = self.call().await;
+        Ok(w.instances.get(ec2_instance_id).cloned())
+    }
+
+    async fn describe_container_instance(
+        &self,
+        _cluster: &str,
+        arn: &str,
+    ) -> Result<Option<ContainerInstance>, AwsError> {
+        let w = self.call().await;
+        Ok(w.instances.values().find(|c| c.arn == arn).cloned())
+    }
+
+    async fn set_draining(
+        &self,
+        _cluster: &str,
+        arn: &str,
+    ) -> Result<Result<(), (String, Option<String>)>, AwsError> {
+        let mut w = self.call().await;
+        match w.instances.values_mut().find(|c| c.arn == arn) {
+            Some(ci) => {
+                ci.status = InstanceStatus::Draining;
+                Ok(Ok(()))
+            }
+            None => Ok(Err(("MISSING".into(), None))),
+        }
+    }
+
+    async fn task_arns(
+        &self,
+        _cluster: &str,
+        container_instance: &str,
+        desired: DesiredStatus,
+    ) -> Result<Vec<String>, AwsError> {
+        let w = self.call().await;
+        let want = match desired {
+            DesiredStatus::Running => TaskStatus::Running,
+            DesiredStatus::Stopped => TaskStatus::Stopped,
+        };
+        Ok(w.tasks
+            .iter()
+            .filter(|t| {
+                t.container_instance_arn.as_deref() == Some(container_instance)
+                    && t.desired_status == want
+            })
+            .map(|t| t.arn.clone())
+            .collect())
+    }
+
+    async fn tasks(&self, _cluster: &str, arns: &[String]) -> Result<Vec<Task>, AwsError> {
+        let w = self.call().await;
+        Ok(w.tasks
+            .iter()
+            .filter(|t| arns.contains(&t.arn))
+            .cloned()
+            .collect())
+    }
+
+    async fn services(&self, _cluster: &str, names: &[String]) -> Result<Vec<Service>, AwsError> {
+        let w = self.call().await;
+        Ok(w.services
+            .iter()
+            .filter(|s| names.contains(&s.name))
+            .cloned()
+            .collect())
+    }
+
+    async fn stop(&self, _cluster: &str, arn: &str, _reason: &str) -> Result<StopResult, AwsError> {
+        let mut w = self.call().await;
+        match w.tasks.iter_mut().find(|t| t.arn == arn) {
+            Some(t) => {
+                t.desired_status = TaskStatus::Stopped;
+                Ok(StopResult::Stopped)
+            }
+            None => Ok(StopResult::NotFound(format!("task {arn} not found"))),
+        }
+    }
+
+    async fn container_instances(
+        &self,
+        _cluster: &str,
+    ) -> Result<Vec<ContainerInstance>, AwsError> {
+        let w = self.call().await;
+        Ok(w.instances.values().cloned().collect())
+    }
+
+    async fn service_arns(&self, _cluster: &str) -> Result<Vec<String>, AwsError> {
+        let w = self.call().await;
+        Ok(w.services.iter().map(|s| s.name.clone()).collect())
+    }
+}
+
+impl Publisher for FakeFleet {
+    async fn publish_message(
+        &self,
+        topic_arn: &str,
+        _subject: &str,
+        message: &str,
+    ) -> Result<String, AwsError> {
+        let mut w = self.call().await;
+        w.published.push((topic_arn.to_owned(), message.to_owned()));
+        Ok(format!("msg-{}", w.published.len()))
+    }
+}
+
+impl Ec2 for FakeFleet {
+    async fn instance_state(&self, instance_id: &str) -> Result<Option<Ec2State>, AwsError> {
+        let w = self.call().await;
+        Ok(w.actions
+            .contains_key(instance_id)
+            .then_some(Ec2State::Running))
+    }
+
+    async fn instances(&self, _ids: &[String]) -> Result<Vec<Ec2Instance>, AwsError> {
+        Err(unsupported("ec2", "DescribeInstances"))
+    }
+
+    async fn template_versions(
+        &self,
+        _template_id: &str,
+        _versions: &[String],
+    ) -> Result<Vec<TemplateVersion>, AwsError> {
+        Err(unsupported("ec2", "DescribeLaunchTemplateVersions"))
+    }
+
+    async fn template_versions_after(
+        &self,
+        _template_id: &str,
+        _after: i64,
+    ) -> Result<Vec<TemplateVersion>, AwsError> {
+        Err(unsupported("ec2", "DescribeLaunchTemplateVersions"))
+    }
+
+    async fn create_template_version(
+        &self,
+        _template_id: &str,
+        _from: i64,
+        _ami: &str,
+        _description: &str,
+    ) -> Result<i64, AwsError> {
+        Err(unsupported("ec2", "CreateLaunchTemplateVersion"))
+    }
+}
+
+impl Ssm for FakeFleet {
+    async fn run_document(
+        &self,
+        _document: &str,
+        _instance_id: &str,
+        _parameters: &[(&str, &str)],
+        _log_group: Option<&str>,
+        _timeout_s: i32,
+    ) -> Result<CommandSent, AwsError> {
+        Err(unsupported("ssm", "SendCommand"))
+    }
+
+    async fn command_invocation(
+        &self,
+        _command_id: &str,
+        _instance_id: &str,
+    ) -> Result<Option<CommandInvocation>, AwsError> {
+        Err(unsupported("ssm", "GetCommandInvocation"))
+    }
+
+    async fn parameter(&self, _name: &str) -> Result<Option<String>, AwsError> {
+        Err(unsupported("ssm", "GetParameter"))
+    }
+}
+
+/// A launch action waiting in `Pending:Wait`.
+impl FakeFleet {
+    pub fn launching(&self, instance_id: &str, asg: &str, heartbeat_timeout_s: u64) {
+        self.wait_on(
+            instance_id,
+            asg,
+            LifecycleState::PendingWait,
+            heartbeat_timeout_s,
+        );
+    }
+}

@@ -1,0 +1,221 @@
+//! The runtime's loop over the in-memory fleet, under tokio's paused clock: a
+//! drain of minutes runs in milliseconds, and every time is exact.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::config::{DrainConfig, Env};
+use crate::drain::Drainer;
+use crate::hook::fake::{ActionState, FakeFleet};
+use crate::model::ActionResult;
+use crate::time::epoch_ms;
+
+const ID: &str = "i-0123456789abcdef0";
+const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:continue";
+
+fn drainer(fleet: &FakeFleet, poll_s: u64) -> Drainer<FakeFleet, FakeFleet, FakeFleet> {
+    let poll = poll_s.to_string();
+    let config = DrainConfig::from_env(&Env::new(|k| match k {
+        "CLUSTER_NAME" => Some("c1".to_owned()),
+        "POLL_INTERVAL_SECONDS" => Some(poll.clone()),
+        "CONTINUATION_TOPIC_ARN" => Some(TOPIC.to_owned()),
+        _ => None,
+    }))
+    .unwrap();
+    Drainer::new(fleet.clone(), fleet.clone(), fleet.clone(), config)
+}
+
+/// The terminate action as Auto Scaling sends it (the bare message).
+fn terminate_event() -> Value {
+    json!({
+        "LifecycleHookName": "drain", "AccountId": "123456789012", "RequestId": "r-1",
+        "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+        "AutoScalingGroupName": "g", "Service": "AWS Auto Scaling",
+        "EC2InstanceId": ID, "LifecycleActionToken": "token-1"
+    })
+}
+
+/// A draining instance with one service task that ECS stops after `stops_after`.
+fn fleet_with_task(heartbeat_timeout_s: u64, stops_after: Option<Duration>) -> FakeFleet {
+    let fleet = FakeFleet::new();
+    fleet.terminating(ID, "g", heartbeat_timeout_s);
+    fleet.register(ID);
+    fleet.run_service_task(ID, "task-1", "web");
+    if let Some(after) = stops_after {
+        let f = fleet.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            f.stop_task("task-1");
+        });
+    }
+    fleet
+}
+
+fn outcome(v: &Value) -> &str {
+    v["outcomes"][0]["outcome"].as_str().unwrap_or("")
+}
+
+fn deadline_in(d: Duration) -> u64 {
+    epoch_ms() + u64::try_from(d.as_millis()).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeats_every_third_of_the_timeout_until_the_completion() {
+    let start = Instant::now();
+    let fleet = fleet_with_task(30, Some(Duration::from_secs(95)));
+    let d = drainer(&fleet, 10);
+
+    let v = d
+        .handle(&terminate_event(), deadline_in(Duration::from_secs(900)))
+        .await
+        .unwrap();
+
+    assert_eq!(outcome(&v), "completed", "{v}");
+    assert_eq!(v["outcomes"][0]["reason"], json!("Drained"));
+    let completions = fleet.completions(ID);
+    assert_eq!(completions.len(), 1);
+    assert_eq!(completions[0].0, ActionResult::Continue);
+    // Completed at the first poll after the task stopped (95 s), not later.
+    let done = completions[0].1 - start;
+    assert!(
+        done >= Duration::from_secs(95) && done <= Duration::from_secs(105),
+        "{done:?}"
+    );
+    // Never more than a third of HeartbeatTimeout (10 s) without a heartbeat.
+    let mut marks = vec![start];
+    marks.extend(fleet.heartbeats(ID));
+    marks.push(completions[0].1);
+    for pair in marks.windows(2) {
+        assert!(
+            pair[1] - pair[0] <= Duration::from_secs(10),
+            "a gap of {:?}",
+            pair[1] - pair[0]
+        );
+    }
+    assert!(fleet.heartbeats(ID).len() >= 9);
+    assert_eq!(fleet.refused(), 0);
+    assert_eq!(
+        fleet.action_state(ID),
+        Some(ActionState::Completed(ActionResult::Continue))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn hands_off_before_the_invocation_deadline_and_the_next_one_completes() {
+    let start = Instant::now();
+    let fleet = fleet_with_task(300, None);
+    let d = drainer(&fleet, 10);
+
+    let v = d
+        .handle(&terminate_event(), deadline_in(Duration::from_secs(60)))
+        .await
+        .unwrap();
+
+    assert_eq!(outcome(&v), "handed_off", "{v}");
+    assert_eq!(v["outcomes"][0]["attempt"], json!(1));
+    let handed_at = Instant::now() - start;
+    // Within the margin (10 s) before the deadline, with a poll's room: not earlier.
+    assert!(
+        handed_at >= Duration::from_secs(40) && handed_at <= Duration::from_secs(50),
+        "{handed_at:?}"
+    );
+    let published = fleet.published();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].0, TOPIC);
+    let continuation: Value = serde_json::from_str(&published[0].1).unwrap();
+    assert_eq!(continuation["function"], json!("terminate-drain"));
+    assert_eq!(continuation["attempt"], json!(1));
+    assert!(
+        continuation["state"]["container_instance_arn"]
+            .as_str()
+            .is_some_and(|a| a.ends_with(ID))
+    );
+    assert!(fleet.completions(ID).is_empty());
+
+    // The next invocation picks the continuation up; the task stops meanwhile.
+    fleet.stop_task("task-1");
+    let v = d
+        .handle(&continuation, deadline_in(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&v), "completed", "{v}");
+    assert_eq!(fleet.completions(ID).len(), 1);
+    assert_eq!(fleet.published().len(), 1, "no second hand-off");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_duplicate_delivery_completes_the_action_once() {
+    let fleet = fleet_with_task(60, Some(Duration::from_secs(30)));
+    let d = drainer(&fleet, 5);
+    let deadline = deadline_in(Duration::from_secs(900));
+
+    let event = terminate_event();
+    let (a, b) = tokio::join!(d.handle(&event, deadline), d.handle(&event, deadline));
+    let (a, b) = (a.unwrap(), b.unwrap());
+
+    let mut outcomes = [outcome(&a).to_owned(), outcome(&b).to_owned()];
+    outcomes.sort();
+    // One completes; the other finds the action over (completed elsewhere) or
+    // the instance no longer waiting: never a second completion.
+    assert_eq!(outcomes[1], "completed", "{a} {b}");
+    assert!(
+        ["already_completed", "stopped"].contains(&outcomes[0].as_str()),
+        "{a} {b}"
+    );
+    assert_eq!(fleet.completions(ID).len(), 1);
+
+    // A third delivery, after the end, does nothing.
+    let c = d.handle(&event, deadline).await.unwrap();
+    assert_eq!(outcome(&c), "stopped", "{c}");
+    assert_eq!(fleet.completions(ID).len(), 1);
+    assert!(fleet.published().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_action_ends_the_drain_without_completing_or_handing_off() {
+    let fleet = fleet_with_task(30, None);
+    let d = drainer(&fleet, 10);
+    let f = fleet.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        f.expire(ID);
+    });
+
+    let v = d
+        .handle(&terminate_event(), deadline_in(Duration::from_secs(900)))
+        .await
+        .unwrap();
+
+    // The first heartbeat after the expiry learns it; the drain stops there.
+    let o = outcome(&v);
+    assert!(o == "already_completed" || o == "stopped", "{v}");
+    assert!(fleet.completions(ID).is_empty());
+    assert!(fleet.published().is_empty());
+    assert_eq!(fleet.action_state(ID), Some(ActionState::Expired));
+}
+
+#[tokio::test(start_paused = true)]
+async fn dry_run_decides_and_changes_nothing() {
+    let fleet = fleet_with_task(30, None);
+    let config = DrainConfig::from_env(&Env::new(|k| match k {
+        "CLUSTER_NAME" => Some("c1".to_owned()),
+        "DRY_RUN" => Some("true".to_owned()),
+        _ => None,
+    }))
+    .unwrap();
+    let d = Drainer::new(fleet.clone(), fleet.clone(), fleet.clone(), config);
+
+    let v = d
+        .handle(&terminate_event(), deadline_in(Duration::from_secs(900)))
+        .await
+        .unwrap();
+
+    assert_eq!(outcome(&v), "dry_run", "{v}");
+    assert_eq!(v["outcomes"][0]["decision"]["step"], json!("SetDraining"));
+    assert!(fleet.heartbeats(ID).is_empty() && fleet.completions(ID).is_empty());
+    assert_eq!(fleet.action_state(ID), Some(ActionState::Waiting));
+}

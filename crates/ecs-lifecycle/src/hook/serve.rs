@@ -1,0 +1,46 @@
+//! The Lambda entry point of a hook function: the binaries read and check their
+//! configuration at cold start, then hand a builder of their workflow to
+//! [`serve`]. The workflow (SDK configuration, clients, TLS roots) is built on
+//! the first record that needs it, so a cold start reaches the runtime API at
+//! once and a test notification is answered without building any client.
+
+use std::future::Future;
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use crate::hook::dispatch::answer;
+use crate::hook::runtime::{HookWorkflow, execute};
+
+/// Installs the runtime's subscriber: JSON lines when `AWS_LAMBDA_LOG_FORMAT=JSON`,
+/// level from `AWS_LAMBDA_LOG_LEVEL` / `RUST_LOG`.
+pub fn init_logging() {
+    lambda_runtime::tracing::init_default_subscriber();
+}
+
+/// Logs a configuration error at cold start (the function then fails to start,
+/// which Lambda reports as an init error naming it).
+pub fn config_error(e: &crate::error::ConfigError) {
+    tracing::error!(error = %e, "invalid configuration");
+}
+
+/// Runs a hook workflow on the Lambda runtime, building it once, lazily.
+pub async fn serve<W, B, Fut>(build: B) -> Result<(), lambda_runtime::Error>
+where
+    W: HookWorkflow + Send,
+    B: Fn() -> Fut + Sync,
+    Fut: Future<Output = W> + Send,
+{
+    let workflow: OnceCell<W> = OnceCell::new();
+    let (workflow, build) = (&workflow, &build);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let deadline_ms = event.context.deadline;
+        answer::<W, _, _>(&event.payload, |work, reply_topic| async move {
+            let w = workflow.get_or_init(build).await;
+            execute(w, work, reply_topic, deadline_ms).await
+        })
+        .await
+    }))
+    .await
+}

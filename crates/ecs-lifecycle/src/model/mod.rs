@@ -1,0 +1,392 @@
+//! Plain domain data: what the functions observe of ECS and Auto Scaling, with no
+//! SDK types in it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::EventError;
+
+mod state;
+
+pub use state::{CommandStatus, Ec2State, InstanceStatus, LifecycleState, TaskStatus};
+
+/// An EC2 instance registered with an ECS cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerInstance {
+    pub cluster: String,
+    pub arn: String,
+    pub ec2_instance_id: String,
+    pub status: InstanceStatus,
+    pub agent_connected: bool,
+    /// Tasks whose *desired* status is RUNNING (not enough to call it drained).
+    pub running_tasks_count: i32,
+}
+
+/// A task, as far as draining cares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Task {
+    pub arn: String,
+    pub last_status: TaskStatus,
+    pub desired_status: TaskStatus,
+    /// `ecs-svc/<deployment>` for service tasks.
+    pub started_by: Option<String>,
+    /// `service:<name>` for service tasks, `family:<name>` by default otherwise.
+    pub group: Option<String>,
+    pub container_instance_arn: Option<String>,
+}
+
+impl Task {
+    /// STOPPED is the only state in which a task holds nothing on the instance.
+    pub fn is_stopped(&self) -> bool {
+        self.last_status.is_stopped()
+    }
+
+    /// Whether the scheduler has already been told to stop it.
+    pub fn is_stopping(&self) -> bool {
+        self.desired_status == TaskStatus::Stopped
+    }
+
+    /// The service that owns the task, if a service scheduler started it.
+    pub fn service_name(&self) -> Option<&str> {
+        if !self
+            .started_by
+            .as_deref()
+            .is_some_and(|s| s.starts_with("ecs-svc/"))
+        {
+            return None;
+        }
+        self.group
+            .as_deref()
+            .and_then(|g| g.strip_prefix("service:"))
+    }
+}
+
+/// How ECS schedules a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Scheduling {
+    Replica,
+    Daemon,
+}
+
+/// A service's counts, for the daemon test and the stability check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Service {
+    pub name: String,
+    pub scheduling: Scheduling,
+    pub desired_count: i32,
+    pub running_count: i32,
+    pub pending_count: i32,
+    pub deployments: usize,
+}
+
+impl Service {
+    /// Replacements are running: as many tasks run as are desired.
+    pub fn has_replacements_running(&self) -> bool {
+        self.running_count >= self.desired_count
+    }
+}
+
+/// An instance as Auto Scaling sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AsgInstance {
+    pub asg: String,
+    pub lifecycle_state: LifecycleState,
+}
+
+impl AsgInstance {
+    /// Whether a terminate lifecycle action is waiting on us.
+    pub fn is_terminate_wait(&self) -> bool {
+        self.lifecycle_state.is_terminate_wait()
+    }
+}
+
+/// The timeouts of a lifecycle hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HookTimeouts {
+    pub heartbeat_timeout_s: u64,
+    pub global_timeout_s: u64,
+}
+
+impl HookTimeouts {
+    /// Auto Scaling's defaults (3600 s; 100 x heartbeat capped at 48 h).
+    pub const DEFAULT: HookTimeouts = HookTimeouts::from_heartbeat(3600);
+
+    pub const fn from_heartbeat(heartbeat_timeout_s: u64) -> Self {
+        let global = heartbeat_timeout_s.saturating_mul(100);
+        HookTimeouts {
+            heartbeat_timeout_s,
+            global_timeout_s: if global < 172_800 { global } else { 172_800 },
+        }
+    }
+}
+
+/// CompleteLifecycleAction's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ActionResult {
+    Continue,
+    Abandon,
+}
+
+impl ActionResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionResult::Continue => "CONTINUE",
+            ActionResult::Abandon => "ABANDON",
+        }
+    }
+}
+
+/// What Auto Scaling said to a heartbeat or completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionAck {
+    Accepted,
+    /// `ValidationError: No active Lifecycle Action found`: the action was already
+    /// completed or has expired. Final: never retry.
+    NoActiveAction(String),
+}
+
+/// What SendCommand said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandSent {
+    Sent {
+        command_id: String,
+    },
+    /// SSM cannot run commands on the instance (no SSM agent, no instance
+    /// profile, no route to SSM): itself a finding.
+    Unreachable(String),
+}
+
+/// A command invocation on one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandInvocation {
+    pub status: CommandStatus,
+    /// The script's exit code (-1 while it runs).
+    pub response_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CommandInvocation {
+    pub fn is_finished(&self) -> bool {
+        self.status.is_finished()
+    }
+}
+
+/// An Auto Scaling group as the AMI rollout needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AsgGroup {
+    pub name: String,
+    pub desired_capacity: i32,
+    /// The launch template the group launches from, or why it has none the
+    /// rollout can change (launch configuration, mixed instances policy).
+    pub template: Result<TemplateSpec, String>,
+    /// `(instance id, lifecycle state)`.
+    pub instances: Vec<(String, LifecycleState)>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// A group's launch template reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TemplateSpec {
+    pub id: String,
+    /// A number, `$Latest` or `$Default`.
+    pub version: String,
+}
+
+/// One version of a launch template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TemplateVersion {
+    pub number: i64,
+    pub image_id: Option<String>,
+    pub description: Option<String>,
+    /// Whether it is the template's default version.
+    pub is_default: bool,
+}
+
+/// An EC2 instance: its AMI and when it was launched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ec2Instance {
+    pub id: String,
+    pub image_id: Option<String>,
+    pub launched_ms: Option<u64>,
+    pub state: Option<Ec2State>,
+}
+
+/// How a refresh replaces instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RefreshPreferences {
+    /// 100: launch before terminating, keep full capacity.
+    pub min_healthy_percentage: i32,
+    /// 100 + the batch as a percentage of the group.
+    pub max_healthy_percentage: i32,
+    /// Let Auto Scaling roll back its own failures: yes for a rollout, no for a
+    /// restore (rolling a restore back would bring the refused AMI back).
+    pub auto_rollback: bool,
+}
+
+/// The lifecycle transition an action is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Transition {
+    #[serde(rename = "autoscaling:EC2_INSTANCE_LAUNCHING")]
+    Launching,
+    #[serde(rename = "autoscaling:EC2_INSTANCE_TERMINATING")]
+    Terminating,
+}
+
+impl Transition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Launching => "autoscaling:EC2_INSTANCE_LAUNCHING",
+            Transition::Terminating => "autoscaling:EC2_INSTANCE_TERMINATING",
+        }
+    }
+}
+
+/// A lifecycle action as Auto Scaling announces it (the keys are Auto Scaling's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleAction {
+    #[serde(rename = "AutoScalingGroupName")]
+    pub asg: String,
+    #[serde(rename = "LifecycleHookName")]
+    pub hook: String,
+    #[serde(rename = "EC2InstanceId")]
+    pub instance_id: String,
+    #[serde(rename = "LifecycleTransition")]
+    pub transition: Transition,
+    /// Absent when the action is addressed by instance id only.
+    #[serde(
+        rename = "LifecycleActionToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub token: Option<String>,
+    /// When Auto Scaling started the action (RFC 3339): the hook's global timeout
+    /// counts from here.
+    #[serde(rename = "Time", default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[serde(
+        rename = "NotificationMetadata",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub metadata: Option<String>,
+    /// `EC2`, `AutoScalingGroup` or `WarmPool` (EventBridge and newer SNS messages).
+    #[serde(rename = "Origin", default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    #[serde(
+        rename = "Destination",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub destination: Option<String>,
+    #[serde(rename = "AccountId", default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+}
+
+impl LifecycleAction {
+    /// The start time in epoch milliseconds, if the message carried a valid one.
+    pub fn started_at_ms(&self) -> Option<u64> {
+        let t = self.time.as_deref()?;
+        let dt =
+            aws_smithy_types::DateTime::from_str(t, aws_smithy_types::date_time::Format::DateTime)
+                .ok()?;
+        u64::try_from(dt.to_millis().ok()?).ok()
+    }
+
+    pub(crate) fn validate(self, context: &str) -> Result<Self, EventError> {
+        let field_err =
+            |field: &str, why: &str| EventError::new(context, format!("field {field} {why}"));
+        if self.asg.trim().is_empty() {
+            return Err(field_err("AutoScalingGroupName", "is empty"));
+        }
+        if self.hook.trim().is_empty() {
+            return Err(field_err("LifecycleHookName", "is empty"));
+        }
+        if !is_instance_id(&self.instance_id) {
+            return Err(field_err(
+                "EC2InstanceId",
+                &format!("is not an EC2 instance id: {:?}", self.instance_id),
+            ));
+        }
+        if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(field_err("LifecycleActionToken", "is empty"));
+        }
+        Ok(self)
+    }
+}
+
+/// `i-` followed by 8 or 17 lowercase hex digits.
+pub fn is_instance_id(s: &str) -> bool {
+    s.strip_prefix("i-").is_some_and(|h| {
+        (h.len() == 8 || h.len() == 17)
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// An instance refresh's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum RefreshStatus {
+    Pending,
+    InProgress,
+    Successful,
+    Failed,
+    Cancelling,
+    Cancelled,
+    RollbackInProgress,
+    RollbackFailed,
+    RollbackSuccessful,
+    Baking,
+    Other(String),
+}
+
+impl RefreshStatus {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "Pending" => Self::Pending,
+            "InProgress" => Self::InProgress,
+            "Successful" => Self::Successful,
+            "Failed" => Self::Failed,
+            "Cancelling" => Self::Cancelling,
+            "Cancelled" => Self::Cancelled,
+            "RollbackInProgress" => Self::RollbackInProgress,
+            "RollbackFailed" => Self::RollbackFailed,
+            "RollbackSuccessful" => Self::RollbackSuccessful,
+            "Baking" => Self::Baking,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// Auto Scaling refuses a new refresh while one is in these states.
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self,
+            Self::Pending
+                | Self::InProgress
+                | Self::Cancelling
+                | Self::RollbackInProgress
+                | Self::Baking
+        )
+    }
+
+    /// Replacing instances towards its desired configuration (rollback possible).
+    pub fn is_rolling(&self) -> bool {
+        matches!(self, Self::Pending | Self::InProgress | Self::Baking)
+    }
+}
+
+/// One instance refresh, with what its desired launch template version says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refresh {
+    pub id: String,
+    pub status: RefreshStatus,
+    pub status_reason: Option<String>,
+    pub started_ms: Option<u64>,
+    pub percentage: Option<i32>,
+    pub instances_to_update: Option<i32>,
+    /// The launch template version it moves the group to, if it has one.
+    pub desired_version: Option<i64>,
+    /// `(ami, from)` when that version is one of ours.
+    pub ours: Option<(String, i64)>,
+    pub rollback_reason: Option<String>,
+}
