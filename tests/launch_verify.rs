@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ecs_lifecycle::config::{Env, LaunchConfig};
+use ecs_lifecycle::hook::runtime::HookWorkflow;
 use ecs_lifecycle::launch::Verifier;
 use serde_json::{Value, json};
 use testkit::{Fleet, FleetSpec, Standin, now_ms};

@@ -28,7 +28,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use ecs_lifecycle::config::{COMMON_VARS, DrainConfig, Env, LaunchConfig, RolloutConfig};
+use ecs_lifecycle::config::{
+    COMMON_VARS, ClusterScope, DrainConfig, Env, LaunchConfig, RolloutConfig,
+};
 use ecs_lifecycle::rollout::UNSTEADY_TAG;
 use serde_json::{Map, Value, json};
 
@@ -1276,9 +1278,12 @@ fn ami_rollout_environment_is_what_its_configuration_accepts() {
         }))
     };
     let config = parse(&env).unwrap_or_else(|e| panic!("{e:?}"));
-    assert_eq!(config.cluster, "prod");
+    assert_eq!(
+        config.common.clusters,
+        ClusterScope::Named(vec!["prod".into()])
+    );
     assert_eq!(config.groups, ["web-asg", "batch-asg"]);
-    assert_eq!(config.poll_interval.as_secs(), 30);
+    assert_eq!(config.common.poll_interval.as_secs(), 30);
     assert_eq!(config.batch_size, 1);
 
     let vars = env.as_object().unwrap();

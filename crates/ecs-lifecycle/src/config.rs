@@ -165,11 +165,25 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 }
 
 impl CommonConfig {
+    /// The hook functions' settings (POLL_INTERVAL_SECONDS defaults to 10).
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(CommonConfig {
-            clusters: env.clusters("CLUSTER_NAME")?,
-            poll_interval: env.seconds("POLL_INTERVAL_SECONDS", 10, 1, 300)?,
             continuation_topic: env.sns_topic_arn("CONTINUATION_TOPIC_ARN")?,
+            ..Self::shared(env, 10)?
+        })
+    }
+
+    /// What every function reads alike: `CLUSTER_NAME` (the same list, and the
+    /// same "empty means every cluster", everywhere), `POLL_INTERVAL_SECONDS`
+    /// with the function's default, `DRY_RUN`. No continuation topic.
+    pub fn shared<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+        poll_default_s: u64,
+    ) -> Result<Self, ConfigError> {
+        Ok(CommonConfig {
+            clusters: env.clusters("CLUSTER_NAME")?,
+            poll_interval: env.seconds("POLL_INTERVAL_SECONDS", poll_default_s, 1, 300)?,
+            continuation_topic: None,
             dry_run: env.flag("DRY_RUN", false)?,
         })
     }
@@ -301,15 +315,16 @@ impl LaunchConfig {
 /// Settings of ami-rollout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RolloutConfig {
+    /// `CLUSTER_NAME` (the clusters the groups' instances join; empty or unset =
+    /// every cluster), `POLL_INTERVAL_SECONDS` (1..=300, default 30, between two
+    /// looks inside one invocation) and `DRY_RUN`, as every function reads them.
+    pub common: CommonConfig,
     /// `AMI_PARAMETER_NAME` (required): the SSM parameter naming the AMI, either
     /// AWS's public ECS-optimized `.../recommended` (JSON with `image_id`), its
     /// `.../image_id` child, or a parameter of the account holding a plain AMI id.
     pub ami_parameter: String,
     /// `AUTO_SCALING_GROUP_NAMES` (required): the groups to roll, comma-separated.
     pub groups: Vec<String>,
-    /// `CLUSTER_NAME` (required here, one cluster): where the new instances must
-    /// register and whose services must stay steady.
-    pub cluster: String,
     /// `STABILITY_TIMEOUT_SECONDS` (60..=86400, default 1800): how long the cluster
     /// may stay unsteady during a rollout before it is rolled back.
     pub stability_timeout: Duration,
@@ -317,13 +332,8 @@ pub struct RolloutConfig {
     /// instance may be InService without being ACTIVE in the cluster before it
     /// counts as an orphan.
     pub registration_timeout: Duration,
-    /// `POLL_INTERVAL_SECONDS` (1..=300, default 30): between two observations
-    /// inside one invocation.
-    pub poll_interval: Duration,
     /// `ROLLOUT_BATCH_SIZE` (1..=100, default 1): instances replaced at a time.
     pub batch_size: u32,
-    /// `DRY_RUN`: decide and log, change nothing.
-    pub dry_run: bool,
 }
 
 impl RolloutConfig {
@@ -393,17 +403,6 @@ impl RolloutConfig {
                 expected: "at least one Auto Scaling group name".into(),
             });
         }
-        let cluster = match env.clusters("CLUSTER_NAME")? {
-            ClusterScope::Named(names) if names.len() == 1 => names[0].clone(),
-            _ => {
-                return Err(ConfigError {
-                    var: "CLUSTER_NAME",
-                    value: env.get("CLUSTER_NAME").unwrap_or_default(),
-                    expected: "exactly one cluster name or ARN (the cluster the groups serve)"
-                        .into(),
-                });
-            }
-        };
         let batch_size = match env.get("ROLLOUT_BATCH_SIZE") {
             None => 1,
             Some(raw) => match raw.parse::<u32>() {
@@ -418,14 +417,12 @@ impl RolloutConfig {
             },
         };
         Ok(RolloutConfig {
+            common: CommonConfig::shared(env, 30)?,
             ami_parameter,
             groups,
-            cluster,
             stability_timeout: env.seconds("STABILITY_TIMEOUT_SECONDS", 1800, 60, 86_400)?,
             registration_timeout: env.seconds("REGISTRATION_TIMEOUT_SECONDS", 300, 30, 7200)?,
-            poll_interval: env.seconds("POLL_INTERVAL_SECONDS", 30, 1, 300)?,
             batch_size,
-            dry_run: env.flag("DRY_RUN", false)?,
         })
     }
 }
@@ -456,21 +453,45 @@ mod tests {
     fn rollout_defaults_and_lists() {
         let c = rollout(ROLLOUT_MIN).unwrap();
         assert_eq!(c.groups, vec!["web-asg", "batch-asg"]);
-        assert_eq!(c.cluster, "prod");
+        assert_eq!(c.common.clusters, ClusterScope::Named(vec!["prod".into()]));
         assert_eq!(c.stability_timeout, Duration::from_secs(1800));
         assert_eq!(c.registration_timeout, Duration::from_secs(300));
-        assert_eq!(c.poll_interval, Duration::from_secs(30));
+        assert_eq!(c.common.poll_interval, Duration::from_secs(30));
         assert_eq!(c.batch_size, 1);
-        assert!(!c.dry_run);
+        assert!(!c.common.dry_run);
+        assert_eq!(c.common.continuation_topic, None);
+    }
+
+    #[test]
+    fn cluster_name_means_the_same_in_every_function() {
+        for value in [
+            None,
+            Some("prod, arn:aws:ecs:us-east-1:123456789012:cluster/batch"),
+        ] {
+            let mut vars: Vec<_> = ROLLOUT_MIN
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != "CLUSTER_NAME")
+                .collect();
+            if let Some(v) = value {
+                vars.push(("CLUSTER_NAME", v));
+            }
+            let map: HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let env = Env::new(move |k| map.get(k).cloned());
+            let rollout = RolloutConfig::from_env(&env).unwrap();
+            let drain = DrainConfig::from_env(&env).unwrap();
+            let launch = LaunchConfig::from_env(&env).unwrap();
+            assert_eq!(rollout.common.clusters, drain.common.clusters);
+            assert_eq!(rollout.common.clusters, launch.common.clusters);
+        }
     }
 
     #[test]
     fn rollout_names_what_is_missing_or_wrong() {
-        for missing in [
-            "AMI_PARAMETER_NAME",
-            "AUTO_SCALING_GROUP_NAMES",
-            "CLUSTER_NAME",
-        ] {
+        for missing in ["AMI_PARAMETER_NAME", "AUTO_SCALING_GROUP_NAMES"] {
             let vars: Vec<_> = ROLLOUT_MIN
                 .iter()
                 .copied()
@@ -487,7 +508,7 @@ mod tests {
             vars.push((k, v));
             rollout(&vars).unwrap_err()
         };
-        assert_eq!(with("CLUSTER_NAME", "a,b").var, "CLUSTER_NAME");
+        assert_eq!(with("CLUSTER_NAME", "a,,b").var, "CLUSTER_NAME");
         assert_eq!(with("ROLLOUT_BATCH_SIZE", "0").var, "ROLLOUT_BATCH_SIZE");
         assert_eq!(
             with("STABILITY_TIMEOUT_SECONDS", "5").var,

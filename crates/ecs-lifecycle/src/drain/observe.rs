@@ -34,7 +34,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         scratch: &mut Scratch,
         instance_id: &str,
     ) -> Result<Observed, Error> {
-        let asg_instance = self.autoscaling.instance(instance_id).await?;
+        let asg_instance = self.hold.autoscaling.instance(instance_id).await?;
         let mut observed = Observed {
             asg_instance,
             ..Observed::default()

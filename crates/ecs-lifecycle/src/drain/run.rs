@@ -7,8 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use tracing::{Span, info, info_span, warn};
+use tracing::{Span, info, warn};
 
 use crate::config::{CommonConfig, DrainConfig};
 use crate::drain::decide::{
@@ -16,10 +15,10 @@ use crate::drain::decide::{
 };
 use crate::drain::observe::Scratch;
 use crate::error::{Error, EventError};
-use crate::hook::dispatch::{Job, Work, handle_event, ignored};
+use crate::hook::dispatch::{Job, Work, ignored};
 use crate::hook::pacing::load_hook_timing;
 use crate::hook::runtime::{
-    Accept, DEFAULT_HANDOFF_MARGIN, Flow, HookClocks, HookWorkflow, Next, NoFinish, Prepared,
+    Accept, Flow, Holder, HookClocks, HookWorkflow, Next, NoFinish, Prepared,
 };
 use crate::model::{ActionResult, Transition};
 use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
@@ -67,36 +66,27 @@ pub enum Own {
 #[derive(Debug)]
 pub struct Drainer<E, A, P> {
     pub(super) ecs: E,
-    pub(super) autoscaling: A,
-    publisher: P,
+    pub(super) hold: Holder<A, P>,
     pub(super) config: DrainConfig,
-    handoff_margin: Duration,
 }
 
 impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     pub fn new(ecs: E, autoscaling: A, publisher: P, config: DrainConfig) -> Self {
         Drainer {
             ecs,
-            autoscaling,
-            publisher,
+            hold: Holder::new(autoscaling, publisher),
             config,
-            handoff_margin: DEFAULT_HANDOFF_MARGIN,
         }
     }
 
     /// Time kept before the invocation deadline to hand off (default 10 s).
     pub fn with_handoff_margin(mut self, margin: Duration) -> Self {
-        self.handoff_margin = margin;
+        self.hold.handoff_margin = margin;
         self
     }
 
     pub fn config(&self) -> &DrainConfig {
         &self.config
-    }
-
-    /// Handles one Lambda event (see [`crate::hook::dispatch::handle_event`]).
-    pub async fn handle(&self, event: &Value, deadline_ms: u64) -> Result<Value, Error> {
-        handle_event(self, event, deadline_ms).await
     }
 }
 
@@ -116,20 +106,12 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
     type Stopped = StopReason;
     type Finished = NoFinish;
 
-    fn autoscaling(&self) -> &A {
-        &self.autoscaling
-    }
-
-    fn publisher(&self) -> &P {
-        &self.publisher
+    fn holder(&self) -> &Holder<A, P> {
+        &self.hold
     }
 
     fn common(&self) -> &CommonConfig {
         &self.config.common
-    }
-
-    fn handoff_margin(&self) -> Duration {
-        self.handoff_margin
     }
 
     fn accept(&self, work: Work, reply_topic: Option<String>) -> Result<Accept<DrainMemo>, Error> {
@@ -150,15 +132,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
     }
 
     fn span(&self, job: &Job<DrainMemo>) -> Span {
-        info_span!(
-            "drain",
-            asg = %job.action.asg,
-            hook = %job.action.hook,
-            instance_id = %job.action.instance_id,
-            attempt = job.attempt,
-            cluster = tracing::field::Empty,
-            container_instance = tracing::field::Empty,
-        )
+        crate::action_span!("drain", job)
     }
 
     async fn prepare(
@@ -169,7 +143,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         let cfg = &self.config;
         let poll_ms = millis(cfg.common.poll_interval);
         let timing = load_hook_timing(
-            &self.autoscaling,
+            &self.hold.autoscaling,
             &job.action,
             started_at_ms,
             millis(cfg.max_drain),
@@ -182,7 +156,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
                     standalone: cfg.standalone,
                     service_stability: cfg.service_stability,
                     poll_interval_ms: poll_ms,
-                    handoff_margin_ms: millis(self.handoff_margin),
+                    handoff_margin_ms: millis(self.hold.handoff_margin),
                 },
                 drain_deadline_ms: timing.deadline_ms,
             },

@@ -20,7 +20,7 @@ use tracing::{Instrument, Span, error, info};
 
 use crate::config::CommonConfig;
 use crate::error::{Error, EventError};
-use crate::hook::dispatch::{Job, Work};
+use crate::hook::dispatch::{Job, Work, handle_event};
 use crate::hook::handoff::hand_off;
 use crate::hook::pacing::warn_if_too_short;
 use crate::model::{ActionAck, ActionResult};
@@ -29,6 +29,43 @@ use crate::time::{Clock, millis};
 
 /// Time kept before the invocation deadline to hand off (default 10 s).
 pub const DEFAULT_HANDOFF_MARGIN: Duration = Duration::from_secs(10);
+
+/// What the runtime needs of every workflow to hold its actions: Auto Scaling
+/// (heartbeats, completion), SNS (hand-off), and the margin kept before the
+/// invocation deadline for the hand-off.
+#[derive(Debug)]
+pub struct Holder<A, P> {
+    pub autoscaling: A,
+    pub publisher: P,
+    pub handoff_margin: Duration,
+}
+
+impl<A, P> Holder<A, P> {
+    pub fn new(autoscaling: A, publisher: P) -> Self {
+        Holder {
+            autoscaling,
+            publisher,
+            handoff_margin: DEFAULT_HANDOFF_MARGIN,
+        }
+    }
+}
+
+/// The span of one held action, with the fields every line about it carries
+/// (`cluster` and `container_instance` are recorded once found).
+#[macro_export]
+macro_rules! action_span {
+    ($name:literal, $job:expr) => {
+        tracing::info_span!(
+            $name,
+            asg = %$job.action.asg,
+            hook = %$job.action.hook,
+            instance_id = %$job.action.instance_id,
+            attempt = $job.attempt,
+            cluster = tracing::field::Empty,
+            container_instance = tracing::field::Empty,
+        )
+    };
+}
 
 /// What a workflow makes of a unit of work.
 #[derive(Debug)]
@@ -227,11 +264,20 @@ pub trait HookWorkflow: Sync {
     type Stopped: Serialize + Debug + Send + Sync;
     type Finished: Serialize + Debug + Send + Sync;
 
-    fn autoscaling(&self) -> &Self::AutoScaling;
-    fn publisher(&self) -> &Self::Publisher;
+    fn holder(&self) -> &Holder<Self::AutoScaling, Self::Publisher>;
     fn common(&self) -> &CommonConfig;
-    /// Time kept before the invocation deadline to hand off.
-    fn handoff_margin(&self) -> Duration;
+
+    /// Handles one Lambda event (see [`crate::hook::dispatch::handle_event`]).
+    fn handle(
+        &self,
+        event: &Value,
+        deadline_ms: u64,
+    ) -> impl Future<Output = Result<Value, Error>> + Send
+    where
+        Self: Sized,
+    {
+        handle_event(self, event, deadline_ms)
+    }
 
     /// Turns a unit of work into a job, or acknowledges and drops it (logging why).
     fn accept(&self, work: Work, reply_topic: Option<String>) -> Result<Accept<Self::Memo>, Error>;
@@ -324,16 +370,17 @@ pub async fn hold<W: HookWorkflow>(
     let started_at = job.started_at_ms.unwrap_or(now);
     let instance_id = job.action.instance_id.clone();
     let common = workflow.common();
+    let holder = workflow.holder();
     let prepared = workflow.prepare(&job, started_at).await?;
     let mut heartbeat_base = job.last_heartbeat_ms.unwrap_or(prepared.heartbeat_base_ms);
     warn_if_too_short(
         now,
         deadline_ms,
         millis(common.poll_interval),
-        millis(workflow.handoff_margin()),
+        millis(holder.handoff_margin),
     );
 
-    let autoscaling = workflow.autoscaling();
+    let autoscaling = &holder.autoscaling;
     let mut scratch = W::Scratch::default();
     loop {
         let observed = workflow
@@ -395,7 +442,7 @@ pub async fn hold<W: HookWorkflow>(
             Next::Wait { sleep_ms } => tokio::time::sleep(Duration::from_millis(sleep_ms)).await,
             Next::HandOff => {
                 let h = hand_off(
-                    workflow.publisher(),
+                    &holder.publisher,
                     W::NAME,
                     common.continuation_topic.as_deref(),
                     &job,

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::config::{DrainConfig, Env};
 use crate::drain::Drainer;
 use crate::hook::fake::{ActionState, FakeFleet};
+use crate::hook::runtime::HookWorkflow;
 use crate::model::ActionResult;
 use crate::time::epoch_ms;
 

@@ -32,7 +32,7 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
             return Ok(o);
         }
         let id = &action.instance_id;
-        o.asg_instance = self.autoscaling.instance(id).await?;
+        o.asg_instance = self.hold.autoscaling.instance(id).await?;
         o.ec2_state = self.ec2.instance_state(id).await?;
         if !o.ec2_state.as_ref().is_some_and(|s| s.is_running()) {
             return Ok(o);

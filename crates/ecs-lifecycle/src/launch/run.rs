@@ -7,16 +7,13 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use tracing::{Span, error, info, info_span, warn};
+use tracing::{Span, error, info, warn};
 
 use crate::config::{CommonConfig, LaunchConfig};
 use crate::error::{Error, EventError};
-use crate::hook::dispatch::{Job, Work, handle_event, ignored};
+use crate::hook::dispatch::{Job, Work, ignored};
 use crate::hook::pacing::load_hook_timing;
-use crate::hook::runtime::{
-    Accept, DEFAULT_HANDOFF_MARGIN, Flow, HookClocks, HookWorkflow, Next, Prepared,
-};
+use crate::hook::runtime::{Accept, Flow, Holder, HookClocks, HookWorkflow, Next, Prepared};
 use crate::launch::decide::{
     Clocks, Decision, Mode, Observed, Policy, Step, StopReason, Verdict, decide,
 };
@@ -92,13 +89,11 @@ pub enum Own {
 #[derive(Debug)]
 pub struct Verifier<E, A, C, S, P> {
     pub(super) ecs: E,
-    pub(super) autoscaling: A,
+    pub(super) hold: Holder<A, P>,
     pub(super) ec2: C,
     pub(super) ssm: S,
-    publisher: P,
     pub(super) config: LaunchConfig,
     region: String,
-    handoff_margin: Duration,
 }
 
 impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, P> {
@@ -114,25 +109,18 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
     ) -> Self {
         Verifier {
             ecs,
-            autoscaling,
+            hold: Holder::new(autoscaling, publisher),
             ec2,
             ssm,
-            publisher,
             config,
             region: region.to_owned(),
-            handoff_margin: DEFAULT_HANDOFF_MARGIN,
         }
     }
 
     /// Time kept before the invocation deadline to hand off (default 10 s).
     pub fn with_handoff_margin(mut self, margin: Duration) -> Self {
-        self.handoff_margin = margin;
+        self.hold.handoff_margin = margin;
         self
-    }
-
-    /// Handles one Lambda event (see [`crate::hook::dispatch::handle_event`]).
-    pub async fn handle(&self, event: &Value, deadline_ms: u64) -> Result<Value, Error> {
-        handle_event(self, event, deadline_ms).await
     }
 }
 
@@ -154,20 +142,12 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
     type Stopped = StopReason;
     type Finished = Finished;
 
-    fn autoscaling(&self) -> &A {
-        &self.autoscaling
-    }
-
-    fn publisher(&self) -> &P {
-        &self.publisher
+    fn holder(&self) -> &Holder<A, P> {
+        &self.hold
     }
 
     fn common(&self) -> &CommonConfig {
         &self.config.common
-    }
-
-    fn handoff_margin(&self) -> Duration {
-        self.handoff_margin
     }
 
     fn accept(&self, work: Work, reply_topic: Option<String>) -> Result<Accept<LaunchMemo>, Error> {
@@ -206,15 +186,7 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
     }
 
     fn span(&self, job: &Job<LaunchMemo>) -> Span {
-        info_span!(
-            "verify",
-            asg = %job.action.asg,
-            hook = %job.action.hook,
-            instance_id = %job.action.instance_id,
-            attempt = job.attempt,
-            cluster = tracing::field::Empty,
-            container_instance = tracing::field::Empty,
-        )
+        crate::action_span!("verify", job)
     }
 
     /// Auto Scaling's clocks in hook mode (heartbeats, the global timeout); the
@@ -237,8 +209,14 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
         let warm_pool = mode == Mode::Hook && action.destination.as_deref() == Some("WarmPool");
         let hook_timing = if mode == Mode::Hook && !warm_pool {
             Some(
-                load_hook_timing(&self.autoscaling, action, started_at, u64::MAX / 4, poll_ms)
-                    .await?,
+                load_hook_timing(
+                    &self.hold.autoscaling,
+                    action,
+                    started_at,
+                    u64::MAX / 4,
+                    poll_ms,
+                )
+                .await?,
             )
         } else {
             None
@@ -265,7 +243,7 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
                     can_diagnose: cfg.ssm_document.is_some(),
                     diagnostic_timeout_ms: diagnostic_ms,
                     poll_interval_ms: poll_ms,
-                    handoff_margin_ms: millis(self.handoff_margin),
+                    handoff_margin_ms: millis(self.hold.handoff_margin),
                 },
                 warm_pool,
                 launch_at_ms: launch_at,
@@ -337,7 +315,10 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
         let instance_id = job.action.instance_id.clone();
         match step {
             Own::Terminate { verdict } => {
-                self.autoscaling.terminate_instance(&instance_id).await?;
+                self.hold
+                    .autoscaling
+                    .terminate_instance(&instance_id)
+                    .await?;
                 warn!(
                     "terminated the orphan through its Auto Scaling group; the group launches a replacement"
                 );

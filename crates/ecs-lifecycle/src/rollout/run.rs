@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::config::RolloutConfig;
+use crate::config::{ClusterScope, RolloutConfig};
 use crate::error::Error;
 use crate::model::Refresh;
 use crate::model::{InstanceStatus, RefreshPreferences};
@@ -98,7 +98,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
             }
             Trigger::Run { intent, ami } => (intent, ami),
         };
-        let span = info_span!("rollout", intent = ?intent, cluster = %self.config.cluster);
+        let span = info_span!("rollout", intent = ?intent, clusters = ?self.config.common.clusters);
         self.run(intent, ami, deadline_ms)
             .instrument(span)
             .await
@@ -116,7 +116,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
             Some(ami) => ami,
             None => self.parameter_ami().await?,
         };
-        let acting = !matches!(intent, Intent::Status) && !self.config.dry_run;
+        let acting = !matches!(intent, Intent::Status) && !self.config.common.dry_run;
         let mut quick_passes = 0;
         // The steps that changed something, in order, for the answer.
         let mut actions: Vec<Value> = Vec::new();
@@ -134,7 +134,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
             let groups: Vec<Value> = reports.iter().map(GroupReport::to_json).collect();
             let outcome = if matches!(intent, Intent::Status) {
                 Some("status")
-            } else if self.config.dry_run {
+            } else if self.config.common.dry_run {
                 Some("dry_run")
             } else if settled {
                 Some("settled")
@@ -154,7 +154,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
                 continue;
             }
             quick_passes = 0;
-            let poll = self.config.poll_interval;
+            let poll = self.config.common.poll_interval;
             let left = deadline_ms.saturating_sub(clock.now_ms());
             if left < millis(poll + DEADLINE_MARGIN) {
                 info!("still rolling; the schedule's next watch carries on");
@@ -196,28 +196,45 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
         acting: bool,
         clock: &Clock,
     ) -> Result<(Vec<GroupReport>, bool), Error> {
-        let cluster = &self.config.cluster;
-        let registered: HashMap<String, (InstanceStatus, bool)> = self
-            .ecs
-            .container_instances(cluster)
-            .await?
-            .into_iter()
-            .map(|ci| (ci.ec2_instance_id, (ci.status, ci.agent_connected)))
-            .collect();
-        let service_arns = self.ecs.service_arns(cluster).await?;
-        let unsteady_services = self
-            .ecs
-            .services(cluster, &service_arns)
-            .await?
-            .into_iter()
-            .filter(|s| s.running_count != s.desired_count || s.deployments > 1)
-            .map(|s| {
-                format!(
-                    "{} ({}/{} running, {} deployments)",
-                    s.name, s.running_count, s.desired_count, s.deployments
-                )
-            })
-            .collect();
+        let clusters = match &self.config.common.clusters {
+            ClusterScope::Named(names) => names.clone(),
+            ClusterScope::All => self.ecs.cluster_arns().await?,
+        };
+        let mut registered: HashMap<String, (InstanceStatus, bool)> = HashMap::new();
+        let mut unsteady_services = Vec::new();
+        for cluster in &clusters {
+            registered.extend(
+                self.ecs
+                    .container_instances(cluster)
+                    .await?
+                    .into_iter()
+                    .map(|ci| (ci.ec2_instance_id, (ci.status, ci.agent_connected))),
+            );
+            let service_arns = self.ecs.service_arns(cluster).await?;
+            let in_cluster = |name: &str| {
+                if clusters.len() > 1 {
+                    format!("{cluster}/{name}")
+                } else {
+                    name.to_owned()
+                }
+            };
+            unsteady_services.extend(
+                self.ecs
+                    .services(cluster, &service_arns)
+                    .await?
+                    .into_iter()
+                    .filter(|s| s.running_count != s.desired_count || s.deployments > 1)
+                    .map(|s| {
+                        format!(
+                            "{} ({}/{} running, {} deployments)",
+                            in_cluster(&s.name),
+                            s.running_count,
+                            s.desired_count,
+                            s.deployments
+                        )
+                    }),
+            );
+        }
         let cluster_view = ClusterView { unsteady_services };
         let limits = Limits {
             stability_timeout_ms: millis(self.config.stability_timeout),
