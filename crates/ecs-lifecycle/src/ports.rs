@@ -18,6 +18,15 @@ pub enum DesiredStatus {
     Stopped,
 }
 
+/// Whether an EC2 instance is registered in a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    Registered(ContainerInstance),
+    NotRegistered,
+    /// `ClusterNotFoundException`: the cluster does not exist.
+    NoSuchCluster,
+}
+
 /// What StopTask did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopResult {
@@ -29,12 +38,13 @@ pub enum StopResult {
 pub trait Ecs: Send + Sync {
     /// Every cluster ARN of the account and region.
     fn cluster_arns(&self) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
-    /// The container instance of an EC2 instance in one cluster, if registered there.
+    /// The container instance of an EC2 instance in one cluster, if registered
+    /// there; a cluster that does not exist is `NoSuchCluster`, not an error.
     fn find_container_instance(
         &self,
         cluster: &str,
         ec2_instance_id: &str,
-    ) -> impl Future<Output = Result<Option<ContainerInstance>, AwsError>> + Send;
+    ) -> impl Future<Output = Result<Registration, AwsError>> + Send;
     /// One container instance by ARN; `None` if ECS no longer knows it.
     fn describe_container_instance(
         &self,

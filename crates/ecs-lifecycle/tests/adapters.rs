@@ -22,7 +22,7 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::retry::RetryConfig;
 use ecs_lifecycle::model::{ActionAck, ActionResult, InstanceStatus, Scheduling};
 use ecs_lifecycle::model::{LifecycleAction, Transition};
-use ecs_lifecycle::ports::{AutoScaling, DesiredStatus, Ecs};
+use ecs_lifecycle::ports::{AutoScaling, DesiredStatus, Ecs, Registration, StopResult};
 
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 
@@ -101,11 +101,13 @@ async fn find_container_instance_pages_and_matches_on_ec2_id() {
                 .build()
         });
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&list, &describe]);
-    let found = ecs
+    let Registration::Registered(found) = ecs
         .find_container_instance("prod", "i-0123456789abcdef0")
         .await
         .unwrap()
-        .unwrap();
+    else {
+        panic!("not found")
+    };
     assert!(found.arn.ends_with(&format!("{:032x}", 120)));
     assert_eq!(found.status, InstanceStatus::Active);
     assert_eq!(list.num_calls(), 2);
@@ -119,7 +121,41 @@ async fn find_container_instance_pages_and_matches_on_ec2_id() {
         .find_container_instance("prod", "i-0aaaaaaaaaaaaaaa0")
         .await
         .unwrap();
-    assert_eq!(missing, None);
+    assert_eq!(missing, Registration::NotRegistered);
+}
+
+#[tokio::test]
+async fn a_missing_cluster_and_a_task_already_gone_are_domain_results() {
+    let no_cluster = mock!(aws_sdk_ecs::Client::list_container_instances)
+        .then_http_response(|| json_error(400, "ClusterNotFoundException", "Cluster not found."));
+    let gone = mock!(aws_sdk_ecs::Client::stop_task).then_http_response(|| {
+        json_error(
+            400,
+            "InvalidParameterException",
+            "The referenced task was not found.",
+        )
+    });
+    let denied = mock!(aws_sdk_ecs::Client::stop_task)
+        .then_http_response(|| json_error(400, "AccessDeniedException", "not authorized"));
+    let ecs = mock_client!(
+        aws_sdk_ecs,
+        RuleMode::Sequential,
+        [&no_cluster, &gone, &denied]
+    );
+
+    assert_eq!(
+        ecs.find_container_instance("nope", "i-0123456789abcdef0")
+            .await
+            .unwrap(),
+        Registration::NoSuchCluster
+    );
+    assert_eq!(
+        ecs.stop("prod", "arn:task/1", "r").await.unwrap(),
+        StopResult::NotFound("The referenced task was not found.".into())
+    );
+    // Anything else stays an error, with its code.
+    let err = ecs.stop("prod", "arn:task/2", "r").await.unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("AccessDeniedException"));
 }
 
 #[tokio::test]

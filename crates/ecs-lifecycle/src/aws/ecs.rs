@@ -6,7 +6,7 @@ use aws_sdk_ecs::types::{
 use super::aws_error;
 use crate::error::AwsError;
 use crate::model::{ContainerInstance, InstanceStatus, Scheduling, Service, Task, TaskStatus};
-use crate::ports::{DesiredStatus, Ecs, StopResult};
+use crate::ports::{DesiredStatus, Ecs, Registration, StopResult};
 
 /// ECS batch limits (see the API reference).
 const DESCRIBE_TASKS_MAX: usize = 100;
@@ -67,10 +67,10 @@ impl Ecs for Client {
         &self,
         cluster: &str,
         ec2_instance_id: &str,
-    ) -> Result<Option<ContainerInstance>, AwsError> {
+    ) -> Result<Registration, AwsError> {
         // The filter makes this one call on AWS. Emulators may ignore it, so the
         // match on ec2InstanceId below is what decides, never the filter.
-        let arns: Vec<String> = self
+        let listed: Result<Vec<String>, _> = self
             .list_container_instances()
             .cluster(cluster)
             .filter(format!("ec2InstanceId == {ec2_instance_id}"))
@@ -79,18 +79,27 @@ impl Ecs for Client {
             .items()
             .send()
             .try_collect()
-            .await
-            .map_err(|e| aws_error("ecs", "ListContainerInstances", &e))?;
+            .await;
+        let arns = match listed {
+            Ok(arns) => arns,
+            Err(e) => {
+                let err = aws_error("ecs", "ListContainerInstances", &e);
+                if err.code.as_deref() == Some("ClusterNotFoundException") {
+                    return Ok(Registration::NoSuchCluster);
+                }
+                return Err(err);
+            }
+        };
         for chunk in arns.chunks(DESCRIBE_CONTAINER_INSTANCES_MAX) {
             let found = describe_container_instances(self, cluster, chunk).await?;
             if let Some(ci) = found
                 .into_iter()
                 .find(|ci| ci.ec2_instance_id == ec2_instance_id)
             {
-                return Ok(Some(ci));
+                return Ok(Registration::Registered(ci));
             }
         }
-        Ok(None)
+        Ok(Registration::NotRegistered)
     }
 
     async fn describe_container_instance(

@@ -21,7 +21,9 @@ use crate::model::{
     LifecycleState, Refresh, RefreshPreferences, Scheduling, Service, Task, TaskStatus,
     TemplateVersion,
 };
-use crate::ports::{AutoScaling, DesiredStatus, Ec2, Ecs, Publisher, Ssm, StopResult};
+use crate::ports::{
+    AutoScaling, DesiredStatus, Ec2, Ecs, Publisher, Registration, Ssm, StopResult,
+};
 
 /// Where a fake lifecycle action stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,9 +369,12 @@ impl Ecs for FakeFleet {
         &self,
         _cluster: &str,
         ec2_instance_id: &str,
-    ) -> Result<Option<ContainerInstance>, AwsError> {
+    ) -> Result<Registration, AwsError> {
         let w = self.call().await;
-        Ok(w.instances.get(ec2_instance_id).cloned())
+        Ok(w.instances
+            .get(ec2_instance_id)
+            .cloned()
+            .map_or(Registration::NotRegistered, Registration::Registered))
     }
 
     async fn describe_container_instance(

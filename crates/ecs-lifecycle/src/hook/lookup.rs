@@ -5,7 +5,7 @@ use tracing::{debug, warn};
 use crate::config::ClusterScope;
 use crate::error::Error;
 use crate::model::ContainerInstance;
-use crate::ports::Ecs;
+use crate::ports::{Ecs, Registration};
 
 /// Searches the clusters of `scope` (or every cluster of the account) for the
 /// container instance of `instance_id`. A named cluster that does not exist is
@@ -20,13 +20,12 @@ pub async fn find_container_instance<E: Ecs>(
         ClusterScope::All => ecs.cluster_arns().await?,
     };
     for cluster in &clusters {
-        match ecs.find_container_instance(cluster, instance_id).await {
-            Ok(Some(ci)) => return Ok(Some(ci)),
-            Ok(None) => {}
-            Err(e) if e.code.as_deref() == Some("ClusterNotFoundException") => {
+        match ecs.find_container_instance(cluster, instance_id).await? {
+            Registration::Registered(ci) => return Ok(Some(ci)),
+            Registration::NotRegistered => {}
+            Registration::NoSuchCluster => {
                 warn!(%cluster, "cluster not found; check CLUSTER_NAME")
             }
-            Err(e) => return Err(e.into()),
         }
     }
     debug!(
