@@ -285,10 +285,7 @@ fn why_not_registered(o: &Observed) -> String {
             "container instance {} is ACTIVE but its agent is disconnected",
             ci.arn
         ),
-        Some(ci) => format!(
-            "container instance {} is {:?}, not ACTIVE",
-            ci.arn, ci.status
-        ),
+        Some(ci) => format!("container instance {} is {}, not ACTIVE", ci.arn, ci.status),
     }
 }
 

@@ -7,7 +7,9 @@ use crate::error::EventError;
 
 mod state;
 
-pub use state::{CommandStatus, Ec2State, InstanceStatus, LifecycleState, TaskStatus};
+pub use state::{
+    CommandStatus, Ec2State, InstanceStatus, LifecycleState, RefreshStatus, TaskStatus,
+};
 
 /// An EC2 instance registered with an ECS cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -322,57 +324,6 @@ pub fn is_instance_id(s: &str) -> bool {
             && h.bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
-}
-
-/// An instance refresh's status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum RefreshStatus {
-    Pending,
-    InProgress,
-    Successful,
-    Failed,
-    Cancelling,
-    Cancelled,
-    RollbackInProgress,
-    RollbackFailed,
-    RollbackSuccessful,
-    Baking,
-    Other(String),
-}
-
-impl RefreshStatus {
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "Pending" => Self::Pending,
-            "InProgress" => Self::InProgress,
-            "Successful" => Self::Successful,
-            "Failed" => Self::Failed,
-            "Cancelling" => Self::Cancelling,
-            "Cancelled" => Self::Cancelled,
-            "RollbackInProgress" => Self::RollbackInProgress,
-            "RollbackFailed" => Self::RollbackFailed,
-            "RollbackSuccessful" => Self::RollbackSuccessful,
-            "Baking" => Self::Baking,
-            other => Self::Other(other.to_owned()),
-        }
-    }
-
-    /// Auto Scaling refuses a new refresh while one is in these states.
-    pub fn is_active(&self) -> bool {
-        matches!(
-            self,
-            Self::Pending
-                | Self::InProgress
-                | Self::Cancelling
-                | Self::RollbackInProgress
-                | Self::Baking
-        )
-    }
-
-    /// Replacing instances towards its desired configuration (rollback possible).
-    pub fn is_rolling(&self) -> bool {
-        matches!(self, Self::Pending | Self::InProgress | Self::Baking)
-    }
 }
 
 /// One instance refresh, with what its desired launch template version says.

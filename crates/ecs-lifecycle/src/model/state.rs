@@ -117,6 +117,41 @@ impl LifecycleState {
 }
 
 aws_state! {
+    /// An Auto Scaling instance refresh's status.
+    RefreshStatus {
+        Pending => "Pending",
+        InProgress => "InProgress",
+        Successful => "Successful",
+        Failed => "Failed",
+        Cancelling => "Cancelling",
+        Cancelled => "Cancelled",
+        RollbackInProgress => "RollbackInProgress",
+        RollbackFailed => "RollbackFailed",
+        RollbackSuccessful => "RollbackSuccessful",
+        Baking => "Baking",
+    }
+}
+
+impl RefreshStatus {
+    /// Auto Scaling refuses a new refresh while one is in these states.
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self,
+            Self::Pending
+                | Self::InProgress
+                | Self::Cancelling
+                | Self::RollbackInProgress
+                | Self::Baking
+        )
+    }
+
+    /// Replacing instances towards its desired configuration (rollback possible).
+    pub fn is_rolling(&self) -> bool {
+        matches!(self, Self::Pending | Self::InProgress | Self::Baking)
+    }
+}
+
+aws_state! {
     /// An ECS task's `lastStatus` or `desiredStatus`.
     TaskStatus {
         Provisioning => "PROVISIONING",

@@ -362,7 +362,7 @@ pub fn decide(
             if let (Some(r), false) = (undone, force) {
                 return Step::Blocked {
                     why: format!(
-                        "the rollout to {target} was rolled back (refresh {}, {:?}{}); start it with \"force\": true to try again",
+                        "the rollout to {target} was rolled back (refresh {}, {}{}); start it with \"force\": true to try again",
                         r.id,
                         r.status,
                         r.status_reason
@@ -457,7 +457,7 @@ fn ended(
         r.status_reason
             .clone()
             .or_else(|| r.rollback_reason.clone())
-            .unwrap_or_else(|| format!("refresh {} ended {:?}", r.id, r.status))
+            .unwrap_or_else(|| format!("refresh {} ended {}", r.id, r.status))
     };
     let on_target = view.members.iter().any(|m| !m.leaving() && m.on(target));
     match &r.status {
@@ -493,7 +493,7 @@ fn ended(
         }),
         RefreshStatus::Failed | RefreshStatus::Cancelled if on_target => Some(Step::Restore {
             version: from,
-            reason: format!("refresh {} ended {:?}: {}", r.id, r.status, why(r)),
+            reason: format!("refresh {} ended {}: {}", r.id, r.status, why(r)),
         }),
         _ => Some(Step::Done {
             outcome: Outcome::Failed { reason: why(r) },

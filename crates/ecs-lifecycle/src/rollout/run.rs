@@ -365,9 +365,7 @@ fn log_step(report: &GroupReport, acting: bool) {
     let percent = (on_target * 100).checked_div(total).unwrap_or(100);
     let refresh = view.refreshes.first();
     let refresh_id = refresh.map_or("", |r: &Refresh| r.id.as_str());
-    let refresh_status = refresh
-        .map(|r| format!("{:?}", r.status))
-        .unwrap_or_default();
+    let refresh_status = refresh.map(|r| r.status.to_string()).unwrap_or_default();
     let target_ami = report.target.as_str();
     let mode = if acting { "act" } else { "report" };
     match &report.step {
