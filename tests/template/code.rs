@@ -1,0 +1,42 @@
+//! What the template is checked against in the ecs-lifecycle crate itself: the
+//! variable lists each function's configuration reads, the configuration's own
+//! parsing, and ami-rollout's marker tag. Every `ecs_lifecycle::` path of these
+//! tests is here.
+
+use std::collections::BTreeSet;
+
+use ecs_lifecycle::config::{COMMON_VARS, DrainConfig, Env, LaunchConfig, RolloutConfig};
+use serde_json::Value;
+
+pub use ecs_lifecycle::config::ClusterScope;
+pub use ecs_lifecycle::rollout::UNSTEADY_TAG;
+
+use crate::set;
+
+/// What each function's configuration reads, from the code's own lists.
+pub fn vars_read_by(binary: &str) -> BTreeSet<String> {
+    let own: &[&str] = match binary {
+        "terminate-drain" => DrainConfig::VARS,
+        "launch-verify" => LaunchConfig::VARS,
+        // Its own complete list: CLUSTER_NAME, POLL_INTERVAL_SECONDS and DRY_RUN,
+        // but not CONTINUATION_TOPIC_ARN (a schedule re-arms it, not a topic).
+        "ami-rollout" => return set(RolloutConfig::VARS.iter().copied()),
+        other => panic!(
+            "{other} is a new Lambda binary: give it a function in template.yaml and its variable list here"
+        ),
+    };
+    COMMON_VARS
+        .iter()
+        .chain(own)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// ami-rollout's configuration from a resolved `Environment.Variables`, as its
+/// cold start reads it.
+pub fn rollout_config(env: &Value) -> Result<RolloutConfig, impl std::fmt::Debug> {
+    let vars = env.as_object().unwrap().clone();
+    RolloutConfig::from_env(&Env::new(move |k: &str| {
+        vars.get(k).and_then(|v| v.as_str()).map(str::to_owned)
+    }))
+}

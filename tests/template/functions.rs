@@ -1,0 +1,170 @@
+//! The functions: one a Lambda binary, with the environment its code reads,
+//! built, logged and dead-lettered alike.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::cfn::{Stack, functions, root};
+use crate::code::vars_read_by;
+use crate::fleet;
+
+/// The workspace's Lambda binaries: the binaries of packages that depend on
+/// lambda_runtime (the shared library does too, but has no binary).
+fn workspace_lambdas() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for entry in std::fs::read_dir(root().join("crates")).unwrap() {
+        let dir = entry.unwrap().path();
+        let Ok(text) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+            continue;
+        };
+        let mut section = "";
+        let mut package = None;
+        let mut bins = Vec::new();
+        let mut lambda = false;
+        for line in text.lines().map(str::trim) {
+            let value = || line.split('"').nth(1).map(str::to_owned);
+            if line.starts_with('[') {
+                section = line;
+            } else if section == "[package]" && line.starts_with("name") {
+                package = value();
+            } else if section == "[[bin]]" && line.starts_with("name") {
+                bins.extend(value());
+            } else if section == "[dependencies]" && line.starts_with("lambda_runtime") {
+                lambda = true;
+            }
+        }
+        if bins.is_empty() && dir.join("src/main.rs").is_file() {
+            bins.extend(package);
+        }
+        if lambda {
+            out.extend(bins);
+        }
+    }
+    out
+}
+
+#[test]
+fn every_lambda_binary_is_a_function_with_the_variables_its_code_reads() {
+    let stack = fleet();
+    let fns = functions(&stack);
+    let binaries: BTreeSet<String> = fns.values().map(|(b, _)| b.clone()).collect();
+    assert_eq!(binaries, workspace_lambdas(), "functions in template.yaml");
+    for (id, (binary, f)) in &fns {
+        let vars: BTreeSet<String> = f["Properties"]["Environment"]["Variables"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(vars, vars_read_by(binary), "{id}: environment variables");
+        for (k, v) in f["Properties"]["Environment"]["Variables"]
+            .as_object()
+            .unwrap()
+        {
+            assert!(
+                v.as_str().is_some_and(|s| !s.is_empty()),
+                "{id}: {k} resolves to {v}"
+            );
+        }
+    }
+}
+
+#[test]
+fn environment_values_come_from_the_parameters_and_resources() {
+    let stack = Stack::new(&[
+        ("ClusterName", "prod"),
+        ("AutoScalingGroupNames", "web-asg"),
+        ("MaxDrainSeconds", "600"),
+        ("RegistrationTimeoutSeconds", "420"),
+        ("TerminateOrphans", "true"),
+    ]);
+    let fns = functions(&stack);
+    let env = |binary: &str| {
+        fns.values()
+            .find(|(b, _)| b == binary)
+            .map(|(_, f)| f["Properties"]["Environment"]["Variables"].clone())
+            .unwrap()
+    };
+    let drain = env("terminate-drain");
+    let launch = env("launch-verify");
+    for e in [&drain, &launch] {
+        assert_eq!(e["CLUSTER_NAME"], "prod");
+        assert_eq!(e["CONTINUATION_TOPIC_ARN"], "<LifecycleTopic>");
+        assert_eq!(e["DRY_RUN"], "false");
+        assert_eq!(e["POLL_INTERVAL_SECONDS"], "10");
+    }
+    assert_eq!(drain["MAX_DRAIN_SECONDS"], "600");
+    assert_eq!(drain["STANDALONE_TASKS"], "wait");
+    assert_eq!(launch["REGISTRATION_TIMEOUT_SECONDS"], "420");
+    assert_eq!(launch["TERMINATE_ORPHANS"], "true");
+    assert_eq!(launch["SSM_DOCUMENT_NAME"], "<OrphanDiagnosticDocument>");
+    assert_eq!(launch["DIAGNOSTICS_LOG_GROUP"], "<DiagnosticsLogGroup>");
+}
+
+#[test]
+fn functions_are_arm64_al2023_cargo_lambda_builds_with_json_logs_and_a_dead_letter_queue() {
+    let stack = fleet();
+    let resources = stack.resources();
+    for (id, (binary, f)) in functions(&stack) {
+        let p = &f["Properties"];
+        assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda", "{id}");
+        assert_eq!(p["CodeUri"], format!("crates/{binary}"), "{id}");
+        assert!(root().join(format!("crates/{binary}/Cargo.toml")).exists());
+        assert_eq!(p["Runtime"], "provided.al2023", "{id}");
+        assert_eq!(p["Architectures"], json!(["arm64"]), "{id}");
+        assert_eq!(p["Handler"], "bootstrap", "{id}");
+        assert_eq!(p["Timeout"], 900, "{id}");
+        assert_eq!(p["MemorySize"], 128, "{id}");
+        // JSON logs through Lambda's logging config (it sets AWS_LAMBDA_LOG_FORMAT),
+        // into an explicit log group with the retention parameter.
+        assert_eq!(p["LoggingConfig"]["LogFormat"], "JSON", "{id}");
+        let group = p["LoggingConfig"]["LogGroup"].as_str().unwrap();
+        let group = group.trim_start_matches('<').trim_end_matches('>');
+        assert_eq!(resources[group]["Type"], "AWS::Logs::LogGroup", "{id}");
+        assert_eq!(resources[group]["Properties"]["RetentionInDays"], "14");
+        // Async invocations that fail twice more end in the queue.
+        let invoke = &p["EventInvokeConfig"];
+        assert_eq!(invoke["MaximumRetryAttempts"], 2, "{id}");
+        assert_eq!(invoke["DestinationConfig"]["OnFailure"]["Type"], "SQS");
+        assert_eq!(
+            invoke["DestinationConfig"]["OnFailure"]["Destination"],
+            "<DeadLetterQueue.Arn>"
+        );
+        // The role is the template's own: every permission is visible to the IAM test.
+        assert!(p["Role"].as_str().unwrap().ends_with(".Arn>"), "{id}");
+        assert!(p.get("Policies").is_none(), "{id}: use the explicit role");
+    }
+}
+
+/// A function that re-publishes to CONTINUATION_TOPIC_ARN is subscribed to it:
+/// without `RecursiveLoop: Allow`, Lambda stops that loop after about 16 hops.
+/// (ami-rollout has no such loop: a schedule re-arms it, see `ami_rollout`.)
+#[test]
+fn functions_that_continue_through_their_own_topic_allow_the_loop() {
+    let stack = fleet();
+    let continuing: Vec<(String, Value)> = functions(&stack)
+        .into_iter()
+        .filter(|(_, (_, f))| {
+            f["Properties"]["Environment"]["Variables"]
+                .get("CONTINUATION_TOPIC_ARN")
+                .is_some()
+        })
+        .map(|(id, (_, f))| (id, f))
+        .collect();
+    assert_eq!(continuing.len(), 2, "terminate-drain and launch-verify");
+    for (id, f) in continuing {
+        let p = &f["Properties"];
+        let topic = &p["Environment"]["Variables"]["CONTINUATION_TOPIC_ARN"];
+        let subscribed = p["Events"]
+            .as_object()
+            .unwrap()
+            .values()
+            .any(|e| e["Type"] == "SNS" && &e["Properties"]["Topic"] == topic);
+        assert!(
+            subscribed,
+            "{id} is not subscribed to its continuation topic"
+        );
+        assert_eq!(p["RecursiveLoop"], "Allow", "{id}");
+    }
+}

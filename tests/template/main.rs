@@ -1,0 +1,78 @@
+//! The SAM template (`template.yaml`) against the code and the rules it must keep.
+//!
+//! The template is read and resolved for given parameter values by the
+//! CloudFormation reader in `tests/support/cfn.rs` (a reference to a resource
+//! resolves to `<Logical>`, an attribute to `<Logical.Attr>`). Checked, a module
+//! a topic:
+//! - `functions`: every Lambda binary of the workspace is a function, with
+//!   exactly the environment variables its configuration reads (`COMMON_VARS` +
+//!   `VARS`, or ami-rollout's own complete `RolloutConfig::VARS`), built and
+//!   logged alike;
+//! - `routing`: hooks on every group, and filter policies and rules that route
+//!   each message to its function;
+//! - `iam`: no mutating action on `*` without a condition, lifecycle actions and
+//!   termination only on the given groups, ECS changes only in the cluster,
+//!   SendCommand only with the diagnostic document on instances of the groups,
+//!   Publish only to the topic;
+//! - `ami_rollout`: it exists only with `EnableAmiRollout=true`, with its
+//!   parameter change rule and its watch schedule; its refreshes, group updates
+//!   and marker tag only on the given groups, launches only through launch
+//!   templates, PassRole only to EC2;
+//! - `observability`: the topic and queue encrypted, alarms on the functions,
+//!   the queue, the orphan warning and ami-rollout's rollback log line;
+//! - `diagnostic`: the diagnostic document's copy of the script.
+//!
+//! `code` holds what is read from the ecs-lifecycle crate itself.
+//!
+//! The script is embedded verbatim; after editing
+//! `crates/launch-verify/diagnostic/ecs-orphan-diagnostic.sh`, refresh the copy
+//! with `UPDATE_TEMPLATE=1 cargo test --test template`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
+
+#[path = "../support/cfn.rs"]
+mod cfn;
+
+mod code;
+
+mod ami_rollout;
+mod diagnostic;
+mod functions;
+mod iam;
+mod observability;
+mod routing;
+
+use std::collections::BTreeSet;
+
+use cfn::{ACCOUNT, REGION, Stack};
+
+/// Two groups, hooks on both, ami-rollout installed: the default case of
+/// these tests.
+fn fleet() -> Stack {
+    Stack::new(&[
+        ("ClusterName", "prod"),
+        ("AutoScalingGroupNames", "web-asg,batch-asg"),
+        ("LogRetentionDays", "14"),
+        ("EnableAmiRollout", "true"),
+    ])
+}
+
+const ROLLOUT_PARAMS: [(&str, &str); 3] = [
+    ("ClusterName", "prod"),
+    ("AutoScalingGroupNames", "web-asg,batch-asg"),
+    ("EnableAmiRollout", "true"),
+];
+
+/// Two groups with ami-rollout installed, and these values on top.
+fn rollout_stack(extra: &[(&str, &str)]) -> Stack {
+    let params: Vec<(&str, &str)> = ROLLOUT_PARAMS.iter().chain(extra).copied().collect();
+    Stack::new(&params)
+}
+
+fn set<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> BTreeSet<String> {
+    items.into_iter().map(Into::into).collect()
+}
+
+fn asg_arn(name: &str) -> String {
+    format!("arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:*:autoScalingGroupName/{name}")
+}

@@ -1,0 +1,145 @@
+//! How a lifecycle event reaches its function: the hooks on every group, the
+//! topic's filter policies, and the launch event rule that can replace the
+//! launch hook.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::cfn::{Stack, functions, matches, read};
+use crate::{fleet, set};
+
+fn sns_message(fixture: &str) -> Value {
+    let envelope: Value =
+        serde_json::from_str(&read(&format!("crates/ecs-lifecycle/fixtures/{fixture}"))).unwrap();
+    serde_json::from_str(envelope["Records"][0]["Sns"]["Message"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn filter_policies_deliver_each_message_to_the_function_that_handles_it() {
+    let stack = fleet();
+    let subscribers: Vec<(String, Value)> = functions(&stack)
+        .into_values()
+        .flat_map(|(binary, f)| {
+            // ami-rollout has no events of its own (its rules are resources).
+            f["Properties"]["Events"]
+                .as_object()
+                .into_iter()
+                .flat_map(|events| events.values())
+                .filter(|e| e["Type"] == "SNS")
+                .map(|e| {
+                    assert_eq!(e["Properties"]["Topic"], "<LifecycleTopic>");
+                    assert_eq!(e["Properties"]["FilterPolicyScope"], "MessageBody");
+                    (binary.clone(), e["Properties"]["FilterPolicy"].clone())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let delivered = |fixture: &str| -> BTreeSet<String> {
+        let message = sns_message(fixture);
+        subscribers
+            .iter()
+            .filter(|(_, policy)| matches(policy, &message))
+            .map(|(b, _)| b.clone())
+            .collect()
+    };
+    assert_eq!(delivered("sns-terminate.json"), set(["terminate-drain"]));
+    assert_eq!(delivered("sns-launch.json"), set(["launch-verify"]));
+    assert_eq!(delivered("sns-continuation.json"), set(["terminate-drain"]));
+    assert_eq!(
+        delivered("sns-continuation-launch-verify.json"),
+        set(["launch-verify"])
+    );
+    // The test notification carries no transition: both acknowledge it.
+    assert_eq!(
+        delivered("sns-test-notification.json"),
+        set(["launch-verify", "terminate-drain"])
+    );
+    // Anything else on the topic reaches no function.
+    assert!(
+        subscribers
+            .iter()
+            .all(|(_, p)| !matches(p, &json!({"kind": "something-else"})))
+    );
+}
+
+#[test]
+fn launch_successful_rule_exists_only_as_the_alternative_trigger() {
+    let to_launch_verify = |stack: &Stack| -> Vec<Value> {
+        stack
+            .of_type("AWS::Events::Rule")
+            .into_values()
+            .filter(|r| r["Properties"]["Targets"][0]["Arn"] == "<LaunchVerifyFunction.Arn>")
+            .collect()
+    };
+    let hooks = fleet();
+    assert!(to_launch_verify(&hooks).is_empty());
+
+    let event: Value = serde_json::from_str(&read(
+        "crates/ecs-lifecycle/fixtures/eventbridge-launch-successful.json",
+    ))
+    .unwrap();
+    let group = event["detail"]["AutoScalingGroupName"].as_str().unwrap();
+    let stack = Stack::new(&[
+        ("ClusterName", "prod"),
+        ("AutoScalingGroupNames", &format!("other-asg,{group}")),
+        ("LaunchTrigger", "LaunchEvent"),
+    ]);
+    let rules = to_launch_verify(&stack);
+    assert_eq!(rules.len(), 1);
+    let rule = &rules[0]["Properties"];
+    assert!(matches(&rule["EventPattern"], &event));
+    let mut elsewhere = event.clone();
+    elsewhere["detail"]["AutoScalingGroupName"] = json!("not-ours");
+    assert!(!matches(&rule["EventPattern"], &elsewhere));
+    assert_eq!(rule["Targets"][0]["Arn"], "<LaunchVerifyFunction.Arn>");
+    let permissions = stack.of_type("AWS::Lambda::Permission");
+    assert!(permissions.values().any(|p| {
+        p["Properties"]["Principal"] == "events.amazonaws.com"
+            && p["Properties"]["FunctionName"] == "<LaunchVerifyFunction>"
+    }));
+    // No launch hook then: nothing should wait on a verification that follows the launch.
+    let launch_hooks = stack
+        .of_type("AWS::AutoScaling::LifecycleHook")
+        .into_values()
+        .filter(|h| h["Properties"]["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING")
+        .count();
+    assert_eq!(launch_hooks, 0);
+}
+
+#[test]
+fn hooks_on_every_group_notify_the_topic() {
+    let names = ["g-one", "g-two", "g-three", "g-four", "g-five"];
+    for n in 1..=names.len() {
+        let groups = names[..n].join(",");
+        let stack = Stack::new(&[
+            ("ClusterName", "prod"),
+            ("AutoScalingGroupNames", &groups),
+            ("HeartbeatTimeout", "600"),
+        ]);
+        let hooks = stack.of_type("AWS::AutoScaling::LifecycleHook");
+        assert_eq!(hooks.len(), 2 * n, "{groups}");
+        for transition in [
+            "autoscaling:EC2_INSTANCE_TERMINATING",
+            "autoscaling:EC2_INSTANCE_LAUNCHING",
+        ] {
+            let on: BTreeSet<String> = hooks
+                .values()
+                .map(|h| &h["Properties"])
+                .filter(|p| p["LifecycleTransition"] == transition)
+                .map(|p| {
+                    assert_eq!(p["NotificationTargetARN"], "<LifecycleTopic>");
+                    assert_eq!(p["RoleARN"], "<LifecycleHookRole.Arn>");
+                    assert_eq!(p["HeartbeatTimeout"], "600");
+                    assert_eq!(p["DefaultResult"], "CONTINUE");
+                    p["AutoScalingGroupName"].as_str().unwrap().to_owned()
+                })
+                .collect();
+            assert_eq!(
+                on,
+                set(names[..n].iter().copied()),
+                "{transition} hooks for {groups}"
+            );
+        }
+    }
+}
