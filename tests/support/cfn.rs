@@ -8,10 +8,6 @@
 //! [`REGION`], [`ACCOUNT`] and [`STACK`]. On top of the resolver: the functions
 //! by binary, the identity-based IAM statements, and SNS / EventBridge pattern
 //! matching.
-//!
-//! Not a module of the suite lib (`lib.rs`): it needs serde_json and
-//! serde_yaml_ng, which are dev-dependencies of the root package, so a test
-//! includes it by path (`#[path = "../support/cfn.rs"] mod cfn;`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a template that does not resolve is a failed test
 

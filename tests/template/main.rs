@@ -30,8 +30,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
 
-#[path = "../support/cfn.rs"]
-mod cfn;
+use ecs_lifecycle_suite::cfn;
 
 mod code;
 
