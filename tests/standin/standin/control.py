@@ -1,0 +1,296 @@
+"""The control endpoints under /_standin/, the call counter and fault injection.
+
+Not AWS: what the tests use to drive the stand-in. Every AWS request is counted under
+`<service>:<Operation>` (service = the SigV4 scope name) and, when a test asked for it,
+failed on purpose with an error in the protocol the client speaks (moto never throttles;
+AWS does). app.py hands each AWS request to CALLS.record before moto sees it and every
+/_standin/ request to handle().
+
+CONTROL API (JSON in, JSON out; a bad request answers 400 {"error": "..."}):
+  GET    /_standin/health                  {"ok": true}
+  POST   /_standin/reset                   moto's reset + all stand-in state
+  GET    /_standin/calls                   {"ecs:DescribeTasks": 3, ...}  (service = SigV4 scope name)
+  DELETE /_standin/calls
+  POST   /_standin/faults                  {"target": "ecs:DescribeTasks" (fnmatch pattern ok),
+                                            "error": "ThrottlingException", "count": 2,
+                                            "status": 400, "message": "Rate exceeded"}
+  GET    /_standin/faults                  what is left;  DELETE /_standin/faults  clears
+  POST   /_standin/lifecycle/start         {"asg", "hook", "instance_id", "transition"?, "region"?}
+                                           -> {"token", "message", "delivered_to"}
+  POST   /_standin/lifecycle/expire        {"instance_id"} -> the action
+  POST   /_standin/lifecycle/test-notification {"asg", "hook"}: AWS's TEST_NOTIFICATION
+  GET    /_standin/lifecycle/actions       [{"asg","hook","instance_id","token","transition",
+                                             "state","result","started_at","completed_at",
+                                             "complete_calls","heartbeat_calls","heartbeats","region"}]
+  POST   /_standin/ecs/step                {"cluster"?, "max_replacements"?}
+                                           -> {"advanced", "replaced", "stalled"}
+  POST   /_standin/ecs/auto                {"interval_ms": 500}  (0 stops)
+  POST   /_standin/ssm/outcome             {"instance_id", "status", "response_code", "stdout", "stderr"?,
+                                            "in_progress_polls"?}: what the next runs report
+  POST   /_standin/ssm/unreachable         {"instance_id"}: SendCommand fails with InvalidInstanceId
+  GET    /_standin/ssm/commands            [{"command_id","document_name","instance_ids","parameters",
+                                             "cloudwatch_output_config","timeout_seconds","comment","sent_at"}]
+  POST   /_standin/ecs/tasks               {"cluster", "container_instance", "task_definition",
+                                            "count", "started_by"?, "group"?} -> {"task_arns": [...]}
+  POST   /_standin/lambda/invoke           {"event", "timeout_ms"?, "async"?}
+  GET    /_standin/lambda/invocations      DELETE clears the finished ones
+  POST   /_standin/lambda/subscribe        {"topic_arn", "timeout_ms"?}; DELETE {"topic_arn"?} undoes
+  GET    /_standin/lambda/init-errors
+  POST   /_standin/refresh/step            {"group", "launch_state"?: "InService" | "Pending:Wait",
+                                            "terminate_state"?: "Terminated" | "Terminating:Wait"}
+                                           -> {"status", "launched": [ids], "terminated": [ids],
+                                               "waiting": [ids], "percentage", "instance_refresh_id"}
+  POST   /_standin/refresh/fail            {"group", "reason"} -> the refresh (DescribeInstanceRefreshes
+                                            shape plus "BatchInFlight")
+  POST   /_standin/activity                {"group", "status_code", "description", "status_message"?,
+                                            "cause"?} -> the activity (DescribeScalingActivities shape)
+"""
+
+from __future__ import annotations
+
+import collections
+import fnmatch
+import json
+import re
+import threading
+import urllib.parse
+import uuid
+from typing import Any
+
+from .activities import ACTIVITIES
+from .autoscaling import LIFECYCLE
+from .awslambda import LAMBDA
+from .common import DEFAULT_REGION, MOTO_LOCK, StandInError, json_response, read_body
+from .ecs import AUTO_STEPPER, ROUND_ROBIN, ecs_auto_endpoint, ecs_seed_tasks, ecs_step_endpoint
+from .refresh import REFRESHES
+from .ssm import SSM
+
+# ---- call counting and fault injection ----
+
+# XML namespaces of query-protocol services, for injected error responses.
+QUERY_XMLNS = {
+    "autoscaling": "http://autoscaling.amazonaws.com/doc/2011-01-01/",
+    "sns": "http://sns.amazonaws.com/doc/2010-03-31/",
+    "sts": "https://sts.amazonaws.com/doc/2011-06-15/",
+    "iam": "https://iam.amazonaws.com/doc/2010-05-08/",
+    "cloudformation": "http://cloudformation.amazonaws.com/doc/2010-05-15/",
+    "elasticloadbalancing": "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/",
+    "monitoring": "http://monitoring.amazonaws.com/doc/2010-08-01/",
+    "sqs": "http://queue.amazonaws.com/doc/2012-11-05/",
+}
+
+
+class Calls:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: dict[str, int] = collections.OrderedDict()
+        self.faults: list[dict[str, Any]] = []
+
+    def record(self, key: str) -> dict[str, Any] | None:
+        """Count the call; return the fault to inject (and use it up), if any."""
+        with self.lock:
+            self.counts[key] = self.counts.get(key, 0) + 1
+            for fault in self.faults:
+                if fault["target"] == key or fnmatch.fnmatchcase(key, fault["target"]):
+                    fault["count"] -= 1
+                    if fault["count"] <= 0:
+                        self.faults.remove(fault)
+                    return dict(fault)
+        return None
+
+    def add_fault(self, body: dict[str, Any]) -> dict[str, Any]:
+        target = body.get("target")
+        error = body.get("error")
+        if not isinstance(target, str) or ":" not in target:
+            raise StandInError('"target" must be "<service>:<Operation>", e.g. "ecs:DescribeTasks"')
+        if not isinstance(error, str) or not error:
+            raise StandInError('"error" must be an error code, e.g. "ThrottlingException"')
+        count = body.get("count", 1)
+        status = body.get("status", 400)
+        message = body.get("message", "Rate exceeded")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise StandInError('"count" must be an integer >= 1')
+        if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
+            raise StandInError('"status" must be an HTTP error status (400..599)')
+        if not isinstance(message, str):
+            raise StandInError('"message" must be a string')
+        fault = {"target": target, "error": error, "count": count, "status": status, "message": message}
+        with self.lock:
+            self.faults.append(fault)
+        return dict(fault)
+
+
+CALLS = Calls()
+
+_CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
+
+
+def identify_request(environ: dict[str, Any], body: bytes) -> tuple[str, str, str]:
+    """(service, operation, region) of an AWS request, from its SigV4 credential scope
+    and X-Amz-Target header or query-protocol Action."""
+    service, region = "unknown", DEFAULT_REGION
+    m = _CREDENTIAL_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if not m:  # presigned URL
+        qs = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        cred = (qs.get("X-Amz-Credential") or [""])[0]
+        m = re.match(r"([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request", cred)
+    if m:
+        region, service = m.group(3), m.group(4).lower()
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    operation = None
+    if target and "." in target:
+        operation = target.rsplit(".", 1)[1]
+    else:
+        action = urllib.parse.parse_qs(environ.get("QUERY_STRING", "")).get("Action")
+        if not action and environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+            action = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("Action")
+        if action:
+            operation = action[0]
+    if operation is None:  # REST-style service: method + path is the best we have
+        operation = f"{environ.get('REQUEST_METHOD', 'GET')} {environ.get('PATH_INFO', '/')}"
+    return service, operation, region
+
+
+def fault_response(environ: dict[str, Any], service: str, fault: dict[str, Any]) -> tuple[int, list, bytes]:
+    """An error in the protocol the client speaks, as the service would send it."""
+    request_id = str(uuid.uuid4())
+    status, code, message = fault["status"], fault["error"], fault["message"]
+    content_type = environ.get("CONTENT_TYPE", "")
+    if environ.get("HTTP_X_AMZ_TARGET") or content_type.startswith("application/x-amz-json"):
+        version = "1.0" if (service == "sqs" or content_type.endswith("1.0")) else "1.1"
+        body = json.dumps({"__type": code, "message": message}).encode()
+        headers = [
+            ("Content-Type", f"application/x-amz-json-{version}"),
+            ("x-amzn-RequestId", request_id),
+            ("X-Amzn-ErrorType", code),
+        ]
+        return status, headers, body
+    if service == "ec2":  # the EC2 protocol has its own error envelope
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Response><Errors><Error><Code>{xml_escape(code)}</Code>"
+            f"<Message>{xml_escape(message)}</Message></Error></Errors>"
+            f"<RequestID>{request_id}</RequestID></Response>"
+        ).encode()
+        return status, [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
+    xmlns = QUERY_XMLNS.get(service, f"http://{service}.amazonaws.com/doc/")
+    kind = "Sender" if status < 500 else "Receiver"
+    body = (
+        f'<ErrorResponse xmlns="{xmlns}"><Error><Type>{kind}</Type>'
+        f"<Code>{xml_escape(code)}</Code><Message>{xml_escape(message)}</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+    ).encode()
+    return status, [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
+
+
+def xml_escape(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def parse_json_body(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        obj = json.loads(body)
+    except ValueError as e:
+        raise StandInError(f"request body is not JSON: {e}")
+    if not isinstance(obj, dict):
+        raise StandInError("request body must be a JSON object")
+    return obj
+
+
+# ---- the control endpoints ----
+
+
+def _locked(fn):
+    def run(body: dict[str, Any]) -> Any:
+        with MOTO_LOCK:
+            return fn(body)
+    return run
+
+
+def _reset_all(body: dict[str, Any]) -> dict[str, Any]:
+    """moto's own reset plus the stand-in's state (not an AWS feature: test hygiene)."""
+    from moto.moto_api._internal.models import moto_api_backend
+
+    AUTO_STEPPER.set(0)
+    with MOTO_LOCK:
+        moto_api_backend.reset()
+        LIFECYCLE.__init__()
+        SSM.__init__()
+        ACTIVITIES.__init__()
+        REFRESHES.__init__()
+        ROUND_ROBIN.clear()
+    with CALLS.lock:
+        CALLS.counts.clear()
+        CALLS.faults.clear()
+    LAMBDA.unsubscribe({})
+    LAMBDA.clear()
+    return {}
+
+
+def _list_calls(body: dict[str, Any]) -> dict[str, int]:
+    with CALLS.lock:
+        return dict(CALLS.counts)
+
+
+def _list_faults(body: dict[str, Any]) -> list[dict[str, Any]]:
+    with CALLS.lock:
+        return [dict(f) for f in CALLS.faults]
+
+
+def _reset_calls(body: dict[str, Any]) -> dict[str, Any]:
+    with CALLS.lock:
+        CALLS.counts.clear()
+    return {}
+
+
+def _clear_faults(body: dict[str, Any]) -> dict[str, Any]:
+    with CALLS.lock:
+        CALLS.faults.clear()
+    return {}
+
+
+ROUTES = {
+    ("GET", "/_standin/health"): lambda b: {"ok": True},
+    ("POST", "/_standin/reset"): _reset_all,
+    ("GET", "/_standin/calls"): _list_calls,
+    ("DELETE", "/_standin/calls"): _reset_calls,
+    ("GET", "/_standin/faults"): _list_faults,
+    ("POST", "/_standin/faults"): CALLS.add_fault,
+    ("DELETE", "/_standin/faults"): _clear_faults,
+    ("POST", "/_standin/lifecycle/start"): _locked(LIFECYCLE.start),
+    ("POST", "/_standin/lifecycle/expire"): _locked(LIFECYCLE.expire),
+    ("POST", "/_standin/lifecycle/test-notification"): _locked(LIFECYCLE.test_notification),
+    ("GET", "/_standin/lifecycle/actions"): _locked(lambda b: LIFECYCLE.list()),
+    ("POST", "/_standin/ecs/step"): ecs_step_endpoint,
+    ("POST", "/_standin/ecs/auto"): ecs_auto_endpoint,
+    ("POST", "/_standin/ecs/tasks"): ecs_seed_tasks,
+    ("POST", "/_standin/lambda/invoke"): LAMBDA.invoke,
+    ("GET", "/_standin/lambda/invocations"): lambda b: LAMBDA.list(),
+    ("DELETE", "/_standin/lambda/invocations"): lambda b: (LAMBDA.clear(), {})[1],
+    ("POST", "/_standin/lambda/subscribe"): LAMBDA.subscribe,
+    ("DELETE", "/_standin/lambda/subscribe"): LAMBDA.unsubscribe,
+    ("GET", "/_standin/lambda/init-errors"): lambda b: list(LAMBDA.init_errors),
+    ("POST", "/_standin/ssm/outcome"): _locked(SSM.script),
+    ("POST", "/_standin/ssm/unreachable"): _locked(SSM.set_unreachable),
+    ("GET", "/_standin/ssm/commands"): _locked(SSM.list_sent),
+    ("POST", "/_standin/refresh/step"): _locked(REFRESHES.step),
+    ("POST", "/_standin/refresh/fail"): _locked(REFRESHES.fail),
+    ("POST", "/_standin/activity"): _locked(ACTIVITIES.post),
+}
+
+
+def handle(environ: dict[str, Any], start_response: Any, path: str) -> Any:
+    """A request under /_standin/."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    route = ROUTES.get((method, path.rstrip("/")))
+    if route is None:
+        if any(p == path.rstrip("/") for (_, p) in ROUTES):
+            return json_response(start_response, 405, {"error": f"{method} not allowed on {path}"})
+        return json_response(start_response, 404, {"error": f"no control endpoint {path}"})
+    try:
+        body = parse_json_body(read_body(environ)) if method in ("POST", "PUT", "DELETE") else {}
+        return json_response(start_response, 200, route(body))
+    except StandInError as e:
+        return json_response(start_response, 400, {"error": str(e)})
