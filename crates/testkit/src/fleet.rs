@@ -52,6 +52,15 @@ pub struct Fleet {
     pub sqs: aws_sdk_sqs::Client,
 }
 
+/// What a task is started from and tagged with: its task definition, and the
+/// `startedBy` and `group` its starter gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskTags {
+    pub task_definition: String,
+    pub started_by: String,
+    pub group: String,
+}
+
 /// A task as the tests look at it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskInfo {
@@ -250,7 +259,8 @@ impl Fleet {
         self.container_instances.push(ci.clone());
         Ok(ci)
     }
-    async fn task_definition(&self, family: &str) -> Result<String> {
+    /// Registers a one-container task definition for `family`; returns its ARN.
+    pub async fn task_definition(&self, family: &str) -> Result<String> {
         let out = self
             .ecs
             .register_task_definition()
@@ -272,18 +282,16 @@ impl Fleet {
             .to_owned())
     }
 
-    /// Creates a service and places its tasks (moto's CreateService starts none):
-    /// `placement[i]` tasks on container instance `i`, started the way ECS's
-    /// service scheduler starts them (`startedBy ecs-svc/<deployment>`,
-    /// `group service:<name>`).
-    pub async fn service(
+    /// Creates a service of `desired` tasks (moto's CreateService starts none)
+    /// and says how ECS's service scheduler tags its tasks: `startedBy
+    /// ecs-svc/<deployment>`, `group service:<name>`.
+    pub async fn create_service(
         &self,
         name: &str,
         daemon: bool,
-        placement: &[usize],
-    ) -> Result<Vec<String>> {
+        desired: usize,
+    ) -> Result<TaskTags> {
         let td = self.task_definition(name).await?;
-        let desired: usize = placement.iter().sum();
         let mut req = self
             .ecs
             .create_service()
@@ -295,7 +303,10 @@ impl Fleet {
         } else {
             req.desired_count(i32::try_from(desired).unwrap_or(0))
         };
-        let svc = req.send().await.map_err(ctx("CreateService"))?;
+        let svc = req
+            .send()
+            .await
+            .map_err(ctx(&format!("CreateService {name}")))?;
         let deployment = svc
             .service()
             .and_then(|s| s.deployments().first())
@@ -307,16 +318,42 @@ impl Fleet {
         } else {
             format!("ecs-svc/{deployment}")
         };
+        Ok(TaskTags {
+            task_definition: td,
+            started_by,
+            group: format!("service:{name}"),
+        })
+    }
+
+    /// Creates a service and places its tasks: `placement[i]` tasks on container
+    /// instance `i`, started the way ECS's service scheduler starts them (see
+    /// [`Fleet::create_service`]).
+    pub async fn service(
+        &self,
+        name: &str,
+        daemon: bool,
+        placement: &[usize],
+    ) -> Result<Vec<String>> {
+        let tags = self
+            .create_service(name, daemon, placement.iter().sum())
+            .await?;
         let mut arns = Vec::new();
         for (i, count) in placement.iter().enumerate() {
             for _ in 0..*count {
-                arns.extend(
-                    self.start_task(&td, i, &started_by, &format!("service:{name}"))
-                        .await?,
-                );
+                arns.extend(self.start_task(&tags, i).await?);
             }
         }
         Ok(arns)
+    }
+
+    /// A task definition for standalone tasks of `family` and the tags a batch
+    /// system gives them (`startedBy batch-runner`, `group family:<family>`).
+    pub async fn standalone_family(&self, family: &str) -> Result<TaskTags> {
+        Ok(TaskTags {
+            task_definition: self.task_definition(family).await?,
+            started_by: "batch-runner".to_owned(),
+            group: format!("family:{family}"),
+        })
     }
 
     /// Standalone tasks (as RunTask/StartTask by a user or a batch system).
@@ -326,24 +363,15 @@ impl Fleet {
         instance: usize,
         count: usize,
     ) -> Result<Vec<String>> {
-        let td = self.task_definition(family).await?;
+        let tags = self.standalone_family(family).await?;
         let mut arns = Vec::new();
         for _ in 0..count {
-            arns.extend(
-                self.start_task(&td, instance, "batch-runner", &format!("family:{family}"))
-                    .await?,
-            );
+            arns.extend(self.start_task(&tags, instance).await?);
         }
         Ok(arns)
     }
 
-    async fn start_task(
-        &self,
-        td: &str,
-        instance: usize,
-        started_by: &str,
-        group: &str,
-    ) -> Result<Vec<String>> {
+    async fn start_task(&self, tags: &TaskTags, instance: usize) -> Result<Vec<String>> {
         let ci = self
             .container_instances
             .get(instance)
@@ -352,10 +380,10 @@ impl Fleet {
             .ecs
             .start_task()
             .cluster(&self.cluster)
-            .task_definition(td)
+            .task_definition(&tags.task_definition)
             .container_instances(ci)
-            .started_by(started_by)
-            .group(group)
+            .started_by(&tags.started_by)
+            .group(&tags.group)
             .send()
             .await
             .map_err(ctx("StartTask"))?;

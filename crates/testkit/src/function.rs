@@ -135,6 +135,15 @@ impl Standin {
             .unwrap_or_default())
     }
 
+    /// The invocation `request_id` once it has ended (neither queued nor running).
+    pub fn ended_invocation(&self, request_id: &str) -> Result<Option<Value>> {
+        Ok(self
+            .invocations()?
+            .into_iter()
+            .find(|i| i["request_id"] == request_id)
+            .filter(|i| i["status"] != "queued" && i["status"] != "running"))
+    }
+
     /// Polls `check` every 200 ms until it returns `Some`, or fails after `limit`.
     pub async fn wait_for<T>(
         &self,

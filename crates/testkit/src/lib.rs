@@ -10,7 +10,7 @@ mod refresh;
 mod rollout;
 mod standin;
 
-pub use fleet::{Fleet, FleetSpec, TaskInfo};
+pub use fleet::{Fleet, FleetSpec, TaskInfo, TaskTags};
 pub use function::LocalFunction;
 pub use rollout::{ACTIVE_REFRESH, parameter_change_event, put_parameter};
 pub use standin::{Standin, workspace_root};
@@ -40,6 +40,11 @@ pub fn binary(name: &str) -> Result<std::path::PathBuf> {
             path.display()
         ))
     }
+}
+
+/// A log file for a local function, one per process: `<temp dir>/<name>-<pid>.log`.
+pub fn temp_log(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{name}-{}.log", std::process::id()))
 }
 
 /// Milliseconds since the Unix epoch.
