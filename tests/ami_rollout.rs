@@ -166,7 +166,7 @@ async fn a_new_ami_replaces_every_instance_and_the_group_keeps_it() {
     step(&s, &fleet).await;
     step(&s, &fleet).await;
     // One look costs a fixed handful of calls (one group, no services): the
-    // figure BENCHMARKS.md quotes.
+    // figure docs/benchmarks.md quotes.
     s.reset_calls().unwrap();
     let out = invoke(&r, json!({"action": "status"})).await;
     let calls = s.calls().unwrap();

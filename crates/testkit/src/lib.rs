@@ -2,7 +2,7 @@
 //! moto server, patched where moto falls short, plus a Lambda Runtime API) on
 //! loopback, and builds ECS fleets on it with the real SDK over real HTTP.
 //!
-//! What the stand-in emulates, and why, is written at the top of standin.py.
+//! What the stand-in emulates, and why: the docstring of tests/standin/standin.py (an index) and of each module of the tests/standin/standin/ package.
 
 mod fleet;
 mod function;

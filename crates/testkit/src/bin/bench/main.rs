@@ -1,6 +1,6 @@
 //! Benchmark of the release `terminate-drain` binary against the AWS stand-in
 //! (not a test; CI does not run it). `scripts/bench.sh` builds and runs it; the
-//! Markdown report goes to stdout, progress to stderr. BENCHMARKS.md says what
+//! Markdown report goes to stdout, progress to stderr. docs/benchmarks.md says what
 //! it measures and what the figures mean.
 //!
 //! 1. Cold start ([`cold_start`]): a fresh process, the Runtime API already
