@@ -18,6 +18,15 @@ pub struct AwsError {
 }
 
 impl AwsError {
+    /// The service is shedding load: slow down, then try again.
+    pub fn is_throttle(&self) -> bool {
+        self.code.as_deref().is_some_and(|code| {
+            code.contains("Throttl")
+                || code.contains("RequestLimitExceeded")
+                || code.contains("TooManyRequests")
+        })
+    }
+
     /// Codes that say "the request was fine, the moment was not".
     pub fn is_retryable(&self) -> bool {
         match self.code.as_deref() {
@@ -90,6 +99,9 @@ pub enum Error {
     /// The AMI parameter is missing or does not name an AMI.
     #[error("SSM parameter {name} {problem}")]
     AmiParameter { name: String, problem: String },
+    /// A bug of this function, not a problem of the event or of AWS.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -100,7 +112,20 @@ impl Error {
             Error::EcsItemFailure { .. } => true,
             Error::NoContinuationTopic { .. } => true,
             Error::Event(_) | Error::Config(_) | Error::AmiParameter { .. } => false,
+            Error::Internal(_) => false,
         }
+    }
+
+    /// A failure that can heal by waiting inside the invocation (throttling, 5xx,
+    /// timeouts, connection errors, even after the SDK's own retries): back off,
+    /// keep the action alive, observe again.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Aws(e) if e.is_retryable())
+    }
+
+    /// The service said to slow down.
+    pub fn is_throttle(&self) -> bool {
+        matches!(self, Error::Aws(e) if e.is_throttle())
     }
 
     /// A stable name for the error class, for metric filters and alarms.
@@ -112,6 +137,7 @@ impl Error {
             Error::EcsItemFailure { .. } => "EcsLifecycle.EcsItemFailure",
             Error::NoContinuationTopic { .. } => "EcsLifecycle.NoContinuationTopic",
             Error::AmiParameter { .. } => "EcsLifecycle.BadAmiParameter",
+            Error::Internal(_) => "EcsLifecycle.Internal",
         }
     }
 }
@@ -164,5 +190,27 @@ mod tests {
         assert_eq!(aws(None).to_string(), "ecs:DescribeTasks failed: m");
         let d: Diagnostic = Error::from(aws(Some("X"))).into();
         assert_eq!(d.error_type, "EcsLifecycle.AwsError");
+        let d: Diagnostic = Error::Internal("x".into()).into();
+        assert_eq!(d.error_type, "EcsLifecycle.Internal");
+    }
+
+    #[test]
+    fn transient_and_throttle_classification() {
+        for (code, transient, throttle) in [
+            (None, true, false),
+            (Some("ThrottlingException"), true, true),
+            (Some("Throttling"), true, true),
+            (Some("RequestLimitExceeded"), true, true),
+            (Some("ServerException"), true, false),
+            (Some("ServiceUnavailable"), true, false),
+            (Some("AccessDeniedException"), false, false),
+            (Some("ValidationError"), false, false),
+        ] {
+            let e = Error::from(aws(code));
+            assert_eq!(e.is_transient(), transient, "{code:?}");
+            assert_eq!(e.is_throttle(), throttle, "{code:?}");
+        }
+        assert!(!Error::Internal("x".into()).is_transient());
+        assert!(!Error::Event(EventError::new("a", "b")).is_transient());
     }
 }

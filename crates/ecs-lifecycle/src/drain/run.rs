@@ -14,7 +14,7 @@ use crate::drain::decide::{
     Clocks, Completion, Decision, Observed, Policy, Step, StopReason, decide,
 };
 use crate::drain::observe::Scratch;
-use crate::error::{Error, EventError};
+use crate::error::Error;
 use crate::hook::dispatch::{Job, Work, ignored};
 use crate::hook::pacing::load_hook_timing;
 use crate::hook::runtime::{
@@ -184,7 +184,12 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
             heartbeat_every_ms: c.heartbeat_every_ms,
             attempt: c.attempt,
         };
-        decide(observed, &plan.policy, &clocks)
+        // The poll interval as the runtime paces it (stretched while ECS throttles).
+        let policy = Policy {
+            poll_interval_ms: c.poll_ms,
+            ..plan.policy
+        };
+        decide(observed, &policy, &clocks)
     }
 
     fn log_decision(
@@ -222,10 +227,9 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
     ) -> Result<Flow<NoFinish>, Error> {
         let instance_id = &job.action.instance_id;
         let ci = observed.container_instance.as_ref().ok_or_else(|| {
-            EventError::new(
-                "drain",
-                format!("no container instance observed for {instance_id}"),
-            )
+            Error::Internal(format!(
+                "a step on the container instance of {instance_id}, but none was observed"
+            ))
         })?;
         match step {
             Own::SetDraining => {

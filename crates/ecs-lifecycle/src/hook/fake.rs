@@ -60,6 +60,14 @@ struct World {
     services: Vec<Service>,
     /// How long every call takes (the fake's latency).
     latency: Duration,
+    /// How long every ECS call takes on top.
+    ecs_latency: Duration,
+    /// Until then, every ECS call fails with this code.
+    ecs_fault: Option<(Instant, String)>,
+    /// ECS calls made (failed ones included), with their times.
+    ecs_calls: Vec<Instant>,
+    /// The next this many publishes fail with this code.
+    publish_faults: (u32, String),
 }
 
 impl World {
@@ -118,6 +126,47 @@ impl FakeFleet {
         self.world().latency = latency;
     }
 
+    /// Every ECS call takes this long (on top of the common latency) from now on.
+    pub fn set_ecs_latency(&self, latency: Duration) {
+        self.world().ecs_latency = latency;
+    }
+
+    /// Every ECS call fails with `code` (e.g. `ServiceUnavailable`,
+    /// `ThrottlingException`, `AccessDeniedException`) for `how_long` from now.
+    pub fn fail_ecs(&self, code: &str, how_long: Duration) {
+        self.world().ecs_fault = Some((Instant::now() + how_long, code.to_owned()));
+    }
+
+    /// The next `n` publishes fail with `code`.
+    pub fn fail_publishes(&self, n: u32, code: &str) {
+        self.world().publish_faults = (n, code.to_owned());
+    }
+
+    /// When each ECS call was made.
+    pub fn ecs_calls(&self) -> Vec<Instant> {
+        self.world().ecs_calls.clone()
+    }
+
+    /// An ECS call: its latency, its record, and the fault of the moment.
+    async fn ecs(&self, operation: &'static str) -> Result<MutexGuard<'_, World>, AwsError> {
+        let latency = self.world().ecs_latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let mut w = self.call().await;
+        let now = Instant::now();
+        w.ecs_calls.push(now);
+        match &w.ecs_fault {
+            Some((until, code)) if now < *until => Err(AwsError {
+                service: "ecs",
+                operation,
+                code: Some(code.clone()),
+                message: format!("the fake fleet's ECS answers {code}"),
+            }),
+            _ => Ok(w),
+        }
+    }
+
     /// An instance of `asg` waiting in `Terminating:Wait` on a hook with this
     /// heartbeat timeout, registered in cluster `c1` as DRAINING or ACTIVE.
     pub fn terminating(&self, instance_id: &str, asg: &str, heartbeat_timeout_s: u64) {
@@ -163,6 +212,15 @@ impl FakeFleet {
 
     /// A running task of a replica service on the instance.
     pub fn run_service_task(&self, instance_id: &str, task: &str, service: &str) {
+        self.run_task(instance_id, task, service, Scheduling::Replica);
+    }
+
+    /// A running task of a daemon service on the instance.
+    pub fn run_daemon_task(&self, instance_id: &str, task: &str, service: &str) {
+        self.run_task(instance_id, task, service, Scheduling::Daemon);
+    }
+
+    fn run_task(&self, instance_id: &str, task: &str, service: &str, scheduling: Scheduling) {
         let mut w = self.world();
         let ci = w
             .instances
@@ -172,7 +230,7 @@ impl FakeFleet {
         if !w.services.iter().any(|s| s.name == service) {
             w.services.push(Service {
                 name: service.to_owned(),
-                scheduling: Scheduling::Replica,
+                scheduling,
                 desired_count: 1,
                 running_count: 1,
                 pending_count: 0,
@@ -361,7 +419,7 @@ impl AutoScaling for FakeFleet {
 
 impl Ecs for FakeFleet {
     async fn cluster_arns(&self) -> Result<Vec<String>, AwsError> {
-        let _w = self.call().await;
+        let _w = self.ecs("ListClusters").await?;
         Ok(vec!["c1".into()])
     }
 
@@ -370,7 +428,7 @@ impl Ecs for FakeFleet {
         _cluster: &str,
         ec2_instance_id: &str,
     ) -> Result<Registration, AwsError> {
-        let w = self.call().await;
+        let w = self.ecs("ListContainerInstances").await?;
         Ok(w.instances
             .get(ec2_instance_id)
             .cloned()
@@ -382,7 +440,7 @@ impl Ecs for FakeFleet {
         _cluster: &str,
         arn: &str,
     ) -> Result<Option<ContainerInstance>, AwsError> {
-        let w = self.call().await;
+        let w = self.ecs("DescribeContainerInstances").await?;
         Ok(w.instances.values().find(|c| c.arn == arn).cloned())
     }
 
@@ -391,7 +449,7 @@ impl Ecs for FakeFleet {
         _cluster: &str,
         arn: &str,
     ) -> Result<Result<(), (String, Option<String>)>, AwsError> {
-        let mut w = self.call().await;
+        let mut w = self.ecs("UpdateContainerInstancesState").await?;
         match w.instances.values_mut().find(|c| c.arn == arn) {
             Some(ci) => {
                 ci.status = InstanceStatus::Draining;
@@ -407,7 +465,7 @@ impl Ecs for FakeFleet {
         container_instance: &str,
         desired: DesiredStatus,
     ) -> Result<Vec<String>, AwsError> {
-        let w = self.call().await;
+        let w = self.ecs("ListTasks").await?;
         let want = match desired {
             DesiredStatus::Running => TaskStatus::Running,
             DesiredStatus::Stopped => TaskStatus::Stopped,
@@ -423,7 +481,7 @@ impl Ecs for FakeFleet {
     }
 
     async fn tasks(&self, _cluster: &str, arns: &[String]) -> Result<Vec<Task>, AwsError> {
-        let w = self.call().await;
+        let w = self.ecs("DescribeTasks").await?;
         Ok(w.tasks
             .iter()
             .filter(|t| arns.contains(&t.arn))
@@ -432,7 +490,7 @@ impl Ecs for FakeFleet {
     }
 
     async fn services(&self, _cluster: &str, names: &[String]) -> Result<Vec<Service>, AwsError> {
-        let w = self.call().await;
+        let w = self.ecs("DescribeServices").await?;
         Ok(w.services
             .iter()
             .filter(|s| names.contains(&s.name))
@@ -441,7 +499,7 @@ impl Ecs for FakeFleet {
     }
 
     async fn stop(&self, _cluster: &str, arn: &str, _reason: &str) -> Result<StopResult, AwsError> {
-        let mut w = self.call().await;
+        let mut w = self.ecs("StopTask").await?;
         match w.tasks.iter_mut().find(|t| t.arn == arn) {
             Some(t) => {
                 t.desired_status = TaskStatus::Stopped;
@@ -455,12 +513,12 @@ impl Ecs for FakeFleet {
         &self,
         _cluster: &str,
     ) -> Result<Vec<ContainerInstance>, AwsError> {
-        let w = self.call().await;
+        let w = self.ecs("ListContainerInstances").await?;
         Ok(w.instances.values().cloned().collect())
     }
 
     async fn service_arns(&self, _cluster: &str) -> Result<Vec<String>, AwsError> {
-        let w = self.call().await;
+        let w = self.ecs("ListServices").await?;
         Ok(w.services.iter().map(|s| s.name.clone()).collect())
     }
 }
@@ -473,6 +531,15 @@ impl Publisher for FakeFleet {
         message: &str,
     ) -> Result<String, AwsError> {
         let mut w = self.call().await;
+        if w.publish_faults.0 > 0 {
+            w.publish_faults.0 -= 1;
+            return Err(AwsError {
+                service: "sns",
+                operation: "Publish",
+                code: Some(w.publish_faults.1.clone()),
+                message: "the fake fleet's SNS refuses this publish".into(),
+            });
+        }
         w.published.push((topic_arn.to_owned(), message.to_owned()));
         Ok(format!("msg-{}", w.published.len()))
     }

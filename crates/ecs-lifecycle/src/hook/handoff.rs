@@ -2,12 +2,15 @@
 //! configured topic, or to the topic the work came through.
 
 use serde::Serialize;
-use tracing::info;
+use std::time::Duration;
 
-use crate::error::{Error, EventError};
+use tracing::{info, warn};
+
+use crate::error::Error;
 use crate::hook::continuation::Continuation;
 use crate::hook::dispatch::Job;
 use crate::ports::Publisher;
+use crate::time::Clock;
 
 /// Where the continuation went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -18,7 +21,9 @@ pub struct HandedOff {
 }
 
 /// Publishes the continuation of `job` (attempt + 1, same start, the given
-/// heartbeat base and memo).
+/// heartbeat base and memo). A publish that fails for a reason that can heal
+/// (throttling, 5xx, timeouts) is tried again until `give_up_at_ms`.
+#[allow(clippy::too_many_arguments)]
 pub async fn hand_off<P: Publisher, M: Serialize>(
     publisher: &P,
     function: &str,
@@ -27,13 +32,15 @@ pub async fn hand_off<P: Publisher, M: Serialize>(
     started_at_ms: u64,
     heartbeat_base_ms: u64,
     memo: &M,
+    clock: &Clock,
+    give_up_at_ms: u64,
 ) -> Result<HandedOff, Error> {
     let state = serde_json::to_value(memo)
-        .map_err(|e| EventError::new("continuation.state", e.to_string()))?;
+        .map_err(|e| Error::Internal(format!("continuation state as JSON: {e}")))?;
     let next = Continuation::new(
         function,
         job.action.clone(),
-        job.attempt + 1,
+        job.attempt.saturating_add(1),
         started_at_ms,
         Some(heartbeat_base_ms),
         state,
@@ -44,10 +51,23 @@ pub async fn hand_off<P: Publisher, M: Serialize>(
         .ok_or_else(|| Error::NoContinuationTopic {
             instance_id: job.action.instance_id.clone(),
         })?;
-    let body =
-        serde_json::to_string(&next).map_err(|e| EventError::new("continuation", e.to_string()))?;
+    let body = serde_json::to_string(&next)
+        .map_err(|e| Error::Internal(format!("continuation as JSON: {e}")))?;
     let subject = format!("{function} continuation {}", job.action.instance_id);
-    let message_id = publisher.publish_message(&topic, &subject, &body).await?;
+    let mut pause_ms = 500;
+    let message_id = loop {
+        match publisher.publish_message(&topic, &subject, &body).await {
+            Ok(id) => break id,
+            Err(e)
+                if e.is_retryable() && clock.now_ms().saturating_add(pause_ms) < give_up_at_ms =>
+            {
+                warn!(topic = %topic, error = %e, retry_in_ms = pause_ms, "publishing the continuation failed; trying again");
+                tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+                pause_ms = (pause_ms * 2).min(4000);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     info!(topic = %topic, %message_id, next_attempt = next.attempt, "handed the work over to a new invocation");
     Ok(HandedOff {
         attempt: next.attempt,

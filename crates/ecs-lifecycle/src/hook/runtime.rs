@@ -11,19 +11,20 @@
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
-use tracing::{Instrument, Span, error, info};
+use tracing::{Instrument, Span, debug, error, info, warn};
 
 use crate::config::CommonConfig;
-use crate::error::{Error, EventError};
+use crate::error::Error;
 use crate::hook::dispatch::{Job, Work, handle_event};
 use crate::hook::handoff::hand_off;
 use crate::hook::pacing::warn_if_too_short;
-use crate::model::{ActionAck, ActionResult};
+use crate::model::{ActionAck, ActionResult, LifecycleAction};
 use crate::ports::{AutoScaling, Publisher};
 use crate::time::{Clock, millis};
 
@@ -86,6 +87,8 @@ pub struct HookClocks {
     pub heartbeat_base_ms: u64,
     /// How often to heartbeat (a third of HeartbeatTimeout; effectively never without a hook).
     pub heartbeat_every_ms: u64,
+    /// The poll interval now: the configured one, stretched while ECS throttles.
+    pub poll_ms: u64,
     /// Hops so far (0 for the original event).
     pub attempt: u32,
 }
@@ -344,19 +347,163 @@ pub async fn execute<W: HookWorkflow>(
         Accept::Ignored(outcome) => return Ok(outcome),
     };
     let span = workflow.span(&job);
-    let outcome = hold(workflow, job, deadline_ms)
-        .instrument(span)
-        .await
-        .inspect_err(|e| {
-            error!(
-                error = %e,
-                error_type = e.kind(),
-                retryable = e.is_retryable(),
-                "{} failed; the action is not completed, the event will be retried",
-                W::WORK
-            )
-        })?;
-    serde_json::to_value(outcome).map_err(|e| EventError::new("outcome", e.to_string()).into())
+    let outcome = async {
+        hold(workflow, job, deadline_ms).await.inspect_err(|e| {
+            // Inside the action's span: the line names the group, hook and instance.
+            if e.is_retryable() {
+                error!(
+                    error = %e,
+                    error_type = e.kind(),
+                    retryable = true,
+                    "{} failed; the action is not completed: Lambda retries the event (about 1 and 3 minutes later), then keeps it in the dead-letter queue",
+                    W::WORK
+                )
+            } else {
+                error!(
+                    error = %e,
+                    error_type = e.kind(),
+                    retryable = false,
+                    "{} failed; the action is not completed and retrying cannot help: fix the cause named here (the event ends in the dead-letter queue after Lambda's retries)",
+                    W::WORK
+                )
+            }
+        })
+    }
+    .instrument(span)
+    .await?;
+    serde_json::to_value(outcome).map_err(|e| Error::Internal(format!("outcome as JSON: {e}")))
+}
+
+/// Heartbeat cadences at or above this are "never" (no hook holds the work).
+const NEVER_MS: u64 = 86_400_000;
+
+/// The longest a drain stretches its poll interval while ECS throttles.
+pub const MAX_STRETCHED_POLL_MS: u64 = 60_000;
+
+/// The heartbeat clock, shared by the loop (which reads it for its decisions and
+/// hands it over in a continuation) and the heartbeater (which restarts it).
+#[derive(Debug)]
+struct Beat {
+    base_ms: AtomicU64,
+    every_ms: u64,
+    /// Set just before CompleteLifecycleAction: from then on "No active
+    /// Lifecycle Action" is the completion's own doing, not an expiry.
+    completing: AtomicBool,
+}
+
+impl Beat {
+    fn base(&self) -> u64 {
+        self.base_ms.load(Ordering::Relaxed)
+    }
+}
+
+/// Sends the heartbeats of a held action every `every_ms`, whatever the loop is
+/// doing (a slow or failing ECS call never holds a heartbeat back). Returns only
+/// when Auto Scaling says the action is over without us completing it.
+async fn keep_alive<A: AutoScaling>(
+    autoscaling: &A,
+    action: &LifecycleAction,
+    beat: &Beat,
+    clock: &Clock,
+) -> String {
+    if beat.every_ms >= NEVER_MS {
+        return std::future::pending().await;
+    }
+    loop {
+        let due = beat.base().saturating_add(beat.every_ms);
+        let now = clock.now_ms();
+        if due > now {
+            tokio::time::sleep(Duration::from_millis(due - now)).await;
+            continue;
+        }
+        if beat.completing.load(Ordering::Relaxed) {
+            return std::future::pending().await;
+        }
+        // One attempt may not outlast the cadence: a hung call is abandoned and
+        // tried again while the action still has two thirds of its window.
+        let attempt = tokio::time::timeout(
+            Duration::from_millis(beat.every_ms),
+            autoscaling.heartbeat(action),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(ActionAck::Accepted)) => {
+                beat.base_ms.store(clock.now_ms(), Ordering::Relaxed);
+                debug!("recorded a lifecycle action heartbeat");
+            }
+            Ok(Ok(ActionAck::NoActiveAction(detail))) => {
+                if beat.completing.load(Ordering::Relaxed) {
+                    return std::future::pending().await;
+                }
+                return detail;
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, "heartbeat failed; trying again in 2 s");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(_) => warn!(
+                timeout_ms = beat.every_ms,
+                "heartbeat call timed out; trying again"
+            ),
+        }
+    }
+}
+
+/// The poll interval, stretched while ECS throttles and shrunk back as calls
+/// succeed: N drains of one account converge on what its ECS budget sustains.
+#[derive(Debug, Clone, Copy)]
+struct Pacer {
+    configured_ms: u64,
+    current_ms: u64,
+    failures: u32,
+}
+
+impl Pacer {
+    fn new(configured_ms: u64) -> Self {
+        Pacer {
+            configured_ms,
+            current_ms: configured_ms,
+            failures: 0,
+        }
+    }
+
+    fn succeeded(&mut self) {
+        self.failures = 0;
+        // Halve it at each success: from the 60 s cap back to a 10 s poll in three
+        // polls (about two minutes), gently enough not to re-trigger the throttle.
+        self.current_ms = (self.current_ms / 2).max(self.configured_ms);
+    }
+
+    /// Records a transient failure; returns how long to back off.
+    fn failed(&mut self, throttled: bool) -> u64 {
+        self.failures = self.failures.saturating_add(1);
+        if throttled {
+            self.current_ms = self
+                .current_ms
+                .saturating_mul(2)
+                .min(MAX_STRETCHED_POLL_MS.max(self.configured_ms));
+        }
+        // Random jitter (0.5x..1.5x) so that drains that failed together do not
+        // come back together.
+        let base = self.current_ms.max(1000);
+        base / 2 + jitter(base)
+    }
+}
+
+/// A random number in `0..bound` (per-process random keys; no crate needed).
+fn jitter(bound: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(bound);
+    h.finish() % bound.max(1)
+}
+
+/// What the loop does after a failure.
+enum Recovery {
+    /// Observe again (after the back-off).
+    Again,
+    /// The hand-off point is here: continue in a new invocation.
+    HandOff,
 }
 
 /// Holds one action until it is completed, over, or handed off.
@@ -367,30 +514,112 @@ pub async fn hold<W: HookWorkflow>(
 ) -> Result<Outcome<W>, Error> {
     let clock = Clock::start();
     let now = clock.now_ms();
-    let started_at = job.started_at_ms.unwrap_or(now);
+    // Times in a continuation come from another sandbox's clock: never in our future.
+    let started_at = job.started_at_ms.map_or(now, |t| t.min(now));
+    job.started_at_ms = Some(started_at);
     let instance_id = job.action.instance_id.clone();
-    let common = workflow.common();
     let holder = workflow.holder();
-    let prepared = workflow.prepare(&job, started_at).await?;
-    let mut heartbeat_base = job.last_heartbeat_ms.unwrap_or(prepared.heartbeat_base_ms);
+    let margin_ms = millis(holder.handoff_margin);
+    let handoff_at = deadline_ms.saturating_sub(margin_ms);
     warn_if_too_short(
         now,
         deadline_ms,
-        millis(common.poll_interval),
-        millis(holder.handoff_margin),
+        millis(workflow.common().poll_interval),
+        margin_ms,
     );
 
+    let prepared = loop {
+        match bounded(&clock, handoff_at, workflow.prepare(&job, started_at)).await {
+            Ok(p) => break p,
+            Err(e) if e.is_transient() && clock.now_ms() < handoff_at => {
+                let pause =
+                    Pacer::new(millis(workflow.common().poll_interval)).failed(e.is_throttle());
+                warn!(error = %e, error_type = e.kind(), retry_in_ms = pause, "could not read the hook's timing; trying again");
+                nap(&clock, handoff_at, pause).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let beat = Beat {
+        base_ms: AtomicU64::new(
+            job.last_heartbeat_ms
+                .map_or(prepared.heartbeat_base_ms, |t| t.min(now)),
+        ),
+        every_ms: prepared.heartbeat_every_ms,
+        completing: AtomicBool::new(false),
+    };
+    let action = job.action.clone();
+    let drive = drive(
+        workflow,
+        &mut job,
+        &prepared,
+        &beat,
+        &clock,
+        started_at,
+        deadline_ms,
+    );
+    let keep_alive = keep_alive(&holder.autoscaling, &action, &beat, &clock);
+    tokio::select! {
+        biased;
+        outcome = drive => outcome,
+        detail = keep_alive => Ok(no_active(instance_id, detail)),
+    }
+}
+
+/// The loop of [`hold`]: observe, decide, act, until the work is over.
+async fn drive<W: HookWorkflow>(
+    workflow: &W,
+    job: &mut Job<W::Memo>,
+    prepared: &Prepared<W::Plan>,
+    beat: &Beat,
+    clock: &Clock,
+    started_at: u64,
+    deadline_ms: u64,
+) -> Result<Outcome<W>, Error> {
+    let instance_id = job.action.instance_id.clone();
+    let common = workflow.common();
+    let holder = workflow.holder();
     let autoscaling = &holder.autoscaling;
+    let handoff_at = deadline_ms.saturating_sub(millis(holder.handoff_margin));
+    let mut pacer = Pacer::new(millis(common.poll_interval));
     let mut scratch = W::Scratch::default();
+
+    // A failure: back off and look again if waiting can heal it, hand off at the
+    // hand-off point, or end with the error after a last heartbeat.
+    macro_rules! recover {
+        ($e:expr, $what:literal) => {{
+            let e: Error = $e;
+            if !e.is_transient() {
+                last_heartbeat(autoscaling, &job.action, beat).await;
+                return Err(e);
+            }
+            match back_off(&e, $what, &mut pacer, clock, handoff_at).await {
+                Recovery::Again => continue,
+                Recovery::HandOff => {
+                    return hand_over(workflow, job, beat, clock, started_at, deadline_ms).await;
+                }
+            }
+        }};
+    }
+
     loop {
-        let observed = workflow
-            .observe(&mut job, &mut scratch, &prepared.plan)
-            .await?;
+        let observed = match bounded(
+            clock,
+            handoff_at,
+            workflow.observe(job, &mut scratch, &prepared.plan),
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(e) => recover!(e, "observing"),
+        };
+        pacer.succeeded();
         let clocks = HookClocks {
             now_ms: clock.now_ms(),
             invocation_deadline_ms: deadline_ms,
-            heartbeat_base_ms: heartbeat_base,
+            heartbeat_base_ms: beat.base(),
             heartbeat_every_ms: prepared.heartbeat_every_ms,
+            poll_ms: pacer.current_ms,
             attempt: job.attempt,
         };
         let decision = workflow.decide(&observed, &prepared.plan, &clocks);
@@ -409,13 +638,9 @@ pub async fn hold<W: HookWorkflow>(
             });
         }
 
-        let (heartbeat, next) = W::next(decision);
-        if heartbeat {
-            match autoscaling.heartbeat(&job.action).await? {
-                ActionAck::Accepted => heartbeat_base = clock.now_ms(),
-                ActionAck::NoActiveAction(detail) => return Ok(no_active(instance_id, detail)),
-            }
-        }
+        // The heartbeater keeps the action alive; the decision's own heartbeat
+        // flag only says one was due when it looked.
+        let (_heartbeat_due, next) = W::next(decision);
         match next {
             Next::Stop(reason) => {
                 return Ok(Outcome::Stopped {
@@ -424,51 +649,161 @@ pub async fn hold<W: HookWorkflow>(
                 });
             }
             Next::Complete { result, detail } => {
-                return Ok(match autoscaling.complete(&job.action, result).await? {
-                    ActionAck::Accepted => {
+                beat.completing.store(true, Ordering::Relaxed);
+                match bounded(clock, deadline_ms, async {
+                    autoscaling
+                        .complete(&job.action, result)
+                        .await
+                        .map_err(Error::from)
+                })
+                .await
+                {
+                    Ok(ActionAck::Accepted) => {
                         info!(
                             result = result.as_str(),
                             elapsed_s = clock.now_ms().saturating_sub(started_at) / 1000,
                             "completed the lifecycle action"
                         );
-                        Outcome::Completed {
+                        return Ok(Outcome::Completed {
                             instance_id,
                             detail,
-                        }
+                        });
                     }
-                    ActionAck::NoActiveAction(detail) => no_active(instance_id, detail),
-                });
+                    Ok(ActionAck::NoActiveAction(detail)) => {
+                        return Ok(no_active(instance_id, detail));
+                    }
+                    Err(e) => {
+                        // Not completed: keep the action alive and decide again.
+                        beat.completing.store(false, Ordering::Relaxed);
+                        recover!(e, "completing the lifecycle action")
+                    }
+                }
             }
-            Next::Wait { sleep_ms } => tokio::time::sleep(Duration::from_millis(sleep_ms)).await,
+            Next::Wait { sleep_ms } => nap(clock, handoff_at, sleep_ms).await,
             Next::HandOff => {
-                let h = hand_off(
-                    &holder.publisher,
-                    W::NAME,
-                    common.continuation_topic.as_deref(),
-                    &job,
-                    started_at,
-                    heartbeat_base,
-                    &job.memo,
-                )
-                .await?;
-                return Ok(Outcome::HandedOff {
-                    instance_id,
-                    attempt: h.attempt,
-                    topic_arn: h.topic_arn,
-                    message_id: h.message_id,
-                });
+                return hand_over(workflow, job, beat, clock, started_at, deadline_ms).await;
             }
             Next::Own(step) => {
-                match workflow
-                    .act(step, &observed, &mut job, clock.now_ms())
-                    .await?
+                let now_ms = clock.now_ms();
+                match bounded(
+                    clock,
+                    handoff_at,
+                    workflow.act(step, &observed, job, now_ms),
+                )
+                .await
                 {
-                    Flow::Observe => {}
-                    Flow::Sleep(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
-                    Flow::Finish(f) => return Ok(Outcome::Finished(f)),
+                    Ok(Flow::Observe) => {}
+                    Ok(Flow::Sleep(ms)) => nap(clock, handoff_at, ms).await,
+                    Ok(Flow::Finish(f)) => return Ok(Outcome::Finished(f)),
+                    Err(e) => recover!(e, "carrying out a step"),
                 }
             }
         }
+    }
+}
+
+/// Runs `work`, but not past `until_ms`: a call that would (an SDK call spending
+/// its retries) is abandoned as a transient failure.
+async fn bounded<T>(
+    clock: &Clock,
+    until_ms: u64,
+    work: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let left = until_ms.saturating_sub(clock.now_ms());
+    match tokio::time::timeout(Duration::from_millis(left.max(1)), work).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Aws(crate::error::AwsError {
+            service: "ecs-lifecycle",
+            operation: "step",
+            code: None,
+            message: "not answered before the hand-off point".into(),
+        })),
+    }
+}
+
+/// Sleeps `ms`, but never past the hand-off point.
+async fn nap(clock: &Clock, handoff_at: u64, ms: u64) {
+    let left = handoff_at.saturating_sub(clock.now_ms());
+    tokio::time::sleep(Duration::from_millis(ms.min(left))).await;
+}
+
+/// Logs a transient failure and backs off; at the hand-off point, says so.
+async fn back_off(
+    e: &Error,
+    what: &'static str,
+    pacer: &mut Pacer,
+    clock: &Clock,
+    handoff_at: u64,
+) -> Recovery {
+    let pause = pacer.failed(e.is_throttle());
+    let now = clock.now_ms();
+    if now.saturating_add(pause) >= handoff_at {
+        warn!(error = %e, error_type = e.kind(), what, "failed near the end of the invocation; handing the work over");
+        return Recovery::HandOff;
+    }
+    warn!(
+        error = %e,
+        error_type = e.kind(),
+        throttled = e.is_throttle(),
+        failures = pacer.failures,
+        poll_ms = pacer.current_ms,
+        retry_in_ms = pause,
+        what,
+        "failed; the action is kept alive and the world observed again after a pause"
+    );
+    tokio::time::sleep(Duration::from_millis(pause)).await;
+    Recovery::Again
+}
+
+/// Publishes the continuation (retrying it within the margin); if that fails,
+/// heartbeats, then ends with the error so Lambda's async retry resumes the work.
+async fn hand_over<W: HookWorkflow>(
+    workflow: &W,
+    job: &Job<W::Memo>,
+    beat: &Beat,
+    clock: &Clock,
+    started_at: u64,
+    deadline_ms: u64,
+) -> Result<Outcome<W>, Error> {
+    let holder = workflow.holder();
+    let handed = hand_off(
+        &holder.publisher,
+        W::NAME,
+        workflow.common().continuation_topic.as_deref(),
+        job,
+        started_at,
+        beat.base(),
+        &job.memo,
+        clock,
+        deadline_ms.saturating_sub(2000),
+    )
+    .await;
+    match handed {
+        Ok(h) => Ok(Outcome::HandedOff {
+            instance_id: job.action.instance_id.clone(),
+            attempt: h.attempt,
+            topic_arn: h.topic_arn,
+            message_id: h.message_id,
+        }),
+        Err(e) => {
+            last_heartbeat(&holder.autoscaling, &job.action, beat).await;
+            Err(e)
+        }
+    }
+}
+
+/// One heartbeat before an invocation ends in an error, so that Lambda's retry
+/// (a minute or more later) finds the action still alive where it can.
+async fn last_heartbeat<A: AutoScaling>(autoscaling: &A, action: &LifecycleAction, beat: &Beat) {
+    if beat.every_ms >= NEVER_MS {
+        return;
+    }
+    match autoscaling.heartbeat(action).await {
+        Ok(ActionAck::Accepted) => info!("recorded a last heartbeat before failing"),
+        Ok(ActionAck::NoActiveAction(detail)) => {
+            info!(%detail, "no active lifecycle action any more")
+        }
+        Err(e) => warn!(error = %e, "the last heartbeat failed too"),
     }
 }
 

@@ -219,3 +219,240 @@ async fn dry_run_decides_and_changes_nothing() {
     assert!(fleet.heartbeats(ID).is_empty() && fleet.completions(ID).is_empty());
     assert_eq!(fleet.action_state(ID), Some(ActionState::Waiting));
 }
+
+/// Gaps between the action's start, its heartbeats and its completion.
+fn max_gap(fleet: &FakeFleet, start: Instant) -> Duration {
+    let mut marks = vec![start];
+    marks.extend(fleet.heartbeats(ID));
+    marks.extend(fleet.completions(ID).iter().map(|(_, t)| *t));
+    marks
+        .windows(2)
+        .map(|p| p[1] - p[0])
+        .max()
+        .unwrap_or_default()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ecs_outage_longer_than_the_heartbeat_timeout_loses_nothing() {
+    let start = Instant::now();
+    // HeartbeatTimeout at its minimum (30 s); ECS answers 503 for 100 s, and the
+    // task stops (for ECS) at 60 s, in the middle of it.
+    let fleet = fleet_with_task(30, Some(Duration::from_secs(60)));
+    let d = drainer(&fleet, 10);
+    let f = fleet.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        f.fail_ecs("ServiceUnavailable", Duration::from_secs(100));
+    });
+
+    let v = d
+        .handle(&terminate_event(), deadline_in(Duration::from_secs(900)))
+        .await
+        .unwrap();
+
+    assert_eq!(outcome(&v), "completed", "{v}");
+    let completions = fleet.completions(ID);
+    assert_eq!(completions.len(), 1);
+    let done = completions[0].1 - start;
+    // After the outage (105 s), within about one back-off of it.
+    assert!(
+        done >= Duration::from_secs(105) && done <= Duration::from_secs(140),
+        "{done:?}"
+    );
+    assert!(
+        max_gap(&fleet, start) <= Duration::from_secs(10),
+        "{:?}",
+        max_gap(&fleet, start)
+    );
+    assert_ne!(fleet.action_state(ID), Some(ActionState::Expired));
+    // It kept trying, but backed off: not one call per poll interval of 10 s... at
+    // most a few dozen in 100 s.
+    let during: Vec<_> = fleet
+        .ecs_calls()
+        .into_iter()
+        .filter(|t| *t - start > Duration::from_secs(5) && *t - start < Duration::from_secs(105))
+        .collect();
+    assert!(
+        !during.is_empty() && during.len() <= 30,
+        "{} calls",
+        during.len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_ecs_calls_never_hold_a_heartbeat_back() {
+    let start = Instant::now();
+    // Every ECS call takes 25 s (an SDK call spending its retries); HeartbeatTimeout 30 s.
+    let fleet = fleet_with_task(30, Some(Duration::from_secs(120)));
+    fleet.set_ecs_latency(Duration::from_secs(25));
+    let d = drainer(&fleet, 10);
+
+    let v = d
+        .handle(&terminate_event(), deadline_in(Duration::from_secs(900)))
+        .await
+        .unwrap();
+
+    assert_eq!(outcome(&v), "completed", "{v}");
+    assert!(
+        max_gap(&fleet, start) <= Duration::from_secs(10),
+        "{:?}",
+        max_gap(&fleet, start)
+    );
+    assert_eq!(fleet.completions(ID).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_stretches_the_poll_and_it_shrinks_back() {
+    let start = Instant::now();
+    let fleet = fleet_with_task(300, Some(Duration::from_secs(400)));
+    let d = drainer(&fleet, 2);
+    let f = fleet.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        f.fail_ecs("ThrottlingException", Duration::from_secs(200));
+    });
+
+    let v = d
+        .handle(&terminate_event(), deadline_in(Duration::from_secs(900)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&v), "completed", "{v}");
+
+    let calls = fleet.ecs_calls();
+    let window = |from: u64, to: u64| {
+        calls
+            .iter()
+            .filter(|t| {
+                let s = (**t - start).as_secs();
+                s >= from && s < to
+            })
+            .count()
+    };
+    // Unthrottled, a 2 s poll makes about 3 calls every 2 s: ~150 in 100 s.
+    let before = window(0, 20);
+    let throttled = window(120, 220);
+    let after = window(300, 400);
+    assert!(before >= 20, "before: {before}");
+    assert!(throttled <= 10, "while throttled: {throttled}");
+    assert!(after >= 100, "back to pace after: {after}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_waiting_cannot_heal_ends_after_a_last_heartbeat() {
+    let fleet = fleet_with_task(30, None);
+    let d = drainer(&fleet, 10);
+    let f = fleet.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        f.fail_ecs("AccessDeniedException", Duration::from_secs(600));
+    });
+    let before_error = Instant::now();
+
+    let err = d
+        .handle(&terminate_event(), deadline_in(Duration::from_secs(900)))
+        .await
+        .unwrap_err();
+
+    assert_eq!(err.kind(), "EcsLifecycle.AwsError");
+    assert!(!err.is_retryable(), "{err}");
+    let heartbeats = fleet.heartbeats(ID);
+    let last = *heartbeats.last().unwrap();
+    // The last heartbeat is the failure's own, sent when it happened (about 20 s), not a
+    // scheduled one (10 s).
+    assert!(
+        last - before_error >= Duration::from_secs(15),
+        "{heartbeats:?}"
+    );
+    assert!(fleet.completions(ID).is_empty());
+    assert_eq!(fleet.action_state(ID), Some(ActionState::Waiting));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_publish_is_retried_within_the_margin() {
+    let fleet = fleet_with_task(300, None);
+    fleet.fail_publishes(2, "InternalError");
+    let d = drainer(&fleet, 10);
+
+    let v = d
+        .handle(&terminate_event(), deadline_in(Duration::from_secs(60)))
+        .await
+        .unwrap();
+
+    assert_eq!(outcome(&v), "handed_off", "{v}");
+    assert_eq!(fleet.published().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_publish_that_keeps_failing_ends_in_an_error_after_a_heartbeat() {
+    let fleet = fleet_with_task(300, None);
+    fleet.fail_publishes(1000, "InternalError");
+    let d = drainer(&fleet, 10);
+    let started = Instant::now();
+
+    let err = d
+        .handle(&terminate_event(), deadline_in(Duration::from_secs(60)))
+        .await
+        .unwrap_err();
+
+    assert!(err.is_retryable(), "{err}");
+    let elapsed = Instant::now() - started;
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "{elapsed:?}: past the deadline"
+    );
+    // The heartbeat just before failing restarts Auto Scaling's clock for Lambda's retry.
+    let last = *fleet.heartbeats(ID).last().unwrap();
+    assert!(
+        last - started >= Duration::from_secs(45),
+        "{:?}",
+        last - started
+    );
+    assert_eq!(fleet.action_state(ID), Some(ActionState::Waiting));
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_step_sleeps_past_the_hand_off_point() {
+    // A daemon-only instance: the step before the hand-off point is StopTasks,
+    // which waits a poll (30 s) for the daemon to stop; the daemon never stops.
+    let fleet = FakeFleet::new();
+    fleet.terminating(ID, "g", 300);
+    fleet.register(ID);
+    fleet.run_daemon_task(ID, "daemon-1", "agent");
+    let d = drainer(&fleet, 30);
+    let started = Instant::now();
+
+    let v = d
+        .handle(&terminate_event(), deadline_in(Duration::from_secs(35)))
+        .await
+        .unwrap();
+
+    assert_eq!(outcome(&v), "handed_off", "{v}");
+    // Handed off by the hand-off point (35 s - 10 s margin), never after it.
+    let at = Instant::now() - started;
+    assert!(at <= Duration::from_secs(26), "{at:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_continuation_from_a_clock_ahead_of_ours_is_taken_as_now() {
+    let start = Instant::now();
+    // HeartbeatTimeout 60 s; the task stops at 200 s. Taken at its word, a last
+    // heartbeat an hour ahead would put the next one an hour away: the action
+    // would expire at 60 s.
+    let fleet = fleet_with_task(60, Some(Duration::from_secs(200)));
+    let d = drainer(&fleet, 10);
+    let future = epoch_ms() + 3_600_000;
+    let continuation = json!({
+        "kind": "ecs-lifecycle.continuation", "version": 1, "function": "terminate-drain",
+        "action": terminate_event(), "attempt": 3,
+        "started_at_ms": future, "last_heartbeat_ms": future, "state": null
+    });
+
+    let v = d
+        .handle(&continuation, deadline_in(Duration::from_secs(600)))
+        .await
+        .unwrap();
+
+    assert_eq!(outcome(&v), "completed", "{v}");
+    assert!(fleet.heartbeats(ID).len() >= 9, "{:?}", fleet.heartbeats(ID));
+    assert!(max_gap(&fleet, start) <= Duration::from_secs(20));
+}

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{Span, error, info, warn};
 
 use crate::config::{CommonConfig, LaunchConfig};
-use crate::error::{Error, EventError};
+use crate::error::Error;
 use crate::hook::dispatch::{Job, Work, ignored};
 use crate::hook::pacing::load_hook_timing;
 use crate::hook::runtime::{Accept, Flow, Holder, HookClocks, HookWorkflow, Next, Prepared};
@@ -274,7 +274,12 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
             heartbeat_every_ms: c.heartbeat_every_ms,
             attempt: c.attempt,
         };
-        decide(observed, &plan.policy, &clocks)
+        // The poll interval as the runtime paces it (stretched while ECS throttles).
+        let policy = Policy {
+            poll_interval_ms: c.poll_ms,
+            ..plan.policy
+        };
+        decide(observed, &policy, &clocks)
     }
 
     fn log_decision(
@@ -332,10 +337,9 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
                 verdict,
             })),
             Own::Diagnose => {
-                let document = cfg
-                    .ssm_document
-                    .as_deref()
-                    .ok_or_else(|| EventError::new("diagnose", "no SSM_DOCUMENT_NAME"))?;
+                let document = cfg.ssm_document.as_deref().ok_or_else(|| {
+                    Error::Internal("a diagnosis was decided without SSM_DOCUMENT_NAME".into())
+                })?;
                 let params = [
                     ("InstanceId", instance_id.as_str()),
                     ("Region", self.region.as_str()),
