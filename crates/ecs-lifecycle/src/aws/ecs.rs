@@ -1,11 +1,13 @@
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{
-    ContainerInstanceStatus, DesiredStatus as SdkDesired, SchedulingStrategy,
+    Attribute, ContainerInstanceStatus, DesiredStatus as SdkDesired, SchedulingStrategy, TargetType,
 };
 
 use super::aws_error;
 use crate::error::AwsError;
-use crate::model::{ContainerInstance, InstanceStatus, Scheduling, Service, Task, TaskStatus};
+use crate::model::{
+    ContainerInstance, DRAIN_ATTRIBUTE, InstanceStatus, Scheduling, Service, Task, TaskStatus,
+};
 use crate::ports::{DesiredStatus, Ecs, Registration, StopResult};
 
 /// ECS batch limits (see the API reference).
@@ -25,6 +27,12 @@ fn container_instance(
         status: InstanceStatus::parse(ci.status().unwrap_or_default()),
         agent_connected: ci.agent_connected(),
         running_tasks_count: ci.running_tasks_count(),
+        drain_token: ci
+            .attributes()
+            .iter()
+            .find(|a| a.name() == DRAIN_ATTRIBUTE)
+            .and_then(|a| a.value())
+            .map(str::to_owned),
     })
 }
 
@@ -109,6 +117,35 @@ impl Ecs for Client {
     ) -> Result<Option<ContainerInstance>, AwsError> {
         let found = describe_container_instances(self, cluster, &[arn.to_owned()]).await?;
         Ok(found.into_iter().find(|ci| ci.arn == arn))
+    }
+
+    async fn put_attribute(
+        &self,
+        cluster: &str,
+        container_instance: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), AwsError> {
+        self.put_attributes()
+            .cluster(cluster)
+            .attributes(
+                Attribute::builder()
+                    .name(name)
+                    .value(value)
+                    .target_type(TargetType::ContainerInstance)
+                    .target_id(container_instance)
+                    .build()
+                    .map_err(|e| AwsError {
+                        service: "ecs",
+                        operation: "PutAttributes",
+                        code: None,
+                        message: e.to_string(),
+                    })?,
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_error("ecs", "PutAttributes", &e))
     }
 
     async fn set_draining(

@@ -39,6 +39,9 @@ pub struct Observed {
     /// With the stability check on: services that had tasks here and do not run
     /// their desired count yet.
     pub unsteady_services: Vec<String>,
+    /// Another invocation's token holds the drain (a duplicate delivery started a
+    /// newer chain).
+    pub superseded_by: Option<String>,
 }
 
 /// The drain's settings that shape decisions.
@@ -75,6 +78,8 @@ pub enum StopReason {
     NotWaiting {
         lifecycle_state: Option<LifecycleState>,
     },
+    /// Another invocation (a duplicate delivery's chain) holds the drain now.
+    Superseded { by: String },
 }
 
 /// Why the action is completed with CONTINUE.
@@ -174,6 +179,9 @@ pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Decision
             .as_ref()
             .map(|i| i.lifecycle_state.clone());
         return with(Step::Stop(StopReason::NotWaiting { lifecycle_state }));
+    }
+    if let Some(by) = &observed.superseded_by {
+        return with(Step::Stop(StopReason::Superseded { by: by.clone() }));
     }
     if clocks.attempt > MAX_HOPS {
         return with(Step::Complete(Completion::HopLimit {
@@ -335,6 +343,7 @@ mod tests {
             status,
             agent_connected: true,
             running_tasks_count: 0,
+            drain_token: None,
         })
     }
 
@@ -358,6 +367,7 @@ mod tests {
             container_instance: ci(InstanceStatus::Draining),
             live_tasks: tasks,
             unsteady_services: vec![],
+            superseded_by: None,
         }
     }
 
@@ -373,6 +383,26 @@ mod tests {
             ignored,
             unsteady_services: vec![],
         }
+    }
+
+    #[test]
+    fn a_newer_chain_holding_the_drain_stops_this_one() {
+        let p = policy(StandalonePolicy::Wait, false);
+        let mut o = draining(vec![task("t1", Role::Service, RUNNING, RUNNING)]);
+        assert!(matches!(step(&o, &p, &clocks()), Step::Wait { .. }));
+        o.superseded_by = Some("0123456789abcdef".into());
+        assert_eq!(
+            step(&o, &p, &clocks()),
+            Step::Stop(StopReason::Superseded {
+                by: "0123456789abcdef".into()
+            })
+        );
+        // Not waiting any more comes first: the action is over either way.
+        o.asg_instance = asg("InService");
+        assert!(matches!(
+            step(&o, &p, &clocks()),
+            Step::Stop(StopReason::NotWaiting { .. })
+        ));
     }
 
     #[test]

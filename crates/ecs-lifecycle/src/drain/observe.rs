@@ -16,15 +16,30 @@ use crate::drain::decide::{LiveTask, Observed, Role};
 use crate::drain::run::{DrainMemo, Drainer};
 use crate::error::{AwsError, Error};
 use crate::hook::lookup::find_container_instance;
-use crate::model::{ContainerInstance, InstanceStatus, Scheduling};
+use crate::hook::runtime::random_u64;
+use crate::model::{ContainerInstance, DRAIN_ATTRIBUTE, InstanceStatus, Scheduling};
 use crate::ports::{AutoScaling, DesiredStatus, Ecs, Publisher};
 
 /// What one invocation has learned so far (never handed over: a new invocation
 /// looks again).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Scratch {
     known_stopped: HashSet<String>,
     scheduling: HashMap<String, Scheduling>,
+    /// This invocation's own token in the container instance's [`DRAIN_ATTRIBUTE`].
+    token: String,
+    claimed: bool,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            known_stopped: HashSet::new(),
+            scheduling: HashMap::new(),
+            token: format!("{:016x}", random_u64()),
+            claimed: false,
+        }
+    }
 }
 
 impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
@@ -49,6 +64,23 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         let Some(ci) = self.container_instance(memo, instance_id).await? else {
             return Ok(observed);
         };
+        // One chain per action: every invocation writes its own token into the
+        // container instance's attribute when it first sees it, and reads it back
+        // with every poll (it comes with DescribeContainerInstances, no extra call).
+        // A token of another invocation means a newer chain (a duplicate delivery)
+        // holds the drain now: this one stops. The last writer always survives.
+        match ci.drain_token.as_deref() {
+            _ if !scratch.claimed => {
+                self.ecs
+                    .put_attribute(&ci.cluster, &ci.arn, DRAIN_ATTRIBUTE, &scratch.token)
+                    .await?;
+                scratch.claimed = true;
+            }
+            Some(token) if token != scratch.token => {
+                observed.superseded_by = Some(token.to_owned());
+            }
+            _ => {}
+        }
         if ci.status == InstanceStatus::Draining {
             observed.live_tasks = self.live_tasks(memo, scratch, &ci).await?;
             let waited_on = observed.live_tasks.iter().any(|t| {

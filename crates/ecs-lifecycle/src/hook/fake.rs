@@ -17,9 +17,9 @@ use tokio::time::Instant;
 use crate::error::AwsError;
 use crate::model::{
     ActionAck, ActionResult, AsgGroup, AsgInstance, CommandInvocation, CommandSent,
-    ContainerInstance, Ec2Instance, Ec2State, HookTimeouts, InstanceStatus, LifecycleAction,
-    LifecycleState, Refresh, RefreshPreferences, Scheduling, Service, Task, TaskStatus,
-    TemplateVersion,
+    ContainerInstance, DRAIN_ATTRIBUTE, Ec2Instance, Ec2State, HookTimeouts, InstanceStatus,
+    LifecycleAction, LifecycleState, Refresh, RefreshPreferences, Scheduling, Service, Task,
+    TaskStatus, TemplateVersion,
 };
 use crate::ports::{
     AutoScaling, DesiredStatus, Ec2, Ecs, Publisher, Registration, Ssm, StopResult,
@@ -205,6 +205,7 @@ impl FakeFleet {
                 status: InstanceStatus::Active,
                 agent_connected: true,
                 running_tasks_count: 0,
+                drain_token: None,
             },
         );
         arn
@@ -442,6 +443,24 @@ impl Ecs for FakeFleet {
     ) -> Result<Option<ContainerInstance>, AwsError> {
         let w = self.ecs("DescribeContainerInstances").await?;
         Ok(w.instances.values().find(|c| c.arn == arn).cloned())
+    }
+
+    async fn put_attribute(
+        &self,
+        _cluster: &str,
+        container_instance: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), AwsError> {
+        let mut w = self.ecs("PutAttributes").await?;
+        if let Some(ci) = w
+            .instances
+            .values_mut()
+            .find(|c| c.arn == container_instance && name == DRAIN_ATTRIBUTE)
+        {
+            ci.drain_token = Some(value.to_owned());
+        }
+        Ok(())
     }
 
     async fn set_draining(

@@ -490,12 +490,18 @@ impl Pacer {
     }
 }
 
-/// A random number in `0..bound` (per-process random keys; no crate needed).
+/// A random number in `0..bound`.
 fn jitter(bound: u64) -> u64 {
+    random_u64() % bound.max(1)
+}
+
+/// A random 64-bit number, from the standard library's randomly keyed hasher
+/// (fresh keys each time; nothing here needs a cryptographic generator).
+pub fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(bound);
-    h.finish() % bound.max(1)
+    h.write_u64(crate::time::epoch_ms());
+    h.finish()
 }
 
 /// What the loop does after a failure.

@@ -453,6 +453,39 @@ async fn a_continuation_from_a_clock_ahead_of_ours_is_taken_as_now() {
         .unwrap();
 
     assert_eq!(outcome(&v), "completed", "{v}");
-    assert!(fleet.heartbeats(ID).len() >= 9, "{:?}", fleet.heartbeats(ID));
+    assert!(
+        fleet.heartbeats(ID).len() >= 9,
+        "{:?}",
+        fleet.heartbeats(ID)
+    );
     assert!(max_gap(&fleet, start) <= Duration::from_secs(20));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_duplicate_chain_mid_drain_ends_the_older_one_within_a_poll() {
+    let start = Instant::now();
+    let fleet = fleet_with_task(300, Some(Duration::from_secs(100)));
+    let d = drainer(&fleet, 10);
+    let deadline = deadline_in(Duration::from_secs(900));
+    let event = terminate_event();
+
+    let first = async {
+        let v = d.handle(&event, deadline).await.unwrap();
+        (v, Instant::now() - start)
+    };
+    let duplicate = async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        d.handle(&event, deadline).await.unwrap()
+    };
+    let ((a, a_ended), b) = tokio::join!(first, duplicate);
+
+    assert_eq!(outcome(&a), "stopped", "{a}");
+    assert!(
+        a["outcomes"][0]["reason"]["Superseded"]["by"].is_string(),
+        "{a}"
+    );
+    // Within one poll (10 s) of the duplicate's claim at 30 s.
+    assert!(a_ended <= Duration::from_secs(41), "{a_ended:?}");
+    assert_eq!(outcome(&b), "completed", "{b}");
+    assert_eq!(fleet.completions(ID).len(), 1);
 }

@@ -340,6 +340,7 @@ mod tests {
                 status,
                 agent_connected,
                 running_tasks_count: 0,
+                drain_token: None,
             }),
             diagnosis: Diagnosis::NotStarted,
         }

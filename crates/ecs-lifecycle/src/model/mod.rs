@@ -21,7 +21,14 @@ pub struct ContainerInstance {
     pub agent_connected: bool,
     /// Tasks whose *desired* status is RUNNING (not enough to call it drained).
     pub running_tasks_count: i32,
+    /// The value of its [`DRAIN_ATTRIBUTE`]: which terminate-drain invocation
+    /// holds its drain.
+    pub drain_token: Option<String>,
 }
+
+/// The ECS attribute on a container instance that names the one terminate-drain
+/// invocation holding its drain (see `drain::observe`).
+pub const DRAIN_ATTRIBUTE: &str = "ecs-lifecycle.drain-token";
 
 /// A task, as far as draining cares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
