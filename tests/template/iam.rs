@@ -106,6 +106,7 @@ fn each_role_has_exactly_the_actions_its_function_calls() {
             "ecs:DescribeServices",
             "ecs:UpdateContainerInstancesState",
             "ecs:StopTask",
+            "ecs:PutAttributes",
         ]))
     );
     assert_eq!(
@@ -216,7 +217,11 @@ fn ecs_changes_only_in_the_given_cluster() {
     let stack = fleet();
     let cluster = format!("arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/prod");
     let statements = identity_statements(&stack);
-    for action in ["ecs:UpdateContainerInstancesState", "ecs:StopTask"] {
+    for action in [
+        "ecs:UpdateContainerInstancesState",
+        "ecs:StopTask",
+        "ecs:PutAttributes",
+    ] {
         let found = statements_with(&statements, action);
         assert_eq!(found.len(), 1, "{action}");
         assert_eq!(found[0].0, "TerminateDrainRole");

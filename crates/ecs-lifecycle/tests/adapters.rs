@@ -13,6 +13,7 @@ use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
 use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
 use aws_sdk_ecs::operation::list_container_instances::ListContainerInstancesOutput;
 use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
+use aws_sdk_ecs::operation::put_attributes::PutAttributesOutput;
 use aws_sdk_ecs::operation::update_container_instances_state::UpdateContainerInstancesStateOutput;
 use aws_sdk_ecs::types::{
     ContainerInstance as SdkCi, Failure, SchedulingStrategy, Service as SdkService, Task as SdkTask,
@@ -20,7 +21,7 @@ use aws_sdk_ecs::types::{
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::retry::RetryConfig;
-use ecs_lifecycle::model::{ActionAck, ActionResult, InstanceStatus, Scheduling};
+use ecs_lifecycle::model::{ActionAck, ActionResult, DRAIN_ATTRIBUTE, InstanceStatus, Scheduling};
 use ecs_lifecycle::model::{LifecycleAction, Transition};
 use ecs_lifecycle::ports::{AutoScaling, DesiredStatus, Ecs, Registration, StopResult};
 
@@ -156,6 +157,56 @@ async fn a_missing_cluster_and_a_task_already_gone_are_domain_results() {
     // Anything else stays an error, with its code.
     let err = ecs.stop("prod", "arn:task/2", "r").await.unwrap_err();
     assert_eq!(err.code.as_deref(), Some("AccessDeniedException"));
+}
+
+#[tokio::test]
+async fn the_drain_token_is_written_and_read_as_an_ecs_attribute() {
+    let arn = "arn:aws:ecs:us-east-1:123456789012:container-instance/prod/0123";
+    let put = mock!(aws_sdk_ecs::Client::put_attributes)
+        .match_requests(move |r| {
+            r.cluster() == Some("prod")
+                && r.attributes().len() == 1
+                && r.attributes()[0].name() == DRAIN_ATTRIBUTE
+                && r.attributes()[0].value() == Some("tok-1")
+                && r.attributes()[0].target_id() == Some(arn)
+                && r.attributes()[0].target_type().is_none()
+        })
+        .then_output(|| PutAttributesOutput::builder().build());
+    let describe =
+        mock!(aws_sdk_ecs::Client::describe_container_instances).then_output(move || {
+            let ci = SdkCi::builder()
+                .container_instance_arn(arn)
+                .ec2_instance_id("i-0123456789abcdef0")
+                .status("DRAINING")
+                .attributes(
+                    aws_sdk_ecs::types::Attribute::builder()
+                        .name("ecs.os-type")
+                        .value("linux")
+                        .build()
+                        .unwrap(),
+                )
+                .attributes(
+                    aws_sdk_ecs::types::Attribute::builder()
+                        .name(DRAIN_ATTRIBUTE)
+                        .value("tok-1")
+                        .build()
+                        .unwrap(),
+                )
+                .build();
+            DescribeContainerInstancesOutput::builder()
+                .container_instances(ci)
+                .build()
+        });
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&put, &describe]);
+    ecs.put_attribute("prod", arn, DRAIN_ATTRIBUTE, "tok-1")
+        .await
+        .unwrap();
+    let ci = ecs
+        .describe_container_instance("prod", arn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ci.drain_token.as_deref(), Some("tok-1"));
 }
 
 #[tokio::test]

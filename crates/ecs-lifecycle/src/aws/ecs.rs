@@ -1,6 +1,6 @@
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{
-    Attribute, ContainerInstanceStatus, DesiredStatus as SdkDesired, SchedulingStrategy, TargetType,
+    Attribute, ContainerInstanceStatus, DesiredStatus as SdkDesired, SchedulingStrategy,
 };
 
 use super::aws_error;
@@ -132,7 +132,8 @@ impl Ecs for Client {
                 Attribute::builder()
                     .name(name)
                     .value(value)
-                    .target_type(TargetType::ContainerInstance)
+                    // The full ARN needs no targetType (AWS: it is required only
+                    // with a short id).
                     .target_id(container_instance)
                     .build()
                     .map_err(|e| AwsError {
