@@ -233,6 +233,11 @@ impl DrainConfig {
     }
 }
 
+/// The diagnostic's own worst case with its default timeouts is about 3 minutes
+/// (crates/launch-verify/diagnostic/ecs-orphan-diagnostic.sh, its header): the
+/// default wait covers it with a minute for SSM's delivery.
+pub const DIAGNOSTIC_TIMEOUT_DEFAULT_S: u64 = 240;
+
 /// Settings of launch-verify.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaunchConfig {
@@ -245,7 +250,7 @@ pub struct LaunchConfig {
     pub ssm_document: Option<String>,
     /// `DIAGNOSTICS_LOG_GROUP`: CloudWatch Logs group for the diagnostic's output.
     pub diagnostics_log_group: Option<String>,
-    /// `DIAGNOSTIC_TIMEOUT_SECONDS` (30..=900, default 120): how long to wait for
+    /// `DIAGNOSTIC_TIMEOUT_SECONDS` (30..=900, default [`DIAGNOSTIC_TIMEOUT_DEFAULT_S`]): how long to wait for
     /// the diagnostic to finish.
     pub diagnostic_timeout: Duration,
     /// `TERMINATE_ORPHANS` (default false): refuse an orphan (ABANDON, or
@@ -306,7 +311,12 @@ impl LaunchConfig {
             registration_timeout: env.seconds("REGISTRATION_TIMEOUT_SECONDS", 300, 30, 7200)?,
             ssm_document,
             diagnostics_log_group,
-            diagnostic_timeout: env.seconds("DIAGNOSTIC_TIMEOUT_SECONDS", 120, 30, 900)?,
+            diagnostic_timeout: env.seconds(
+                "DIAGNOSTIC_TIMEOUT_SECONDS",
+                DIAGNOSTIC_TIMEOUT_DEFAULT_S,
+                30,
+                900,
+            )?,
             terminate_orphans: env.flag("TERMINATE_ORPHANS", false)?,
         })
     }
@@ -608,7 +618,7 @@ mod tests {
     fn launch_defaults_and_values() {
         let c = launch(&[]).unwrap();
         assert_eq!(c.registration_timeout, Duration::from_secs(300));
-        assert_eq!(c.diagnostic_timeout, Duration::from_secs(120));
+        assert_eq!(c.diagnostic_timeout, Duration::from_secs(240));
         assert_eq!(
             (
                 c.ssm_document.as_deref(),

@@ -116,10 +116,8 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
 
     fn accept(&self, work: Work, reply_topic: Option<String>) -> Result<Accept<DrainMemo>, Error> {
         Ok(match work {
-            Work::LaunchSuccessful {
-                asg, instance_id, ..
-            } => {
-                warn!(%asg, %instance_id, "skipped an EC2 Instance Launch Successful event: terminate-drain handles terminate actions only");
+            Work::LaunchSuccessful(l) => {
+                warn!(asg = %l.asg, instance_id = %l.instance_id, "skipped an EC2 Instance Launch Successful event: terminate-drain handles terminate actions only");
                 Accept::Ignored(ignored("launch event"))
             }
             Work::Action(action) if action.transition == Transition::Launching => {

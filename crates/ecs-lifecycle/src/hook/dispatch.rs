@@ -13,7 +13,7 @@ use tracing::{error, info};
 
 use crate::error::{Error, EventError};
 use crate::hook::continuation::Continuation;
-use crate::hook::event::{Message, Record, Source, parse_event};
+use crate::hook::event::{LaunchSuccessful, Message, Record, Source, parse_event};
 use crate::hook::runtime::{HookWorkflow, execute};
 use crate::model::LifecycleAction;
 
@@ -25,11 +25,7 @@ pub enum Work {
     /// An earlier invocation's continuation (already checked to be ours).
     Resume(Continuation),
     /// EventBridge `EC2 Instance Launch Successful`.
-    LaunchSuccessful {
-        asg: String,
-        instance_id: String,
-        time: Option<String>,
-    },
+    LaunchSuccessful(LaunchSuccessful),
 }
 
 /// Handles one Lambda event for a hook workflow.
@@ -66,12 +62,20 @@ where
     let mut outcomes = Vec::new();
     let mut failures = Vec::new();
     let mut first_error = None;
+    // A failed SQS record without a messageId cannot be named in
+    // batchItemFailures (Lambda would take an empty identifier as the whole batch
+    // failing, silently): fail the invocation instead, so the batch is retried.
+    let mut unnamed_failure = false;
     for (record, result) in records.iter().zip(results) {
         match result {
             Ok(o) => outcomes.push(o),
             Err(e) => {
                 if let Source::Sqs { message_id, .. } = &record.source {
-                    failures.push(json!({ "itemIdentifier": message_id }));
+                    if message_id.is_empty() {
+                        unnamed_failure = true;
+                    } else {
+                        failures.push(json!({ "itemIdentifier": message_id }));
+                    }
                 }
                 first_error.get_or_insert(e);
             }
@@ -79,6 +83,10 @@ where
     }
     match first_error {
         Some(e) if !is_sqs => Err(e),
+        Some(e) if unnamed_failure => {
+            error!(error = %e, "an SQS record without messageId failed: it cannot be reported alone, so the whole batch is returned to the queue");
+            Err(e)
+        }
         _ => Ok(json!({ "batchItemFailures": failures, "outcomes": outcomes })),
     }
 }
@@ -112,15 +120,7 @@ where
         }
         Ok(Message::Continuation(c)) => Work::Resume(c.clone()),
         Ok(Message::Action(a)) => Work::Action(a.clone()),
-        Ok(Message::LaunchSuccessful {
-            asg,
-            instance_id,
-            time,
-        }) => Work::LaunchSuccessful {
-            asg: asg.clone(),
-            instance_id: instance_id.clone(),
-            time: time.clone(),
-        },
+        Ok(Message::LaunchSuccessful(l)) => Work::LaunchSuccessful(l.clone()),
     };
     run(work, reply_topic).await
 }

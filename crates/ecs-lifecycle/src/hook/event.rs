@@ -58,12 +58,21 @@ pub enum Message {
     /// Sent when a hook's target is set up: acknowledge and ignore.
     TestNotification { asg: Option<String> },
     /// EventBridge `EC2 Instance Launch Successful` (nothing waits on it).
-    LaunchSuccessful {
-        asg: String,
-        instance_id: String,
-        /// When the launch succeeded (the event's `time`, RFC 3339).
-        time: Option<String>,
-    },
+    LaunchSuccessful(LaunchSuccessful),
+}
+
+/// An `EC2 Instance Launch Successful` event: no lifecycle hook waits on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchSuccessful {
+    pub asg: String,
+    pub instance_id: String,
+    /// When the launch succeeded (the event's `time`, RFC 3339).
+    pub time: Option<String>,
+    /// `EC2`, or `WarmPool` when the instance leaves the warm pool.
+    pub origin: Option<String>,
+    /// `AutoScalingGroup`, or `WarmPool` when the instance launches into the warm
+    /// pool (it will not join ECS now: not an orphan).
+    pub destination: Option<String>,
 }
 
 /// One record of an event; SQS batches carry several.
@@ -201,13 +210,17 @@ fn parse_eventbridge(event: &Value) -> Result<Record, EventError> {
         LAUNCH_SUCCESSFUL_DETAIL_TYPE => {
             let field = |k: &str| eb.detail.get(k).and_then(Value::as_str).map(str::to_owned);
             match (field("AutoScalingGroupName"), field("EC2InstanceId")) {
-                (Some(asg), Some(id)) if is_instance_id(&id) => Ok(Message::LaunchSuccessful {
-                    asg,
-                    instance_id: id,
-                    time: eb
-                        .time
-                        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
-                }),
+                (Some(asg), Some(id)) if is_instance_id(&id) => {
+                    Ok(Message::LaunchSuccessful(LaunchSuccessful {
+                        asg,
+                        instance_id: id,
+                        time: eb
+                            .time
+                            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+                        origin: field("Origin"),
+                        destination: field("Destination"),
+                    }))
+                }
                 (None, _) => Err(EventError::new(
                     "detail",
                     "missing field AutoScalingGroupName",
@@ -313,6 +326,9 @@ mod tests {
             "eventbridge-launch-successful" => {
                 include_str!("../../fixtures/eventbridge-launch-successful.json")
             }
+            "eventbridge-launch-successful-warm-pool" => {
+                include_str!("../../fixtures/eventbridge-launch-successful-warm-pool.json")
+            }
             "sqs-terminate" => include_str!("../../fixtures/sqs-terminate.json"),
             "sqs-batch-mixed" => include_str!("../../fixtures/sqs-batch-mixed.json"),
             "eventbridge-launch-warm-pool" => {
@@ -414,11 +430,21 @@ mod tests {
         let r = only(parse_event(&fixture("eventbridge-launch-successful")).unwrap());
         assert_eq!(
             r.message,
-            Ok(Message::LaunchSuccessful {
+            Ok(Message::LaunchSuccessful(LaunchSuccessful {
                 asg: "ecs-fleet-asg".into(),
                 instance_id: "i-0a1b2c3d4e5f60718".into(),
                 time: Some("2026-11-22T05:02:11.000Z".into()),
-            })
+                origin: None,
+                destination: None,
+            }))
+        );
+        let r = only(parse_event(&fixture("eventbridge-launch-successful-warm-pool")).unwrap());
+        let Ok(Message::LaunchSuccessful(l)) = &r.message else {
+            panic!("{:?}", r.message)
+        };
+        assert_eq!(
+            (l.origin.as_deref(), l.destination.as_deref()),
+            (Some("EC2"), Some("WarmPool"))
         );
     }
 

@@ -489,3 +489,24 @@ async fn a_duplicate_chain_mid_drain_ends_the_older_one_within_a_poll() {
     assert_eq!(outcome(&b), "completed", "{b}");
     assert_eq!(fleet.completions(ID).len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_sqs_record_without_message_id_fails_the_batch_loudly() {
+    let fleet = FakeFleet::new();
+    let d = drainer(&fleet, 10);
+    let deadline = deadline_in(Duration::from_secs(60));
+    let batch = |id: Option<&str>| {
+        let mut record = json!({"eventSource": "aws:sqs", "body": "not json"});
+        if let Some(id) = id {
+            record["messageId"] = json!(id);
+        }
+        json!({"Records": [record]})
+    };
+
+    // Named: reported in batchItemFailures, the rest of the batch is done.
+    let v = d.handle(&batch(Some("m-1")), deadline).await.unwrap();
+    assert_eq!(v["batchItemFailures"], json!([{"itemIdentifier": "m-1"}]));
+    // Unnamed: an error, so that Lambda returns the whole batch to the queue.
+    let err = d.handle(&batch(None), deadline).await.unwrap_err();
+    assert_eq!(err.kind(), "EcsLifecycle.BadEvent");
+}

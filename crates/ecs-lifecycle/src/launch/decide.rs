@@ -173,9 +173,10 @@ pub fn decide(o: &Observed, p: &Policy, c: &Clocks) -> Decision {
     };
     let lifecycle_state = || o.asg_instance.as_ref().map(|i| i.lifecycle_state.clone());
 
-    if hook
-        && (o.warm_pool
-            || o.asg_instance
+    // Bound for the warm pool, in either mode: it will not join ECS now.
+    if o.warm_pool
+        || (hook
+            && o.asg_instance
                 .as_ref()
                 .is_some_and(|i| i.lifecycle_state.is_warmed()))
     {
@@ -382,6 +383,22 @@ mod tests {
             step(&o, &p, &late()),
             Step::Complete {
                 result: ActionResult::Continue,
+                verdict: Verdict::WarmPool
+            }
+        );
+
+        // No hook (EC2 Instance Launch Successful with Destination WarmPool):
+        // reported, never an orphan, never terminated, even after the deadline.
+        let o = Observed {
+            warm_pool: true,
+            asg_instance: None,
+            ec2_state: None,
+            container_instance: None,
+            diagnosis: Diagnosis::NotStarted,
+        };
+        assert_eq!(
+            step(&o, &policy(Mode::NoHook, true), &late()),
+            Step::Report {
                 verdict: Verdict::WarmPool
             }
         );

@@ -157,21 +157,17 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
                 return Ok(Accept::Ignored(ignored("terminate transition")));
             }
             Work::Action(action) => Job::fresh(action, reply_topic),
-            Work::LaunchSuccessful {
-                asg,
-                instance_id,
-                time,
-            } => {
+            Work::LaunchSuccessful(l) => {
                 let action = LifecycleAction {
-                    asg,
+                    asg: l.asg,
                     hook: NO_HOOK.to_owned(),
-                    instance_id,
+                    instance_id: l.instance_id,
                     transition: Transition::Launching,
                     token: None,
-                    time,
+                    time: l.time,
                     metadata: None,
-                    origin: None,
-                    destination: None,
+                    origin: l.origin,
+                    destination: l.destination,
                     account_id: None,
                 };
                 let mut job = Job::fresh(action, reply_topic);
@@ -206,7 +202,9 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
         };
         let poll_ms = millis(cfg.common.poll_interval);
         let diagnostic_ms = millis(cfg.diagnostic_timeout);
-        let warm_pool = mode == Mode::Hook && action.destination.as_deref() == Some("WarmPool");
+        // Bound for the warm pool (the hook's action, or the launch event, says so):
+        // it will not join ECS now.
+        let warm_pool = action.destination.as_deref() == Some("WarmPool");
         let hook_timing = if mode == Mode::Hook && !warm_pool {
             Some(
                 load_hook_timing(
