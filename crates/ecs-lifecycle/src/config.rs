@@ -164,6 +164,22 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 }
 
+impl ClusterScope {
+    /// Whether a cluster (by ARN, as ECS events name it) is in scope: a configured
+    /// name matches the ARN's `cluster/<name>`, a configured ARN the ARN itself.
+    pub fn contains(&self, cluster_arn: &str) -> bool {
+        match self {
+            ClusterScope::All => true,
+            ClusterScope::Named(names) => names.iter().any(|n| {
+                n == cluster_arn
+                    || cluster_arn
+                        .rsplit_once(":cluster/")
+                        .is_some_and(|(_, name)| name == n)
+            }),
+        }
+    }
+}
+
 impl CommonConfig {
     /// The hook functions' settings (POLL_INTERVAL_SECONDS defaults to 10).
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
@@ -470,6 +486,16 @@ mod tests {
         assert_eq!(c.batch_size, 1);
         assert!(!c.common.dry_run);
         assert_eq!(c.common.continuation_topic, None);
+    }
+
+    #[test]
+    fn cluster_scope_matches_event_cluster_arns() {
+        let arn = "arn:aws:ecs:us-east-1:123456789012:cluster/prod";
+        assert!(ClusterScope::All.contains(arn));
+        assert!(ClusterScope::Named(vec!["prod".into()]).contains(arn));
+        assert!(ClusterScope::Named(vec![arn.into()]).contains(arn));
+        assert!(!ClusterScope::Named(vec!["pro".into()]).contains(arn));
+        assert!(!ClusterScope::Named(vec!["dev".into(), "batch".into()]).contains(arn));
     }
 
     #[test]

@@ -51,13 +51,12 @@ pub trait Ecs: Send + Sync {
         cluster: &str,
         arn: &str,
     ) -> impl Future<Output = Result<Option<ContainerInstance>, AwsError>> + Send;
-    /// Sets a custom attribute on a container instance.
-    fn put_attribute(
+    /// Sets custom attributes `(name, value)` on a container instance, in one call.
+    fn set_attributes(
         &self,
         cluster: &str,
         container_instance: &str,
-        name: &str,
-        value: &str,
+        attributes: &[(&str, &str)],
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
     /// Sets DRAINING; per-item `failures[]` come back as `Err(reason, detail)`.
     fn set_draining(

@@ -198,7 +198,7 @@ async fn the_drain_token_is_written_and_read_as_an_ecs_attribute() {
                 .build()
         });
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&put, &describe]);
-    ecs.put_attribute("prod", arn, DRAIN_ATTRIBUTE, "tok-1")
+    ecs.set_attributes("prod", arn, &[(DRAIN_ATTRIBUTE, "tok-1")])
         .await
         .unwrap();
     let ci = ecs

@@ -6,7 +6,8 @@ use aws_sdk_ecs::types::{
 use super::aws_error;
 use crate::error::AwsError;
 use crate::model::{
-    ContainerInstance, DRAIN_ATTRIBUTE, InstanceStatus, Scheduling, Service, Task, TaskStatus,
+    ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, InstanceStatus, Scheduling, Service,
+    Task, TaskStatus,
 };
 use crate::ports::{DesiredStatus, Ecs, Registration, StopResult};
 
@@ -27,13 +28,17 @@ fn container_instance(
         status: InstanceStatus::parse(ci.status().unwrap_or_default()),
         agent_connected: ci.agent_connected(),
         running_tasks_count: ci.running_tasks_count(),
-        drain_token: ci
-            .attributes()
-            .iter()
-            .find(|a| a.name() == DRAIN_ATTRIBUTE)
-            .and_then(|a| a.value())
-            .map(str::to_owned),
+        drain_token: attribute(ci, DRAIN_ATTRIBUTE),
+        drain_hook: attribute(ci, DRAIN_HOOK_ATTRIBUTE),
     })
+}
+
+fn attribute(ci: &aws_sdk_ecs::types::ContainerInstance, name: &str) -> Option<String> {
+    ci.attributes()
+        .iter()
+        .find(|a| a.name() == name)
+        .and_then(|a| a.value())
+        .map(str::to_owned)
 }
 
 async fn describe_container_instances(
@@ -119,19 +124,18 @@ impl Ecs for Client {
         Ok(found.into_iter().find(|ci| ci.arn == arn))
     }
 
-    async fn put_attribute(
+    async fn set_attributes(
         &self,
         cluster: &str,
         container_instance: &str,
-        name: &str,
-        value: &str,
+        attributes: &[(&str, &str)],
     ) -> Result<(), AwsError> {
-        self.put_attributes()
-            .cluster(cluster)
-            .attributes(
+        let mut request = self.put_attributes().cluster(cluster);
+        for (name, value) in attributes {
+            request = request.attributes(
                 Attribute::builder()
-                    .name(name)
-                    .value(value)
+                    .name(*name)
+                    .value(*value)
                     // The full ARN needs no targetType (AWS: it is required only
                     // with a short id).
                     .target_id(container_instance)
@@ -142,7 +146,9 @@ impl Ecs for Client {
                         code: None,
                         message: e.to_string(),
                     })?,
-            )
+            );
+        }
+        request
             .send()
             .await
             .map(|_| ())

@@ -80,6 +80,8 @@ pub enum StopReason {
     },
     /// Another invocation (a duplicate delivery's chain) holds the drain now.
     Superseded { by: String },
+    /// Started by an ECS event and not drained yet: the hook's chain carries on.
+    LeftToTheDrain,
 }
 
 /// Why the action is completed with CONTINUE.
@@ -344,6 +346,7 @@ mod tests {
             agent_connected: true,
             running_tasks_count: 0,
             drain_token: None,
+            drain_hook: None,
         })
     }
 

@@ -17,7 +17,9 @@ use crate::drain::run::{DrainMemo, Drainer};
 use crate::error::{AwsError, Error};
 use crate::hook::lookup::find_container_instance;
 use crate::hook::runtime::random_u64;
-use crate::model::{ContainerInstance, DRAIN_ATTRIBUTE, InstanceStatus, Scheduling};
+use crate::model::{
+    ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, InstanceStatus, Scheduling,
+};
 use crate::ports::{AutoScaling, DesiredStatus, Ecs, Publisher};
 
 /// What one invocation has learned so far (never handed over: a new invocation
@@ -48,6 +50,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         memo: &mut DrainMemo,
         scratch: &mut Scratch,
         instance_id: &str,
+        hook: &str,
     ) -> Result<Observed, Error> {
         let asg_instance = self.hold.autoscaling.instance(instance_id).await?;
         let mut observed = Observed {
@@ -69,10 +72,19 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         // with every poll (it comes with DescribeContainerInstances, no extra call).
         // A token of another invocation means a newer chain (a duplicate delivery)
         // holds the drain now: this one stops. The last writer always survives.
+        // (An invocation started by an ECS event only looks: it never claims.)
         match ci.drain_token.as_deref() {
+            _ if memo.from_event => {}
             _ if !scratch.claimed => {
                 self.ecs
-                    .put_attribute(&ci.cluster, &ci.arn, DRAIN_ATTRIBUTE, &scratch.token)
+                    .set_attributes(
+                        &ci.cluster,
+                        &ci.arn,
+                        &[
+                            (DRAIN_ATTRIBUTE, &scratch.token),
+                            (DRAIN_HOOK_ATTRIBUTE, hook),
+                        ],
+                    )
                     .await?;
                 scratch.claimed = true;
             }

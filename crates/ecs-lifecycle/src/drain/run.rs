@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tracing::{Span, info, warn};
+use tracing::{Span, debug, info, warn};
 
 use crate::config::{CommonConfig, DrainConfig};
 use crate::drain::decide::{
@@ -16,11 +16,12 @@ use crate::drain::decide::{
 use crate::drain::observe::Scratch;
 use crate::error::Error;
 use crate::hook::dispatch::{Job, Work, ignored};
+use crate::hook::event::EcsEvent;
 use crate::hook::pacing::load_hook_timing;
 use crate::hook::runtime::{
     Accept, Flow, Holder, HookClocks, HookWorkflow, Next, NoFinish, Prepared,
 };
-use crate::model::{ActionResult, Transition};
+use crate::model::{ActionResult, InstanceStatus, LifecycleAction, Transition};
 use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
 use crate::time::millis;
 
@@ -36,6 +37,10 @@ pub struct DrainMemo {
     /// Services that had tasks on the instance (for the stability check).
     #[serde(default)]
     pub services: BTreeSet<String>,
+    /// Started by an ECS event, not by the hook's chain: look once, complete if
+    /// drained, otherwise leave the drain to its chain. Never handed over.
+    #[serde(skip)]
+    pub from_event: bool,
 }
 
 /// Why the action was completed (the `reason` of a `completed` outcome).
@@ -50,6 +55,8 @@ pub struct Plan {
     pub policy: Policy,
     /// MAX_DRAIN_SECONDS after the drain started, capped by the hook's global timeout.
     pub drain_deadline_ms: u64,
+    /// Started by an ECS event (see [`DrainMemo::from_event`]).
+    pub from_event: bool,
 }
 
 /// The drain's own steps.
@@ -90,6 +97,64 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     }
 }
 
+impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
+    /// An ECS event that may end a drain (a task STOPPED, or a DRAINING instance
+    /// with nothing left running): find the action it belongs to, cheaply. Events
+    /// for clusters outside CLUSTER_NAME cost no call; others at most two
+    /// (DescribeContainerInstances for the drain's hook attribute,
+    /// DescribeAutoScalingInstances for the lifecycle state) before they are
+    /// skipped.
+    async fn accept_ecs_event(&self, event: EcsEvent) -> Result<Accept<DrainMemo>, Error> {
+        let skip = |why: &str| {
+            debug!(cluster = %event.cluster_arn, container_instance = %event.container_instance_arn, why, "skipped an ECS event");
+            Ok(Accept::Ignored(ignored(why)))
+        };
+        if !event.may_end_a_drain() {
+            return skip("ECS event that cannot end a drain");
+        }
+        if !self.config.common.clusters.contains(&event.cluster_arn) {
+            return skip("ECS event of another cluster");
+        }
+        let Some(ci) = self
+            .ecs
+            .describe_container_instance(&event.cluster_arn, &event.container_instance_arn)
+            .await?
+        else {
+            return skip("container instance unknown to ECS");
+        };
+        let (InstanceStatus::Draining, Some(hook)) = (&ci.status, ci.drain_hook.clone()) else {
+            return skip("no drain of ours on the container instance");
+        };
+        let Some(asg_instance) = self.hold.autoscaling.instance(&ci.ec2_instance_id).await? else {
+            return skip("instance in no Auto Scaling group");
+        };
+        if !asg_instance.lifecycle_state.is_terminate_wait() {
+            return skip("instance not waiting on a terminate action");
+        }
+        info!(asg = %asg_instance.asg, %hook, instance_id = %ci.ec2_instance_id, "an ECS event may end a drain: looking at once");
+        let action = LifecycleAction {
+            asg: asg_instance.asg,
+            hook,
+            instance_id: ci.ec2_instance_id.clone(),
+            transition: Transition::Terminating,
+            token: None,
+            time: None,
+            metadata: None,
+            origin: None,
+            destination: None,
+            account_id: None,
+        };
+        let mut job = Job::fresh(action, None);
+        job.memo = DrainMemo {
+            cluster: Some(ci.cluster),
+            container_instance_arn: Some(ci.arn),
+            from_event: true,
+            ..DrainMemo::default()
+        };
+        Ok(Accept::Job(Box::new(job)))
+    }
+}
+
 impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
     const NAME: &'static str = FUNCTION_NAME;
     const WORK: &'static str = "drain";
@@ -114,8 +179,13 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         &self.config.common
     }
 
-    fn accept(&self, work: Work, reply_topic: Option<String>) -> Result<Accept<DrainMemo>, Error> {
+    async fn accept(
+        &self,
+        work: Work,
+        reply_topic: Option<String>,
+    ) -> Result<Accept<DrainMemo>, Error> {
         Ok(match work {
+            Work::Ecs(event) => self.accept_ecs_event(event).await?,
             Work::LaunchSuccessful(l) => {
                 warn!(asg = %l.asg, instance_id = %l.instance_id, "skipped an EC2 Instance Launch Successful event: terminate-drain handles terminate actions only");
                 Accept::Ignored(ignored("launch event"))
@@ -157,6 +227,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
                     handoff_margin_ms: millis(self.hold.handoff_margin),
                 },
                 drain_deadline_ms: timing.deadline_ms,
+                from_event: job.memo.from_event,
             },
             heartbeat_every_ms: timing.heartbeat_every_ms,
             heartbeat_base_ms: timing.action_start_ms,
@@ -169,8 +240,8 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         scratch: &mut Scratch,
         _plan: &Plan,
     ) -> Result<Observed, Error> {
-        let instance_id = job.action.instance_id.clone();
-        self.look(&mut job.memo, scratch, &instance_id).await
+        let (instance_id, hook) = (job.action.instance_id.clone(), job.action.hook.clone());
+        self.look(&mut job.memo, scratch, &instance_id, &hook).await
     }
 
     fn decide(&self, observed: &Observed, plan: &Plan, c: &HookClocks) -> Decision {
@@ -187,7 +258,15 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
             poll_interval_ms: c.poll_ms,
             ..plan.policy
         };
-        decide(observed, &policy, &clocks)
+        let decision = decide(observed, &policy, &clocks);
+        if plan.from_event && !matches!(decision.step, Step::Complete(_) | Step::Stop(_)) {
+            // Not drained yet: the hook's own chain carries on; no second chain.
+            return Decision {
+                step: Step::Stop(StopReason::LeftToTheDrain),
+                heartbeat: false,
+            };
+        }
+        decision
     }
 
     fn log_decision(

@@ -13,7 +13,7 @@ use tracing::{error, info};
 
 use crate::error::{Error, EventError};
 use crate::hook::continuation::Continuation;
-use crate::hook::event::{LaunchSuccessful, Message, Record, Source, parse_event};
+use crate::hook::event::{EcsEvent, LaunchSuccessful, Message, Record, Source, parse_event};
 use crate::hook::runtime::{HookWorkflow, execute};
 use crate::model::LifecycleAction;
 
@@ -26,6 +26,8 @@ pub enum Work {
     Resume(Continuation),
     /// EventBridge `EC2 Instance Launch Successful`.
     LaunchSuccessful(LaunchSuccessful),
+    /// EventBridge `ECS Task State Change` / `ECS Container Instance State Change`.
+    Ecs(EcsEvent),
 }
 
 /// Handles one Lambda event for a hook workflow.
@@ -121,6 +123,7 @@ where
         Ok(Message::Continuation(c)) => Work::Resume(c.clone()),
         Ok(Message::Action(a)) => Work::Action(a.clone()),
         Ok(Message::LaunchSuccessful(l)) => Work::LaunchSuccessful(l.clone()),
+        Ok(Message::Ecs(e)) => Work::Ecs(e.clone()),
     };
     run(work, reply_topic).await
 }

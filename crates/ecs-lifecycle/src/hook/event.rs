@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::error::EventError;
 use crate::hook::continuation::{CONTINUATION_KIND, Continuation};
-use crate::model::{LifecycleAction, is_instance_id};
+use crate::model::{InstanceStatus, LifecycleAction, TaskStatus, is_instance_id};
 
 pub const TEST_NOTIFICATION: &str = "autoscaling:TEST_NOTIFICATION";
 pub const TERMINATE_DETAIL_TYPE: &str = "EC2 Instance-terminate Lifecycle Action";
@@ -59,6 +59,94 @@ pub enum Message {
     TestNotification { asg: Option<String> },
     /// EventBridge `EC2 Instance Launch Successful` (nothing waits on it).
     LaunchSuccessful(LaunchSuccessful),
+    /// EventBridge `ECS Task State Change` / `ECS Container Instance State Change`.
+    Ecs(EcsEvent),
+}
+
+pub const ECS_TASK_DETAIL_TYPE: &str = "ECS Task State Change";
+pub const ECS_INSTANCE_DETAIL_TYPE: &str = "ECS Container Instance State Change";
+
+/// What an ECS state-change event says about a container instance (the fields a
+/// drain acts on; delivery is at least once and unordered, so it only says where
+/// to look: the drain observes again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcsEvent {
+    pub cluster_arn: String,
+    pub container_instance_arn: String,
+    pub kind: EcsEventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EcsEventKind {
+    /// A task on the container instance changed; `last_status` is its new status.
+    Task {
+        task_arn: String,
+        last_status: TaskStatus,
+    },
+    /// The container instance changed (status, task counts).
+    Instance {
+        ec2_instance_id: Option<String>,
+        status: InstanceStatus,
+        running_tasks: i64,
+        pending_tasks: i64,
+    },
+}
+
+impl EcsEvent {
+    /// Whether the event can mean that a drain just ended: a task reached STOPPED,
+    /// or a DRAINING container instance has no task left running or pending.
+    pub fn may_end_a_drain(&self) -> bool {
+        match &self.kind {
+            EcsEventKind::Task { last_status, .. } => last_status.is_stopped(),
+            EcsEventKind::Instance {
+                status,
+                running_tasks,
+                pending_tasks,
+                ..
+            } => *status == InstanceStatus::Draining && *running_tasks == 0 && *pending_tasks == 0,
+        }
+    }
+}
+
+fn parse_ecs_event(detail_type: &str, detail: &Value) -> Result<EcsEvent, EventError> {
+    let text = |k: &str| detail.get(k).and_then(Value::as_str).map(str::to_owned);
+    let need =
+        |k: &str| text(k).ok_or_else(|| EventError::new("detail", format!("missing field {k}")));
+    match detail_type {
+        ECS_TASK_DETAIL_TYPE => Ok(EcsEvent {
+            cluster_arn: need("clusterArn")?,
+            // Fargate tasks have none: nothing of ours to drain.
+            container_instance_arn: need("containerInstanceArn")?,
+            kind: EcsEventKind::Task {
+                task_arn: need("taskArn")?,
+                last_status: TaskStatus::parse(&need("lastStatus")?),
+            },
+        }),
+        ECS_INSTANCE_DETAIL_TYPE => {
+            let count = |k: &str| {
+                detail
+                    .get(k)
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| EventError::new("detail", format!("missing number {k}")))
+            };
+            Ok(EcsEvent {
+                cluster_arn: need("clusterArn")?,
+                container_instance_arn: need("containerInstanceArn")?,
+                kind: EcsEventKind::Instance {
+                    ec2_instance_id: text("ec2InstanceId"),
+                    status: InstanceStatus::parse(&need("status")?),
+                    running_tasks: count("runningTasksCount")?,
+                    pending_tasks: count("pendingTasksCount")?,
+                },
+            })
+        }
+        other => Err(EventError::new(
+            "detail-type",
+            format!(
+                "unsupported {other:?} from aws.ecs (expected {ECS_TASK_DETAIL_TYPE:?} or {ECS_INSTANCE_DETAIL_TYPE:?})"
+            ),
+        )),
+    }
 }
 
 /// An `EC2 Instance Launch Successful` event: no lifecycle hook waits on it.
@@ -196,6 +284,12 @@ fn sqs_record(i: usize, message_id: Option<String>, body: Option<String>) -> Rec
 fn parse_eventbridge(event: &Value) -> Result<Record, EventError> {
     let eb: EventBridgeEvent<Value> = serde_json::from_value(event.clone())
         .map_err(|e| EventError::new("EventBridge event", e.to_string()))?;
+    if eb.source == "aws.ecs" {
+        return Ok(Record {
+            source: Source::EventBridge,
+            message: parse_ecs_event(&eb.detail_type, &eb.detail).map(Message::Ecs),
+        });
+    }
     if eb.source != "aws.autoscaling" {
         return Err(EventError::new(
             "source",
@@ -326,6 +420,12 @@ mod tests {
             "eventbridge-launch-successful" => {
                 include_str!("../../fixtures/eventbridge-launch-successful.json")
             }
+            "eventbridge-ecs-task-stopped" => {
+                include_str!("../../fixtures/eventbridge-ecs-task-stopped.json")
+            }
+            "eventbridge-ecs-instance-drained" => {
+                include_str!("../../fixtures/eventbridge-ecs-instance-drained.json")
+            }
             "eventbridge-launch-successful-warm-pool" => {
                 include_str!("../../fixtures/eventbridge-launch-successful-warm-pool.json")
             }
@@ -421,6 +521,69 @@ mod tests {
                 asg: Some("ecs-fleet-asg".into())
             })
         );
+    }
+
+    #[test]
+    fn ecs_state_changes() {
+        let r = only(parse_event(&fixture("eventbridge-ecs-task-stopped")).unwrap());
+        let Ok(Message::Ecs(e)) = &r.message else {
+            panic!("{:?}", r.message)
+        };
+        assert_eq!(
+            e.cluster_arn,
+            "arn:aws:ecs:us-east-1:123456789012:cluster/prod"
+        );
+        assert!(
+            e.container_instance_arn
+                .ends_with("/0123456789abcdef0123456789abcdef")
+        );
+        assert!(matches!(
+            &e.kind,
+            EcsEventKind::Task { last_status: TaskStatus::Stopped, task_arn } if task_arn.ends_with("9dbd6f1cebef")
+        ));
+        assert!(e.may_end_a_drain());
+
+        let r = only(parse_event(&fixture("eventbridge-ecs-instance-drained")).unwrap());
+        let Ok(Message::Ecs(e)) = &r.message else {
+            panic!("{:?}", r.message)
+        };
+        assert_eq!(
+            e.kind,
+            EcsEventKind::Instance {
+                ec2_instance_id: Some("i-0a1b2c3d4e5f60718".into()),
+                status: InstanceStatus::Draining,
+                running_tasks: 0,
+                pending_tasks: 0,
+            }
+        );
+        assert!(e.may_end_a_drain());
+
+        // A task still running, or an instance with tasks left, cannot end a drain.
+        let mut running = fixture("eventbridge-ecs-task-stopped");
+        running["detail"]["lastStatus"] = json!("RUNNING");
+        let r = only(parse_event(&running).unwrap());
+        assert!(matches!(&r.message, Ok(Message::Ecs(e)) if !e.may_end_a_drain()));
+        let mut busy = fixture("eventbridge-ecs-instance-drained");
+        busy["detail"]["runningTasksCount"] = json!(2);
+        let r = only(parse_event(&busy).unwrap());
+        assert!(matches!(&r.message, Ok(Message::Ecs(e)) if !e.may_end_a_drain()));
+
+        // Malformed: the field is named.
+        let mut bad = fixture("eventbridge-ecs-task-stopped");
+        bad["detail"]
+            .as_object_mut()
+            .unwrap()
+            .remove("containerInstanceArn");
+        let r = only(parse_event(&bad).unwrap());
+        assert!(
+            matches!(&r.message, Err(e) if e.problem.contains("containerInstanceArn")),
+            "{:?}",
+            r.message
+        );
+        let mut other = fixture("eventbridge-ecs-task-stopped");
+        other["detail-type"] = json!("ECS Deployment State Change");
+        let r = only(parse_event(&other).unwrap());
+        assert!(matches!(&r.message, Err(e) if e.context == "detail-type"));
     }
 
     #[test]

@@ -17,9 +17,9 @@ use tokio::time::Instant;
 use crate::error::AwsError;
 use crate::model::{
     ActionAck, ActionResult, AsgGroup, AsgInstance, CommandInvocation, CommandSent,
-    ContainerInstance, DRAIN_ATTRIBUTE, Ec2Instance, Ec2State, HookTimeouts, InstanceStatus,
-    LifecycleAction, LifecycleState, Refresh, RefreshPreferences, Scheduling, Service, Task,
-    TaskStatus, TemplateVersion,
+    ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, Ec2Instance, Ec2State, HookTimeouts,
+    InstanceStatus, LifecycleAction, LifecycleState, Refresh, RefreshPreferences, Scheduling,
+    Service, Task, TaskStatus, TemplateVersion,
 };
 use crate::ports::{
     AutoScaling, DesiredStatus, Ec2, Ecs, Publisher, Registration, Ssm, StopResult,
@@ -206,6 +206,7 @@ impl FakeFleet {
                 agent_connected: true,
                 running_tasks_count: 0,
                 drain_token: None,
+                drain_hook: None,
             },
         );
         arn
@@ -445,20 +446,25 @@ impl Ecs for FakeFleet {
         Ok(w.instances.values().find(|c| c.arn == arn).cloned())
     }
 
-    async fn put_attribute(
+    async fn set_attributes(
         &self,
         _cluster: &str,
         container_instance: &str,
-        name: &str,
-        value: &str,
+        attributes: &[(&str, &str)],
     ) -> Result<(), AwsError> {
         let mut w = self.ecs("PutAttributes").await?;
         if let Some(ci) = w
             .instances
             .values_mut()
-            .find(|c| c.arn == container_instance && name == DRAIN_ATTRIBUTE)
+            .find(|c| c.arn == container_instance)
         {
-            ci.drain_token = Some(value.to_owned());
+            for (name, value) in attributes {
+                match *name {
+                    DRAIN_ATTRIBUTE => ci.drain_token = Some((*value).to_owned()),
+                    DRAIN_HOOK_ATTRIBUTE => ci.drain_hook = Some((*value).to_owned()),
+                    _ => {}
+                }
+            }
         }
         Ok(())
     }

@@ -283,7 +283,12 @@ pub trait HookWorkflow: Sync {
     }
 
     /// Turns a unit of work into a job, or acknowledges and drops it (logging why).
-    fn accept(&self, work: Work, reply_topic: Option<String>) -> Result<Accept<Self::Memo>, Error>;
+    /// (A signal such as an ECS event may need a call or two to find its action.)
+    fn accept(
+        &self,
+        work: Work,
+        reply_topic: Option<String>,
+    ) -> impl Future<Output = Result<Accept<Self::Memo>, Error>> + Send;
 
     /// The span every line about the job is logged in.
     fn span(&self, job: &Job<Self::Memo>) -> Span;
@@ -342,7 +347,7 @@ pub async fn execute<W: HookWorkflow>(
     reply_topic: Option<String>,
     deadline_ms: u64,
 ) -> Result<Value, Error> {
-    let job = match workflow.accept(work, reply_topic)? {
+    let job = match workflow.accept(work, reply_topic).await? {
         Accept::Job(job) => *job,
         Accept::Ignored(outcome) => return Ok(outcome),
     };

@@ -510,3 +510,97 @@ async fn a_failed_sqs_record_without_message_id_fails_the_batch_loudly() {
     let err = d.handle(&batch(None), deadline).await.unwrap_err();
     assert_eq!(err.kind(), "EcsLifecycle.BadEvent");
 }
+
+/// `ECS Task State Change` for a task of the fake fleet's instance `ID`.
+fn task_stopped_event(cluster: &str, container_instance: &str) -> Value {
+    json!({
+        "version": "0", "id": "e-1", "detail-type": "ECS Task State Change",
+        "source": "aws.ecs", "account": "123456789012", "time": "2026-11-22T05:10:31Z",
+        "region": "us-east-1", "resources": [],
+        "detail": {
+            "clusterArn": format!("arn:aws:ecs:us-east-1:123456789012:cluster/{cluster}"),
+            "containerInstanceArn": container_instance,
+            "taskArn": "task-1", "lastStatus": "STOPPED", "desiredStatus": "STOPPED",
+            "version": 3
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ecs_event_completes_the_drain_while_its_chain_sleeps() {
+    let start = Instant::now();
+    let fleet = FakeFleet::new();
+    fleet.terminating(ID, "g", 300);
+    let ci = fleet.register(ID);
+    fleet.run_service_task(ID, "task-1", "web");
+    // A 30 s poll: without the event the drain would learn of the stop up to 30 s late.
+    let d = drainer(&fleet, 30);
+    let deadline = deadline_in(Duration::from_secs(900));
+
+    let chain = async {
+        let v = d.handle(&terminate_event(), deadline).await.unwrap();
+        (v, Instant::now() - start)
+    };
+    let event = async {
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        fleet.stop_task("task-1");
+        // EventBridge delivers the task's STOPPED a moment later.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let v = d
+            .handle(&task_stopped_event("c1", &ci), deadline)
+            .await
+            .unwrap();
+        (v, Instant::now() - start)
+    };
+    let ((by_chain, chain_ended), (by_event, event_ended)) = tokio::join!(chain, event);
+
+    assert_eq!(outcome(&by_event), "completed", "{by_event}");
+    let completions = fleet.completions(ID);
+    assert_eq!(completions.len(), 1, "completed once");
+    let lag = completions[0].1 - start - Duration::from_secs(40);
+    assert!(
+        lag <= Duration::from_secs(1),
+        "{lag:?} after the last task stopped"
+    );
+    assert!(event_ended <= Duration::from_secs(42), "{event_ended:?}");
+    // The chain wakes at its next poll and stops: no second completion.
+    assert!(
+        ["stopped", "already_completed"].contains(&outcome(&by_chain)),
+        "{by_chain}"
+    );
+    assert!(chain_ended <= Duration::from_secs(75), "{chain_ended:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ecs_events_for_others_are_skipped_cheaply() {
+    let fleet = FakeFleet::new();
+    fleet.terminating(ID, "g", 300);
+    let ci = fleet.register(ID);
+    fleet.run_service_task(ID, "task-1", "web");
+    let d = drainer(&fleet, 10);
+    let deadline = deadline_in(Duration::from_secs(60));
+    let calls = || fleet.ecs_calls().len();
+
+    // Another cluster: no call at all.
+    let v = d
+        .handle(&task_stopped_event("other", &ci), deadline)
+        .await
+        .unwrap();
+    assert_eq!(outcome(&v), "ignored", "{v}");
+    assert_eq!(calls(), 0);
+    // A task still running: no call either.
+    let mut running = task_stopped_event("c1", &ci);
+    running["detail"]["lastStatus"] = json!("RUNNING");
+    let v = d.handle(&running, deadline).await.unwrap();
+    assert_eq!(outcome(&v), "ignored", "{v}");
+    assert_eq!(calls(), 0);
+    // Our cluster, but the instance is not being drained by us (ACTIVE, no hook
+    // attribute): one DescribeContainerInstances, nothing else.
+    let v = d
+        .handle(&task_stopped_event("c1", &ci), deadline)
+        .await
+        .unwrap();
+    assert_eq!(outcome(&v), "ignored", "{v}");
+    assert_eq!(calls(), 1);
+    assert!(fleet.heartbeats(ID).is_empty() && fleet.completions(ID).is_empty());
+}

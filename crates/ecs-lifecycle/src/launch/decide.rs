@@ -342,6 +342,7 @@ mod tests {
                 agent_connected,
                 running_tasks_count: 0,
                 drain_token: None,
+                drain_hook: None,
             }),
             diagnosis: Diagnosis::NotStarted,
         }

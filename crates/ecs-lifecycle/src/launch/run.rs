@@ -150,8 +150,18 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
         &self.config.common
     }
 
-    fn accept(&self, work: Work, reply_topic: Option<String>) -> Result<Accept<LaunchMemo>, Error> {
+    async fn accept(
+        &self,
+        work: Work,
+        reply_topic: Option<String>,
+    ) -> Result<Accept<LaunchMemo>, Error> {
         Ok(Accept::Job(Box::new(match work {
+            Work::Ecs(_) => {
+                warn!(
+                    "skipped an ECS state-change event: launch-verify does not subscribe to them; check the EventBridge rule's target"
+                );
+                return Ok(Accept::Ignored(ignored("ECS event")));
+            }
             Work::Action(action) if action.transition == Transition::Terminating => {
                 warn!(asg = %action.asg, hook = %action.hook, instance_id = %action.instance_id, "skipped a terminate lifecycle action: launch-verify handles launch actions only; check the hook's notification target");
                 return Ok(Accept::Ignored(ignored("terminate transition")));

@@ -24,11 +24,17 @@ pub struct ContainerInstance {
     /// The value of its [`DRAIN_ATTRIBUTE`]: which terminate-drain invocation
     /// holds its drain.
     pub drain_token: Option<String>,
+    /// The value of its [`DRAIN_HOOK_ATTRIBUTE`]: the terminate hook being drained for.
+    pub drain_hook: Option<String>,
 }
 
 /// The ECS attribute on a container instance that names the one terminate-drain
 /// invocation holding its drain (see `drain::observe`).
 pub const DRAIN_ATTRIBUTE: &str = "ecs-lifecycle.drain-token";
+
+/// The ECS attribute naming the lifecycle hook a drain holds (written with the
+/// token), so that an ECS event about the instance can find the action.
+pub const DRAIN_HOOK_ATTRIBUTE: &str = "ecs-lifecycle.drain-hook";
 
 /// A task, as far as draining cares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
