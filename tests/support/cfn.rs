@@ -391,12 +391,17 @@ pub fn matches(policy: &Value, message: &Value) -> bool {
         if k == "$or" {
             return want.as_array().unwrap().iter().any(|p| matches(p, message));
         }
-        let Some(got) = message.get(k) else {
-            return false;
-        };
+        let got = message.get(k);
         match want {
-            Value::Array(allowed) => allowed.iter().all(|a| a.is_string()) && allowed.contains(got),
-            Value::Object(_) => matches(want, got),
+            // Exact strings or numbers, or {"exists": bool}.
+            Value::Array(allowed) => allowed.iter().any(|a| match a {
+                Value::String(_) | Value::Number(_) => got == Some(a),
+                Value::Object(o) if o.len() == 1 && o.contains_key("exists") => {
+                    o["exists"].as_bool() == Some(got.is_some())
+                }
+                other => panic!("unsupported matcher in {k}: {other}"),
+            }),
+            Value::Object(_) => got.is_some_and(|g| matches(want, g)),
             other => panic!("unsupported filter {k}: {other}"),
         }
     })

@@ -143,3 +143,67 @@ fn hooks_on_every_group_notify_the_topic() {
         }
     }
 }
+
+#[test]
+fn ecs_events_that_can_end_a_drain_reach_terminate_drain_unless_turned_off() {
+    let to_terminate_drain = |stack: &Stack| -> Vec<Value> {
+        stack
+            .of_type("AWS::Events::Rule")
+            .into_values()
+            .filter(|r| r["Properties"]["Targets"][0]["Arn"] == "<TerminateDrainFunction.Arn>")
+            .collect()
+    };
+    let fixture = |name: &str| -> Value {
+        serde_json::from_str(&read(&format!("crates/ecs-lifecycle/fixtures/{name}.json"))).unwrap()
+    };
+    let stack = fleet();
+    let rules = to_terminate_drain(&stack);
+    assert_eq!(rules.len(), 2);
+    let matched_by = |event: &Value| {
+        rules
+            .iter()
+            .filter(|r| matches(&r["Properties"]["EventPattern"], event))
+            .count()
+    };
+    let stopped = fixture("eventbridge-ecs-task-stopped");
+    let drained = fixture("eventbridge-ecs-instance-drained");
+    assert_eq!(matched_by(&stopped), 1);
+    assert_eq!(matched_by(&drained), 1);
+    // Not for another cluster, a task still running, a Fargate task (no container
+    // instance), or an instance with tasks left.
+    let mut other = stopped.clone();
+    other["detail"]["clusterArn"] = json!("arn:aws:ecs:us-east-1:123456789012:cluster/dev");
+    let mut running = stopped.clone();
+    running["detail"]["lastStatus"] = json!("RUNNING");
+    let mut fargate = stopped.clone();
+    fargate["detail"]
+        .as_object_mut()
+        .unwrap()
+        .remove("containerInstanceArn");
+    let mut busy = drained.clone();
+    busy["detail"]["runningTasksCount"] = json!(3);
+    for event in [&other, &running, &fargate, &busy] {
+        assert_eq!(matched_by(event), 0, "{}", event["detail"]);
+    }
+    for rule in &rules {
+        assert!(rule["Properties"]["Targets"][0]["DeadLetterConfig"]["Arn"].is_string());
+    }
+    let permissions = stack.of_type("AWS::Lambda::Permission");
+    assert_eq!(
+        permissions
+            .values()
+            .filter(
+                |p| p["Properties"]["FunctionName"] == "<TerminateDrainFunction>"
+                    && p["Properties"]["Principal"] == "events.amazonaws.com"
+            )
+            .count(),
+        2
+    );
+
+    let off = Stack::new(&[
+        ("ClusterName", "prod"),
+        ("AutoScalingGroupNames", "web-asg,batch-asg"),
+        ("DrainOnEcsEvents", "false"),
+    ]);
+    assert!(to_terminate_drain(&off).is_empty());
+}
