@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::rollout::RolloutReport;
+use crate::rollout::{RolloutReport, TemplateRow};
 use crate::status::{Attention, StatusReport};
 
 /// Colour when stdout is a terminal and NO_COLOR is unset or empty
@@ -314,6 +314,16 @@ pub fn status_text(r: &StatusReport, now_ms: u64, color: bool) -> String {
     out
 }
 
+/// `ami-0123 (v4)`, or `ami-0123 ($Latest = v4)` for a symbolic version.
+fn ami_at_version(t: &TemplateRow) -> String {
+    let ami = t.ami.as_deref().unwrap_or("?");
+    match t.version_number {
+        Some(n) if t.version == n.to_string() => format!("{ami} (v{n})"),
+        Some(n) => format!("{ami} ({} = v{n})", t.version),
+        None => format!("{ami} ({}: no such version)", t.version),
+    }
+}
+
 pub fn rollout_text(r: &RolloutReport, color: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -328,17 +338,10 @@ pub fn rollout_text(r: &RolloutReport, color: bool) -> String {
             ("REFRESH", false),
             ("STATUS", false),
             ("DONE", true),
-            ("TARGET AMI", false),
-            ("TARGET VERSION", false),
-            ("CURRENT AMI", false),
-            ("CURRENT VERSION", false),
+            ("TARGET", false),
+            ("CURRENT", false),
             ("REFUSED AMI", false),
         ]);
-        let version = |t: Option<(&str, &str, Option<i64>)>| match t {
-            None => "-".to_owned(),
-            Some((lt, v, Some(n))) if v != n.to_string() => format!("{lt} {v} (={n})"),
-            Some((lt, v, _)) => format!("{lt} {v}"),
-        };
         for g in &r.groups {
             let status_paint = match g.refresh.as_ref().map(|x| x.status.as_str()) {
                 Some("Successful") => Paint::Green,
@@ -371,22 +374,8 @@ pub fn rollout_text(r: &RolloutReport, color: bool) -> String {
                         .and_then(|x| x.percentage)
                         .map_or_else(|| "-".to_owned(), |p| format!("{p}%")),
                 ),
-                or_dash(target.and_then(|x| x.ami.as_deref())),
-                plain(version(target.map(|x| {
-                    (
-                        x.launch_template.as_str(),
-                        x.version.as_str(),
-                        x.version_number,
-                    )
-                }))),
-                or_dash(current.and_then(|x| x.ami.as_deref())),
-                plain(version(current.map(|x| {
-                    (
-                        x.launch_template.as_str(),
-                        x.version.as_str(),
-                        x.version_number,
-                    )
-                }))),
+                plain(target.map_or_else(|| "-".to_owned(), ami_at_version)),
+                plain(current.map_or_else(|| "-".to_owned(), ami_at_version)),
                 if refused.is_empty() {
                     plain("-")
                 } else {
@@ -437,6 +426,28 @@ mod tests {
         }
         assert_eq!(rfc3339(1_800_000_000_999), "2027-01-15T08:00:00Z");
         assert_eq!(ago(1_000, 61_500), "1m00s ago");
+    }
+
+    #[test]
+    fn amis_with_their_versions() {
+        let t = |version: &str, number: Option<i64>, ami: Option<&str>| TemplateRow {
+            launch_template: "lt-0abc".into(),
+            version: version.into(),
+            version_number: number,
+            ami: ami.map(str::to_owned),
+        };
+        assert_eq!(
+            ami_at_version(&t("4", Some(4), Some("ami-1"))),
+            "ami-1 (v4)"
+        );
+        assert_eq!(
+            ami_at_version(&t("$Latest", Some(4), Some("ami-1"))),
+            "ami-1 ($Latest = v4)"
+        );
+        assert_eq!(
+            ami_at_version(&t("9", None, None)),
+            "? (9: no such version)"
+        );
     }
 
     #[test]
