@@ -15,6 +15,7 @@ pub mod config;
 pub mod drain;
 pub mod error;
 pub mod hook;
+pub mod inventory;
 pub mod launch;
 pub mod model;
 pub mod ports;

@@ -1,0 +1,157 @@
+//! The I/O: the reads behind `status` and `rollout status`, through the
+//! inventory traits and the ports, into the plain data the pure reports take.
+
+use std::collections::{BTreeSet, HashMap};
+
+use ecs_lifecycle::inventory::{AutoScalingInventory, Ec2Inventory, EcsInventory, TemplateImage};
+use ecs_lifecycle::model::is_instance_id;
+use ecs_lifecycle::ports::Ec2;
+
+use crate::failure::Failure;
+use crate::rollout::{self, GroupObserved};
+use crate::status::{self, ACTION_HORIZON_MS};
+
+/// The named groups AWS did not return, as a usage error.
+fn missing_groups(named: &[String], found: &[String], region: &str) -> Result<(), Failure> {
+    let missing: BTreeSet<&str> = named
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !found.iter().any(|f| f == n))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<&str> = missing.into_iter().collect();
+    Err(Failure::NotFound(format!(
+        "no Auto Scaling group named {} in {region}",
+        list.join(", ")
+    )))
+}
+
+pub async fn status<E, A, C>(
+    ecs: &E,
+    asg: &A,
+    ec2: &C,
+    region: &str,
+    cluster: &str,
+    named: &[String],
+    now_ms: u64,
+) -> Result<status::Observed, Failure>
+where
+    E: EcsInventory,
+    A: AutoScalingInventory,
+    C: Ec2,
+{
+    let Some(container_instances) = ecs.cluster_instances(cluster).await? else {
+        return Err(Failure::NotFound(format!(
+            "no ECS cluster named {cluster} in {region}"
+        )));
+    };
+    // ECS Anywhere instances (mi-...) are in no group and not in EC2.
+    let ids: Vec<String> = container_instances
+        .iter()
+        .map(|ci| ci.ec2_instance_id.clone())
+        .filter(|id| is_instance_id(id))
+        .collect();
+    let memberships = asg.memberships(&ids).await?;
+    let names = status::groups_to_look_in(named, &memberships);
+    let mut groups = if names.is_empty() {
+        Vec::new()
+    } else {
+        asg.groups(&names).await?
+    };
+    let found: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
+    missing_groups(named, &found, region)?;
+    groups.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let mut hooks = HashMap::new();
+    let mut activities = HashMap::new();
+    for g in &groups {
+        let states = || g.instances.iter().map(|(_, s)| s);
+        if states().any(status::needs_hooks) {
+            hooks.insert(g.name.clone(), asg.lifecycle_hooks(&g.name).await?);
+        }
+        if states().any(status::needs_activities) {
+            let since = now_ms.saturating_sub(ACTION_HORIZON_MS);
+            activities.insert(g.name.clone(), asg.activities_since(&g.name, since).await?);
+        }
+    }
+
+    let mut all: BTreeSet<String> = ids.into_iter().collect();
+    all.extend(
+        groups
+            .iter()
+            .flat_map(|g| g.instances.iter().map(|(id, _)| id.clone()))
+            .filter(|id| is_instance_id(id)),
+    );
+    let all: Vec<String> = all.into_iter().collect();
+    let ec2 = ec2.instances(&all).await?;
+
+    Ok(status::Observed {
+        region: region.to_owned(),
+        cluster: cluster.to_owned(),
+        now_ms,
+        groups,
+        container_instances,
+        memberships,
+        hooks,
+        activities,
+        ec2,
+    })
+}
+
+pub async fn rollout<A, C>(
+    asg: &A,
+    ec2: &C,
+    region: &str,
+    named: &[String],
+    now_ms: u64,
+) -> Result<rollout::Observed, Failure>
+where
+    A: AutoScalingInventory,
+    C: Ec2Inventory,
+{
+    let mut infos = asg.groups(named).await?;
+    let found: Vec<String> = infos.iter().map(|g| g.name.clone()).collect();
+    missing_groups(named, &found, region)?;
+    infos.sort_by(|a, b| a.name.cmp(&b.name));
+
+    // Groups of one template share its versions: resolve each once.
+    let mut resolved: HashMap<(String, String), Option<TemplateImage>> = HashMap::new();
+    let mut groups = Vec::with_capacity(infos.len());
+    for info in infos {
+        let refresh = asg.newest_refresh(&info.name).await?;
+        let mut images = Vec::new();
+        let target = GroupObserved::target_template(&info, refresh.as_ref()).map(|(t, _)| t);
+        for t in [info.launch_template.as_ref(), target.as_ref()] {
+            let image = match t {
+                None => None,
+                Some(t) => {
+                    let key = (t.label().to_owned(), t.version.clone());
+                    match resolved.get(&key) {
+                        Some(image) => image.clone(),
+                        None => {
+                            let image = ec2.template_image(t).await?;
+                            resolved.insert(key, image.clone());
+                            image
+                        }
+                    }
+                }
+            };
+            images.push(image);
+        }
+        let target_image = images.pop().flatten();
+        let current = images.pop().flatten();
+        groups.push(GroupObserved {
+            info,
+            refresh,
+            current,
+            target: target_image,
+        });
+    }
+    Ok(rollout::Observed {
+        region: region.to_owned(),
+        now_ms,
+        groups,
+    })
+}

@@ -1,0 +1,98 @@
+//! `ecs-lifecycle`: the operator's view of the fleet the Lambda functions look
+//! after. `status` joins a cluster's container instances with their Auto
+//! Scaling groups (lifecycle states, hooks, orphans) and EC2 (AMIs); `rollout
+//! status` shows each group's newest instance refresh and refused AMIs. It only
+//! reads. Output, JSON schema and exit codes: docs/operating.md#cli.
+
+mod args;
+mod failure;
+mod gather;
+mod render;
+mod rollout;
+mod status;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command, RolloutCommand};
+use failure::{EXIT_ATTENTION, EXIT_AWS, EXIT_OK, EXIT_USAGE, Failure};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors.
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ecs-lifecycle: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_AWS);
+        }
+    };
+    match runtime.block_on(run(&cli)) {
+        Ok((text, attention)) => {
+            let mut out = std::io::stdout().lock();
+            if out
+                .write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .is_err()
+            {
+                // A closed pipe (`| head`): nothing more to say.
+                return ExitCode::from(EXIT_OK);
+            }
+            ExitCode::from(if attention { EXIT_ATTENTION } else { EXIT_OK })
+        }
+        Err(e) => {
+            eprintln!("ecs-lifecycle: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Runs the command: its output, and whether something needs attention.
+async fn run(cli: &Cli) -> Result<(String, bool), Failure> {
+    let sdk = failure::sdk_config(cli.region.as_deref(), cli.profile.as_deref()).await?;
+    let region = sdk.region().map(ToString::to_string).unwrap_or_default();
+    let now_ms = ecs_lifecycle::time::epoch_ms();
+    let color = render::use_color(
+        std::io::stdout().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let asg = aws_sdk_autoscaling::Client::new(&sdk);
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    match &cli.command {
+        Command::Status(a) => {
+            let ecs = aws_sdk_ecs::Client::new(&sdk);
+            let observed =
+                gather::status(&ecs, &asg, &ec2, &region, &a.cluster, &a.groups, now_ms).await?;
+            let report = status::report(&observed);
+            let text = if cli.json {
+                render::json(&report)
+            } else {
+                render::status_text(&report, now_ms, color)
+            };
+            Ok((text, !report.attention.is_empty()))
+        }
+        Command::Rollout {
+            command: RolloutCommand::Status(a),
+        } => {
+            let observed = gather::rollout(&asg, &ec2, &region, &a.groups, now_ms).await?;
+            let report = rollout::report(&observed);
+            let text = if cli.json {
+                render::json(&report)
+            } else {
+                render::rollout_text(&report, color)
+            };
+            Ok((text, !report.attention.is_empty()))
+        }
+    }
+}

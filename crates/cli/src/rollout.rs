@@ -1,0 +1,491 @@
+//! `rollout status`: per group, the newest instance refresh, the AMI it moves
+//! to, the group's current AMI and the AMIs ami-rollout refused, as a report.
+//! Pure: [`report`] reads only [`Observed`] (gathered by `gather::rollout`).
+
+use ecs_lifecycle::inventory::{GroupInfo, LaunchTemplateRef, RefreshInfo, TemplateImage};
+use ecs_lifecycle::model::RefreshStatus;
+use serde::Serialize;
+
+use crate::render::rfc3339;
+use crate::status::{Attention, SCHEMA_VERSION};
+
+/// The group tag in which ami-rollout records an AMI it refused (rolled back):
+/// `<ami-id> <RFC 3339 UTC time>`. Must match ami-rollout's `REFUSED_AMI_TAG`
+/// (crates/ecs-lifecycle/src/rollout/); the two are to be unified into that one
+/// constant when both are merged.
+pub const REFUSED_AMI_TAG: &str = "ecs-lifecycle:refused-ami";
+
+/// One group as `rollout status` read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupObserved {
+    pub info: GroupInfo,
+    pub refresh: Option<RefreshInfo>,
+    /// The group's own launch template version, resolved.
+    pub current: Option<TemplateImage>,
+    /// The version the newest refresh moves to, resolved.
+    pub target: Option<TemplateImage>,
+}
+
+impl GroupObserved {
+    /// The launch template the newest refresh moves the group to: its desired
+    /// configuration's, or the group's own when it has none.
+    pub fn target_template(
+        info: &GroupInfo,
+        refresh: Option<&RefreshInfo>,
+    ) -> Option<(LaunchTemplateRef, &'static str)> {
+        let r = refresh?;
+        match &r.desired_template {
+            Some(t) => Some((t.clone(), "refresh")),
+            None => info.launch_template.clone().map(|t| (t, "group")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    pub region: String,
+    pub now_ms: u64,
+    pub groups: Vec<GroupObserved>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutReport {
+    pub version: u32,
+    pub kind: &'static str,
+    pub region: String,
+    pub generated_at: String,
+    pub groups: Vec<GroupRow>,
+    pub attention: Vec<Attention>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupRow {
+    pub group: String,
+    /// The group's launch template as it names it, resolved; `None` for a
+    /// launch configuration.
+    pub launch_template: Option<TemplateRow>,
+    pub refresh: Option<RefreshRow>,
+    /// What the newest refresh moves the group to; `None` without a refresh.
+    pub target: Option<TargetRow>,
+    pub refused_amis: Vec<RefusedAmi>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TemplateRow {
+    /// Its id, or its name when only the name is given.
+    pub launch_template: String,
+    /// As written: a number, `$Latest` or `$Default`.
+    pub version: String,
+    /// What that resolves to; `None` if the version does not exist.
+    pub version_number: Option<i64>,
+    pub ami: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetRow {
+    #[serde(flatten)]
+    pub template: TemplateRow,
+    /// `refresh` (its desired configuration) or `group` (a refresh without
+    /// one moves instances to the group's own launch template).
+    pub source: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RefreshRow {
+    pub id: String,
+    pub status: RefreshStatus,
+    pub status_reason: Option<String>,
+    pub percentage: Option<i32>,
+    pub instances_to_update: Option<i32>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusedAmi {
+    pub ami: String,
+    /// `None` when the tag's time is missing or not RFC 3339.
+    pub refused_at: Option<String>,
+}
+
+/// The refusal tag's value: `<ami-id> <RFC 3339 UTC time>`. A value with no
+/// time (or a bad one) still names the AMI; an empty one names nothing.
+pub fn parse_refusal(value: &str) -> Option<RefusedAmi> {
+    let mut words = value.split_whitespace();
+    let ami = words.next()?.to_owned();
+    let refused_at = words.next().filter(|t| {
+        aws_smithy_types::DateTime::from_str(t, aws_smithy_types::date_time::Format::DateTime)
+            .is_ok()
+    });
+    Some(RefusedAmi {
+        ami,
+        refused_at: refused_at.map(str::to_owned),
+    })
+}
+
+fn template_row(t: &LaunchTemplateRef, resolved: Option<&TemplateImage>) -> TemplateRow {
+    TemplateRow {
+        launch_template: t.label().to_owned(),
+        version: t.version.clone(),
+        version_number: resolved.map(|r| r.number),
+        ami: resolved.and_then(|r| r.image_id.clone()),
+    }
+}
+
+pub fn report(o: &Observed) -> RolloutReport {
+    let mut attention = Vec::new();
+    let mut groups: Vec<GroupRow> = o
+        .groups
+        .iter()
+        .map(|g| {
+            let name = &g.info.name;
+            let refused_amis: Vec<RefusedAmi> = g
+                .info
+                .tags
+                .iter()
+                .filter(|(k, _)| k == REFUSED_AMI_TAG)
+                .filter_map(|(_, v)| parse_refusal(v))
+                .collect();
+            for r in &refused_amis {
+                attention.push(Attention {
+                    kind: "refused_ami",
+                    subject: name.clone(),
+                    message: format!(
+                        "ami-rollout refused {} for group {name}{}: it is not rolled out again unless forced",
+                        r.ami,
+                        r.refused_at.as_deref().map(|t| format!(" at {t}")).unwrap_or_default()
+                    ),
+                });
+            }
+            if let Some(r) = &g.refresh {
+                let kind = match r.status {
+                    RefreshStatus::Failed | RefreshStatus::RollbackFailed => Some("refresh_failed"),
+                    RefreshStatus::RollbackSuccessful => Some("refresh_rolled_back"),
+                    _ => None,
+                };
+                if let Some(kind) = kind {
+                    attention.push(Attention {
+                        kind,
+                        subject: name.clone(),
+                        message: format!(
+                            "the newest instance refresh of group {name} ({}) ended {}{}",
+                            r.id,
+                            r.status,
+                            r.status_reason.as_deref().map(|s| format!(": {s}")).unwrap_or_default()
+                        ),
+                    });
+                }
+            }
+            let target = GroupObserved::target_template(&g.info, g.refresh.as_ref()).map(|(t, source)| TargetRow {
+                template: template_row(&t, g.target.as_ref()),
+                source,
+            });
+            GroupRow {
+                group: name.clone(),
+                launch_template: g.info.launch_template.as_ref().map(|t| template_row(t, g.current.as_ref())),
+                refresh: g.refresh.as_ref().map(|r| RefreshRow {
+                    id: r.id.clone(),
+                    status: r.status.clone(),
+                    status_reason: r.status_reason.clone(),
+                    percentage: r.percentage,
+                    instances_to_update: r.instances_to_update,
+                    started_at: r.started_ms.map(rfc3339),
+                    ended_at: r.ended_ms.map(rfc3339),
+                }),
+                target,
+                refused_amis,
+            }
+        })
+        .collect();
+    groups.sort_by(|a, b| a.group.cmp(&b.group));
+    attention.sort_by(|a, b| (&a.subject, a.kind).cmp(&(&b.subject, b.kind)));
+    RolloutReport {
+        version: SCHEMA_VERSION,
+        kind: "rollout-status",
+        region: o.region.clone(),
+        generated_at: rfc3339(o.now_ms),
+        groups,
+        attention,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn lt(version: &str) -> LaunchTemplateRef {
+        LaunchTemplateRef {
+            id: Some("lt-0123456789abcdef0".into()),
+            name: Some("fleet-lt".into()),
+            version: version.into(),
+        }
+    }
+
+    fn info(name: &str, tags: &[(&str, &str)]) -> GroupInfo {
+        GroupInfo {
+            name: name.into(),
+            desired_capacity: 2,
+            launch_template: Some(lt("3")),
+            instances: vec![],
+            tags: tags
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    fn refresh(status: RefreshStatus, desired: Option<LaunchTemplateRef>) -> RefreshInfo {
+        RefreshInfo {
+            id: "r-1".into(),
+            status,
+            status_reason: Some("why".into()),
+            percentage: Some(50),
+            instances_to_update: Some(1),
+            started_ms: Some(NOW - 60_000),
+            ended_ms: None,
+            desired_template: desired,
+        }
+    }
+
+    fn image(number: i64, ami: &str) -> TemplateImage {
+        TemplateImage {
+            number,
+            image_id: Some(ami.into()),
+        }
+    }
+
+    #[test]
+    fn refusal_tag_values() {
+        let r = |ami: &str, at: Option<&str>| {
+            Some(RefusedAmi {
+                ami: ami.into(),
+                refused_at: at.map(str::to_owned),
+            })
+        };
+        for (value, expected) in [
+            (
+                "ami-0123456789abcdef0 2026-11-20T12:00:00Z",
+                r("ami-0123456789abcdef0", Some("2026-11-20T12:00:00Z")),
+            ),
+            (
+                "  ami-0123456789abcdef0   2026-11-20T12:00:00.250Z ",
+                r("ami-0123456789abcdef0", Some("2026-11-20T12:00:00.250Z")),
+            ),
+            ("ami-0123456789abcdef0", r("ami-0123456789abcdef0", None)),
+            (
+                "ami-0123456789abcdef0 yesterday",
+                r("ami-0123456789abcdef0", None),
+            ),
+            ("", None),
+            ("   ", None),
+        ] {
+            assert_eq!(parse_refusal(value), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn refresh_target_current_and_refusals() {
+        let o = Observed {
+            region: "us-east-1".into(),
+            now_ms: NOW,
+            groups: vec![
+                GroupObserved {
+                    info: info(
+                        "web",
+                        &[
+                            (
+                                REFUSED_AMI_TAG,
+                                "ami-0bad0bad0bad0bad0 2026-11-20T12:00:00Z",
+                            ),
+                            ("team", "x"),
+                        ],
+                    ),
+                    refresh: Some(refresh(RefreshStatus::InProgress, Some(lt("4")))),
+                    current: Some(image(3, "ami-0aaaaaaaaaaaaaaaa")),
+                    target: Some(image(4, "ami-0cccccccccccccccc")),
+                },
+                GroupObserved {
+                    info: info("batch", &[]),
+                    refresh: None,
+                    current: Some(image(3, "ami-0aaaaaaaaaaaaaaaa")),
+                    target: None,
+                },
+            ],
+        };
+        let r = report(&o);
+        assert_eq!((r.version, r.kind), (1, "rollout-status"));
+        let names: Vec<_> = r.groups.iter().map(|g| g.group.as_str()).collect();
+        assert_eq!(names, ["batch", "web"]);
+        let web = &r.groups[1];
+        assert_eq!(
+            web.target,
+            Some(TargetRow {
+                template: TemplateRow {
+                    launch_template: "lt-0123456789abcdef0".into(),
+                    version: "4".into(),
+                    version_number: Some(4),
+                    ami: Some("ami-0cccccccccccccccc".into()),
+                },
+                source: "refresh",
+            })
+        );
+        assert_eq!(
+            web.launch_template.as_ref().and_then(|t| t.ami.as_deref()),
+            Some("ami-0aaaaaaaaaaaaaaaa")
+        );
+        assert_eq!(
+            web.refresh
+                .as_ref()
+                .map(|x| (x.status.as_str(), x.percentage)),
+            Some(("InProgress", Some(50)))
+        );
+        assert_eq!(web.refused_amis.len(), 1);
+        let batch = &r.groups[0];
+        assert!(batch.refresh.is_none() && batch.target.is_none() && batch.refused_amis.is_empty());
+        let kinds: Vec<_> = r
+            .attention
+            .iter()
+            .map(|a| (a.kind, a.subject.as_str()))
+            .collect();
+        assert_eq!(kinds, [("refused_ami", "web")]);
+        assert!(
+            r.attention[0].message.contains("ami-0bad0bad0bad0bad0"),
+            "{:?}",
+            r.attention
+        );
+    }
+
+    #[test]
+    fn a_refresh_without_a_desired_configuration_targets_the_group_template() {
+        let i = info("web", &[]);
+        let r = refresh(RefreshStatus::Pending, None);
+        assert_eq!(
+            GroupObserved::target_template(&i, Some(&r)),
+            Some((lt("3"), "group"))
+        );
+        assert_eq!(GroupObserved::target_template(&i, None), None);
+        let no_template = GroupInfo {
+            launch_template: None,
+            ..i
+        };
+        assert_eq!(GroupObserved::target_template(&no_template, Some(&r)), None);
+    }
+
+    #[test]
+    fn which_refresh_statuses_need_attention() {
+        use RefreshStatus as S;
+        for (status, kind) in [
+            (S::Pending, None),
+            (S::InProgress, None),
+            (S::Successful, None),
+            (S::Cancelled, None),
+            (S::Baking, None),
+            (S::RollbackInProgress, None),
+            (S::Failed, Some("refresh_failed")),
+            (S::RollbackFailed, Some("refresh_failed")),
+            (S::RollbackSuccessful, Some("refresh_rolled_back")),
+        ] {
+            let o = Observed {
+                groups: vec![GroupObserved {
+                    info: info("web", &[]),
+                    refresh: Some(refresh(status.clone(), None)),
+                    current: None,
+                    target: None,
+                }],
+                ..Observed::default()
+            };
+            let r = report(&o);
+            assert_eq!(r.attention.first().map(|a| a.kind), kind, "{status}");
+            if kind.is_some() {
+                assert!(
+                    r.attention[0]
+                        .message
+                        .ends_with(&format!("ended {status}: why")),
+                    "{:?}",
+                    r.attention
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_json_has_the_documented_fields() {
+        let o = Observed {
+            region: "us-east-1".into(),
+            now_ms: NOW,
+            groups: vec![GroupObserved {
+                info: info(
+                    "web",
+                    &[(
+                        REFUSED_AMI_TAG,
+                        "ami-0bad0bad0bad0bad0 2026-11-20T12:00:00Z",
+                    )],
+                ),
+                refresh: Some(refresh(RefreshStatus::InProgress, Some(lt("4")))),
+                current: Some(image(3, "ami-0aaaaaaaaaaaaaaaa")),
+                target: Some(image(4, "ami-0cccccccccccccccc")),
+            }],
+        };
+        let v = serde_json::to_value(report(&o)).unwrap_or_default();
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            let mut k: Vec<String> = v
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            k.sort();
+            k
+        };
+        assert_eq!(
+            keys(&v),
+            [
+                "attention",
+                "generated_at",
+                "groups",
+                "kind",
+                "region",
+                "version"
+            ]
+        );
+        let g = &v["groups"][0];
+        assert_eq!(
+            keys(g),
+            [
+                "group",
+                "launch_template",
+                "refresh",
+                "refused_amis",
+                "target"
+            ]
+        );
+        assert_eq!(
+            keys(&g["launch_template"]),
+            ["ami", "launch_template", "version", "version_number"]
+        );
+        assert_eq!(
+            keys(&g["target"]),
+            [
+                "ami",
+                "launch_template",
+                "source",
+                "version",
+                "version_number"
+            ]
+        );
+        assert_eq!(
+            keys(&g["refresh"]),
+            [
+                "ended_at",
+                "id",
+                "instances_to_update",
+                "percentage",
+                "started_at",
+                "status",
+                "status_reason"
+            ]
+        );
+        assert_eq!(keys(&g["refused_amis"][0]), ["ami", "refused_at"]);
+        assert_eq!(g["refresh"]["started_at"], "2027-01-15T07:59:00Z");
+    }
+}
