@@ -58,6 +58,25 @@ pub struct DrainConfig {
     /// `SERVICE_STABILITY_CHECK` (default false): once the instance is empty, also
     /// wait until every service that had tasks on it runs its desired count again.
     pub service_stability: bool,
+    /// `SPOT_INTERRUPTION_ACTION` = `drain` | `ignore` (default `drain`).
+    pub spot_interruption: SignalAction,
+    /// `REBALANCE_ACTION` = `ignore` | `drain` (default `ignore`: Capacity
+    /// Rebalancing, where enabled, replaces the instance through the terminate hook).
+    pub rebalance: SignalAction,
+    /// `SCHEDULED_EVENT_ACTION` = `replace` | `drain` | `ignore` (default `replace`).
+    pub scheduled_event: SignalAction,
+}
+
+/// What to do on an early warning that an instance will go away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalAction {
+    /// Nothing (logged).
+    Ignore,
+    /// Set the container instance DRAINING now and apply STANDALONE_TASKS=stop.
+    Drain,
+    /// Mark the instance unhealthy in its group, so that Auto Scaling replaces it
+    /// through the terminate hook (drained as usual), long before the date.
+    Replace,
 }
 
 /// Reads variables through a lookup function so tests need not touch the process
@@ -219,6 +238,9 @@ impl DrainConfig {
         "MAX_DRAIN_SECONDS",
         "STANDALONE_TASKS",
         "SERVICE_STABILITY_CHECK",
+        "SPOT_INTERRUPTION_ACTION",
+        "REBALANCE_ACTION",
+        "SCHEDULED_EVENT_ACTION",
     ];
 
     /// Reads the process environment.
@@ -240,7 +262,30 @@ impl DrainConfig {
                 });
             }
         };
+        let action = |var: &'static str, default: SignalAction, allowed: &[SignalAction]| {
+            let name = |a: &SignalAction| match a {
+                SignalAction::Ignore => "ignore",
+                SignalAction::Drain => "drain",
+                SignalAction::Replace => "replace",
+            };
+            match env.get(var).map(|v| v.to_ascii_lowercase()) {
+                None => Ok(default),
+                Some(v) => allowed
+                    .iter()
+                    .copied()
+                    .find(|a| name(a) == v)
+                    .ok_or_else(|| ConfigError {
+                        var,
+                        value: v,
+                        expected: allowed.iter().map(name).collect::<Vec<_>>().join(", "),
+                    }),
+            }
+        };
+        use SignalAction::{Drain, Ignore, Replace};
         Ok(DrainConfig {
+            spot_interruption: action("SPOT_INTERRUPTION_ACTION", Drain, &[Drain, Ignore])?,
+            rebalance: action("REBALANCE_ACTION", Ignore, &[Ignore, Drain])?,
+            scheduled_event: action("SCHEDULED_EVENT_ACTION", Replace, &[Replace, Drain, Ignore])?,
             common: CommonConfig::from_env(env)?,
             max_drain: env.seconds("MAX_DRAIN_SECONDS", 1800, 1, 172_800)?,
             standalone,
@@ -575,6 +620,35 @@ mod tests {
         assert_eq!(c.max_drain, Duration::from_secs(1800));
         assert_eq!(c.standalone, StandalonePolicy::Wait);
         assert!(!c.service_stability);
+        assert_eq!(c.spot_interruption, SignalAction::Drain);
+        assert_eq!(c.rebalance, SignalAction::Ignore);
+        assert_eq!(c.scheduled_event, SignalAction::Replace);
+    }
+
+    #[test]
+    fn signal_actions() {
+        let c = drain(&[
+            ("SPOT_INTERRUPTION_ACTION", "ignore"),
+            ("REBALANCE_ACTION", "Drain"),
+            ("SCHEDULED_EVENT_ACTION", "drain"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.spot_interruption, c.rebalance, c.scheduled_event),
+            (
+                SignalAction::Ignore,
+                SignalAction::Drain,
+                SignalAction::Drain
+            )
+        );
+        for (var, value, expected) in [
+            ("SPOT_INTERRUPTION_ACTION", "replace", "drain, ignore"),
+            ("REBALANCE_ACTION", "stop", "ignore, drain"),
+            ("SCHEDULED_EVENT_ACTION", "later", "replace, drain, ignore"),
+        ] {
+            let e = drain(&[(var, value)]).unwrap_err();
+            assert_eq!((e.var, e.expected.as_str()), (var, expected));
+        }
     }
 
     #[test]

@@ -124,6 +124,12 @@ pub trait AutoScaling: Send + Sync {
         &self,
         instance_id: &str,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// Marks an instance unhealthy in its group (grace period not respected): Auto
+    /// Scaling replaces it, through its terminate hooks.
+    fn mark_unhealthy(
+        &self,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
     fn complete(
         &self,
         action: &LifecycleAction,

@@ -96,6 +96,17 @@ impl AutoScaling for Client {
             .map_err(|e| aws_error("autoscaling", "TerminateInstanceInAutoScalingGroup", &e))
     }
 
+    async fn mark_unhealthy(&self, instance_id: &str) -> Result<(), AwsError> {
+        self.set_instance_health()
+            .instance_id(instance_id)
+            .health_status("Unhealthy")
+            .should_respect_grace_period(false)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_error("autoscaling", "SetInstanceHealth", &e))
+    }
+
     async fn complete(
         &self,
         action: &LifecycleAction,

@@ -8,5 +8,6 @@
 pub mod decide;
 pub mod observe;
 pub mod run;
+pub mod signal;
 
 pub use run::{DrainMemo, Drainer, FUNCTION_NAME};

@@ -140,7 +140,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     /// Tasks on the instance that are not STOPPED, looking at desired RUNNING and
     /// STOPPED alike: `runningTasksCount` and a plain ListTasks miss the tasks
     /// that are still shutting down.
-    async fn live_tasks(
+    pub(super) async fn live_tasks(
         &self,
         memo: &mut DrainMemo,
         scratch: &mut Scratch,

@@ -107,7 +107,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     async fn accept_ecs_event(&self, event: EcsEvent) -> Result<Accept<DrainMemo>, Error> {
         let skip = |why: &str| {
             debug!(cluster = %event.cluster_arn, container_instance = %event.container_instance_arn, why, "skipped an ECS event");
-            Ok(Accept::Ignored(ignored(why)))
+            Ok(Accept::Answered(ignored(why)))
         };
         if !event.may_end_a_drain() {
             return skip("ECS event that cannot end a drain");
@@ -186,13 +186,14 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
     ) -> Result<Accept<DrainMemo>, Error> {
         Ok(match work {
             Work::Ecs(event) => self.accept_ecs_event(event).await?,
+            Work::Signal(signal) => Accept::Answered(self.on_signal(signal).await?),
             Work::LaunchSuccessful(l) => {
                 warn!(asg = %l.asg, instance_id = %l.instance_id, "skipped an EC2 Instance Launch Successful event: terminate-drain handles terminate actions only");
-                Accept::Ignored(ignored("launch event"))
+                Accept::Answered(ignored("launch event"))
             }
             Work::Action(action) if action.transition == Transition::Launching => {
                 warn!(asg = %action.asg, hook = %action.hook, instance_id = %action.instance_id, "skipped a launch lifecycle action: terminate-drain handles terminate actions only; check the hook's notification target");
-                Accept::Ignored(ignored("launch transition"))
+                Accept::Answered(ignored("launch transition"))
             }
             Work::Action(action) => Accept::Job(Box::new(Job::fresh(action, reply_topic))),
             Work::Resume(c) => Accept::Job(Box::new(Job::resume(c, reply_topic)?)),

@@ -13,7 +13,9 @@ use tracing::{error, info};
 
 use crate::error::{Error, EventError};
 use crate::hook::continuation::Continuation;
-use crate::hook::event::{EcsEvent, LaunchSuccessful, Message, Record, Source, parse_event};
+use crate::hook::event::{
+    EcsEvent, LaunchSuccessful, Message, Record, Signal, Source, parse_event,
+};
 use crate::hook::runtime::{HookWorkflow, execute};
 use crate::model::LifecycleAction;
 
@@ -28,6 +30,8 @@ pub enum Work {
     LaunchSuccessful(LaunchSuccessful),
     /// EventBridge `ECS Task State Change` / `ECS Container Instance State Change`.
     Ecs(EcsEvent),
+    /// Spot interruption, rebalance recommendation, scheduled maintenance.
+    Signal(Signal),
 }
 
 /// Handles one Lambda event for a hook workflow.
@@ -124,6 +128,7 @@ where
         Ok(Message::Action(a)) => Work::Action(a.clone()),
         Ok(Message::LaunchSuccessful(l)) => Work::LaunchSuccessful(l.clone()),
         Ok(Message::Ecs(e)) => Work::Ecs(e.clone()),
+        Ok(Message::Signal(s)) => Work::Signal(s.clone()),
     };
     run(work, reply_topic).await
 }

@@ -61,6 +61,35 @@ pub enum Message {
     LaunchSuccessful(LaunchSuccessful),
     /// EventBridge `ECS Task State Change` / `ECS Container Instance State Change`.
     Ecs(EcsEvent),
+    /// An early warning that instances will go away (Spot, rebalance, maintenance).
+    Signal(Signal),
+}
+
+pub const SPOT_DETAIL_TYPE: &str = "EC2 Spot Instance Interruption Warning";
+pub const REBALANCE_DETAIL_TYPE: &str = "EC2 Instance Rebalance Recommendation";
+pub const HEALTH_DETAIL_TYPE: &str = "AWS Health Event";
+
+/// EC2's and AWS Health's notices that instances will go away, before Auto Scaling
+/// knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// `EC2 Spot Instance Interruption Warning`: two minutes ahead.
+    SpotInterruption {
+        instance_id: String,
+        /// `terminate`, `stop` or `hibernate`.
+        instance_action: String,
+        /// The event's time (RFC 3339): the interruption comes two minutes later.
+        time: Option<String>,
+    },
+    /// `EC2 Instance Rebalance Recommendation`: an elevated risk of interruption.
+    Rebalance { instance_id: String },
+    /// `AWS Health Event` of service EC2, category `scheduledChange` (retirement,
+    /// stop, reboot maintenance), naming the instances affected.
+    ScheduledChange {
+        event_type_code: String,
+        start_time: Option<String>,
+        instance_ids: Vec<String>,
+    },
 }
 
 pub const ECS_TASK_DETAIL_TYPE: &str = "ECS Task State Change";
@@ -104,6 +133,66 @@ impl EcsEvent {
                 pending_tasks,
                 ..
             } => *status == InstanceStatus::Draining && *running_tasks == 0 && *pending_tasks == 0,
+        }
+    }
+}
+
+fn parse_signal(
+    detail_type: &str,
+    detail: &Value,
+    time: Option<String>,
+) -> Result<Signal, EventError> {
+    let text = |k: &str| detail.get(k).and_then(Value::as_str).map(str::to_owned);
+    let instance = |k: &str| match text(k) {
+        Some(id) if is_instance_id(&id) => Ok(id),
+        Some(id) => Err(EventError::new(
+            "detail",
+            format!("field {k} is not an EC2 instance id: {id:?}"),
+        )),
+        None => Err(EventError::new("detail", format!("missing field {k}"))),
+    };
+    match detail_type {
+        SPOT_DETAIL_TYPE => Ok(Signal::SpotInterruption {
+            instance_id: instance("instance-id")?,
+            instance_action: text("instance-action").unwrap_or_else(|| "terminate".into()),
+            time,
+        }),
+        REBALANCE_DETAIL_TYPE => Ok(Signal::Rebalance {
+            instance_id: instance("instance-id")?,
+        }),
+        _ => {
+            let service = text("service").unwrap_or_default();
+            let category = text("eventTypeCategory").unwrap_or_default();
+            if service != "EC2" || category != "scheduledChange" {
+                return Err(EventError::new(
+                    "detail",
+                    format!(
+                        "service {service:?} / eventTypeCategory {category:?}: only EC2 scheduledChange events are handled"
+                    ),
+                ));
+            }
+            let instance_ids: Vec<String> = detail
+                .get("affectedEntities")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|e| e.get("entityValue").and_then(Value::as_str))
+                        .filter(|v| is_instance_id(v))
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if instance_ids.is_empty() {
+                return Err(EventError::new(
+                    "detail.affectedEntities",
+                    "names no EC2 instance",
+                ));
+            }
+            Ok(Signal::ScheduledChange {
+                event_type_code: text("eventTypeCode").unwrap_or_default(),
+                start_time: text("startTime"),
+                instance_ids,
+            })
         }
     }
 }
@@ -284,6 +373,22 @@ fn sqs_record(i: usize, message_id: Option<String>, body: Option<String>) -> Rec
 fn parse_eventbridge(event: &Value) -> Result<Record, EventError> {
     let eb: EventBridgeEvent<Value> = serde_json::from_value(event.clone())
         .map_err(|e| EventError::new("EventBridge event", e.to_string()))?;
+    let signal = match (eb.source.as_str(), eb.detail_type.as_str()) {
+        ("aws.ec2", SPOT_DETAIL_TYPE | REBALANCE_DETAIL_TYPE)
+        | ("aws.health", HEALTH_DETAIL_TYPE) => Some(parse_signal(
+            &eb.detail_type,
+            &eb.detail,
+            eb.time
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+        )),
+        _ => None,
+    };
+    if let Some(message) = signal {
+        return Ok(Record {
+            source: Source::EventBridge,
+            message: message.map(Message::Signal),
+        });
+    }
     if eb.source == "aws.ecs" {
         return Ok(Record {
             source: Source::EventBridge,
@@ -420,6 +525,13 @@ mod tests {
             "eventbridge-launch-successful" => {
                 include_str!("../../fixtures/eventbridge-launch-successful.json")
             }
+            "eventbridge-spot-interruption" => {
+                include_str!("../../fixtures/eventbridge-spot-interruption.json")
+            }
+            "eventbridge-rebalance" => include_str!("../../fixtures/eventbridge-rebalance.json"),
+            "eventbridge-health-retirement" => {
+                include_str!("../../fixtures/eventbridge-health-retirement.json")
+            }
             "eventbridge-ecs-task-stopped" => {
                 include_str!("../../fixtures/eventbridge-ecs-task-stopped.json")
             }
@@ -521,6 +633,56 @@ mod tests {
                 asg: Some("ecs-fleet-asg".into())
             })
         );
+    }
+
+    #[test]
+    fn early_warnings() {
+        let signal = |name: &str| {
+            let r = only(parse_event(&fixture(name)).unwrap());
+            match r.message {
+                Ok(Message::Signal(s)) => s,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            signal("eventbridge-spot-interruption"),
+            Signal::SpotInterruption {
+                instance_id: "i-0123456789abcdef0".into(),
+                instance_action: "terminate".into(),
+                time: Some("2026-11-22T06:00:00.000Z".into()),
+            }
+        );
+        assert_eq!(
+            signal("eventbridge-rebalance"),
+            Signal::Rebalance {
+                instance_id: "i-0123456789abcdef0".into()
+            }
+        );
+        assert_eq!(
+            signal("eventbridge-health-retirement"),
+            Signal::ScheduledChange {
+                event_type_code: "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED".into(),
+                start_time: Some("Mon, 30 Nov 2026 09:00:00 GMT".into()),
+                instance_ids: vec!["i-0123456789abcdef0".into()],
+            }
+        );
+        // Malformed ones name the field.
+        let mut bad = fixture("eventbridge-spot-interruption");
+        bad["detail"]["instance-id"] = json!("web-1");
+        let r = only(parse_event(&bad).unwrap());
+        assert!(
+            matches!(&r.message, Err(e) if e.problem.contains("instance-id")),
+            "{:?}",
+            r.message
+        );
+        let mut other = fixture("eventbridge-health-retirement");
+        other["detail"]["eventTypeCategory"] = json!("issue");
+        let r = only(parse_event(&other).unwrap());
+        assert!(matches!(&r.message, Err(e) if e.problem.contains("scheduledChange")));
+        let mut nobody = fixture("eventbridge-health-retirement");
+        nobody["detail"]["affectedEntities"] = json!([]);
+        let r = only(parse_event(&nobody).unwrap());
+        assert!(matches!(&r.message, Err(e) if e.context == "detail.affectedEntities"));
     }
 
     #[test]

@@ -68,6 +68,8 @@ struct World {
     ecs_calls: Vec<Instant>,
     /// The next this many publishes fail with this code.
     publish_faults: (u32, String),
+    /// Instances marked unhealthy.
+    unhealthy: Vec<String>,
 }
 
 impl World {
@@ -142,6 +144,43 @@ impl FakeFleet {
         self.world().publish_faults = (n, code.to_owned());
     }
 
+    /// Instances marked unhealthy in their group.
+    pub fn unhealthy(&self) -> Vec<String> {
+        self.world().unhealthy.clone()
+    }
+
+    /// The container instance's status and its tasks' desired statuses.
+    pub fn container_instance(&self, instance_id: &str) -> Option<ContainerInstance> {
+        self.world().instances.get(instance_id).cloned()
+    }
+
+    /// A running standalone task (RunTask) on the instance.
+    pub fn run_standalone_task(&self, instance_id: &str, task: &str) {
+        let mut w = self.world();
+        let ci = w
+            .instances
+            .get(instance_id)
+            .map(|c| c.arn.clone())
+            .unwrap_or_default();
+        w.tasks.push(Task {
+            arn: task.to_owned(),
+            last_status: TaskStatus::Running,
+            desired_status: TaskStatus::Running,
+            started_by: None,
+            group: Some("family:batch".into()),
+            container_instance_arn: Some(ci),
+        });
+    }
+
+    /// A task's desired status.
+    pub fn desired_status(&self, task: &str) -> Option<TaskStatus> {
+        self.world()
+            .tasks
+            .iter()
+            .find(|t| t.arn == task)
+            .map(|t| t.desired_status.clone())
+    }
+
     /// When each ECS call was made.
     pub fn ecs_calls(&self) -> Vec<Instant> {
         self.world().ecs_calls.clone()
@@ -189,6 +228,22 @@ impl FakeFleet {
                 started: now,
                 last_heartbeat: now,
                 state: ActionState::Waiting,
+            },
+        );
+    }
+
+    /// An instance InService in `asg` (no lifecycle action waits on it).
+    pub fn in_service(&self, instance_id: &str, asg: &str) {
+        let now = Instant::now();
+        self.world().actions.insert(
+            instance_id.to_owned(),
+            Action {
+                asg: asg.to_owned(),
+                transition_wait: LifecycleState::InService,
+                timeouts: HookTimeouts::DEFAULT,
+                started: now,
+                last_heartbeat: now,
+                state: ActionState::Completed(ActionResult::Continue),
             },
         );
     }
@@ -344,6 +399,12 @@ impl AutoScaling for FakeFleet {
             }
             _ => Ok(Self::no_active(&mut w, &action.instance_id)),
         }
+    }
+
+    async fn mark_unhealthy(&self, instance_id: &str) -> Result<(), AwsError> {
+        let mut w = self.call().await;
+        w.unhealthy.push(instance_id.to_owned());
+        Ok(())
     }
 
     async fn terminate_instance(&self, _instance_id: &str) -> Result<(), AwsError> {

@@ -73,8 +73,9 @@ macro_rules! action_span {
 pub enum Accept<M> {
     /// Hold this action.
     Job(Box<Job<M>>),
-    /// Acknowledged and dropped (the record's outcome, with the reason).
-    Ignored(Value),
+    /// Answered without holding an action: acknowledged and dropped (with the
+    /// reason), or handled at once (e.g. a Spot warning drained early).
+    Answered(Value),
 }
 
 /// The clocks the runtime keeps for a held action, handed to `decide`.
@@ -349,7 +350,7 @@ pub async fn execute<W: HookWorkflow>(
 ) -> Result<Value, Error> {
     let job = match workflow.accept(work, reply_topic).await? {
         Accept::Job(job) => *job,
-        Accept::Ignored(outcome) => return Ok(outcome),
+        Accept::Answered(outcome) => return Ok(outcome),
     };
     let span = workflow.span(&job);
     let outcome = async {

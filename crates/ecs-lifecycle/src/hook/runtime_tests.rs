@@ -12,7 +12,7 @@ use crate::config::{DrainConfig, Env};
 use crate::drain::Drainer;
 use crate::hook::fake::{ActionState, FakeFleet};
 use crate::hook::runtime::HookWorkflow;
-use crate::model::ActionResult;
+use crate::model::{ActionResult, InstanceStatus, TaskStatus};
 use crate::time::epoch_ms;
 
 const ID: &str = "i-0123456789abcdef0";
@@ -603,4 +603,148 @@ async fn ecs_events_for_others_are_skipped_cheaply() {
     assert_eq!(outcome(&v), "ignored", "{v}");
     assert_eq!(calls(), 1);
     assert!(fleet.heartbeats(ID).is_empty() && fleet.completions(ID).is_empty());
+}
+
+fn drainer_with(
+    fleet: &FakeFleet,
+    vars: &[(&str, &str)],
+) -> Drainer<FakeFleet, FakeFleet, FakeFleet> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain([("CLUSTER_NAME".to_string(), "c1".to_string())])
+        .collect();
+    let config = DrainConfig::from_env(&Env::new(move |k| {
+        vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }))
+    .unwrap();
+    Drainer::new(fleet.clone(), fleet.clone(), fleet.clone(), config)
+}
+
+fn signal_event(detail_type: &str, source: &str, detail: Value) -> Value {
+    json!({
+        "version": "0", "id": "s-1", "detail-type": detail_type, "source": source,
+        "account": "123456789012", "time": "2026-11-22T06:00:00Z", "region": "us-east-1",
+        "resources": [], "detail": detail
+    })
+}
+
+fn spot_warning() -> Value {
+    signal_event(
+        "EC2 Spot Instance Interruption Warning",
+        "aws.ec2",
+        json!({"instance-id": ID, "instance-action": "terminate"}),
+    )
+}
+
+/// An instance in service (no lifecycle action), registered, with a service and a
+/// standalone task.
+fn in_service_fleet() -> FakeFleet {
+    let fleet = FakeFleet::new();
+    fleet.in_service(ID, "g");
+    fleet.register(ID);
+    fleet.run_service_task(ID, "task-1", "web");
+    fleet.run_standalone_task(ID, "batch-1");
+    fleet
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spot_warning_drains_at_once_and_completes_nothing() {
+    let fleet = in_service_fleet();
+    let d = drainer_with(&fleet, &[("STANDALONE_TASKS", "stop")]);
+    let started = Instant::now();
+
+    let v = d
+        .handle(&spot_warning(), deadline_in(Duration::from_secs(60)))
+        .await
+        .unwrap();
+
+    let o = &v["outcomes"][0];
+    assert_eq!(o["outcome"], "signal", "{v}");
+    assert_eq!(o["instances"][0]["done"], "draining", "{v}");
+    assert_eq!(
+        o["detail"]["interruption_at"], "2026-11-22T06:02:00Z",
+        "{v}"
+    );
+    assert!(Instant::now() - started < Duration::from_secs(1));
+    assert_eq!(
+        fleet.container_instance(ID).map(|c| c.status),
+        Some(InstanceStatus::Draining)
+    );
+    // The standalone task is told to stop; the service task is ECS's to move.
+    assert_eq!(fleet.desired_status("batch-1"), Some(TaskStatus::Stopped));
+    assert_eq!(fleet.desired_status("task-1"), Some(TaskStatus::Running));
+    assert!(fleet.completions(ID).is_empty() && fleet.heartbeats(ID).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn signals_follow_their_configured_actions() {
+    // Rebalance: ignored by default.
+    let fleet = in_service_fleet();
+    let d = drainer_with(&fleet, &[]);
+    let rebalance = signal_event(
+        "EC2 Instance Rebalance Recommendation",
+        "aws.ec2",
+        json!({"instance-id": ID}),
+    );
+    let v = d
+        .handle(&rebalance, deadline_in(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(v["outcomes"][0]["instances"][0]["done"], "ignored", "{v}");
+    assert_eq!(
+        fleet.container_instance(ID).map(|c| c.status),
+        Some(InstanceStatus::Active)
+    );
+    // Spot, turned off.
+    let d = drainer_with(&fleet, &[("SPOT_INTERRUPTION_ACTION", "ignore")]);
+    let v = d
+        .handle(&spot_warning(), deadline_in(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(v["outcomes"][0]["instances"][0]["done"], "ignored", "{v}");
+    assert_eq!(
+        fleet.container_instance(ID).map(|c| c.status),
+        Some(InstanceStatus::Active)
+    );
+
+    // A scheduled retirement: replaced (marked unhealthy) by default; an instance
+    // of no cluster of ours is left alone.
+    let retirement = |ids: &[&str]| {
+        signal_event(
+            "AWS Health Event",
+            "aws.health",
+            json!({
+                "service": "EC2", "eventTypeCategory": "scheduledChange",
+                "eventTypeCode": "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
+                "affectedEntities": ids.iter().map(|i| json!({"entityValue": i})).collect::<Vec<_>>()
+            }),
+        )
+    };
+    let stranger = "i-0fffffffffffffff0";
+    fleet.in_service(stranger, "g");
+    let d = drainer_with(&fleet, &[]);
+    let v = d
+        .handle(
+            &retirement(&[ID, stranger]),
+            deadline_in(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    let done: Vec<&str> = v["outcomes"][0]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["done"].as_str().unwrap())
+        .collect();
+    assert_eq!(done, ["marked_unhealthy", "not_registered"], "{v}");
+    assert_eq!(fleet.unhealthy(), [ID]);
+    // SCHEDULED_EVENT_ACTION=drain drains instead.
+    let d = drainer_with(&fleet, &[("SCHEDULED_EVENT_ACTION", "drain")]);
+    let v = d
+        .handle(&retirement(&[ID]), deadline_in(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(v["outcomes"][0]["instances"][0]["done"], "draining", "{v}");
+    assert_eq!(fleet.unhealthy(), [ID], "not marked a second time");
 }

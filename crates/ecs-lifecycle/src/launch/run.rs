@@ -156,15 +156,15 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
         reply_topic: Option<String>,
     ) -> Result<Accept<LaunchMemo>, Error> {
         Ok(Accept::Job(Box::new(match work {
-            Work::Ecs(_) => {
+            Work::Ecs(_) | Work::Signal(_) => {
                 warn!(
-                    "skipped an ECS state-change event: launch-verify does not subscribe to them; check the EventBridge rule's target"
+                    "skipped an ECS, EC2 or AWS Health event: terminate-drain handles them, not launch-verify; check the EventBridge rule's target"
                 );
-                return Ok(Accept::Ignored(ignored("ECS event")));
+                return Ok(Accept::Answered(ignored("not a launch event")));
             }
             Work::Action(action) if action.transition == Transition::Terminating => {
                 warn!(asg = %action.asg, hook = %action.hook, instance_id = %action.instance_id, "skipped a terminate lifecycle action: launch-verify handles launch actions only; check the hook's notification target");
-                return Ok(Accept::Ignored(ignored("terminate transition")));
+                return Ok(Accept::Answered(ignored("terminate transition")));
             }
             Work::Action(action) => Job::fresh(action, reply_topic),
             Work::LaunchSuccessful(l) => {

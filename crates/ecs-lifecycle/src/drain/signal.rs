@@ -1,0 +1,190 @@
+//! Early warnings that an instance will go away, before Auto Scaling knows:
+//! EC2's Spot interruption warning (two minutes ahead) and rebalance
+//! recommendation, and AWS Health's scheduled retirement and maintenance (days
+//! ahead). No lifecycle action waits on them: terminate-drain acts at once and
+//! answers, and the terminate hook, when it comes, finds the drain under way.
+//!
+//! - `drain`: set the container instance DRAINING now (ECS starts moving service
+//!   tasks) and, with STANDALONE_TASKS=stop, stop its standalone tasks.
+//! - `replace` (scheduled changes): mark the instance unhealthy in its group, so
+//!   Auto Scaling replaces it through the terminate hook, drained as usual, long
+//!   before the maintenance date.
+
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use crate::config::{SignalAction, StandalonePolicy};
+use crate::drain::decide::Role;
+use crate::drain::observe::Scratch;
+use crate::drain::run::{DrainMemo, Drainer};
+use crate::error::Error;
+use crate::hook::event::Signal;
+use crate::hook::lookup::find_container_instance;
+use crate::model::InstanceStatus;
+use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
+
+/// Two minutes: EC2's notice ahead of a Spot interruption.
+const SPOT_NOTICE_MS: u64 = 120_000;
+
+impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
+    /// Handles one signal; the record's outcome lists what was done per instance.
+    pub(super) async fn on_signal(&self, signal: Signal) -> Result<Value, Error> {
+        let cfg = &self.config;
+        let (kind, action, instances, detail) = match &signal {
+            Signal::SpotInterruption {
+                instance_id,
+                instance_action,
+                time,
+            } => {
+                let interruption_at = time
+                    .as_deref()
+                    .and_then(epoch_ms_of)
+                    .map(|t| rfc3339(t.saturating_add(SPOT_NOTICE_MS)));
+                (
+                    "spot_interruption",
+                    cfg.spot_interruption,
+                    vec![instance_id.clone()],
+                    json!({"instance_action": instance_action, "interruption_at": interruption_at}),
+                )
+            }
+            Signal::Rebalance { instance_id } => (
+                "rebalance_recommendation",
+                cfg.rebalance,
+                vec![instance_id.clone()],
+                json!({}),
+            ),
+            Signal::ScheduledChange {
+                event_type_code,
+                start_time,
+                instance_ids,
+            } => (
+                "scheduled_change",
+                cfg.scheduled_event,
+                instance_ids.clone(),
+                json!({"event_type_code": event_type_code, "start_time": start_time}),
+            ),
+        };
+        let mut results = Vec::new();
+        for instance_id in &instances {
+            let result = match action {
+                SignalAction::Ignore => {
+                    info!(signal = kind, %instance_id, "ignored by configuration");
+                    json!({"instance_id": instance_id, "done": "ignored"})
+                }
+                SignalAction::Drain => self.drain_early(kind, instance_id, &detail).await?,
+                SignalAction::Replace => self.replace(kind, instance_id, &detail).await?,
+            };
+            results.push(result);
+        }
+        Ok(json!({"outcome": "signal", "signal": kind, "detail": detail, "instances": results}))
+    }
+
+    /// DRAINING now, and the standalone policy applied.
+    async fn drain_early(
+        &self,
+        kind: &str,
+        instance_id: &str,
+        detail: &Value,
+    ) -> Result<Value, Error> {
+        let Some(ci) =
+            find_container_instance(&self.ecs, &self.config.common.clusters, instance_id).await?
+        else {
+            info!(signal = kind, %instance_id, "not registered in the clusters searched; nothing to drain");
+            return Ok(json!({"instance_id": instance_id, "done": "not_registered"}));
+        };
+        if self.config.common.dry_run {
+            info!(signal = kind, %instance_id, status = %ci.status, "DRY_RUN: would drain early");
+            return Ok(json!({"instance_id": instance_id, "done": "dry_run"}));
+        }
+        if ci.status == InstanceStatus::Active
+            && let Err((reason, detail)) = self.ecs.set_draining(&ci.cluster, &ci.arn).await?
+        {
+            return Err(Error::EcsItemFailure {
+                operation: "UpdateContainerInstancesState",
+                arn: ci.arn.clone(),
+                reason,
+                detail,
+            });
+        }
+        let mut stopped = 0;
+        if self.config.standalone == StandalonePolicy::Stop {
+            let tasks = self
+                .live_tasks(&mut DrainMemo::default(), &mut Scratch::default(), &ci)
+                .await?;
+            let reason = format!("terminate-drain: {kind} for instance {instance_id}");
+            for t in tasks
+                .iter()
+                .filter(|t| t.role == Role::Standalone && !t.task.is_stopping())
+            {
+                match self.ecs.stop(&ci.cluster, &t.task.arn, &reason).await? {
+                    StopResult::Stopped => stopped += 1,
+                    StopResult::NotFound(_) => {}
+                }
+            }
+        }
+        warn!(
+            signal = kind,
+            %instance_id,
+            cluster = %ci.cluster,
+            container_instance = %ci.arn,
+            was = %ci.status,
+            standalone_stopped = stopped,
+            detail = %detail,
+            "the instance will go away: set DRAINING ahead of Auto Scaling"
+        );
+        Ok(json!({
+            "instance_id": instance_id,
+            "done": "draining",
+            "container_instance": ci.arn,
+            "standalone_stopped": stopped,
+        }))
+    }
+
+    /// Unhealthy in its group: Auto Scaling replaces it through the terminate hook.
+    async fn replace(&self, kind: &str, instance_id: &str, detail: &Value) -> Result<Value, Error> {
+        let Some(member) = self.hold.autoscaling.instance(instance_id).await? else {
+            info!(signal = kind, %instance_id, "in no Auto Scaling group; nothing to replace");
+            return Ok(json!({"instance_id": instance_id, "done": "not_in_a_group"}));
+        };
+        if member.lifecycle_state.is_leaving() {
+            info!(signal = kind, %instance_id, lifecycle_state = %member.lifecycle_state, "already leaving its group");
+            return Ok(json!({"instance_id": instance_id, "done": "already_leaving"}));
+        }
+        // Only the fleet's own instances: registered in the clusters of CLUSTER_NAME.
+        if find_container_instance(&self.ecs, &self.config.common.clusters, instance_id)
+            .await?
+            .is_none()
+        {
+            info!(signal = kind, %instance_id, asg = %member.asg, "not registered in the clusters searched; left alone");
+            return Ok(json!({"instance_id": instance_id, "done": "not_registered"}));
+        }
+        if self.config.common.dry_run {
+            info!(signal = kind, %instance_id, "DRY_RUN: would mark it unhealthy");
+            return Ok(json!({"instance_id": instance_id, "done": "dry_run"}));
+        }
+        self.hold.autoscaling.mark_unhealthy(instance_id).await?;
+        warn!(
+            signal = kind,
+            %instance_id,
+            asg = %member.asg,
+            detail = %detail,
+            "scheduled maintenance: marked the instance unhealthy; Auto Scaling replaces it through the terminate hook"
+        );
+        Ok(json!({"instance_id": instance_id, "done": "marked_unhealthy", "asg": member.asg}))
+    }
+}
+
+fn epoch_ms_of(rfc3339: &str) -> Option<u64> {
+    let dt = aws_smithy_types::DateTime::from_str(
+        rfc3339,
+        aws_smithy_types::date_time::Format::DateTime,
+    )
+    .ok()?;
+    u64::try_from(dt.to_millis().ok()?).ok()
+}
+
+fn rfc3339(epoch_ms: u64) -> String {
+    let dt = aws_smithy_types::DateTime::from_millis(i64::try_from(epoch_ms).unwrap_or(i64::MAX));
+    dt.fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default()
+}
