@@ -107,6 +107,7 @@ fn each_role_has_exactly_the_actions_its_function_calls() {
             "ecs:UpdateContainerInstancesState",
             "ecs:StopTask",
             "ecs:PutAttributes",
+            "autoscaling:SetInstanceHealth",
         ]))
     );
     assert_eq!(

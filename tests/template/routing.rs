@@ -150,7 +150,10 @@ fn ecs_events_that_can_end_a_drain_reach_terminate_drain_unless_turned_off() {
         stack
             .of_type("AWS::Events::Rule")
             .into_values()
-            .filter(|r| r["Properties"]["Targets"][0]["Arn"] == "<TerminateDrainFunction.Arn>")
+            .filter(|r| {
+                r["Properties"]["Targets"][0]["Arn"] == "<TerminateDrainFunction.Arn>"
+                    && r["Properties"]["EventPattern"]["source"] == json!(["aws.ecs"])
+            })
             .collect()
     };
     let fixture = |name: &str| -> Value {
@@ -189,16 +192,13 @@ fn ecs_events_that_can_end_a_drain_reach_terminate_drain_unless_turned_off() {
         assert!(rule["Properties"]["Targets"][0]["DeadLetterConfig"]["Arn"].is_string());
     }
     let permissions = stack.of_type("AWS::Lambda::Permission");
-    assert_eq!(
-        permissions
-            .values()
-            .filter(
-                |p| p["Properties"]["FunctionName"] == "<TerminateDrainFunction>"
-                    && p["Properties"]["Principal"] == "events.amazonaws.com"
-            )
-            .count(),
-        2
-    );
+    for rule in ["<EcsTaskStoppedRule.Arn>", "<EcsInstanceDrainedRule.Arn>"] {
+        assert!(permissions.values().any(|p| {
+            p["Properties"]["FunctionName"] == "<TerminateDrainFunction>"
+                && p["Properties"]["Principal"] == "events.amazonaws.com"
+                && p["Properties"]["SourceArn"] == rule
+        }));
+    }
 
     let off = Stack::new(&[
         ("ClusterName", "prod"),
@@ -206,4 +206,48 @@ fn ecs_events_that_can_end_a_drain_reach_terminate_drain_unless_turned_off() {
         ("DrainOnEcsEvents", "false"),
     ]);
     assert!(to_terminate_drain(&off).is_empty());
+}
+
+#[test]
+fn early_warnings_reach_terminate_drain_as_their_actions_say() {
+    let fixture = |name: &str| -> Value {
+        serde_json::from_str(&read(&format!("crates/ecs-lifecycle/fixtures/{name}.json"))).unwrap()
+    };
+    let spot = fixture("eventbridge-spot-interruption");
+    let rebalance = fixture("eventbridge-rebalance");
+    let retirement = fixture("eventbridge-health-retirement");
+    let routed = |stack: &Stack, event: &Value| {
+        stack
+            .of_type("AWS::Events::Rule")
+            .into_values()
+            .filter(|r| {
+                r["Properties"]["Targets"][0]["Arn"] == "<TerminateDrainFunction.Arn>"
+                    && matches(&r["Properties"]["EventPattern"], event)
+            })
+            .count()
+    };
+    // Defaults: Spot drain, rebalance ignored (no rule), scheduled changes replaced.
+    let stack = fleet();
+    assert_eq!(routed(&stack, &spot), 1);
+    assert_eq!(routed(&stack, &rebalance), 0);
+    assert_eq!(routed(&stack, &retirement), 1);
+    let mut issue = retirement.clone();
+    issue["detail"]["eventTypeCategory"] = json!("issue");
+    assert_eq!(routed(&stack, &issue), 0, "only scheduled changes");
+    let env =
+        &functions(&stack)["TerminateDrainFunction"].1["Properties"]["Environment"]["Variables"];
+    assert_eq!(env["SPOT_INTERRUPTION_ACTION"], "drain");
+    assert_eq!(env["REBALANCE_ACTION"], "ignore");
+    assert_eq!(env["SCHEDULED_EVENT_ACTION"], "replace");
+
+    let turned = Stack::new(&[
+        ("ClusterName", "prod"),
+        ("AutoScalingGroupNames", "web-asg,batch-asg"),
+        ("SpotInterruptionAction", "ignore"),
+        ("RebalanceAction", "drain"),
+        ("ScheduledEventAction", "ignore"),
+    ]);
+    assert_eq!(routed(&turned, &spot), 0);
+    assert_eq!(routed(&turned, &rebalance), 1);
+    assert_eq!(routed(&turned, &retirement), 0);
 }
