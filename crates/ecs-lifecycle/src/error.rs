@@ -90,6 +90,15 @@ pub enum Error {
     /// The AMI parameter is missing or does not name an AMI.
     #[error("SSM parameter {name} {problem}")]
     AmiParameter { name: String, problem: String },
+    /// ami-rollout refused an AMI before changing anything: `why` names the
+    /// AMI, the check that failed (`check`) and the value seen.
+    #[error("{why}")]
+    AmiRefused {
+        ami: String,
+        check: String,
+        seen: String,
+        why: String,
+    },
 }
 
 impl Error {
@@ -99,7 +108,10 @@ impl Error {
             Error::Aws(e) => e.is_retryable(),
             Error::EcsItemFailure { .. } => true,
             Error::NoContinuationTopic { .. } => true,
-            Error::Event(_) | Error::Config(_) | Error::AmiParameter { .. } => false,
+            Error::Event(_)
+            | Error::Config(_)
+            | Error::AmiParameter { .. }
+            | Error::AmiRefused { .. } => false,
         }
     }
 
@@ -112,6 +124,7 @@ impl Error {
             Error::EcsItemFailure { .. } => "EcsLifecycle.EcsItemFailure",
             Error::NoContinuationTopic { .. } => "EcsLifecycle.NoContinuationTopic",
             Error::AmiParameter { .. } => "EcsLifecycle.BadAmiParameter",
+            Error::AmiRefused { .. } => "EcsLifecycle.AmiRefused",
         }
     }
 }

@@ -2,8 +2,8 @@
 //! shows, the one next step. Pure (no I/O, the clock is an argument), so every
 //! failure and resume case is a table test.
 //!
-//! The rollout keeps no state of its own beyond one marker tag. What it has done
-//! is read back from AWS every time:
+//! The rollout keeps no state of its own beyond its marker tags on the group.
+//! What it has done is read back from AWS every time:
 //! - the *intent* is a launch template version this tool created, recognised by
 //!   its description ([`version_description`]): it names the AMI and the version
 //!   it was copied from, so a crash between creating it and starting the
@@ -13,12 +13,17 @@
 //! - a rollback is a refresh that ended `RollbackSuccessful` (Auto Scaling's own
 //!   rollback) or a later refresh back to the version the rollout started from
 //!   (a *restore*), and blocks the same AMI until an operator forces it;
-//! - the only memo is when the cluster became unsteady (a tag on the group),
-//!   since that cannot be observed after the fact.
+//! - what cannot be observed after the fact is kept in tags on the group:
+//!   since when the cluster has been unsteady ([`UNSTEADY_TAG`]), which
+//!   services were already unsteady when the rollout started
+//!   ([`BASELINE_TAG`]), and which AMI was rolled back, when
+//!   ([`REFUSED_AMI_TAG`]: the refresh history ages out, the tag does not).
 
 use serde::Serialize;
 
-use crate::model::{InstanceStatus, LifecycleState, Refresh, RefreshStatus};
+use crate::model::{
+    Image, InstanceStatus, InstanceTypeInfo, LifecycleState, Refresh, RefreshStatus,
+};
 
 /// Prefix of the launch template versions this tool creates.
 pub const VERSION_MARK: &str = "ecs-lifecycle ami-rollout:";
@@ -26,6 +31,21 @@ pub const VERSION_MARK: &str = "ecs-lifecycle ami-rollout:";
 /// The tag on a group that remembers since when (epoch ms) its cluster has been
 /// unsteady during a rollout.
 pub const UNSTEADY_TAG: &str = "ecs-lifecycle:rollout-unsteady-since";
+
+/// The tag on a group that refuses an AMI that was rolled back, until a newer
+/// AMI is rolled out or an operator starts it with `force`. Value:
+/// `<ami-id> <RFC 3339 UTC time of the rollback>`, e.g.
+/// `ami-0123456789abcdef0 2026-11-21T03:12:09Z` (other tools read it: keep the
+/// key and the format).
+pub const REFUSED_AMI_TAG: &str = "ecs-lifecycle:refused-ami";
+
+/// The tag on a group that remembers the services that were already unsteady
+/// when its rollout's refresh started (the baseline): space-separated names,
+/// or `h:<fnv-1a hex>` digests of them when the names do not fit in a tag.
+pub const BASELINE_TAG: &str = "ecs-lifecycle:rollout-baseline";
+
+/// Auto Scaling's limit on a tag value.
+const TAG_VALUE_MAX: usize = 256;
 
 /// The description of a version made for `ami` from version `from`.
 pub fn version_description(ami: &str, from: i64) -> String {
@@ -63,6 +83,128 @@ pub fn ami_from_parameter(value: &str) -> Result<String, String> {
     }
 }
 
+/// A refused AMI, as [`REFUSED_AMI_TAG`] records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    pub ami: String,
+    /// When it was rolled back (RFC 3339, UTC).
+    pub at: String,
+}
+
+impl Refusal {
+    /// The refusal of `ami`, rolled back at `at_ms`.
+    pub fn new(ami: &str, at_ms: u64) -> Refusal {
+        let at = aws_smithy_types::DateTime::from_secs(i64::try_from(at_ms / 1000).unwrap_or(0))
+            .fmt(aws_smithy_types::date_time::Format::DateTime)
+            .unwrap_or_default();
+        Refusal {
+            ami: ami.to_owned(),
+            at,
+        }
+    }
+
+    /// The tag's value: `<ami-id> <RFC 3339 time>`.
+    pub fn value(&self) -> String {
+        format!("{} {}", self.ami, self.at)
+    }
+
+    /// Reads the tag's value; the error says what is wrong with it.
+    pub fn parse(value: &str) -> Result<Refusal, String> {
+        let bad = || {
+            format!(
+                "the group's tag {REFUSED_AMI_TAG} is {value:?}, not \"<ami-id> <RFC 3339 time>\": fix or delete it, or start with \"force\": true"
+            )
+        };
+        let (ami, at) = value.trim().split_once(' ').ok_or_else(bad)?;
+        let at = at.trim();
+        if !is_ami_id(ami)
+            || aws_smithy_types::DateTime::from_str(
+                at,
+                aws_smithy_types::date_time::Format::DateTime,
+            )
+            .is_err()
+        {
+            return Err(bad());
+        }
+        Ok(Refusal {
+            ami: ami.to_owned(),
+            at: at.to_owned(),
+        })
+    }
+}
+
+/// The services that were unsteady when a rollout's refresh started
+/// ([`BASELINE_TAG`]): they do not count against the rollout.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Baseline {
+    /// Service names, or `h:<digest>` of them.
+    entries: Vec<String>,
+}
+
+/// FNV-1a (32 bits) of a service name, as a baseline entry.
+fn digest(name: &str) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("h:{h:08x}")
+}
+
+impl Baseline {
+    /// The baseline of these services, in a tag value: their names if they fit,
+    /// otherwise their digests; `Err` when even those do not fit.
+    pub fn of(names: &[String]) -> Result<Baseline, String> {
+        let mut names: Vec<String> = names.to_vec();
+        names.sort();
+        names.dedup();
+        let fits = |entries: &[String]| entries.join(" ").len() <= TAG_VALUE_MAX;
+        if fits(&names) {
+            return Ok(Baseline { entries: names });
+        }
+        let digests: Vec<String> = names.iter().map(|n| digest(n)).collect();
+        if fits(&digests) {
+            return Ok(Baseline { entries: digests });
+        }
+        Err(format!(
+            "{} services are unsteady before the rollout, more than its baseline ({BASELINE_TAG}) can remember; settle them first: {}",
+            names.len(),
+            names.join(", ")
+        ))
+    }
+
+    pub fn parse(value: &str) -> Baseline {
+        Baseline {
+            entries: value.split_whitespace().map(str::to_owned).collect(),
+        }
+    }
+
+    pub fn value(&self) -> String {
+        self.entries.join(" ")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.iter().any(|e| e == name || *e == digest(name))
+    }
+
+    /// The entries of services still unsteady: one that recovered counts
+    /// against the rollout from then on.
+    pub fn still_unsteady(&self, unsteady: &[String]) -> Baseline {
+        Baseline {
+            entries: self
+                .entries
+                .iter()
+                .filter(|e| unsteady.iter().any(|n| *n == **e || digest(n) == **e))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
 /// The group's launch template as the group references it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TemplateRef {
@@ -75,6 +217,8 @@ pub struct TemplateRef {
     pub ami: Option<String>,
     /// `(ami, from)` when that version is one of ours.
     pub ours: Option<(String, i64)>,
+    /// The instance type that version launches (and a copy of it will).
+    pub instance_type: Option<String>,
 }
 
 impl TemplateRef {
@@ -103,6 +247,8 @@ pub struct Member {
     pub launched_ms: Option<u64>,
     /// The container instance's status and agent connection, if registered.
     pub ecs: Option<(InstanceStatus, bool)>,
+    /// Auto Scaling's health status is Healthy.
+    pub healthy: bool,
 }
 
 impl Member {
@@ -129,17 +275,60 @@ pub struct GroupView {
     /// Newest first.
     pub refreshes: Vec<Refresh>,
     /// Launches since the newest refresh started that Auto Scaling reports as
-    /// failed or cancelled (a launch hook abandoned them): `(instance or
-    /// description, status message)`.
+    /// failed or cancelled (a launch hook abandoned them, EC2 had no capacity):
+    /// `description: status message`.
     pub refused_launches: Vec<String>,
     pub unsteady_since_ms: Option<u64>,
+    /// [`REFUSED_AMI_TAG`], read; `Err(why)` when its value is malformed.
+    pub refused: Option<Result<Refusal, String>>,
+    /// [`BASELINE_TAG`], read.
+    pub baseline: Option<Baseline>,
+    /// The account that owns the group: its own AMIs may be rolled out.
+    pub account_id: Option<String>,
 }
 
-/// Services of the cluster that are not steady (running != desired, or more
-/// than one deployment), as `name (running/desired, n deployments)`.
+/// One service of the cluster, as steadiness judges it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceView {
+    /// Its name (`cluster/name` when several clusters are watched).
+    pub name: String,
+    pub running: i32,
+    pub desired: i32,
+    pub deployments: usize,
+    /// The EC2 instances its tasks are on (running, or stopped as long as ECS
+    /// keeps them); `None` when not looked up.
+    pub instances: Option<Vec<String>>,
+}
+
+impl ServiceView {
+    /// Running what it should, on one deployment.
+    pub fn is_steady(&self) -> bool {
+        self.running == self.desired && self.deployments <= 1
+    }
+
+    fn label(&self) -> String {
+        format!(
+            "{} ({}/{} running, {} deployments)",
+            self.name, self.running, self.desired, self.deployments
+        )
+    }
+}
+
+/// The services of the cluster(s) the groups serve.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ClusterView {
-    pub unsteady_services: Vec<String>,
+    pub services: Vec<ServiceView>,
+}
+
+impl ClusterView {
+    /// Services not steady now, by name: what a rollout's baseline records.
+    pub fn unsteady(&self) -> Vec<String> {
+        self.services
+            .iter()
+            .filter(|s| !s.is_steady())
+            .map(|s| s.name.clone())
+            .collect()
+    }
 }
 
 /// What the invocation was asked to do.
@@ -161,6 +350,9 @@ pub enum Intent {
 pub struct Limits {
     pub stability_timeout_ms: u64,
     pub registration_timeout_ms: u64,
+    /// `Some(when it opens)` while the maintenance window is closed: no new
+    /// rollout starts.
+    pub window_opens_ms: Option<u64>,
 }
 
 /// What a rollout in progress is doing.
@@ -197,6 +389,12 @@ pub enum Outcome {
     RollbackFailed {
         reason: String,
     },
+    /// The refresh back to the previous version ended Failed or Cancelled:
+    /// instances may still run the refused AMI, and the group may launch it.
+    /// An operator must look (`{"action": "rollback"}` tries the restore again).
+    RestoreFailed {
+        reason: String,
+    },
 }
 
 /// The next step for one group.
@@ -211,6 +409,17 @@ pub enum Step {
     Idle,
     /// Refused to start; `why` says what an operator can do.
     Blocked { why: String },
+    /// The AMI failed a check before anything was changed: `check` names it
+    /// (`exists`, `state`, `owner`, `instance type`, `architecture`), `seen`
+    /// the value found.
+    Refused {
+        check: String,
+        seen: String,
+        why: String,
+    },
+    /// A new rollout waits for the maintenance window (`ROLLOUT_WINDOW`),
+    /// which opens at `opens` (RFC 3339).
+    OutsideWindow { opens: String },
     /// Pin the group to the version its `$Latest`/`$Default` resolves to, so a
     /// new version does not reach new launches before the refresh does and the
     /// refresh can be rolled back.
@@ -255,7 +464,18 @@ impl Step {
                 | Step::UpToDate
                 | Step::Idle
                 | Step::Blocked { .. }
+                | Step::Refused { .. }
+                | Step::OutsideWindow { .. }
                 | Step::Done { .. }
+        )
+    }
+
+    /// The steps of a rollout to the target that change something: the AMI
+    /// is checked before any of them ([`vet`]).
+    pub fn starts_rollout(&self) -> bool {
+        matches!(
+            self,
+            Step::Pin { .. } | Step::CreateVersion { .. } | Step::StartRefresh { .. }
         )
     }
 }
@@ -272,8 +492,60 @@ pub fn target_for<'a>(view: &'a GroupView, intent: &Intent, requested: &'a str) 
         .unwrap_or(requested)
 }
 
+/// What EC2 launches Auto Scaling retries by itself: no capacity for the
+/// instance type in the zone (On-Demand or Spot), or an account limit. Their
+/// error codes and wordings, as scaling activities and refresh reasons carry
+/// them. Never the AMI's fault.
+const CAPACITY_FAILURES: &[&str] = &[
+    "InsufficientInstanceCapacity",
+    "InsufficientCapacity",
+    "InsufficientHostCapacity",
+    "InsufficientReservedInstanceCapacity",
+    "UnfulfillableCapacity",
+    "VcpuLimitExceeded",
+    "InstanceLimitExceeded",
+    "MaxSpotInstanceCountExceeded",
+    "There is no Spot capacity available",
+    "We currently do not have sufficient",
+    "You have requested more vCPU capacity than your current vCPU limit",
+    "Your quota allows for",
+];
+
+/// A failed launch (or refresh) whose status message says EC2 had no capacity
+/// or the account hit a limit.
+pub fn is_capacity_failure(message: &str) -> bool {
+    CAPACITY_FAILURES.iter().any(|m| message.contains(m))
+}
+
+/// The refresh ended for capacity, not because of its AMI.
+fn ended_for_capacity(r: &Refresh) -> bool {
+    [&r.status_reason, &r.rollback_reason]
+        .into_iter()
+        .flatten()
+        .any(|reason| is_capacity_failure(reason))
+}
+
 /// The next step for one group.
 pub fn decide(
+    view: &GroupView,
+    cluster: &ClusterView,
+    intent: &Intent,
+    target: &str,
+    limits: Limits,
+    now_ms: u64,
+) -> Step {
+    let step = next_step(view, cluster, intent, target, limits, now_ms);
+    // A rollout's refresh starts with its baseline: the services already
+    // unsteady then. It must fit in its tag.
+    if let Step::StartRefresh { .. } = step
+        && let Err(why) = Baseline::of(&cluster.unsteady())
+    {
+        return Step::Blocked { why };
+    }
+    step
+}
+
+fn next_step(
     view: &GroupView,
     cluster: &ClusterView,
     intent: &Intent,
@@ -316,17 +588,30 @@ pub fn decide(
     let members: Vec<&Member> = view.members.iter().filter(|m| !m.leaving()).collect();
     let on_target = members.iter().filter(|m| m.on(target)).count();
     let all_on_target = on_target == members.len();
-    // A rollout to the target that a later refresh undid, or that ended badly.
-    let undone = newest_ours.and_then(|i| {
-        let r = &view.refreshes[i];
-        (i > 0 || r.status != RefreshStatus::Successful).then_some(r)
-    });
+    let undone = undone(view, target);
+    let failed_restore = failed_restore(view, target);
+    let start_closed = || {
+        limits
+            .window_opens_ms
+            .map(|ms| Step::OutsideWindow { opens: rfc3339(ms) })
+    };
 
     match intent {
         Intent::Rollback { .. } => match newest_ours.map(|i| &view.refreshes[i]) {
             Some(r) if undone.is_none() && on_target > 0 => Step::Restore {
                 version: r.ours.as_ref().map_or(template.number, |(_, from)| *from),
                 reason: format!("requested by an operator after refresh {}", r.id),
+            },
+            // The restore failed: an operator asks for it again.
+            Some(r) if on_target > 0 && failed_restore.is_some() => Step::Restore {
+                version: r.ours.as_ref().map_or(template.number, |(_, from)| *from),
+                reason: format!(
+                    "requested by an operator: the restore after refresh {} again ({})",
+                    r.id,
+                    failed_restore
+                        .map(|f| format!("refresh {} ended {}", f.id, f.status))
+                        .unwrap_or_default()
+                ),
             },
             _ => Step::Blocked {
                 why: format!("no rollout to {target} to roll back"),
@@ -337,20 +622,51 @@ pub fn decide(
                 && !all_on_target
             {
                 // The version was made but the refresh never started (a crash
-                // in between): carry on.
+                // in between): carry on, unless the AMI was refused since (the
+                // refresh history that recorded it has aged out).
+                if let Some(why) = refused_by_tag(view, target) {
+                    return Step::Blocked { why };
+                }
+                if let Some(closed) = start_closed() {
+                    return closed;
+                }
                 return Step::StartRefresh { version };
             }
             match (undone, newest) {
-                (Some(ours), Some(last)) if last.desired_version == restore_to => Step::Done {
-                    outcome: Outcome::RolledBack {
-                        reason: format!(
-                            "refresh {} took the group back to version {} after refresh {}",
-                            last.id,
-                            restore_to.unwrap_or_default(),
-                            ours.id
-                        ),
-                    },
-                },
+                (Some(ours), Some(last))
+                    if last.ours.is_none() && last.desired_version == restore_to =>
+                {
+                    let reason = format!(
+                        "refresh {} {} the group back to version {} after refresh {}{}",
+                        last.id,
+                        if last.status == RefreshStatus::Successful {
+                            "took"
+                        } else {
+                            "did not take"
+                        },
+                        restore_to.unwrap_or_default(),
+                        ours.id,
+                        if last.status == RefreshStatus::Successful {
+                            String::new()
+                        } else {
+                            format!(
+                                ": it ended {}{}; instances may still run {target} and the group may launch it",
+                                last.status,
+                                last.status_reason
+                                    .as_deref()
+                                    .map(|s| format!(" ({s})"))
+                                    .unwrap_or_default()
+                            )
+                        }
+                    );
+                    Step::Done {
+                        outcome: if last.status == RefreshStatus::Successful {
+                            Outcome::RolledBack { reason }
+                        } else {
+                            Outcome::RestoreFailed { reason }
+                        },
+                    }
+                }
                 _ if all_on_target && !members.is_empty() => Step::UpToDate,
                 _ => Step::Idle,
             }
@@ -359,19 +675,27 @@ pub fn decide(
             if all_on_target {
                 return Step::UpToDate;
             }
-            if let (Some(r), false) = (undone, force) {
-                return Step::Blocked {
-                    why: format!(
-                        "the rollout to {target} was rolled back (refresh {}, {}{}); start it with \"force\": true to try again",
-                        r.id,
-                        r.status,
-                        r.status_reason
-                            .as_deref()
-                            .or(r.rollback_reason.as_deref())
-                            .map(|s| format!(": {s}"))
-                            .unwrap_or_default()
-                    ),
-                };
+            if !force {
+                if let Some(r) = undone {
+                    return Step::Blocked {
+                        why: format!(
+                            "the rollout to {target} was rolled back (refresh {}, {}{}); start it with \"force\": true to try again",
+                            r.id,
+                            r.status,
+                            r.status_reason
+                                .as_deref()
+                                .or(r.rollback_reason.as_deref())
+                                .map(|s| format!(": {s}"))
+                                .unwrap_or_default()
+                        ),
+                    };
+                }
+                if let Some(why) = refused_by_tag(view, target) {
+                    return Step::Blocked { why };
+                }
+            }
+            if let Some(closed) = start_closed() {
+                return closed;
             }
             if template.is_floating() {
                 Step::Pin {
@@ -386,6 +710,51 @@ pub fn decide(
             }
         }
     }
+}
+
+/// The newest rollout of ours to the target, if a later refresh undid it or
+/// it ended badly for a reason of its own (not for capacity). Only meaningful
+/// when no refresh is running.
+fn undone<'a>(view: &'a GroupView, target: &str) -> Option<&'a Refresh> {
+    let i = view
+        .refreshes
+        .iter()
+        .position(|r| r.ours.as_ref().is_some_and(|(ami, _)| ami == target))?;
+    let r = &view.refreshes[i];
+    (i > 0 || (r.status != RefreshStatus::Successful && !ended_for_capacity(r))).then_some(r)
+}
+
+/// The newest refresh, if it is a restore after our rollout to the target and
+/// it ended without taking the group back.
+fn failed_restore<'a>(view: &'a GroupView, target: &str) -> Option<&'a Refresh> {
+    let ours = view
+        .refreshes
+        .iter()
+        .position(|r| r.ours.as_ref().is_some_and(|(ami, _)| ami == target))?;
+    let from = view.refreshes[ours].ours.as_ref().map(|(_, from)| *from);
+    let last = view.refreshes.first()?;
+    (ours > 0
+        && last.ours.is_none()
+        && last.desired_version == from
+        && !last.status.is_active()
+        && last.status != RefreshStatus::Successful)
+        .then_some(last)
+}
+
+/// Why a start of the target is refused by [`REFUSED_AMI_TAG`], if it is.
+fn refused_by_tag(view: &GroupView, target: &str) -> Option<String> {
+    match view.refused.as_ref()? {
+        Ok(r) if r.ami == target => Some(format!(
+            "{target} was rolled back at {} (the group's tag {REFUSED_AMI_TAG}); start it with \"force\": true to try again, or publish a newer AMI",
+            r.at
+        )),
+        Ok(_) => None,
+        Err(why) => Some(why.clone()),
+    }
+}
+
+fn rfc3339(ms: u64) -> String {
+    Refusal::new("ami-00000000", ms).at
 }
 
 /// A refresh is running.
@@ -421,7 +790,13 @@ fn active(
             reason: format!("requested by an operator: {reason}"),
         };
     }
-    if let Some(refused) = view.refused_launches.first() {
+    // A launch EC2 could not make for capacity or a limit is Auto Scaling's to
+    // retry; any other refused launch is the AMI's.
+    if let Some(refused) = view
+        .refused_launches
+        .iter()
+        .find(|l| !is_capacity_failure(l))
+    {
         return Step::Rollback {
             reason: format!("a new instance was refused at launch: {refused}"),
         };
@@ -429,6 +804,9 @@ fn active(
     let started = r.started_ms.unwrap_or(0);
     if let Some(orphan) = orphan(view, ami, started, limits, now_ms) {
         return Step::Rollback { reason: orphan };
+    }
+    if let Some(sick) = never_healthy(view, ami, started, limits, now_ms) {
+        return Step::Rollback { reason: sick };
     }
     debug_assert!(r.status.is_rolling());
     match stability(view, cluster, ami, limits, now_ms) {
@@ -491,6 +869,20 @@ fn ended(
         RefreshStatus::RollbackFailed => Some(Step::Done {
             outcome: Outcome::RollbackFailed { reason: why(r) },
         }),
+        // EC2 had no capacity: not the AMI's fault, nothing to restore; a
+        // later start tries again.
+        RefreshStatus::Failed | RefreshStatus::Cancelled if ended_for_capacity(r) => {
+            Some(Step::Done {
+                outcome: Outcome::Failed {
+                    reason: format!(
+                        "refresh {} ended {} for want of EC2 capacity ({}); not blamed on {target}: the next start tries again",
+                        r.id,
+                        r.status,
+                        why(r)
+                    ),
+                },
+            })
+        }
         RefreshStatus::Failed | RefreshStatus::Cancelled if on_target => Some(Step::Restore {
             version: from,
             reason: format!("refresh {} ended {}: {}", r.id, r.status, why(r)),
@@ -535,10 +927,82 @@ fn orphan(
     })
 }
 
-/// Steady: every service runs its desired count on one deployment and every new
-/// instance has its agent connected. `Ok(None)` steady, `Ok(Some(since))`
-/// unsteady since then (now if it just became so), `Err(why)` unsteady for
-/// longer than the timeout.
+/// An InService instance on the new AMI, launched by the refresh, that Auto
+/// Scaling still reports Unhealthy after the registration timeout: the AMI
+/// boots but never becomes healthy.
+fn never_healthy(
+    view: &GroupView,
+    ami: &str,
+    refresh_started_ms: u64,
+    limits: Limits,
+    now_ms: u64,
+) -> Option<String> {
+    view.members.iter().find_map(|m| {
+        let launched = m.launched_ms?;
+        (m.on(ami)
+            && !m.healthy
+            && m.lifecycle_state == LifecycleState::InService
+            && launched >= refresh_started_ms
+            && now_ms.saturating_sub(launched) > limits.registration_timeout_ms)
+            .then(|| {
+                format!(
+                    "{} never became healthy: Auto Scaling reports it Unhealthy {} s after its launch",
+                    m.id,
+                    now_ms.saturating_sub(launched) / 1000
+                )
+            })
+    })
+}
+
+/// Which unsteady services count against the rollout of a group, and which do
+/// not (and why).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Judgement {
+    pub blamed: Vec<String>,
+    pub excused: Vec<String>,
+}
+
+/// Judges the cluster for the rollout of a group to `ami`: a service counts
+/// against it when it is not running its desired count, has tasks on the
+/// group's instances, is not deploying (more than one deployment: a deployment
+/// of its own, which a rollout never starts) and was steady when the rollout's
+/// refresh started (its baseline). A new instance on the AMI whose agent is
+/// disconnected counts too.
+pub fn judge(view: &GroupView, cluster: &ClusterView, ami: &str) -> Judgement {
+    let mut j = Judgement::default();
+    for s in cluster.services.iter().filter(|s| !s.is_steady()) {
+        let label = s.label();
+        if s.deployments > 1 {
+            j.excused
+                .push(format!("{label}: deploying for reasons of its own"));
+        } else if view.baseline.as_ref().is_some_and(|b| b.contains(&s.name)) {
+            j.excused.push(format!(
+                "{label}: already unsteady when the rollout started"
+            ));
+        } else if let Some(ids) = &s.instances
+            && !ids
+                .iter()
+                .any(|id| view.members.iter().any(|m| m.id == *id))
+        {
+            j.excused
+                .push(format!("{label}: no task on the group's instances"));
+        } else {
+            j.blamed.push(label);
+        }
+    }
+    j.blamed
+        .extend(view.members.iter().filter_map(|m| match &m.ecs {
+            Some((InstanceStatus::Active, false)) if m.on(ami) => {
+                Some(format!("{}: agent disconnected", m.id))
+            }
+            _ => None,
+        }));
+    j
+}
+
+/// Steady: no service counts against the rollout ([`judge`]). `Ok(None)`
+/// steady, `Ok(Some(since))` unsteady since then (now if it just became so),
+/// `Err(why)` unsteady for longer than the timeout.
 fn stability(
     view: &GroupView,
     cluster: &ClusterView,
@@ -546,13 +1010,7 @@ fn stability(
     limits: Limits,
     now_ms: u64,
 ) -> Result<Option<u64>, String> {
-    let mut problems = cluster.unsteady_services.clone();
-    problems.extend(view.members.iter().filter_map(|m| match &m.ecs {
-        Some((InstanceStatus::Active, false)) if m.on(ami) => {
-            Some(format!("{}: agent disconnected", m.id))
-        }
-        _ => None,
-    }));
+    let problems = judge(view, cluster, ami).blamed;
     if problems.is_empty() {
         return Ok(None);
     }
@@ -566,6 +1024,244 @@ fn stability(
         ))
     } else {
         Ok(Some(since))
+    }
+}
+
+/// What the AMI of a rollout is checked against ([`vet`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageFacts {
+    /// DescribeImages of the target (and of a refused AMI, if the group's tag
+    /// names another one).
+    pub images: Vec<Image>,
+    /// DescribeInstanceTypes of the group's instance type.
+    pub instance_types: Vec<InstanceTypeInfo>,
+}
+
+/// Checks the AMI before a rollout changes anything: it exists, is
+/// `available`, is owned by Amazon, the group's account or an owner of
+/// `ALLOWED_AMI_OWNERS`, and its architecture fits the group's instance type.
+/// `Err` is the [`Step::Refused`] naming the AMI, the check and what was seen.
+pub fn vet(
+    view: &GroupView,
+    target: &str,
+    facts: &ImageFacts,
+    allowed_owners: &[String],
+) -> Result<(), Step> {
+    let refuse = |check: &str, seen: String, detail: String| {
+        Err(Step::Refused {
+            check: check.to_owned(),
+            why: format!(
+                "AMI {target} refused for group {} ({check} check): {detail}; nothing was changed",
+                view.name
+            ),
+            seen,
+        })
+    };
+    let Some(image) = facts.images.iter().find(|i| i.id == target) else {
+        return refuse(
+            "exists",
+            "not found".into(),
+            "DescribeImages does not know it (deregistered, or not shared with this account)"
+                .into(),
+        );
+    };
+    if !image.state.is_available() {
+        return refuse(
+            "state",
+            image.state.to_string(),
+            format!("its state is {}, not available", image.state),
+        );
+    }
+    let owner = image.owner_id.as_deref().unwrap_or("unknown");
+    let amazon = image.owner_alias.as_deref() == Some("amazon");
+    let own = view.account_id.as_deref().is_some_and(|a| a == owner);
+    if !(amazon || own || allowed_owners.iter().any(|o| o == owner)) {
+        let seen = match image.owner_alias.as_deref() {
+            Some(alias) => format!("{owner} ({alias})"),
+            None => owner.to_owned(),
+        };
+        return refuse(
+            "owner",
+            seen.clone(),
+            format!(
+                "its owner is {seen}: neither Amazon, this account{} nor one of ALLOWED_AMI_OWNERS",
+                view.account_id
+                    .as_deref()
+                    .map(|a| format!(" ({a})"))
+                    .unwrap_or_default()
+            ),
+        );
+    }
+    let Ok(template) = &view.template else {
+        return Ok(());
+    };
+    let Some(instance_type) = template.instance_type.as_deref() else {
+        return refuse(
+            "instance type",
+            "none".into(),
+            format!(
+                "launch template {} version {} names no instance type to check its architecture against",
+                template.id, template.number
+            ),
+        );
+    };
+    let Some(info) = facts
+        .instance_types
+        .iter()
+        .find(|t| t.instance_type == instance_type)
+    else {
+        return refuse(
+            "instance type",
+            instance_type.to_owned(),
+            format!(
+                "DescribeInstanceTypes does not know the group's instance type {instance_type}"
+            ),
+        );
+    };
+    let arch = image.architecture.as_deref().unwrap_or("unknown");
+    if !info.architectures.iter().any(|a| a == arch) {
+        return refuse(
+            "architecture",
+            arch.to_owned(),
+            format!(
+                "its architecture is {arch}, but the group's instance type {instance_type} runs {}",
+                info.architectures.join(", ")
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// A change to one of the group's marker tags: set to `Some(value)` or
+/// removed (`None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagChange {
+    pub key: &'static str,
+    pub value: Option<String>,
+}
+
+impl TagChange {
+    fn set(key: &'static str, value: String) -> Self {
+        TagChange {
+            key,
+            value: Some(value),
+        }
+    }
+
+    fn remove(key: &'static str) -> Self {
+        TagChange { key, value: None }
+    }
+}
+
+/// The tag writes that go with taking `step`: `(before, after)` its own call.
+/// Before: what the step relies on (a rollout's baseline; clearing a refusal
+/// that `force` or a newer AMI lifts), so that a failed write changes nothing.
+/// After: what records it (the refusal of a rolled-back AMI, the unsteady
+/// marker, the shrinking baseline), so that a failed write never holds up a
+/// rollback. `newer_than_refused` says, for a rollout starting while the tag
+/// refuses another AMI, whether the target is newer (or the refused AMI gone).
+pub fn tag_changes(
+    view: &GroupView,
+    cluster: &ClusterView,
+    intent: &Intent,
+    step: &Step,
+    target: &str,
+    newer_than_refused: bool,
+    now_ms: u64,
+) -> (Vec<TagChange>, Vec<TagChange>) {
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+
+    // Since when the cluster has been unsteady: only while waiting.
+    let unsteady = match step {
+        Step::Wait { unsteady_since, .. } => *unsteady_since,
+        _ => None,
+    };
+    if unsteady != view.unsteady_since_ms {
+        after.push(match unsteady {
+            Some(ms) => TagChange::set(UNSTEADY_TAG, ms.to_string()),
+            None => TagChange::remove(UNSTEADY_TAG),
+        });
+    }
+
+    // The baseline: taken as the refresh starts, shrunk as its services
+    // recover, removed when the rollout is settled.
+    match step {
+        Step::StartRefresh { .. } => {
+            // (decide refuses a start whose baseline does not fit.)
+            let b = Baseline::of(&cluster.unsteady()).unwrap_or_default();
+            if b.is_empty() {
+                if view.baseline.is_some() {
+                    before.push(TagChange::remove(BASELINE_TAG));
+                }
+            } else if view.baseline.as_ref() != Some(&b) {
+                before.push(TagChange::set(BASELINE_TAG, b.value()));
+            }
+        }
+        Step::Wait { .. } => {
+            if let Some(b) = &view.baseline {
+                let left = b.still_unsteady(&cluster.unsteady());
+                if left.is_empty() {
+                    after.push(TagChange::remove(BASELINE_TAG));
+                } else if left != *b {
+                    after.push(TagChange::set(BASELINE_TAG, left.value()));
+                }
+            }
+        }
+        s if s.is_settled() && view.baseline.is_some() => {
+            after.push(TagChange::remove(BASELINE_TAG));
+        }
+        _ => {}
+    }
+
+    // The refusal of a rolled-back AMI.
+    let tag_names_target = matches!(&view.refused, Some(Ok(r)) if r.ami == target);
+    let refuse = || TagChange::set(REFUSED_AMI_TAG, Refusal::new(target, now_ms).value());
+    if step.starts_rollout() {
+        let forced = matches!(intent, Intent::Start { force: true });
+        let lift = match &view.refused {
+            None => false,
+            Some(Ok(r)) if r.ami == target => forced,
+            Some(Ok(_)) => newer_than_refused,
+            Some(Err(_)) => forced,
+        };
+        if lift {
+            before.push(TagChange::remove(REFUSED_AMI_TAG));
+        }
+    } else if matches!(step, Step::Rollback { .. } | Step::Restore { .. }) {
+        if !tag_names_target {
+            after.push(refuse());
+        }
+    } else if !tag_names_target
+        && !view.refreshes.first().is_some_and(|r| r.status.is_active())
+        && undone(view, target).is_some()
+    {
+        // Seen ended badly (Auto Scaling's own rollback, a failed restore, a
+        // refused start): recorded before the refresh history ages out.
+        after.push(refuse());
+    }
+    (before, after)
+}
+
+/// Whether the target of a rollout that is about to start lifts the refusal
+/// of another AMI: it was created after it, or the refused AMI is gone.
+pub fn newer_than_refused(view: &GroupView, target: &str, facts: &ImageFacts) -> bool {
+    let Some(Ok(refusal)) = &view.refused else {
+        return false;
+    };
+    if refusal.ami == target {
+        return false;
+    }
+    let created = |id: &str| {
+        facts
+            .images
+            .iter()
+            .find(|i| i.id == id)
+            .map(|i| i.created_ms)
+    };
+    match (created(target), created(&refusal.ami)) {
+        (_, None) => true,
+        (Some(Some(t)), Some(Some(r))) => t > r,
+        _ => false,
     }
 }
 
@@ -587,12 +1283,14 @@ pub fn max_healthy_percentage(batch: u32, desired: i32) -> i32 {
 mod tests {
     use super::*;
 
+    const ACCOUNT: &str = "123456789012";
     const OLD: &str = "ami-0000000000000000a";
     const NEW: &str = "ami-0000000000000000b";
     const NOW: u64 = 10_000_000;
     const LIMITS: Limits = Limits {
         stability_timeout_ms: 600_000,
         registration_timeout_ms: 300_000,
+        window_opens_ms: None,
     };
 
     fn member(id: &str, ami: &str) -> Member {
@@ -602,7 +1300,24 @@ mod tests {
             ami: Some(ami.into()),
             launched_ms: Some(1_000),
             ecs: Some((InstanceStatus::Active, true)),
+            healthy: true,
         }
+    }
+
+    /// A service of the cluster not running its desired count, with tasks on
+    /// these instances.
+    fn unsteady(name: &str, running: i32, deployments: usize, on: &[&str]) -> ServiceView {
+        ServiceView {
+            name: name.into(),
+            running,
+            desired: 2,
+            deployments,
+            instances: Some(on.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+
+    fn cluster(services: Vec<ServiceView>) -> ClusterView {
+        ClusterView { services }
     }
 
     /// A group of three on version 4 (OLD), pinned.
@@ -616,6 +1331,7 @@ mod tests {
                 number: 4,
                 ami: Some(OLD.into()),
                 ours: None,
+                instance_type: Some("m5.large".into()),
             }),
             prepared: None,
             members: amis
@@ -626,6 +1342,9 @@ mod tests {
             refreshes: vec![],
             refused_launches: vec![],
             unsteady_since_ms: None,
+            refused: None,
+            baseline: None,
+            account_id: Some(ACCOUNT.into()),
         }
     }
 
@@ -829,9 +1548,9 @@ mod tests {
     fn unsteady_cluster_is_marked_then_rolled_back_past_the_timeout() {
         let mut g = group(&[NEW, OLD, OLD]);
         g.refreshes = vec![ours(RefreshStatus::InProgress)];
-        let cluster = ClusterView {
-            unsteady_services: vec!["web (1/2 running, 2 deployments)".into()],
-        };
+        // (A service with two deployments counted before; now it is deploying
+        // for reasons of its own: see below.)
+        let cluster = cluster(vec![unsteady("web", 1, 1, &["i-0"])]);
         let step = |g: &GroupView| decide(g, &cluster, &Intent::Watch, NEW, LIMITS, NOW);
         assert_eq!(
             step(&g),
@@ -884,9 +1603,7 @@ mod tests {
                 outcome: Outcome::Succeeded
             }
         );
-        let cluster = ClusterView {
-            unsteady_services: vec!["web (1/2 running, 1 deployments)".into()],
-        };
+        let cluster = cluster(vec![unsteady("web", 1, 1, &["i-1"])]);
         assert_eq!(
             decide(&g, &cluster, &Intent::Watch, NEW, LIMITS, NOW),
             Step::Wait {
