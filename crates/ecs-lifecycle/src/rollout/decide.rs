@@ -1051,7 +1051,7 @@ pub fn vet(
         Err(Step::Refused {
             check: check.to_owned(),
             why: format!(
-                "AMI {target} refused for group {} ({check} check): {detail}; nothing was changed",
+                "AMI {target} refused for group {} ({check} check, seen {seen}): {detail}; nothing was changed",
                 view.name
             ),
             seen,
@@ -1763,5 +1763,782 @@ mod tests {
                 why: "uses a launch configuration".into()
             }
         );
+    }
+
+    // ---------------------------------------------------------------- issue 12
+
+    fn outcome_name(step: &Step) -> String {
+        match step {
+            Step::Done { outcome } => match outcome {
+                Outcome::Succeeded => "succeeded",
+                Outcome::RolledBack { .. } => "rolled_back",
+                Outcome::Failed { .. } => "failed",
+                Outcome::RollbackFailed { .. } => "rollback_failed",
+                Outcome::RestoreFailed { .. } => "restore_failed",
+            }
+            .to_owned(),
+            Step::Wait { phase, .. } => format!("wait {phase:?}"),
+            Step::Restore { version, .. } => format!("restore {version}"),
+            Step::StartRefresh { version } => format!("start {version}"),
+            Step::Blocked { .. } => "blocked".to_owned(),
+            Step::Idle => "idle".to_owned(),
+            Step::UpToDate => "up_to_date".to_owned(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// Every status of the rollout's own refresh (the newest), for a watch
+    /// and a status look (the same) and a start, with one instance replaced
+    /// and with none.
+    #[test]
+    fn every_refresh_status_of_the_rollout_refresh() {
+        for (status, watch_some, watch_none, start_some) in [
+            ("Pending", "wait Rolling", "wait Rolling", "wait Rolling"),
+            ("InProgress", "wait Rolling", "wait Rolling", "wait Rolling"),
+            ("Baking", "wait Rolling", "wait Rolling", "wait Rolling"),
+            (
+                "Cancelling",
+                "wait Cancelling",
+                "wait Cancelling",
+                "wait Cancelling",
+            ),
+            (
+                "RollbackInProgress",
+                "wait RollingBack",
+                "wait RollingBack",
+                "wait RollingBack",
+            ),
+            // Succeeded but instances were left on the old AMI: a watch
+            // starts nothing, a start replaces them.
+            ("Successful", "idle", "idle", "start 5"),
+            ("Failed", "restore 4", "failed", "blocked"),
+            ("Cancelled", "restore 4", "failed", "blocked"),
+            (
+                "RollbackSuccessful",
+                "rolled_back",
+                "rolled_back",
+                "blocked",
+            ),
+            (
+                "RollbackFailed",
+                "rollback_failed",
+                "rollback_failed",
+                "blocked",
+            ),
+            ("SomethingNew", "failed", "failed", "blocked"),
+        ] {
+            let s = RefreshStatus::parse(status);
+            let mut some = group(&[NEW, OLD, OLD]);
+            some.refreshes = vec![ours(s.clone())];
+            some.prepared = (!s.is_active()).then_some(5);
+            let mut none = group(&[OLD, OLD, OLD]);
+            none.refreshes = vec![ours(s.clone())];
+            assert_eq!(
+                outcome_name(&run(&some, Intent::Watch)),
+                watch_some,
+                "{status}"
+            );
+            assert_eq!(
+                outcome_name(&run(&some, Intent::Status)),
+                watch_some,
+                "{status}"
+            );
+            assert_eq!(
+                outcome_name(&run(&none, Intent::Watch)),
+                watch_none,
+                "{status}"
+            );
+            assert_eq!(outcome_name(&run(&some, start())), start_some, "{status}");
+        }
+        // Succeeded with every instance replaced: done.
+        let mut all = group(&[NEW, NEW, NEW]);
+        all.refreshes = vec![ours(RefreshStatus::Successful)];
+        assert_eq!(outcome_name(&run(&all, Intent::Watch)), "succeeded");
+    }
+
+    /// Every status of the restore (a refresh back to version 4 after our
+    /// rollout failed): only a Successful restore is a rollback; any other end
+    /// is restore_failed, which no start retries without force.
+    #[test]
+    fn every_refresh_status_of_the_restore_refresh() {
+        for (status, watch) in [
+            ("Pending", "wait Restoring"),
+            ("InProgress", "wait Restoring"),
+            ("Baking", "wait Restoring"),
+            ("Cancelling", "wait Cancelling"),
+            ("RollbackInProgress", "wait RollingBack"),
+            ("Successful", "rolled_back"),
+            ("Failed", "restore_failed"),
+            ("Cancelled", "restore_failed"),
+            ("RollbackSuccessful", "restore_failed"),
+            ("RollbackFailed", "restore_failed"),
+            ("SomethingNew", "restore_failed"),
+        ] {
+            let s = RefreshStatus::parse(status);
+            let mut g = group(&[NEW, OLD, OLD]);
+            g.refreshes = vec![
+                Refresh {
+                    status_reason: Some("instances failed to launch".into()),
+                    ..restore(s.clone())
+                },
+                ours(RefreshStatus::Failed),
+            ];
+            g.prepared = (!s.is_active()).then_some(5);
+            let step = run(&g, Intent::Watch);
+            assert_eq!(outcome_name(&step), watch, "{status}");
+            assert_eq!(run(&g, Intent::Status), step, "{status}");
+            if s.is_active() {
+                continue;
+            }
+            if watch == "restore_failed" {
+                match &step {
+                    Step::Done {
+                        outcome: Outcome::RestoreFailed { reason },
+                    } => {
+                        assert!(
+                            reason.contains("r-2") && reason.contains(status),
+                            "{reason}"
+                        );
+                        assert!(reason.contains("instances failed to launch"), "{reason}");
+                        assert!(reason.contains(NEW), "{reason}");
+                    }
+                    other => panic!("{other:?}"),
+                }
+                assert!(step.is_settled() && !step.changes_something());
+                // An operator's rollback tries the restore again.
+                match run(&g, Intent::Rollback { reason: "x".into() }) {
+                    Step::Restore { version, reason } => {
+                        assert_eq!(version, 4);
+                        assert!(reason.contains("again"), "{reason}");
+                    }
+                    other => panic!("{status}: {other:?}"),
+                }
+            }
+            // No start without force, whatever the restore did.
+            assert_eq!(outcome_name(&run(&g, start())), "blocked", "{status}");
+            assert_eq!(
+                run(&g, Intent::Start { force: true }),
+                Step::StartRefresh { version: 5 },
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refusal_outlives_the_refresh_history() {
+        // The history has aged out; the group's tag still names the AMI, and
+        // the version made for it is still in the template.
+        let mut g = group(&[OLD, OLD, OLD]);
+        g.prepared = Some(5);
+        g.refused = Some(Ok(Refusal::new(NEW, NOW - 1_000)));
+        for intent in [start(), Intent::Watch] {
+            match run(&g, intent.clone()) {
+                Step::Blocked { why } => {
+                    assert!(
+                        why.contains(REFUSED_AMI_TAG) && why.contains("force"),
+                        "{why}"
+                    );
+                }
+                other => panic!("{intent:?}: {other:?}"),
+            }
+        }
+        assert_eq!(run(&g, Intent::Status), Step::Idle);
+        assert_eq!(
+            run(&g, Intent::Start { force: true }),
+            Step::StartRefresh { version: 5 }
+        );
+        // Another AMI is not refused by it.
+        g.prepared = None;
+        let other = "ami-0000000000000000c";
+        assert_eq!(
+            decide(&g, &ClusterView::default(), &start(), other, LIMITS, NOW),
+            Step::CreateVersion { from: 4 }
+        );
+        // A tag that cannot be read refuses every start but a forced one.
+        g.refused = Some(Refusal::parse("garbage"));
+        assert!(matches!(
+            decide(&g, &ClusterView::default(), &start(), other, LIMITS, NOW),
+            Step::Blocked { why } if why.contains("garbage") && why.contains(REFUSED_AMI_TAG)
+        ));
+        assert_eq!(
+            run(&g, Intent::Start { force: true }),
+            Step::CreateVersion { from: 4 }
+        );
+    }
+
+    #[test]
+    fn the_refusal_tag_value() {
+        let r = Refusal::new(NEW, 1_795_226_529_123);
+        assert_eq!(r.value(), format!("{NEW} 2026-11-21T02:02:09Z"));
+        assert_eq!(Refusal::parse(&r.value()).unwrap(), r);
+        for bad in [
+            "",
+            NEW,
+            "ami-zz 2026-11-21T02:02:09Z",
+            &format!("{NEW} yesterday"),
+        ] {
+            let why = Refusal::parse(bad).unwrap_err();
+            assert!(
+                why.contains(REFUSED_AMI_TAG) && why.contains("force"),
+                "{why}"
+            );
+        }
+    }
+
+    fn changes(
+        g: &GroupView,
+        cluster: &ClusterView,
+        intent: &Intent,
+        step: &Step,
+        newer: bool,
+    ) -> (Vec<TagChange>, Vec<TagChange>) {
+        tag_changes(g, cluster, intent, step, NEW, newer, NOW)
+    }
+
+    fn refused_now() -> TagChange {
+        TagChange::set(REFUSED_AMI_TAG, Refusal::new(NEW, NOW).value())
+    }
+
+    #[test]
+    fn a_rollback_is_recorded_on_the_group_and_lifted_by_force_or_a_newer_ami() {
+        let c = ClusterView::default();
+        let g = group(&[NEW, OLD, OLD]);
+        // Rolling back or restoring records the refusal, after the call.
+        for step in [
+            Step::Rollback { reason: "x".into() },
+            Step::Restore {
+                version: 4,
+                reason: "x".into(),
+            },
+        ] {
+            assert_eq!(
+                changes(&g, &c, &Intent::Watch, &step, false),
+                (vec![], vec![refused_now()])
+            );
+        }
+        // Seen ended badly (Auto Scaling's own rollback, a failed restore, a
+        // start refused by the history): recorded too, once.
+        let mut seen = group(&[OLD, OLD, OLD]);
+        for history in [
+            vec![ours(RefreshStatus::RollbackSuccessful)],
+            vec![restore(RefreshStatus::Failed), ours(RefreshStatus::Failed)],
+        ] {
+            seen.refreshes = history;
+            for intent in [Intent::Watch, start()] {
+                let step = run(&seen, intent.clone());
+                assert_eq!(
+                    changes(&seen, &c, &intent, &step, false).1,
+                    vec![refused_now()],
+                    "{step:?}"
+                );
+            }
+        }
+        let mut recorded = seen.clone();
+        recorded.refused = Some(Ok(Refusal::new(NEW, NOW - 1000)));
+        let step = run(&recorded, Intent::Watch);
+        assert_eq!(
+            changes(&recorded, &c, &Intent::Watch, &step, false),
+            (vec![], vec![])
+        );
+        // A success, or an end for want of capacity, refuses nothing.
+        let mut fine = group(&[NEW, NEW, NEW]);
+        fine.refreshes = vec![ours(RefreshStatus::Successful)];
+        let step = run(&fine, Intent::Watch);
+        assert_eq!(
+            changes(&fine, &c, &Intent::Watch, &step, false),
+            (vec![], vec![])
+        );
+        let mut capacity = group(&[OLD, OLD, OLD]);
+        capacity.refreshes = vec![Refresh {
+            status_reason: Some("InsufficientInstanceCapacity - no m5.large".into()),
+            ..ours(RefreshStatus::Failed)
+        }];
+        let step = run(&capacity, Intent::Watch);
+        assert_eq!(
+            changes(&capacity, &c, &Intent::Watch, &step, false),
+            (vec![], vec![])
+        );
+
+        // Lifted before the first change of a forced start ...
+        let create = Step::CreateVersion { from: 4 };
+        let force = Intent::Start { force: true };
+        let lift = (vec![TagChange::remove(REFUSED_AMI_TAG)], vec![]);
+        assert_eq!(changes(&recorded, &c, &force, &create, false), lift);
+        // ... but not by an unforced one (it cannot start: blocked) ...
+        assert_eq!(
+            changes(&recorded, &c, &start(), &create, false),
+            (vec![], vec![])
+        );
+        // ... and by a rollout of a newer AMI, not an older one.
+        let mut other = group(&[OLD, OLD]);
+        other.refused = Some(Ok(Refusal::new("ami-0000000000000000c", NOW - 1000)));
+        assert_eq!(changes(&other, &c, &start(), &create, true), lift);
+        assert_eq!(
+            changes(&other, &c, &start(), &create, false),
+            (vec![], vec![])
+        );
+        // A tag that cannot be read: force lifts it.
+        other.refused = Some(Refusal::parse("garbage"));
+        assert_eq!(changes(&other, &c, &force, &create, false), lift);
+    }
+
+    fn image(id: &str, created_ms: u64) -> Image {
+        Image {
+            id: id.into(),
+            state: "available".into(),
+            architecture: Some("x86_64".into()),
+            owner_id: Some(ACCOUNT.into()),
+            owner_alias: None,
+            created_ms: Some(created_ms),
+        }
+    }
+
+    #[test]
+    fn a_newer_ami_is_one_created_after_the_refused_one_or_with_it_gone() {
+        let refused = "ami-0000000000000000c";
+        let mut g = group(&[OLD]);
+        g.refused = Some(Ok(Refusal::new(refused, NOW)));
+        let facts = |images: Vec<Image>| ImageFacts {
+            images,
+            instance_types: vec![],
+        };
+        assert!(newer_than_refused(
+            &g,
+            NEW,
+            &facts(vec![image(NEW, 2_000), image(refused, 1_000)])
+        ));
+        assert!(!newer_than_refused(
+            &g,
+            NEW,
+            &facts(vec![image(NEW, 1_000), image(refused, 2_000)])
+        ));
+        assert!(newer_than_refused(&g, NEW, &facts(vec![image(NEW, 1_000)])));
+        assert!(!newer_than_refused(
+            &g,
+            refused,
+            &facts(vec![image(refused, 1)])
+        ));
+        g.refused = None;
+        assert!(!newer_than_refused(
+            &g,
+            NEW,
+            &facts(vec![image(NEW, 2_000)])
+        ));
+    }
+
+    fn x86() -> Vec<InstanceTypeInfo> {
+        vec![InstanceTypeInfo {
+            instance_type: "m5.large".into(),
+            architectures: vec!["i386".into(), "x86_64".into()],
+        }]
+    }
+
+    /// Every check of the AMI before a rollout changes anything, failing and
+    /// passing; a refusal names the AMI, the check and the value seen.
+    #[test]
+    fn the_ami_is_checked_before_anything_changes() {
+        let g = group(&[OLD, OLD]);
+        let allowed = ["444455556666".to_owned()];
+        let vet_with = |image: Option<Image>, types: Vec<InstanceTypeInfo>, g: &GroupView| {
+            vet(
+                g,
+                NEW,
+                &ImageFacts {
+                    images: image.into_iter().collect(),
+                    instance_types: types,
+                },
+                &allowed,
+            )
+        };
+        let ok = image(NEW, 1);
+        // Owned by the account itself, by Amazon, by an allowed owner.
+        assert_eq!(vet_with(Some(ok.clone()), x86(), &g), Ok(()));
+        let amazon = Image {
+            owner_id: Some("591542846629".into()),
+            owner_alias: Some("amazon".into()),
+            ..ok.clone()
+        };
+        assert_eq!(vet_with(Some(amazon), x86(), &g), Ok(()));
+        let partner = Image {
+            owner_id: Some("444455556666".into()),
+            ..ok.clone()
+        };
+        assert_eq!(vet_with(Some(partner), x86(), &g), Ok(()));
+
+        let mut no_type = g.clone();
+        if let Ok(t) = &mut no_type.template {
+            t.instance_type = None;
+        }
+        let mut no_account = g.clone();
+        no_account.account_id = None;
+        for (image, types, view, check, seen) in [
+            (None, x86(), &g, "exists", "not found"),
+            (
+                Some(Image {
+                    state: "pending".into(),
+                    ..ok.clone()
+                }),
+                x86(),
+                &g,
+                "state",
+                "pending",
+            ),
+            (
+                Some(Image {
+                    state: "deregistered".into(),
+                    ..ok.clone()
+                }),
+                x86(),
+                &g,
+                "state",
+                "deregistered",
+            ),
+            (
+                Some(Image {
+                    owner_id: Some("999988887777".into()),
+                    owner_alias: Some("aws-marketplace".into()),
+                    ..ok.clone()
+                }),
+                x86(),
+                &g,
+                "owner",
+                "999988887777 (aws-marketplace)",
+            ),
+            // Without the group's account known, its own images are not
+            // taken for granted.
+            (Some(ok.clone()), x86(), &no_account, "owner", ACCOUNT),
+            (
+                Some(Image {
+                    architecture: Some("arm64".into()),
+                    ..ok.clone()
+                }),
+                x86(),
+                &g,
+                "architecture",
+                "arm64",
+            ),
+            (Some(ok.clone()), vec![], &g, "instance type", "m5.large"),
+            (Some(ok.clone()), x86(), &no_type, "instance type", "none"),
+        ] {
+            match vet_with(image, types, view) {
+                Err(Step::Refused {
+                    check: c,
+                    seen: s,
+                    why,
+                }) => {
+                    assert_eq!((c.as_str(), s.as_str()), (check, seen));
+                    assert!(why.contains(NEW) && why.contains(check), "{why}");
+                    assert!(why.contains(seen), "{why}");
+                    assert!(why.contains("nothing was changed"), "{why}");
+                }
+                other => panic!("{check}: {other:?}"),
+            }
+        }
+        let refused = Step::Refused {
+            check: "state".into(),
+            seen: "pending".into(),
+            why: String::new(),
+        };
+        assert!(refused.is_settled() && !refused.changes_something());
+        // Checked: the steps that start changing things, never a rollback.
+        for (step, checked) in [
+            (Step::Pin { version: 4 }, true),
+            (Step::CreateVersion { from: 4 }, true),
+            (Step::StartRefresh { version: 5 }, true),
+            (Step::Rollback { reason: "x".into() }, false),
+            (
+                Step::Restore {
+                    version: 4,
+                    reason: "x".into(),
+                },
+                false,
+            ),
+        ] {
+            assert_eq!(step.starts_rollout(), checked, "{step:?}");
+        }
+    }
+
+    #[test]
+    fn only_services_the_rollout_can_have_disturbed_count_against_it() {
+        let mut g = group(&[NEW, OLD, OLD]);
+        g.refreshes = vec![ours(RefreshStatus::InProgress)];
+        g.unsteady_since_ms = Some(NOW - 3_600_000);
+        g.baseline = Some(Baseline::of(&["crashloop".to_owned()]).unwrap());
+        let fargate = ServiceView {
+            instances: Some(vec![]),
+            ..unsteady("fargate-api", 0, 1, &[])
+        };
+        let elsewhere = unsteady("other-group", 1, 1, &["i-elsewhere"]);
+        let excused = cluster(vec![
+            unsteady("deploying", 1, 2, &["i-0"]),
+            unsteady("crashloop", 0, 1, &["i-1"]),
+            fargate,
+            elsewhere,
+        ]);
+        let j = judge(&g, &excused, NEW);
+        assert!(j.blamed.is_empty(), "{j:?}");
+        assert_eq!(j.excused.len(), 4, "{j:?}");
+        for why in [
+            "deploying for reasons of its own",
+            "already unsteady when the rollout started",
+            "no task on the group's instances",
+        ] {
+            assert!(j.excused.iter().any(|e| e.contains(why)), "{why}: {j:?}");
+        }
+        // None of them rolls the rollout back, however long it lasts; the
+        // marker goes (nothing counts).
+        assert_eq!(
+            decide(&g, &excused, &Intent::Watch, NEW, LIMITS, NOW),
+            wait(Phase::Rolling)
+        );
+        // A service of the group's instances that became unsteady during
+        // the rollout does; so does one whose tasks were not looked up.
+        for blamed in [
+            unsteady("web", 1, 1, &["i-0"]),
+            ServiceView {
+                instances: None,
+                ..unsteady("web", 1, 1, &[])
+            },
+        ] {
+            let mut services = excused.services.clone();
+            services.push(blamed);
+            match decide(&g, &cluster(services), &Intent::Watch, NEW, LIMITS, NOW) {
+                Step::Rollback { reason } => {
+                    assert!(reason.contains("web (1/2 running"), "{reason}");
+                    assert!(!reason.contains("crashloop"), "{reason}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // A baseline of digests (the names did not fit) excuses the same.
+        g.baseline = Some(Baseline::parse(&format!(
+            "{} h:00000000",
+            digest("crashloop")
+        )));
+        assert!(judge(&g, &excused, NEW).blamed.is_empty());
+    }
+
+    #[test]
+    fn the_baseline_is_taken_as_the_refresh_starts_and_shrinks_as_services_recover() {
+        let g = group(&[OLD, OLD]);
+        let crash = cluster(vec![
+            unsteady("crashloop", 0, 1, &["i-0"]),
+            unsteady("api", 1, 1, &["i-1"]),
+        ]);
+        let start_refresh = Step::StartRefresh { version: 5 };
+        let (before, after) = changes(&g, &crash, &start(), &start_refresh, false);
+        assert_eq!(
+            before,
+            vec![TagChange::set(BASELINE_TAG, "api crashloop".into())]
+        );
+        assert!(after.is_empty());
+        // Taken: the same again writes nothing; a steady cluster removes it.
+        let mut taken = g.clone();
+        taken.baseline = Some(Baseline::parse("api crashloop"));
+        assert_eq!(
+            changes(&taken, &crash, &start(), &start_refresh, false),
+            (vec![], vec![])
+        );
+        assert_eq!(
+            changes(
+                &taken,
+                &ClusterView::default(),
+                &start(),
+                &start_refresh,
+                false
+            )
+            .0,
+            vec![TagChange::remove(BASELINE_TAG)]
+        );
+        // While waiting, a service that recovered leaves it.
+        let w = wait(Phase::Rolling);
+        let api_only = cluster(vec![unsteady("api", 1, 1, &["i-1"])]);
+        assert_eq!(
+            changes(&taken, &api_only, &Intent::Watch, &w, false),
+            (vec![], vec![TagChange::set(BASELINE_TAG, "api".into())])
+        );
+        assert_eq!(
+            changes(&taken, &ClusterView::default(), &Intent::Watch, &w, false),
+            (vec![], vec![TagChange::remove(BASELINE_TAG)])
+        );
+        // Over: removed.
+        let done = Step::Done {
+            outcome: Outcome::Succeeded,
+        };
+        assert_eq!(
+            changes(&taken, &crash, &Intent::Watch, &done, false).1,
+            vec![TagChange::remove(BASELINE_TAG)]
+        );
+        // The unsteady marker, as before: set while waiting, removed after.
+        let marked = Step::Wait {
+            phase: Phase::Rolling,
+            unsteady_since: Some(NOW),
+        };
+        assert_eq!(
+            changes(&g, &ClusterView::default(), &Intent::Watch, &marked, false).1,
+            vec![TagChange::set(UNSTEADY_TAG, NOW.to_string())]
+        );
+        let mut was = g.clone();
+        was.unsteady_since_ms = Some(NOW);
+        assert_eq!(
+            changes(&was, &ClusterView::default(), &Intent::Watch, &done, false).1,
+            vec![TagChange::remove(UNSTEADY_TAG)]
+        );
+    }
+
+    #[test]
+    fn a_baseline_too_long_for_a_tag_is_digested_or_refused() {
+        let names: Vec<String> = (0..12)
+            .map(|i| format!("service-with-a-long-name-{i:02}"))
+            .collect();
+        let b = Baseline::of(&names).unwrap();
+        assert!(b.value().len() <= 256, "{}", b.value());
+        assert!(b.value().starts_with("h:"), "{}", b.value());
+        assert!(names.iter().all(|n| b.contains(n)));
+        assert!(!b.contains("another"));
+        let many: Vec<String> = (0..30).map(|i| format!("s{i}")).collect();
+        assert!(Baseline::of(&many).is_ok());
+        let too_many: Vec<String> = (0..40)
+            .map(|i| format!("service-{i:02}-of-a-big-cluster"))
+            .collect();
+        let why = Baseline::of(&too_many).unwrap_err();
+        assert!(
+            why.contains("40 services") && why.contains(BASELINE_TAG),
+            "{why}"
+        );
+        // A start into such a cluster is refused, not started blind.
+        let mut g = group(&[OLD, OLD]);
+        g.prepared = Some(5);
+        let crowded = cluster(too_many.iter().map(|n| unsteady(n, 0, 1, &[])).collect());
+        assert!(matches!(
+            decide(&g, &crowded, &start(), NEW, LIMITS, NOW),
+            Step::Blocked { why } if why.contains("40 services")
+        ));
+    }
+
+    #[test]
+    fn capacity_failures_are_waited_out_not_blamed_on_the_ami() {
+        for (message, capacity) in [
+            (
+                "Launching a new EC2 instance.  Status Reason: We currently do not have sufficient m5.large capacity in the Availability Zone you requested (us-east-1a). Our system will be working on provisioning additional capacity. Launching EC2 instance failed.",
+                true,
+            ),
+            (
+                "Launching a new EC2 instance: i-1: Could not launch On-Demand Instances. InsufficientInstanceCapacity - We currently do not have sufficient m5.large capacity.",
+                true,
+            ),
+            (
+                "Launching a new EC2 instance: i-1: Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot capacity available that matches your request. Launching EC2 instance failed.",
+                true,
+            ),
+            (
+                "Launching a new EC2 instance: i-1: Could not launch On-Demand Instances. VcpuLimitExceeded - You have requested more vCPU capacity than your current vCPU limit of 32 allows.",
+                true,
+            ),
+            (
+                "Launching a new EC2 instance: i-1: Could not launch On-Demand Instances. InstanceLimitExceeded - Your quota allows for 0 more running instance(s).",
+                true,
+            ),
+            (
+                "Launching a new EC2 instance: i-9: Instance failed to complete user's Lifecycle Action: Lifecycle Action with token t was abandoned: Lifecycle Action Completed with ABANDON Result",
+                false,
+            ),
+            (
+                "Launching a new EC2 instance: i-1: The image id '[ami-1]' does not exist. Launching EC2 instance failed.",
+                false,
+            ),
+        ] {
+            assert_eq!(is_capacity_failure(message), capacity, "{message}");
+        }
+        let mut g = group(&[NEW, OLD, OLD]);
+        g.refreshes = vec![ours(RefreshStatus::InProgress)];
+        g.refused_launches = vec![
+            "Launching a new EC2 instance: i-1: Could not launch On-Demand Instances. InsufficientInstanceCapacity - We currently do not have sufficient m5.large capacity.".into(),
+        ];
+        assert_eq!(run(&g, Intent::Watch), wait(Phase::Rolling));
+        // Another refused launch among them still rolls back, naming it.
+        g.refused_launches
+            .push("i-9: Lifecycle Action Completed with ABANDON Result".into());
+        match run(&g, Intent::Watch) {
+            Step::Rollback { reason } => assert!(reason.contains("i-9"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // A refresh that ended for capacity restores nothing and blocks no
+        // later start.
+        let mut ended = group(&[NEW, OLD, OLD]);
+        ended.prepared = Some(5);
+        ended.refreshes = vec![Refresh {
+            status_reason: Some("VcpuLimitExceeded - You have requested more vCPU capacity".into()),
+            ..ours(RefreshStatus::Failed)
+        }];
+        match run(&ended, Intent::Watch) {
+            Step::Done {
+                outcome: Outcome::Failed { reason },
+            } => assert!(
+                reason.contains("capacity") && reason.contains("next start"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(run(&ended, start()), Step::StartRefresh { version: 5 });
+    }
+
+    #[test]
+    fn an_ami_that_boots_but_never_becomes_healthy_rolls_back() {
+        let mut g = group(&[OLD, OLD]);
+        g.refreshes = vec![ours(RefreshStatus::InProgress)];
+        let mut sick = member("i-new", NEW);
+        sick.healthy = false;
+        sick.launched_ms = Some(NOW - 200_000);
+        g.members.push(sick.clone());
+        assert_eq!(run(&g, Intent::Watch), wait(Phase::Rolling));
+        g.members.pop();
+        sick.launched_ms = Some(NOW - 400_000);
+        g.members.push(sick);
+        match run(&g, Intent::Watch) {
+            Step::Rollback { reason } => {
+                assert!(reason.contains("i-new never became healthy"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // An unhealthy instance on the old AMI is not the new AMI's.
+        let mut g = group(&[OLD, OLD]);
+        g.refreshes = vec![ours(RefreshStatus::InProgress)];
+        g.members[0].healthy = false;
+        assert_eq!(run(&g, Intent::Watch), wait(Phase::Rolling));
+    }
+
+    #[test]
+    fn outside_the_window_nothing_new_starts_and_a_running_rollout_carries_on() {
+        let closed = Limits {
+            window_opens_ms: Some(1_795_226_400_000),
+            ..LIMITS
+        };
+        let step = |g: &GroupView, intent: Intent| {
+            let target = target_for(g, &intent, NEW).to_owned();
+            decide(g, &ClusterView::default(), &intent, &target, closed, NOW)
+        };
+        let opens = Step::OutsideWindow {
+            opens: "2026-11-21T02:00:00Z".into(),
+        };
+        let mut g = group(&[OLD, OLD]);
+        assert_eq!(step(&g, start()), opens);
+        assert_eq!(step(&g, Intent::Start { force: true }), opens);
+        g.prepared = Some(5);
+        assert_eq!(step(&g, Intent::Watch), opens);
+        assert!(opens.is_settled() && !opens.changes_something());
+        // Under way: watched, rolled back, restored as ever.
+        g.members[0] = member("i-0", NEW);
+        g.refreshes = vec![ours(RefreshStatus::InProgress)];
+        assert_eq!(step(&g, Intent::Watch), wait(Phase::Rolling));
+        assert!(matches!(
+            step(&g, Intent::Rollback { reason: "x".into() }),
+            Step::Rollback { .. }
+        ));
+        g.refreshes = vec![ours(RefreshStatus::Failed)];
+        assert!(matches!(step(&g, Intent::Watch), Step::Restore { .. }));
+        // Nothing to do is still nothing to do.
+        let done = group(&[NEW, NEW]);
+        assert_eq!(step(&done, start()), Step::UpToDate);
     }
 }
