@@ -145,9 +145,25 @@ async fn a_new_ami_replaces_every_instance_and_the_group_keeps_it() {
     .await
     .unwrap();
 
+    s.reset_calls().unwrap();
     let out = invoke(&r, parameter_change_event(PARAM)).await;
     assert_eq!(out["outcome"], "watching", "{out}");
     assert_eq!(next_step(&out), "wait", "{out}");
+    // The AMI is checked before each of the three steps that change
+    // something (pin, version, refresh), and the baseline is empty: no tag.
+    let calls = s.calls().unwrap();
+    println!("calls for the start of a rollout (pin, version, refresh, one look): {calls:?}");
+    assert_eq!(calls.get("ec2:DescribeImages"), Some(&3), "{calls:?}");
+    assert_eq!(
+        calls.get("ec2:DescribeInstanceTypes"),
+        Some(&3),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.get("autoscaling:CreateOrUpdateTags"),
+        None,
+        "{calls:?}"
+    );
     // The group was pinned from $Latest to the version it resolved to, one
     // version was made from it, and one refresh started towards it.
     let (pinned, ami) = fleet.group_template(&sdk).await.unwrap();
@@ -561,8 +577,16 @@ async fn an_unrelated_service_unsteady_before_and_during_the_rollout_lets_it_com
         .set_group_tag(UNSTEADY_TAG, &(now_ms() - 3_600_000).to_string())
         .await
         .unwrap();
+    s.reset_calls().unwrap();
     let out = invoke(&r, json!({"action": "watch"})).await;
     assert_eq!(group_report(&out)["next"]["phase"], "rolling", "{out}");
+    // Tasks are looked up for the service that could count (not deploying,
+    // not in the baseline): ListTasks running and stopped; "elsewhere" has
+    // none to describe. The figure docs/benchmarks.md quotes.
+    let calls = s.calls().unwrap();
+    println!("calls for a watch with two unsteady services, one in the baseline: {calls:?}");
+    assert_eq!(calls.get("ecs:ListTasks"), Some(&2), "{calls:?}");
+    assert_eq!(calls.get("ecs:DescribeTasks"), None, "{calls:?}");
     assert_eq!(out["actions"], json!([]), "no rollback: {out}");
     assert!(
         !fleet.group_tags().await.unwrap().contains_key(UNSTEADY_TAG),

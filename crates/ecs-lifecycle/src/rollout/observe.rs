@@ -219,20 +219,26 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
     }
 
     /// Where the tasks of the services that would count against a rollout
-    /// are (unsteady, not deploying): the EC2 instances of their running and
-    /// recently stopped tasks. Steady services are not looked up.
+    /// are (unsteady, not deploying, not `excused` by every baseline): the
+    /// EC2 instances of their running and recently stopped tasks. Other
+    /// services are not looked up.
     pub(super) async fn place_services(
         &self,
         cluster_view: &mut ClusterView,
         refs: &[ServiceRef],
         container_instances: &[ContainerInstance],
+        excused: impl Fn(&str) -> bool,
     ) -> Result<(), Error> {
         let ec2_of: HashMap<&str, &str> = container_instances
             .iter()
             .map(|ci| (ci.arn.as_str(), ci.ec2_instance_id.as_str()))
             .collect();
         for (service, r) in cluster_view.services.iter_mut().zip(refs) {
-            if service.is_steady() || service.deployments > 1 || service.instances.is_some() {
+            if service.is_steady()
+                || service.deployments > 1
+                || service.instances.is_some()
+                || excused(&service.name)
+            {
                 continue;
             }
             let mut arns = Vec::new();

@@ -261,10 +261,22 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
             }
         }
         // Where the unsteady services' tasks are, only when a rollout is
-        // being judged (its refresh runs, or has just succeeded).
-        if views.iter().any(|(v, _)| judged(v)) {
-            self.place_services(&mut cluster_view, &service_refs, &container_instances)
-                .await?;
+        // being judged (its refresh runs, or has just succeeded), and not for
+        // a service that every such rollout's baseline excuses anyway.
+        let judged: Vec<&GroupView> = views.iter().map(|(v, _)| v).filter(|v| judged(v)).collect();
+        if !judged.is_empty() {
+            let excused = |name: &str| {
+                judged
+                    .iter()
+                    .all(|v| v.baseline.as_ref().is_some_and(|b| b.contains(name)))
+            };
+            self.place_services(
+                &mut cluster_view,
+                &service_refs,
+                &container_instances,
+                excused,
+            )
+            .await?;
         }
 
         let now_ms = clock.now_ms();
