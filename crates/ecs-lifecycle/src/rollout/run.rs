@@ -380,8 +380,8 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
                 .set_group_tag(group, c.key, c.value.as_deref())
                 .await?;
             match &c.value {
-                Some(v) => info!(tag = c.key, value = %v, "set the group's tag"),
-                None => info!(tag = c.key, "removed the group's tag"),
+                Some(v) => info!(tag = c.key, value = %v, "set the group's tag {}", c.key),
+                None => info!(tag = c.key, "removed the group's tag {}", c.key),
             }
         }
         Ok(())
