@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use ecs_lifecycle::config::{Env, RolloutConfig};
-use ecs_lifecycle::rollout::Roller;
+use ecs_lifecycle::rollout::{BASELINE_TAG, REFUSED_AMI_TAG, Roller, UNSTEADY_TAG};
 use serde_json::{Value, json};
 use testkit::{
     ACTIVE_REFRESH, Fleet, FleetSpec, Standin, now_ms, parameter_change_event, put_parameter,
@@ -32,6 +32,11 @@ type TestRoller = Roller<
 >;
 
 fn roller(sdk: &aws_config::SdkConfig, fleet: &Fleet) -> TestRoller {
+    roller_with(sdk, fleet, &[])
+}
+
+/// [`roller`] with these variables on top.
+fn roller_with(sdk: &aws_config::SdkConfig, fleet: &Fleet, extra: &[(&str, &str)]) -> TestRoller {
     let map: HashMap<String, String> = [
         ("AMI_PARAMETER_NAME", PARAM),
         ("AUTO_SCALING_GROUP_NAMES", fleet.asg.as_str()),
@@ -40,6 +45,7 @@ fn roller(sdk: &aws_config::SdkConfig, fleet: &Fleet) -> TestRoller {
         ("STABILITY_TIMEOUT_SECONDS", "600"),
     ]
     .iter()
+    .chain(extra)
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let config = RolloutConfig::from_env(&Env::new(move |k| map.get(k).cloned()))
@@ -139,9 +145,25 @@ async fn a_new_ami_replaces_every_instance_and_the_group_keeps_it() {
     .await
     .unwrap();
 
+    s.reset_calls().unwrap();
     let out = invoke(&r, parameter_change_event(PARAM)).await;
     assert_eq!(out["outcome"], "watching", "{out}");
     assert_eq!(next_step(&out), "wait", "{out}");
+    // The AMI is checked before each of the three steps that change
+    // something (pin, version, refresh), and the baseline is empty: no tag.
+    let calls = s.calls().unwrap();
+    println!("calls for the start of a rollout (pin, version, refresh, one look): {calls:?}");
+    assert_eq!(calls.get("ec2:DescribeImages"), Some(&3), "{calls:?}");
+    assert_eq!(
+        calls.get("ec2:DescribeInstanceTypes"),
+        Some(&3),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.get("autoscaling:CreateOrUpdateTags"),
+        None,
+        "{calls:?}"
+    );
     // The group was pinned from $Latest to the version it resolved to, one
     // version was made from it, and one refresh started towards it.
     let (pinned, ami) = fleet.group_template(&sdk).await.unwrap();
@@ -377,4 +399,423 @@ async fn a_cancelled_refresh_is_restored_to_the_previous_version() {
         "{out}"
     );
     assert_eq!(fleet.instance_amis(&sdk).await.unwrap(), vec![old; 3]);
+}
+
+// ------------------------------------------------------------------ issue 12
+
+/// The mutating calls ami-rollout can make; a refused AMI makes none.
+const MUTATING: [&str; 6] = [
+    "ec2:CreateLaunchTemplateVersion",
+    "autoscaling:UpdateAutoScalingGroup",
+    "autoscaling:StartInstanceRefresh",
+    "autoscaling:RollbackInstanceRefresh",
+    "autoscaling:CreateOrUpdateTags",
+    "autoscaling:DeleteTags",
+];
+
+async fn cancel_refresh(fleet: &Fleet) {
+    fleet
+        .autoscaling
+        .cancel_instance_refresh()
+        .auto_scaling_group_name(&fleet.asg)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_that_fails_is_restore_failed_never_rolled_back_and_not_restarted() {
+    let s = Standin::start().unwrap();
+    let (sdk, fleet, _, new) = setup(&s, "restorefail", 3).await;
+    let r = roller(&sdk, &fleet);
+    put_parameter(&sdk, PARAM, &new).await.unwrap();
+    invoke(&r, json!({"action": "start"})).await;
+    step(&s, &fleet).await;
+    step(&s, &fleet).await;
+    // Cancelled with one instance on the new AMI: the watch restores.
+    cancel_refresh(&fleet).await;
+    assert_eq!(step_until_over(&s, &fleet).await, "Cancelled");
+    let out = invoke(&r, json!({"action": "watch"})).await;
+    assert_eq!(group_report(&out)["next"]["phase"], "restoring", "{out}");
+    // The restore itself fails (no AutoRollback on a restore: Failed).
+    s.refresh_fail(&fleet.asg, "Instance i-y failed to launch")
+        .unwrap();
+    assert_eq!(
+        refreshes(&fleet).await[0].status().unwrap().as_str(),
+        "Failed"
+    );
+
+    let out = invoke(&r, json!({"action": "watch"})).await;
+    assert_eq!(out["outcome"], "settled", "{out}");
+    let next = &group_report(&out)["next"];
+    assert_eq!(next["step"], "done", "{out}");
+    assert!(next["outcome"]["rolled_back"].is_null(), "{out}");
+    let reason = next["outcome"]["restore_failed"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("did not take the group back"), "{out}");
+    assert!(reason.contains("Instance i-y failed to launch"), "{out}");
+    // Durably refused on the group, and said so by status.
+    let tags = fleet.group_tags().await.unwrap();
+    let refused = tags.get(REFUSED_AMI_TAG).cloned().unwrap_or_default();
+    assert!(refused.starts_with(&format!("{new} ")), "{tags:?}");
+    let status = invoke(&r, json!({"action": "status"})).await;
+    let g = group_report(&status);
+    assert!(
+        g["next"]["outcome"]["restore_failed"].is_object(),
+        "{status}"
+    );
+    assert_eq!(g["refused_ami"]["ami"], new.as_str(), "{status}");
+
+    // No new start without force.
+    let before = refreshes(&fleet).await.len();
+    let out = invoke(&r, json!({"action": "start"})).await;
+    assert_eq!(next_step(&out), "blocked", "{out}");
+    assert_eq!(refreshes(&fleet).await.len(), before);
+    // An operator's rollback tries the restore again.
+    let out = invoke(&r, json!({"action": "rollback", "reason": "restore again"})).await;
+    assert_eq!(group_report(&out)["next"]["phase"], "restoring", "{out}");
+    assert_eq!(refreshes(&fleet).await.len(), before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_older_than_the_refresh_history_is_still_honoured() {
+    let s = Standin::start().unwrap();
+    let (sdk, fleet, old, new) = setup(&s, "aged", 2).await;
+    let r = roller(&sdk, &fleet);
+    put_parameter(&sdk, PARAM, &new).await.unwrap();
+    invoke(&r, json!({"action": "start"})).await;
+    step(&s, &fleet).await;
+    step(&s, &fleet).await;
+    s.refresh_fail(&fleet.asg, "Instance i-x failed health checks")
+        .unwrap();
+    assert_eq!(step_until_over(&s, &fleet).await, "RollbackSuccessful");
+    let out = invoke(&r, json!({"action": "watch"})).await;
+    assert!(
+        group_report(&out)["next"]["outcome"]["rolled_back"].is_object(),
+        "{out}"
+    );
+    assert!(
+        fleet.group_tags().await.unwrap()[REFUSED_AMI_TAG].starts_with(&new),
+        "the watch records the refusal"
+    );
+    assert_eq!(fleet.instance_amis(&sdk).await.unwrap(), vec![old; 2]);
+
+    // Six weeks later DescribeInstanceRefreshes no longer returns it (the
+    // stand-in's clock, compressed); the version made for the AMI is still
+    // in the launch template.
+    s.age_refresh_history(&fleet.asg, 43).unwrap();
+    assert!(refreshes(&fleet).await.is_empty());
+    assert_eq!(versions_made(&sdk, &fleet).await, 1);
+    for event in [
+        json!({"action": "start"}),
+        parameter_change_event(PARAM),
+        json!({"action": "watch"}),
+    ] {
+        let out = invoke(&r, event).await;
+        assert_eq!(next_step(&out), "blocked", "{out}");
+        let why = group_report(&out)["next"]["why"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            why.contains(REFUSED_AMI_TAG) && why.contains("force"),
+            "{out}"
+        );
+    }
+    assert!(refreshes(&fleet).await.is_empty());
+    // Only force tries it again, and lifts the refusal.
+    let out = invoke(&r, json!({"action": "start", "force": true})).await;
+    assert_eq!(next_step(&out), "wait", "{out}");
+    assert_eq!(refreshes(&fleet).await.len(), 1);
+    assert!(
+        !fleet
+            .group_tags()
+            .await
+            .unwrap()
+            .contains_key(REFUSED_AMI_TAG)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrelated_service_unsteady_before_and_during_the_rollout_lets_it_complete() {
+    let s = Standin::start().unwrap();
+    let (sdk, fleet, _, new) = setup(&s, "unrelated", 3).await;
+    let r = roller(&sdk, &fleet);
+    // Steady, with tasks on the group's instances.
+    fleet.service("web", false, &[1, 1, 1]).await.unwrap();
+    // Crash-looping before the rollout: one task of two.
+    fleet
+        .service_below_desired("crashloop", 2, &[1])
+        .await
+        .unwrap();
+    put_parameter(&sdk, PARAM, &new).await.unwrap();
+    let out = invoke(&r, json!({"action": "start"})).await;
+    assert_eq!(next_step(&out), "wait", "{out}");
+    // The baseline: what was unsteady when the refresh started.
+    assert_eq!(
+        fleet
+            .group_tags()
+            .await
+            .unwrap()
+            .get(BASELINE_TAG)
+            .map(String::as_str),
+        Some("crashloop")
+    );
+    step(&s, &fleet).await;
+    step(&s, &fleet).await;
+    // During the rollout, a service with no task on the group's instances
+    // (placed elsewhere, e.g. Fargate) cannot start its task.
+    fleet
+        .service_below_desired("elsewhere", 1, &[])
+        .await
+        .unwrap();
+    // Both have been unsteady for an hour, longer than
+    // STABILITY_TIMEOUT_SECONDS (600 s): the function's clock compressed
+    // through its own memo, the unsteady-since tag.
+    fleet
+        .set_group_tag(UNSTEADY_TAG, &(now_ms() - 3_600_000).to_string())
+        .await
+        .unwrap();
+    s.reset_calls().unwrap();
+    let out = invoke(&r, json!({"action": "watch"})).await;
+    assert_eq!(group_report(&out)["next"]["phase"], "rolling", "{out}");
+    // Tasks are looked up for the service that could count (not deploying,
+    // not in the baseline): ListTasks running and stopped; "elsewhere" has
+    // none to describe. The figure docs/benchmarks.md quotes.
+    let calls = s.calls().unwrap();
+    println!("calls for a watch with two unsteady services, one in the baseline: {calls:?}");
+    assert_eq!(calls.get("ecs:ListTasks"), Some(&2), "{calls:?}");
+    assert_eq!(calls.get("ecs:DescribeTasks"), None, "{calls:?}");
+    assert_eq!(out["actions"], json!([]), "no rollback: {out}");
+    assert!(
+        !fleet.group_tags().await.unwrap().contains_key(UNSTEADY_TAG),
+        "nothing counts against the rollout: the marker goes"
+    );
+    assert_eq!(step_until_over(&s, &fleet).await, "Successful");
+    let out = invoke(&r, json!({"action": "watch"})).await;
+    assert_eq!(group_report(&out)["next"]["outcome"], "succeeded", "{out}");
+    assert_eq!(fleet.instance_amis(&sdk).await.unwrap(), vec![new; 3]);
+    assert!(!fleet.group_tags().await.unwrap().contains_key(BASELINE_TAG));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capacity_failure_is_waited_out_and_never_rolled_back() {
+    let s = Standin::start().unwrap();
+    let (sdk, fleet, _, new) = setup(&s, "capacity", 2).await;
+    let r = roller(&sdk, &fleet);
+    put_parameter(&sdk, PARAM, &new).await.unwrap();
+    invoke(&r, json!({"action": "start"})).await;
+    step(&s, &fleet).await; // Pending -> InProgress
+    for code in [
+        "InsufficientInstanceCapacity",
+        "SpotCapacity",
+        "VcpuLimitExceeded",
+    ] {
+        s.refresh_capacity_failures(&fleet.asg, 1, code).unwrap();
+        let out = fleet.refresh_batch(&s).await.unwrap();
+        assert_eq!(out["capacity_failed"], 1, "{code}: {out}");
+        assert_eq!(out["launched"], json!([]), "{code}: {out}");
+        let out = invoke(&r, json!({"action": "watch"})).await;
+        assert_eq!(
+            group_report(&out)["next"]["phase"],
+            "rolling",
+            "{code}: {out}"
+        );
+        assert_eq!(out["actions"], json!([]), "{code}: no rollback: {out}");
+    }
+    // Auto Scaling's retries get the capacity: the rollout completes.
+    assert_eq!(step_until_over(&s, &fleet).await, "Successful");
+    let out = invoke(&r, json!({"action": "watch"})).await;
+    assert_eq!(group_report(&out)["next"]["outcome"], "succeeded", "{out}");
+    assert_eq!(refreshes(&fleet).await.len(), 1);
+    assert!(
+        !fleet
+            .group_tags()
+            .await
+            .unwrap()
+            .contains_key(REFUSED_AMI_TAG)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ami_that_fails_its_checks_is_refused_before_any_change() {
+    let s = Standin::start().unwrap();
+    let (sdk, fleet, _, pending) = setup(&s, "checks", 2).await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    // An arm64 image of Amazon's (moto's catalogue) for the group's m5.large.
+    let arm64 = ec2
+        .describe_images()
+        .owners("amazon")
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("architecture")
+                .values("arm64")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .images()[0]
+        .image_id()
+        .unwrap()
+        .to_owned();
+    // An image still being made (stand-in: moto's are available at once).
+    s.set_image(&pending, json!({"state": "pending"})).unwrap();
+    // A third party's image shared with the account.
+    let foreign = fleet.new_ami(&sdk, "checks-third-party").await.unwrap();
+    s.set_image(
+        &foreign,
+        json!({"owner_id": "999988887777", "owner_alias": null}),
+    )
+    .unwrap();
+    let r = roller(&sdk, &fleet);
+
+    for (via_parameter, ami, check, seen) in [
+        (true, arm64.as_str(), "architecture", "arm64"),
+        (false, pending.as_str(), "state", "pending"),
+        (false, foreign.as_str(), "owner", "999988887777"),
+    ] {
+        s.reset_calls().unwrap();
+        let event = if via_parameter {
+            put_parameter(&sdk, PARAM, ami).await.unwrap();
+            parameter_change_event(PARAM)
+        } else {
+            json!({"action": "start", "ami_id": ami})
+        };
+        let err = r.handle(&event, now_ms() + 2_000).await.unwrap_err();
+        assert_eq!(err.kind(), "EcsLifecycle.AmiRefused", "{err}");
+        let msg = err.to_string();
+        for part in [ami, check, seen, fleet.asg.as_str()] {
+            assert!(msg.contains(part), "{part}: {msg}");
+        }
+        let calls = s.calls().unwrap();
+        for mutating in MUTATING {
+            assert_eq!(calls.get(mutating), None, "{ami}: {mutating}: {calls:?}");
+        }
+        assert_eq!(calls.get("ec2:DescribeImages"), Some(&1), "{calls:?}");
+        assert_eq!(versions_made(&sdk, &fleet).await, 0);
+        let (version, _) = fleet.group_template(&sdk).await.unwrap();
+        assert_eq!(version, "$Latest", "not even pinned");
+    }
+    assert!(refreshes(&fleet).await.is_empty());
+
+    // The third party's owner allowed: the rollout starts.
+    let allowed = roller_with(&sdk, &fleet, &[("ALLOWED_AMI_OWNERS", "999988887777")]);
+    let out = invoke(&allowed, json!({"action": "start", "ami_id": foreign})).await;
+    assert_eq!(next_step(&out), "wait", "{out}");
+    assert_eq!(refreshes(&fleet).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_look_that_straddles_the_end_of_the_refresh_starts_no_second_one() {
+    let s = Standin::start().unwrap();
+    let (sdk, fleet, _, new) = setup(&s, "straddle", 2).await;
+    let r = roller(&sdk, &fleet);
+    put_parameter(&sdk, PARAM, &new).await.unwrap();
+    invoke(&r, json!({"action": "start"})).await;
+    step(&s, &fleet).await; // InProgress, nothing replaced yet
+    // The refresh ends between the look's two reads of the group (whichever
+    // comes second of its refreshes and the group itself).
+    s.finish_refresh_on(
+        &fleet.asg,
+        &[
+            "autoscaling:DescribeInstanceRefreshes",
+            "autoscaling:DescribeAutoScalingGroups",
+        ],
+        2,
+    )
+    .unwrap();
+    // A second trigger arrives then (the scheduled check, another function
+    // instance): it waits, it starts nothing.
+    let out = invoke(&r, parameter_change_event(PARAM)).await;
+    assert_eq!(next_step(&out), "wait", "{out}");
+    let all = refreshes(&fleet).await;
+    assert_eq!(all.len(), 1, "no second StartInstanceRefresh");
+    assert_eq!(all[0].status().unwrap().as_str(), "Successful");
+    // The next look sees it over.
+    let out = invoke(&r, json!({"action": "watch"})).await;
+    assert_eq!(group_report(&out)["next"]["outcome"], "succeeded", "{out}");
+    let out = invoke(&r, json!({"action": "start"})).await;
+    assert_eq!(next_step(&out), "up_to_date", "{out}");
+    assert_eq!(refreshes(&fleet).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_and_alarms_go_to_the_rollout_refresh_not_the_restore() {
+    let s = Standin::start().unwrap();
+    let (sdk, fleet, _, new) = setup(&s, "guarded", 3).await;
+    let r = roller_with(
+        &sdk,
+        &fleet,
+        &[
+            ("ROLLOUT_CHECKPOINT_PERCENTAGES", "50,100"),
+            ("ROLLOUT_CHECKPOINT_DELAY_SECONDS", "120"),
+            ("ROLLOUT_ALARM_NAMES", "p99-latency,5xx-rate"),
+        ],
+    );
+    put_parameter(&sdk, PARAM, &new).await.unwrap();
+    invoke(&r, json!({"action": "start"})).await;
+    let rollout = refreshes(&fleet).await;
+    let p = rollout[0].preferences().unwrap();
+    assert_eq!(p.checkpoint_percentages(), [50, 100]);
+    assert_eq!(p.checkpoint_delay(), Some(120));
+    assert_eq!(
+        p.alarm_specification().map(|a| a.alarms().to_vec()),
+        Some(vec!["p99-latency".to_owned(), "5xx-rate".to_owned()])
+    );
+    assert_eq!(p.auto_rollback(), Some(true));
+    step(&s, &fleet).await;
+    step(&s, &fleet).await;
+    cancel_refresh(&fleet).await;
+    assert_eq!(step_until_over(&s, &fleet).await, "Cancelled");
+    let out = invoke(&r, json!({"action": "watch"})).await;
+    assert_eq!(group_report(&out)["next"]["phase"], "restoring", "{out}");
+    // The restore goes back at once and must not fail on the alarm that may
+    // have made it necessary.
+    let restore = &refreshes(&fleet).await[0];
+    let p = restore.preferences().unwrap();
+    assert!(p.checkpoint_percentages().is_empty(), "{p:?}");
+    assert!(p.alarm_specification().is_none(), "{p:?}");
+    assert_eq!(p.auto_rollback(), Some(false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_rollout_waits_for_the_maintenance_window_and_a_running_one_carries_on() {
+    let s = Standin::start().unwrap();
+    let (sdk, fleet, _, new) = setup(&s, "window", 2).await;
+    // Windows around the current hour (UTC), open and closed now.
+    let hour = (now_ms() / 3_600_000) % 24;
+    let open = format!("daily {:02}:00-{:02}:00", hour, (hour + 1) % 24);
+    let closed = format!("daily {:02}:00-{:02}:00", (hour + 2) % 24, (hour + 3) % 24);
+    let outside = roller_with(&sdk, &fleet, &[("ROLLOUT_WINDOW", closed.as_str())]);
+    let inside = roller_with(&sdk, &fleet, &[("ROLLOUT_WINDOW", open.as_str())]);
+    put_parameter(&sdk, PARAM, &new).await.unwrap();
+
+    s.reset_calls().unwrap();
+    let out = invoke(&outside, parameter_change_event(PARAM)).await;
+    let next = &group_report(&out)["next"];
+    assert_eq!(next["step"], "outside_window", "{out}");
+    assert!(
+        next["opens"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(&format!("T{:02}:00:00Z", (hour + 2) % 24))),
+        "{out}"
+    );
+    let calls = s.calls().unwrap();
+    for mutating in MUTATING {
+        assert_eq!(calls.get(mutating), None, "{mutating}: {calls:?}");
+    }
+    assert!(refreshes(&fleet).await.is_empty());
+    // The schedule's watch inside the window starts what was held back.
+    let out = invoke(&inside, json!({"action": "watch"})).await;
+    assert_eq!(next_step(&out), "wait", "{out}");
+    assert_eq!(refreshes(&fleet).await.len(), 1);
+    // Once the window has closed, the running rollout carries on.
+    step(&s, &fleet).await;
+    let out = invoke(&outside, json!({"action": "watch"})).await;
+    assert_eq!(group_report(&out)["next"]["phase"], "rolling", "{out}");
+    assert_eq!(step_until_over(&s, &fleet).await, "Successful");
+    let out = invoke(&outside, json!({"action": "watch"})).await;
+    assert_eq!(group_report(&out)["next"]["outcome"], "succeeded", "{out}");
 }

@@ -439,6 +439,61 @@ def check_instance_refresh(s, ec2, asg_c, sqs, ami: str) -> None:
     eq(s.call("POST", "/_standin/activity", {"group": "rf-hooks", "status_code": "Meh", "description": "x"})[0], 400,
        "bad status_code -> 400")
     eq(s.call("POST", "/_standin/refresh/step", {"group": "asg"})[0], 400, "step without a refresh -> 400")
+    check_capacity_history_and_reading_order(s, asg_c)
+
+
+def check_capacity_history_and_reading_order(s, asg_c) -> None:
+    """Launches refused for capacity, six weeks of history, a refresh finished on a call."""
+    asg_c.create_auto_scaling_group(AutoScalingGroupName="rf-cap", MinSize=0, MaxSize=6, DesiredCapacity=2,
+                                    AvailabilityZones=["us-east-1a"],
+                                    LaunchTemplate={"LaunchTemplateName": "lt-refresh", "Version": "1"})
+    v2 = {"LaunchTemplate": {"LaunchTemplateName": "lt-refresh", "Version": "2"}}
+    prefs = {"MinHealthyPercentage": 100, "MaxHealthyPercentage": 150, "CheckpointPercentages": [50, 100],
+             "CheckpointDelay": 60, "AlarmSpecification": {"Alarms": ["p99"]}}
+    asg_c.start_instance_refresh(AutoScalingGroupName="rf-cap", DesiredConfiguration=v2, Preferences=prefs)
+    p = latest_refresh(asg_c, "rf-cap")["Preferences"]
+    eq((p.get("CheckpointPercentages"), p.get("CheckpointDelay"), p.get("AlarmSpecification")),
+       ([50, 100], 60, {"Alarms": ["p99"]}), "checkpoints and alarms kept and described")
+    eq(s.call("POST", "/_standin/refresh/capacity", {"group": "rf-cap", "failures": 1, "code": "Nope"})[0], 400,
+       "unknown capacity code -> 400")
+    eq(s.call("POST", "/_standin/refresh/capacity", {"group": "rf-cap", "failures": 1,
+                                                     "code": "VcpuLimitExceeded"})[0], 200, "capacity failures set")
+    s.call("POST", "/_standin/refresh/step", {"group": "rf-cap"})  # Pending -> InProgress
+    st, res = s.call("POST", "/_standin/refresh/step", {"group": "rf-cap"})
+    eq((st, res["capacity_failed"], res["launched"]), (200, 1, []), "a launch refused for capacity")
+    failed = asg_c.describe_scaling_activities(AutoScalingGroupName="rf-cap", MaxRecords=1)["Activities"][0]
+    check(failed["StatusCode"] == "Failed" and "vCPU capacity than your current vCPU limit" in failed["StatusMessage"]
+          and failed["Description"].startswith("Launching a new EC2 instance.  Status Reason: "),
+          "capacity failure recorded as Auto Scaling does")
+    st, res = s.call("POST", "/_standin/refresh/step", {"group": "rf-cap"})
+    eq((res["capacity_failed"], len(res["launched"])), (0, 1), "the next step launches")
+    eq(s.call("POST", "/_standin/refresh/age", {"group": "rf-cap", "days": 43})[0], 400, "an active refresh does not age")
+    st, res = s.call("POST", "/_standin/refresh/finish-on", {"group": "rf-cap",
+                                                            "calls": ["autoscaling:DescribeAutoScalingGroups"]})
+    eq(st, 200, "finish-on set")
+    eq(latest_refresh(asg_c, "rf-cap")["Status"], "InProgress", "other calls do not finish it")
+    asg_c.describe_auto_scaling_groups(AutoScalingGroupNames=["rf-cap"])
+    eq(latest_refresh(asg_c, "rf-cap")["Status"], "Successful", "finished on the call")
+    eq(s.call("POST", "/_standin/refresh/age", {"group": "rf-cap", "days": 41})[1], {"aged": 1}, "aged")
+    eq(len(asg_c.describe_instance_refreshes(AutoScalingGroupName="rf-cap")["InstanceRefreshes"]), 1,
+       "41 days old: still described")
+    s.call("POST", "/_standin/refresh/age", {"group": "rf-cap", "days": 2})
+    eq(asg_c.describe_instance_refreshes(AutoScalingGroupName="rf-cap")["InstanceRefreshes"], [],
+       "43 days old: aged out")
+
+
+def check_images(s, ec2, ami_instance: str) -> None:
+    image = ec2.create_image(InstanceId=ami_instance, Name="selfcheck-image")["ImageId"]
+    st, res = s.call("POST", "/_standin/ec2/image", {"image_id": image, "state": "pending",
+                                                     "owner_id": "999988887777", "owner_alias": None,
+                                                     "architecture": "arm64"})
+    eq(st, 200, "set image")
+    got = ec2.describe_images(ImageIds=[image])["Images"][0]
+    eq((got["State"], got["OwnerId"], got.get("ImageOwnerAlias"), got["Architecture"]),
+       ("pending", "999988887777", None, "arm64"), "DescribeImages reports what was set")
+    for bad in ({"image_id": "ami-00000000"}, {"image_id": image, "state": "meh"},
+                {"image_id": image, "owner_id": "x"}, {"image_id": image, "architecture": "sparc"}):
+        eq(s.call("POST", "/_standin/ec2/image", bad)[0], 400, f"bad image request {bad}")
 
 
 def main() -> int:
@@ -753,6 +808,7 @@ def main() -> int:
     # ---------------- launch templates, instance refresh, scaling activities ----------------
     check_launch_templates(ec2, ami)
     check_instance_refresh(s, ec2, asg_c, sqs, ami)
+    check_images(s, ec2, instances[0])
 
     eq(s.call("POST", "/_standin/reset", {})[0], 200, "reset")
     eq((s.call("GET", "/_standin/lifecycle/actions")[1], ecs.list_clusters()["clusterArns"]), ([], []),

@@ -18,10 +18,12 @@ WHERE IT STANDS IN FOR AWS (a correct client could fail against raw moto, a wron
                  (wait states, the hook's notification, CompleteLifecycleAction,
                  RecordLifecycleActionHeartbeat), the state and launch template version
                  each instance reports ........................ standin/autoscaling.py
-                 instance refresh, played one batch per /_standin/refresh/step
+                 instance refresh, played one batch per /_standin/refresh/step;
+                 launches refused for capacity; six weeks of history
                  ................................................... standin/refresh.py
                  scaling activities (DescribeScalingActivities) . standin/activities.py
-  EC2            CreateLaunchTemplateVersion SourceVersion, version "0" .. standin/ec2.py
+  EC2            CreateLaunchTemplateVersion SourceVersion, version "0"; an image's
+                 state, owner and architecture (DescribeImages) ...... standin/ec2.py
   ECS            StopTask transitions, the service scheduler on DRAINING, counters,
                  ListTasks / ListContainerInstances / DescribeTasks, batch limits
                  ....................................................... standin/ecs.py

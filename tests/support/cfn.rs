@@ -5,9 +5,10 @@
 //! the intrinsic functions it uses (Ref, Fn::Sub, Fn::Select, Fn::Split, Fn::Join,
 //! Fn::If, Fn::GetAtt, conditions). A reference to a resource resolves to
 //! `<Logical>`, an attribute to `<Logical.Attr>`, and the pseudo parameters to
-//! [`REGION`], [`ACCOUNT`] and [`STACK`]. On top of the resolver: the functions
-//! by binary, the identity-based IAM statements, and SNS / EventBridge pattern
-//! matching.
+//! [`REGION`], [`ACCOUNT`] and [`STACK`]. The template's Rules are checked as
+//! CloudFormation checks them: parameters that break one are refused
+//! ([`Stack::try_new`]). On top of the resolver: the functions by binary, the
+//! identity-based IAM statements, and SNS / EventBridge pattern matching.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a template that does not resolve is a failed test
 
@@ -98,8 +99,17 @@ pub struct Stack {
 
 impl Stack {
     /// The template with its parameters' defaults, and these values on top
-    /// (each must be a parameter of the template).
+    /// (each must be a parameter of the template, and together they must keep
+    /// the template's Rules: see [`Stack::try_new`]).
     pub fn new(overrides: &[(&str, &str)]) -> Self {
+        Self::try_new(overrides)
+            .unwrap_or_else(|broken| panic!("CloudFormation refuses these parameters: {broken:?}"))
+    }
+
+    /// [`Stack::new`], but parameters that break one of the template's Rules
+    /// are an error (each broken assertion's AssertDescription), as
+    /// CloudFormation refuses such a stack.
+    pub fn try_new(overrides: &[(&str, &str)]) -> Result<Self, Vec<String>> {
         let template = template();
         let mut params = BTreeMap::new();
         for (name, p) in template["Parameters"].as_object().unwrap() {
@@ -118,7 +128,41 @@ impl Stack {
             );
             params.insert((*k).to_owned(), (*v).to_owned());
         }
-        Stack { template, params }
+        let stack = Stack { template, params };
+        let broken = stack.rule_failures();
+        if broken.is_empty() {
+            Ok(stack)
+        } else {
+            Err(broken)
+        }
+    }
+
+    /// The AssertDescription of every assertion of the template's Rules that
+    /// these parameters break (a rule applies when its RuleCondition holds).
+    pub fn rule_failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let Some(rules) = self.template.get("Rules").and_then(Value::as_object) else {
+            return out;
+        };
+        for (name, rule) in rules {
+            let applies = rule
+                .get("RuleCondition")
+                .is_none_or(|c| self.eval(c).unwrap().as_bool().unwrap());
+            if !applies {
+                continue;
+            }
+            for a in rule["Assertions"].as_array().unwrap() {
+                if !self.eval(&a["Assert"]).unwrap().as_bool().unwrap() {
+                    out.push(format!(
+                        "{name}: {}",
+                        a["AssertDescription"]
+                            .as_str()
+                            .unwrap_or("(no description)")
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// A condition of the template, evaluated.

@@ -10,7 +10,7 @@ use crate::cfn::{
     ACCOUNT, REGION, STACK, Stack, functions, identity_statements, matches, read_only, strings,
     template,
 };
-use crate::code::{ClusterScope, UNSTEADY_TAG, rollout_config};
+use crate::code::{BASELINE_TAG, ClusterScope, REFUSED_AMI_TAG, UNSTEADY_TAG, rollout_config};
 use crate::{asg_arn, fleet, rollout_stack, set};
 
 /// The ami-rollout function of a stack, resolved.
@@ -44,11 +44,13 @@ fn ami_rollout_is_installed_only_when_enabled() {
     let off = Stack::new(&[
         ("ClusterName", "prod"),
         ("AutoScalingGroupNames", "web-asg"),
+        ("InstanceRoleName", "ecsInstanceRole"),
     ]);
     let on = Stack::new(&[
         ("ClusterName", "prod"),
         ("AutoScalingGroupNames", "web-asg"),
         ("EnableAmiRollout", "true"),
+        ("InstanceRoleName", "ecsInstanceRole"),
     ]);
     let off_ids: BTreeSet<String> = off.resources().into_keys().collect();
     let on_ids: BTreeSet<String> = on.resources().into_keys().collect();
@@ -320,21 +322,25 @@ fn ami_rollout_is_invoked_by_the_parameter_change_and_the_watch_schedule() {
 }
 
 /// Everything ami-rollout may change: its refreshes, the group update and its
-/// marker tag only on the given groups; a launch only through a launch
-/// template; tags only at launch; the role only to EC2; new launch template
-/// versions only in this account and region.
+/// marker tags only on the given groups; new versions only of the launch
+/// templates tagged for this stack (`ecs-lifecycle:ami-rollout = <stack>`), a
+/// launch only through such a template, tags only at launch; the named
+/// instance role only, to EC2 only.
 #[test]
 fn ami_rollout_changes_only_the_groups_and_what_a_launch_template_launches() {
     let lt_arns = format!("arn:aws:ec2:{REGION}:{ACCOUNT}:launch-template/*");
+    let tagged = json!({"StringEquals": {"aws:ResourceTag/ecs-lifecycle:ami-rollout": STACK}});
     for groups in ["web-asg,batch-asg", "only-one", "a,b,c,d,e"] {
         let stack = Stack::new(&[
             ("ClusterName", "prod"),
             ("AutoScalingGroupNames", groups),
             ("EnableAmiRollout", "true"),
+            ("InstanceRoleName", "ecsInstanceRole"),
         ]);
         let want: BTreeSet<String> = groups.split(',').map(asg_arn).collect();
         let statements = rollout_statements(&stack);
         let mut seen = BTreeSet::new();
+        let (mut launch_through_tagged, mut launch_uses) = (0, 0);
         for s in &statements {
             let actions = strings(&s["Action"]);
             let resources = strings(&s["Resource"]);
@@ -352,22 +358,41 @@ fn ami_rollout_changes_only_the_groups_and_what_a_launch_template_launches() {
                         assert_eq!(
                             s["Condition"],
                             json!({
-                                "ForAllValues:StringEquals": {"aws:TagKeys": [UNSTEADY_TAG]},
+                                "ForAllValues:StringEquals": {"aws:TagKeys": [UNSTEADY_TAG, BASELINE_TAG, REFUSED_AMI_TAG]},
                                 "Null": {"aws:TagKeys": "false"}
                             }),
-                            "{a}: the marker tag only"
+                            "{a}: the marker tags only"
                         );
                     }
                     "ec2:CreateLaunchTemplateVersion" => {
                         assert_eq!(actions, [a.as_str()], "alone in its statement");
                         assert_eq!(resources, [lt_arns.as_str()]);
+                        assert_eq!(s["Condition"], tagged, "{a}: the tagged templates only");
                     }
                     "ec2:RunInstances" => {
                         assert_eq!(actions, [a.as_str()], "alone in its statement");
-                        assert_eq!(
-                            s["Condition"],
-                            json!({"ArnLike": {"ec2:LaunchTemplate": lt_arns}}),
-                        );
+                        if resources == [lt_arns.as_str()] {
+                            // The launch template of the launch: a tagged one.
+                            assert_eq!(s["Condition"], tagged);
+                            launch_through_tagged += 1;
+                        } else {
+                            // The launch's other resources, through a launch
+                            // template only, and never a launch template itself
+                            // (that would let any template through).
+                            assert_eq!(
+                                s["Condition"],
+                                json!({"ArnLike": {"ec2:LaunchTemplate": lt_arns}}),
+                            );
+                            for r in &resources {
+                                assert!(
+                                    r.starts_with(&format!("arn:aws:ec2:{REGION}:"))
+                                        && !r.contains(":launch-template/")
+                                        && r != "*",
+                                    "{r}"
+                                );
+                            }
+                            launch_uses += 1;
+                        }
                     }
                     "ec2:CreateTags" => {
                         assert_eq!(actions, [a.as_str()], "alone in its statement");
@@ -388,7 +413,14 @@ fn ami_rollout_changes_only_the_groups_and_what_a_launch_template_launches() {
                             s["Condition"],
                             json!({"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}})
                         );
-                        assert_eq!(resources, [format!("arn:aws:iam::{ACCOUNT}:role/*")]);
+                        // The instances' role only (any path).
+                        assert_eq!(
+                            set(resources.clone()),
+                            set([
+                                format!("arn:aws:iam::{ACCOUNT}:role/ecsInstanceRole"),
+                                format!("arn:aws:iam::{ACCOUNT}:role/*/ecsInstanceRole"),
+                            ])
+                        );
                     }
                     "logs:CreateLogStream" | "logs:PutLogEvents" => {
                         assert_eq!(resources, ["<AmiRolloutLogGroup.Arn>"]);
@@ -399,6 +431,7 @@ fn ami_rollout_changes_only_the_groups_and_what_a_launch_template_launches() {
             }
         }
         assert_eq!(seen.len(), 13, "{seen:?}");
+        assert_eq!((launch_through_tagged, launch_uses), (1, 1), "RunInstances");
         // Reads without a resource scope are the Describe calls only.
         for s in &statements {
             if strings(&s["Resource"]).iter().any(|r| r == "*") && s.get("Condition").is_none() {
@@ -408,21 +441,25 @@ fn ami_rollout_changes_only_the_groups_and_what_a_launch_template_launches() {
             }
         }
     }
-    // With the instances' role named, PassRole is that role only (any path).
-    let named = rollout_stack(&[("InstanceRoleName", "ecsInstanceRole")]);
-    let pass = rollout_statements(&named)
-        .into_iter()
-        .find(|s| strings(&s["Action"]) == ["iam:PassRole"])
-        .unwrap();
-    assert_eq!(
-        set(strings(&pass["Resource"])),
-        set([
-            format!("arn:aws:iam::{ACCOUNT}:role/ecsInstanceRole"),
-            format!("arn:aws:iam::{ACCOUNT}:role/*/ecsInstanceRole"),
+    // The instances' role is required with ami-rollout (the template's Rules),
+    // and optional without it.
+    let refused = Stack::try_new(&[
+        ("ClusterName", "prod"),
+        ("AutoScalingGroupNames", "web-asg"),
+        ("EnableAmiRollout", "true"),
+    ])
+    .unwrap_err();
+    assert_eq!(refused.len(), 1);
+    assert!(refused[0].contains("InstanceRoleName"), "{refused:?}");
+    assert!(
+        Stack::try_new(&[
+            ("ClusterName", "prod"),
+            ("AutoScalingGroupNames", "web-asg")
         ])
+        .is_ok()
     );
     // ami-rollout can neither terminate instances nor touch lifecycle actions,
-    // ECS state or the topic.
+    // ECS state, the topic, or a launch template's default version.
     let fleet = fleet();
     let all: BTreeSet<String> = rollout_statements(&fleet)
         .iter()
@@ -430,6 +467,7 @@ fn ami_rollout_changes_only_the_groups_and_what_a_launch_template_launches() {
         .collect();
     for a in [
         "ec2:TerminateInstances",
+        "ec2:ModifyLaunchTemplate",
         "autoscaling:TerminateInstanceInAutoScalingGroup",
         "autoscaling:CompleteLifecycleAction",
         "ecs:UpdateContainerInstancesState",
@@ -438,6 +476,52 @@ fn ami_rollout_changes_only_the_groups_and_what_a_launch_template_launches() {
         "ssm:SendCommand",
     ] {
         assert!(!all.contains(a), "ami-rollout has {a}");
+    }
+}
+
+/// The new variables: their template defaults mean "nothing extra", and the
+/// examples the parameters document are what the configuration accepts.
+#[test]
+fn ami_rollout_guards_and_controls_come_from_the_parameters() {
+    let env = |extra: &[(&str, &str)]| {
+        rollout_function(&rollout_stack(extra))["Properties"]["Environment"]["Variables"].clone()
+    };
+    let defaults = env(&[]);
+    assert_eq!(defaults["ALLOWED_AMI_OWNERS"], "none");
+    assert_eq!(defaults["ROLLOUT_WINDOW"], "always");
+    assert_eq!(defaults["ROLLOUT_CHECKPOINT_PERCENTAGES"], "none");
+    assert_eq!(defaults["ROLLOUT_CHECKPOINT_DELAY_SECONDS"], "3600");
+    assert_eq!(defaults["ROLLOUT_ALARM_NAMES"], "none");
+    let config = rollout_config(&defaults).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(config.allowed_ami_owners.is_empty() && config.window.is_none());
+    assert!(config.checkpoint_percentages.is_empty() && config.alarms.is_empty());
+
+    let set_ = env(&[
+        ("AllowedAmiOwners", "111122223333,444455556666"),
+        ("RolloutWindow", "Mon-Fri 22:00-02:00; Sun 03:00-05:00"),
+        ("RolloutCheckpointPercentages", "20,50,100"),
+        ("RolloutCheckpointDelaySeconds", "600"),
+        ("RolloutAlarmNames", "p99-latency,5xx-rate"),
+    ]);
+    let config = rollout_config(&set_).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(config.allowed_ami_owners, ["111122223333", "444455556666"]);
+    assert!(config.window.is_some());
+    assert_eq!(config.checkpoint_percentages, [20, 50, 100]);
+    assert_eq!(config.checkpoint_delay.as_secs(), 600);
+    assert_eq!(config.alarms, ["p99-latency", "5xx-rate"]);
+    let template = template();
+    let description = |name: &str| {
+        template["Parameters"][name]["Description"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    for (param, example) in [
+        ("RolloutWindow", "Sat 02:00-06:00"),
+        ("RolloutWindow", "Mon-Fri 22:00-02:00; Sun 03:00-05:00"),
+        ("RolloutCheckpointPercentages", "20,50,100"),
+    ] {
+        assert!(description(param).contains(example), "{param}: {example}");
     }
 }
 

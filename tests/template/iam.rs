@@ -119,10 +119,12 @@ fn each_role_has_exactly_the_actions_its_function_calls() {
             "ssm:GetCommandInvocation",
         ]))
     );
-    // ami-rollout: reads, refreshes and its marker tag on the groups, new
-    // launch template versions, and what Auto Scaling checks on the caller
-    // when a group is updated with a launch template (RunInstances, CreateTags
-    // at launch, PassRole).
+    // ami-rollout: reads (the AMI and the instance types' architectures
+    // before a rollout; where the services' tasks are while judging one),
+    // refreshes and its marker tags on the groups, new launch template
+    // versions, and what Auto Scaling checks on the caller when a group is
+    // updated with a launch template (RunInstances, CreateTags at launch,
+    // PassRole).
     assert_eq!(
         actions("AmiRolloutRole"),
         set([
@@ -142,12 +144,15 @@ fn each_role_has_exactly_the_actions_its_function_calls() {
             "ec2:DescribeLaunchTemplateVersions",
             "ec2:DescribeInstances",
             "ec2:DescribeImages",
+            "ec2:DescribeInstanceTypes",
             "ec2:CreateLaunchTemplateVersion",
             "ec2:RunInstances",
             "ec2:CreateTags",
             "iam:PassRole",
             "ecs:ListContainerInstances",
             "ecs:DescribeContainerInstances",
+            "ecs:ListTasks",
+            "ecs:DescribeTasks",
             "ecs:ListServices",
             "ecs:DescribeServices",
             "sqs:SendMessage",

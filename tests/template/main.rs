@@ -16,8 +16,9 @@
 //!   Publish only to the topic;
 //! - `ami_rollout`: it exists only with `EnableAmiRollout=true`, with its
 //!   parameter change rule and its watch schedule; its refreshes, group updates
-//!   and marker tag only on the given groups, launches only through launch
-//!   templates, PassRole only to EC2;
+//!   and marker tags only on the given groups, new versions of and launches
+//!   through the tagged launch templates only, PassRole of the named instance
+//!   role only, to EC2 (and that role required by the template's Rules);
 //! - `observability`: the topic and queue encrypted, alarms on the functions,
 //!   the queue, the orphan warning and ami-rollout's rollback log line;
 //! - `diagnostic`: the diagnostic document's copy of the script.
@@ -53,13 +54,16 @@ fn fleet() -> Stack {
         ("AutoScalingGroupNames", "web-asg,batch-asg"),
         ("LogRetentionDays", "14"),
         ("EnableAmiRollout", "true"),
+        ("InstanceRoleName", "ecsInstanceRole"),
     ])
 }
 
-const ROLLOUT_PARAMS: [(&str, &str); 3] = [
+/// ami-rollout needs the instances' role named (the template's Rules).
+const ROLLOUT_PARAMS: [(&str, &str); 4] = [
     ("ClusterName", "prod"),
     ("AutoScalingGroupNames", "web-asg,batch-asg"),
     ("EnableAmiRollout", "true"),
+    ("InstanceRoleName", "ecsInstanceRole"),
 ];
 
 /// Two groups with ami-rollout installed, and these values on top.

@@ -81,6 +81,7 @@ fn topic_and_queue_are_encrypted_and_watched() {
         ("AutoScalingGroupNames", "web-asg"),
         ("AlarmTopicArn", "arn:aws:sns:us-east-1:123456789012:ops"),
         ("EnableAmiRollout", "true"),
+        ("InstanceRoleName", "ecsInstanceRole"),
     ]);
     for a in notify.of_type("AWS::CloudWatch::Alarm").values() {
         assert_eq!(

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::error::ConfigError;
+use crate::rollout::window::Window;
 
 /// Where to look for the container instance of an EC2 instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -405,6 +406,25 @@ pub struct RolloutConfig {
     pub registration_timeout: Duration,
     /// `ROLLOUT_BATCH_SIZE` (1..=100, default 1): instances replaced at a time.
     pub batch_size: u32,
+    /// `ALLOWED_AMI_OWNERS`: comma-separated account ids whose AMIs may be
+    /// rolled out, besides Amazon's and the account's own. Unset, empty or
+    /// `none`: none.
+    pub allowed_ami_owners: Vec<String>,
+    /// `ROLLOUT_WINDOW`: when a new rollout may start (UTC, e.g.
+    /// `Sat 02:00-06:00`); unset, empty or `always`: any time. A running
+    /// rollout carries on.
+    pub window: Option<Window>,
+    /// `ROLLOUT_CHECKPOINT_PERCENTAGES`: the refresh's `CheckpointPercentages`
+    /// (comma-separated, ascending, 1..=100, the last 100). Unset, empty or
+    /// `none`: no checkpoints.
+    pub checkpoint_percentages: Vec<i32>,
+    /// `ROLLOUT_CHECKPOINT_DELAY_SECONDS` (0..=172800, default 3600): the
+    /// refresh's `CheckpointDelay`, with checkpoints only.
+    pub checkpoint_delay: Duration,
+    /// `ROLLOUT_ALARM_NAMES`: CloudWatch alarms (up to 10, comma-separated)
+    /// Auto Scaling watches during a rollout's refresh (`AlarmSpecification`):
+    /// one in ALARM rolls it back. Unset, empty or `none`: none.
+    pub alarms: Vec<String>,
 }
 
 impl RolloutConfig {
@@ -420,6 +440,11 @@ impl RolloutConfig {
         "POLL_INTERVAL_SECONDS",
         "ROLLOUT_BATCH_SIZE",
         "DRY_RUN",
+        "ALLOWED_AMI_OWNERS",
+        "ROLLOUT_WINDOW",
+        "ROLLOUT_CHECKPOINT_PERCENTAGES",
+        "ROLLOUT_CHECKPOINT_DELAY_SECONDS",
+        "ROLLOUT_ALARM_NAMES",
     ];
 
     pub fn from_process_env() -> Result<Self, ConfigError> {
@@ -494,8 +519,127 @@ impl RolloutConfig {
             stability_timeout: env.seconds("STABILITY_TIMEOUT_SECONDS", 1800, 60, 86_400)?,
             registration_timeout: env.seconds("REGISTRATION_TIMEOUT_SECONDS", 300, 30, 7200)?,
             batch_size,
+            allowed_ami_owners: allowed_ami_owners(env)?,
+            window: match env.get("ROLLOUT_WINDOW") {
+                None => None,
+                Some(raw) if raw.eq_ignore_ascii_case("always") => None,
+                Some(raw) => Some(Window::parse(&raw).map_err(|why| ConfigError {
+                    var: "ROLLOUT_WINDOW",
+                    value: raw.clone(),
+                    expected: format!(
+                        "DAYS HH:MM-HH:MM in UTC, several separated by ';' (e.g. \"Sat 02:00-06:00\"): {why}"
+                    ),
+                })?),
+            },
+            checkpoint_percentages: checkpoint_percentages(env)?,
+            checkpoint_delay: env.seconds("ROLLOUT_CHECKPOINT_DELAY_SECONDS", 3600, 0, 172_800)?,
+            alarms: alarm_names(env)?,
         })
     }
+}
+
+/// A list variable's value; `None` when unset, empty or `none` (the
+/// template's default: a Lambda environment variable is never left empty).
+fn list_value<F: Fn(&str) -> Option<String>>(env: &Env<F>, var: &str) -> Option<String> {
+    env.get(var).filter(|v| !v.eq_ignore_ascii_case("none"))
+}
+
+/// `ALLOWED_AMI_OWNERS`: 12-digit account ids.
+fn allowed_ami_owners<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Vec<String>, ConfigError> {
+    let var = "ALLOWED_AMI_OWNERS";
+    let Some(raw) = list_value(env, var) else {
+        return Ok(Vec::new());
+    };
+    let mut owners: Vec<String> = Vec::new();
+    for item in raw.split(',').map(str::trim) {
+        if item.len() != 12 || !item.chars().all(|c| c.is_ascii_digit()) {
+            return Err(ConfigError {
+                var,
+                value: raw.clone(),
+                expected: format!(
+                    "comma-separated 12-digit AWS account ids ({item:?} is not one; Amazon's images and the account's own are always allowed)"
+                ),
+            });
+        }
+        if !owners.iter().any(|o| o == item) {
+            owners.push(item.to_owned());
+        }
+    }
+    Ok(owners)
+}
+
+/// `ROLLOUT_CHECKPOINT_PERCENTAGES`: ascending whole percentages, the last 100
+/// (Auto Scaling ends a refresh at its last checkpoint: below 100, instances
+/// would be left on the old AMI).
+fn checkpoint_percentages<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Vec<i32>, ConfigError> {
+    let var = "ROLLOUT_CHECKPOINT_PERCENTAGES";
+    let Some(raw) = list_value(env, var) else {
+        return Ok(Vec::new());
+    };
+    let bad = |why: String| ConfigError {
+        var,
+        value: raw.clone(),
+        expected: format!(
+            "comma-separated percentages from 1 to 100 in ascending order, the last one 100 (e.g. 20,50,100): {why}"
+        ),
+    };
+    let mut out: Vec<i32> = Vec::new();
+    for item in raw.split(',').map(str::trim) {
+        let n: i32 = item
+            .parse()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| bad(format!("{item:?} is not a whole number from 1 to 100")))?;
+        if out.last().is_some_and(|last| *last >= n) {
+            return Err(bad(format!(
+                "{n} does not come after {}",
+                out[out.len() - 1]
+            )));
+        }
+        out.push(n);
+    }
+    if out.last() != Some(&100) {
+        return Err(bad("the last one is not 100".into()));
+    }
+    Ok(out)
+}
+
+/// `ROLLOUT_ALARM_NAMES`: up to 10 CloudWatch alarm names.
+fn alarm_names<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Vec<String>, ConfigError> {
+    let var = "ROLLOUT_ALARM_NAMES";
+    let Some(raw) = list_value(env, var) else {
+        return Ok(Vec::new());
+    };
+    let mut names: Vec<String> = Vec::new();
+    for item in raw.split(',').map(str::trim) {
+        if item.is_empty() || item.len() > 255 || item.chars().any(char::is_control) {
+            return Err(ConfigError {
+                var,
+                value: raw.clone(),
+                expected: format!(
+                    "comma-separated CloudWatch alarm names of 1 to 255 characters ({item:?} is not one)"
+                ),
+            });
+        }
+        if !names.iter().any(|n| n == item) {
+            names.push(item.to_owned());
+        }
+    }
+    if names.len() > 10 {
+        return Err(ConfigError {
+            var,
+            value: raw,
+            expected: format!(
+                "at most 10 alarm names (Auto Scaling's limit), not {}",
+                names.len()
+            ),
+        });
+    }
+    Ok(names)
 }
 
 #[cfg(test)]
@@ -531,6 +675,86 @@ mod tests {
         assert_eq!(c.batch_size, 1);
         assert!(!c.common.dry_run);
         assert_eq!(c.common.continuation_topic, None);
+        assert!(c.allowed_ami_owners.is_empty());
+        assert_eq!(c.window, None);
+        assert!(c.checkpoint_percentages.is_empty());
+        assert_eq!(c.checkpoint_delay, Duration::from_secs(3600));
+        assert!(c.alarms.is_empty());
+    }
+
+    #[test]
+    fn rollout_guards_and_controls() {
+        let mut vars = ROLLOUT_MIN.to_vec();
+        vars.extend([
+            (
+                "ALLOWED_AMI_OWNERS",
+                "111122223333, 444455556666,111122223333",
+            ),
+            ("ROLLOUT_WINDOW", "Sat 02:00-06:00"),
+            ("ROLLOUT_CHECKPOINT_PERCENTAGES", "20, 50,100"),
+            ("ROLLOUT_CHECKPOINT_DELAY_SECONDS", "600"),
+            ("ROLLOUT_ALARM_NAMES", "p99-latency,5xx-rate"),
+        ]);
+        let c = rollout(&vars).unwrap();
+        assert_eq!(c.allowed_ami_owners, ["111122223333", "444455556666"]);
+        assert_eq!(
+            c.window.map(|w| w.to_string()).as_deref(),
+            Some("Sat 02:00-06:00")
+        );
+        assert_eq!(c.checkpoint_percentages, [20, 50, 100]);
+        assert_eq!(c.checkpoint_delay, Duration::from_secs(600));
+        assert_eq!(c.alarms, ["p99-latency", "5xx-rate"]);
+        // The template's defaults mean "none" and "any time".
+        let mut vars = ROLLOUT_MIN.to_vec();
+        vars.extend([
+            ("ALLOWED_AMI_OWNERS", "none"),
+            ("ROLLOUT_WINDOW", "always"),
+            ("ROLLOUT_CHECKPOINT_PERCENTAGES", "None"),
+            ("ROLLOUT_ALARM_NAMES", "none"),
+        ]);
+        let c = rollout(&vars).unwrap();
+        assert!(c.allowed_ami_owners.is_empty() && c.checkpoint_percentages.is_empty());
+        assert!(c.alarms.is_empty() && c.window.is_none());
+    }
+
+    #[test]
+    fn rollout_guard_errors_name_the_variable_and_value() {
+        let eleven = "a,b,c,d,e,f,g,h,i,j,k";
+        for (var, value, expect) in [
+            ("ALLOWED_AMI_OWNERS", "amazon", "\"amazon\" is not one"),
+            ("ALLOWED_AMI_OWNERS", "1111222233334", "12-digit"),
+            ("ROLLOUT_WINDOW", "Saturday 02:00-06:00", "not a day"),
+            ("ROLLOUT_WINDOW", "Sat 02:00", "time range"),
+            (
+                "ROLLOUT_CHECKPOINT_PERCENTAGES",
+                "50,20,100",
+                "20 does not come after 50",
+            ),
+            (
+                "ROLLOUT_CHECKPOINT_PERCENTAGES",
+                "20,50",
+                "the last one is not 100",
+            ),
+            (
+                "ROLLOUT_CHECKPOINT_PERCENTAGES",
+                "0,100",
+                "\"0\" is not a whole number",
+            ),
+            (
+                "ROLLOUT_CHECKPOINT_DELAY_SECONDS",
+                "172801",
+                "from 0 to 172800",
+            ),
+            ("ROLLOUT_ALARM_NAMES", "a,,b", "\"\" is not one"),
+            ("ROLLOUT_ALARM_NAMES", eleven, "at most 10"),
+        ] {
+            let mut vars = ROLLOUT_MIN.to_vec();
+            vars.push((var, value));
+            let err = rollout(&vars).unwrap_err();
+            assert_eq!(err.var, var);
+            let msg = err.to_string();
+            assert!(msg.contains(value) && msg.contains(expect), "{msg}");
+        }
     }
 
     #[test]
@@ -794,6 +1018,23 @@ mod tests {
         assert_eq!(
             read(&|e| drop(LaunchConfig::from_env(e))),
             expected(LaunchConfig::VARS)
+        );
+        // ami-rollout reads on only with its required variables set.
+        let seen = RefCell::new(BTreeSet::new());
+        let lookup = |k: &str| {
+            seen.borrow_mut().insert(k.to_owned());
+            ROLLOUT_MIN
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        };
+        RolloutConfig::from_env(&Env::new(lookup)).unwrap();
+        assert_eq!(
+            seen.into_inner(),
+            RolloutConfig::VARS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<BTreeSet<_>>()
         );
     }
 }

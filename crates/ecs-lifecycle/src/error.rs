@@ -102,6 +102,15 @@ pub enum Error {
     /// A bug of this function, not a problem of the event or of AWS.
     #[error("internal error: {0}")]
     Internal(String),
+    /// ami-rollout refused an AMI before changing anything: `why` names the
+    /// AMI, the check that failed (`check`) and the value seen.
+    #[error("{why}")]
+    AmiRefused {
+        ami: String,
+        check: String,
+        seen: String,
+        why: String,
+    },
 }
 
 impl Error {
@@ -111,8 +120,11 @@ impl Error {
             Error::Aws(e) => e.is_retryable(),
             Error::EcsItemFailure { .. } => true,
             Error::NoContinuationTopic { .. } => true,
-            Error::Event(_) | Error::Config(_) | Error::AmiParameter { .. } => false,
-            Error::Internal(_) => false,
+            Error::Event(_)
+            | Error::Config(_)
+            | Error::AmiParameter { .. }
+            | Error::AmiRefused { .. }
+            | Error::Internal(_) => false,
         }
     }
 
@@ -138,6 +150,7 @@ impl Error {
             Error::NoContinuationTopic { .. } => "EcsLifecycle.NoContinuationTopic",
             Error::AmiParameter { .. } => "EcsLifecycle.BadAmiParameter",
             Error::Internal(_) => "EcsLifecycle.Internal",
+            Error::AmiRefused { .. } => "EcsLifecycle.AmiRefused",
         }
     }
 }

@@ -7,8 +7,8 @@ use std::future::Future;
 use crate::error::AwsError;
 use crate::model::{
     ActionAck, ActionResult, AsgGroup, AsgInstance, CommandInvocation, CommandSent,
-    ContainerInstance, Ec2Instance, Ec2State, HookTimeouts, LifecycleAction, Refresh,
-    RefreshPreferences, Service, Task, TemplateVersion,
+    ContainerInstance, Ec2Instance, Ec2State, HookTimeouts, Image, InstanceTypeInfo,
+    LifecycleAction, Refresh, RefreshPreferences, Service, Task, TemplateVersion,
 };
 
 /// Which tasks ListTasks should return.
@@ -99,6 +99,14 @@ pub trait Ecs: Send + Sync {
     fn service_arns(
         &self,
         cluster: &str,
+    ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    /// ARNs of the service's tasks with this desired status (all pages;
+    /// STOPPED ones as long as ECS keeps them).
+    fn service_task_arns(
+        &self,
+        cluster: &str,
+        service: &str,
+        desired: DesiredStatus,
     ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
 }
 
@@ -218,6 +226,15 @@ pub trait Ec2: Send + Sync {
         ami: &str,
         description: &str,
     ) -> impl Future<Output = Result<i64, AwsError>> + Send;
+    /// The images EC2 knows among `ids` (DescribeImages); unknown ones are
+    /// left out.
+    fn images(&self, ids: &[String]) -> impl Future<Output = Result<Vec<Image>, AwsError>> + Send;
+    /// The architectures of the instance types EC2 knows among `types`
+    /// (DescribeInstanceTypes); unknown ones are left out.
+    fn instance_types(
+        &self,
+        types: &[String],
+    ) -> impl Future<Output = Result<Vec<InstanceTypeInfo>, AwsError>> + Send;
 }
 
 pub trait Ssm: Send + Sync {

@@ -649,6 +649,9 @@ mod rollout {
         min_healthy_percentage: 100,
         max_healthy_percentage: 134,
         auto_rollback: true,
+        checkpoint_percentages: Vec::new(),
+        checkpoint_delay_s: Some(3600),
+        alarms: Vec::new(),
     };
 
     #[tokio::test]
@@ -668,6 +671,10 @@ mod rollout {
                     && p.max_healthy_percentage() == Some(134)
                     && p.skip_matching() == Some(true)
                     && p.auto_rollback() == Some(true)
+                    // Without checkpoints or alarms configured, none are sent.
+                    && p.checkpoint_percentages().is_empty()
+                    && p.checkpoint_delay().is_none()
+                    && p.alarm_specification().is_none()
             })
             .then_output(|| {
                 StartInstanceRefreshOutput::builder()
@@ -696,6 +703,227 @@ mod rollout {
             start().await.unwrap_err().code.as_deref(),
             Some("AccessDenied")
         );
+    }
+
+    #[tokio::test]
+    async fn checkpoints_and_alarms_are_passed_to_the_refresh() {
+        let started = mock!(aws_sdk_autoscaling::Client::start_instance_refresh)
+            .match_requests(|r| {
+                let p = r.preferences().unwrap();
+                p.checkpoint_percentages() == [20, 50, 100]
+                    && p.checkpoint_delay() == Some(600)
+                    && p.alarm_specification().map(|a| a.alarms())
+                        == Some(&["p99".to_owned(), "5xx".to_owned()][..])
+            })
+            .then_output(|| {
+                StartInstanceRefreshOutput::builder()
+                    .instance_refresh_id("r-2")
+                    .build()
+            });
+        let asg = mock_client!(aws_sdk_autoscaling, RuleMode::Sequential, [&started]);
+        let prefs = RefreshPreferences {
+            checkpoint_percentages: vec![20, 50, 100],
+            checkpoint_delay_s: Some(600),
+            alarms: vec!["p99".into(), "5xx".into()],
+            ..PREFS
+        };
+        assert_eq!(
+            asg.start_refresh("web", "lt-0abc", 7, prefs).await.unwrap(),
+            Some("r-2".to_owned())
+        );
+        assert_eq!(started.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_group_says_its_account_and_unhealthy_instances() {
+        use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
+        use aws_sdk_autoscaling::types::{
+            AutoScalingGroup, Instance as AsgMember, LifecycleState as AsgState,
+        };
+        let member = |id: &str, health: &str| {
+            AsgMember::builder()
+                .instance_id(id)
+                .lifecycle_state(AsgState::InService)
+                .health_status(health)
+                .build()
+        };
+        let rule = mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_groups).then_output(
+            move || {
+                DescribeAutoScalingGroupsOutput::builder()
+                    .auto_scaling_groups(
+                        AutoScalingGroup::builder()
+                            .auto_scaling_group_name("web")
+                            .auto_scaling_group_arn("arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:0d3c-11:autoScalingGroupName/web")
+                            .launch_template(
+                                aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                                    .launch_template_id("lt-0abc")
+                                    .version("4")
+                                    .build(),
+                            )
+                            .instances(member("i-0000000000000000a", "Healthy"))
+                            .instances(member("i-0000000000000000b", "Unhealthy"))
+                            .build(),
+                    )
+                    .build()
+            },
+        );
+        let asg = mock_client!(aws_sdk_autoscaling, RuleMode::Sequential, [&rule]);
+        let g = asg.group("web").await.unwrap().unwrap();
+        assert_eq!(g.account_id.as_deref(), Some("123456789012"));
+        assert_eq!(g.unhealthy, ["i-0000000000000000b"]);
+        assert_eq!(g.instances.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn images_leave_out_unknown_ids_and_keep_state_owner_and_architecture() {
+        use aws_sdk_ec2::operation::describe_images::DescribeImagesOutput;
+        use aws_sdk_ec2::types::{ArchitectureValues, Image as SdkImage, ImageState};
+        const KNOWN: &str = "ami-0123456789abcdef0";
+        const GONE: &str = "ami-0fffffffffffffff0";
+        let image = || {
+            SdkImage::builder()
+                .image_id(KNOWN)
+                .state(ImageState::Pending)
+                .architecture(ArchitectureValues::Arm64)
+                .owner_id("591542846629")
+                .image_owner_alias("amazon")
+                .creation_date("2026-11-20T12:00:00.000Z")
+                .build()
+        };
+        // Both asked at once, with deprecated images included: EC2 refuses
+        // the whole call for the unknown one; then one by one.
+        let both = mock!(aws_sdk_ec2::Client::describe_images)
+            .match_requests(|r| r.image_ids().len() == 2 && r.include_deprecated() == Some(true))
+            .then_http_response(|| {
+                HttpResponse::new(
+                    400.try_into().unwrap(),
+                    SdkBody::from("<Response><Errors><Error><Code>InvalidAMIID.NotFound</Code><Message>The image id '[ami-0fffffffffffffff0]' does not exist</Message></Error></Errors><RequestID>r</RequestID></Response>"),
+                )
+            });
+        let known = mock!(aws_sdk_ec2::Client::describe_images)
+            .match_requests(|r| r.image_ids() == [KNOWN])
+            .then_output(move || DescribeImagesOutput::builder().images(image()).build());
+        let gone = mock!(aws_sdk_ec2::Client::describe_images)
+            .match_requests(|r| r.image_ids() == [GONE])
+            .then_http_response(|| {
+                HttpResponse::new(
+                    400.try_into().unwrap(),
+                    SdkBody::from("<Response><Errors><Error><Code>InvalidAMIID.NotFound</Code><Message>nope</Message></Error></Errors><RequestID>r</RequestID></Response>"),
+                )
+            });
+        let denied = mock!(aws_sdk_ec2::Client::describe_images).then_http_response(|| {
+            HttpResponse::new(
+                403.try_into().unwrap(),
+                SdkBody::from("<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>no</Message></Error></Errors><RequestID>r</RequestID></Response>"),
+            )
+        });
+        let ec2 = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::Sequential,
+            [&both, &known, &gone, &denied]
+        );
+        let found = ec2
+            .images(&[KNOWN.to_owned(), GONE.to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        let i = &found[0];
+        assert_eq!(i.id, KNOWN);
+        assert!(!i.state.is_available());
+        assert_eq!(i.state.as_str(), "pending");
+        assert_eq!(i.architecture.as_deref(), Some("arm64"));
+        assert_eq!(i.owner_id.as_deref(), Some("591542846629"));
+        assert_eq!(i.owner_alias.as_deref(), Some("amazon"));
+        assert_eq!(i.created_ms, Some(1_795_176_000_000));
+        assert_eq!(
+            ec2.images(&[KNOWN.to_owned()])
+                .await
+                .unwrap_err()
+                .code
+                .as_deref(),
+            Some("UnauthorizedOperation")
+        );
+        assert!(ec2.images(&[]).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn instance_types_say_their_architectures() {
+        use aws_sdk_ec2::operation::describe_instance_types::DescribeInstanceTypesOutput;
+        use aws_sdk_ec2::types::{ArchitectureType, InstanceType, InstanceTypeInfo, ProcessorInfo};
+        let info = |t: InstanceType, archs: &[ArchitectureType]| {
+            InstanceTypeInfo::builder()
+                .instance_type(t)
+                .processor_info(
+                    ProcessorInfo::builder()
+                        .set_supported_architectures(Some(archs.to_vec()))
+                        .build(),
+                )
+                .build()
+        };
+        let both = mock!(aws_sdk_ec2::Client::describe_instance_types)
+            .match_requests(|r| r.instance_types().len() == 2)
+            .then_output(move || {
+                DescribeInstanceTypesOutput::builder()
+                    .instance_types(info(
+                        InstanceType::M5Large,
+                        &[ArchitectureType::I386, ArchitectureType::X8664],
+                    ))
+                    .instance_types(info(InstanceType::M6gLarge, &[ArchitectureType::Arm64]))
+                    .build()
+            });
+        let unknown = mock!(aws_sdk_ec2::Client::describe_instance_types).then_http_response(|| {
+            HttpResponse::new(
+                400.try_into().unwrap(),
+                SdkBody::from("<Response><Errors><Error><Code>InvalidInstanceType</Code><Message>The following supplied instance types do not exist: [m9.huge]</Message></Error></Errors><RequestID>r</RequestID></Response>"),
+            )
+        });
+        let ec2 = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&both, &unknown]);
+        let found = ec2
+            .instance_types(&["m5.large".to_owned(), "m6g.large".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].instance_type, "m5.large");
+        assert_eq!(found[0].architectures, ["i386", "x86_64"]);
+        assert_eq!(found[1].architectures, ["arm64"]);
+        // Unknown to EC2: left out, not an error.
+        assert!(
+            ec2.instance_types(&["m9.huge".to_owned()])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(unknown.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_service_s_tasks_are_listed_by_service_name_and_status() {
+        let rule = mock!(aws_sdk_ecs::Client::list_tasks)
+            .match_requests(|r| {
+                r.service_name() == Some("web")
+                    && r.cluster() == Some("prod")
+                    && r.container_instance().is_none()
+            })
+            .then_compute_output(|r| {
+                let prefix = format!("{:?}", r.desired_status().unwrap());
+                match r.next_token() {
+                    None => ListTasksOutput::builder()
+                        .task_arns(format!("{prefix}-1"))
+                        .next_token("more")
+                        .build(),
+                    Some(_) => ListTasksOutput::builder()
+                        .task_arns(format!("{prefix}-2"))
+                        .build(),
+                }
+            });
+        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule]);
+        assert_eq!(
+            ecs.service_task_arns("prod", "web", DesiredStatus::Stopped)
+                .await
+                .unwrap(),
+            ["Stopped-1", "Stopped-2"]
+        );
+        assert_eq!(rule.num_calls(), 2);
     }
 
     #[tokio::test]
@@ -745,6 +973,41 @@ mod rollout {
                 .unwrap(),
             5
         );
+    }
+
+    #[tokio::test]
+    async fn template_versions_say_what_they_launch() {
+        use aws_sdk_ec2::operation::describe_launch_template_versions::DescribeLaunchTemplateVersionsOutput;
+        use aws_sdk_ec2::types::{InstanceType, ResponseLaunchTemplateData};
+        let rule = mock!(aws_sdk_ec2::Client::describe_launch_template_versions)
+            .match_requests(|r| r.launch_template_id() == Some("lt-0abc") && r.versions() == ["4"])
+            .then_output(|| {
+                DescribeLaunchTemplateVersionsOutput::builder()
+                    .launch_template_versions(
+                        LaunchTemplateVersion::builder()
+                            .version_number(4)
+                            .version_description("made by terraform")
+                            .default_version(true)
+                            .launch_template_data(
+                                ResponseLaunchTemplateData::builder()
+                                    .image_id("ami-0123456789abcdef0")
+                                    .instance_type(InstanceType::M6gLarge)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+            });
+        let ec2 = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&rule]);
+        let v = ec2
+            .template_versions("lt-0abc", &["4".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].number, 4);
+        assert_eq!(v[0].image_id.as_deref(), Some("ami-0123456789abcdef0"));
+        assert_eq!(v[0].instance_type.as_deref(), Some("m6g.large"));
+        assert!(v[0].is_default);
     }
 
     #[tokio::test]

@@ -69,4 +69,48 @@ impl Standin {
                    "status_message": status_message, "cause": cause}),
         )
     }
+
+    /// EC2 refuses the group's next `failures` launches for capacity (`code`:
+    /// `InsufficientInstanceCapacity`, `SpotCapacity`, `VcpuLimitExceeded`,
+    /// `InstanceLimitExceeded`): each is a Failed scaling activity with EC2's
+    /// wording, and the refresh tries the batch again on its next step.
+    pub fn refresh_capacity_failures(
+        &self,
+        group: &str,
+        failures: u32,
+        code: &str,
+    ) -> Result<Value> {
+        self.post(
+            "/_standin/refresh/capacity",
+            json!({"group": group, "failures": failures, "code": code}),
+        )
+    }
+
+    /// The group's ended refreshes move `days` back in time (the stand-in's
+    /// clock, compressed): those ended more than six weeks ago are no longer
+    /// described, as AWS keeps only recent history.
+    pub fn age_refresh_history(&self, group: &str, days: u32) -> Result<Value> {
+        self.post(
+            "/_standin/refresh/age",
+            json!({"group": group, "days": days}),
+        )
+    }
+
+    /// When the `nth` AWS call matching one of `calls` (`"autoscaling:Op"`)
+    /// arrives, the group's refresh is played to its end before the call is
+    /// answered: a look that straddles the end of a refresh.
+    pub fn finish_refresh_on(&self, group: &str, calls: &[&str], nth: u32) -> Result<Value> {
+        self.post(
+            "/_standin/refresh/finish-on",
+            json!({"group": group, "calls": calls, "nth": nth}),
+        )
+    }
+
+    /// What DescribeImages reports of an existing image from now on: any of
+    /// `state`, `owner_id`, `owner_alias` (`null` for none), `architecture`.
+    pub fn set_image(&self, image_id: &str, attributes: Value) -> Result<Value> {
+        let mut body = attributes;
+        body["image_id"] = json!(image_id);
+        self.post("/_standin/ec2/image", body)
+    }
 }

@@ -202,6 +202,69 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// A service of `desired` tasks that runs fewer: `placement[i]` tasks on
+    /// container instance `i` (as a service that crash-loops, or cannot place
+    /// its tasks, would).
+    pub async fn service_below_desired(
+        &self,
+        name: &str,
+        desired: usize,
+        placement: &[usize],
+    ) -> Result<()> {
+        let tags = self.create_service(name, false, desired).await?;
+        for (i, count) in placement.iter().enumerate() {
+            let ci = self
+                .container_instances
+                .get(i)
+                .ok_or_else(|| format!("no container instance {i}"))?;
+            for _ in 0..*count {
+                self.ecs
+                    .start_task()
+                    .cluster(&self.cluster)
+                    .task_definition(&tags.task_definition)
+                    .container_instances(ci)
+                    .started_by(&tags.started_by)
+                    .group(&tags.group)
+                    .send()
+                    .await
+                    .map_err(ctx("StartTask"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The group's tags, by key.
+    pub async fn group_tags(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        Ok(self
+            .describe_group()
+            .await?
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+            .collect())
+    }
+
+    /// Sets a tag on the group (not propagated), as an operator or a tool would.
+    pub async fn set_group_tag(&self, key: &str, value: &str) -> Result<()> {
+        self.autoscaling
+            .create_or_update_tags()
+            .tags(
+                aws_sdk_autoscaling::types::Tag::builder()
+                    .resource_id(&self.asg)
+                    .resource_type("auto-scaling-group")
+                    .key(key)
+                    .value(value)
+                    .propagate_at_launch(false)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(ctx("CreateOrUpdateTags"))?;
+        Ok(())
+    }
+}
+
 /// Sets an SSM parameter (String, overwritten).
 pub async fn put_parameter(sdk: &SdkConfig, name: &str, value: &str) -> Result<()> {
     aws_sdk_ssm::Client::new(sdk)

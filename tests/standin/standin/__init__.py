@@ -9,8 +9,10 @@ module's docstring says what it emulates and why moto 5.2.5 lacks it:
   autoscaling.py  lifecycle hooks and actions; each instance's state and launch
                   template version as Auto Scaling reports them
   activities.py   scaling activities (DescribeScalingActivities)
-  refresh.py      instance refresh (Start/Describe/Cancel/RollbackInstanceRefresh)
-  ec2.py          launch template versions (SourceVersion, version "0")
+  refresh.py      instance refresh (Start/Describe/Cancel/RollbackInstanceRefresh), launches
+                  refused for capacity, the history's six weeks
+  ec2.py          launch template versions (SourceVersion, version "0"); an image's state,
+                  owner and architecture
   ecs.py          task stop transitions, the scheduler on DRAINING, counters, paging
   awslambda.py    the Lambda Runtime API, invocations, SNS -> Lambda subscriptions
   ssm.py          SSM Run Command outcomes

@@ -6,8 +6,10 @@ MaxRecords/NextToken: a launch ABANDONed by a launch hook (Cancelled, AWS's Stat
 "Instance failed to complete user's Lifecycle Action: Lifecycle Action with token <t> was
 abandoned: Lifecycle Action Completed with ABANDON Result", or "...: Heartbeat Timeout"
 after `/lifecycle/expire`; recorded from autoscaling.py), a refresh's launches and
-terminations (Successful, AWS's Cause wording; recorded from refresh.py), and what a test
-posts to `POST /_standin/activity`. The Cause wordings live here.
+terminations (Successful, AWS's Cause wording; recorded from refresh.py), a launch EC2
+refused for capacity or a limit (Failed, EC2's StatusMessage; recorded from refresh.py
+after `/_standin/refresh/capacity`), and what a test posts to `POST /_standin/activity`.
+The Cause and capacity wordings live here.
 """
 
 from __future__ import annotations
@@ -49,6 +51,40 @@ def capacity_launch_cause(group: Any, at: dt.datetime) -> str:
 
 def refresh_launch_cause(at: dt.datetime) -> str:
     return f"At {activity_time(at)} an instance was launched in response to an instance refresh."
+
+
+# EC2's wording when it refuses a launch for capacity or a limit, as a failed launch
+# activity's StatusMessage carries it (the Auto Scaling troubleshooting guide's
+# messages; instance type and zone filled in).
+CAPACITY_FAILURES = {
+    "InsufficientInstanceCapacity": (
+        "We currently do not have sufficient {type} capacity in the Availability Zone you requested "
+        "({zone}). Our system will be working on provisioning additional capacity. You can currently get "
+        "{type} capacity by not specifying an Availability Zone in your request or choosing other zones. "
+        "Launching EC2 instance failed."
+    ),
+    "SpotCapacity": (
+        "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot capacity "
+        "available that matches your request. Launching EC2 instance failed."
+    ),
+    "VcpuLimitExceeded": (
+        "You have requested more vCPU capacity than your current vCPU limit of 32 allows for the instance "
+        "bucket that the specified instance type belongs to. Please visit "
+        "http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit. "
+        "Launching EC2 instance failed."
+    ),
+    "InstanceLimitExceeded": (
+        "Your quota allows for 0 more running instance(s). You requested at least 1. "
+        "Launching EC2 instance failed."
+    ),
+}
+
+
+def capacity_failure_message(code: str, instance_type: str, zone: str) -> str:
+    wording = CAPACITY_FAILURES.get(code)
+    if wording is None:
+        raise StandInError(f'"code" must be one of {", ".join(CAPACITY_FAILURES)}')
+    return wording.format(type=instance_type, zone=zone)
 
 
 def refresh_terminate_cause(at: dt.datetime, instance_id: str) -> str:

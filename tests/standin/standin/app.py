@@ -69,6 +69,8 @@ class StandInApp:
         ):
             service, operation, _ = identify_request(environ, body)
             fault = CALLS.record(f"{service}:{operation}")
+            with MOTO_LOCK:
+                refresh.REFRESHES.on_call(f"{service}:{operation}")
             if fault is not None:
                 status, headers, err_body = fault_response(environ, service, fault)
                 headers.append(("Content-Length", str(len(err_body))))

@@ -42,8 +42,18 @@ CONTROL API (JSON in, JSON out; a bad request answers 400 {"error": "..."}):
                                                "waiting": [ids], "percentage", "instance_refresh_id"}
   POST   /_standin/refresh/fail            {"group", "reason"} -> the refresh (DescribeInstanceRefreshes
                                             shape plus "BatchInFlight")
+  POST   /_standin/refresh/capacity        {"group", "failures", "code"?}: EC2 refuses the group's next
+                                            launches for capacity (InsufficientInstanceCapacity,
+                                            SpotCapacity, VcpuLimitExceeded, InstanceLimitExceeded)
+  POST   /_standin/refresh/age             {"group", "days"}: the group's ended refreshes move back in
+                                            time (ended over 42 days ago: no longer described)
+  POST   /_standin/refresh/finish-on       {"group", "calls": ["autoscaling:Op", ...], "nth"?}: the
+                                            refresh is played to its end when the nth matching call
+                                            arrives, before moto answers it
   POST   /_standin/activity                {"group", "status_code", "description", "status_message"?,
                                             "cause"?} -> the activity (DescribeScalingActivities shape)
+  POST   /_standin/ec2/image               {"image_id", "state"?, "owner_id"?, "owner_alias"?,
+                                            "architecture"?}: what DescribeImages reports of the image
 """
 
 from __future__ import annotations
@@ -61,6 +71,7 @@ from .activities import ACTIVITIES
 from .autoscaling import LIFECYCLE
 from .awslambda import LAMBDA
 from .common import DEFAULT_REGION, MOTO_LOCK, StandInError, json_response, read_body
+from .ec2 import set_image
 from .ecs import AUTO_STEPPER, ROUND_ROBIN, ecs_auto_endpoint, ecs_seed_tasks, ecs_step_endpoint
 from .refresh import REFRESHES
 from .ssm import SSM
@@ -277,7 +288,11 @@ ROUTES = {
     ("GET", "/_standin/ssm/commands"): _locked(SSM.list_sent),
     ("POST", "/_standin/refresh/step"): _locked(REFRESHES.step),
     ("POST", "/_standin/refresh/fail"): _locked(REFRESHES.fail),
+    ("POST", "/_standin/refresh/capacity"): _locked(REFRESHES.set_capacity),
+    ("POST", "/_standin/refresh/age"): _locked(REFRESHES.age),
+    ("POST", "/_standin/refresh/finish-on"): _locked(REFRESHES.finish_on),
     ("POST", "/_standin/activity"): _locked(ACTIVITIES.post),
+    ("POST", "/_standin/ec2/image"): set_image,
 }
 
 

@@ -1,4 +1,4 @@
-"""EC2 launch template versions.
+"""EC2 launch template versions, and what DescribeImages reports of an image.
 
 STAND-IN for what moto 5.2.5 misplays:
   * CreateLaunchTemplateVersion: SourceVersion honoured (the new version is the source
@@ -6,6 +6,19 @@ STAND-IN for what moto 5.2.5 misplays:
     inherited ones); UserData parsed as CreateLaunchTemplate does (moto keeps it
     unparsed, and a later launch from that version then fails inside moto).
   * Version "0" is not found (moto answered with the latest version).
+  * Images (`POST /_standin/ec2/image`): moto's CreateImage makes an image that is
+    `available` at once, owned by the caller, with the instance's architecture, and no
+    other account ever shares one. On AWS an image is `pending` for minutes after
+    CreateImage, may end `failed`, `deregistered` or `disabled`, and one shared by
+    another account keeps its owner (and has no `amazon` alias unless AWS owns it).
+    The endpoint sets what DescribeImages then reports of an existing image: its
+    State, OwnerId, ImageOwnerAlias and Architecture.
+
+Plain moto, and relied on: DescribeImages by id (an unknown id alone is
+InvalidAMIID.NotFound; among known ones it is left out), the catalogue of public
+images moto loads (all of them with the alias `amazon`, arm64 ones among them), and
+DescribeInstanceTypes (ProcessorInfo.SupportedArchitectures from AWS's own data; an
+unknown type is InvalidInstanceType).
 """
 
 from __future__ import annotations
@@ -19,7 +32,13 @@ from moto.ec2.models import launch_templates as ec2_lt_models
 from moto.ec2.responses import launch_templates as ec2_lt_responses
 from moto.ec2.utils import parse_user_data
 
-from .common import MOTO_LOCK
+from moto.ec2 import ec2_backends
+
+from .common import ACCOUNT_ID, DEFAULT_REGION, MOTO_LOCK, StandInError
+
+IMAGE_STATES = ("pending", "available", "invalid", "deregistered", "transient", "failed", "error",
+                "disabled")
+ARCHITECTURES = ("i386", "x86_64", "arm64", "x86_64_mac", "arm64_mac")
 
 
 def _create_launch_template_version(self: Any) -> ActionResult:
@@ -74,3 +93,37 @@ def _lt_get_version(self: Any, num: Any) -> Any:
 
 ec2_lt_responses.LaunchTemplates.create_launch_template_version = _create_launch_template_version
 ec2_lt_models.LaunchTemplate.get_version = _lt_get_version
+
+
+def set_image(body: dict[str, Any]) -> dict[str, Any]:
+    """STAND-IN: `POST /_standin/ec2/image` {"image_id", "state"?, "owner_id"?,
+    "owner_alias"? (null: none), "architecture"?}: what DescribeImages reports of an
+    existing image from now on (see the module docstring). Returns the image's
+    ImageId, State, OwnerId, ImageOwnerAlias and Architecture."""
+    image_id = body.get("image_id")
+    if not isinstance(image_id, str) or not image_id:
+        raise StandInError('"image_id" is required (a string)')
+    region = body.get("region", DEFAULT_REGION)
+    with MOTO_LOCK:
+        ami = ec2_backends[ACCOUNT_ID][region].amis.get(image_id)
+        if ami is None:
+            raise StandInError(f"unknown image {image_id!r}")
+        if "state" in body:
+            if body["state"] not in IMAGE_STATES:
+                raise StandInError(f'"state" must be one of {", ".join(IMAGE_STATES)}')
+            ami.state = body["state"]
+        if "owner_id" in body:
+            owner = body["owner_id"]
+            if not isinstance(owner, str) or len(owner) != 12 or not owner.isdigit():
+                raise StandInError('"owner_id" must be a 12-digit account id')
+            ami.owner_id = owner
+        if "owner_alias" in body:
+            if body["owner_alias"] is not None and not isinstance(body["owner_alias"], str):
+                raise StandInError('"owner_alias" must be a string or null')
+            ami.owner_alias = body["owner_alias"]
+        if "architecture" in body:
+            if body["architecture"] not in ARCHITECTURES:
+                raise StandInError(f'"architecture" must be one of {", ".join(ARCHITECTURES)}')
+            ami.architecture = body["architecture"]
+        return {"ImageId": ami.id, "State": ami.state, "OwnerId": ami.owner_id,
+                "ImageOwnerAlias": ami.owner_alias, "Architecture": ami.architecture}

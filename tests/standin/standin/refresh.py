@@ -23,10 +23,26 @@ not waited on. `POST /_standin/refresh/fail` fails the refresh (AutoRollback ->
 RollbackInProgress). Launches and terminations are recorded as scaling activities
 (activities.py).
 
-Not emulated: instance warmup, checkpoints, alarms, the ReplaceRootVolume strategy,
-MixedInstancesPolicy in a desired configuration, the "Wait" choices of
-ScaleInProtectedInstances / StandbyInstances (treated as Ignore), refusing
-UpdateAutoScalingGroup during a refresh.
+Capacity (`POST /_standin/refresh/capacity`): EC2 refuses the group's next launches
+for want of capacity or an account limit, as Auto Scaling records it (a Failed scaling
+activity whose StatusMessage is EC2's wording: see activities.py); the batch launches
+nothing on that step and Auto Scaling tries it again on the next one, as it retries
+launches itself.
+
+History (`POST /_standin/refresh/age`): DescribeInstanceRefreshes returns recent
+history only (AWS keeps about six weeks: here, refreshes that ended more than
+HISTORY_DAYS ago are left out). No clock ages it here: the endpoint moves a group's
+refreshes back in time by a number of days (the stand-in's clock, compressed).
+
+A look that straddles the end of a refresh (`POST /_standin/refresh/finish-on`): when
+the n-th AWS call matching the given operations arrives, the group's refresh is played
+to its end before moto answers that call (a test of reading order, not of AWS).
+
+Not emulated: instance warmup, checkpoints and alarms (CheckpointPercentages,
+CheckpointDelay and AlarmSpecification are kept and described, never acted on), the
+ReplaceRootVolume strategy, MixedInstancesPolicy in a desired configuration, the
+"Wait" choices of ScaleInProtectedInstances / StandbyInstances (treated as Ignore),
+refusing UpdateAutoScalingGroup during a refresh.
 """
 
 from __future__ import annotations
@@ -45,7 +61,13 @@ from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
 from moto.ec2 import ec2_backends
 
-from .activities import ACTIVITIES, capacity_launch_cause, refresh_launch_cause, refresh_terminate_cause
+from .activities import (
+    ACTIVITIES,
+    capacity_failure_message,
+    capacity_launch_cause,
+    refresh_launch_cause,
+    refresh_terminate_cause,
+)
 from .autoscaling import LAUNCHING, LIFECYCLE, TERMINATING
 from .common import (
     ACCOUNT_ID,
@@ -60,6 +82,8 @@ from .common import (
 
 
 ACTIVE_REFRESH = ("Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking")
+# How long AWS keeps an ended refresh in DescribeInstanceRefreshes (about six weeks).
+HISTORY_DAYS = 42
 REFRESH_DEFAULTS = {
     "MinHealthyPercentage": 90,
     "SkipMatching": False,
@@ -157,6 +181,10 @@ class Refreshes:
 
     def __init__(self) -> None:
         self.items: list[InstanceRefresh] = []
+        # group -> (capacity failures still to come, EC2's error code)
+        self.capacity: dict[str, tuple[int, str]] = {}
+        # [{"group", "calls", "nth"}]: play the refresh to its end on the nth matching call
+        self.finish_on_calls: list[dict[str, Any]] = []
 
     # ---- lookups ----
 
@@ -258,7 +286,9 @@ class Refreshes:
         name = params.get("AutoScalingGroupName")
         self._group(account_id, region, name)
         ids = params.get("InstanceRefreshIds") or []
-        found = [r for r in reversed(self._for_group(account_id, region, name)) if not ids or r.id in ids]
+        kept_from = utcnow() - dt.timedelta(days=HISTORY_DAYS)
+        found = [r for r in reversed(self._for_group(account_id, region, name))
+                 if (not ids or r.id in ids) and (r.end_time is None or r.end_time >= kept_from)]
         page, token = page_records(found, params.get("MaxRecords"), params.get("NextToken"), 50)
         out: dict[str, Any] = {"InstanceRefreshes": [r.to_api() for r in page]}
         if token:
@@ -374,13 +404,100 @@ class Refreshes:
                 else:
                     victims = self._victims(ref, group)
                     if (victims or ref.refill) and not carried:
-                        self._new_batch(ref, group, victims, hooks, out)
-                        self._advance(ref, backend, group, out)
+                        if self._capacity_failure(ref, group, out):
+                            pass  # nothing launched; the batch is tried again next step
+                        else:
+                            self._new_batch(ref, group, victims, hooks, out)
+                            self._advance(ref, backend, group, out)
                     if ref.batch is None and not ref.refill and not self._victims(ref, group):
                         self._finish(ref, group)
         self._progress(ref, group)
         return {"status": ref.status, "launched": out["launched"], "terminated": out["terminated"],
-                "waiting": out["waiting"], "percentage": ref.percentage, "instance_refresh_id": ref.id}
+                "waiting": out["waiting"], "percentage": ref.percentage, "instance_refresh_id": ref.id,
+                "capacity_failed": out.get("capacity_failed", 0)}
+
+    # ---- capacity, history, reading order ----
+
+    def _capacity_failure(self, ref: InstanceRefresh, group: Any, out: dict[str, Any]) -> bool:
+        """A launch EC2 refuses for capacity (set by `/_standin/refresh/capacity`):
+        recorded as Auto Scaling records it; True when this step's launch failed."""
+        left, code = self.capacity.get(group.name, (0, ""))
+        if left <= 0:
+            return False
+        self.capacity[group.name] = (left - 1, code)
+        template, number = ref.rollback_target if ref.status == "RollbackInProgress" else ref.target
+        instance_type = template.get_version(number).data.get("InstanceType") or "m5.large"
+        zone = (group.availability_zones or ["us-east-1a"])[0]
+        message = capacity_failure_message(code, instance_type, zone)
+        ACTIVITIES.record(ref.account_id, ref.region, group.name, "Failed",
+                          f"Launching a new EC2 instance.  Status Reason: {message}",
+                          refresh_launch_cause(utcnow()), message)
+        out["capacity_failed"] = out.get("capacity_failed", 0) + 1
+        return True
+
+    def set_capacity(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /_standin/refresh/capacity` {"group", "failures", "code"?}: EC2 refuses the
+        group's next `failures` launches with `code` (InsufficientInstanceCapacity by
+        default; see activities.CAPACITY_FAILURES for the others)."""
+        name, failures = body.get("group"), body.get("failures")
+        code = body.get("code", "InsufficientInstanceCapacity")
+        if not isinstance(name, str) or name not in autoscaling_backends[ACCOUNT_ID][
+                body.get("region", DEFAULT_REGION)].autoscaling_groups:
+            raise StandInError('"group" must name an Auto Scaling group')
+        if not isinstance(failures, int) or isinstance(failures, bool) or failures < 0:
+            raise StandInError('"failures" must be an integer >= 0')
+        capacity_failure_message(code, "m5.large", "us-east-1a")  # refuses an unknown code
+        self.capacity[name] = (failures, code)
+        return {"group": name, "failures": failures, "code": code}
+
+    def age(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /_standin/refresh/age` {"group", "days"}: the group's refreshes started
+        and ended `days` earlier (the stand-in's clock, compressed); those that ended
+        more than HISTORY_DAYS ago are then no longer described."""
+        days = body.get("days")
+        if not isinstance(days, (int, float)) or isinstance(days, bool) or days <= 0:
+            raise StandInError('"days" must be a number > 0')
+        _, _, _ = self._control_target(body)
+        shift = dt.timedelta(days=days)
+        refs = self._for_group(ACCOUNT_ID, body.get("region", DEFAULT_REGION), body["group"])
+        for ref in refs:
+            if ref.status in ACTIVE_REFRESH:
+                raise StandInError(f"refresh {ref.id} is still {ref.status}: only ended ones age")
+        for ref in refs:
+            ref.start_time -= shift
+            if ref.end_time is not None:
+                ref.end_time -= shift
+        return {"aged": len(refs)}
+
+    def finish_on(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /_standin/refresh/finish-on` {"group", "calls": ["autoscaling:Op", ...],
+        "nth"}: when the nth AWS call matching one of `calls` arrives, the group's refresh
+        is played to its end before moto answers it."""
+        calls, nth = body.get("calls"), body.get("nth", 1)
+        if not isinstance(calls, list) or not calls or not all(isinstance(c, str) and ":" in c for c in calls):
+            raise StandInError('"calls" must be a list of "<service>:<Operation>"')
+        if not isinstance(nth, int) or isinstance(nth, bool) or nth < 1:
+            raise StandInError('"nth" must be an integer >= 1')
+        _, _, ref = self._control_target(body)
+        if ref.status not in ACTIVE_REFRESH:
+            raise StandInError(f"the group's latest refresh is {ref.status}: nothing to finish")
+        self.finish_on_calls.append({"group": body["group"], "calls": calls, "left": nth,
+                                     "region": body.get("region", DEFAULT_REGION)})
+        return {"group": body["group"], "calls": calls, "nth": nth}
+
+    def on_call(self, key: str) -> None:
+        """Called for every AWS request (app.py), before moto answers it."""
+        for trigger in list(self.finish_on_calls):
+            if key not in trigger["calls"]:
+                continue
+            trigger["left"] -= 1
+            if trigger["left"] > 0:
+                continue
+            self.finish_on_calls.remove(trigger)
+            for _ in range(1000):
+                if self.step({"group": trigger["group"], "region": trigger["region"]})["status"] \
+                        not in ACTIVE_REFRESH:
+                    break
 
     # ---- the refresh itself ----
 

@@ -1,7 +1,7 @@
 use aws_sdk_autoscaling::Client;
 use aws_sdk_autoscaling::types::{
-    DesiredConfiguration, LaunchTemplateSpecification, RefreshPreferences as SdkPreferences,
-    RefreshStrategy, ScalingActivityStatusCode, Tag,
+    AlarmSpecification, DesiredConfiguration, LaunchTemplateSpecification,
+    RefreshPreferences as SdkPreferences, RefreshStrategy, ScalingActivityStatusCode, Tag,
 };
 
 use super::aws_error;
@@ -178,6 +178,21 @@ impl AutoScaling for Client {
                 .iter()
                 .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
                 .collect(),
+            // arn:<partition>:autoscaling:<region>:<account>:autoScalingGroup:...
+            account_id: g
+                .auto_scaling_group_arn()
+                .and_then(|arn| arn.split(':').nth(4))
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned),
+            unhealthy: g
+                .instances()
+                .iter()
+                .filter(|i| {
+                    i.health_status()
+                        .is_some_and(|h| h.eq_ignore_ascii_case("Unhealthy"))
+                })
+                .filter_map(|i| i.instance_id().map(str::to_owned))
+                .collect(),
         }))
     }
 
@@ -241,14 +256,28 @@ impl AutoScaling for Client {
                     )
                     .build(),
             )
-            .preferences(
-                SdkPreferences::builder()
+            .preferences({
+                let mut p = SdkPreferences::builder()
                     .min_healthy_percentage(preferences.min_healthy_percentage)
                     .max_healthy_percentage(preferences.max_healthy_percentage)
                     .skip_matching(true)
-                    .auto_rollback(preferences.auto_rollback)
-                    .build(),
-            )
+                    .auto_rollback(preferences.auto_rollback);
+                if !preferences.checkpoint_percentages.is_empty() {
+                    p = p
+                        .set_checkpoint_percentages(Some(
+                            preferences.checkpoint_percentages.clone(),
+                        ))
+                        .set_checkpoint_delay(preferences.checkpoint_delay_s);
+                }
+                if !preferences.alarms.is_empty() {
+                    p = p.alarm_specification(
+                        AlarmSpecification::builder()
+                            .set_alarms(Some(preferences.alarms.clone()))
+                            .build(),
+                    );
+                }
+                p.build()
+            })
             .send()
             .await;
         match result {

@@ -3,8 +3,11 @@ use aws_sdk_ec2::types::{LaunchTemplateVersion, RequestLaunchTemplateData};
 
 use super::aws_error;
 use crate::error::AwsError;
-use crate::model::{Ec2Instance, Ec2State, TemplateVersion};
+use crate::model::{Ec2Instance, Ec2State, Image, ImageState, InstanceTypeInfo, TemplateVersion};
 use crate::ports::Ec2;
+
+/// DescribeInstanceTypes takes at most 100 instance types per call.
+const DESCRIBE_INSTANCE_TYPES_MAX: usize = 100;
 
 impl Ec2 for Client {
     async fn instance_state(&self, instance_id: &str) -> Result<Option<Ec2State>, AwsError> {
@@ -157,6 +160,122 @@ impl Ec2 for Client {
                 message: "the answer has no version number".into(),
             })
     }
+
+    async fn images(&self, ids: &[String]) -> Result<Vec<Image>, AwsError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let describe = |ids: Vec<String>| {
+            self.describe_images()
+                .set_image_ids(Some(ids))
+                // Asked for by id, a deprecated image is still described.
+                .include_deprecated(true)
+                .send()
+        };
+        let answers = match describe(ids.to_vec()).await {
+            Ok(r) => vec![r],
+            Err(e) => {
+                let err = aws_error("ec2", "DescribeImages", &e);
+                if err.code.as_deref() != Some("InvalidAMIID.NotFound") {
+                    return Err(err);
+                }
+                // One unknown id fails the whole call: ask one by one, leaving
+                // out the ones EC2 does not know.
+                let mut out = Vec::new();
+                for id in ids {
+                    match describe(vec![id.clone()]).await {
+                        Ok(r) => out.push(r),
+                        Err(e) => {
+                            let err = aws_error("ec2", "DescribeImages", &e);
+                            if err.code.as_deref() != Some("InvalidAMIID.NotFound") {
+                                return Err(err);
+                            }
+                        }
+                    }
+                }
+                out
+            }
+        };
+        Ok(answers
+            .iter()
+            .flat_map(|r| r.images())
+            .filter_map(|i| {
+                Some(Image {
+                    id: i.image_id()?.to_owned(),
+                    state: ImageState::parse(i.state().map_or("", |s| s.as_str())),
+                    architecture: i.architecture().map(|a| a.as_str().to_owned()),
+                    owner_id: i.owner_id().map(str::to_owned),
+                    owner_alias: i.image_owner_alias().map(str::to_owned),
+                    created_ms: i.creation_date().and_then(|d| {
+                        let t = aws_smithy_types::DateTime::from_str(
+                            d,
+                            aws_smithy_types::date_time::Format::DateTime,
+                        )
+                        .ok()?;
+                        u64::try_from(t.to_millis().ok()?).ok()
+                    }),
+                })
+            })
+            .filter(|i| ids.contains(&i.id))
+            .collect())
+    }
+
+    async fn instance_types(&self, types: &[String]) -> Result<Vec<InstanceTypeInfo>, AwsError> {
+        let mut out = Vec::new();
+        for chunk in types.chunks(DESCRIBE_INSTANCE_TYPES_MAX) {
+            let describe = |types: &[String]| {
+                self.describe_instance_types()
+                    .set_instance_types(Some(types.iter().map(|t| t.as_str().into()).collect()))
+                    .send()
+            };
+            let answers = match describe(chunk).await {
+                Ok(r) => vec![r],
+                Err(e) => {
+                    let err = aws_error("ec2", "DescribeInstanceTypes", &e);
+                    if err.code.as_deref() != Some("InvalidInstanceType") {
+                        return Err(err);
+                    }
+                    if chunk.len() == 1 {
+                        continue;
+                    }
+                    // An unknown type fails the whole call: one by one.
+                    let mut answers = Vec::new();
+                    for t in chunk {
+                        match describe(std::slice::from_ref(t)).await {
+                            Ok(r) => answers.push(r),
+                            Err(e) => {
+                                let err = aws_error("ec2", "DescribeInstanceTypes", &e);
+                                if err.code.as_deref() != Some("InvalidInstanceType") {
+                                    return Err(err);
+                                }
+                            }
+                        }
+                    }
+                    answers
+                }
+            };
+            out.extend(
+                answers
+                    .iter()
+                    .flat_map(|r| r.instance_types())
+                    .filter_map(|t| {
+                        Some(InstanceTypeInfo {
+                            instance_type: t.instance_type()?.as_str().to_owned(),
+                            architectures: t
+                                .processor_info()
+                                .map(|p| {
+                                    p.supported_architectures()
+                                        .iter()
+                                        .map(|a| a.as_str().to_owned())
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                        })
+                    }),
+            );
+        }
+        Ok(out)
+    }
 }
 
 fn template_version(v: &LaunchTemplateVersion) -> Option<TemplateVersion> {
@@ -168,5 +287,9 @@ fn template_version(v: &LaunchTemplateVersion) -> Option<TemplateVersion> {
             .map(str::to_owned),
         description: v.version_description().map(str::to_owned),
         is_default: v.default_version().unwrap_or(false),
+        instance_type: v
+            .launch_template_data()
+            .and_then(|d| d.instance_type())
+            .map(|t| t.as_str().to_owned()),
     })
 }

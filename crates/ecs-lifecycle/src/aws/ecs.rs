@@ -298,4 +298,27 @@ impl Ecs for Client {
             .await
             .map_err(|e| aws_error("ecs", "ListServices", &e))
     }
+
+    async fn service_task_arns(
+        &self,
+        cluster: &str,
+        service: &str,
+        desired: DesiredStatus,
+    ) -> Result<Vec<String>, AwsError> {
+        let desired = match desired {
+            DesiredStatus::Running => SdkDesired::Running,
+            DesiredStatus::Stopped => SdkDesired::Stopped,
+        };
+        self.list_tasks()
+            .cluster(cluster)
+            .service_name(service)
+            .desired_status(desired)
+            .max_results(LIST_PAGE)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws_error("ecs", "ListTasks", &e))
+    }
 }

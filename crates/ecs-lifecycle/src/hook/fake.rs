@@ -18,8 +18,8 @@ use crate::error::AwsError;
 use crate::model::{
     ActionAck, ActionResult, AsgGroup, AsgInstance, CommandInvocation, CommandSent,
     ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, Ec2Instance, Ec2State, HookTimeouts,
-    InstanceStatus, LifecycleAction, LifecycleState, Refresh, RefreshPreferences, Scheduling,
-    Service, Task, TaskStatus, TemplateVersion,
+    Image, InstanceStatus, InstanceTypeInfo, LifecycleAction, LifecycleState, Refresh,
+    RefreshPreferences, Scheduling, Service, Task, TaskStatus, TemplateVersion,
 };
 use crate::ports::{
     AutoScaling, DesiredStatus, Ec2, Ecs, Publisher, Registration, Ssm, StopResult,
@@ -607,6 +607,15 @@ impl Ecs for FakeFleet {
         let w = self.ecs("ListServices").await?;
         Ok(w.services.iter().map(|s| s.name.clone()).collect())
     }
+
+    async fn service_task_arns(
+        &self,
+        _cluster: &str,
+        _service: &str,
+        _desired: DesiredStatus,
+    ) -> Result<Vec<String>, AwsError> {
+        Err(unsupported("ecs", "ListTasks"))
+    }
 }
 
 impl Publisher for FakeFleet {
@@ -667,6 +676,14 @@ impl Ec2 for FakeFleet {
         _description: &str,
     ) -> Result<i64, AwsError> {
         Err(unsupported("ec2", "CreateLaunchTemplateVersion"))
+    }
+
+    async fn images(&self, _ids: &[String]) -> Result<Vec<Image>, AwsError> {
+        Err(unsupported("ec2", "DescribeImages"))
+    }
+
+    async fn instance_types(&self, _types: &[String]) -> Result<Vec<InstanceTypeInfo>, AwsError> {
+        Err(unsupported("ec2", "DescribeInstanceTypes"))
     }
 }
 

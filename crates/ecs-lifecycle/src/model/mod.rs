@@ -8,7 +8,7 @@ use crate::error::EventError;
 mod state;
 
 pub use state::{
-    CommandStatus, Ec2State, InstanceStatus, LifecycleState, RefreshStatus, TaskStatus,
+    CommandStatus, Ec2State, ImageState, InstanceStatus, LifecycleState, RefreshStatus, TaskStatus,
 };
 
 /// An EC2 instance registered with an ECS cluster.
@@ -198,6 +198,10 @@ pub struct AsgGroup {
     /// `(instance id, lifecycle state)`.
     pub instances: Vec<(String, LifecycleState)>,
     pub tags: Vec<(String, String)>,
+    /// The account that owns the group (from its ARN).
+    pub account_id: Option<String>,
+    /// Instances whose health status Auto Scaling reports as `Unhealthy`.
+    pub unhealthy: Vec<String>,
 }
 
 /// A group's launch template reference.
@@ -216,6 +220,31 @@ pub struct TemplateVersion {
     pub description: Option<String>,
     /// Whether it is the template's default version.
     pub is_default: bool,
+    /// The instance type it launches, if it names one.
+    pub instance_type: Option<String>,
+}
+
+/// An AMI as DescribeImages reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Image {
+    pub id: String,
+    pub state: ImageState,
+    /// `x86_64`, `arm64`, `i386`, ...
+    pub architecture: Option<String>,
+    /// The account that owns it.
+    pub owner_id: Option<String>,
+    /// `amazon` for AWS's own images (`aws-marketplace`, or none, otherwise).
+    pub owner_alias: Option<String>,
+    /// CreationDate, epoch milliseconds.
+    pub created_ms: Option<u64>,
+}
+
+/// The processor architectures an instance type supports (DescribeInstanceTypes'
+/// `ProcessorInfo.SupportedArchitectures`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstanceTypeInfo {
+    pub instance_type: String,
+    pub architectures: Vec<String>,
 }
 
 /// An EC2 instance: its AMI and when it was launched.
@@ -228,7 +257,7 @@ pub struct Ec2Instance {
 }
 
 /// How a refresh replaces instances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RefreshPreferences {
     /// 100: launch before terminating, keep full capacity.
     pub min_healthy_percentage: i32,
@@ -237,6 +266,13 @@ pub struct RefreshPreferences {
     /// Let Auto Scaling roll back its own failures: yes for a rollout, no for a
     /// restore (rolling a restore back would bring the refused AMI back).
     pub auto_rollback: bool,
+    /// `CheckpointPercentages` (ascending, the last 100); empty: none.
+    pub checkpoint_percentages: Vec<i32>,
+    /// `CheckpointDelay` in seconds, sent with the checkpoints only.
+    pub checkpoint_delay_s: Option<i32>,
+    /// CloudWatch alarms Auto Scaling watches during the refresh
+    /// (`AlarmSpecification`); empty: none.
+    pub alarms: Vec<String>,
 }
 
 /// The lifecycle transition an action is for.

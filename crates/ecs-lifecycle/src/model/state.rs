@@ -152,6 +152,27 @@ impl RefreshStatus {
 }
 
 aws_state! {
+    /// An AMI's state (DescribeImages).
+    ImageState {
+        Pending => "pending",
+        Available => "available",
+        Invalid => "invalid",
+        Deregistered => "deregistered",
+        Transient => "transient",
+        Failed => "failed",
+        Error => "error",
+        Disabled => "disabled",
+    }
+}
+
+impl ImageState {
+    /// The only state in which EC2 launches the image.
+    pub fn is_available(&self) -> bool {
+        *self == Self::Available
+    }
+}
+
+aws_state! {
     /// An ECS task's `lastStatus` or `desiredStatus`.
     TaskStatus {
         Provisioning => "PROVISIONING",
@@ -252,6 +273,21 @@ mod tests {
             serde_json::to_value(Ec2State::ShuttingDown).ok(),
             Some(serde_json::json!("shutting-down"))
         );
+    }
+
+    #[test]
+    fn only_an_available_image_launches() {
+        for (s, ok) in [
+            ("available", true),
+            ("pending", false),
+            ("failed", false),
+            ("deregistered", false),
+            ("disabled", false),
+            ("something-new", false),
+        ] {
+            assert_eq!(ImageState::parse(s).is_available(), ok, "{s}");
+            assert_eq!(ImageState::parse(s).to_string(), s);
+        }
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! level-triggered by parameter changes, a schedule and manual invokes.
 //!
 //! [`trigger`] parses what started an invocation, [`decide`] is the pure decision
-//! over one group, [`observe`] builds the view it decides on, [`run`] acts.
+//! over one group, [`observe`] builds the view it decides on, [`run`] acts;
+//! [`window`] is the maintenance window (`ROLLOUT_WINDOW`).
 
 pub mod decide;
 pub mod observe;
 pub mod run;
 pub mod trigger;
+pub mod window;
 
-pub use decide::UNSTEADY_TAG;
+pub use decide::{BASELINE_TAG, REFUSED_AMI_TAG, UNSTEADY_TAG};
 pub use run::Roller;

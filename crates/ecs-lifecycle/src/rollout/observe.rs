@@ -1,18 +1,34 @@
-//! One look at a group for [`crate::rollout::decide`]: the group, its launch
-//! template versions, its refreshes, its instances in EC2 and in the cluster.
+//! One look at a group for [`crate::rollout::decide`]: its refreshes, then the
+//! group, its launch template versions, its instances in EC2 and in the
+//! cluster; the cluster's services; and, before a rollout changes anything,
+//! the AMI and the group's instance type.
 
 use std::collections::HashMap;
 
 use crate::error::Error;
-use crate::model::{InstanceStatus, TemplateVersion};
-use crate::ports::{AutoScaling, Ec2, Ecs, Ssm};
+use crate::model::{ContainerInstance, InstanceStatus, TemplateVersion};
+use crate::ports::{AutoScaling, DesiredStatus, Ec2, Ecs, Ssm};
 use crate::rollout::decide::{
-    GroupView, Intent, Member, TemplateRef, UNSTEADY_TAG, parse_version_description, target_for,
+    BASELINE_TAG, Baseline, ClusterView, GroupView, ImageFacts, Intent, Member, REFUSED_AMI_TAG,
+    Refusal, ServiceView, TemplateRef, UNSTEADY_TAG, parse_version_description, target_for,
 };
 use crate::rollout::run::Roller;
 
+/// A service as listed, with what finding its tasks needs.
+#[derive(Debug, Clone)]
+pub(super) struct ServiceRef {
+    pub cluster: String,
+    pub name: String,
+}
+
 impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
     /// Everything [`decide`] needs about one group, and its target AMI.
+    ///
+    /// The refreshes are read first, then the group: a refresh read as ended
+    /// ended before the instances and the group's version were read, so a look
+    /// that straddles the end of a refresh sees it still running (and waits)
+    /// instead of taking the instances it had not replaced yet for ones it
+    /// left behind (and starting another).
     pub(super) async fn observe(
         &self,
         name: &str,
@@ -20,25 +36,42 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
         requested: &str,
         registered: &HashMap<String, (InstanceStatus, bool)>,
     ) -> Result<(GroupView, String), Error> {
-        let Some(group) = self.autoscaling.group(name).await? else {
-            let view = GroupView {
-                name: name.to_owned(),
-                desired_capacity: 0,
-                template: Err("no Auto Scaling group has this name".into()),
-                prepared: None,
-                members: vec![],
-                refreshes: vec![],
-                refused_launches: vec![],
-                unsteady_since_ms: None,
-            };
-            return Ok((view, requested.to_owned()));
+        let missing = || GroupView {
+            name: name.to_owned(),
+            desired_capacity: 0,
+            template: Err("no Auto Scaling group has this name".into()),
+            prepared: None,
+            members: vec![],
+            refreshes: vec![],
+            refused_launches: vec![],
+            unsteady_since_ms: None,
+            refused: None,
+            baseline: None,
+            account_id: None,
         };
-        let unsteady_since_ms = group
-            .tags
-            .iter()
-            .find(|(k, _)| k == UNSTEADY_TAG)
-            .and_then(|(_, v)| v.parse().ok());
-        let mut refreshes = self.autoscaling.refreshes(name).await?;
+        let mut refreshes = match self.autoscaling.refreshes(name).await {
+            Ok(r) => r,
+            // Auto Scaling answers a group it does not know with an error.
+            Err(e) => {
+                return match self.autoscaling.group(name).await? {
+                    None => Ok((missing(), requested.to_owned())),
+                    Some(_) => Err(e.into()),
+                };
+            }
+        };
+        let Some(group) = self.autoscaling.group(name).await? else {
+            return Ok((missing(), requested.to_owned()));
+        };
+        let tag = |key: &str| {
+            group
+                .tags
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        let unsteady_since_ms = tag(UNSTEADY_TAG).and_then(|v| v.parse().ok());
+        let refused = tag(REFUSED_AMI_TAG).map(Refusal::parse);
+        let baseline = tag(BASELINE_TAG).map(Baseline::parse);
 
         let template = match &group.template {
             Err(why) => Err(why.clone()),
@@ -77,6 +110,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
                         number: v.number,
                         ami: v.image_id.clone(),
                         ours: v.description.as_deref().and_then(parse_version_description),
+                        instance_type: v.instance_type.clone(),
                     }),
                     None => Err(format!(
                         "its launch template {} has no version {}",
@@ -103,6 +137,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
                 ami: ec2.get(id).and_then(|i| i.image_id.clone()),
                 launched_ms: ec2.get(id).and_then(|i| i.launched_ms),
                 ecs: registered.get(id).cloned(),
+                healthy: !group.unhealthy.contains(id),
             })
             .collect();
 
@@ -115,6 +150,9 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
             refreshes,
             refused_launches: vec![],
             unsteady_since_ms,
+            refused,
+            baseline,
+            account_id: group.account_id.clone(),
         };
         let target = target_for(&view, intent, requested).to_owned();
 
@@ -147,5 +185,118 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
             }
         }
         Ok((view, target))
+    }
+
+    /// The cluster's services, with running and desired counts (their tasks
+    /// are looked up later, only if needed: [`Self::place_services`]).
+    pub(super) async fn services(
+        &self,
+        clusters: &[String],
+    ) -> Result<(ClusterView, Vec<ServiceRef>), Error> {
+        let mut view = ClusterView::default();
+        let mut refs = Vec::new();
+        for cluster in clusters {
+            let arns = self.ecs.service_arns(cluster).await?;
+            for s in self.ecs.services(cluster, &arns).await? {
+                view.services.push(ServiceView {
+                    name: if clusters.len() > 1 {
+                        format!("{cluster}/{}", s.name)
+                    } else {
+                        s.name.clone()
+                    },
+                    running: s.running_count,
+                    desired: s.desired_count,
+                    deployments: s.deployments,
+                    instances: None,
+                });
+                refs.push(ServiceRef {
+                    cluster: cluster.clone(),
+                    name: s.name,
+                });
+            }
+        }
+        Ok((view, refs))
+    }
+
+    /// Where the tasks of the services that would count against a rollout
+    /// are (unsteady, not deploying, not `excused` by every baseline): the
+    /// EC2 instances of their running and recently stopped tasks. Other
+    /// services are not looked up.
+    pub(super) async fn place_services(
+        &self,
+        cluster_view: &mut ClusterView,
+        refs: &[ServiceRef],
+        container_instances: &[ContainerInstance],
+        excused: impl Fn(&str) -> bool,
+    ) -> Result<(), Error> {
+        let ec2_of: HashMap<&str, &str> = container_instances
+            .iter()
+            .map(|ci| (ci.arn.as_str(), ci.ec2_instance_id.as_str()))
+            .collect();
+        for (service, r) in cluster_view.services.iter_mut().zip(refs) {
+            if service.is_steady()
+                || service.deployments > 1
+                || service.instances.is_some()
+                || excused(&service.name)
+            {
+                continue;
+            }
+            let mut arns = Vec::new();
+            for desired in [DesiredStatus::Running, DesiredStatus::Stopped] {
+                arns.extend(
+                    self.ecs
+                        .service_task_arns(&r.cluster, &r.name, desired)
+                        .await?,
+                );
+            }
+            arns.sort();
+            arns.dedup();
+            let mut on: Vec<String> = self
+                .ecs
+                .tasks(&r.cluster, &arns)
+                .await?
+                .iter()
+                .filter(|t| t.service_name() == Some(r.name.as_str()))
+                .filter_map(|t| t.container_instance_arn.as_deref())
+                .filter_map(|arn| ec2_of.get(arn).map(|id| (*id).to_owned()))
+                .collect();
+            on.sort();
+            on.dedup();
+            service.instances = Some(on);
+        }
+        Ok(())
+    }
+
+    /// What [`crate::rollout::decide::vet`] checks the target against: the
+    /// image (and a refused one, to tell which is newer) and the group's
+    /// instance type.
+    pub(super) async fn image_facts(
+        &self,
+        view: &GroupView,
+        target: &str,
+    ) -> Result<ImageFacts, Error> {
+        let mut ids = vec![target.to_owned()];
+        if let Some(Ok(r)) = &view.refused
+            && r.ami != target
+        {
+            ids.push(r.ami.clone());
+        }
+        let images = self.ec2.images(&ids).await?;
+        let types: Vec<String> = view
+            .template
+            .as_ref()
+            .ok()
+            .and_then(|t| t.instance_type.clone())
+            .into_iter()
+            .collect();
+        let instance_types = if types.is_empty() {
+            Vec::new()
+        } else {
+            self.ec2.instance_types(&types).await?
+        };
+        Ok(ImageFacts {
+            images,
+            instance_types,
+        })
     }
 }

@@ -17,11 +17,12 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::config::{ClusterScope, RolloutConfig};
 use crate::error::Error;
 use crate::model::Refresh;
-use crate::model::{InstanceStatus, RefreshPreferences};
+use crate::model::{InstanceStatus, RefreshPreferences, RefreshStatus};
 use crate::ports::{AutoScaling, Ec2, Ecs, Ssm};
 use crate::rollout::decide::{
-    ClusterView, GroupView, Intent, Limits, Outcome, Phase, Step, UNSTEADY_TAG, ami_from_parameter,
-    decide, max_healthy_percentage, replaced, version_description,
+    ClusterView, GroupView, Intent, Limits, Outcome, Phase, Step, TagChange, ami_from_parameter,
+    decide, is_capacity_failure, judge, max_healthy_percentage, newer_than_refused, replaced,
+    tag_changes, version_description, vet,
 };
 use crate::rollout::trigger::{Trigger, parse_trigger};
 use crate::time::{Clock, millis};
@@ -36,12 +37,15 @@ const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 /// Passes without sleeping in a row (after a step that changed something).
 const MAX_QUICK_PASSES: u32 = 5;
 
-/// One group's look and decision, as reported.
+/// One group's look and decision, as reported, with the tag writes that go
+/// with the step (before and after its own call).
 #[derive(Debug, Clone)]
 struct GroupReport {
     view: GroupView,
     target: String,
     step: Step,
+    tags_before: Vec<TagChange>,
+    tags_after: Vec<TagChange>,
 }
 
 impl GroupReport {
@@ -62,6 +66,11 @@ impl GroupReport {
                 "ours": r.ours.is_some(),
             })),
             "unsteady_since_ms": self.view.unsteady_since_ms,
+            "refused_ami": self.view.refused.as_ref().map(|r| match r {
+                Ok(r) => json!({"ami": r.ami, "at": r.at}),
+                Err(why) => json!({"malformed": why}),
+            }),
+            "baseline": self.view.baseline.as_ref().map(|b| b.value()),
         })
     }
 }
@@ -120,8 +129,23 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
         let mut quick_passes = 0;
         // The steps that changed something, in order, for the answer.
         let mut actions: Vec<Value> = Vec::new();
+        let mut refusal: Option<Error> = None;
         loop {
             let (reports, changed) = self.pass(&intent, &requested, acting, &clock).await?;
+            // An AMI refused by its checks is an error for the invocation
+            // (after every other group has had its step), unless it only
+            // asked for the status.
+            if refusal.is_none() && !matches!(intent, Intent::Status) {
+                refusal = reports.iter().find_map(|r| match &r.step {
+                    Step::Refused { check, seen, why } => Some(Error::AmiRefused {
+                        ami: r.target.clone(),
+                        check: check.clone(),
+                        seen: seen.clone(),
+                        why: why.clone(),
+                    }),
+                    _ => None,
+                });
+            }
             if acting {
                 actions.extend(
                     reports
@@ -142,6 +166,9 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
                 None
             };
             if let Some(outcome) = outcome {
+                if let Some(e) = refusal {
+                    return Err(e);
+                }
                 return Ok(json!({
                     "outcome": outcome,
                     "requested_ami": requested,
@@ -158,6 +185,9 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
             let left = deadline_ms.saturating_sub(clock.now_ms());
             if left < millis(poll + DEADLINE_MARGIN) {
                 info!("still rolling; the schedule's next watch carries on");
+                if let Some(e) = refusal {
+                    return Err(e);
+                }
                 return Ok(json!({
                     "outcome": "watching",
                     "requested_ami": requested,
@@ -200,67 +230,81 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
             ClusterScope::Named(names) => names.clone(),
             ClusterScope::All => self.ecs.cluster_arns().await?,
         };
-        let mut registered: HashMap<String, (InstanceStatus, bool)> = HashMap::new();
-        let mut unsteady_services = Vec::new();
+        let mut container_instances = Vec::new();
         for cluster in &clusters {
-            registered.extend(
-                self.ecs
-                    .container_instances(cluster)
-                    .await?
-                    .into_iter()
-                    .map(|ci| (ci.ec2_instance_id, (ci.status, ci.agent_connected))),
-            );
-            let service_arns = self.ecs.service_arns(cluster).await?;
-            let in_cluster = |name: &str| {
-                if clusters.len() > 1 {
-                    format!("{cluster}/{name}")
-                } else {
-                    name.to_owned()
-                }
-            };
-            unsteady_services.extend(
-                self.ecs
-                    .services(cluster, &service_arns)
-                    .await?
-                    .into_iter()
-                    .filter(|s| s.running_count != s.desired_count || s.deployments > 1)
-                    .map(|s| {
-                        format!(
-                            "{} ({}/{} running, {} deployments)",
-                            in_cluster(&s.name),
-                            s.running_count,
-                            s.desired_count,
-                            s.deployments
-                        )
-                    }),
-            );
+            container_instances.extend(self.ecs.container_instances(cluster).await?);
         }
-        let cluster_view = ClusterView { unsteady_services };
+        let registered: HashMap<String, (InstanceStatus, bool)> = container_instances
+            .iter()
+            .map(|ci| {
+                (
+                    ci.ec2_instance_id.clone(),
+                    (ci.status.clone(), ci.agent_connected),
+                )
+            })
+            .collect();
+        let (mut cluster_view, service_refs) = self.services(&clusters).await?;
+
+        let mut first_error = None;
+        let mut views = Vec::new();
+        for group in &self.config.groups {
+            match self
+                .observe(group, intent, requested, &registered)
+                .instrument(info_span!("group", asg = %group))
+                .await
+            {
+                Ok(v) => views.push(v),
+                Err(e) => {
+                    error!(asg = %group, error = %e, "could not look at the group");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        // Where the unsteady services' tasks are, only when a rollout is
+        // being judged (its refresh runs, or has just succeeded), and not for
+        // a service that every such rollout's baseline excuses anyway.
+        let judged: Vec<&GroupView> = views.iter().map(|(v, _)| v).filter(|v| judged(v)).collect();
+        if !judged.is_empty() {
+            let excused = |name: &str| {
+                judged
+                    .iter()
+                    .all(|v| v.baseline.as_ref().is_some_and(|b| b.contains(name)))
+            };
+            self.place_services(
+                &mut cluster_view,
+                &service_refs,
+                &container_instances,
+                excused,
+            )
+            .await?;
+        }
+
+        let now_ms = clock.now_ms();
         let limits = Limits {
             stability_timeout_ms: millis(self.config.stability_timeout),
             registration_timeout_ms: millis(self.config.registration_timeout),
+            window_opens_ms: self.config.window.as_ref().and_then(|w| w.opens_at(now_ms)),
         };
-
         let mut reports = Vec::new();
         let mut changed = false;
-        let mut first_error = None;
-        for group in &self.config.groups {
-            let span = info_span!("group", asg = %group);
+        for (view, target) in views {
+            let span = info_span!("group", asg = %view.name);
             let result = async {
-                let (view, target) = self.observe(group, intent, requested, &registered).await?;
-                let step = decide(
-                    &view,
-                    &cluster_view,
-                    intent,
-                    &target,
-                    limits,
-                    clock.now_ms(),
-                );
-                let report = GroupReport { view, target, step };
+                let report = self
+                    .step_for(
+                        view,
+                        target,
+                        &cluster_view,
+                        intent,
+                        requested,
+                        limits,
+                        now_ms,
+                    )
+                    .await?;
                 let did = if acting {
-                    self.act(&report).await?
+                    self.act(&report, &cluster_view).await?
                 } else {
-                    log_step(&report, false);
+                    log_step(&report, &cluster_view, false);
                     false
                 };
                 Ok::<_, Error>((report, did))
@@ -273,7 +317,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
                     reports.push(report);
                 }
                 Err(e) => {
-                    error!(asg = %group, error = %e, "could not look at or step the group");
+                    error!(error = %e, "could not step the group");
                     first_error.get_or_insert(e);
                 }
             }
@@ -284,40 +328,106 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
         }
     }
 
+    /// The decision for one group, with the AMI checked when the step would
+    /// start changing things for a rollout.
+    #[allow(clippy::too_many_arguments)]
+    async fn step_for(
+        &self,
+        view: GroupView,
+        target: String,
+        cluster: &ClusterView,
+        intent: &Intent,
+        requested: &str,
+        limits: Limits,
+        now_ms: u64,
+    ) -> Result<GroupReport, Error> {
+        let (mut target, mut intent) = (target, intent.clone());
+        let mut step = decide(&view, cluster, &intent, &target, limits, now_ms);
+        // With a maintenance window, a watch inside it with nothing under way
+        // starts what the scheduled check would: a rollout the window held
+        // back starts when it opens.
+        if step == Step::Idle
+            && intent == Intent::Watch
+            && self.config.window.is_some()
+            && limits.window_opens_ms.is_none()
+        {
+            intent = Intent::Start { force: false };
+            target = requested.to_owned();
+            step = decide(&view, cluster, &intent, &target, limits, now_ms);
+        }
+        let mut newer = false;
+        if step.starts_rollout() {
+            let facts = self.image_facts(&view, &target).await?;
+            if let Err(refused) = vet(&view, &target, &facts, &self.config.allowed_ami_owners) {
+                step = refused;
+            }
+            newer = newer_than_refused(&view, &target, &facts);
+        }
+        let (tags_before, tags_after) =
+            tag_changes(&view, cluster, &intent, &step, &target, newer, now_ms);
+        Ok(GroupReport {
+            view,
+            target,
+            step,
+            tags_before,
+            tags_after,
+        })
+    }
+
+    async fn write_tags(&self, group: &str, changes: &[TagChange]) -> Result<(), Error> {
+        for c in changes {
+            self.autoscaling
+                .set_group_tag(group, c.key, c.value.as_deref())
+                .await?;
+            match &c.value {
+                Some(v) => info!(tag = c.key, value = %v, "set the group's tag {}", c.key),
+                None => info!(tag = c.key, "removed the group's tag {}", c.key),
+            }
+        }
+        Ok(())
+    }
+
     /// Takes the step; returns whether the next look should come at once.
-    async fn act(&self, report: &GroupReport) -> Result<bool, Error> {
+    async fn act(&self, report: &GroupReport, cluster: &ClusterView) -> Result<bool, Error> {
         let view = &report.view;
         let group = view.name.as_str();
-        log_step(report, true);
+        log_step(report, cluster, true);
         let template_id = view
             .template
             .as_ref()
             .map(|t| t.id.clone())
             .unwrap_or_default();
-        let tag_wanted = match &report.step {
-            Step::Wait { unsteady_since, .. } => *unsteady_since,
-            _ => None,
-        };
-        if tag_wanted != view.unsteady_since_ms {
-            let value = tag_wanted.map(|ms| ms.to_string());
-            self.autoscaling
-                .set_group_tag(group, UNSTEADY_TAG, value.as_deref())
-                .await?;
-        }
+        self.write_tags(group, &report.tags_before).await?;
+        let rollout = matches!(report.step, Step::StartRefresh { .. });
         let preferences = RefreshPreferences {
             min_healthy_percentage: 100,
             max_healthy_percentage: max_healthy_percentage(
                 self.config.batch_size,
                 view.desired_capacity,
             ),
-            auto_rollback: matches!(report.step, Step::StartRefresh { .. }),
+            auto_rollback: rollout,
+            // A restore goes back as fast as it can, and must not fail on the
+            // alarm that made it necessary.
+            checkpoint_percentages: if rollout {
+                self.config.checkpoint_percentages.clone()
+            } else {
+                Vec::new()
+            },
+            checkpoint_delay_s: Some(
+                i32::try_from(self.config.checkpoint_delay.as_secs()).unwrap_or(i32::MAX),
+            ),
+            alarms: if rollout {
+                self.config.alarms.clone()
+            } else {
+                Vec::new()
+            },
         };
-        match &report.step {
+        let quick = match &report.step {
             Step::Pin { version } => {
                 self.autoscaling
                     .pin_template(group, &template_id, *version)
                     .await?;
-                Ok(true)
+                true
             }
             Step::CreateVersion { from } => {
                 let number = self
@@ -330,7 +440,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
                     )
                     .await?;
                 info!(version = number, "made launch template version");
-                Ok(true)
+                true
             }
             Step::StartRefresh { version } | Step::Restore { version, .. } => {
                 match self
@@ -344,22 +454,32 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
                         "Auto Scaling says a refresh is already in progress; watching it"
                     ),
                 }
-                Ok(true)
+                true
             }
             Step::Rollback { .. } => {
                 match self.autoscaling.rollback_refresh(group).await? {
                     Some(id) => info!(refresh_id = %id, "rolling back instance refresh"),
                     None => warn!("no refresh in progress to roll back (it ended meanwhile)"),
                 }
-                Ok(true)
+                true
             }
-            _ => Ok(false),
-        }
+            _ => false,
+        };
+        self.write_tags(group, &report.tags_after).await?;
+        Ok(quick)
     }
 }
 
+/// Whether a look at the group judges the cluster's steadiness: its newest
+/// refresh is ours and running, or has just succeeded.
+fn judged(view: &GroupView) -> bool {
+    view.refreshes.first().is_some_and(|r| {
+        r.ours.is_some() && (r.status.is_rolling() || r.status == RefreshStatus::Successful)
+    })
+}
+
 /// One line per group and look: what was seen and what is done about it.
-fn log_step(report: &GroupReport, acting: bool) {
+fn log_step(report: &GroupReport, cluster: &ClusterView, acting: bool) {
     let view = &report.view;
     let (on_target, total) = replaced(view, &report.target);
     let percent = (on_target * 100).checked_div(total).unwrap_or(100);
@@ -391,6 +511,35 @@ fn log_step(report: &GroupReport, acting: bool) {
             refresh_id,
             "Auto Scaling could not roll the refresh back: an operator must look"
         ),
+        Step::Done {
+            outcome: Outcome::RestoreFailed { reason },
+        } => error!(
+            alarm = ROLLBACK_ALARM,
+            decision = "restore_failed",
+            reason = %reason,
+            target_ami,
+            refresh_id,
+            refresh_status,
+            on_target,
+            total,
+            "the refresh back to the previous version failed: instances may still run the refused AMI; an operator must look (\"action\": \"rollback\" tries again)"
+        ),
+        Step::Refused { check, seen, why } => error!(
+            decision = "refused_ami",
+            check = %check,
+            seen = %seen,
+            why = %why,
+            target_ami,
+            "AMI refused before any change"
+        ),
+        Step::OutsideWindow { opens } => info!(
+            decision = "outside_window",
+            opens = %opens,
+            target_ami,
+            on_target,
+            total,
+            "a new rollout waits for the maintenance window (ROLLOUT_WINDOW)"
+        ),
         Step::Done { outcome } => info!(
             decision = "done",
             outcome = ?outcome,
@@ -403,21 +552,47 @@ fn log_step(report: &GroupReport, acting: bool) {
         Step::Wait {
             phase,
             unsteady_since,
-        } => info!(
-            decision = "wait",
-            phase = ?phase,
-            target_ami,
-            refresh_id,
-            refresh_status,
-            percentage = refresh.and_then(|r| r.percentage),
-            instances_to_update = refresh.and_then(|r| r.instances_to_update),
-            on_target,
-            total,
-            percent,
-            unsteady_since_ms = unsteady_since,
-            "rollout in progress: {on_target} of {total} instances on {target_ami}{}",
-            if *phase == Phase::Foreign { " (a refresh not started by ami-rollout is running)" } else { "" }
-        ),
+        } => {
+            // What is not blamed on the rollout, and launches Auto Scaling is
+            // retrying for capacity, are said, not acted on.
+            let excused = judge(view, cluster, target_ami).excused;
+            if !excused.is_empty() {
+                info!(
+                    decision = "not_blamed",
+                    services = ?excused,
+                    target_ami,
+                    "unsteady services that do not count against the rollout"
+                );
+            }
+            let capacity: Vec<&String> = view
+                .refused_launches
+                .iter()
+                .filter(|l| is_capacity_failure(l))
+                .collect();
+            if !capacity.is_empty() {
+                warn!(
+                    decision = "capacity_wait",
+                    launches = ?capacity,
+                    target_ami,
+                    "EC2 had no capacity for some launches: Auto Scaling retries them; not blamed on the AMI"
+                );
+            }
+            info!(
+                decision = "wait",
+                phase = ?phase,
+                target_ami,
+                refresh_id,
+                refresh_status,
+                percentage = refresh.and_then(|r| r.percentage),
+                instances_to_update = refresh.and_then(|r| r.instances_to_update),
+                on_target,
+                total,
+                percent,
+                unsteady_since_ms = unsteady_since,
+                "rollout in progress: {on_target} of {total} instances on {target_ami}{}",
+                if *phase == Phase::Foreign { " (a refresh not started by ami-rollout is running)" } else { "" }
+            )
+        }
         Step::Blocked { why } | Step::Unsupported { why } => warn!(
             decision = "refused",
             target_ami,
