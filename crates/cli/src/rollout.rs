@@ -9,11 +9,8 @@ use serde::Serialize;
 use crate::render::rfc3339;
 use crate::status::{Attention, SCHEMA_VERSION};
 
-/// The group tag in which ami-rollout records an AMI it refused (rolled back):
-/// `<ami-id> <RFC 3339 UTC time>`. Must match ami-rollout's `REFUSED_AMI_TAG`
-/// (crates/ecs-lifecycle/src/rollout/); the two are to be unified into that one
-/// constant when both are merged.
-pub const REFUSED_AMI_TAG: &str = "ecs-lifecycle:refused-ami";
+/// The refusal record ami-rollout keeps on the group (one definition, ami-rollout's).
+pub use ecs_lifecycle::rollout::decide::REFUSED_AMI_TAG;
 
 /// One group as `rollout status` read it.
 #[derive(Debug, Clone, PartialEq)]
