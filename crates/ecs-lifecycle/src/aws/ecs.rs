@@ -246,6 +246,12 @@ impl Ecs for Client {
                     running_count: s.running_count(),
                     pending_count: s.pending_count(),
                     deployments: s.deployments().len(),
+                    // ECS lists a service's events newest first.
+                    latest_event: s
+                        .events()
+                        .first()
+                        .and_then(|e| e.message())
+                        .map(str::to_owned),
                 })
             }));
         }

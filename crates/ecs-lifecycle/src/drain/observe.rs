@@ -7,9 +7,9 @@
 //! tasks known to be STOPPED are never described again, and each service's
 //! scheduling strategy is asked once per invocation.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use tracing::Span;
+use tracing::{Span, warn};
 
 use crate::config::StandalonePolicy;
 use crate::drain::decide::{LiveTask, Observed, Role};
@@ -18,7 +18,7 @@ use crate::error::{AwsError, Error};
 use crate::hook::lookup::find_container_instance;
 use crate::hook::runtime::random_u64;
 use crate::model::{
-    ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, InstanceStatus, Scheduling,
+    ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, InstanceStatus, Scheduling, Service,
 };
 use crate::ports::{AutoScaling, DesiredStatus, Ecs, Publisher};
 
@@ -31,6 +31,8 @@ pub struct Scratch {
     /// This invocation's own token in the container instance's [`DRAIN_ATTRIBUTE`].
     token: String,
     claimed: bool,
+    /// When this invocation last said why the drain is stuck.
+    pub(super) last_stuck_report_ms: Option<u64>,
 }
 
 impl Default for Scratch {
@@ -40,6 +42,7 @@ impl Default for Scratch {
             scheduling: HashMap::new(),
             token: format!("{:016x}", random_u64()),
             claimed: false,
+            last_stuck_report_ms: None,
         }
     }
 }
@@ -223,5 +226,208 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             .filter(|s| !s.has_replacements_running())
             .map(|s| s.name)
             .collect())
+    }
+}
+
+/// Ten minutes: the longest a drain waits before saying why it is stuck, and the
+/// shortest between two such reports.
+pub const STUCK_REPORT_EVERY_MS: u64 = 600_000;
+
+/// Whether a drain that has waited since `started_at` should say why it is stuck:
+/// past a quarter of its budget (or ten minutes, whichever comes first), and at
+/// most once every ten minutes. (Per invocation: a continuation reports again at
+/// most once when it starts past the threshold.)
+pub fn stuck_report_due(now: u64, started_at: u64, deadline: u64, last: Option<u64>) -> bool {
+    let budget = deadline.saturating_sub(started_at);
+    let threshold = (budget / 4).min(STUCK_REPORT_EVERY_MS);
+    now.saturating_sub(started_at) > threshold
+        && last.is_none_or(|t| now.saturating_sub(t) >= STUCK_REPORT_EVERY_MS)
+}
+
+/// One line of a stuck drain's report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stuck {
+    /// A service whose tasks are still on the instance, with its counts and its
+    /// scheduler's latest word.
+    Service {
+        name: String,
+        tasks_here: usize,
+        desired: i32,
+        running: i32,
+        pending: i32,
+        latest_event: Option<String>,
+    },
+    /// A standalone task holding the instance (ECS never moves it).
+    Standalone { task: String, group: Option<String> },
+}
+
+/// What holds a drain, from its live tasks and their services' descriptions.
+pub fn stuck_report(live: &[LiveTask], services: &[Service]) -> Vec<Stuck> {
+    let mut per_service: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for t in live {
+        match (t.role, t.task.service_name()) {
+            (Role::Standalone, _) | (_, None) => out.push(Stuck::Standalone {
+                task: t.task.arn.clone(),
+                group: t.task.group.clone(),
+            }),
+            (_, Some(name)) => *per_service.entry(name).or_default() += 1,
+        }
+    }
+    let mut lines: Vec<Stuck> = per_service
+        .into_iter()
+        .map(|(name, tasks_here)| {
+            let s = services.iter().find(|s| s.name == name);
+            Stuck::Service {
+                name: name.to_owned(),
+                tasks_here,
+                desired: s.map_or(-1, |s| s.desired_count),
+                running: s.map_or(-1, |s| s.running_count),
+                pending: s.map_or(-1, |s| s.pending_count),
+                latest_event: s.and_then(|s| s.latest_event.clone()),
+            }
+        })
+        .collect();
+    lines.append(&mut out);
+    lines
+}
+
+impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
+    /// One WARN line per stuck service and per standalone task holding the
+    /// instance. Best effort: a failure to describe the services is logged, not
+    /// raised (the drain goes on).
+    pub(super) async fn report_stuck(&self, cluster: &str, live: &[LiveTask], waited_ms: u64) {
+        let names: Vec<String> = live
+            .iter()
+            .filter_map(|t| t.task.service_name().map(str::to_owned))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let services = if names.is_empty() {
+            Vec::new()
+        } else {
+            match self.ecs.services(cluster, &names).await {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "could not describe the services holding the drain");
+                    Vec::new()
+                }
+            }
+        };
+        let waited_s = waited_ms / 1000;
+        for line in stuck_report(live, &services) {
+            match line {
+                Stuck::Service {
+                    name,
+                    tasks_here,
+                    desired,
+                    running,
+                    pending,
+                    latest_event,
+                } => warn!(
+                    stuck = "service",
+                    service = %name,
+                    tasks_here,
+                    desired,
+                    running,
+                    pending,
+                    latest_event = latest_event.as_deref().unwrap_or(""),
+                    waited_s,
+                    "drain stuck: the service has not moved its tasks off the instance"
+                ),
+                Stuck::Standalone { task, group } => warn!(
+                    stuck = "standalone",
+                    %task,
+                    group = group.as_deref().unwrap_or(""),
+                    waited_s,
+                    "drain stuck: a standalone task holds the instance (STANDALONE_TASKS decides)"
+                ),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Task, TaskStatus};
+
+    #[test]
+    fn the_report_is_due_after_a_quarter_of_the_budget_or_ten_minutes() {
+        let min = 60_000;
+        // A 30-minute budget: due after 7.5 minutes.
+        assert!(!stuck_report_due(7 * min, 0, 30 * min, None));
+        assert!(stuck_report_due(8 * min, 0, 30 * min, None));
+        // A 2-hour budget: due after 10 minutes, not 30.
+        assert!(!stuck_report_due(9 * min, 0, 120 * min, None));
+        assert!(stuck_report_due(11 * min, 0, 120 * min, None));
+        // At most once every ten minutes.
+        assert!(!stuck_report_due(15 * min, 0, 120 * min, Some(11 * min)));
+        assert!(stuck_report_due(21 * min, 0, 120 * min, Some(11 * min)));
+        // A start in the future of this clock never underflows.
+        assert!(!stuck_report_due(0, 5 * min, 30 * min, None));
+    }
+
+    fn live(arn: &str, role: Role, service: Option<&str>) -> LiveTask {
+        LiveTask {
+            task: Task {
+                arn: arn.into(),
+                last_status: TaskStatus::Running,
+                desired_status: TaskStatus::Running,
+                started_by: service.map(|_| "ecs-svc/1".to_owned()),
+                group: Some(service.map_or("family:batch".into(), |s| format!("service:{s}"))),
+                container_instance_arn: None,
+            },
+            role,
+        }
+    }
+
+    #[test]
+    fn the_report_names_each_service_once_and_each_standalone_task() {
+        let web = Service {
+            name: "web".into(),
+            scheduling: Scheduling::Replica,
+            desired_count: 4,
+            running_count: 3,
+            pending_count: 0,
+            deployments: 1,
+            latest_event: Some(
+                "(service web) was unable to place a task because no container instance met all of its requirements.".into(),
+            ),
+        };
+        let report = stuck_report(
+            &[
+                live("t1", Role::Service, Some("web")),
+                live("t2", Role::Service, Some("web")),
+                live("t3", Role::Standalone, None),
+                live("t4", Role::Service, Some("gone")),
+            ],
+            &[web],
+        );
+        assert_eq!(
+            report,
+            vec![
+                Stuck::Service {
+                    name: "gone".into(),
+                    tasks_here: 1,
+                    desired: -1,
+                    running: -1,
+                    pending: -1,
+                    latest_event: None,
+                },
+                Stuck::Service {
+                    name: "web".into(),
+                    tasks_here: 2,
+                    desired: 4,
+                    running: 3,
+                    pending: 0,
+                    latest_event: Some("(service web) was unable to place a task because no container instance met all of its requirements.".into()),
+                },
+                Stuck::Standalone {
+                    task: "t3".into(),
+                    group: Some("family:batch".into()),
+                },
+            ]
+        );
     }
 }

@@ -13,7 +13,7 @@ use crate::config::{CommonConfig, DrainConfig};
 use crate::drain::decide::{
     Clocks, Completion, Decision, Observed, Policy, Step, StopReason, decide,
 };
-use crate::drain::observe::Scratch;
+use crate::drain::observe::{Scratch, stuck_report_due};
 use crate::error::Error;
 use crate::hook::dispatch::{Job, Work, ignored};
 use crate::hook::event::EcsEvent;
@@ -239,10 +239,31 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         &self,
         job: &mut Job<DrainMemo>,
         scratch: &mut Scratch,
-        _plan: &Plan,
+        plan: &Plan,
+        now_ms: u64,
     ) -> Result<Observed, Error> {
         let (instance_id, hook) = (job.action.instance_id.clone(), job.action.hook.clone());
-        self.look(&mut job.memo, scratch, &instance_id, &hook).await
+        let observed = self
+            .look(&mut job.memo, scratch, &instance_id, &hook)
+            .await?;
+        let started_at = job.started_at_ms.unwrap_or(now_ms);
+        if stuck_report_due(
+            now_ms,
+            started_at,
+            plan.drain_deadline_ms,
+            scratch.last_stuck_report_ms,
+        ) && !observed.live_tasks.is_empty()
+            && let Some(ci) = &observed.container_instance
+        {
+            scratch.last_stuck_report_ms = Some(now_ms);
+            self.report_stuck(
+                &ci.cluster,
+                &observed.live_tasks,
+                now_ms.saturating_sub(started_at),
+            )
+            .await;
+        }
+        Ok(observed)
     }
 
     fn decide(&self, observed: &Observed, plan: &Plan, c: &HookClocks) -> Decision {

@@ -292,6 +292,7 @@ impl FakeFleet {
                 running_count: 1,
                 pending_count: 0,
                 deployments: 1,
+                latest_event: None,
             });
         }
         w.tasks.push(Task {

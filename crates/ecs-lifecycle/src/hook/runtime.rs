@@ -307,6 +307,7 @@ pub trait HookWorkflow: Sync {
         job: &mut Job<Self::Memo>,
         scratch: &mut Self::Scratch,
         plan: &Self::Plan,
+        now_ms: u64,
     ) -> impl Future<Output = Result<Self::Observed, Error>> + Send;
 
     /// The pure decision.
@@ -618,7 +619,7 @@ async fn drive<W: HookWorkflow>(
         let observed = match bounded(
             clock,
             handoff_at,
-            workflow.observe(job, &mut scratch, &prepared.plan),
+            workflow.observe(job, &mut scratch, &prepared.plan, clock.now_ms()),
         )
         .await
         {

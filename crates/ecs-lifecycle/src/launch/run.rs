@@ -268,6 +268,7 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
         job: &mut Job<LaunchMemo>,
         _scratch: &mut (),
         plan: &Plan,
+        _now_ms: u64,
     ) -> Result<Observed, Error> {
         self.look(&job.memo, &job.action, plan.warm_pool).await
     }

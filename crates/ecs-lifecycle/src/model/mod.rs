@@ -91,6 +91,9 @@ pub struct Service {
     pub running_count: i32,
     pub pending_count: i32,
     pub deployments: usize,
+    /// The scheduler's latest event (e.g. "(service web) was unable to place a
+    /// task because no container instance met all of its requirements").
+    pub latest_event: Option<String>,
 }
 
 impl Service {
