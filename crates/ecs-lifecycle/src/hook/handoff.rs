@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::error::Error;
+use crate::error::{AwsError, Error};
 use crate::hook::continuation::Continuation;
 use crate::hook::dispatch::Job;
 use crate::ports::Publisher;
@@ -56,7 +56,23 @@ pub async fn hand_off<P: Publisher, M: Serialize>(
     let subject = format!("{function} continuation {}", job.action.instance_id);
     let mut pause_ms = 500;
     let message_id = loop {
-        match publisher.publish_message(&topic, &subject, &body).await {
+        // Each attempt is bounded by the time left: the SDK's own retries (backing
+        // off up to 20 s a try) must not carry one past the invocation's end.
+        let left = give_up_at_ms.saturating_sub(clock.now_ms()).max(1);
+        let attempt = tokio::time::timeout(
+            Duration::from_millis(left),
+            publisher.publish_message(&topic, &subject, &body),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(AwsError {
+                service: "sns",
+                operation: "Publish",
+                code: None,
+                message: format!("no answer within the {left} ms left before the deadline"),
+            })
+        });
+        match attempt {
             Ok(id) => break id,
             Err(e)
                 if e.is_retryable() && clock.now_ms().saturating_add(pause_ms) < give_up_at_ms =>

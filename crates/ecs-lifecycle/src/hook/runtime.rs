@@ -603,7 +603,7 @@ async fn drive<W: HookWorkflow>(
         ($e:expr, $what:literal) => {{
             let e: Error = $e;
             if !e.is_transient() {
-                last_heartbeat(autoscaling, &job.action, beat).await;
+                last_heartbeat(autoscaling, &job.action, beat, clock, deadline_ms).await;
                 return Err(e);
             }
             match back_off(&e, $what, &mut pacer, clock, handoff_at).await {
@@ -799,7 +799,7 @@ async fn hand_over<W: HookWorkflow>(
             message_id: h.message_id,
         }),
         Err(e) => {
-            last_heartbeat(&holder.autoscaling, &job.action, beat).await;
+            last_heartbeat(&holder.autoscaling, &job.action, beat, clock, deadline_ms).await;
             Err(e)
         }
     }
@@ -807,16 +807,27 @@ async fn hand_over<W: HookWorkflow>(
 
 /// One heartbeat before an invocation ends in an error, so that Lambda's retry
 /// (a minute or more later) finds the action still alive where it can.
-async fn last_heartbeat<A: AutoScaling>(autoscaling: &A, action: &LifecycleAction, beat: &Beat) {
+async fn last_heartbeat<A: AutoScaling>(
+    autoscaling: &A,
+    action: &LifecycleAction,
+    beat: &Beat,
+    clock: &Clock,
+    deadline_ms: u64,
+) {
     if beat.every_ms >= NEVER_MS {
         return;
     }
-    match autoscaling.heartbeat(action).await {
-        Ok(ActionAck::Accepted) => info!("recorded a last heartbeat before failing"),
-        Ok(ActionAck::NoActiveAction(detail)) => {
+    // Never past the invocation's end, however slow Auto Scaling answers.
+    let left = deadline_ms
+        .saturating_sub(clock.now_ms())
+        .saturating_sub(500);
+    match tokio::time::timeout(Duration::from_millis(left), autoscaling.heartbeat(action)).await {
+        Ok(Ok(ActionAck::Accepted)) => info!("recorded a last heartbeat before failing"),
+        Ok(Ok(ActionAck::NoActiveAction(detail))) => {
             info!(%detail, "no active lifecycle action any more")
         }
-        Err(e) => warn!(error = %e, "the last heartbeat failed too"),
+        Ok(Err(e)) => warn!(error = %e, "the last heartbeat failed too"),
+        Err(_) => warn!("no time left for a last heartbeat"),
     }
 }
 

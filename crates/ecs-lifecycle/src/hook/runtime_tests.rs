@@ -748,3 +748,28 @@ async fn signals_follow_their_configured_actions() {
     assert_eq!(v["outcomes"][0]["instances"][0]["done"], "draining", "{v}");
     assert_eq!(fleet.unhealthy(), [ID], "not marked a second time");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_publish_at_the_hand_off_never_runs_past_the_deadline() {
+    let fleet = fleet_with_task(300, None);
+    let d = drainer(&fleet, 10);
+    let started = Instant::now();
+    // Once the drain is near its hand-off, every call takes 30 s (an SDK call
+    // spending its retries against an SNS outage).
+    let f = fleet.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(45)).await;
+        f.set_latency(Duration::from_secs(30));
+    });
+
+    let result = d
+        .handle(&terminate_event(), deadline_in(Duration::from_secs(60)))
+        .await;
+
+    let ended = Instant::now() - started;
+    assert!(
+        ended <= Duration::from_secs(60),
+        "{ended:?} past a 60 s invocation: {result:?}"
+    );
+    assert!(fleet.completions(ID).is_empty());
+}
