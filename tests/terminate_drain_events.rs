@@ -1,0 +1,156 @@
+//! terminate-drain completing on ECS's own events, against the AWS stand-in (moto
+//! server + the stand-in's lifecycle actions and ECS scheduler, as in
+//! terminate_drain.rs). moto emits no EventBridge events: the test plays
+//! EventBridge, delivering the `ECS Task State Change` ECS would publish when the
+//! last task reaches STOPPED, to a second invocation of the function.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ecs_lifecycle::config::{DrainConfig, Env};
+use ecs_lifecycle::drain::Drainer;
+use ecs_lifecycle::hook::runtime::HookWorkflow;
+use serde_json::{Value, json};
+use testkit::{Fleet, FleetSpec, Standin, now_ms};
+
+type TestDrainer = Drainer<aws_sdk_ecs::Client, aws_sdk_autoscaling::Client, aws_sdk_sns::Client>;
+
+fn drainer(sdk: &aws_config::SdkConfig, vars: &[(&str, &str)]) -> TestDrainer {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let config = DrainConfig::from_env(&Env::new(move |k| map.get(k).cloned())).unwrap();
+    Drainer::new(
+        aws_sdk_ecs::Client::new(sdk),
+        aws_sdk_autoscaling::Client::new(sdk),
+        aws_sdk_sns::Client::new(sdk),
+        config,
+    )
+}
+
+fn task_stopped(fleet: &Fleet, task_arn: &str) -> Value {
+    json!({
+        "version": "0", "id": "0f6b7a2c-0000-4000-8000-000000000001",
+        "detail-type": "ECS Task State Change", "source": "aws.ecs",
+        "account": "123456789012", "time": "2026-11-22T05:10:31Z", "region": "us-east-1",
+        "resources": [task_arn],
+        "detail": {
+            "clusterArn": fleet.cluster_arn, "containerInstanceArn": fleet.container_instances[0],
+            "taskArn": task_arn, "lastStatus": "STOPPED", "desiredStatus": "STOPPED",
+            "version": 4
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_of_the_last_task_completes_the_drain_within_a_second() {
+    let s = Standin::start().unwrap();
+    let sdk = s.sdk_config().await;
+    let fleet = Fleet::create(&sdk, &FleetSpec::new("events", 2))
+        .await
+        .unwrap();
+    let api = fleet.service("api", false, &[1, 0]).await.unwrap();
+    s.start_lifecycle_action(
+        &fleet.asg,
+        &fleet.hook,
+        &fleet.instance_ids[0],
+        "autoscaling:EC2_INSTANCE_TERMINATING",
+    )
+    .unwrap();
+    let bodies = fleet.drain_queue().await.unwrap();
+    let hook_event = fleet.sqs_event(&bodies);
+    let vars = [
+        ("CLUSTER_NAME", fleet.cluster.as_str()),
+        // A long poll: without the event, the completion lags up to 30 s.
+        ("POLL_INTERVAL_SECONDS", "30"),
+    ];
+    let chain = drainer(&sdk, &vars);
+    let by_event = drainer(&sdk, &vars);
+
+    let polling = async {
+        let v = chain.handle(&hook_event, now_ms() + 120_000).await.unwrap();
+        (v, Instant::now())
+    };
+    let ecs_and_eventbridge = async {
+        // Wait for DRAINING, then play ECS's scheduler until the task is STOPPED.
+        while fleet.status_of(0).await.unwrap() != "DRAINING" {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Let the chain settle into its 30 s sleep first.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let stopped_at = loop {
+            s.ecs_step().unwrap();
+            let tasks = fleet.tasks_on(0).await.unwrap();
+            if tasks.iter().all(|t| t.last_status == "STOPPED") {
+                break Instant::now();
+            }
+        };
+        // EventBridge delivers the task's STOPPED a moment later.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let v = by_event
+            .handle(&task_stopped(&fleet, &api[0]), now_ms() + 60_000)
+            .await
+            .unwrap();
+        (v, stopped_at, Instant::now())
+    };
+    let ((chain_result, chain_ended), (event_result, stopped_at, event_done)) =
+        tokio::join!(polling, ecs_and_eventbridge);
+
+    assert_eq!(
+        event_result["outcomes"][0]["outcome"], "completed",
+        "{event_result}"
+    );
+    let lag = event_done - stopped_at;
+    assert!(
+        lag < Duration::from_millis(1500),
+        "{lag:?} after the last task stopped"
+    );
+    let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
+    assert_eq!(action["state"], "completed", "{action}");
+    assert_eq!(action["complete_calls"], 1, "{action}");
+    // The chain, asleep meanwhile, stops at its next poll without a second completion.
+    let o = &chain_result["outcomes"][0]["outcome"];
+    assert!(o == "stopped" || o == "already_completed", "{chain_result}");
+    assert!(chain_ended > event_done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_other_instances_cost_at_most_two_calls_and_other_clusters_none() {
+    let s = Standin::start().unwrap();
+    let sdk = s.sdk_config().await;
+    let fleet = Fleet::create(&sdk, &FleetSpec::new("quiet", 2))
+        .await
+        .unwrap();
+    let api = fleet.service("api", false, &[1, 1]).await.unwrap();
+    let d = drainer(&sdk, &[("CLUSTER_NAME", fleet.cluster.as_str())]);
+    let ecs_calls = |s: &Standin| -> u64 {
+        s.calls()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("ecs:") || k.starts_with("autoscaling:"))
+            .map(|(_, n)| n)
+            .sum()
+    };
+
+    // Another cluster: no call.
+    let mut other = task_stopped(&fleet, &api[0]);
+    other["detail"]["clusterArn"] = json!("arn:aws:ecs:us-east-1:123456789012:cluster/elsewhere");
+    s.reset_calls().unwrap();
+    let v = d.handle(&other, now_ms() + 30_000).await.unwrap();
+    assert_eq!(v["outcomes"][0]["outcome"], "ignored", "{v}");
+    assert_eq!(ecs_calls(&s), 0);
+
+    // Our cluster, an ACTIVE instance no drain holds: one call.
+    s.reset_calls().unwrap();
+    let v = d
+        .handle(&task_stopped(&fleet, &api[0]), now_ms() + 30_000)
+        .await
+        .unwrap();
+    assert_eq!(v["outcomes"][0]["outcome"], "ignored", "{v}");
+    assert!(ecs_calls(&s) <= 2, "{:?}", s.calls().unwrap());
+    // Nothing was completed or changed.
+    assert_eq!(fleet.status_of(0).await.unwrap(), "ACTIVE");
+}
