@@ -20,10 +20,15 @@
 //!
 //! Sizes can be shrunk for a quick try with BENCH_INSTANCES, BENCH_COLD_REPS,
 //! BENCH_POLLS, BENCH_LAG_REPS, BENCH_LAG_REPS_5S.
+//!
+//! `ecs-lifecycle-bench footprint` runs another scenario instead, without the
+//! stand-in ([`footprint`]): cold start and peak memory of all three function
+//! binaries beside a bare `lambda_runtime` binary (`lambda-echo`), alternated.
 
 mod calls_per_poll;
 mod cold_start;
 mod completion_lag;
+mod footprint;
 mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -162,6 +167,11 @@ fn cores() -> usize {
 }
 
 async fn run() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("footprint") {
+        return tokio::task::spawn_blocking(footprint::run)
+            .await
+            .map_err(|e| format!("footprint scenario: {e}"))?;
+    }
     let t0 = Instant::now();
     let n_instances = env_usize("BENCH_INSTANCES", 1000);
     let cold_reps = env_usize("BENCH_COLD_REPS", 10);
