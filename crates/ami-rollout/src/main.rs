@@ -9,6 +9,7 @@
 use ecs_lifecycle::config::RolloutConfig;
 use ecs_lifecycle::hook::serve::{config_error, init_logging};
 use ecs_lifecycle::rollout::Roller;
+use ecs_lifecycle::rollout::trigger::answer_without_clients;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 use tokio::sync::OnceCell;
@@ -29,7 +30,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     // Built on the first event (clients and TLS roots are not needed before).
     let roller = &OnceCell::new();
+    let parameter = &config.ami_parameter;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
+        // An event that asks for nothing is answered before any client is built.
+        if let Some(answer) = answer_without_clients(&event.payload, parameter) {
+            return Ok(answer);
+        }
         let roller = roller.get_or_init(build).await;
         roller.handle(&event.payload, event.context.deadline).await
     }))

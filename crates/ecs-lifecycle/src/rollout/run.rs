@@ -24,7 +24,7 @@ use crate::rollout::decide::{
     decide, is_capacity_failure, judge, max_healthy_percentage, newer_than_refused, replaced,
     tag_changes, version_description, vet,
 };
-use crate::rollout::trigger::{Trigger, parse_trigger};
+use crate::rollout::trigger::{Trigger, ignored, parse_trigger};
 use crate::time::{Clock, millis};
 
 /// The `alarm` field of the line logged when a rollout is rolled back (the SAM
@@ -101,10 +101,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
         let trigger = parse_trigger(event, &self.config.ami_parameter)
             .inspect_err(|e| error!(error = %e, "rejected event"))?;
         let (intent, ami) = match trigger {
-            Trigger::Ignore(reason) => {
-                info!(reason = %reason, "ignored event");
-                return Ok(json!({ "outcome": "ignored", "reason": reason }));
-            }
+            Trigger::Ignore(reason) => return Ok(ignored(&reason)),
             Trigger::Run { intent, ami } => (intent, ami),
         };
         let span = info_span!("rollout", intent = ?intent, clusters = ?self.config.common.clusters);

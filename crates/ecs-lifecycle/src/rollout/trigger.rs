@@ -6,6 +6,22 @@ use serde_json::Value;
 use crate::error::EventError;
 use crate::rollout::decide::{Intent, is_ami_id};
 
+/// The answer to an event that needs no AWS call (acknowledged and ignored), or
+/// `None` when the event needs the rollout's clients. The binary asks this before
+/// it builds them, so an ignored event costs no SDK set-up (TLS roots included).
+pub fn answer_without_clients(event: &Value, parameter: &str) -> Option<Value> {
+    match parse_trigger(event, parameter) {
+        Ok(Trigger::Ignore(reason)) => Some(ignored(&reason)),
+        _ => None,
+    }
+}
+
+/// Logs and answers an event that asks for nothing.
+pub fn ignored(reason: &str) -> Value {
+    tracing::info!(reason = %reason, "ignored event");
+    serde_json::json!({ "outcome": "ignored", "reason": reason })
+}
+
 /// What an event asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
@@ -133,6 +149,27 @@ mod tests {
     use serde_json::json;
 
     const PARAM: &str = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended";
+
+    #[test]
+    fn events_that_ask_for_nothing_are_answered_without_clients() {
+        let change = |name: &str| {
+            json!({
+                "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+                "detail-type": "Parameter Store Change", "source": "aws.ssm",
+                "account": "123456789012", "time": "2026-11-20T12:00:00Z", "region": "us-east-1",
+                "resources": [], "detail": { "name": name, "type": "String", "operation": "Update" }
+            })
+        };
+        let answer = answer_without_clients(&change("/other/parameter"), PARAM).unwrap();
+        assert_eq!(answer["outcome"], "ignored");
+        assert_eq!(answer_without_clients(&change(PARAM), PARAM), None);
+        assert_eq!(
+            answer_without_clients(&json!({"action": "watch"}), PARAM),
+            None
+        );
+        // A bad event is for the roller to reject, with its error.
+        assert_eq!(answer_without_clients(&json!({"action": 3}), PARAM), None);
+    }
 
     #[test]
     fn parameter_store_change_of_our_parameter_starts() {
