@@ -647,7 +647,7 @@ async fn a_heartbeat_due_at_the_last_poll_never_runs_past_the_deadline() {
     // Once the throttle is over, the next invocation heartbeats at once: the
     // heartbeat is overdue.
     tokio::time::sleep(Duration::from_millis(
-        (started + 5100).saturating_sub(now_ms()),
+        (started + 5500).saturating_sub(now_ms()),
     ))
     .await;
     let resumed = now_ms();
@@ -718,9 +718,10 @@ async fn a_duplicated_continuation_ends_the_older_chain_within_a_poll() {
     // observation and slack for a loaded machine.
     let after = a_ended.saturating_sub(b_started);
     assert!(
-        after <= POLL_MS + 2500,
+        after <= POLL_MS + 3000,
         "the older chain stopped {after} ms after the copy started"
     );
+    eprintln!("duplicate: the older chain stopped {after} ms after the copy started");
     assert_eq!(b["outcome"], "completed", "{b}");
     assert_eq!(
         drain_token(&fleet, 0).await.as_deref(),
