@@ -669,6 +669,40 @@ async fn a_heartbeat_due_at_the_last_poll_never_runs_past_the_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: hook/handoff.rs awaits each Publish with no time bound; the SDK's retries keep one going past the deadline (measured: 11 s past a 4 s invocation)"]
+async fn a_failing_publish_at_the_hand_off_never_runs_past_the_deadline() {
+    let s = Standin::start().unwrap();
+    let sdk = s.sdk_config().await;
+    let fleet = Fleet::create(&sdk, &fleet_spec("lastpub", 2))
+        .await
+        .unwrap();
+    fleet.service("api", false, &[2, 0]).await.unwrap();
+    let d = drainer(
+        &sdk,
+        &[
+            ("CLUSTER_NAME", &fleet.cluster),
+            ("POLL_INTERVAL_SECONDS", "1"),
+            ("CONTINUATION_TOPIC_ARN", &fleet.topic_arn),
+        ],
+    );
+    let event = scale_in(&s, &fleet, 0).await;
+    // SNS answers 503 for 10 s: the hand-off's publish fails, and the SDK's own
+    // retries (backing off up to 20 s a try, 45 s in all) would outlast the margin.
+    // Within the invocation the runtime retries the publish; failing that, it
+    // heartbeats and returns the error for Lambda's retry. Either way: by the deadline.
+    s.fault_for("sns:Publish", "ServiceUnavailable", 503, 10_000)
+        .unwrap();
+    let deadline = now_ms() + 4000;
+    let result = d.handle(&event, deadline).await;
+    let ended = now_ms();
+    assert!(
+        ended <= deadline,
+        "the invocation ran {} ms past its deadline: {result:?}",
+        ended - deadline
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicated_continuation_ends_the_older_chain_within_a_poll() {
     let s = Standin::start().unwrap();
     let sdk = s.sdk_config().await;
