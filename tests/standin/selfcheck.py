@@ -77,6 +77,17 @@ def err_code(fn, *args, **kwargs):
     return None, None, None
 
 
+def err_full(fn, *args, **kwargs):
+    """(code, message, status, content type) of a ClientError, or Nones."""
+    try:
+        fn(*args, **kwargs)
+    except botocore.exceptions.ClientError as e:
+        meta = e.response["ResponseMetadata"]
+        return (e.response["Error"]["Code"], e.response["Error"].get("Message"), meta["HTTPStatusCode"],
+                meta.get("HTTPHeaders", {}).get("content-type"))
+    return None, None, None, None
+
+
 def runtime_next(hostport: str, timeout: float = 10):
     conn = http.client.HTTPConnection(hostport, timeout=timeout)
     conn.request("GET", "/2018-06-01/runtime/invocation/next")
@@ -496,10 +507,182 @@ def check_images(s, ec2, ami_instance: str) -> None:
         eq(s.call("POST", "/_standin/ec2/image", bad)[0], 400, f"bad image request {bad}")
 
 
+def check_fault_windows(s) -> None:
+    """Faults for a time window (an outage), alone or with a count."""
+    ecs1 = s.client("ecs", retries=1)
+    st, fault = s.call("POST", "/_standin/faults", {"target": "ecs:*", "error": "ServiceUnavailable",
+                                                    "status": 503, "for_ms": 1500})
+    eq((st, fault["count"], fault["for_ms"], fault["message"], 0 < fault["remaining_ms"] <= 1500),
+       (200, None, 1500, "Service Unavailable", True), "windowed fault: no count, 5xx default message")
+    t_fault = time.time()
+    got = [err_full(ecs1.list_clusters) for _ in range(3)] + [err_full(ecs1.describe_clusters, clusters=["c1"])]
+    eq(got, [("ServiceUnavailable", "Service Unavailable", 503, "application/x-amz-json-1.1")] * 4,
+       "every ECS call fails within the window, in JSON 1.1")
+    left = s.call("GET", "/_standin/faults")[1]
+    check(len(left) == 1 and 0 <= left[0]["remaining_ms"] <= 1500, f"GET faults: the window is left: {left}")
+    time.sleep(max(0.0, t_fault + 1.6 - time.time()))
+    eq((err_full(ecs1.list_clusters)[0], s.call("GET", "/_standin/faults")[1]), (None, []),
+       "after the window: calls reach moto, the fault is gone")
+    s.call("POST", "/_standin/faults", {"target": "ecs:ListClusters", "error": "ThrottlingException",
+                                        "count": 1, "for_ms": 60000})
+    eq([err_full(ecs1.list_clusters)[0] for _ in range(2)], ["ThrottlingException", None],
+       "count and for_ms: ends when the count runs out")
+    eq(s.call("GET", "/_standin/faults")[1], [], "count used up inside the window")
+    for bad in ({"for_ms": 0}, {"for_ms": "5s"}, {"for_ms": 10, "count": 0}):
+        eq(s.call("POST", "/_standin/faults", {"target": "ecs:*", "error": "X", **bad})[0], 400,
+           f"bad fault {bad} -> 400")
+
+
+def check_throttle(s, queue_url: str) -> None:
+    """The account-wide token bucket."""
+    ecs1 = s.client("ecs", retries=1)
+    sqs1 = s.client("sqs", retries=1)
+    st, bucket = s.call("POST", "/_standin/throttle", {"target": "ecs:*", "rate_per_s": 2, "burst": 3})
+    eq((st, bucket["tokens"], bucket["granted"], bucket["throttled"]), (200, 3.0, 0, 0), "POST throttle: full bucket")
+    t_start = time.time()
+    results = [err_full(ecs1.list_clusters) for _ in range(8)]
+    elapsed = time.time() - t_start
+    granted = sum(1 for r in results if r[0] is None)
+    # 3 from the burst, plus the refill (2/s) over the time the calls took.
+    check(3 <= granted <= 3 + int(2 * elapsed) + 1, f"burst then throttled: {granted} of 8 in {elapsed:.2f}s")
+    check(results[0][0] is None and results[1][0] is None and results[2][0] is None, "the burst is granted first")
+    throttled = [r for r in results if r[0] is not None]
+    eq(set(throttled), {("ThrottlingException", "Rate exceeded", 400, "application/x-amz-json-1.1")},
+       "over budget: ThrottlingException 400 in JSON 1.1, AWS's wording")
+    eq(err_full(sqs1.get_queue_attributes, QueueUrl=queue_url, AttributeNames=["All"])[0], None,
+       "other services do not draw on the ECS bucket")
+    report = s.call("GET", "/_standin/throttle")[1]
+    eq(len(report), 1, "GET throttle: one bucket")
+    r = report[0]
+    eq((r["target"], r["granted"], r["throttled"], r["by_operation"]),
+       ("ecs:*", granted, 8 - granted, {"ecs:ListClusters": {"granted": granted, "throttled": 8 - granted}}),
+       "GET throttle: granted and throttled, by operation")
+    eq((sum(p["granted"] for p in r["per_second"]), sum(p["throttled"] for p in r["per_second"])),
+       (granted, 8 - granted), "GET throttle: per second adds up")
+    calls = s.call("GET", "/_standin/calls")[1]
+    check(calls.get("ecs:ListClusters", 0) >= 8, "throttled calls are counted as calls")
+    time.sleep(1.1)
+    eq([err_full(ecs1.list_clusters)[0] for _ in range(2)], [None, None], "the bucket refills at rate_per_s")
+    # A query-protocol service throttles with its own code; a second bucket, cleared alone.
+    s.call("POST", "/_standin/throttle", {"target": "autoscaling:DescribeAutoScalingGroups",
+                                          "rate_per_s": 0.01, "burst": 1})
+    asg1 = s.client("autoscaling", retries=1)
+    eq([err_full(asg1.describe_auto_scaling_groups)[:3] for _ in range(2)],
+       [(None, None, None), ("Throttling", "Rate exceeded", 400)], "query protocol: Throttling")
+    eq(s.call("DELETE", "/_standin/throttle", {"target": "autoscaling:DescribeAutoScalingGroups"})[0], 200,
+       "DELETE throttle {target}")
+    eq([b["target"] for b in s.call("GET", "/_standin/throttle")[1]], ["ecs:*"], "only that bucket is gone")
+    st, _ = s.call("POST", "/_standin/throttle", {"target": "ecs:*", "rate_per_s": 1, "burst": 1})
+    eq(s.call("GET", "/_standin/throttle")[1][0]["granted"], 0, "posting a target again replaces its bucket")
+    # A faulted call takes no token.
+    s.call("POST", "/_standin/faults", {"target": "ecs:ListClusters", "error": "ServiceUnavailable", "status": 503})
+    eq([err_full(ecs1.list_clusters)[0] for _ in range(2)], ["ServiceUnavailable", None],
+       "faults come before the bucket; the faulted call took no token")
+    s.call("DELETE", "/_standin/throttle")
+    eq(s.call("GET", "/_standin/throttle")[1], [], "DELETE throttle clears every bucket")
+    eq([err_full(ecs1.list_clusters)[0] for _ in range(5)], [None] * 5, "no bucket: no throttling")
+    for bad in ({"target": "ecs"}, {"target": "ecs:*", "rate_per_s": 0}, {"target": "ecs:*", "rate_per_s": 1,
+                                                                           "burst": 0}):
+        eq(s.call("POST", "/_standin/throttle", bad)[0], 400, f"bad throttle {bad} -> 400")
+
+
+def check_expiry_rules() -> None:
+    """The timeout arithmetic of lifecycle actions, in this process (no clock to wait on)."""
+    sys.path.insert(0, HERE)
+    from standin.autoscaling import Lifecycle, LifecycleAction
+
+    a = LifecycleAction("123456789012", "us-east-1", "g", "h", "i-1", "autoscaling:EC2_INSTANCE_TERMINATING")
+    a.started_at, a.heartbeat_timeout, a.global_timeout = 1000.0, 30, 3000
+    eq(a.expiry(), (1030.0, "heartbeat_timeout"), "expiry: start + HeartbeatTimeout")
+    a.heartbeats = [1020.0]
+    eq(a.expiry(), (1050.0, "heartbeat_timeout"), "expiry: a heartbeat restarts the heartbeat clock")
+    a.heartbeats = [3990.0]
+    eq(a.expiry(), (4000.0, "global_timeout"), "expiry: never past start + GlobalTimeout")
+    lc = Lifecycle()
+    lc.actions.append(a)
+    lc.enforce_timeouts(now=5000.0)
+    eq(a.state, "active", "enforcement off (the default): nothing expires")
+    lc.enforce = True
+    lc.enforce_timeouts(now=3999.0)
+    eq(a.state, "active", "enforced: not before the expiry")
+    lc.enforce_timeouts(now=4000.5)
+    eq((a.state, a.result, a.completed_at, a.expired_by, lc.instance_states.get("i-1")),
+       ("expired", "ABANDON", 4000.0, "global_timeout", "Terminating:Proceed"),
+       "enforced: expired at the instant it ran out, DefaultResult applied")
+
+
+class EnforcedTimeouts(threading.Thread):
+    """Heartbeat timeouts by the real clock (HeartbeatTimeout 30 s, AWS's minimum): runs
+    beside the other checks, its own group, hook and clients; results checked at the end."""
+
+    def __init__(self, s) -> None:
+        super().__init__(daemon=True)
+        self.s = s
+        self.results: list[tuple[bool, str]] = []
+
+    def ok(self, cond: bool, what: str) -> None:
+        self.results.append((bool(cond), what))
+
+    def run(self) -> None:
+        try:
+            self.scenario()
+        except Exception as e:  # a failure, reported with the rest
+            self.results.append((False, f"enforcement scenario raised {e!r}"))
+
+    def scenario(self) -> None:
+        s = self.s
+        asg_c = s.client("autoscaling", retries=1)
+        asg_c.create_auto_scaling_group(AutoScalingGroupName="enf", LaunchTemplate={"LaunchTemplateName": "lt-ecs"},
+                                        MinSize=0, MaxSize=3, DesiredCapacity=3, AvailabilityZones=["us-east-1a"])
+        asg_c.put_lifecycle_hook(AutoScalingGroupName="enf", LifecycleHookName="drain",
+                                 LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING", HeartbeatTimeout=30,
+                                 DefaultResult="CONTINUE")
+        h = asg_c.describe_lifecycle_hooks(AutoScalingGroupName="enf")["LifecycleHooks"][0]
+        self.ok((h["HeartbeatTimeout"], h["GlobalTimeout"]) == (30, 3000),
+                f"HeartbeatTimeout 30 (AWS's minimum) kept, GlobalTimeout 100x: {h['HeartbeatTimeout']}, "
+                f"{h['GlobalTimeout']}")
+        e0, e1, e2 = sorted(i["InstanceId"] for i in asg_c.describe_auto_scaling_groups(
+            AutoScalingGroupNames=["enf"])["AutoScalingGroups"][0]["Instances"])
+        self.ok(s.call("POST", "/_standin/lifecycle/enforce", {"enabled": True})[1] == {"enabled": True},
+                "POST lifecycle/enforce")
+        t0 = time.time()
+        for i in (e0, e1, e2):
+            s.call("POST", "/_standin/lifecycle/start", {"asg": "enf", "hook": "drain", "instance_id": i})
+        time.sleep(20)
+        asg_c.record_lifecycle_action_heartbeat(AutoScalingGroupName="enf", LifecycleHookName="drain", InstanceId=e1)
+        time.sleep(max(0.0, t0 + 25 - time.time()))
+        asg_c.complete_lifecycle_action(AutoScalingGroupName="enf", LifecycleHookName="drain",
+                                        LifecycleActionResult="CONTINUE", InstanceId=e2)
+        time.sleep(max(0.0, t0 + 31 - time.time()))
+        state = asg_c.describe_auto_scaling_instances(InstanceIds=[e0])["AutoScalingInstances"][0]["LifecycleState"]
+        self.ok(state == "Terminating:Proceed", f"expired by the clock: the instance moves on ({state})")
+        code, message, status = err_code(asg_c.record_lifecycle_action_heartbeat, AutoScalingGroupName="enf",
+                                         LifecycleHookName="drain", InstanceId=e0)
+        self.ok((code, message, status) == ("ValidationError",
+                                            f"No active Lifecycle Action found with instance ID {e0}", 400),
+                f"heartbeat after the timeout: AWS's ValidationError ({code}, {message})")
+        code, _, _ = err_code(asg_c.complete_lifecycle_action, AutoScalingGroupName="enf", LifecycleHookName="drain",
+                              LifecycleActionResult="CONTINUE", InstanceId=e0)
+        self.ok(code == "ValidationError", "complete after the timeout: ValidationError")
+        acts = {a["instance_id"]: a for a in s.call("GET", "/_standin/lifecycle/actions")[1] if a["asg"] == "enf"}
+        a0 = acts[e0]
+        self.ok((a0["state"], a0["result"], a0["expired_by"], a0["heartbeat_timeout"], a0["global_timeout"])
+                == ("expired", "CONTINUE", "heartbeat_timeout", 30, 3000),
+                f"no heartbeat for 30 s: expired with the DefaultResult: {a0['state']}, {a0['expired_by']}")
+        self.ok(abs(a0["completed_at"] - (a0["started_at"] + 30)) < 0.01,
+                "expired_at = start + HeartbeatTimeout, not when it was noticed")
+        self.ok((acts[e1]["state"], acts[e2]["state"]) == ("active", "completed"),
+                f"a heartbeat at 20 s keeps it alive; a completion before the timeout stands: "
+                f"{acts[e1]['state']}, {acts[e2]['state']}")
+        self.ok(s.call("POST", "/_standin/lifecycle/enforce", {"enabled": False})[1] == {"enabled": False}
+                and s.call("GET", "/_standin/lifecycle/enforce")[1] == {"enabled": False}, "enforcement off again")
+
+
 def main() -> int:
     t0 = time.time()
     s = StandIn()
     ec2, asg_c, sns, sqs, ssm, ecs = (s.client(n) for n in ("ec2", "autoscaling", "sns", "sqs", "ssm", "ecs"))
+    eq(s.call("GET", "/_standin/lifecycle/enforce")[1], {"enabled": False}, "timeouts not enforced by default")
 
     # ---------------- EC2 + Auto Scaling ----------------
     ami = ssm.get_parameter(Name="/aws/service/ecs/optimized-ami/amazon-linux-2/recommended/image_id")[
@@ -511,6 +694,9 @@ def main() -> int:
     instances = [i["InstanceId"] for i in
                  asg_c.describe_auto_scaling_groups(AutoScalingGroupNames=["asg"])["AutoScalingGroups"][0]["Instances"]]
     eq(len(instances), 4, "ASG launched instances")
+    enforced = EnforcedTimeouts(s)  # ~31 s of real time, beside the checks below
+    enforced.start()
+    check_expiry_rules()
 
     topic = sns.create_topic(Name="hooks")["TopicArn"]
     queue_url = sqs.create_queue(QueueName="hooks-q")["QueueUrl"]
@@ -610,7 +796,7 @@ def main() -> int:
     code, _, _ = err_code(asg_c.record_lifecycle_action_heartbeat, AutoScalingGroupName="asg",
                           LifecycleHookName="drain", LifecycleActionToken=started1["token"])
     eq(code, "ValidationError", "Heartbeat after expiry")
-    actions = s.call("GET", "/_standin/lifecycle/actions")[1]
+    actions = [a for a in s.call("GET", "/_standin/lifecycle/actions")[1] if a["asg"] == "asg"]
     eq([(a["instance_id"], a["state"], a["result"], a["complete_calls"], len(a["heartbeats"])) for a in actions],
        [(i0, "completed", "CONTINUE", 3, 1), (i1, "expired", "ABANDON", 0, 0)], "actions list")
 
@@ -771,6 +957,8 @@ def main() -> int:
     s.call("DELETE", "/_standin/calls")
     eq(s.call("GET", "/_standin/calls")[1], {}, "DELETE calls")
     eq(s.call("POST", "/_standin/faults", {"target": "nope"})[0], 400, "bad fault -> 400")
+    check_fault_windows(s)
+    check_throttle(s, queue_url)
 
     # ---------------- Lambda sync invoke ----------------
     def fake_function(kind: str) -> None:
@@ -809,6 +997,12 @@ def main() -> int:
     check_launch_templates(ec2, ami)
     check_instance_refresh(s, ec2, asg_c, sqs, ami)
     check_images(s, ec2, instances[0])
+
+    enforced.join(timeout=60)
+    check(not enforced.is_alive(), "the enforcement scenario finished")
+    for cond, what in enforced.results:
+        check(cond, what)
+    eq(s.call("POST", "/_standin/lifecycle/enforce", {"enabled": "yes"})[0], 400, "bad enforce -> 400")
 
     eq(s.call("POST", "/_standin/reset", {})[0], 200, "reset")
     eq((s.call("GET", "/_standin/lifecycle/actions")[1], ecs.list_clusters()["clusterArns"]), ([], []),

@@ -16,8 +16,9 @@ and why moto 5.2.5 lacks or misplays it, and the places are marked `STAND-IN:`.
 WHERE IT STANDS IN FOR AWS (a correct client could fail against raw moto, a wrong one pass):
   Auto Scaling   lifecycle hooks (PutLifecycleHook keeps every field), lifecycle actions
                  (wait states, the hook's notification, CompleteLifecycleAction,
-                 RecordLifecycleActionHeartbeat), the state and launch template version
-                 each instance reports ........................ standin/autoscaling.py
+                 RecordLifecycleActionHeartbeat), the heartbeat and global timeouts by
+                 the clock (opt-in), the state and launch template version each
+                 instance reports ............................. standin/autoscaling.py
                  instance refresh, played one batch per /_standin/refresh/step;
                  launches refused for capacity; six weeks of history
                  ................................................... standin/refresh.py
@@ -30,6 +31,8 @@ WHERE IT STANDS IN FOR AWS (a correct client could fail against raw moto, a wron
   SNS -> Lambda  subscriptions delivered in-process; the Lambda Runtime API
                  ................................................. standin/awslambda.py
   SSM            SendCommand / GetCommandInvocation outcomes ....... standin/ssm.py
+  Throttling     AWS's account-wide token buckets (moto never throttles); faults for
+                 a count of calls or a time window (an outage) ..... standin/control.py
   (tests only)   the /_standin/ control endpoints, call counts, fault injection
                  ................................................... standin/control.py
 Everything else is plain moto 5.2.5.

@@ -13,7 +13,7 @@ mod standin;
 pub use fleet::{Fleet, FleetSpec, TaskInfo, TaskTags};
 pub use function::LocalFunction;
 pub use rollout::{ACTIVE_REFRESH, parameter_change_event, put_parameter};
-pub use standin::{Standin, workspace_root};
+pub use standin::{Standin, ThrottleReport, workspace_root};
 
 /// Errors in test set-up are strings: they end a test with a message.
 pub type Result<T> = std::result::Result<T, String>;

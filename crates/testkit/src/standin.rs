@@ -182,6 +182,50 @@ impl Standin {
         )
     }
 
+    /// Every call to `target` (an fnmatch pattern: `ecs:*`) fails with `error` and
+    /// HTTP `status`, in the protocol the service speaks, for `for_ms` from now: an
+    /// outage of that service or operation.
+    pub fn fault_for(&self, target: &str, error: &str, status: u16, for_ms: u64) -> Result<Value> {
+        self.post(
+            "/_standin/faults",
+            json!({"target": target, "error": error, "status": status, "for_ms": for_ms}),
+        )
+    }
+
+    /// Plays AWS's account-wide throttling: every call to `target` (an fnmatch
+    /// pattern: `ecs:*`) takes a token from one bucket of `burst` tokens refilled at
+    /// `rate_per_s`; a call that finds it empty is answered ThrottlingException
+    /// ("Rate exceeded", HTTP 400) and never reaches moto. Replaces an earlier
+    /// bucket of the same target.
+    pub fn throttle(&self, target: &str, rate_per_s: f64, burst: u32) -> Result<Value> {
+        self.post(
+            "/_standin/throttle",
+            json!({"target": target, "rate_per_s": rate_per_s, "burst": burst}),
+        )
+    }
+
+    /// Removes every token bucket.
+    pub fn clear_throttle(&self) -> Result<()> {
+        self.delete("/_standin/throttle").map(|_| ())
+    }
+
+    /// What each token bucket granted and throttled, in total, by operation and
+    /// per second.
+    pub fn throttle_report(&self) -> Result<Vec<ThrottleReport>> {
+        let v = self.get("/_standin/throttle")?;
+        let buckets = v.as_array().ok_or("GET /_standin/throttle: not a list")?;
+        Ok(buckets.iter().map(ThrottleReport::from_json).collect())
+    }
+
+    /// Auto Scaling's heartbeat and global timeouts applied by the clock (off by
+    /// default): an action whose last heartbeat (or start) is older than its hook's
+    /// HeartbeatTimeout, or whose start is older than the global timeout, expires
+    /// with the hook's DefaultResult, as on AWS.
+    pub fn enforce_heartbeats(&self, enabled: bool) -> Result<()> {
+        self.post("/_standin/lifecycle/enforce", json!({ "enabled": enabled }))
+            .map(|_| ())
+    }
+
     /// AWS calls seen so far, by `service:Operation`.
     pub fn calls(&self) -> Result<BTreeMap<String, u64>> {
         let v = self.get("/_standin/calls")?;
@@ -227,6 +271,51 @@ impl Standin {
             .as_array()
             .cloned()
             .unwrap_or_default())
+    }
+}
+
+/// One token bucket of the stand-in's throttling, as `GET /_standin/throttle` reports it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ThrottleReport {
+    pub target: String,
+    pub rate_per_s: f64,
+    pub burst: u64,
+    /// Calls that found a token.
+    pub granted: u64,
+    /// Calls answered with a throttling error.
+    pub throttled: u64,
+    /// `service:Operation` -> (granted, throttled).
+    pub by_operation: BTreeMap<String, (u64, u64)>,
+    /// (epoch second, granted, throttled), oldest first; seconds with no call are absent.
+    pub per_second: Vec<(u64, u64, u64)>,
+}
+
+impl ThrottleReport {
+    fn from_json(v: &Value) -> ThrottleReport {
+        let n = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0);
+        ThrottleReport {
+            target: v["target"].as_str().unwrap_or_default().to_owned(),
+            rate_per_s: v["rate_per_s"].as_f64().unwrap_or(0.0),
+            burst: n(v, "burst"),
+            granted: n(v, "granted"),
+            throttled: n(v, "throttled"),
+            by_operation: v["by_operation"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(op, c)| (op.clone(), (n(c, "granted"), n(c, "throttled"))))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            per_second: v["per_second"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|p| (n(p, "t"), n(p, "granted"), n(p, "throttled")))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
     }
 }
 

@@ -6,8 +6,10 @@ module's docstring says what it emulates and why moto 5.2.5 lacks it:
   app.py          the server: WSGI app (control / Runtime API / AWS routing), main(),
                   the STANDIN_READY line and the stdin-close shutdown
   control.py      the /_standin/ control endpoints, the call counter, fault injection
-  autoscaling.py  lifecycle hooks and actions; each instance's state and launch
-                  template version as Auto Scaling reports them
+                  (a count of calls or a time window), AWS's throttling token buckets
+  autoscaling.py  lifecycle hooks and actions, their heartbeat and global timeouts by
+                  the clock (opt-in); each instance's state and launch template
+                  version as Auto Scaling reports them
   activities.py   scaling activities (DescribeScalingActivities)
   refresh.py      instance refresh (Start/Describe/Cancel/RollbackInstanceRefresh), launches
                   refused for capacity, the history's six weeks

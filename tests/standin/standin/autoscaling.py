@@ -8,9 +8,23 @@ STAND-IN for what moto 5.2.5 lacks or misplays (each place is marked `STAND-IN:`
     `Pending:Wait`, and the notification (same JSON as AWS) to the hook's SNS topic or
     SQS queue. CompleteLifecycleAction and RecordLifecycleActionHeartbeat (HTTP 500 in
     moto) are implemented with AWS's `ValidationError: No active Lifecycle Action found
-    with ...`. Timeouts are not simulated by the clock: `POST /_standin/lifecycle/expire`
-    ends an action as the heartbeat/global timeout would. `/lifecycle/test-notification`
-    sends AWS's TEST_NOTIFICATION; `GET /_standin/lifecycle/actions` lists the actions.
+    with ...`. `POST /_standin/lifecycle/expire` ends an action as the heartbeat/global
+    timeout would. `/lifecycle/test-notification` sends AWS's TEST_NOTIFICATION;
+    `GET /_standin/lifecycle/actions` lists the actions.
+  * Timeouts by the clock, opt-in (`POST /_standin/lifecycle/enforce {"enabled": true}`;
+    off by default, so tests that hold an action without heartbeats are unaffected): an
+    action whose last heartbeat (or start) is older than its hook's HeartbeatTimeout, or
+    whose start is older than the hook's GlobalTimeout (min(172800, 100 x
+    HeartbeatTimeout)), expires as AWS lets it: the hook's DefaultResult is applied and
+    the instance moves on (`Terminating:Proceed`; a launch ABANDONed is a Cancelled
+    activity with "Heartbeat Timeout"). Both timeouts are taken from the hook when the
+    action starts. Checked lazily, never by a thread: before every lifecycle call
+    (Complete, Heartbeat, a new action), whenever an instance's lifecycle state is
+    reported (DescribeAutoScalingInstances / Groups) and on GET
+    /_standin/lifecycle/actions; the action records when it expired (`completed_at` is
+    the instant the timeout ran out, not when it was noticed) and `expired_by`
+    ("heartbeat_timeout" / "global_timeout"; "expire" for the endpoint). Later heartbeats and completions answer
+    AWS's `ValidationError: No active Lifecycle Action found ...`.
   * DescribeAutoScalingInstances / DescribeAutoScalingGroups report those states, and the
     launch template version each instance was launched from (moto reports the template's
     default version; the instance's aws:ec2launchtemplate:version tag likewise).
@@ -59,6 +73,19 @@ class LifecycleAction:
         self.complete_calls = 0
         self.heartbeat_calls = 0
         self.heartbeats: list[float] = []
+        # The hook's timeouts when the action started (seconds); set by Lifecycle.start.
+        self.heartbeat_timeout = 3600
+        self.global_timeout = 172800
+        self.expired_by: str | None = None
+
+    def expiry(self) -> tuple[float, str]:
+        """When the action runs out if nothing happens (epoch s), and which timeout it is."""
+        last = self.heartbeats[-1] if self.heartbeats else self.started_at
+        by_heartbeat = last + self.heartbeat_timeout
+        by_global = self.started_at + self.global_timeout
+        if by_global <= by_heartbeat:
+            return by_global, "global_timeout"
+        return by_heartbeat, "heartbeat_timeout"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +102,9 @@ class LifecycleAction:
             "heartbeat_calls": self.heartbeat_calls,
             "heartbeats": list(self.heartbeats),
             "region": self.region,
+            "heartbeat_timeout": self.heartbeat_timeout,
+            "global_timeout": self.global_timeout,
+            "expired_by": self.expired_by,
         }
 
 
@@ -85,6 +115,32 @@ class Lifecycle:
         self.actions: list[LifecycleAction] = []
         # instance id -> LifecycleState the stand-in reports (overrides moto's InService)
         self.instance_states: dict[str, str] = {}
+        # Apply the heartbeat / global timeouts by the clock (see the module docstring).
+        self.enforce = False
+
+    # ---- timeouts by the clock ----
+
+    def set_enforce(self, body: dict[str, Any]) -> dict[str, Any]:
+        enabled = body.get("enabled")
+        if not isinstance(enabled, bool):
+            raise StandInError('"enabled" must be true or false')
+        self.enforce_timeouts()  # what ran out while it was on stays expired
+        self.enforce = enabled
+        if enabled:
+            self.enforce_timeouts()
+        return {"enabled": self.enforce}
+
+    def enforce_timeouts(self, now: float | None = None) -> None:
+        """STAND-IN: Auto Scaling's heartbeat and global timeouts (when enforcement is on)."""
+        if not self.enforce:
+            return
+        now = time.time() if now is None else now
+        for action in self.actions:
+            if action.state != "active":
+                continue
+            at, by = action.expiry()
+            if now >= at:
+                self._expire(action, by, at)
 
     # ---- control endpoints ----
 
@@ -109,12 +165,15 @@ class Lifecycle:
             raise StandInError(f"transition must be {TERMINATING} or {LAUNCHING}, not {transition!r}")
         if hook.lifecycle_transition and transition != hook.lifecycle_transition:
             raise StandInError(f"hook {hook_name!r} is for {hook.lifecycle_transition}, not {transition}")
+        self.enforce_timeouts()
         if any(a.instance_id == instance_id and a.state == "active" for a in self.actions):
             raise StandInError(f"instance {instance_id} already has an active lifecycle action")
         target = getattr(hook, "notification_target_arn", None)
         self._check_target(target)
 
         action = LifecycleAction(ACCOUNT_ID, region, asg_name, hook_name, instance_id, transition)
+        action.heartbeat_timeout = int(hook.heartbeat_timeout or 3600)
+        action.global_timeout = int(getattr(hook, "global_timeout", None) or min(172800, 100 * action.heartbeat_timeout))
         launching = transition == LAUNCHING
         # STAND-IN: what AWS sends for a lifecycle action (SNS Message / SQS body / EventBridge detail).
         message: dict[str, Any] = {
@@ -166,9 +225,14 @@ class Lifecycle:
 
     def expire(self, body: dict[str, Any]) -> dict[str, Any]:
         instance_id = body.get("instance_id")
+        self.enforce_timeouts()
         action = next((a for a in self.actions if a.instance_id == instance_id and a.state == "active"), None)
         if action is None:
             raise StandInError(f"no active lifecycle action for instance {instance_id!r}")
+        self._expire(action, "expire", time.time())
+        return action.to_json()
+
+    def _expire(self, action: LifecycleAction, by: str, at: float) -> None:
         # STAND-IN: the heartbeat/global timeout ran out; AWS applies the hook's DefaultResult.
         hook = autoscaling_backends[action.account_id][action.region].lifecycle_hooks.get(
             f"{action.asg}_{action.hook}"
@@ -176,18 +240,20 @@ class Lifecycle:
         default_result = getattr(hook, "default_result", None) or "ABANDON"
         action.state = "expired"
         action.result = default_result
-        action.completed_at = time.time()
+        action.completed_at = at
+        action.expired_by = by
         self.instance_states[action.instance_id] = self._after_state(action.transition, default_result)
         if action.transition == LAUNCHING and default_result == "ABANDON":
             ACTIVITIES.abandoned_launch(action, "Heartbeat Timeout")
-        return action.to_json()
 
     def list(self) -> list[dict[str, Any]]:
+        self.enforce_timeouts()
         return [a.to_json() for a in self.actions]
 
     # ---- AWS API (called from the patched AutoScalingResponse) ----
 
     def complete(self, account_id: str, region: str, params: dict[str, Any]) -> None:
+        self.enforce_timeouts()
         action, matched = self._match(account_id, region, params)
         if matched is not None:
             matched.complete_calls += 1
@@ -206,6 +272,7 @@ class Lifecycle:
             ACTIVITIES.abandoned_launch(action, "Lifecycle Action Completed with ABANDON Result")
 
     def heartbeat(self, account_id: str, region: str, params: dict[str, Any]) -> None:
+        self.enforce_timeouts()
         action, matched = self._match(account_id, region, params)
         if matched is not None:
             matched.heartbeat_calls += 1
@@ -288,7 +355,10 @@ LIFECYCLE = Lifecycle()
 def _instance_state_lifecycle_state(self: Any) -> str:
     # STAND-IN: the serializer reads `LifecycleState` before moto's `lifecycle_state`, so
     # the instance reports the lifecycle state the stand-in gave it; moto's own logic
-    # (which counts `lifecycle_state == "InService"`) is left untouched.
+    # (which counts `lifecycle_state == "InService"`) is left untouched. With enforcement
+    # on, a timeout that ran out is applied first (the caller holds MOTO_LOCK: moto's
+    # serializer runs inside the request).
+    LIFECYCLE.enforce_timeouts()
     return LIFECYCLE.instance_states.get(self.instance.id, self.lifecycle_state)
 
 

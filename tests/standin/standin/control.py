@@ -6,6 +6,12 @@ failed on purpose with an error in the protocol the client speaks (moto never th
 AWS does). app.py hands each AWS request to CALLS.record before moto sees it and every
 /_standin/ request to handle().
 
+STAND-IN for AWS's throttling: moto never throttles. `/_standin/faults` fails chosen calls
+(a number of them, or every one for a time window: an outage); `/_standin/throttle` plays
+the account-wide token bucket AWS answers from (a burst, then a sustained rate), so N
+clients share one budget as they do on AWS. Faults are checked first (a faulted call takes
+no token), then the buckets.
+
 CONTROL API (JSON in, JSON out; a bad request answers 400 {"error": "..."}):
   GET    /_standin/health                  {"ok": true}
   POST   /_standin/reset                   moto's reset + all stand-in state
@@ -13,15 +19,44 @@ CONTROL API (JSON in, JSON out; a bad request answers 400 {"error": "..."}):
   DELETE /_standin/calls
   POST   /_standin/faults                  {"target": "ecs:DescribeTasks" (fnmatch pattern ok),
                                             "error": "ThrottlingException", "count": 2,
-                                            "status": 400, "message": "Rate exceeded"}
-  GET    /_standin/faults                  what is left;  DELETE /_standin/faults  clears
+                                            "status": 400, "message": "Rate exceeded",
+                                            "for_ms": 45000}
+                                           count: fail the next N matching calls (default 1);
+                                           for_ms: fail every matching call for that long from
+                                           now (no count: unlimited within the window; with
+                                           both, the fault ends when either runs out). message
+                                           defaults to "Rate exceeded" (status < 500) or
+                                           "Service Unavailable" (5xx). -> the fault
+  GET    /_standin/faults                  what is left (a windowed fault with "remaining_ms");
+                                           DELETE /_standin/faults  clears
+  POST   /_standin/throttle                {"target": "ecs:*" (fnmatch pattern), "rate_per_s": 4,
+                                            "burst": 10, "error"?: "ThrottlingException"}
+                                           an account-wide token bucket (AWS throttles per account
+                                           and Region): every matching call takes a token; the
+                                           bucket holds up to `burst` and refills at `rate_per_s`;
+                                           a call finding it empty is answered as AWS answers
+                                           (400, "Rate exceeded"; code ThrottlingException for the
+                                           JSON protocols, Throttling for the query ones,
+                                           RequestLimitExceeded for EC2) and never reaches moto.
+                                           Posting the same target again replaces its bucket
+                                           (full, counts at 0); a call matching several buckets
+                                           needs a token from each. -> the bucket
+  GET    /_standin/throttle                [{"target","rate_per_s","burst","tokens","granted",
+                                             "throttled","since","by_operation": {"ecs:ListTasks":
+                                             {"granted","throttled"}}, "per_second": [{"t" (epoch
+                                             s), "granted", "throttled"}]}]
+  DELETE /_standin/throttle                {"target"?}: that bucket, or every bucket
   POST   /_standin/lifecycle/start         {"asg", "hook", "instance_id", "transition"?, "region"?}
                                            -> {"token", "message", "delivered_to"}
   POST   /_standin/lifecycle/expire        {"instance_id"} -> the action
+  POST   /_standin/lifecycle/enforce       {"enabled": true}: Auto Scaling's timeouts by the clock
+                                           (off by default); -> {"enabled"}; GET reports it
   POST   /_standin/lifecycle/test-notification {"asg", "hook"}: AWS's TEST_NOTIFICATION
   GET    /_standin/lifecycle/actions       [{"asg","hook","instance_id","token","transition",
                                              "state","result","started_at","completed_at",
-                                             "complete_calls","heartbeat_calls","heartbeats","region"}]
+                                             "complete_calls","heartbeat_calls","heartbeats","region",
+                                             "heartbeat_timeout","global_timeout","expired_by"}]
+                                           (with enforcement on, timeouts are applied first)
   POST   /_standin/ecs/step                {"cluster"?, "max_replacements"?}
                                            -> {"advanced", "replaced", "stalled"}
   POST   /_standin/ecs/auto                {"interval_ms": 500}  (0 stops)
@@ -63,6 +98,7 @@ import fnmatch
 import json
 import re
 import threading
+import time
 import urllib.parse
 import uuid
 from typing import Any
@@ -91,22 +127,99 @@ QUERY_XMLNS = {
 }
 
 
+# The error code AWS throttles with, by protocol (JSON services: ThrottlingException).
+THROTTLE_CODES = {"autoscaling": "Throttling", "sns": "Throttling", "sts": "Throttling",
+                  "iam": "Throttling", "cloudformation": "Throttling", "ec2": "RequestLimitExceeded"}
+
+
+class Bucket:
+    """STAND-IN: one token bucket of AWS's throttling (see the module docstring)."""
+
+    def __init__(self, target: str, rate_per_s: float, burst: int, error: str | None) -> None:
+        self.target = target
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.error = error
+        self.tokens = float(burst)
+        self.last = time.time()
+        self.since = self.last
+        self.granted = 0
+        self.throttled = 0
+        self.by_operation: dict[str, dict[str, int]] = collections.OrderedDict()
+        self.per_second: dict[int, list[int]] = collections.OrderedDict()
+
+    def matches(self, key: str) -> bool:
+        return self.target == key or fnmatch.fnmatchcase(key, self.target)
+
+    def refill(self, now: float) -> None:
+        self.tokens = min(float(self.burst), self.tokens + (now - self.last) * self.rate_per_s)
+        self.last = now
+
+    def count(self, key: str, now: float, granted: bool) -> None:
+        op = self.by_operation.setdefault(key, {"granted": 0, "throttled": 0})
+        second = self.per_second.setdefault(int(now), [0, 0])
+        if granted:
+            self.granted += 1
+            op["granted"] += 1
+            second[0] += 1
+        else:
+            self.throttled += 1
+            op["throttled"] += 1
+            second[1] += 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "rate_per_s": self.rate_per_s,
+            "burst": self.burst,
+            "error": self.error,
+            "tokens": round(self.tokens, 3),
+            "granted": self.granted,
+            "throttled": self.throttled,
+            "since": self.since,
+            "by_operation": {k: dict(v) for k, v in self.by_operation.items()},
+            "per_second": [{"t": t, "granted": g, "throttled": th} for t, (g, th) in self.per_second.items()],
+        }
+
+
 class Calls:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.counts: dict[str, int] = collections.OrderedDict()
         self.faults: list[dict[str, Any]] = []
+        self.buckets: list[Bucket] = []
+
+    def _drop_ended(self, now: float) -> None:
+        self.faults = [f for f in self.faults if f.get("until") is None or now < f["until"]]
 
     def record(self, key: str) -> dict[str, Any] | None:
-        """Count the call; return the fault to inject (and use it up), if any."""
+        """Count the call; return the fault to inject (and use it up), if any: a fault a
+        test asked for, else a throttle when a matching bucket is empty."""
+        now = time.time()
         with self.lock:
             self.counts[key] = self.counts.get(key, 0) + 1
+            self._drop_ended(now)
             for fault in self.faults:
                 if fault["target"] == key or fnmatch.fnmatchcase(key, fault["target"]):
-                    fault["count"] -= 1
-                    if fault["count"] <= 0:
-                        self.faults.remove(fault)
+                    if fault["count"] is not None:
+                        fault["count"] -= 1
+                        if fault["count"] <= 0:
+                            self.faults.remove(fault)
                     return dict(fault)
+            matching = [b for b in self.buckets if b.matches(key)]
+            for b in matching:
+                b.refill(now)
+            granted = all(b.tokens >= 1.0 for b in matching)
+            for b in matching:
+                if granted:
+                    b.tokens -= 1.0
+                b.count(key, now, granted)
+            if not granted:
+                empty = next(b for b in matching if b.tokens < 1.0)
+                service = key.split(":", 1)[0]
+                code = empty.error or THROTTLE_CODES.get(service, "ThrottlingException")
+                return {"target": empty.target, "error": code, "status": 400, "message": "Rate exceeded",
+                        "throttle": True}
         return None
 
     def add_fault(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -116,19 +229,71 @@ class Calls:
             raise StandInError('"target" must be "<service>:<Operation>", e.g. "ecs:DescribeTasks"')
         if not isinstance(error, str) or not error:
             raise StandInError('"error" must be an error code, e.g. "ThrottlingException"')
-        count = body.get("count", 1)
+        for_ms = body.get("for_ms")
+        if for_ms is not None and (not isinstance(for_ms, int) or isinstance(for_ms, bool) or for_ms < 1):
+            raise StandInError('"for_ms" must be an integer >= 1 (milliseconds)')
+        count = body.get("count", 1 if for_ms is None else None)
         status = body.get("status", 400)
-        message = body.get("message", "Rate exceeded")
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
             raise StandInError('"count" must be an integer >= 1')
         if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
             raise StandInError('"status" must be an HTTP error status (400..599)')
+        message = body.get("message", "Rate exceeded" if status < 500 else "Service Unavailable")
         if not isinstance(message, str):
             raise StandInError('"message" must be a string')
         fault = {"target": target, "error": error, "count": count, "status": status, "message": message}
+        if for_ms is not None:
+            fault["for_ms"] = for_ms
+            fault["until"] = time.time() + for_ms / 1000.0
         with self.lock:
             self.faults.append(fault)
-        return dict(fault)
+        return self._public(fault, time.time())
+
+    @staticmethod
+    def _public(fault: dict[str, Any], now: float) -> dict[str, Any]:
+        out = {k: v for k, v in fault.items() if k != "until"}
+        if fault.get("until") is not None:
+            out["remaining_ms"] = max(0, int((fault["until"] - now) * 1000))
+        return out
+
+    def list_faults(self) -> list[dict[str, Any]]:
+        now = time.time()
+        with self.lock:
+            self._drop_ended(now)
+            return [self._public(f, now) for f in self.faults]
+
+    def add_bucket(self, body: dict[str, Any]) -> dict[str, Any]:
+        target = body.get("target")
+        rate = body.get("rate_per_s")
+        burst = body.get("burst")
+        error = body.get("error")
+        if not isinstance(target, str) or ":" not in target:
+            raise StandInError('"target" must be a "<service>:<Operation>" pattern, e.g. "ecs:*"')
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or rate <= 0:
+            raise StandInError('"rate_per_s" must be a number > 0 (tokens added per second)')
+        if burst is None:
+            burst = max(1, int(rate))
+        if not isinstance(burst, int) or isinstance(burst, bool) or burst < 1:
+            raise StandInError('"burst" must be an integer >= 1 (the bucket\'s size)')
+        if error is not None and (not isinstance(error, str) or not error):
+            raise StandInError('"error" must be an error code, e.g. "ThrottlingException"')
+        bucket = Bucket(target, float(rate), burst, error)
+        with self.lock:
+            self.buckets = [b for b in self.buckets if b.target != target] + [bucket]
+            return bucket.to_json()
+
+    def list_buckets(self) -> list[dict[str, Any]]:
+        now = time.time()
+        with self.lock:
+            for b in self.buckets:
+                b.refill(now)
+            return [b.to_json() for b in self.buckets]
+
+    def clear_buckets(self, body: dict[str, Any]) -> dict[str, Any]:
+        target = body.get("target")
+        with self.lock:
+            self.buckets = [b for b in self.buckets if target is not None and b.target != target]
+        return {}
 
 
 CALLS = Calls()
@@ -235,6 +400,7 @@ def _reset_all(body: dict[str, Any]) -> dict[str, Any]:
     with CALLS.lock:
         CALLS.counts.clear()
         CALLS.faults.clear()
+        CALLS.buckets.clear()
     LAMBDA.unsubscribe({})
     LAMBDA.clear()
     return {}
@@ -246,8 +412,7 @@ def _list_calls(body: dict[str, Any]) -> dict[str, int]:
 
 
 def _list_faults(body: dict[str, Any]) -> list[dict[str, Any]]:
-    with CALLS.lock:
-        return [dict(f) for f in CALLS.faults]
+    return CALLS.list_faults()
 
 
 def _reset_calls(body: dict[str, Any]) -> dict[str, Any]:
@@ -270,8 +435,13 @@ ROUTES = {
     ("GET", "/_standin/faults"): _list_faults,
     ("POST", "/_standin/faults"): CALLS.add_fault,
     ("DELETE", "/_standin/faults"): _clear_faults,
+    ("GET", "/_standin/throttle"): lambda b: CALLS.list_buckets(),
+    ("POST", "/_standin/throttle"): CALLS.add_bucket,
+    ("DELETE", "/_standin/throttle"): CALLS.clear_buckets,
     ("POST", "/_standin/lifecycle/start"): _locked(LIFECYCLE.start),
     ("POST", "/_standin/lifecycle/expire"): _locked(LIFECYCLE.expire),
+    ("POST", "/_standin/lifecycle/enforce"): _locked(LIFECYCLE.set_enforce),
+    ("GET", "/_standin/lifecycle/enforce"): _locked(lambda b: {"enabled": LIFECYCLE.enforce}),
     ("POST", "/_standin/lifecycle/test-notification"): _locked(LIFECYCLE.test_notification),
     ("GET", "/_standin/lifecycle/actions"): _locked(lambda b: LIFECYCLE.list()),
     ("POST", "/_standin/ecs/step"): ecs_step_endpoint,

@@ -382,6 +382,7 @@ class Refreshes:
             raise StandInError('"terminate_state" must be "Terminated" or "Terminating:Wait"')
         region, group, ref = self._control_target(body)
         backend = autoscaling_backends[ACCOUNT_ID][region]
+        LIFECYCLE.enforce_timeouts()  # a timed-out action ends its wait first (when enforced)
         out: dict[str, Any] = {"launched": [], "terminated": [], "waiting": []}
         if ref.status == "Pending":
             ref.status = "InProgress"
