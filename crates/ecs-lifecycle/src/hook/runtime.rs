@@ -788,7 +788,9 @@ async fn hand_over<W: HookWorkflow>(
         beat.base(),
         &job.memo,
         clock,
-        deadline_ms.saturating_sub(2000),
+        // Publish retries may use the margin but a third of it: the rest is for a
+        // last heartbeat and the answer, should the publish keep failing.
+        deadline_ms.saturating_sub(millis(holder.handoff_margin) / 3),
     )
     .await;
     match handed {
