@@ -32,6 +32,12 @@ fn workspace_lambdas() -> BTreeSet<String> {
                 bins.extend(value());
             } else if section == "[dependencies]" && line.starts_with("lambda_runtime") {
                 lambda = true;
+            } else if section == "[package.metadata.ecs-lifecycle]"
+                && line.starts_with("not-a-function")
+            {
+                // A benchmark's baseline (crates/lambda-echo), never deployed.
+                lambda = false;
+                break;
             }
         }
         if bins.is_empty() && dir.join("src/main.rs").is_file() {
