@@ -29,6 +29,7 @@ type TestRoller = Roller<
     aws_sdk_ec2::Client,
     aws_sdk_ecs::Client,
     aws_sdk_ssm::Client,
+    aws_sdk_sns::Client,
 >;
 
 fn roller(sdk: &aws_config::SdkConfig, fleet: &Fleet) -> TestRoller {
@@ -57,6 +58,7 @@ fn roller_with(sdk: &aws_config::SdkConfig, fleet: &Fleet, extra: &[(&str, &str)
         aws_sdk_ssm::Client::new(sdk),
         config,
     )
+    .with_publisher(aws_sdk_sns::Client::new(sdk))
 }
 
 /// One invocation with a deadline close enough that it looks, acts, looks

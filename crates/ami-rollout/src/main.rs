@@ -27,6 +27,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             aws_sdk_ssm::Client::new(&sdk),
             config.clone(),
         )
+        // Operator notifications, when NOTIFICATION_TOPIC_ARN is set.
+        .with_publisher(aws_sdk_sns::Client::new(&sdk))
     };
     // Built on the first event (clients and TLS roots are not needed before).
     let roller = &OnceCell::new();

@@ -44,6 +44,8 @@ pub struct CommonConfig {
     pub continuation_topic: Option<String>,
     /// `DRY_RUN`: decide and log, change nothing.
     pub dry_run: bool,
+    /// `NOTIFICATION_TOPIC_ARN`: SNS topic for operator notifications; unset = none.
+    pub notification_topic: Option<String>,
 }
 
 /// Settings of terminate-drain.
@@ -185,6 +187,14 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 }
 
 impl ClusterScope {
+    /// The one cluster configured, if exactly one is.
+    pub fn single(&self) -> Option<&str> {
+        match self {
+            ClusterScope::Named(names) if names.len() == 1 => names.first().map(String::as_str),
+            _ => None,
+        }
+    }
+
     /// Whether a cluster (by ARN, as ECS events name it) is in scope: a configured
     /// name matches the ARN's `cluster/<name>`, a configured ARN the ARN itself.
     pub fn contains(&self, cluster_arn: &str) -> bool {
@@ -221,6 +231,7 @@ impl CommonConfig {
             poll_interval: env.seconds("POLL_INTERVAL_SECONDS", poll_default_s, 1, 300)?,
             continuation_topic: None,
             dry_run: env.flag("DRY_RUN", false)?,
+            notification_topic: env.sns_topic_arn("NOTIFICATION_TOPIC_ARN")?,
         })
     }
 }
@@ -231,6 +242,7 @@ pub const COMMON_VARS: &[&str] = &[
     "POLL_INTERVAL_SECONDS",
     "CONTINUATION_TOPIC_ARN",
     "DRY_RUN",
+    "NOTIFICATION_TOPIC_ARN",
 ];
 
 impl DrainConfig {
@@ -440,6 +452,7 @@ impl RolloutConfig {
         "POLL_INTERVAL_SECONDS",
         "ROLLOUT_BATCH_SIZE",
         "DRY_RUN",
+        "NOTIFICATION_TOPIC_ARN",
         "ALLOWED_AMI_OWNERS",
         "ROLLOUT_WINDOW",
         "ROLLOUT_CHECKPOINT_PERCENTAGES",

@@ -19,6 +19,7 @@ pub mod inventory;
 pub mod launch;
 pub mod model;
 pub mod ports;
+pub mod report;
 pub mod rollout;
 pub mod time;
 

@@ -193,6 +193,16 @@ pub trait Publisher: Send + Sync {
         subject: &str,
         message: &str,
     ) -> impl Future<Output = Result<String, AwsError>> + Send;
+
+    /// Publishes an operator notification with message attributes (for
+    /// subscription filter policies); returns its message id.
+    fn publish_notification(
+        &self,
+        topic_arn: &str,
+        subject: &str,
+        message: &str,
+        attributes: &[(&str, &str)],
+    ) -> impl Future<Output = Result<String, AwsError>> + Send;
 }
 
 pub trait Ec2: Send + Sync {

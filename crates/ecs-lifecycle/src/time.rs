@@ -34,3 +34,10 @@ pub fn epoch_ms() -> u64 {
 pub fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+/// Epoch milliseconds as RFC 3339 (`2026-12-06T01:02:03.456Z`).
+pub fn rfc3339(epoch_ms: u64) -> String {
+    let dt = aws_smithy_types::DateTime::from_millis(i64::try_from(epoch_ms).unwrap_or(i64::MAX));
+    dt.fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default()
+}

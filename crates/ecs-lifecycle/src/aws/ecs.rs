@@ -219,6 +219,10 @@ impl Ecs for Client {
                     started_by: t.started_by().map(str::to_owned),
                     group: t.group().map(str::to_owned),
                     container_instance_arn: t.container_instance_arn().map(str::to_owned),
+                    stopped_at_ms: t
+                        .stopped_at()
+                        .and_then(|d| d.to_millis().ok())
+                        .and_then(|ms| u64::try_from(ms).ok()),
                 })
             }));
         }

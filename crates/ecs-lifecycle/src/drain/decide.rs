@@ -359,6 +359,7 @@ mod tests {
                 started_by: None,
                 group: None,
                 container_instance_arn: Some("ci".into()),
+                stopped_at_ms: None,
             },
             role,
         }

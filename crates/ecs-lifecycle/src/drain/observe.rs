@@ -33,6 +33,15 @@ pub struct Scratch {
     claimed: bool,
     /// When this invocation last said why the drain is stuck.
     pub(super) last_stuck_report_ms: Option<u64>,
+    /// Tasks this invocation has seen not STOPPED.
+    seen_live: HashSet<String>,
+    /// When the latest task to stop did (ECS's `stoppedAt`; else the poll that
+    /// first saw it STOPPED after seeing it live), for the completion lag.
+    pub(super) last_stopped_ms: Option<u64>,
+    /// When the observation now under way started (epoch ms).
+    pub(super) observing_at_ms: u64,
+    /// When Auto Scaling started the action.
+    pub(super) action_start_ms: Option<u64>,
 }
 
 impl Default for Scratch {
@@ -43,6 +52,10 @@ impl Default for Scratch {
             token: format!("{:016x}", random_u64()),
             claimed: false,
             last_stuck_report_ms: None,
+            seen_live: HashSet::new(),
+            last_stopped_ms: None,
+            observing_at_ms: 0,
+            action_start_ms: None,
         }
     }
 }
@@ -173,8 +186,18 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                 continue;
             }
             if task.is_stopped() {
+                let stopped_at = task.stopped_at_ms.or_else(|| {
+                    scratch
+                        .seen_live
+                        .contains(&task.arn)
+                        .then_some(scratch.observing_at_ms)
+                });
+                if let Some(t) = stopped_at {
+                    scratch.last_stopped_ms = scratch.last_stopped_ms.max(Some(t));
+                }
                 scratch.known_stopped.insert(task.arn.clone());
             } else {
+                scratch.seen_live.insert(task.arn.clone());
                 live.push(task);
             }
         }
@@ -377,6 +400,7 @@ mod tests {
                 started_by: service.map(|_| "ecs-svc/1".to_owned()),
                 group: Some(service.map_or("family:batch".into(), |s| format!("service:{s}"))),
                 container_instance_arn: None,
+                stopped_at_ms: None,
             },
             role,
         }

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tracing::{Span, debug, info, warn};
 
 use crate::config::{CommonConfig, DrainConfig};
@@ -19,10 +20,11 @@ use crate::hook::dispatch::{Job, Work, ignored};
 use crate::hook::event::EcsEvent;
 use crate::hook::pacing::load_hook_timing;
 use crate::hook::runtime::{
-    Accept, Flow, Holder, HookClocks, HookWorkflow, Next, NoFinish, Prepared,
+    Accept, Flow, Holder, HookClocks, HookWorkflow, Next, NoFinish, Outcome, Prepared, Tally,
 };
 use crate::model::{ActionResult, InstanceStatus, LifecycleAction, Transition};
 use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
+use crate::report::{Event, Notification, Record, Reporter};
 use crate::time::millis;
 
 pub const FUNCTION_NAME: &str = "terminate-drain";
@@ -57,6 +59,8 @@ pub struct Plan {
     pub drain_deadline_ms: u64,
     /// Started by an ECS event (see [`DrainMemo::from_event`]).
     pub from_event: bool,
+    /// When Auto Scaling started the action (the drain's own start).
+    pub action_start_ms: u64,
 }
 
 /// The drain's own steps.
@@ -79,11 +83,18 @@ pub struct Drainer<E, A, P> {
 
 impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     pub fn new(ecs: E, autoscaling: A, publisher: P, config: DrainConfig) -> Self {
+        let reporter = Reporter::new(FUNCTION_NAME, config.common.notification_topic.clone());
         Drainer {
             ecs,
-            hold: Holder::new(autoscaling, publisher),
+            hold: Holder::new(autoscaling, publisher, reporter),
             config,
         }
+    }
+
+    /// Where metrics and notifications go (stdout and NOTIFICATION_TOPIC_ARN by default).
+    pub fn with_reporter(mut self, reporter: Reporter) -> Self {
+        self.hold.reporter = reporter;
+        self
     }
 
     /// Time kept before the invocation deadline to hand off (default 10 s).
@@ -229,6 +240,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
                 },
                 drain_deadline_ms: timing.deadline_ms,
                 from_event: job.memo.from_event,
+                action_start_ms: timing.action_start_ms,
             },
             heartbeat_every_ms: timing.heartbeat_every_ms,
             heartbeat_base_ms: timing.action_start_ms,
@@ -243,6 +255,8 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         now_ms: u64,
     ) -> Result<Observed, Error> {
         let (instance_id, hook) = (job.action.instance_id.clone(), job.action.hook.clone());
+        scratch.observing_at_ms = now_ms;
+        scratch.action_start_ms = Some(plan.action_start_ms);
         let observed = self
             .look(&mut job.memo, scratch, &instance_id, &hook)
             .await?;
@@ -341,6 +355,20 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
                     });
                 }
                 info!("set the container instance to DRAINING");
+                self.hold
+                    .reporter
+                    .notify(
+                        &self.hold.publisher,
+                        Notification::new(Event::DrainStarted, &ci.cluster)
+                            .group(&job.action.asg)
+                            .instance(instance_id)
+                            .detail(json!({
+                                "reason": "terminate_lifecycle_action",
+                                "hook": job.action.hook,
+                                "container_instance": ci.arn,
+                            })),
+                    )
+                    .await;
                 // Observe again at once: ECS has already started stopping PENDING tasks.
                 Ok(Flow::Observe)
             }
@@ -360,6 +388,72 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
                 Ok(Flow::Sleep(millis(self.config.common.poll_interval)))
             }
         }
+    }
+
+    fn metrics_cluster(&self, job: &Job<DrainMemo>) -> String {
+        job.memo
+            .cluster
+            .clone()
+            .or_else(|| self.config.common.clusters.single().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    async fn report(
+        &self,
+        outcome: &Outcome<Self>,
+        job: &Job<DrainMemo>,
+        scratch: &Scratch,
+        tally: &Tally,
+        record: Record,
+    ) -> Record {
+        let Outcome::Completed { detail, .. } = outcome else {
+            return record;
+        };
+        let started = scratch
+            .action_start_ms
+            .map_or(tally.started_at_ms, |t| t.min(tally.started_at_ms));
+        let drain_ms = tally.ended_at_ms.saturating_sub(started);
+        let left = match &detail.reason {
+            Completion::DeadlineReached { left } => Some(left.len()),
+            _ => None,
+        };
+        // The last task that stopped during this drain (not before it began).
+        let lag_ms = scratch
+            .last_stopped_ms
+            .filter(|t| *t >= started)
+            .map(|t| tally.ended_at_ms.saturating_sub(t));
+        let mut record = record
+            .count("DrainsCompleted", 1)
+            .seconds_from_ms("DrainSeconds", drain_ms)
+            .count("TasksLeftAtCompletion", left.map_or(0, |n| n as u64))
+            .count("DrainTimeouts", u64::from(left.is_some()));
+        if let Some(lag) = lag_ms {
+            record = record.seconds_from_ms("CompletionLagSeconds", lag);
+        }
+        let event = if left.is_some() {
+            Event::DrainTimedOut
+        } else {
+            Event::DrainCompleted
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let seconds = |ms: u64| ms as f64 / 1000.0;
+        self.hold
+            .reporter
+            .notify(
+                &self.hold.publisher,
+                Notification::new(event, &self.metrics_cluster(job))
+                    .group(&job.action.asg)
+                    .instance(&job.action.instance_id)
+                    .detail(json!({
+                        "reason": detail.reason,
+                        "drain_seconds": seconds(drain_ms),
+                        "completion_lag_seconds": lag_ms.map(seconds),
+                        "tasks_left": left.unwrap_or(0),
+                        "attempt": job.attempt,
+                    })),
+            )
+            .await;
+        record
     }
 }
 

@@ -22,6 +22,8 @@ use crate::hook::event::Signal;
 use crate::hook::lookup::find_container_instance;
 use crate::model::InstanceStatus;
 use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
+use crate::report::{Event, Notification};
+use crate::time::rfc3339;
 
 /// Two minutes: EC2's notice ahead of a Spot interruption.
 const SPOT_NOTICE_MS: u64 = 120_000;
@@ -96,15 +98,24 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             info!(signal = kind, %instance_id, status = %ci.status, "DRY_RUN: would drain early");
             return Ok(json!({"instance_id": instance_id, "done": "dry_run"}));
         }
-        if ci.status == InstanceStatus::Active
-            && let Err((reason, detail)) = self.ecs.set_draining(&ci.cluster, &ci.arn).await?
-        {
-            return Err(Error::EcsItemFailure {
-                operation: "UpdateContainerInstancesState",
-                arn: ci.arn.clone(),
-                reason,
-                detail,
-            });
+        if ci.status == InstanceStatus::Active {
+            if let Err((reason, detail)) = self.ecs.set_draining(&ci.cluster, &ci.arn).await? {
+                return Err(Error::EcsItemFailure {
+                    operation: "UpdateContainerInstancesState",
+                    arn: ci.arn.clone(),
+                    reason,
+                    detail,
+                });
+            }
+            self.hold
+                .reporter
+                .notify(
+                    &self.hold.publisher,
+                    Notification::new(Event::DrainStarted, &ci.cluster)
+                        .instance(instance_id)
+                        .detail(json!({"reason": kind, "container_instance": ci.arn})),
+                )
+                .await;
         }
         let mut stopped = 0;
         if self.config.standalone == StandalonePolicy::Stop {
@@ -181,10 +192,4 @@ fn epoch_ms_of(rfc3339: &str) -> Option<u64> {
     )
     .ok()?;
     u64::try_from(dt.to_millis().ok()?).ok()
-}
-
-fn rfc3339(epoch_ms: u64) -> String {
-    let dt = aws_smithy_types::DateTime::from_millis(i64::try_from(epoch_ms).unwrap_or(i64::MAX));
-    dt.fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_default()
 }

@@ -44,6 +44,14 @@ struct Action {
     state: ActionState,
 }
 
+/// A notification the fake fleet's SNS took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notified {
+    pub topic: String,
+    pub message: String,
+    pub attributes: Vec<(String, String)>,
+}
+
 #[derive(Debug, Default)]
 struct World {
     actions: HashMap<String, Action>,
@@ -55,6 +63,7 @@ struct World {
     refused: usize,
     /// (topic, message) of every publish.
     published: Vec<(String, String)>,
+    notifications: Vec<Notified>,
     instances: HashMap<String, ContainerInstance>,
     tasks: Vec<Task>,
     services: Vec<Service>,
@@ -169,6 +178,7 @@ impl FakeFleet {
             started_by: None,
             group: Some("family:batch".into()),
             container_instance_arn: Some(ci),
+            stopped_at_ms: None,
         });
     }
 
@@ -302,6 +312,7 @@ impl FakeFleet {
             started_by: Some("ecs-svc/1".into()),
             group: Some(format!("service:{service}")),
             container_instance_arn: Some(ci),
+            stopped_at_ms: None,
         });
     }
 
@@ -349,6 +360,11 @@ impl FakeFleet {
     /// Heartbeats and completions answered "No active Lifecycle Action".
     pub fn refused(&self) -> usize {
         self.world().refused
+    }
+
+    /// Every notification published.
+    pub fn notifications(&self) -> Vec<Notified> {
+        self.world().notifications.clone()
     }
 
     /// Every message published, as `(topic, body)`.
@@ -638,6 +654,26 @@ impl Publisher for FakeFleet {
         }
         w.published.push((topic_arn.to_owned(), message.to_owned()));
         Ok(format!("msg-{}", w.published.len()))
+    }
+
+    async fn publish_notification(
+        &self,
+        topic_arn: &str,
+        _subject: &str,
+        message: &str,
+        attributes: &[(&str, &str)],
+    ) -> Result<String, AwsError> {
+        let mut w = self.call().await;
+        let attributes = attributes
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        w.notifications.push(Notified {
+            topic: topic_arn.to_owned(),
+            message: message.to_owned(),
+            attributes,
+        });
+        Ok(format!("note-{}", w.notifications.len()))
     }
 }
 

@@ -26,29 +26,46 @@ use crate::hook::handoff::hand_off;
 use crate::hook::pacing::warn_if_too_short;
 use crate::model::{ActionAck, ActionResult, LifecycleAction};
 use crate::ports::{AutoScaling, Publisher};
+use crate::report::{Record, Reporter};
 use crate::time::{Clock, millis};
 
 /// Time kept before the invocation deadline to hand off (default 10 s).
 pub const DEFAULT_HANDOFF_MARGIN: Duration = Duration::from_secs(10);
 
 /// What the runtime needs of every workflow to hold its actions: Auto Scaling
-/// (heartbeats, completion), SNS (hand-off), and the margin kept before the
-/// invocation deadline for the hand-off.
+/// (heartbeats, completion), SNS (hand-off, notifications), the margin kept
+/// before the invocation deadline for the hand-off, and the reporter of its
+/// metrics and notifications.
 #[derive(Debug)]
 pub struct Holder<A, P> {
     pub autoscaling: A,
     pub publisher: P,
     pub handoff_margin: Duration,
+    pub reporter: Reporter,
 }
 
 impl<A, P> Holder<A, P> {
-    pub fn new(autoscaling: A, publisher: P) -> Self {
+    pub fn new(autoscaling: A, publisher: P, reporter: Reporter) -> Self {
         Holder {
             autoscaling,
             publisher,
             handoff_margin: DEFAULT_HANDOFF_MARGIN,
+            reporter,
         }
     }
+}
+
+/// What the runtime counted while it held one action in this invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// When the work started (the first invocation's start, for a continuation).
+    pub started_at_ms: u64,
+    /// When this invocation let go of the action.
+    pub ended_at_ms: u64,
+    /// Heartbeats Auto Scaling accepted.
+    pub heartbeats: u64,
+    /// AWS calls answered with throttling (after the SDK's own retries).
+    pub throttles: u64,
 }
 
 /// The span of one held action, with the fields every line about it carries
@@ -339,6 +356,24 @@ pub trait HookWorkflow: Sync {
         job: &mut Job<Self::Memo>,
         now_ms: u64,
     ) -> impl Future<Output = Result<Flow<Self::Finished>, Error>> + Send;
+
+    /// The cluster a job's metrics are counted under.
+    fn metrics_cluster(&self, job: &Job<Self::Memo>) -> String;
+
+    /// Adds the workflow's own metrics of an outcome to `record` (which holds
+    /// the runtime's: Heartbeats, EcsThrottles, HandOffs) and publishes its
+    /// notifications. Called once per held action, by the invocation that
+    /// reached the outcome.
+    fn report(
+        &self,
+        outcome: &Outcome<Self>,
+        job: &Job<Self::Memo>,
+        scratch: &Self::Scratch,
+        tally: &Tally,
+        record: Record,
+    ) -> impl Future<Output = Record> + Send
+    where
+        Self: Sized;
 }
 
 /// Runs one unit of work of a workflow: the record's outcome as JSON, or the
@@ -396,6 +431,9 @@ struct Beat {
     /// Set just before CompleteLifecycleAction: from then on "No active
     /// Lifecycle Action" is the completion's own doing, not an expiry.
     completing: AtomicBool,
+    /// Heartbeats accepted, and calls throttled, in this invocation.
+    heartbeats: AtomicU64,
+    throttles: AtomicU64,
 }
 
 impl Beat {
@@ -436,6 +474,7 @@ async fn keep_alive<A: AutoScaling>(
         match attempt {
             Ok(Ok(ActionAck::Accepted)) => {
                 beat.base_ms.store(clock.now_ms(), Ordering::Relaxed);
+                beat.heartbeats.fetch_add(1, Ordering::Relaxed);
                 debug!("recorded a lifecycle action heartbeat");
             }
             Ok(Ok(ActionAck::NoActiveAction(detail))) => {
@@ -541,10 +580,12 @@ pub async fn hold<W: HookWorkflow>(
         margin_ms,
     );
 
+    let mut prepare_throttles = 0;
     let prepared = loop {
         match bounded(&clock, handoff_at, workflow.prepare(&job, started_at)).await {
             Ok(p) => break p,
             Err(e) if e.is_transient() && clock.now_ms() < handoff_at => {
+                prepare_throttles += u64::from(e.is_throttle());
                 let pause =
                     Pacer::new(millis(workflow.common().poll_interval)).failed(e.is_throttle());
                 warn!(error = %e, error_type = e.kind(), retry_in_ms = pause, "could not read the hook's timing; trying again");
@@ -560,29 +601,60 @@ pub async fn hold<W: HookWorkflow>(
         ),
         every_ms: prepared.heartbeat_every_ms,
         completing: AtomicBool::new(false),
+        heartbeats: AtomicU64::new(0),
+        throttles: AtomicU64::new(prepare_throttles),
     };
     let action = job.action.clone();
-    let drive = drive(
-        workflow,
-        &mut job,
-        &prepared,
-        &beat,
-        &clock,
-        started_at,
-        deadline_ms,
-    );
-    let keep_alive = keep_alive(&holder.autoscaling, &action, &beat, &clock);
-    tokio::select! {
-        biased;
-        outcome = drive => outcome,
-        detail = keep_alive => Ok(no_active(instance_id, detail)),
+    let mut scratch = W::Scratch::default();
+    let result = {
+        let drive = drive(
+            workflow,
+            &mut job,
+            &mut scratch,
+            &prepared,
+            &beat,
+            &clock,
+            started_at,
+            deadline_ms,
+        );
+        let keep_alive = keep_alive(&holder.autoscaling, &action, &beat, &clock);
+        tokio::select! {
+            biased;
+            outcome = drive => outcome,
+            detail = keep_alive => Ok(no_active(instance_id, detail)),
+        }
+    };
+    let tally = Tally {
+        started_at_ms: started_at,
+        ended_at_ms: clock.now_ms(),
+        heartbeats: beat.heartbeats.load(Ordering::Relaxed),
+        throttles: beat.throttles.load(Ordering::Relaxed),
+    };
+    let reporter = &holder.reporter;
+    let mut record = reporter
+        .record(&workflow.metrics_cluster(&job), Some(&job.action.asg))
+        .count("Heartbeats", tally.heartbeats)
+        .count("EcsThrottles", tally.throttles)
+        .count(
+            "HandOffs",
+            u64::from(matches!(result, Ok(Outcome::HandedOff { .. }))),
+        )
+        .property("instance_id", job.action.instance_id.as_str());
+    if let Ok(outcome) = &result {
+        record = workflow
+            .report(outcome, &job, &scratch, &tally, record)
+            .await;
     }
+    reporter.emit(&record);
+    result
 }
 
 /// The loop of [`hold`]: observe, decide, act, until the work is over.
+#[allow(clippy::too_many_arguments)]
 async fn drive<W: HookWorkflow>(
     workflow: &W,
     job: &mut Job<W::Memo>,
+    scratch: &mut W::Scratch,
     prepared: &Prepared<W::Plan>,
     beat: &Beat,
     clock: &Clock,
@@ -595,13 +667,15 @@ async fn drive<W: HookWorkflow>(
     let autoscaling = &holder.autoscaling;
     let handoff_at = deadline_ms.saturating_sub(millis(holder.handoff_margin));
     let mut pacer = Pacer::new(millis(common.poll_interval));
-    let mut scratch = W::Scratch::default();
 
     // A failure: back off and look again if waiting can heal it, hand off at the
     // hand-off point, or end with the error after a last heartbeat.
     macro_rules! recover {
         ($e:expr, $what:literal) => {{
             let e: Error = $e;
+            if e.is_throttle() {
+                beat.throttles.fetch_add(1, Ordering::Relaxed);
+            }
             if !e.is_transient() {
                 last_heartbeat(autoscaling, &job.action, beat, clock, deadline_ms).await;
                 return Err(e);
@@ -619,7 +693,7 @@ async fn drive<W: HookWorkflow>(
         let observed = match bounded(
             clock,
             handoff_at,
-            workflow.observe(job, &mut scratch, &prepared.plan, clock.now_ms()),
+            workflow.observe(job, scratch, &prepared.plan, clock.now_ms()),
         )
         .await
         {
@@ -824,7 +898,10 @@ async fn last_heartbeat<A: AutoScaling>(
         .saturating_sub(clock.now_ms())
         .saturating_sub(500);
     match tokio::time::timeout(Duration::from_millis(left), autoscaling.heartbeat(action)).await {
-        Ok(Ok(ActionAck::Accepted)) => info!("recorded a last heartbeat before failing"),
+        Ok(Ok(ActionAck::Accepted)) => {
+            beat.heartbeats.fetch_add(1, Ordering::Relaxed);
+            info!("recorded a last heartbeat before failing")
+        }
         Ok(Ok(ActionAck::NoActiveAction(detail))) => {
             info!(%detail, "no active lifecycle action any more")
         }

@@ -7,18 +7,22 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tracing::{Span, error, info, warn};
 
 use crate::config::{CommonConfig, LaunchConfig};
 use crate::error::Error;
 use crate::hook::dispatch::{Job, Work, ignored};
 use crate::hook::pacing::load_hook_timing;
-use crate::hook::runtime::{Accept, Flow, Holder, HookClocks, HookWorkflow, Next, Prepared};
+use crate::hook::runtime::{
+    Accept, Flow, Holder, HookClocks, HookWorkflow, Next, Outcome, Prepared, Tally,
+};
 use crate::launch::decide::{
     Clocks, Decision, Mode, Observed, Policy, Step, StopReason, Verdict, decide,
 };
 use crate::model::{ActionResult, CommandSent, LifecycleAction, Transition};
 use crate::ports::{AutoScaling, Ec2, Ecs, Publisher, Ssm};
+use crate::report::{Event, Notification, Record, Reporter};
 use crate::time::millis;
 
 pub const FUNCTION_NAME: &str = "launch-verify";
@@ -109,7 +113,11 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
     ) -> Self {
         Verifier {
             ecs,
-            hold: Holder::new(autoscaling, publisher),
+            hold: Holder::new(
+                autoscaling,
+                publisher,
+                Reporter::new(FUNCTION_NAME, config.common.notification_topic.clone()),
+            ),
             ec2,
             ssm,
             config,
@@ -122,6 +130,28 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
         self.hold.handoff_margin = margin;
         self
     }
+
+    /// Where metrics and notifications go (stdout and NOTIFICATION_TOPIC_ARN by default).
+    pub fn with_reporter(mut self, reporter: Reporter) -> Self {
+        self.hold.reporter = reporter;
+        self
+    }
+
+    fn default_cluster(&self) -> String {
+        self.config
+            .common
+            .clusters
+            .single()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// What one invocation keeps for its report.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// When the instance was launched.
+    launch_at_ms: Option<u64>,
 }
 
 impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
@@ -134,7 +164,7 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
     type Publisher = P;
     type Memo = LaunchMemo;
     type Plan = Plan;
-    type Scratch = ();
+    type Scratch = Scratch;
     type Observed = Observed;
     type Decision = Decision;
     type Own = Own;
@@ -266,10 +296,11 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
     async fn observe(
         &self,
         job: &mut Job<LaunchMemo>,
-        _scratch: &mut (),
+        scratch: &mut Scratch,
         plan: &Plan,
         _now_ms: u64,
     ) -> Result<Observed, Error> {
+        scratch.launch_at_ms = Some(plan.launch_at_ms);
         self.look(&job.memo, &job.action, plan.warm_pool).await
     }
 
@@ -367,6 +398,13 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
                 {
                     CommandSent::Sent { command_id } => {
                         info!(%command_id, document, log_group = cfg.diagnostics_log_group.as_deref().unwrap_or(""), "sent the diagnostic command");
+                        let reporter = &self.hold.reporter;
+                        reporter.emit(
+                            &reporter
+                                .record(&self.default_cluster(), Some(&job.action.asg))
+                                .count("DiagnosticsRun", 1)
+                                .property("instance_id", instance_id.as_str()),
+                        );
                         job.memo.command_id = Some(command_id);
                         job.memo.command_sent_at_ms = Some(now_ms);
                     }
@@ -377,6 +415,71 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
                 }
                 Ok(Flow::Observe)
             }
+        }
+    }
+
+    fn metrics_cluster(&self, _job: &Job<LaunchMemo>) -> String {
+        self.default_cluster()
+    }
+
+    async fn report(
+        &self,
+        outcome: &Outcome<Self>,
+        job: &Job<LaunchMemo>,
+        scratch: &Scratch,
+        tally: &Tally,
+        record: Record,
+    ) -> Record {
+        let (verdict, done) = match outcome {
+            Outcome::Completed { detail, .. } => (
+                &detail.verdict,
+                if detail.result == ActionResult::Abandon {
+                    "abandoned"
+                } else {
+                    "continued"
+                },
+            ),
+            Outcome::Finished(Finished::Terminated { verdict, .. }) => (verdict, "terminated"),
+            Outcome::Finished(Finished::Reported { verdict, .. }) => (verdict, "reported"),
+            _ => return record,
+        };
+        match verdict {
+            Verdict::Registered { cluster, .. } => {
+                let launched = scratch.launch_at_ms.unwrap_or(tally.started_at_ms);
+                // Counted under the cluster it joined (the record's is the configured one).
+                let reporter = &self.hold.reporter;
+                reporter.emit(
+                    &reporter
+                        .record(cluster, Some(&job.action.asg))
+                        .seconds_from_ms(
+                            "RegistrationSeconds",
+                            tally.ended_at_ms.saturating_sub(launched),
+                        )
+                        .property("instance_id", job.action.instance_id.as_str()),
+                );
+                record
+            }
+            Verdict::Orphan { why, findings } => {
+                let refused = matches!(done, "abandoned" | "terminated");
+                self.hold
+                    .reporter
+                    .notify(
+                        &self.hold.publisher,
+                        Notification::new(Event::OrphanFound, &self.default_cluster())
+                            .group(&job.action.asg)
+                            .instance(&job.action.instance_id)
+                            .detail(json!({
+                                "why": why,
+                                "done": done,
+                                "diagnosis": findings,
+                            })),
+                    )
+                    .await;
+                record
+                    .count("Orphans", 1)
+                    .count("OrphansRefused", u64::from(refused))
+            }
+            Verdict::WarmPool | Verdict::HopLimit { .. } => record,
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct Task {
     /// `service:<name>` for service tasks, `family:<name>` by default otherwise.
     pub group: Option<String>,
     pub container_instance_arn: Option<String>,
+    /// When ECS says the task stopped (epoch ms), once it has.
+    pub stopped_at_ms: Option<u64>,
 }
 
 impl Task {

@@ -44,6 +44,11 @@ pub const REFUSED_AMI_TAG: &str = "ecs-lifecycle:refused-ami";
 /// or `h:<fnv-1a hex>` digests of them when the names do not fit in a tag.
 pub const BASELINE_TAG: &str = "ecs-lifecycle:rollout-baseline";
 
+/// The tag on a group that names the newest refresh whose outcome has been
+/// reported (metrics, notification), so that each watch after it says nothing
+/// again.
+pub const REPORTED_TAG: &str = "ecs-lifecycle:rollout-reported";
+
 /// Auto Scaling's limit on a tag value.
 const TAG_VALUE_MAX: usize = 256;
 
@@ -283,6 +288,8 @@ pub struct GroupView {
     pub refused: Option<Result<Refusal, String>>,
     /// [`BASELINE_TAG`], read.
     pub baseline: Option<Baseline>,
+    /// [`REPORTED_TAG`], read: the refresh whose outcome was reported.
+    pub reported: Option<String>,
     /// The account that owns the group: its own AMIs may be rolled out.
     pub account_id: Option<String>,
 }
@@ -1141,7 +1148,7 @@ pub struct TagChange {
 }
 
 impl TagChange {
-    fn set(key: &'static str, value: String) -> Self {
+    pub fn set(key: &'static str, value: String) -> Self {
         TagChange {
             key,
             value: Some(value),
@@ -1342,6 +1349,7 @@ mod tests {
             refreshes: vec![],
             refused_launches: vec![],
             unsteady_since_ms: None,
+            reported: None,
             refused: None,
             baseline: None,
             account_id: Some(ACCOUNT.into()),

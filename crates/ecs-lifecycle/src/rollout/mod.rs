@@ -13,5 +13,5 @@ pub mod run;
 pub mod trigger;
 pub mod window;
 
-pub use decide::{BASELINE_TAG, REFUSED_AMI_TAG, UNSTEADY_TAG};
+pub use decide::{BASELINE_TAG, REFUSED_AMI_TAG, REPORTED_TAG, UNSTEADY_TAG};
 pub use run::Roller;

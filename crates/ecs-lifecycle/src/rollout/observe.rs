@@ -7,10 +7,11 @@ use std::collections::HashMap;
 
 use crate::error::Error;
 use crate::model::{ContainerInstance, InstanceStatus, TemplateVersion};
-use crate::ports::{AutoScaling, DesiredStatus, Ec2, Ecs, Ssm};
+use crate::ports::{AutoScaling, DesiredStatus, Ec2, Ecs, Publisher, Ssm};
 use crate::rollout::decide::{
     BASELINE_TAG, Baseline, ClusterView, GroupView, ImageFacts, Intent, Member, REFUSED_AMI_TAG,
-    Refusal, ServiceView, TemplateRef, UNSTEADY_TAG, parse_version_description, target_for,
+    REPORTED_TAG, Refusal, ServiceView, TemplateRef, UNSTEADY_TAG, parse_version_description,
+    target_for,
 };
 use crate::rollout::run::Roller;
 
@@ -21,7 +22,7 @@ pub(super) struct ServiceRef {
     pub name: String,
 }
 
-impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
+impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P> {
     /// Everything [`decide`] needs about one group, and its target AMI.
     ///
     /// The refreshes are read first, then the group: a refresh read as ended
@@ -45,6 +46,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
             refreshes: vec![],
             refused_launches: vec![],
             unsteady_since_ms: None,
+            reported: None,
             refused: None,
             baseline: None,
             account_id: None,
@@ -150,6 +152,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
             refreshes,
             refused_launches: vec![],
             unsteady_since_ms,
+            reported: tag(REPORTED_TAG).map(str::to_owned),
             refused,
             baseline,
             account_id: group.account_id.clone(),

@@ -15,17 +15,20 @@ use serde_json::{Value, json};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::{ClusterScope, RolloutConfig};
-use crate::error::Error;
+use crate::error::{AwsError, Error};
 use crate::model::Refresh;
 use crate::model::{InstanceStatus, RefreshPreferences, RefreshStatus};
-use crate::ports::{AutoScaling, Ec2, Ecs, Ssm};
+use crate::ports::{AutoScaling, Ec2, Ecs, Publisher, Ssm};
+use crate::report::{Event, Notification, Reporter};
 use crate::rollout::decide::{
-    ClusterView, GroupView, Intent, Limits, Outcome, Phase, Step, TagChange, ami_from_parameter,
-    decide, is_capacity_failure, judge, max_healthy_percentage, newer_than_refused, replaced,
-    tag_changes, version_description, vet,
+    ClusterView, GroupView, Intent, Limits, Outcome, Outcome as RolloutOutcome, Phase,
+    REPORTED_TAG, Step, TagChange, ami_from_parameter, decide, is_capacity_failure, judge,
+    max_healthy_percentage, newer_than_refused, replaced, tag_changes, version_description, vet,
 };
 use crate::rollout::trigger::{Trigger, ignored, parse_trigger};
 use crate::time::{Clock, millis};
+
+pub const FUNCTION_NAME: &str = "ami-rollout";
 
 /// The `alarm` field of the line logged when a rollout is rolled back (the SAM
 /// template's metric filter matches it).
@@ -77,23 +80,79 @@ impl GroupReport {
 
 /// The ami-rollout workflow.
 #[derive(Debug)]
-pub struct Roller<A, C, E, S> {
+pub struct Roller<A, C, E, S, P = Silent> {
     pub(super) autoscaling: A,
     pub(super) ec2: C,
     pub(super) ecs: E,
     pub(super) ssm: S,
     pub(super) config: RolloutConfig,
+    publisher: P,
+    reporter: Reporter,
 }
 
-impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
+/// A publisher for a roller without SNS: it never publishes (its reporter
+/// has no topic to publish to).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl crate::ports::Publisher for Silent {
+    async fn publish_message(&self, _: &str, _: &str, _: &str) -> Result<String, AwsError> {
+        Err(silent())
+    }
+
+    async fn publish_notification(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &[(&str, &str)],
+    ) -> Result<String, AwsError> {
+        Err(silent())
+    }
+}
+
+fn silent() -> AwsError {
+    AwsError {
+        service: "sns",
+        operation: "Publish",
+        code: None,
+        message: "ami-rollout was built without an SNS client".into(),
+    }
+}
+
+impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S, Silent> {
     pub fn new(autoscaling: A, ec2: C, ecs: E, ssm: S, config: RolloutConfig) -> Self {
+        let reporter = Reporter::new(FUNCTION_NAME, config.common.notification_topic.clone());
         Roller {
             autoscaling,
             ec2,
             ecs,
             ssm,
             config,
+            publisher: Silent,
+            reporter,
         }
+    }
+}
+
+impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P> {
+    /// Publishes notifications through `publisher` (to NOTIFICATION_TOPIC_ARN).
+    pub fn with_publisher<Q: Publisher>(self, publisher: Q) -> Roller<A, C, E, S, Q> {
+        Roller {
+            autoscaling: self.autoscaling,
+            ec2: self.ec2,
+            ecs: self.ecs,
+            ssm: self.ssm,
+            config: self.config,
+            publisher,
+            reporter: self.reporter,
+        }
+    }
+
+    /// Where metrics and notifications go (stdout and NOTIFICATION_TOPIC_ARN by default).
+    pub fn with_reporter(mut self, reporter: Reporter) -> Self {
+        self.reporter = reporter;
+        self
     }
 
     /// Handles one Lambda event.
@@ -419,6 +478,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
                 Vec::new()
             },
         };
+        let mut started = None;
         let quick = match &report.step {
             Step::Pin { version } => {
                 self.autoscaling
@@ -440,11 +500,11 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
                 true
             }
             Step::StartRefresh { version } | Step::Restore { version, .. } => {
-                match self
+                started = self
                     .autoscaling
                     .start_refresh(group, &template_id, *version, preferences)
-                    .await?
-                {
+                    .await?;
+                match &started {
                     Some(id) => info!(refresh_id = %id, version, "started instance refresh"),
                     None => warn!(
                         version,
@@ -462,8 +522,100 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S> {
             }
             _ => false,
         };
+        if started.is_some() {
+            self.report_start(report).await;
+        }
         self.write_tags(group, &report.tags_after).await?;
+        self.report_done(report).await?;
         Ok(quick)
+    }
+
+    fn cluster(&self) -> &str {
+        self.config.common.clusters.single().unwrap_or_default()
+    }
+
+    /// A refresh this look started: a rollout (RolloutsStarted).
+    async fn report_start(&self, report: &GroupReport) {
+        let Step::StartRefresh { version } = &report.step else {
+            return;
+        };
+        let group = report.view.name.as_str();
+        let r = &self.reporter;
+        r.emit(
+            &r.record(self.cluster(), Some(group))
+                .count("RolloutsStarted", 1),
+        );
+        r.notify(
+            &self.publisher,
+            Notification::new(Event::RolloutStarted, self.cluster())
+                .group(group)
+                .detail(json!({
+                    "target_ami": report.target,
+                    "launch_template_version": version,
+                    "instances": report.view.members.len(),
+                })),
+        )
+        .await;
+    }
+
+    /// The outcome of the group's newest refresh, once: the group's
+    /// [`REPORTED_TAG`] names the refresh whose outcome was reported, so every
+    /// later look at the same outcome says nothing.
+    async fn report_done(&self, report: &GroupReport) -> Result<(), Error> {
+        let Step::Done { outcome } = &report.step else {
+            return Ok(());
+        };
+        let view = &report.view;
+        let Some(refresh) = view.refreshes.first() else {
+            return Ok(());
+        };
+        if view.reported.as_deref() == Some(refresh.id.as_str()) {
+            return Ok(());
+        }
+        let group = view.name.as_str();
+        let (replaced, total) = replaced(view, &report.target);
+        let record = self.reporter.record(self.cluster(), Some(group));
+        let (record, event, reason) = match outcome {
+            RolloutOutcome::Succeeded => (
+                record
+                    .count("RolloutsCompleted", 1)
+                    .count("InstancesReplaced", replaced as u64),
+                Some(Event::RolloutCompleted),
+                None,
+            ),
+            RolloutOutcome::RolledBack { reason } => (
+                record.count("RolloutsRolledBack", 1),
+                Some(Event::RolloutRolledBack),
+                Some(reason),
+            ),
+            RolloutOutcome::RestoreFailed { reason }
+            | RolloutOutcome::RollbackFailed { reason } => (
+                record.count("RestoresFailed", 1),
+                Some(Event::RolloutRestoreFailed),
+                Some(reason),
+            ),
+            RolloutOutcome::Failed { .. } => (record, None, None),
+        };
+        self.reporter.emit(&record);
+        if let Some(event) = event {
+            self.reporter
+                .notify(
+                    &self.publisher,
+                    Notification::new(event, self.cluster())
+                        .group(group)
+                        .detail(json!({
+                            "target_ami": report.target,
+                            "refresh_id": refresh.id,
+                            "refresh_status": refresh.status,
+                            "on_target": replaced,
+                            "instances": total,
+                            "reason": reason,
+                        })),
+                )
+                .await;
+        }
+        self.write_tags(group, &[TagChange::set(REPORTED_TAG, refresh.id.clone())])
+            .await
     }
 }
 
