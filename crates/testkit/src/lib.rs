@@ -6,12 +6,14 @@
 
 mod fleet;
 mod function;
+mod notes;
 mod refresh;
 mod rollout;
 mod standin;
 
 pub use fleet::{Fleet, FleetSpec, TaskInfo, TaskTags};
 pub use function::LocalFunction;
+pub use notes::{NotificationQueue, metric_records, metric_sum, notification};
 pub use rollout::{ACTIVE_REFRESH, parameter_change_event, put_parameter};
 pub use standin::{Standin, ThrottleReport, workspace_root};
 
