@@ -10,7 +10,9 @@ use crate::cfn::{
     ACCOUNT, REGION, STACK, Stack, functions, identity_statements, matches, read_only, strings,
     template,
 };
-use crate::code::{BASELINE_TAG, ClusterScope, REFUSED_AMI_TAG, UNSTEADY_TAG, rollout_config};
+use crate::code::{
+    BASELINE_TAG, ClusterScope, REFUSED_AMI_TAG, REPORTED_TAG, UNSTEADY_TAG, rollout_config,
+};
 use crate::{asg_arn, fleet, rollout_stack, set};
 
 /// The ami-rollout function of a stack, resolved.
@@ -358,7 +360,7 @@ fn ami_rollout_changes_only_the_groups_and_what_a_launch_template_launches() {
                         assert_eq!(
                             s["Condition"],
                             json!({
-                                "ForAllValues:StringEquals": {"aws:TagKeys": [UNSTEADY_TAG, BASELINE_TAG, REFUSED_AMI_TAG]},
+                                "ForAllValues:StringEquals": {"aws:TagKeys": [UNSTEADY_TAG, BASELINE_TAG, REFUSED_AMI_TAG, REPORTED_TAG]},
                                 "Null": {"aws:TagKeys": "false"}
                             }),
                             "{a}: the marker tags only"

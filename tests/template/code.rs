@@ -9,7 +9,7 @@ use ecs_lifecycle::config::{COMMON_VARS, DrainConfig, Env, LaunchConfig, Rollout
 use serde_json::Value;
 
 pub use ecs_lifecycle::config::ClusterScope;
-pub use ecs_lifecycle::rollout::{BASELINE_TAG, REFUSED_AMI_TAG, UNSTEADY_TAG};
+pub use ecs_lifecycle::rollout::{BASELINE_TAG, REFUSED_AMI_TAG, REPORTED_TAG, UNSTEADY_TAG};
 
 use crate::set;
 
