@@ -5,7 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use ecs_lifecycle::config::{COMMON_VARS, DrainConfig, Env, LaunchConfig, RolloutConfig};
+use ecs_lifecycle::config::{
+    COMMON_VARS, CommonConfig, DrainConfig, Env, LaunchConfig, RolloutConfig,
+};
 use serde_json::Value;
 
 pub use ecs_lifecycle::config::ClusterScope;
@@ -39,4 +41,16 @@ pub fn rollout_config(env: &Value) -> Result<RolloutConfig, impl std::fmt::Debug
     RolloutConfig::from_env(&Env::new(move |k: &str| {
         vars.get(k).and_then(|v| v.as_str()).map(str::to_owned)
     }))
+}
+
+/// `NOTIFICATION_TOPIC_ARN` from a resolved `Environment.Variables`, as every
+/// function's configuration reads it (`CommonConfig::shared`): `None` is no
+/// notifications.
+pub fn notification_topic(env: &Value) -> Result<Option<String>, impl std::fmt::Debug> {
+    let vars = env.as_object().unwrap().clone();
+    CommonConfig::shared(
+        &Env::new(move |k: &str| vars.get(k).and_then(|v| v.as_str()).map(str::to_owned)),
+        10,
+    )
+    .map(|c| c.notification_topic)
 }

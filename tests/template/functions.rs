@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use crate::cfn::{Stack, functions, root};
-use crate::code::vars_read_by;
-use crate::fleet;
+use crate::code::{notification_topic, vars_read_by};
+use crate::{fleet, rollout_stack};
 
 /// The workspace's Lambda binaries: the binaries of packages that depend on
 /// lambda_runtime (the shared library does too, but has no binary).
@@ -50,6 +50,9 @@ fn workspace_lambdas() -> BTreeSet<String> {
     out
 }
 
+/// Variables whose parameter may be empty (empty = none).
+const OPTIONAL_VARS: &[&str] = &["NOTIFICATION_TOPIC_ARN"];
+
 #[test]
 fn every_lambda_binary_is_a_function_with_the_variables_its_code_reads() {
     let stack = fleet();
@@ -68,8 +71,11 @@ fn every_lambda_binary_is_a_function_with_the_variables_its_code_reads() {
             .as_object()
             .unwrap()
         {
+            // An optional parameter left empty is an empty variable, which the
+            // code reads as unset.
             assert!(
-                v.as_str().is_some_and(|s| !s.is_empty()),
+                v.as_str()
+                    .is_some_and(|s| !s.is_empty() || OPTIONAL_VARS.contains(&k.as_str())),
                 "{id}: {k} resolves to {v}"
             );
         }
@@ -106,6 +112,24 @@ fn environment_values_come_from_the_parameters_and_resources() {
     assert_eq!(launch["TERMINATE_ORPHANS"], "true");
     assert_eq!(launch["SSM_DOCUMENT_NAME"], "<OrphanDiagnosticDocument>");
     assert_eq!(launch["DIAGNOSTICS_LOG_GROUP"], "<DiagnosticsLogGroup>");
+}
+
+/// NotificationTopicArn reaches every function as NOTIFICATION_TOPIC_ARN, and
+/// the code's configuration takes the template's value as it is meant: a topic
+/// to publish to, or (empty, the default) none.
+#[test]
+fn every_function_gets_the_notification_topic_and_empty_means_none() {
+    let topic = "arn:aws:sns:us-east-1:123456789012:ecs-events";
+    for (value, want) in [("", None), (topic, Some(topic.to_owned()))] {
+        let stack = rollout_stack(&[("NotificationTopicArn", value)]);
+        let fns = functions(&stack);
+        assert_eq!(fns.len(), 3);
+        for (id, (_, f)) in &fns {
+            let env = &f["Properties"]["Environment"]["Variables"];
+            assert_eq!(env["NOTIFICATION_TOPIC_ARN"], value, "{id}");
+            assert_eq!(notification_topic(env).unwrap(), want, "{id}");
+        }
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use crate::cfn::{
     ACCOUNT, REGION, Stack, identity_statements, read_only, role_statements, statements_with,
     strings,
 };
-use crate::{asg_arn, fleet, set};
+use crate::{asg_arn, fleet, rollout_stack, set};
 
 #[test]
 fn the_hook_role_may_publish_to_the_topic_only() {
@@ -325,5 +325,53 @@ fn publish_only_to_the_topic_and_the_rest_where_it_belongs() {
             stack.resources()[role]["Properties"]["AssumeRolePolicyDocument"]["Statement"],
             json!([{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}])
         );
+    }
+}
+
+/// With NotificationTopicArn set, each function's role may publish to that
+/// topic, alone in its statement and without a wildcard; without it, no role
+/// may (ami-rollout then publishes nothing at all). The hook role never may.
+#[test]
+fn notifications_only_to_the_given_topic_and_only_when_it_is_set() {
+    let topic = "arn:aws:sns:us-east-1:123456789012:ecs-events";
+    let roles = set(["TerminateDrainRole", "LaunchVerifyRole", "AmiRolloutRole"]);
+    let actions = |statements: &[(String, serde_json::Value)], role: &str| -> BTreeSet<String> {
+        statements
+            .iter()
+            .filter(|(id, _)| id == role)
+            .flat_map(|(_, s)| strings(&s["Action"]))
+            .collect()
+    };
+    let without = identity_statements(&rollout_stack(&[]));
+    let with = identity_statements(&rollout_stack(&[("NotificationTopicArn", topic)]));
+    for (id, s) in statements_with(&without, "sns:Publish") {
+        assert_eq!(strings(&s["Resource"]), ["<LifecycleTopic>"], "{id}");
+    }
+    assert!(!actions(&without, "AmiRolloutRole").contains("sns:Publish"));
+    let to_topic: Vec<(String, serde_json::Value)> = statements_with(&with, "sns:Publish")
+        .into_iter()
+        .filter(|(_, s)| strings(&s["Resource"]) != ["<LifecycleTopic>"])
+        .collect();
+    assert_eq!(
+        to_topic
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect::<BTreeSet<_>>(),
+        roles,
+        "one statement per function role"
+    );
+    assert_eq!(to_topic.len(), 3);
+    for (id, s) in &to_topic {
+        assert_eq!(strings(&s["Action"]), ["sns:Publish"], "{id}");
+        assert_eq!(strings(&s["Resource"]), [topic], "{id}");
+        assert!(s.get("Condition").is_none(), "{id}");
+    }
+    // Nothing else changes.
+    for role in &roles {
+        let mut grown = actions(&with, role);
+        grown.remove("sns:Publish");
+        let mut before = actions(&without, role);
+        before.remove("sns:Publish");
+        assert_eq!(grown, before, "{role}");
     }
 }

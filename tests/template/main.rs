@@ -13,7 +13,7 @@
 //! - `iam`: no mutating action on `*` without a condition, lifecycle actions and
 //!   termination only on the given groups, ECS changes only in the cluster,
 //!   SendCommand only with the diagnostic document on instances of the groups,
-//!   Publish only to the topic;
+//!   Publish only to the topic (and to `NotificationTopicArn` when it is set);
 //! - `ami_rollout`: it exists only with `EnableAmiRollout=true`, with its
 //!   parameter change rule and its watch schedule; its refreshes, group updates
 //!   and marker tags only on the given groups, new versions of and launches
