@@ -73,8 +73,8 @@ fn ami_rollout_is_installed_only_when_enabled() {
             "AmiRolloutCheckRule",
             "AmiRolloutCheckPermission",
             "AmiRolloutErrorsAlarm",
-            "AmiRolloutRollbackMetricFilter",
             "AmiRolloutRollbackAlarm",
+            "AmiRolloutRestoreFailedAlarm",
         ])
     );
     assert!(

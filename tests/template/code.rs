@@ -1,7 +1,7 @@
 //! What the template is checked against in the ecs-lifecycle crate itself: the
 //! variable lists each function's configuration reads, the configuration's own
-//! parsing, and ami-rollout's marker tag. Every `ecs_lifecycle::` path of these
-//! tests is here.
+//! parsing, ami-rollout's marker tag, and the metrics the functions emit. Every
+//! `ecs_lifecycle::` path of these tests is here.
 
 use std::collections::BTreeSet;
 
@@ -11,6 +11,7 @@ use ecs_lifecycle::config::{
 use serde_json::Value;
 
 pub use ecs_lifecycle::config::ClusterScope;
+pub use ecs_lifecycle::report::NAMESPACE as METRIC_NAMESPACE;
 pub use ecs_lifecycle::rollout::{BASELINE_TAG, REFUSED_AMI_TAG, REPORTED_TAG, UNSTEADY_TAG};
 
 use crate::set;

@@ -19,8 +19,9 @@
 //!   and marker tags only on the given groups, new versions of and launches
 //!   through the tagged launch templates only, PassRole of the named instance
 //!   role only, to EC2 (and that role required by the template's Rules);
-//! - `observability`: the topic and queue encrypted, alarms on the functions,
-//!   the queue, the orphan warning and ami-rollout's rollback log line;
+//! - `observability`: the topic and queue encrypted, alarms on the functions'
+//!   errors, the queue, and their own metrics: drain timeouts, orphans,
+//!   ami-rollout's rollbacks and failed restores;
 //! - `diagnostic`: the diagnostic document's copy of the script.
 //!
 //! `code` holds what is read from the ecs-lifecycle crate itself.

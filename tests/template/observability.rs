@@ -1,9 +1,13 @@
 //! The topic and the queue encrypted, and what is watched: the functions'
-//! errors, the dead letters, the orphan warning and ami-rollout's rollback line.
+//! errors, the dead letters, and the functions' own metrics (drain timeouts,
+//! orphans, ami-rollout's rollbacks and failed restores).
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use serde_json::json;
 
 use crate::cfn::{ACCOUNT, Stack, functions, strings};
+use crate::code::METRIC_NAMESPACE;
 use crate::{fleet, rollout_stack};
 
 #[test]
@@ -59,17 +63,19 @@ fn topic_and_queue_are_encrypted_and_watched() {
         "QueueName",
         "<DeadLetterQueue.QueueName>"
     ));
-    // The orphan warning becomes a metric with an alarm on it.
-    let filters = stack.of_type("AWS::Logs::MetricFilter");
-    let orphan = filters
-        .values()
-        .find(|f| f["Properties"]["LogGroupName"] == "<LaunchVerifyLogGroup>")
-        .expect("a metric filter on launch-verify's log group");
-    let metric = &orphan["Properties"]["MetricTransformations"][0];
-    assert!(alarms.values().any(|a| {
-        a["Properties"]["Namespace"] == metric["MetricNamespace"]
-            && a["Properties"]["MetricName"] == metric["MetricName"]
-    }));
+    // Orphans and drain timeouts, from the functions' own metrics.
+    assert!(watched(
+        METRIC_NAMESPACE,
+        "Orphans",
+        "Function",
+        "<LaunchVerifyFunction>"
+    ));
+    assert!(watched(
+        METRIC_NAMESPACE,
+        "DrainTimeouts",
+        "Function",
+        "<TerminateDrainFunction>"
+    ));
     // Alarm actions only when a topic is given.
     assert!(
         alarms
@@ -91,76 +97,105 @@ fn topic_and_queue_are_encrypted_and_watched() {
     }
 }
 
-/// `{ $.a.b = "v" }` -> (["a", "b"], "v"): the one filter pattern shape used here.
-fn json_equality_pattern(pattern: &str) -> (Vec<String>, String) {
-    let inner = pattern
-        .trim()
-        .strip_prefix('{')
-        .and_then(|p| p.strip_suffix('}'))
-        .expect("{ ... }")
-        .trim();
-    let (selector, value) = inner.split_once(" = ").expect("$.path = \"value\"");
-    let path = selector
-        .strip_prefix("$.")
-        .expect("$.")
-        .split('.')
-        .map(str::to_owned)
-        .collect();
-    let value = value
-        .trim()
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .expect("a quoted value");
-    (path, value.to_owned())
+/// The alarms on the functions' own metrics (Embedded Metric Format lines,
+/// namespace `EcsLifecycle`, the `Function` dimension set): which ones, on
+/// which function, and that any one event raises them.
+fn metric_alarms(stack: &Stack) -> BTreeMap<String, (String, String)> {
+    stack
+        .of_type("AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|(_, a)| a["Properties"]["Namespace"] == METRIC_NAMESPACE)
+        .map(|(id, a)| {
+            let p = &a["Properties"];
+            assert_eq!(p["Statistic"], "Sum", "{id}");
+            assert!(p["Period"] == 300 || p["Period"] == 60, "{id}");
+            assert_eq!(p["EvaluationPeriods"], 1, "{id}");
+            assert_eq!(p["Threshold"], 1, "{id}: one event is enough");
+            assert_eq!(
+                p["ComparisonOperator"], "GreaterThanOrEqualToThreshold",
+                "{id}"
+            );
+            // No data is no event: the metric exists only once emitted.
+            assert_eq!(p["TreatMissingData"], "notBreaching", "{id}");
+            assert_eq!(p["Dimensions"].as_array().unwrap().len(), 1, "{id}");
+            assert_eq!(p["Dimensions"][0]["Name"], "Function", "{id}");
+            (
+                id,
+                (
+                    p["MetricName"].as_str().unwrap().to_owned(),
+                    p["Dimensions"][0]["Value"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect()
 }
 
-/// The rollback line (lambda_runtime's JSON shape: event fields under
-/// `fields`) becomes a metric with an alarm on it, beside the Errors alarm.
+/// A drain timeout, an orphan, a rollback and a failed restore each raise an
+/// alarm (the log metric filters they replace are gone); ami-rollout's only
+/// with it; each notifies AlarmTopicArn when it is set.
 #[test]
-fn a_rollback_raises_an_alarm() {
-    let stack = fleet();
-    let filters = stack.of_type("AWS::Logs::MetricFilter");
-    let rollback: Vec<&Value> = filters
-        .values()
-        .filter(|f| f["Properties"]["LogGroupName"] == "<AmiRolloutLogGroup>")
-        .collect();
-    assert_eq!(rollback.len(), 1);
-    let p = &rollback[0]["Properties"];
+fn drain_timeouts_orphans_rollbacks_and_failed_restores_raise_alarms() {
+    let hooks = [
+        (
+            "DrainDeadlineAlarm",
+            ("DrainTimeouts", "<TerminateDrainFunction>"),
+        ),
+        ("OrphanAlarm", ("Orphans", "<LaunchVerifyFunction>")),
+    ];
+    let rollout = [
+        (
+            "AmiRolloutRollbackAlarm",
+            ("RolloutsRolledBack", "<AmiRolloutFunction>"),
+        ),
+        (
+            "AmiRolloutRestoreFailedAlarm",
+            ("RestoresFailed", "<AmiRolloutFunction>"),
+        ),
+    ];
+    let owned = |alarms: &[(&str, (&str, &str))]| -> BTreeMap<String, (String, String)> {
+        alarms
+            .iter()
+            .map(|(id, (m, f))| (id.to_string(), (m.to_string(), f.to_string())))
+            .collect()
+    };
+    let with_rollout = fleet();
     assert_eq!(
-        p["FilterPattern"],
-        r#"{ $.fields.alarm = "ami-rollout-rollback" }"#
+        metric_alarms(&with_rollout),
+        owned(&[hooks.as_slice(), rollout.as_slice()].concat())
     );
-    let (path, value) = json_equality_pattern(p["FilterPattern"].as_str().unwrap());
-    let line = json!({
-        "timestamp": "2026-03-01T12:00:00.000Z",
-        "level": "ERROR",
-        "fields": {
-            "message": "rolled back: the cluster did not stay steady",
-            "alarm": "ami-rollout-rollback",
-            "group": "web-asg",
-        },
-        "target": "ami_rollout",
-    });
-    let mut at = &line;
-    for key in &path {
-        at = &at[key.as_str()];
+    let without = Stack::new(&[
+        ("ClusterName", "prod"),
+        ("AutoScalingGroupNames", "web-asg"),
+    ]);
+    assert_eq!(metric_alarms(&without), owned(&hooks));
+    for stack in [&with_rollout, &without] {
+        assert!(
+            stack.of_type("AWS::Logs::MetricFilter").is_empty(),
+            "the functions' metrics replace the log metric filters"
+        );
     }
-    assert_eq!(at, &json!(value), "the filter selects the rollback line");
-    let metric = &p["MetricTransformations"][0];
-    assert_eq!(metric["MetricValue"], "1");
-    let alarms = stack.of_type("AWS::CloudWatch::Alarm");
-    assert!(alarms.values().any(|a| {
-        let a = &a["Properties"];
-        a["Namespace"] == metric["MetricNamespace"]
-            && a["MetricName"] == metric["MetricName"]
-            && a["Threshold"] == 1
-            && a["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    }));
+
     let notify = rollout_stack(&[("AlarmTopicArn", "arn:aws:sns:us-east-1:123456789012:ops")]);
     let alarms = notify.of_type("AWS::CloudWatch::Alarm");
-    for id in ["AmiRolloutErrorsAlarm", "AmiRolloutRollbackAlarm"] {
+    for id in metric_alarms(&notify).keys() {
         assert_eq!(
             alarms[id]["Properties"]["AlarmActions"],
+            json!(["arn:aws:sns:us-east-1:123456789012:ops"]),
+            "{id}"
+        );
+    }
+    assert_eq!(metric_alarms(&notify).len(), 4);
+    // The alarm topic is not the notification topic: each is its own parameter.
+    let both = rollout_stack(&[
+        ("AlarmTopicArn", "arn:aws:sns:us-east-1:123456789012:ops"),
+        (
+            "NotificationTopicArn",
+            "arn:aws:sns:us-east-1:123456789012:events",
+        ),
+    ]);
+    for (id, a) in both.of_type("AWS::CloudWatch::Alarm") {
+        assert_eq!(
+            a["Properties"]["AlarmActions"],
             json!(["arn:aws:sns:us-east-1:123456789012:ops"]),
             "{id}"
         );
