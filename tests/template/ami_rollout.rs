@@ -75,6 +75,7 @@ fn ami_rollout_is_installed_only_when_enabled() {
             "AmiRolloutErrorsAlarm",
             "AmiRolloutRollbackAlarm",
             "AmiRolloutRestoreFailedAlarm",
+            "RolloutHistoryQuery",
         ])
     );
     assert!(

@@ -11,7 +11,7 @@ use ecs_lifecycle::config::{
 use serde_json::Value;
 
 pub use ecs_lifecycle::config::ClusterScope;
-pub use ecs_lifecycle::report::NAMESPACE as METRIC_NAMESPACE;
+pub use ecs_lifecycle::report::{METRIC_NAMES, NAMESPACE as METRIC_NAMESPACE};
 pub use ecs_lifecycle::rollout::{BASELINE_TAG, REFUSED_AMI_TAG, REPORTED_TAG, UNSTEADY_TAG};
 
 use crate::set;

@@ -22,6 +22,11 @@
 //! - `observability`: the topic and queue encrypted, alarms on the functions'
 //!   errors, the queue, and their own metrics: drain timeouts, orphans,
 //!   ami-rollout's rollbacks and failed restores;
+//! - `dashboard`: the dashboard, the alarms and the saved Logs Insights queries
+//!   against what the functions emit (`METRIC_NAMES`) and log (field names,
+//!   decisions): the body is JSON, every metric is emitted by the function it is
+//!   shown or alarmed under, every query parses and reads the functions' log
+//!   groups;
 //! - `diagnostic`: the diagnostic document's copy of the script.
 //!
 //! `code` holds what is read from the ecs-lifecycle crate itself.
@@ -37,6 +42,7 @@ use ecs_lifecycle_suite::cfn;
 mod code;
 
 mod ami_rollout;
+mod dashboard;
 mod diagnostic;
 mod functions;
 mod iam;
