@@ -734,7 +734,7 @@ fn shown(body: &Value) -> Vec<Shown> {
                 })
                 .collect();
             assert!(
-                names.len() >= 2 && names.len() % 2 == 0,
+                names.len() >= 2 && names.len().is_multiple_of(2),
                 "{title}: [namespace, metric, dimension, value, ...]: {names:?}"
             );
             let stat = options
