@@ -140,6 +140,11 @@ impl Error {
         matches!(self, Error::Aws(e) if e.is_throttle())
     }
 
+    /// ECS said to slow down (the account's ECS budget, shared by every drain).
+    pub fn is_ecs_throttle(&self) -> bool {
+        matches!(self, Error::Aws(e) if e.service == "ecs" && e.is_throttle())
+    }
+
     /// A stable name for the error class, for metric filters and alarms.
     pub fn kind(&self) -> &'static str {
         match self {

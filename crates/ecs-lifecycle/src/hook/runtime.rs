@@ -64,7 +64,7 @@ pub struct Tally {
     pub ended_at_ms: u64,
     /// Heartbeats Auto Scaling accepted.
     pub heartbeats: u64,
-    /// AWS calls answered with throttling (after the SDK's own retries).
+    /// ECS calls answered with throttling (after the SDK's own retries).
     pub throttles: u64,
 }
 
@@ -431,7 +431,7 @@ struct Beat {
     /// Set just before CompleteLifecycleAction: from then on "No active
     /// Lifecycle Action" is the completion's own doing, not an expiry.
     completing: AtomicBool,
-    /// Heartbeats accepted, and calls throttled, in this invocation.
+    /// Heartbeats accepted, and ECS calls throttled, in this invocation.
     heartbeats: AtomicU64,
     throttles: AtomicU64,
 }
@@ -585,7 +585,7 @@ pub async fn hold<W: HookWorkflow>(
         match bounded(&clock, handoff_at, workflow.prepare(&job, started_at)).await {
             Ok(p) => break p,
             Err(e) if e.is_transient() && clock.now_ms() < handoff_at => {
-                prepare_throttles += u64::from(e.is_throttle());
+                prepare_throttles += u64::from(e.is_ecs_throttle());
                 let pause =
                     Pacer::new(millis(workflow.common().poll_interval)).failed(e.is_throttle());
                 warn!(error = %e, error_type = e.kind(), retry_in_ms = pause, "could not read the hook's timing; trying again");
@@ -673,7 +673,7 @@ async fn drive<W: HookWorkflow>(
     macro_rules! recover {
         ($e:expr, $what:literal) => {{
             let e: Error = $e;
-            if e.is_throttle() {
+            if e.is_ecs_throttle() {
                 beat.throttles.fetch_add(1, Ordering::Relaxed);
             }
             if !e.is_transient() {

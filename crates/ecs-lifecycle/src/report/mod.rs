@@ -7,7 +7,6 @@
 pub mod emf;
 pub mod notify;
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -103,13 +102,10 @@ impl Reporter {
         let json = record.to_json(epoch_ms());
         match &self.sink {
             Sink::Stdout => {
-                let mut line = json.to_string();
-                line.push('\n');
-                // One write for the whole line, so it never interleaves with a log line.
-                let mut out = std::io::stdout().lock();
-                if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
-                    tracing::warn!(error = %e, "could not write a metric line");
-                }
+                // One call for the whole line (it holds stdout's lock), so it never
+                // interleaves with a log line; `println!` so that a test harness
+                // captures it like any other output.
+                println!("{json}");
             }
             Sink::Memory(kept) => {
                 if let Ok(mut kept) = kept.lock() {

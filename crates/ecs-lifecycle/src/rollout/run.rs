@@ -30,8 +30,9 @@ use crate::time::{Clock, millis};
 
 pub const FUNCTION_NAME: &str = "ami-rollout";
 
-/// The `alarm` field of the line logged when a rollout is rolled back (the SAM
-/// template's metric filter matches it).
+/// The `alarm` field of the line logged when a rollout is rolled back, or its
+/// restore fails (a Logs Insights filter for people; the template's alarms
+/// watch the metrics `RolloutsRolledBack` and `RestoresFailed`).
 pub const ROLLBACK_ALARM: &str = "ami-rollout-rollback";
 
 /// Time kept before the invocation deadline (a last look takes a few seconds).
