@@ -155,3 +155,132 @@ async fn events_of_other_instances_cost_at_most_two_calls_and_other_clusters_non
     // Nothing was completed or changed.
     assert_eq!(fleet.status_of(0).await.unwrap(), "ACTIVE");
 }
+
+/// An EventBridge event of `detail_type` from the fixtures, for `instance_id`
+/// (the fixtures name `i-0123456789abcdef0`).
+fn signal(fixture: &str, instance_id: &str) -> Value {
+    let path = testkit::workspace_root().join(format!("crates/ecs-lifecycle/fixtures/{fixture}"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut event: Value =
+        serde_json::from_str(&text.replace("i-0123456789abcdef0", instance_id)).unwrap();
+    event["time"] = json!(
+        aws_smithy_types::DateTime::from_millis(i64::try_from(now_ms()).unwrap())
+            .fmt(aws_smithy_types::date_time::Format::DateTime)
+            .unwrap()
+    );
+    event
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spot_warning_drains_within_a_second_and_completes_no_action() {
+    let s = Standin::start().unwrap();
+    let sdk = s.sdk_config().await;
+    let fleet = Fleet::create(&sdk, &FleetSpec::new("spot", 2))
+        .await
+        .unwrap();
+    fleet.service("api", false, &[1, 1]).await.unwrap();
+    let notes = testkit::NotificationQueue::create(&sdk, "spot")
+        .await
+        .unwrap();
+    let d = drainer(
+        &sdk,
+        &[
+            ("CLUSTER_NAME", fleet.cluster.as_str()),
+            ("NOTIFICATION_TOPIC_ARN", notes.topic_arn.as_str()),
+        ],
+    );
+    let id = &fleet.instance_ids[0];
+    assert_eq!(fleet.status_of(0).await.unwrap(), "ACTIVE");
+
+    s.reset_calls().unwrap();
+    let sent = Instant::now();
+    let v = d
+        .handle(
+            &signal("eventbridge-spot-interruption.json", id),
+            now_ms() + 60_000,
+        )
+        .await
+        .unwrap();
+    let took = sent.elapsed();
+    assert_eq!(v["outcomes"][0]["instances"][0]["done"], "draining", "{v}");
+    assert_eq!(fleet.status_of(0).await.unwrap(), "DRAINING");
+    assert_eq!(fleet.status_of(1).await.unwrap(), "ACTIVE");
+    eprintln!("Spot warning -> DRAINING in {took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    let calls = s.calls().unwrap();
+    assert!(
+        calls.keys().all(|k| !k.contains("LifecycleAction")),
+        "no lifecycle action is touched: {calls:?}"
+    );
+    let delivered = notes.take().await.unwrap();
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let n = testkit::notification(&delivered[0]).unwrap();
+    assert_eq!(n["event"], "drain_started");
+    assert_eq!(n["detail"]["reason"], "spot_interruption");
+    assert_eq!(n["instance_id"], id.as_str());
+
+    // The same warning again (EventBridge is at-least-once): already DRAINING,
+    // nothing more to say.
+    d.handle(
+        &signal("eventbridge-spot-interruption.json", id),
+        now_ms() + 60_000,
+    )
+    .await
+    .unwrap();
+    assert!(notes.take().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_retirement_replaces_the_instance_or_drains_it() {
+    let s = Standin::start().unwrap();
+    let sdk = s.sdk_config().await;
+    let fleet = Fleet::create(&sdk, &FleetSpec::new("retire", 2))
+        .await
+        .unwrap();
+    let health = |i: usize| {
+        let fleet = &fleet;
+        async move {
+            fleet
+                .autoscaling
+                .describe_auto_scaling_instances()
+                .instance_ids(&fleet.instance_ids[i])
+                .send()
+                .await
+                .unwrap()
+                .auto_scaling_instances()[0]
+                .health_status()
+                .unwrap_or_default()
+                // AWS answers HEALTHY / UNHEALTHY, moto as SetInstanceHealth was told.
+                .to_ascii_uppercase()
+        }
+    };
+    let cluster = [("CLUSTER_NAME", fleet.cluster.as_str())];
+
+    // replace (the default): marked unhealthy, so Auto Scaling replaces it
+    // through the terminate hook; ECS is left as it is until then.
+    let v = drainer(&sdk, &cluster)
+        .handle(
+            &signal("eventbridge-health-retirement.json", &fleet.instance_ids[0]),
+            now_ms() + 60_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        v["outcomes"][0]["instances"][0]["done"], "marked_unhealthy",
+        "{v}"
+    );
+    assert_eq!(health(0).await, "UNHEALTHY");
+    assert_eq!(fleet.status_of(0).await.unwrap(), "ACTIVE");
+
+    // drain: DRAINING now, healthy in its group.
+    let v = drainer(&sdk, &[cluster[0], ("SCHEDULED_EVENT_ACTION", "drain")])
+        .handle(
+            &signal("eventbridge-health-retirement.json", &fleet.instance_ids[1]),
+            now_ms() + 60_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(v["outcomes"][0]["instances"][0]["done"], "draining", "{v}");
+    assert_eq!(fleet.status_of(1).await.unwrap(), "DRAINING");
+    assert_eq!(health(1).await, "HEALTHY");
+}
