@@ -179,3 +179,68 @@ fn a_bad_configuration_stops_the_function_at_cold_start_naming_the_variable() {
     assert!(s.invocations().unwrap().is_empty());
     let _ = std::fs::remove_file(&log);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_drain_says_which_service_holds_it_and_why() {
+    let s = Standin::start().unwrap();
+    let sdk = s.sdk_config().await;
+    let fleet = Fleet::create(&sdk, &FleetSpec::new("held", 2))
+        .await
+        .unwrap();
+    fleet.service("web", false, &[2, 0]).await.unwrap();
+    // What ECS's scheduler says when it cannot place the replacements.
+    let why = "(service web) was unable to place a task because no container instance met all of its requirements.";
+    s.service_event(&fleet.cluster, "web", why).unwrap();
+
+    let log = testkit::temp_log("held-drain");
+    let _ = std::fs::remove_file(&log);
+    let _function = LocalFunction::start_logging_to(
+        &s,
+        &testkit::binary("terminate-drain").unwrap(),
+        "held-drain",
+        &[
+            ("CLUSTER_NAME", &fleet.cluster),
+            ("POLL_INTERVAL_SECONDS", "1"),
+            // A budget of 40 s: the drain says why it is stuck after a quarter (10 s).
+            ("MAX_DRAIN_SECONDS", "40"),
+            ("CONTINUATION_TOPIC_ARN", &fleet.topic_arn),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ],
+        &log,
+    )
+    .unwrap();
+    s.subscribe_function(&fleet.topic_arn, 30_000).unwrap();
+    // No scheduler steps: the service's tasks stay on the instance.
+    s.start_lifecycle_action(
+        &fleet.asg,
+        &fleet.hook,
+        &fleet.instance_ids[0],
+        "autoscaling:EC2_INSTANCE_TERMINATING",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let line = s
+        .wait_for(Duration::from_secs(30), |_| {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            Ok(text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|l| l["fields"]["stuck"] == "service"))
+        })
+        .await
+        .unwrap();
+    let after = started.elapsed();
+    assert_eq!(line["level"], "WARN", "{line}");
+    let f = &line["fields"];
+    assert_eq!(f["service"], "web", "{line}");
+    assert_eq!(f["tasks_here"], 2, "{line}");
+    assert_eq!(f["desired"], 2, "{line}");
+    assert_eq!(f["latest_event"], why, "{line}");
+    assert!(f["waited_s"].as_u64().unwrap() >= 10, "{line}");
+    assert!(
+        after >= Duration::from_secs(9) && after < Duration::from_secs(20),
+        "{after:?}"
+    );
+    assert_eq!(line["span"]["instance_id"], fleet.instance_ids[0].as_str());
+    let _ = std::fs::remove_file(&log);
+}

@@ -174,6 +174,14 @@ impl Standin {
         self.post("/_standin/ecs/auto", json!({"interval_ms": interval_ms}))
     }
 
+    /// The ECS service scheduler's newest event for `service` says `message`.
+    pub fn service_event(&self, cluster: &str, service: &str, message: &str) -> Result<Value> {
+        self.post(
+            "/_standin/ecs/service-event",
+            json!({"cluster": cluster, "service": service, "message": message}),
+        )
+    }
+
     /// The next `count` calls to `target` (`ecs:DescribeTasks`) fail with `error`.
     pub fn inject_fault(&self, target: &str, error: &str, count: u32) -> Result<Value> {
         self.post(

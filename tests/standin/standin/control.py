@@ -60,6 +60,8 @@ CONTROL API (JSON in, JSON out; a bad request answers 400 {"error": "..."}):
   POST   /_standin/ecs/step                {"cluster"?, "max_replacements"?}
                                            -> {"advanced", "replaced", "stalled"}
   POST   /_standin/ecs/auto                {"interval_ms": 500}  (0 stops)
+  POST   /_standin/ecs/service-event       {"cluster", "service", "message"}: a scheduler event
+                                           (DescribeServices' events, newest first) -> the event
   POST   /_standin/ssm/outcome             {"instance_id", "status", "response_code", "stdout", "stderr"?,
                                             "in_progress_polls"?}: what the next runs report
   POST   /_standin/ssm/unreachable         {"instance_id"}: SendCommand fails with InvalidInstanceId
@@ -108,7 +110,14 @@ from .autoscaling import LIFECYCLE
 from .awslambda import LAMBDA
 from .common import DEFAULT_REGION, MOTO_LOCK, StandInError, json_response, read_body
 from .ec2 import set_image
-from .ecs import AUTO_STEPPER, ROUND_ROBIN, ecs_auto_endpoint, ecs_seed_tasks, ecs_step_endpoint
+from .ecs import (
+    AUTO_STEPPER,
+    ROUND_ROBIN,
+    ecs_auto_endpoint,
+    ecs_seed_tasks,
+    ecs_step_endpoint,
+    service_event_endpoint,
+)
 from .refresh import REFRESHES
 from .ssm import SSM
 
@@ -445,6 +454,7 @@ ROUTES = {
     ("POST", "/_standin/lifecycle/test-notification"): _locked(LIFECYCLE.test_notification),
     ("GET", "/_standin/lifecycle/actions"): _locked(lambda b: LIFECYCLE.list()),
     ("POST", "/_standin/ecs/step"): ecs_step_endpoint,
+    ("POST", "/_standin/ecs/service-event"): service_event_endpoint,
     ("POST", "/_standin/ecs/auto"): ecs_auto_endpoint,
     ("POST", "/_standin/ecs/tasks"): ecs_seed_tasks,
     ("POST", "/_standin/lambda/invoke"): LAMBDA.invoke,

@@ -510,6 +510,23 @@ def ecs_step_endpoint(body: dict[str, Any]) -> dict[str, Any]:
     return ecs_step(body.get("cluster"), max_r)
 
 
+def service_event_endpoint(body: dict[str, Any]) -> dict[str, Any]:
+    """`POST /_standin/ecs/service-event` {"cluster", "service", "message"}: STAND-IN for
+    the ECS service scheduler's events (DescribeServices' `events`, newest first; moto
+    keeps the list but never writes to it). -> the event."""
+    cluster, service, message = body.get("cluster"), body.get("service"), body.get("message")
+    if not all(isinstance(v, str) and v for v in (cluster, service, message)):
+        raise StandInError('"cluster", "service" and "message" must be non-empty strings')
+    with MOTO_LOCK:
+        for _, _, backend in loaded_backends(ecs_backends):
+            for svc in backend.services.values():
+                if svc.name == service and cluster in (svc.cluster_name, svc.cluster_arn):
+                    event = {"id": str(uuid.uuid4()), "createdAt": utcnow(), "message": message}
+                    svc.events.insert(0, event)
+                    return {"id": event["id"], "message": message}
+    raise StandInError(f"no service {service} in cluster {cluster}")
+
+
 def ecs_auto_endpoint(body: dict[str, Any]) -> dict[str, Any]:
     """`POST /_standin/ecs/auto`."""
     interval = body.get("interval_ms")
