@@ -129,44 +129,8 @@ impl Fleet {
             .await
             .map_err(ctx("CreateAutoScalingGroup"))?;
 
-        let topic_arn = sns
-            .create_topic()
-            .name(format!("{name}-lifecycle"))
-            .send()
-            .await
-            .map_err(ctx("CreateTopic"))?
-            .topic_arn()
-            .ok_or("CreateTopic returned no ARN")?
-            .to_owned();
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(format!("{name}-lifecycle"))
-            .send()
-            .await
-            .map_err(ctx("CreateQueue"))?
-            .queue_url()
-            .ok_or("CreateQueue returned no URL")?
-            .to_owned();
-        let queue_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .map_err(ctx("GetQueueAttributes"))?
-            .attributes()
-            .and_then(|a| {
-                a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                    .cloned()
-            })
-            .ok_or("no QueueArn")?;
-        sns.subscribe()
-            .topic_arn(&topic_arn)
-            .protocol("sqs")
-            .endpoint(&queue_arn)
-            .send()
-            .await
-            .map_err(ctx("Subscribe"))?;
+        let (topic_arn, queue_url) =
+            crate::notes::topic_with_queue(&sns, &sqs, &format!("{name}-lifecycle")).await?;
 
         let hook = format!("{name}-drain");
         autoscaling
@@ -466,33 +430,7 @@ impl Fleet {
     /// Takes every message waiting in the hook's queue (the SNS notification
     /// documents, as a queue subscribed to the topic receives them).
     pub async fn drain_queue(&self) -> Result<Vec<String>> {
-        let mut bodies = Vec::new();
-        loop {
-            let r = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(0)
-                .send()
-                .await
-                .map_err(ctx("ReceiveMessage"))?;
-            if r.messages().is_empty() {
-                return Ok(bodies);
-            }
-            for m in r.messages() {
-                bodies.extend(m.body().map(str::to_owned));
-                if let Some(h) = m.receipt_handle() {
-                    self.sqs
-                        .delete_message()
-                        .queue_url(&self.queue_url)
-                        .receipt_handle(h)
-                        .send()
-                        .await
-                        .map_err(ctx("DeleteMessage"))?;
-                }
-            }
-        }
+        crate::notes::receive_all(&self.sqs, &self.queue_url).await
     }
 
     /// An SQS Lambda event carrying these bodies, as the SQS event source sends it.

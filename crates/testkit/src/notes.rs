@@ -17,46 +17,13 @@ pub struct NotificationQueue {
 
 impl NotificationQueue {
     pub async fn create(sdk: &SdkConfig, name: &str) -> Result<NotificationQueue> {
-        let sns = aws_sdk_sns::Client::new(sdk);
         let sqs = aws_sdk_sqs::Client::new(sdk);
-        let topic_arn = sns
-            .create_topic()
-            .name(format!("{name}-notes"))
-            .send()
-            .await
-            .map_err(ctx("CreateTopic"))?
-            .topic_arn()
-            .ok_or("CreateTopic returned no ARN")?
-            .to_owned();
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(format!("{name}-notes"))
-            .send()
-            .await
-            .map_err(ctx("CreateQueue"))?
-            .queue_url()
-            .ok_or("CreateQueue returned no URL")?
-            .to_owned();
-        let queue_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .map_err(ctx("GetQueueAttributes"))?
-            .attributes()
-            .and_then(|a| {
-                a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                    .cloned()
-            })
-            .ok_or("no QueueArn")?;
-        sns.subscribe()
-            .topic_arn(&topic_arn)
-            .protocol("sqs")
-            .endpoint(&queue_arn)
-            .send()
-            .await
-            .map_err(ctx("Subscribe"))?;
+        let (topic_arn, queue_url) = topic_with_queue(
+            &aws_sdk_sns::Client::new(sdk),
+            &sqs,
+            &format!("{name}-notes"),
+        )
+        .await?;
         Ok(NotificationQueue {
             topic_arn,
             queue_url,
@@ -65,35 +32,87 @@ impl NotificationQueue {
     }
 
     /// Takes every notification delivered so far: the SNS envelopes (with
-    /// `Message`, `Subject` and `MessageAttributes`), oldest first as far as
-    /// SQS keeps an order.
+    /// `Message`, `Subject` and `MessageAttributes`), in no promised order.
     pub async fn take(&self) -> Result<Vec<Value>> {
-        let mut out = Vec::new();
-        loop {
-            let r = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(0)
-                .send()
-                .await
-                .map_err(ctx("ReceiveMessage"))?;
-            if r.messages().is_empty() {
-                return Ok(out);
-            }
-            for m in r.messages() {
-                let body = m.body().unwrap_or_default();
-                out.push(serde_json::from_str(body).map_err(ctx("an SNS envelope"))?);
-                if let Some(h) = m.receipt_handle() {
-                    self.sqs
-                        .delete_message()
-                        .queue_url(&self.queue_url)
-                        .receipt_handle(h)
-                        .send()
-                        .await
-                        .map_err(ctx("DeleteMessage"))?;
-                }
+        receive_all(&self.sqs, &self.queue_url)
+            .await?
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(ctx("an SNS envelope")))
+            .collect()
+    }
+}
+
+/// A topic `name` with a queue `name` subscribed to it: (topic ARN, queue URL).
+pub(crate) async fn topic_with_queue(
+    sns: &aws_sdk_sns::Client,
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+) -> Result<(String, String)> {
+    let topic_arn = sns
+        .create_topic()
+        .name(name)
+        .send()
+        .await
+        .map_err(ctx("CreateTopic"))?
+        .topic_arn()
+        .ok_or("CreateTopic returned no ARN")?
+        .to_owned();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .map_err(ctx("CreateQueue"))?
+        .queue_url()
+        .ok_or("CreateQueue returned no URL")?
+        .to_owned();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(ctx("GetQueueAttributes"))?
+        .attributes()
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .ok_or("no QueueArn")?;
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(&queue_arn)
+        .send()
+        .await
+        .map_err(ctx("Subscribe"))?;
+    Ok((topic_arn, queue_url))
+}
+
+/// Takes (receives and deletes) every message waiting in the queue: their bodies.
+pub(crate) async fn receive_all(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Vec<String>> {
+    let mut bodies = Vec::new();
+    loop {
+        let r = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .map_err(ctx("ReceiveMessage"))?;
+        if r.messages().is_empty() {
+            return Ok(bodies);
+        }
+        for m in r.messages() {
+            bodies.extend(m.body().map(str::to_owned));
+            if let Some(h) = m.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(h)
+                    .send()
+                    .await
+                    .map_err(ctx("DeleteMessage"))?;
             }
         }
     }

@@ -22,7 +22,7 @@ use crate::hook::pacing::load_hook_timing;
 use crate::hook::runtime::{
     Accept, Flow, Holder, HookClocks, HookWorkflow, Next, NoFinish, Outcome, Prepared, Tally,
 };
-use crate::model::{ActionResult, InstanceStatus, LifecycleAction, Transition};
+use crate::model::{ActionResult, ContainerInstance, InstanceStatus, LifecycleAction, Transition};
 use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
 use crate::report::{Event, Notification, Record, Reporter};
 use crate::time::millis;
@@ -105,6 +105,23 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
 
     pub fn config(&self) -> &DrainConfig {
         &self.config
+    }
+
+    /// Tells the operators that the container instance is DRAINING now
+    /// (`detail` gets the container instance's ARN).
+    pub(super) async fn drain_started(
+        &self,
+        ci: &ContainerInstance,
+        group: Option<&str>,
+        instance_id: &str,
+        mut detail: serde_json::Value,
+    ) {
+        detail["container_instance"] = json!(ci.arn);
+        let mut note = Notification::new(Event::DrainStarted, &ci.cluster)
+            .instance(instance_id)
+            .detail(detail);
+        note.group = group.map(str::to_owned);
+        self.hold.reporter.notify(&self.hold.publisher, note).await;
     }
 }
 
@@ -355,19 +372,11 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
                     });
                 }
                 info!("set the container instance to DRAINING");
-                self.hold
-                    .reporter
-                    .notify(
-                        &self.hold.publisher,
-                        Notification::new(Event::DrainStarted, &ci.cluster)
-                            .group(&job.action.asg)
-                            .instance(instance_id)
-                            .detail(json!({
-                                "reason": "terminate_lifecycle_action",
-                                "hook": job.action.hook,
-                                "container_instance": ci.arn,
-                            })),
-                    )
+                let detail = json!({
+                    "reason": "terminate_lifecycle_action",
+                    "hook": job.action.hook,
+                });
+                self.drain_started(ci, Some(&job.action.asg), instance_id, detail)
                     .await;
                 // Observe again at once: ECS has already started stopping PENDING tasks.
                 Ok(Flow::Observe)

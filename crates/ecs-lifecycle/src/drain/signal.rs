@@ -22,7 +22,6 @@ use crate::hook::event::Signal;
 use crate::hook::lookup::find_container_instance;
 use crate::model::InstanceStatus;
 use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
-use crate::report::{Event, Notification};
 use crate::time::rfc3339;
 
 /// Two minutes: EC2's notice ahead of a Spot interruption.
@@ -107,14 +106,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                     detail,
                 });
             }
-            self.hold
-                .reporter
-                .notify(
-                    &self.hold.publisher,
-                    Notification::new(Event::DrainStarted, &ci.cluster)
-                        .instance(instance_id)
-                        .detail(json!({"reason": kind, "container_instance": ci.arn})),
-                )
+            self.drain_started(&ci, None, instance_id, json!({"reason": kind}))
                 .await;
         }
         let mut stopped = 0;
