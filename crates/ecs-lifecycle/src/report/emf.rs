@@ -7,6 +7,13 @@
 //! `Dimensions` (arrays of at most 30 dimension names, each a string member of the
 //! root) and `Metrics` (at most 100, each a numeric member of the root, with a
 //! `Unit`). Dimension values must not be empty; a metric value must be finite.
+//!
+//! Written here rather than taken from `metrique-writer-format-emf` or
+//! `metrics_cloudwatch_embedded`: both bring a metrics framework (a global
+//! recorder, or wide-event macros) for what is one small JSON object per held
+//! action, with its own dimension values (cluster, group) among records that a
+//! batch works on at once; the functions' size and cold-start budget (issue 10)
+//! has no room for it, and an in-memory sink keeps the records testable.
 
 use serde_json::{Map, Value, json};
 
