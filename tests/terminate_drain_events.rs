@@ -68,7 +68,8 @@ async fn the_event_of_the_last_task_completes_the_drain_within_a_second() {
         ("POLL_INTERVAL_SECONDS", "30"),
     ];
     let chain = drainer(&sdk, &vars);
-    let by_event = drainer(&sdk, &vars);
+    let (reporter, records) = ecs_lifecycle::report::Reporter::in_memory("td", None);
+    let by_event = drainer(&sdk, &vars).with_reporter(reporter);
 
     let polling = async {
         let v = chain.handle(&hook_event, now_ms() + 120_000).await.unwrap();
@@ -112,6 +113,27 @@ async fn the_event_of_the_last_task_completes_the_drain_within_a_second() {
     let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
     assert_eq!(action["state"], "completed", "{action}");
     assert_eq!(action["complete_calls"], 1, "{action}");
+    // The event's invocation measures the drain from the action's start (the
+    // chain wrote it on the container instance) to its completion, and the lag
+    // from ECS's stoppedAt.
+    let records = records.lock().unwrap().clone();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let took = action["completed_at"].as_f64().unwrap() - action["started_at"].as_f64().unwrap();
+    let secs = records[0]["DrainSeconds"].as_f64().unwrap();
+    assert!((secs - took).abs() < 1.0, "DrainSeconds {secs} vs {took}");
+    let last_stop = fleet
+        .tasks_on(0)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.stopped_at)
+        .fold(0.0, f64::max);
+    let seen = action["completed_at"].as_f64().unwrap() - last_stop;
+    let lag = records[0]["CompletionLagSeconds"].as_f64().unwrap();
+    assert!(
+        (lag - seen).abs() < 0.5,
+        "CompletionLagSeconds {lag} vs {seen}"
+    );
     // The chain, asleep meanwhile, stops at its next poll without a second completion.
     let o = &chain_result["outcomes"][0]["outcome"];
     assert!(o == "stopped" || o == "already_completed", "{chain_result}");

@@ -6,8 +6,8 @@ use aws_sdk_ecs::types::{
 use super::aws_error;
 use crate::error::AwsError;
 use crate::model::{
-    ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, InstanceStatus, Scheduling, Service,
-    Task, TaskStatus,
+    ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE,
+    InstanceStatus, Scheduling, Service, Task, TaskStatus,
 };
 use crate::ports::{DesiredStatus, Ecs, Registration, StopResult};
 
@@ -30,6 +30,7 @@ fn container_instance(
         running_tasks_count: ci.running_tasks_count(),
         drain_token: attribute(ci, DRAIN_ATTRIBUTE),
         drain_hook: attribute(ci, DRAIN_HOOK_ATTRIBUTE),
+        drain_started_ms: attribute(ci, DRAIN_STARTED_ATTRIBUTE).and_then(|v| v.parse().ok()),
     })
 }
 

@@ -18,7 +18,8 @@ use crate::error::{AwsError, Error};
 use crate::hook::lookup::find_container_instance;
 use crate::hook::runtime::random_u64;
 use crate::model::{
-    ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, InstanceStatus, Scheduling, Service,
+    ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE,
+    InstanceStatus, Scheduling, Service,
 };
 use crate::ports::{AutoScaling, DesiredStatus, Ecs, Publisher};
 
@@ -92,6 +93,10 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         match ci.drain_token.as_deref() {
             _ if memo.from_event => {}
             _ if !scratch.claimed => {
+                let started = scratch
+                    .action_start_ms
+                    .unwrap_or(scratch.observing_at_ms)
+                    .to_string();
                 self.ecs
                     .set_attributes(
                         &ci.cluster,
@@ -99,6 +104,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                         &[
                             (DRAIN_ATTRIBUTE, &scratch.token),
                             (DRAIN_HOOK_ATTRIBUTE, hook),
+                            (DRAIN_STARTED_ATTRIBUTE, &started),
                         ],
                     )
                     .await?;

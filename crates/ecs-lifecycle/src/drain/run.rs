@@ -173,6 +173,8 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             account_id: None,
         };
         let mut job = Job::fresh(action, None);
+        // The drain started when its chain's action did, not with this event.
+        job.started_at_ms = ci.drain_started_ms;
         job.memo = DrainMemo {
             cluster: Some(ci.cluster),
             container_instance_arn: Some(ci.arn),

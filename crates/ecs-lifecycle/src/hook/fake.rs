@@ -17,9 +17,10 @@ use tokio::time::Instant;
 use crate::error::AwsError;
 use crate::model::{
     ActionAck, ActionResult, AsgGroup, AsgInstance, CommandInvocation, CommandSent,
-    ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, Ec2Instance, Ec2State, HookTimeouts,
-    Image, InstanceStatus, InstanceTypeInfo, LifecycleAction, LifecycleState, Refresh,
-    RefreshPreferences, Scheduling, Service, Task, TaskStatus, TemplateVersion,
+    ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, Ec2Instance,
+    Ec2State, HookTimeouts, Image, InstanceStatus, InstanceTypeInfo, LifecycleAction,
+    LifecycleState, Refresh, RefreshPreferences, Scheduling, Service, Task, TaskStatus,
+    TemplateVersion,
 };
 use crate::ports::{
     AutoScaling, DesiredStatus, Ec2, Ecs, Publisher, Registration, Ssm, StopResult,
@@ -272,6 +273,7 @@ impl FakeFleet {
                 running_tasks_count: 0,
                 drain_token: None,
                 drain_hook: None,
+                drain_started_ms: None,
             },
         );
         arn
@@ -540,6 +542,7 @@ impl Ecs for FakeFleet {
                 match *name {
                     DRAIN_ATTRIBUTE => ci.drain_token = Some((*value).to_owned()),
                     DRAIN_HOOK_ATTRIBUTE => ci.drain_hook = Some((*value).to_owned()),
+                    DRAIN_STARTED_ATTRIBUTE => ci.drain_started_ms = value.parse().ok(),
                     _ => {}
                 }
             }

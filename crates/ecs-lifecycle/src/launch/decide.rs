@@ -343,6 +343,7 @@ mod tests {
                 running_tasks_count: 0,
                 drain_token: None,
                 drain_hook: None,
+                drain_started_ms: None,
             }),
             diagnosis: Diagnosis::NotStarted,
         }

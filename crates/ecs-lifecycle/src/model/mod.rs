@@ -26,6 +26,9 @@ pub struct ContainerInstance {
     pub drain_token: Option<String>,
     /// The value of its [`DRAIN_HOOK_ATTRIBUTE`]: the terminate hook being drained for.
     pub drain_hook: Option<String>,
+    /// The value of its [`DRAIN_STARTED_ATTRIBUTE`]: when the drain's lifecycle
+    /// action started (epoch ms).
+    pub drain_started_ms: Option<u64>,
 }
 
 /// The ECS attribute on a container instance that names the one terminate-drain
@@ -35,6 +38,11 @@ pub const DRAIN_ATTRIBUTE: &str = "ecs-lifecycle.drain-token";
 /// The ECS attribute naming the lifecycle hook a drain holds (written with the
 /// token), so that an ECS event about the instance can find the action.
 pub const DRAIN_HOOK_ATTRIBUTE: &str = "ecs-lifecycle.drain-hook";
+
+/// The ECS attribute with the start of the drain's lifecycle action (epoch ms,
+/// written with the token), so that an invocation started by an ECS event
+/// measures the drain from its real start.
+pub const DRAIN_STARTED_ATTRIBUTE: &str = "ecs-lifecycle.drain-started";
 
 /// A task, as far as draining cares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

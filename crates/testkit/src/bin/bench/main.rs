@@ -21,6 +21,10 @@
 //! Sizes can be shrunk for a quick try with BENCH_INSTANCES, BENCH_COLD_REPS,
 //! BENCH_POLLS, BENCH_LAG_REPS, BENCH_LAG_REPS_5S.
 //!
+//! `ecs-lifecycle-bench poll` runs [`poll_interval`] instead: ECS calls and
+//! completion lag of one drain at POLL_INTERVAL_SECONDS 10 and 30, with and
+//! without the ECS event.
+//!
 //! `ecs-lifecycle-bench footprint` runs another scenario instead, without the
 //! stand-in ([`footprint`]): cold start and peak memory of all three function
 //! binaries beside a bare `lambda_runtime` binary (`lambda-echo`), alternated.
@@ -29,6 +33,7 @@ mod calls_per_poll;
 mod cold_start;
 mod completion_lag;
 mod footprint;
+mod poll_interval;
 mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -167,6 +172,9 @@ fn cores() -> usize {
 }
 
 async fn run() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("poll") {
+        return poll_interval::run().await;
+    }
     if std::env::args().nth(1).as_deref() == Some("footprint") {
         return tokio::task::spawn_blocking(footprint::run)
             .await
