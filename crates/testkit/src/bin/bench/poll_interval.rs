@@ -5,7 +5,8 @@
 //! stand-in's scheduler moves the tasks off; 300 ms after the last task reaches
 //! STOPPED the bench delivers the `ECS Task State Change` EventBridge would send to
 //! a second invocation, which completes the action. Counted: ECS and Auto Scaling
-//! calls from the hook's notification to the end of the chain, the drain's length,
+//! calls from the hook's notification to the end of the chain (the bench's own
+//! calls watching the instance left out), the drain's length,
 //! the lag from the last STOPPED to the completion; and the same drain without the
 //! event (polling alone). The calls do not depend on the build (debug is fine).
 
@@ -25,9 +26,10 @@ type LibDrainer = Drainer<aws_sdk_ecs::Client, aws_sdk_autoscaling::Client, aws_
 /// Tasks on the drained instance: one service of this many tasks.
 const TASKS: usize = 6;
 /// The scheduler stand-in's step while the tasks move (each task takes a few
-/// steps: about a minute in all at the default 15 s, BENCH_POLL_STEP_S).
+/// steps: about a minute in all at the default 17 s, BENCH_POLL_STEP_S; not a
+/// multiple of either interval, so polls and steps do not fall together).
 fn step() -> Duration {
-    Duration::from_secs(crate::env_usize("BENCH_POLL_STEP_S", 15) as u64)
+    Duration::from_secs(crate::env_usize("BENCH_POLL_STEP_S", 17) as u64)
 }
 
 #[derive(Debug)]
@@ -75,13 +77,21 @@ async fn one(s: &Standin, poll_s: u64, with_event: bool, t0: Instant) -> Result<
             .await
             .map_err(|e| e.to_string())
     };
+    // The bench's own ECS calls (watching the instance), left out of the count:
+    // DescribeContainerInstances per status, ListTasks x2 + DescribeTasks per look.
+    let own_calls = std::cell::Cell::new(0_u64);
     let scheduler = async {
-        while fleet.status_of(0).await? != "DRAINING" {
+        loop {
+            own_calls.set(own_calls.get() + 1);
+            if fleet.status_of(0).await? == "DRAINING" {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         loop {
             tokio::time::sleep(step()).await;
             s.ecs_step()?;
+            own_calls.set(own_calls.get() + 3);
             let on = fleet.tasks_on(0).await?;
             if on.iter().all(|t| t.last_status == "STOPPED") {
                 break;
@@ -130,7 +140,7 @@ async fn one(s: &Standin, poll_s: u64, with_event: bool, t0: Instant) -> Result<
         with_event,
         drain_s: num(&action, "completed_at") - num(&action, "started_at"),
         lag_s: num(&action, "completed_at") - last_stop,
-        ecs_calls: sum("ecs:"),
+        ecs_calls: sum("ecs:").saturating_sub(own_calls.get()),
         autoscaling_calls: sum("autoscaling:"),
     };
     progress(t0, &format!("{sample:?}"));
