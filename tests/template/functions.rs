@@ -104,14 +104,31 @@ fn environment_values_come_from_the_parameters_and_resources() {
         assert_eq!(e["CLUSTER_NAME"], "prod");
         assert_eq!(e["CONTINUATION_TOPIC_ARN"], "<LifecycleTopic>");
         assert_eq!(e["DRY_RUN"], "false");
-        assert_eq!(e["POLL_INTERVAL_SECONDS"], "10");
     }
+    // ECS's events complete drains (DrainOnEcsEvents, default true): the drain's
+    // polls are the safety net, every 30 s; launch-verify has no events, 10 s.
+    assert_eq!(drain["POLL_INTERVAL_SECONDS"], "30");
+    assert_eq!(launch["POLL_INTERVAL_SECONDS"], "10");
     assert_eq!(drain["MAX_DRAIN_SECONDS"], "600");
     assert_eq!(drain["STANDALONE_TASKS"], "wait");
     assert_eq!(launch["REGISTRATION_TIMEOUT_SECONDS"], "420");
     assert_eq!(launch["TERMINATE_ORPHANS"], "true");
     assert_eq!(launch["SSM_DOCUMENT_NAME"], "<OrphanDiagnosticDocument>");
     assert_eq!(launch["DIAGNOSTICS_LOG_GROUP"], "<DiagnosticsLogGroup>");
+
+    // Without the events, terminate-drain polls as often as launch-verify.
+    let stack = Stack::new(&[
+        ("ClusterName", "prod"),
+        ("AutoScalingGroupNames", "web-asg"),
+        ("DrainOnEcsEvents", "false"),
+        ("PollIntervalSeconds", "7"),
+    ]);
+    let drain = functions(&stack)
+        .values()
+        .find(|(b, _)| b == "terminate-drain")
+        .map(|(_, f)| f["Properties"]["Environment"]["Variables"].clone())
+        .unwrap();
+    assert_eq!(drain["POLL_INTERVAL_SECONDS"], "7");
 }
 
 /// NotificationTopicArn reaches every function as NOTIFICATION_TOPIC_ARN, and
