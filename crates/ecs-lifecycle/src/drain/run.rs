@@ -107,21 +107,30 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         &self.config
     }
 
-    /// Tells the operators that the container instance is DRAINING now
-    /// (`detail` gets the container instance's ARN).
-    pub(super) async fn drain_started(
+    /// Sets the container instance DRAINING (ECS's per-item failure is an error)
+    /// and tells the operators (`detail` gets the container instance's ARN).
+    pub(super) async fn set_draining(
         &self,
         ci: &ContainerInstance,
         group: Option<&str>,
         instance_id: &str,
         mut detail: serde_json::Value,
-    ) {
+    ) -> Result<(), Error> {
+        if let Err((reason, failure)) = self.ecs.set_draining(&ci.cluster, &ci.arn).await? {
+            return Err(Error::EcsItemFailure {
+                operation: "UpdateContainerInstancesState",
+                arn: ci.arn.clone(),
+                reason,
+                detail: failure,
+            });
+        }
         detail["container_instance"] = json!(ci.arn);
         let mut note = Notification::new(Event::DrainStarted, &ci.cluster)
             .instance(instance_id)
             .detail(detail);
         note.group = group.map(str::to_owned);
         self.hold.reporter.notify(&self.hold.publisher, note).await;
+        Ok(())
     }
 }
 
@@ -365,21 +374,13 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         })?;
         match step {
             Own::SetDraining => {
-                if let Err((reason, detail)) = self.ecs.set_draining(&ci.cluster, &ci.arn).await? {
-                    return Err(Error::EcsItemFailure {
-                        operation: "UpdateContainerInstancesState",
-                        arn: ci.arn.clone(),
-                        reason,
-                        detail,
-                    });
-                }
-                info!("set the container instance to DRAINING");
                 let detail = json!({
                     "reason": "terminate_lifecycle_action",
                     "hook": job.action.hook,
                 });
-                self.drain_started(ci, Some(&job.action.asg), instance_id, detail)
-                    .await;
+                self.set_draining(ci, Some(&job.action.asg), instance_id, detail)
+                    .await?;
+                info!("set the container instance to DRAINING");
                 // Observe again at once: ECS has already started stopping PENDING tasks.
                 Ok(Flow::Observe)
             }

@@ -98,16 +98,8 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             return Ok(json!({"instance_id": instance_id, "done": "dry_run"}));
         }
         if ci.status == InstanceStatus::Active {
-            if let Err((reason, detail)) = self.ecs.set_draining(&ci.cluster, &ci.arn).await? {
-                return Err(Error::EcsItemFailure {
-                    operation: "UpdateContainerInstancesState",
-                    arn: ci.arn.clone(),
-                    reason,
-                    detail,
-                });
-            }
-            self.drain_started(&ci, None, instance_id, json!({"reason": kind}))
-                .await;
+            self.set_draining(&ci, None, instance_id, json!({"reason": kind}))
+                .await?;
         }
         let mut stopped = 0;
         if self.config.standalone == StandalonePolicy::Stop {
