@@ -41,8 +41,6 @@ pub struct Scratch {
     pub(super) last_stopped_ms: Option<u64>,
     /// When the observation now under way started (epoch ms).
     pub(super) observing_at_ms: u64,
-    /// When Auto Scaling started the action.
-    pub(super) action_start_ms: Option<u64>,
 }
 
 impl Default for Scratch {
@@ -56,18 +54,20 @@ impl Default for Scratch {
             seen_live: HashSet::new(),
             last_stopped_ms: None,
             observing_at_ms: 0,
-            action_start_ms: None,
         }
     }
 }
 
 impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
+    /// `action_start_ms`: when Auto Scaling started the action (written with the
+    /// claim, for an invocation an ECS event starts).
     pub(super) async fn look(
         &self,
         memo: &mut DrainMemo,
         scratch: &mut Scratch,
         instance_id: &str,
         hook: &str,
+        action_start_ms: u64,
     ) -> Result<Observed, Error> {
         let asg_instance = self.hold.autoscaling.instance(instance_id).await?;
         let mut observed = Observed {
@@ -93,10 +93,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         match ci.drain_token.as_deref() {
             _ if memo.from_event => {}
             _ if !scratch.claimed => {
-                let started = scratch
-                    .action_start_ms
-                    .unwrap_or(scratch.observing_at_ms)
-                    .to_string();
+                let started = action_start_ms.to_string();
                 self.ecs
                     .set_attributes(
                         &ci.cluster,

@@ -284,9 +284,14 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
     ) -> Result<Observed, Error> {
         let (instance_id, hook) = (job.action.instance_id.clone(), job.action.hook.clone());
         scratch.observing_at_ms = now_ms;
-        scratch.action_start_ms = Some(plan.action_start_ms);
         let observed = self
-            .look(&mut job.memo, scratch, &instance_id, &hook)
+            .look(
+                &mut job.memo,
+                scratch,
+                &instance_id,
+                &hook,
+                plan.action_start_ms,
+            )
             .await?;
         let started_at = job.started_at_ms.unwrap_or(now_ms);
         if stuck_report_due(
@@ -414,6 +419,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         &self,
         outcome: &Outcome<Self>,
         job: &Job<DrainMemo>,
+        plan: &Plan,
         scratch: &Scratch,
         tally: &Tally,
         record: Record,
@@ -421,9 +427,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         let Outcome::Completed { detail, .. } = outcome else {
             return record;
         };
-        let started = scratch
-            .action_start_ms
-            .map_or(tally.started_at_ms, |t| t.min(tally.started_at_ms));
+        let started = plan.action_start_ms.min(tally.started_at_ms);
         let drain_ms = tally.ended_at_ms.saturating_sub(started);
         let left = match &detail.reason {
             Completion::DeadlineReached { left } => Some(left.len()),

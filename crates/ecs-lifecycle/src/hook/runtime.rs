@@ -368,6 +368,7 @@ pub trait HookWorkflow: Sync {
         &self,
         outcome: &Outcome<Self>,
         job: &Job<Self::Memo>,
+        plan: &Self::Plan,
         scratch: &Self::Scratch,
         tally: &Tally,
         record: Record,
@@ -642,7 +643,7 @@ pub async fn hold<W: HookWorkflow>(
         .property("instance_id", job.action.instance_id.as_str());
     if let Ok(outcome) = &result {
         record = workflow
-            .report(outcome, &job, &scratch, &tally, record)
+            .report(outcome, &job, &prepared.plan, &scratch, &tally, record)
             .await;
     }
     reporter.emit(&record);

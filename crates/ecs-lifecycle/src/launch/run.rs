@@ -147,13 +147,6 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
     }
 }
 
-/// What one invocation keeps for its report.
-#[derive(Debug, Default)]
-pub struct Scratch {
-    /// When the instance was launched.
-    launch_at_ms: Option<u64>,
-}
-
 impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
     for Verifier<E, A, C, S, P>
 {
@@ -164,7 +157,7 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
     type Publisher = P;
     type Memo = LaunchMemo;
     type Plan = Plan;
-    type Scratch = Scratch;
+    type Scratch = ();
     type Observed = Observed;
     type Decision = Decision;
     type Own = Own;
@@ -296,11 +289,10 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
     async fn observe(
         &self,
         job: &mut Job<LaunchMemo>,
-        scratch: &mut Scratch,
+        _scratch: &mut (),
         plan: &Plan,
         _now_ms: u64,
     ) -> Result<Observed, Error> {
-        scratch.launch_at_ms = Some(plan.launch_at_ms);
         self.look(&job.memo, &job.action, plan.warm_pool).await
     }
 
@@ -426,7 +418,8 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
         &self,
         outcome: &Outcome<Self>,
         job: &Job<LaunchMemo>,
-        scratch: &Scratch,
+        plan: &Plan,
+        _scratch: &(),
         tally: &Tally,
         record: Record,
     ) -> Record {
@@ -445,7 +438,6 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
         };
         match verdict {
             Verdict::Registered { cluster, .. } => {
-                let launched = scratch.launch_at_ms.unwrap_or(tally.started_at_ms);
                 // Counted under the cluster it joined (the record's is the configured one).
                 let reporter = &self.hold.reporter;
                 reporter.emit(
@@ -453,7 +445,7 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
                         .record(cluster, Some(&job.action.asg))
                         .seconds_from_ms(
                             "RegistrationSeconds",
-                            tally.ended_at_ms.saturating_sub(launched),
+                            tally.ended_at_ms.saturating_sub(plan.launch_at_ms),
                         )
                         .property("instance_id", job.action.instance_id.as_str()),
                 );

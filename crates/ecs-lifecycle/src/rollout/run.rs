@@ -21,9 +21,9 @@ use crate::model::{InstanceStatus, RefreshPreferences, RefreshStatus};
 use crate::ports::{AutoScaling, Ec2, Ecs, Publisher, Ssm};
 use crate::report::{Event, Notification, Reporter};
 use crate::rollout::decide::{
-    ClusterView, GroupView, Intent, Limits, Outcome, Outcome as RolloutOutcome, Phase,
-    REPORTED_TAG, Step, TagChange, ami_from_parameter, decide, is_capacity_failure, judge,
-    max_healthy_percentage, newer_than_refused, replaced, tag_changes, version_description, vet,
+    ClusterView, GroupView, Intent, Limits, Outcome, Phase, REPORTED_TAG, Step, TagChange,
+    ami_from_parameter, decide, is_capacity_failure, judge, max_healthy_percentage,
+    newer_than_refused, replaced, tag_changes, version_description, vet,
 };
 use crate::rollout::trigger::{Trigger, ignored, parse_trigger};
 use crate::time::{Clock, millis};
@@ -577,25 +577,24 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
         let (replaced, total) = replaced(view, &report.target);
         let record = self.reporter.record(self.cluster(), Some(group));
         let (record, event, reason) = match outcome {
-            RolloutOutcome::Succeeded => (
+            Outcome::Succeeded => (
                 record
                     .count("RolloutsCompleted", 1)
                     .count("InstancesReplaced", replaced as u64),
                 Some(Event::RolloutCompleted),
                 None,
             ),
-            RolloutOutcome::RolledBack { reason } => (
+            Outcome::RolledBack { reason } => (
                 record.count("RolloutsRolledBack", 1),
                 Some(Event::RolloutRolledBack),
                 Some(reason),
             ),
-            RolloutOutcome::RestoreFailed { reason }
-            | RolloutOutcome::RollbackFailed { reason } => (
+            Outcome::RestoreFailed { reason } | Outcome::RollbackFailed { reason } => (
                 record.count("RestoresFailed", 1),
                 Some(Event::RolloutRestoreFailed),
                 Some(reason),
             ),
-            RolloutOutcome::Failed { .. } => (record, None, None),
+            Outcome::Failed { .. } => (record, None, None),
         };
         self.reporter.emit(&record);
         if let Some(event) = event {
