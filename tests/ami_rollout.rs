@@ -16,10 +16,12 @@
 use std::collections::HashMap;
 
 use ecs_lifecycle::config::{Env, RolloutConfig};
-use ecs_lifecycle::rollout::{BASELINE_TAG, REFUSED_AMI_TAG, Roller, UNSTEADY_TAG};
+use ecs_lifecycle::report::Reporter;
+use ecs_lifecycle::rollout::{BASELINE_TAG, REFUSED_AMI_TAG, REPORTED_TAG, Roller, UNSTEADY_TAG};
 use serde_json::{Value, json};
 use testkit::{
-    ACTIVE_REFRESH, Fleet, FleetSpec, Standin, now_ms, parameter_change_event, put_parameter,
+    ACTIVE_REFRESH, Fleet, FleetSpec, NotificationQueue, Standin, metric_sum, notification,
+    notified_events, now_ms, parameter_change_event, put_parameter,
 };
 
 const PARAM: &str = "/ecs-lifecycle-test/ecs-ami";
@@ -820,4 +822,67 @@ async fn a_new_rollout_waits_for_the_maintenance_window_and_a_running_one_carrie
     assert_eq!(step_until_over(&s, &fleet).await, "Successful");
     let out = invoke(&outside, json!({"action": "watch"})).await;
     assert_eq!(group_report(&out)["next"]["outcome"], "succeeded", "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_reports_its_start_and_its_end_once() {
+    let s = Standin::start().unwrap();
+    let (sdk, fleet, _, new) = setup(&s, "rolled", 2).await;
+    put_parameter(&sdk, PARAM, &new).await.unwrap();
+    // The operators' topic, read through an SQS queue subscribed to it.
+    let notes = NotificationQueue::create(&sdk, "rolled").await.unwrap();
+    let (reporter, records) = Reporter::in_memory("ar", Some(notes.topic_arn.clone()));
+    let r = roller_with(
+        &sdk,
+        &fleet,
+        &[("NOTIFICATION_TOPIC_ARN", notes.topic_arn.as_str())],
+    )
+    .with_reporter(reporter);
+
+    invoke(&r, parameter_change_event(PARAM)).await;
+    assert_eq!(metric_sum(&records.lock().unwrap(), "RolloutsStarted"), 1.0);
+    // A second trigger while it runs starts nothing, reports nothing.
+    invoke(&r, parameter_change_event(PARAM)).await;
+    assert_eq!(step_until_over(&s, &fleet).await, "Successful");
+    // Three watches after the end: the outcome is reported by the first only.
+    for _ in 0..3 {
+        let out = invoke(&r, json!({"action": "watch"})).await;
+        assert_eq!(out["outcome"], "settled", "{out}");
+    }
+    let records = records.lock().unwrap().clone();
+    assert_eq!(metric_sum(&records, "RolloutsStarted"), 1.0, "{records:#?}");
+    assert_eq!(
+        metric_sum(&records, "RolloutsCompleted"),
+        1.0,
+        "{records:#?}"
+    );
+    assert_eq!(metric_sum(&records, "RolloutsRolledBack"), 0.0);
+    let amis = fleet.instance_amis(&sdk).await.unwrap();
+    assert!(amis.iter().all(|a| *a == new));
+    assert_eq!(
+        metric_sum(&records, "InstancesReplaced") as usize,
+        amis.len()
+    );
+    for rec in &records {
+        assert_eq!(rec["AutoScalingGroup"], fleet.asg.as_str());
+        assert_eq!(rec["Cluster"], fleet.cluster.as_str());
+    }
+    let refresh_id = fleet.refreshes().await.unwrap()[0]
+        .instance_refresh_id()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        fleet.group_tags().await.unwrap().get(REPORTED_TAG),
+        Some(&refresh_id)
+    );
+    let delivered = notes.take().await.unwrap();
+    assert_eq!(
+        notified_events(&delivered).unwrap(),
+        ["rollout_completed", "rollout_started"]
+    );
+    for envelope in &delivered {
+        let n = notification(envelope).unwrap();
+        assert_eq!(n["auto_scaling_group"], fleet.asg.as_str());
+        assert_eq!(n["detail"]["target_ami"], new.as_str());
+    }
 }

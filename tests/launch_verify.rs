@@ -13,8 +13,12 @@ use std::time::Duration;
 use ecs_lifecycle::config::{Env, LaunchConfig};
 use ecs_lifecycle::hook::runtime::HookWorkflow;
 use ecs_lifecycle::launch::Verifier;
+use ecs_lifecycle::report::Reporter;
 use serde_json::{Value, json};
-use testkit::{Fleet, FleetSpec, Standin, now_ms};
+use testkit::{
+    Fleet, FleetSpec, NotificationQueue, Standin, metric_sum, notification, notified_events,
+    now_ms, records_with,
+};
 
 const LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
 const DOCUMENT: &str = "ecs-lifecycle-OrphanDiagnostic";
@@ -405,4 +409,68 @@ async fn a_diagnosis_outlasting_the_invocation_resumes_in_the_next_one() {
         "the diagnostic ran once"
     );
     assert_eq!(s.lifecycle_action(id).unwrap()["complete_calls"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphan_is_counted_and_notified_once_and_a_registration_timed() {
+    let s = Standin::start().unwrap();
+    let sdk = s.sdk_config().await;
+    let fleet = Fleet::create(
+        &sdk,
+        &FleetSpec {
+            unregistered: 1,
+            ..FleetSpec::new("noted", 2)
+        },
+    )
+    .await
+    .unwrap();
+    let notes = NotificationQueue::create(&sdk, "noted").await.unwrap();
+    let orphan = &fleet.instance_ids[1];
+    s.script_ssm_outcome(orphan, "Failed", 8, OOM_REPORT, 1)
+        .unwrap();
+    let (reporter, records) = Reporter::in_memory("lv", Some(notes.topic_arn.clone()));
+    let v = verifier(
+        &sdk,
+        &[
+            ("CLUSTER_NAME", "noted"),
+            ("REGISTRATION_TIMEOUT_SECONDS", "30"),
+            ("TERMINATE_ORPHANS", "true"),
+            ("NOTIFICATION_TOPIC_ARN", notes.topic_arn.as_str()),
+        ],
+    )
+    .with_reporter(reporter);
+
+    // The registered instance: its registration time, from the action's start.
+    let event = launch(&s, &fleet, 0, aged(5)).await;
+    v.handle(&event, now_ms() + 60_000).await.unwrap();
+    // The orphan: diagnosed, abandoned; then the same notification delivered again.
+    let event = launch(&s, &fleet, 1, aged(40)).await;
+    let out = v.handle(&event, now_ms() + 60_000).await.unwrap();
+    assert_eq!(out["outcomes"][0]["result"], "ABANDON", "{out}");
+    let again = v.handle(&event, now_ms() + 60_000).await.unwrap();
+    assert_ne!(again["outcomes"][0]["outcome"], "completed", "{again}");
+
+    let records = records.lock().unwrap().clone();
+    let action = s.lifecycle_action(orphan).unwrap();
+    assert_eq!(action["complete_calls"], 1);
+    assert_eq!(metric_sum(&records, "Orphans"), 1.0, "{records:#?}");
+    assert_eq!(metric_sum(&records, "OrphansRefused"), 1.0);
+    assert_eq!(
+        metric_sum(&records, "DiagnosticsRun") as usize,
+        s.ssm_commands().unwrap().len()
+    );
+    let timed = records_with(&records, "RegistrationSeconds");
+    assert_eq!(timed.len(), 1, "{records:#?}");
+    let registration = timed[0]["RegistrationSeconds"].as_f64().unwrap();
+    // The action started 5 s before the event; the verdict came at once.
+    assert!((5.0..8.0).contains(&registration), "{registration}");
+    assert_eq!(timed[0]["Cluster"], "noted");
+
+    let delivered = notes.take().await.unwrap();
+    assert_eq!(notified_events(&delivered).unwrap(), ["orphan_found"]);
+    let n = notification(&delivered[0]).unwrap();
+    assert_eq!(n["instance_id"], orphan.as_str());
+    assert_eq!(n["detail"]["done"], "abandoned");
+    assert_eq!(n["detail"]["diagnosis"]["exit_code"], 8);
+    assert_eq!(n["auto_scaling_group"], fleet.asg.as_str());
 }

@@ -10,7 +10,69 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use testkit::{Fleet, FleetSpec, LocalFunction, Standin};
+use testkit::{
+    Fleet, FleetSpec, LocalFunction, NotificationQueue, Standin, last_stopped_at, metric_records,
+    metric_sum, notification, notified_events, records_with,
+};
+
+/// Starts the binary for `fleet` as the template deploys it (JSON logs appended to
+/// `log`, removed first), `extra` variables on top, and has the stand-in deliver
+/// the fleet's topic to it in invocations of `invocation_ms`.
+fn start_drain(
+    s: &Standin,
+    fleet: &Fleet,
+    name: &str,
+    extra: &[(&str, &str)],
+    log: &std::path::Path,
+    invocation_ms: u64,
+) -> LocalFunction {
+    let _ = std::fs::remove_file(log);
+    let mut env = vec![
+        ("CLUSTER_NAME", fleet.cluster.as_str()),
+        ("POLL_INTERVAL_SECONDS", "1"),
+        ("CONTINUATION_TOPIC_ARN", fleet.topic_arn.as_str()),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+    ];
+    env.extend_from_slice(extra);
+    let binary = testkit::binary("terminate-drain").unwrap();
+    let function = LocalFunction::start_logging_to(s, &binary, name, &env, log).unwrap();
+    s.subscribe_function(&fleet.topic_arn, invocation_ms)
+        .unwrap();
+    function
+}
+
+/// Terminates instance 0 with the scheduler stand-in stepping every 800 ms: the
+/// action once it is over, and the invocations once the last has answered.
+async fn drain_instance_0(s: &Standin, fleet: &Fleet) -> (Value, Vec<Value>) {
+    s.ecs_auto(800).unwrap();
+    s.start_lifecycle_action(
+        &fleet.asg,
+        &fleet.hook,
+        &fleet.instance_ids[0],
+        "autoscaling:EC2_INSTANCE_TERMINATING",
+    )
+    .unwrap();
+    let action = s
+        .wait_for(Duration::from_secs(90), |s| {
+            let a = s.lifecycle_action(&fleet.instance_ids[0])?;
+            Ok((a["state"] != "active").then_some(a))
+        })
+        .await
+        .unwrap();
+    s.ecs_auto(0).unwrap();
+    // Give the last invocation a moment to post its response.
+    let invocations = s
+        .wait_for(Duration::from_secs(10), |s| {
+            let all = s.invocations()?;
+            Ok(all
+                .iter()
+                .all(|i| i["status"] != "queued" && i["status"] != "running")
+                .then_some(all))
+        })
+        .await
+        .unwrap();
+    (action, invocations)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_drains_across_invocations_and_logs_json() {
@@ -22,42 +84,11 @@ async fn the_binary_drains_across_invocations_and_logs_json() {
     fleet.service("web", false, &[2, 1]).await.unwrap();
     fleet.service("logs", true, &[1, 1]).await.unwrap();
 
-    let log = std::env::temp_dir().join(format!("terminate-drain-{}.log", std::process::id()));
-    let _ = std::fs::remove_file(&log);
-    let binary = testkit::binary("terminate-drain").unwrap();
-    let mut function = LocalFunction::start_logging_to(
-        &s,
-        &binary,
-        "terminate-drain",
-        &[
-            ("CLUSTER_NAME", &fleet.cluster),
-            ("POLL_INTERVAL_SECONDS", "1"),
-            ("CONTINUATION_TOPIC_ARN", &fleet.topic_arn),
-            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-        ],
-        &log,
-    )
-    .unwrap();
+    let log = testkit::temp_log("terminate-drain");
     // Each invocation gets 13 s: with the 10 s hand-off margin, about 2 s of
     // polling, so a drain of ~10 s needs several invocations.
-    s.subscribe_function(&fleet.topic_arn, 13_000).unwrap();
-    s.ecs_auto(800).unwrap();
-    s.start_lifecycle_action(
-        &fleet.asg,
-        &fleet.hook,
-        &fleet.instance_ids[0],
-        "autoscaling:EC2_INSTANCE_TERMINATING",
-    )
-    .unwrap();
-
-    let action = s
-        .wait_for(Duration::from_secs(90), |s| {
-            let a = s.lifecycle_action(&fleet.instance_ids[0])?;
-            Ok((a["state"] != "active").then_some(a))
-        })
-        .await
-        .unwrap();
-    s.ecs_auto(0).unwrap();
+    let mut function = start_drain(&s, &fleet, "terminate-drain", &[], &log, 13_000);
+    let (action, invocations) = drain_instance_0(&s, &fleet).await;
     assert_eq!(
         (action["state"].as_str(), action["result"].as_str()),
         (Some("completed"), Some("CONTINUE")),
@@ -74,17 +105,6 @@ async fn the_binary_drains_across_invocations_and_logs_json() {
             .all(|t| t.last_status == "STOPPED")
     );
 
-    // Give the last invocation a moment to post its response.
-    let invocations = s
-        .wait_for(Duration::from_secs(10), |s| {
-            let all = s.invocations()?;
-            Ok(all
-                .iter()
-                .all(|i| i["status"] != "queued" && i["status"] != "running")
-                .then_some(all))
-        })
-        .await
-        .unwrap();
     assert!(
         invocations.len() >= 2,
         "the drain continued across invocations: {}",
@@ -193,23 +213,15 @@ async fn a_stuck_drain_says_which_service_holds_it_and_why() {
     s.service_event(&fleet.cluster, "web", why).unwrap();
 
     let log = testkit::temp_log("held-drain");
-    let _ = std::fs::remove_file(&log);
-    let _function = LocalFunction::start_logging_to(
+    // A budget of 40 s: the drain says why it is stuck after a quarter (10 s).
+    let _function = start_drain(
         &s,
-        &testkit::binary("terminate-drain").unwrap(),
+        &fleet,
         "held-drain",
-        &[
-            ("CLUSTER_NAME", &fleet.cluster),
-            ("POLL_INTERVAL_SECONDS", "1"),
-            // A budget of 40 s: the drain says why it is stuck after a quarter (10 s).
-            ("MAX_DRAIN_SECONDS", "40"),
-            ("CONTINUATION_TOPIC_ARN", &fleet.topic_arn),
-            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-        ],
+        &[("MAX_DRAIN_SECONDS", "40")],
         &log,
-    )
-    .unwrap();
-    s.subscribe_function(&fleet.topic_arn, 30_000).unwrap();
+        30_000,
+    );
     // No scheduler steps: the service's tasks stay on the instance.
     s.start_lifecycle_action(
         &fleet.asg,
@@ -242,5 +254,95 @@ async fn a_stuck_drain_says_which_service_holds_it_and_why() {
         "{after:?}"
     );
     assert_eq!(line["span"]["instance_id"], fleet.instance_ids[0].as_str());
+    let _ = std::fs::remove_file(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_across_hand_offs_reports_what_the_stand_in_saw_and_notifies_once() {
+    let s = Standin::start().unwrap();
+    let sdk = s.sdk_config().await;
+    let fleet = Fleet::create(&sdk, &FleetSpec::new("observed", 2))
+        .await
+        .unwrap();
+    fleet.service("web", false, &[2, 1]).await.unwrap();
+    // The operators' topic, read through an SQS queue subscribed to it.
+    let notes = NotificationQueue::create(&sdk, "observed").await.unwrap();
+    let log = testkit::temp_log("observed-drain");
+    // 13 s invocations with the 10 s hand-off margin: the drain (the played
+    // scheduler stops a task every 800 ms step) needs several of them.
+    let mut function = start_drain(
+        &s,
+        &fleet,
+        "observed-drain",
+        &[("NOTIFICATION_TOPIC_ARN", notes.topic_arn.as_str())],
+        &log,
+        13_000,
+    );
+    let (action, invocations) = drain_instance_0(&s, &fleet).await;
+    let id = &fleet.instance_ids[0];
+    assert_eq!(action["state"], "completed", "{action}");
+    assert!(invocations.len() >= 2, "{}", invocations.len());
+    assert!(!function.exited());
+
+    let records = metric_records(&std::fs::read_to_string(&log).unwrap());
+    for r in &records {
+        assert_eq!(
+            r["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "EcsLifecycle"
+        );
+        assert_eq!(r["Function"], "observed-drain");
+        assert_eq!(r["Cluster"], fleet.cluster.as_str());
+        assert_eq!(r["AutoScalingGroup"], fleet.asg.as_str());
+        assert_eq!(r["instance_id"], id.as_str());
+    }
+    // One record per invocation that held the action.
+    assert_eq!(records.len(), invocations.len(), "{records:#?}");
+    assert_eq!(
+        metric_sum(&records, "HandOffs") as usize,
+        invocations.len() - 1
+    );
+    assert_eq!(
+        metric_sum(&records, "Heartbeats"),
+        action["heartbeat_calls"].as_f64().unwrap()
+    );
+    let done = records_with(&records, "DrainsCompleted");
+    assert_eq!(done.len(), 1, "{records:#?}");
+    let done = done[0];
+    // From the action's start to its completion, as the stand-in recorded them.
+    let took = action["completed_at"].as_f64().unwrap() - action["started_at"].as_f64().unwrap();
+    let secs = done["DrainSeconds"].as_f64().unwrap();
+    assert!((secs - took).abs() < 1.0, "DrainSeconds {secs} vs {took}");
+    assert_eq!(done["DrainTimeouts"], 0.0);
+    assert_eq!(done["TasksLeftAtCompletion"], 0.0);
+    // From the last task's stoppedAt (ECS's) to the completion.
+    let last_stop = last_stopped_at(&fleet.tasks_on(0).await.unwrap()).unwrap();
+    let lag = done["CompletionLagSeconds"].as_f64().unwrap();
+    let seen = action["completed_at"].as_f64().unwrap() - last_stop;
+    assert!(
+        (0.0..=2.5).contains(&lag) && (lag - seen).abs() < 0.5,
+        "CompletionLagSeconds {lag} vs {seen}"
+    );
+    println!("drain {secs:.3} s (stand-in: {took:.3} s), lag {lag:.3} s (stand-in: {seen:.3} s)");
+
+    // One message per event, across the hand-offs.
+    let delivered = notes.take().await.unwrap();
+    assert_eq!(
+        notified_events(&delivered).unwrap(),
+        ["drain_completed", "drain_started"]
+    );
+    for envelope in &delivered {
+        let n = notification(envelope).unwrap();
+        assert_eq!(n["schema_version"], 1);
+        assert_eq!(n["cluster"], fleet.cluster.as_str());
+        assert_eq!(n["instance_id"], id.as_str());
+        assert_eq!(
+            envelope["MessageAttributes"]["cluster"]["Value"],
+            fleet.cluster.as_str()
+        );
+        if n["event"] == "drain_completed" {
+            assert_eq!(n["detail"]["drain_seconds"].as_f64().unwrap(), secs);
+            assert_eq!(n["detail"]["tasks_left"], 0);
+        }
+    }
     let _ = std::fs::remove_file(&log);
 }

@@ -121,13 +121,7 @@ async fn the_event_of_the_last_task_completes_the_drain_within_a_second() {
     let took = action["completed_at"].as_f64().unwrap() - action["started_at"].as_f64().unwrap();
     let secs = records[0]["DrainSeconds"].as_f64().unwrap();
     assert!((secs - took).abs() < 1.0, "DrainSeconds {secs} vs {took}");
-    let last_stop = fleet
-        .tasks_on(0)
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|t| t.stopped_at)
-        .fold(0.0, f64::max);
+    let last_stop = testkit::last_stopped_at(&fleet.tasks_on(0).await.unwrap()).unwrap();
     let seen = action["completed_at"].as_f64().unwrap() - last_stop;
     let lag = records[0]["CompletionLagSeconds"].as_f64().unwrap();
     assert!(

@@ -449,3 +449,9 @@ impl Fleet {
         json!({ "Records": records })
     }
 }
+
+/// When the last of `tasks` stopped, as ECS says (`stoppedAt`, epoch seconds);
+/// `None` when none has.
+pub fn last_stopped_at(tasks: &[TaskInfo]) -> Option<f64> {
+    tasks.iter().filter_map(|t| t.stopped_at).reduce(f64::max)
+}

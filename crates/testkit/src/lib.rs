@@ -11,9 +11,11 @@ mod refresh;
 mod rollout;
 mod standin;
 
-pub use fleet::{Fleet, FleetSpec, TaskInfo, TaskTags};
+pub use fleet::{Fleet, FleetSpec, TaskInfo, TaskTags, last_stopped_at};
 pub use function::LocalFunction;
-pub use notes::{NotificationQueue, metric_records, metric_sum, notification};
+pub use notes::{
+    NotificationQueue, metric_records, metric_sum, notification, notified_events, records_with,
+};
 pub use rollout::{ACTIVE_REFRESH, parameter_change_event, put_parameter};
 pub use standin::{Standin, ThrottleReport, workspace_root};
 

@@ -144,3 +144,23 @@ pub fn metric_records(log: &str) -> Vec<Value> {
 pub fn metric_sum(records: &[Value], name: &str) -> f64 {
     records.iter().filter_map(|r| r[name].as_f64()).sum()
 }
+
+/// The events of delivered notifications (SNS envelopes), sorted: SQS keeps no order.
+pub fn notified_events(envelopes: &[Value]) -> Result<Vec<String>> {
+    let mut events = envelopes
+        .iter()
+        .map(|e| {
+            Ok(notification(e)?["event"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned())
+        })
+        .collect::<Result<Vec<String>>>()?;
+    events.sort();
+    Ok(events)
+}
+
+/// The records that carry `metric`.
+pub fn records_with<'a>(records: &'a [Value], metric: &str) -> Vec<&'a Value> {
+    records.iter().filter(|r| r.get(metric).is_some()).collect()
+}

@@ -56,10 +56,7 @@ async fn lag_of(b: &Bench<'_>, instance: usize, poll_s: u64, action: &Value) -> 
     if let Some(t) = tasks.iter().find(|t| t.last_status != "STOPPED") {
         return Err(format!("completed with a task not STOPPED: {t:?}"));
     }
-    let last_stop = tasks
-        .iter()
-        .filter_map(|t| t.stopped_at)
-        .fold(f64::NAN, f64::max);
+    let last_stop = testkit::last_stopped_at(&tasks).unwrap_or(f64::NAN);
     let completed = f64_of(action, "completed_at")?;
     let started = f64_of(action, "started_at")?;
     Ok(LagSample {

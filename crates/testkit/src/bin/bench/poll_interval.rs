@@ -17,7 +17,7 @@ use ecs_lifecycle::config::{DrainConfig, Env};
 use ecs_lifecycle::drain::Drainer;
 use ecs_lifecycle::hook::runtime::HookWorkflow;
 use serde_json::{Value, json};
-use testkit::{Fleet, FleetSpec, Result, Standin, now_ms};
+use testkit::{Fleet, FleetSpec, Result, Standin, last_stopped_at, now_ms};
 
 use crate::{TERMINATING, progress};
 
@@ -128,12 +128,7 @@ async fn one(s: &Standin, poll_s: u64, with_event: bool, t0: Instant) -> Result<
             .map(|(_, n)| n)
             .sum()
     };
-    let last_stop = fleet
-        .tasks_on(0)
-        .await?
-        .iter()
-        .filter_map(|t| t.stopped_at)
-        .fold(f64::NAN, f64::max);
+    let last_stop = last_stopped_at(&fleet.tasks_on(0).await?).unwrap_or(f64::NAN);
     let num = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     let sample = Sample {
         poll_s,
