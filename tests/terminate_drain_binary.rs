@@ -61,16 +61,7 @@ async fn drain_instance_0(s: &Standin, fleet: &Fleet) -> (Value, Vec<Value>) {
         .unwrap();
     s.ecs_auto(0).unwrap();
     // Give the last invocation a moment to post its response.
-    let invocations = s
-        .wait_for(Duration::from_secs(10), |s| {
-            let all = s.invocations()?;
-            Ok(all
-                .iter()
-                .all(|i| i["status"] != "queued" && i["status"] != "running")
-                .then_some(all))
-        })
-        .await
-        .unwrap();
+    let invocations = s.ended_invocations(Duration::from_secs(10)).await.unwrap();
     (action, invocations)
 }
 

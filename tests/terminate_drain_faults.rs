@@ -462,16 +462,7 @@ async fn a_burst_of_ten_drains_shares_a_throttled_ecs_and_none_expires() {
         "ECS throttled the drains: {ecs_bucket:?}"
     );
     // Every invocation answered (a function error here has no Lambda retry to hide behind).
-    let invocations = s
-        .wait_for(Duration::from_secs(40), |s| {
-            let all = s.invocations()?;
-            Ok(all
-                .iter()
-                .all(|i| i["status"] != "queued" && i["status"] != "running")
-                .then_some(all))
-        })
-        .await
-        .unwrap();
+    let invocations = s.ended_invocations(Duration::from_secs(40)).await.unwrap();
     let failed: Vec<&Value> = invocations
         .iter()
         .filter(|i| i["status"] != "success")

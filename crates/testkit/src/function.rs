@@ -144,6 +144,19 @@ impl Standin {
             .filter(|i| i["status"] != "queued" && i["status"] != "running"))
     }
 
+    /// Every invocation, once none is queued or running any more (waiting up to
+    /// `limit` for the last ones to answer).
+    pub async fn ended_invocations(&self, limit: Duration) -> Result<Vec<Value>> {
+        self.wait_for(limit, |s| {
+            let all = s.invocations()?;
+            Ok(all
+                .iter()
+                .all(|i| i["status"] != "queued" && i["status"] != "running")
+                .then_some(all))
+        })
+        .await
+    }
+
     /// Polls `check` every 200 ms until it returns `Some`, or fails after `limit`.
     pub async fn wait_for<T>(
         &self,

@@ -254,13 +254,7 @@ async fn measure(t0: Instant, binary: &Path, sc: Scenario) -> Result<Measured> {
         &format!("{n} drains: every action ended after {elapsed_s:.1} s"),
     );
     let invocations = s
-        .wait_for(Duration::from_millis(sc.invocation_ms + 15_000), |s| {
-            let all = s.invocations()?;
-            Ok(all
-                .iter()
-                .all(|i| i["status"] != "queued" && i["status"] != "running")
-                .then_some(all))
-        })
+        .ended_invocations(Duration::from_millis(sc.invocation_ms + 15_000))
         .await?;
     let mut hwm_kb = Vec::new();
     for f in &functions {
