@@ -64,6 +64,24 @@ fn echo_function_log(t0: Instant, path: &Path, from: u64) -> u64 {
         }
         pos += line.len() as u64;
         if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            if let Some(metrics) = v["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array() {
+                // A metric record (CloudWatch Embedded Metric Format): its values.
+                let values: Vec<String> = metrics
+                    .iter()
+                    .filter_map(|m| m["Name"].as_str())
+                    .map(|name| format!("{name}={}", v[name]))
+                    .collect();
+                say(
+                    t0,
+                    &format!(
+                        "  [metrics {}] {}",
+                        v["instance_id"].as_str().unwrap_or(""),
+                        values.join(" ")
+                    ),
+                );
+                line.clear();
+                continue;
+            }
             let f = &v["fields"];
             let attempt = v["span"]["attempt"]
                 .as_u64()
