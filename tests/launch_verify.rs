@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ecs_lifecycle::config::{Env, LaunchConfig};
-use ecs_lifecycle::hook::runtime::HookWorkflow;
+use ecs_lifecycle::hook::Handler;
 use ecs_lifecycle::launch::Verifier;
 use ecs_lifecycle::report::Reporter;
 use serde_json::{Value, json};

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use ecs_lifecycle::config::{DrainConfig, Env};
 use ecs_lifecycle::drain::Drainer;
-use ecs_lifecycle::hook::runtime::HookWorkflow;
+use ecs_lifecycle::hook::Handler;
 use serde_json::{Value, json};
 use testkit::{Fleet, FleetSpec, LocalFunction, Standin, TaskInfo, now_ms};
 

@@ -21,6 +21,8 @@ pub mod model;
 pub mod ports;
 pub mod report;
 pub mod rollout;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 pub mod time;
 
 pub use error::{Error, Result};

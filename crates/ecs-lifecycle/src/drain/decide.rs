@@ -142,15 +142,8 @@ pub enum Step {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Decision {
-    pub step: Step,
-    /// Record a lifecycle heartbeat before carrying the step out.
-    pub heartbeat: bool,
-}
-
 /// Decides the next step of a drain.
-pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Decision {
+pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Step {
     let pace = pace(
         clocks.now_ms,
         clocks.heartbeat_base_ms,
@@ -159,17 +152,7 @@ pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Decision
         clocks.invocation_deadline_ms,
         policy.handoff_margin_ms,
     );
-    let with = |step: Step| Decision {
-        heartbeat: pace.heartbeat
-            && matches!(
-                step,
-                Step::SetDraining
-                    | Step::StopTasks { .. }
-                    | Step::Wait { .. }
-                    | Step::HandOff { .. }
-            ),
-        step,
-    };
+    let with = |step: Step| step;
 
     let waiting = observed
         .asg_instance
@@ -377,7 +360,7 @@ mod tests {
     }
 
     fn step(o: &Observed, p: &Policy, c: &Clocks) -> Step {
-        decide(o, p, c).step
+        decide(o, p, c)
     }
 
     fn remaining(service: usize, daemon: usize, standalone: usize, ignored: usize) -> Remaining {
@@ -675,52 +658,39 @@ mod tests {
     }
 
     #[test]
-    fn heartbeat_cadence_and_early_wake() {
+    fn early_wake_for_the_heartbeat() {
+        // The heartbeater (hook::heartbeat) sends the beats; the drain wakes with
+        // it, so its next look sees the world the beat kept alive.
         let p = policy(StandalonePolicy::Wait, false);
         let o = draining(vec![task("s", Role::Service, RUNNING, RUNNING)]);
-        // Not due yet, but due in 4 s: wake early for it.
+        // Due in 4 s: wake early for it.
         let c = Clocks {
             heartbeat_base_ms: NOW - 96_000,
             ..clocks()
         };
-        let d = decide(&o, &p, &c);
-        assert!(!d.heartbeat);
         assert_eq!(
-            d.step,
+            decide(&o, &p, &c),
             Step::Wait {
                 remaining: remaining(1, 0, 0, 0),
                 sleep_ms: 4_000
             }
         );
-        // Due: heartbeat now, next poll at the normal interval.
+        // Due now: next poll at the normal interval.
         let c = Clocks {
             heartbeat_base_ms: NOW - 100_000,
             ..clocks()
         };
-        let d = decide(&o, &p, &c);
-        assert!(d.heartbeat);
         assert_eq!(
-            d.step,
+            decide(&o, &p, &c),
             Step::Wait {
                 remaining: remaining(1, 0, 0, 0),
                 sleep_ms: 10_000
             }
         );
-        // Never heartbeat on a completion or a stop.
-        let d = decide(&draining(vec![]), &p, &c);
         assert_eq!(
-            (d.step, d.heartbeat),
-            (Step::Complete(Completion::Drained), false)
+            decide(&draining(vec![]), &p, &c),
+            Step::Complete(Completion::Drained)
         );
-        let d = decide(
-            &Observed {
-                asg_instance: None,
-                ..draining(vec![])
-            },
-            &p,
-            &c,
-        );
-        assert!(!d.heartbeat);
         // Short heartbeat timeouts never make us sleep below 1 s.
         let c = Clocks {
             heartbeat_base_ms: NOW - 9_999,
@@ -728,7 +698,7 @@ mod tests {
             ..clocks()
         };
         assert_eq!(
-            decide(&o, &p, &c).step,
+            decide(&o, &p, &c),
             Step::Wait {
                 remaining: remaining(1, 0, 0, 0),
                 sleep_ms: 1_000

@@ -3,11 +3,14 @@
 //! terminate lifecycle action once.
 //!
 //! [`decide`] is the pure decision, [`observe`] what one poll looks at, [`run`]
-//! the workflow the hook runtime ([`crate::hook::runtime`]) carries out.
+//! the workflow the hook runtime ([`crate::hook::runtime`]) carries out,
+//! [`events`] the ECS, Spot and Health events it takes, [`signal`] what it does
+//! with the early warnings.
 
 pub mod decide;
+pub mod events;
 pub mod observe;
 pub mod run;
 pub mod signal;
 
-pub use run::{DrainMemo, Drainer, FUNCTION_NAME};
+pub use run::{Act, Done, DrainMemo, Drainer, FUNCTION_NAME};

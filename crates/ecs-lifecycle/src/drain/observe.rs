@@ -16,7 +16,7 @@ use crate::drain::decide::{LiveTask, Observed, Role};
 use crate::drain::run::{DrainMemo, Drainer};
 use crate::error::{AwsError, Error};
 use crate::hook::lookup::find_container_instance;
-use crate::hook::runtime::random_u64;
+use crate::hook::pacing::random_u64;
 use crate::model::{
     ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE,
     InstanceStatus, Scheduling, Service,
@@ -25,13 +25,15 @@ use crate::ports::{AutoScaling, DesiredStatus, Ecs, Publisher};
 
 /// What one invocation has learned so far (never handed over: a new invocation
 /// looks again).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Scratch {
     known_stopped: HashSet<String>,
     scheduling: HashMap<String, Scheduling>,
     /// This invocation's own token in the container instance's [`DRAIN_ATTRIBUTE`].
     token: String,
     claimed: bool,
+    /// ECS refused the claim for good: the drain goes on unclaimed.
+    claim_refused: bool,
     /// When this invocation last said why the drain is stuck.
     pub(super) last_stuck_report_ms: Option<u64>,
     /// Tasks this invocation has seen not STOPPED.
@@ -50,6 +52,7 @@ impl Default for Scratch {
             scheduling: HashMap::new(),
             token: format!("{:016x}", random_u64()),
             claimed: false,
+            claim_refused: false,
             last_stuck_report_ms: None,
             seen_live: HashSet::new(),
             last_stopped_ms: None,
@@ -64,7 +67,6 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     pub(super) async fn look(
         &self,
         memo: &mut DrainMemo,
-        scratch: &mut Scratch,
         instance_id: &str,
         hook: &str,
         action_start_ms: u64,
@@ -90,11 +92,15 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         // A token of another invocation means a newer chain (a duplicate delivery)
         // holds the drain now: this one stops. The last writer always survives.
         // (An invocation started by an ECS event only looks: it never claims.)
+        // The claim never gates the drain: a refused write (attribute limits, an
+        // instance deregistered meanwhile) leaves the drain going on unclaimed.
+        let scratch = &mut memo.scratch;
         match ci.drain_token.as_deref() {
-            _ if memo.from_event => {}
+            _ if memo.from_event || scratch.claim_refused => {}
             _ if !scratch.claimed => {
                 let started = action_start_ms.to_string();
-                self.ecs
+                let written = self
+                    .ecs
                     .set_attributes(
                         &ci.cluster,
                         &ci.arn,
@@ -104,8 +110,17 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                             (DRAIN_STARTED_ATTRIBUTE, &started),
                         ],
                     )
-                    .await?;
-                scratch.claimed = true;
+                    .await;
+                match written {
+                    Ok(()) => scratch.claimed = true,
+                    Err(e) if e.is_retryable() => {
+                        warn!(error = %e, "could not claim the drain for this chain yet; the drain goes on and the claim is tried again at the next look")
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "ECS refused the drain's claim attribute; the drain goes on unclaimed (a duplicate chain is then not told to stop)");
+                        scratch.claim_refused = true;
+                    }
+                }
             }
             Some(token) if token != scratch.token => {
                 observed.superseded_by = Some(token.to_owned());
@@ -113,7 +128,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             _ => {}
         }
         if ci.status == InstanceStatus::Draining {
-            observed.live_tasks = self.live_tasks(memo, scratch, &ci).await?;
+            observed.live_tasks = self.live_tasks(memo, &ci).await?;
             let waited_on = observed.live_tasks.iter().any(|t| {
                 t.role != Role::Standalone || self.config.standalone != StandalonePolicy::Ignore
             });
@@ -162,9 +177,11 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     pub(super) async fn live_tasks(
         &self,
         memo: &mut DrainMemo,
-        scratch: &mut Scratch,
         ci: &ContainerInstance,
     ) -> Result<Vec<LiveTask>, Error> {
+        let DrainMemo {
+            scratch, services, ..
+        } = memo;
         let mut arns = self
             .ecs
             .task_arns(&ci.cluster, &ci.arn, DesiredStatus::Running)
@@ -179,6 +196,10 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         let tasks = self.ecs.tasks(&ci.cluster, &arns).await?;
 
         let mut live = Vec::new();
+        // Every service that had a task on the instance, stopped ones included: the
+        // scheduler may stop a service's tasks before the first look sees them
+        // live, and the stability check must still wait for its replacements.
+        let mut had_tasks: BTreeSet<String> = BTreeSet::new();
         for task in tasks {
             // ListTasks' containerInstance filter is exact on AWS; check anyway.
             if task
@@ -187,6 +208,9 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                 .is_some_and(|a| a != ci.arn)
             {
                 continue;
+            }
+            if let Some(name) = task.service_name() {
+                had_tasks.insert(name.to_owned());
             }
             if task.is_stopped() {
                 let stopped_at = task.stopped_at_ms.or_else(|| {
@@ -204,11 +228,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                 live.push(task);
             }
         }
-        let services: BTreeSet<String> = live
-            .iter()
-            .filter_map(|t| t.service_name().map(str::to_owned))
-            .collect();
-        let unknown: Vec<String> = services
+        let unknown: Vec<String> = had_tasks
             .iter()
             .filter(|s| !scratch.scheduling.contains_key(*s))
             .cloned()
@@ -218,6 +238,14 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                 scratch.scheduling.insert(s.name, s.scheduling);
             }
         }
+        // Replica services (daemons are never replaced elsewhere); a service ECS
+        // no longer knows has nothing to wait for.
+        services.extend(had_tasks.into_iter().filter(|name| {
+            scratch
+                .scheduling
+                .get(name)
+                .is_some_and(|s| *s != Scheduling::Daemon)
+        }));
         let roles = live
             .into_iter()
             .map(|task| {
@@ -226,10 +254,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                     Some(name) if scratch.scheduling.get(name) == Some(&Scheduling::Daemon) => {
                         Role::Daemon
                     }
-                    Some(name) => {
-                        memo.services.insert(name.to_owned());
-                        Role::Service
-                    }
+                    Some(_) => Role::Service,
                 };
                 LiveTask { task, role }
             })

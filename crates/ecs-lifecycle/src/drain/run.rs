@@ -8,29 +8,25 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tracing::{Span, debug, info, warn};
+use tracing::{debug, info, warn};
 
-use crate::config::{CommonConfig, DrainConfig};
-use crate::drain::decide::{
-    Clocks, Completion, Decision, Observed, Policy, Step, StopReason, decide,
-};
+use crate::config::DrainConfig;
+use crate::drain::decide::{Clocks, Completion, Observed, Policy, Step, StopReason, decide};
+use crate::drain::events::{DrainEvent, EcsEvent};
 use crate::drain::observe::{Scratch, stuck_report_due};
 use crate::error::Error;
-use crate::hook::dispatch::{Job, Work, ignored};
-use crate::hook::event::EcsEvent;
-use crate::hook::pacing::load_hook_timing;
-use crate::hook::runtime::{
-    Accept, Flow, Holder, HookClocks, HookWorkflow, Next, NoFinish, Outcome, Prepared, Tally,
-};
+use crate::hook::dispatch::ignored;
+use crate::hook::runtime::{self, Flow, Holder, HookWorkflow, OutcomeOf, Spec, Tally};
+use crate::hook::{Accept, Job};
 use crate::model::{ActionResult, ContainerInstance, InstanceStatus, LifecycleAction, Transition};
 use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
-use crate::report::{Event, Notification, Record, Reporter};
+use crate::report::{Event, Notification, Record};
 use crate::time::millis;
 
 pub const FUNCTION_NAME: &str = "terminate-drain";
 
 /// Memo carried in a continuation: hints that save lookups, never trusted blindly.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DrainMemo {
     #[serde(default)]
     pub cluster: Option<String>,
@@ -43,29 +39,34 @@ pub struct DrainMemo {
     /// drained, otherwise leave the drain to its chain. Never handed over.
     #[serde(skip)]
     pub from_event: bool,
+    /// What this invocation learned so far (never handed over).
+    #[serde(skip)]
+    pub(super) scratch: Scratch,
 }
 
-/// Why the action was completed (the `reason` of a `completed` outcome).
+/// How a drain ended (the `reason` of a `completed` or `stopped` outcome).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Completed {
-    pub reason: Completion,
+#[serde(untagged)]
+pub enum Done {
+    /// Completed with CONTINUE.
+    Completed { reason: Completion },
+    /// Ended without completing.
+    Stopped { reason: StopReason },
 }
 
-/// One invocation's plan.
+/// The drain's deadlines and policy in one invocation, from its clocks.
 #[derive(Debug, Clone, Copy)]
-pub struct Plan {
-    pub policy: Policy,
+struct Plan {
+    policy: Policy,
     /// MAX_DRAIN_SECONDS after the drain started, capped by the hook's global timeout.
-    pub drain_deadline_ms: u64,
-    /// Started by an ECS event (see [`DrainMemo::from_event`]).
-    pub from_event: bool,
+    drain_deadline_ms: u64,
     /// When Auto Scaling started the action (the drain's own start).
-    pub action_start_ms: u64,
+    action_start_ms: u64,
 }
 
-/// The drain's own steps.
-#[derive(Debug)]
-pub enum Own {
+/// The drain's own acts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Act {
     SetDraining,
     StopTasks {
         arns: Vec<String>,
@@ -83,16 +84,15 @@ pub struct Drainer<E, A, P> {
 
 impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     pub fn new(ecs: E, autoscaling: A, publisher: P, config: DrainConfig) -> Self {
-        let reporter = Reporter::new(FUNCTION_NAME, config.common.notification_topic.clone());
         Drainer {
             ecs,
-            hold: Holder::new(autoscaling, publisher, reporter),
+            hold: Holder::new(autoscaling, publisher, config.common.clone(), FUNCTION_NAME),
             config,
         }
     }
 
     /// Where metrics and notifications go (stdout and NOTIFICATION_TOPIC_ARN by default).
-    pub fn with_reporter(mut self, reporter: Reporter) -> Self {
+    pub fn with_reporter(mut self, reporter: crate::report::Reporter) -> Self {
         self.hold.reporter = reporter;
         self
     }
@@ -141,7 +141,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     /// (DescribeContainerInstances for the drain's hook attribute,
     /// DescribeAutoScalingInstances for the lifecycle state) before they are
     /// skipped.
-    async fn accept_ecs_event(&self, event: EcsEvent) -> Result<Accept<DrainMemo>, Error> {
+    async fn on_ecs_event(&self, event: EcsEvent) -> Result<Accept<DrainMemo>, Error> {
         let skip = |why: &str| {
             debug!(cluster = %event.cluster_arn, container_instance = %event.container_instance_arn, why, "skipped an ECS event");
             Ok(Accept::Answered(ignored(why)))
@@ -194,109 +194,65 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     }
 }
 
+impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
+    fn plan(&self, clocks: &runtime::Clocks) -> Plan {
+        let max_ms = millis(self.config.max_drain);
+        let started = clocks.started_at_ms;
+        Plan {
+            policy: Policy {
+                standalone: self.config.standalone,
+                service_stability: self.config.service_stability,
+                // The poll interval as the runtime paces it (stretched while ECS throttles).
+                poll_interval_ms: clocks.poll_ms,
+                handoff_margin_ms: millis(self.hold.handoff_margin),
+            },
+            drain_deadline_ms: clocks.hook.map_or(started.saturating_add(max_ms), |h| {
+                h.deadline(started, max_ms)
+            }),
+            action_start_ms: clocks.hook.map_or(started, |h| h.action_start_ms),
+        }
+    }
+}
+
 impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
-    const NAME: &'static str = FUNCTION_NAME;
-    const WORK: &'static str = "drain";
-
-    type AutoScaling = A;
-    type Publisher = P;
+    const SPEC: Spec = Spec {
+        name: FUNCTION_NAME,
+        work: "drain",
+        transition: Transition::Terminating,
+    };
+    type Event = DrainEvent;
     type Memo = DrainMemo;
-    type Plan = Plan;
-    type Scratch = Scratch;
     type Observed = Observed;
-    type Decision = Decision;
-    type Own = Own;
-    type Completed = Completed;
-    type Stopped = StopReason;
-    type Finished = NoFinish;
+    type Act = Act;
+    type Done = Done;
 
-    fn holder(&self) -> &Holder<A, P> {
+    fn holder(&self) -> &Holder<impl AutoScaling, impl Publisher> {
         &self.hold
     }
 
-    fn common(&self) -> &CommonConfig {
-        &self.config.common
-    }
-
-    async fn accept(
-        &self,
-        work: Work,
-        reply_topic: Option<String>,
-    ) -> Result<Accept<DrainMemo>, Error> {
-        Ok(match work {
-            Work::Ecs(event) => self.accept_ecs_event(event).await?,
-            Work::Signal(signal) => Accept::Answered(self.on_signal(signal).await?),
-            Work::LaunchSuccessful(l) => {
-                warn!(asg = %l.asg, instance_id = %l.instance_id, "skipped an EC2 Instance Launch Successful event: terminate-drain handles terminate actions only");
-                Accept::Answered(ignored("launch event"))
-            }
-            Work::Action(action) if action.transition == Transition::Launching => {
-                warn!(asg = %action.asg, hook = %action.hook, instance_id = %action.instance_id, "skipped a launch lifecycle action: terminate-drain handles terminate actions only; check the hook's notification target");
-                Accept::Answered(ignored("launch transition"))
-            }
-            Work::Action(action) => Accept::Job(Box::new(Job::fresh(action, reply_topic))),
-            Work::Resume(c) => Accept::Job(Box::new(Job::resume(c, reply_topic)?)),
-        })
-    }
-
-    fn span(&self, job: &Job<DrainMemo>) -> Span {
-        crate::action_span!("drain", job)
-    }
-
-    async fn prepare(
-        &self,
-        job: &Job<DrainMemo>,
-        started_at_ms: u64,
-    ) -> Result<Prepared<Plan>, Error> {
-        let cfg = &self.config;
-        let poll_ms = millis(cfg.common.poll_interval);
-        let timing = load_hook_timing(
-            &self.hold.autoscaling,
-            &job.action,
-            started_at_ms,
-            millis(cfg.max_drain),
-            poll_ms,
-        )
-        .await?;
-        Ok(Prepared {
-            plan: Plan {
-                policy: Policy {
-                    standalone: cfg.standalone,
-                    service_stability: cfg.service_stability,
-                    poll_interval_ms: poll_ms,
-                    handoff_margin_ms: millis(self.hold.handoff_margin),
-                },
-                drain_deadline_ms: timing.deadline_ms,
-                from_event: job.memo.from_event,
-                action_start_ms: timing.action_start_ms,
-            },
-            heartbeat_every_ms: timing.heartbeat_every_ms,
-            heartbeat_base_ms: timing.action_start_ms,
-        })
+    async fn on_event(&self, event: DrainEvent) -> Result<Accept<DrainMemo>, Error> {
+        match event {
+            DrainEvent::Ecs(event) => self.on_ecs_event(event).await,
+            DrainEvent::Signal(signal) => Ok(Accept::Answered(self.on_signal(signal).await?)),
+        }
     }
 
     async fn observe(
         &self,
         job: &mut Job<DrainMemo>,
-        scratch: &mut Scratch,
-        plan: &Plan,
-        now_ms: u64,
+        clocks: &runtime::Clocks,
     ) -> Result<Observed, Error> {
+        let plan = self.plan(clocks);
+        let now_ms = clocks.now_ms;
         let (instance_id, hook) = (job.action.instance_id.clone(), job.action.hook.clone());
-        scratch.observing_at_ms = now_ms;
+        job.memo.scratch.observing_at_ms = now_ms;
         let observed = self
-            .look(
-                &mut job.memo,
-                scratch,
-                &instance_id,
-                &hook,
-                plan.action_start_ms,
-            )
+            .look(&mut job.memo, &instance_id, &hook, plan.action_start_ms)
             .await?;
-        let started_at = job.started_at_ms.unwrap_or(now_ms);
+        let scratch = &mut job.memo.scratch;
         if stuck_report_due(
             now_ms,
-            started_at,
+            clocks.started_at_ms,
             plan.drain_deadline_ms,
             scratch.last_stuck_report_ms,
         ) && !observed.live_tasks.is_empty()
@@ -306,14 +262,20 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
             self.report_stuck(
                 &ci.cluster,
                 &observed.live_tasks,
-                now_ms.saturating_sub(started_at),
+                now_ms.saturating_sub(clocks.started_at_ms),
             )
             .await;
         }
         Ok(observed)
     }
 
-    fn decide(&self, observed: &Observed, plan: &Plan, c: &HookClocks) -> Decision {
+    fn decide(
+        &self,
+        job: &Job<DrainMemo>,
+        observed: &Observed,
+        c: &runtime::Clocks,
+    ) -> runtime::Step<Act, Done> {
+        let plan = self.plan(c);
         let clocks = Clocks {
             now_ms: c.now_ms,
             drain_deadline_ms: plan.drain_deadline_ms,
@@ -322,63 +284,40 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
             heartbeat_every_ms: c.heartbeat_every_ms,
             attempt: c.attempt,
         };
-        // The poll interval as the runtime paces it (stretched while ECS throttles).
-        let policy = Policy {
-            poll_interval_ms: c.poll_ms,
-            ..plan.policy
-        };
-        let decision = decide(observed, &policy, &clocks);
-        if plan.from_event && !matches!(decision.step, Step::Complete(_) | Step::Stop(_)) {
+        let mut step = decide(observed, &plan.policy, &clocks);
+        if job.memo.from_event && !matches!(step, Step::Complete(_) | Step::Stop(_)) {
             // Not drained yet: the hook's own chain carries on; no second chain.
-            return Decision {
-                step: Step::Stop(StopReason::LeftToTheDrain),
-                heartbeat: false,
-            };
+            step = Step::Stop(StopReason::LeftToTheDrain);
         }
-        decision
-    }
-
-    fn log_decision(
-        &self,
-        decision: &Decision,
-        observed: &Observed,
-        _plan: &Plan,
-        started_at_ms: u64,
-        now_ms: u64,
-    ) {
-        log_decision(decision, observed, started_at_ms, now_ms);
-    }
-
-    fn next(decision: Decision) -> (bool, Next<Own, Completed, StopReason>) {
-        let next = match decision.step {
-            Step::Stop(reason) => Next::Stop(reason),
-            Step::Complete(reason) => Next::Complete {
+        log_decision(&step, observed, c.started_at_ms, c.now_ms);
+        match step {
+            Step::Stop(reason) => runtime::Step::Stop(Done::Stopped { reason }),
+            Step::Complete(reason) => runtime::Step::Complete {
                 result: ActionResult::Continue,
-                detail: Completed { reason },
+                detail: Done::Completed { reason },
             },
-            Step::SetDraining => Next::Own(Own::SetDraining),
-            Step::StopTasks { arns, why } => Next::Own(Own::StopTasks { arns, why }),
-            Step::Wait { sleep_ms, .. } => Next::Wait { sleep_ms },
-            Step::HandOff { .. } => Next::HandOff,
-        };
-        (decision.heartbeat, next)
+            Step::SetDraining => runtime::Step::Act(Act::SetDraining),
+            Step::StopTasks { arns, why } => runtime::Step::Act(Act::StopTasks { arns, why }),
+            Step::Wait { sleep_ms, .. } => runtime::Step::Wait { sleep_ms },
+            Step::HandOff { .. } => runtime::Step::HandOff,
+        }
     }
 
     async fn act(
         &self,
-        step: Own,
+        act: Act,
         observed: &Observed,
         job: &mut Job<DrainMemo>,
-        _now_ms: u64,
-    ) -> Result<Flow<NoFinish>, Error> {
+        _clocks: &runtime::Clocks,
+    ) -> Result<Flow<Done>, Error> {
         let instance_id = &job.action.instance_id;
         let ci = observed.container_instance.as_ref().ok_or_else(|| {
             Error::Internal(format!(
                 "a step on the container instance of {instance_id}, but none was observed"
             ))
         })?;
-        match step {
-            Own::SetDraining => {
+        match act {
+            Act::SetDraining => {
                 let detail = json!({
                     "reason": "terminate_lifecycle_action",
                     "hook": job.action.hook,
@@ -389,7 +328,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
                 // Observe again at once: ECS has already started stopping PENDING tasks.
                 Ok(Flow::Observe)
             }
-            Own::StopTasks { arns, why } => {
+            Act::StopTasks { arns, why } => {
                 let reason = format!(
                     "{FUNCTION_NAME}: instance {instance_id} is being terminated by Auto Scaling"
                 );
@@ -407,7 +346,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         }
     }
 
-    fn metrics_cluster(&self, job: &Job<DrainMemo>) -> String {
+    fn cluster(&self, job: &Job<DrainMemo>) -> String {
         job.memo
             .cluster
             .clone()
@@ -417,24 +356,31 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
 
     async fn report(
         &self,
-        outcome: &Outcome<Self>,
+        outcome: &OutcomeOf<Self>,
         job: &Job<DrainMemo>,
-        plan: &Plan,
-        scratch: &Scratch,
         tally: &Tally,
         record: Record,
     ) -> Record {
-        let Outcome::Completed { detail, .. } = outcome else {
+        let runtime::Outcome::Completed {
+            detail: Done::Completed { reason },
+            ..
+        } = outcome
+        else {
             return record;
         };
-        let started = plan.action_start_ms.min(tally.started_at_ms);
+        let started = tally
+            .action_start_ms
+            .unwrap_or(tally.started_at_ms)
+            .min(tally.started_at_ms);
         let drain_ms = tally.ended_at_ms.saturating_sub(started);
-        let left = match &detail.reason {
+        let left = match reason {
             Completion::DeadlineReached { left } => Some(left.len()),
             _ => None,
         };
         // The last task that stopped during this drain (not before it began).
-        let lag_ms = scratch
+        let lag_ms = job
+            .memo
+            .scratch
             .last_stopped_ms
             .filter(|t| *t >= started)
             .map(|t| tally.ended_at_ms.saturating_sub(t));
@@ -457,11 +403,11 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
             .reporter
             .notify(
                 &self.hold.publisher,
-                Notification::new(event, &self.metrics_cluster(job))
+                Notification::new(event, &self.cluster(job))
                     .group(&job.action.asg)
                     .instance(&job.action.instance_id)
                     .detail(json!({
-                        "reason": detail.reason,
+                        "reason": reason,
                         "drain_seconds": seconds(drain_ms),
                         "completion_lag_seconds": lag_ms.map(seconds),
                         "tasks_left": left.unwrap_or(0),
@@ -474,7 +420,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
 }
 
 /// One structured line per decision.
-fn log_decision(decision: &Decision, observed: &Observed, started_at: u64, now: u64) {
+fn log_decision(step: &Step, observed: &Observed, started_at: u64, now: u64) {
     let status = observed
         .container_instance
         .as_ref()
@@ -484,8 +430,7 @@ fn log_decision(decision: &Decision, observed: &Observed, started_at: u64, now: 
         .as_ref()
         .map_or("none", |i| i.lifecycle_state.as_str());
     let elapsed_s = now.saturating_sub(started_at) / 1000;
-    let heartbeat = decision.heartbeat;
-    match &decision.step {
+    match step {
         Step::Stop(reason) => info!(
             decision = "stop",
             ?reason,
@@ -509,14 +454,12 @@ fn log_decision(decision: &Decision, observed: &Observed, started_at: u64, now: 
         Step::SetDraining => info!(
             decision = "set_draining",
             status = status.as_deref().unwrap_or(""),
-            heartbeat,
             "the container instance is ACTIVE; setting DRAINING"
         ),
         Step::StopTasks { arns, why } => info!(
             decision = "stop_tasks",
             ?why,
             count = arns.len(),
-            heartbeat,
             "stopping tasks the scheduler will not stop"
         ),
         Step::Wait {
@@ -531,7 +474,6 @@ fn log_decision(decision: &Decision, observed: &Observed, started_at: u64, now: 
             unsteady = ?remaining.unsteady_services,
             sleep_ms,
             elapsed_s,
-            heartbeat,
             "tasks still on the instance; waiting"
         ),
         Step::HandOff { remaining } => info!(
@@ -540,7 +482,6 @@ fn log_decision(decision: &Decision, observed: &Observed, started_at: u64, now: 
             daemon = remaining.daemon,
             standalone = remaining.standalone,
             elapsed_s,
-            heartbeat,
             "invocation nearly over; continuing in a new invocation"
         ),
     }

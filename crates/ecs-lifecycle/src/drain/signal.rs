@@ -15,10 +15,9 @@ use tracing::{info, warn};
 
 use crate::config::{SignalAction, StandalonePolicy};
 use crate::drain::decide::Role;
-use crate::drain::observe::Scratch;
+use crate::drain::events::Signal;
 use crate::drain::run::{DrainMemo, Drainer};
 use crate::error::Error;
-use crate::hook::event::Signal;
 use crate::hook::lookup::find_container_instance;
 use crate::model::InstanceStatus;
 use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
@@ -103,9 +102,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         }
         let mut stopped = 0;
         if self.config.standalone == StandalonePolicy::Stop {
-            let tasks = self
-                .live_tasks(&mut DrainMemo::default(), &mut Scratch::default(), &ci)
-                .await?;
+            let tasks = self.live_tasks(&mut DrainMemo::default(), &ci).await?;
             let reason = format!("terminate-drain: {kind} for instance {instance_id}");
             for t in tasks
                 .iter()

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::LifecycleAction;
+use crate::model::{HookTimeouts, LifecycleAction};
 
 /// Marks a continuation among other messages on the same topic.
 pub const CONTINUATION_KIND: &str = "ecs-lifecycle.continuation";
@@ -35,6 +35,18 @@ pub struct Continuation {
     /// Function-specific memo (e.g. the cluster and container instance found).
     #[serde(default)]
     pub state: Value,
+    /// Whether a lifecycle action waits on the work (absent in continuations
+    /// written before this field: they all held one, but launch-verify's no-hook
+    /// work, which its memo's `no_hook` names).
+    #[serde(default = "held_by_default")]
+    pub held: bool,
+    /// The hook's timeouts, read by an earlier invocation (absent before that).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_timeouts: Option<HookTimeouts>,
+}
+
+fn held_by_default() -> bool {
+    true
 }
 
 impl Continuation {
@@ -47,6 +59,8 @@ impl Continuation {
         state: Value,
     ) -> Self {
         Continuation {
+            held: true,
+            hook_timeouts: None,
             kind: CONTINUATION_KIND.to_owned(),
             version: CONTINUATION_VERSION,
             function: function.to_owned(),

@@ -7,31 +7,26 @@
 
 use std::future::Future;
 
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::error::{Error, EventError};
 use crate::hook::continuation::Continuation;
-use crate::hook::event::{
-    EcsEvent, LaunchSuccessful, Message, Record, Signal, Source, parse_event,
-};
+use crate::hook::event::{Message, Record, Source, parse_event};
+pub use crate::hook::event::{NoEvents, WorkflowEvent};
+use crate::hook::job::{Accept, Job};
 use crate::hook::runtime::{HookWorkflow, execute};
-use crate::model::LifecycleAction;
+use crate::model::{LifecycleAction, Transition};
 
 /// One unit of work for a workflow, from one record.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Work {
+pub enum Work<E> {
     /// A lifecycle action, fresh from Auto Scaling.
     Action(LifecycleAction),
     /// An earlier invocation's continuation (already checked to be ours).
     Resume(Continuation),
-    /// EventBridge `EC2 Instance Launch Successful`.
-    LaunchSuccessful(LaunchSuccessful),
-    /// EventBridge `ECS Task State Change` / `ECS Container Instance State Change`.
-    Ecs(EcsEvent),
-    /// Spot interruption, rebalance recommendation, scheduled maintenance.
-    Signal(Signal),
+    /// One of the workflow's own events.
+    Event(E),
 }
 
 /// Handles one Lambda event for a hook workflow.
@@ -40,10 +35,36 @@ pub async fn handle_event<W: HookWorkflow>(
     event: &Value,
     deadline_ms: u64,
 ) -> Result<Value, Error> {
-    answer::<W, _, _>(event, |work, reply_topic| {
-        execute(workflow, work, reply_topic, deadline_ms)
+    answer::<W::Event, _, _>(W::SPEC.name, event, |work, reply_topic| {
+        run(workflow, work, reply_topic, deadline_ms)
     })
     .await
+}
+
+/// Turns a unit of work into a job (or answers it at once) and holds the job.
+pub async fn run<W: HookWorkflow>(
+    workflow: &W,
+    work: Work<W::Event>,
+    reply_topic: Option<String>,
+    deadline_ms: u64,
+) -> Result<Value, Error> {
+    let job = match work {
+        Work::Action(action) if action.transition != W::SPEC.transition => {
+            let (theirs, ours) = match action.transition {
+                Transition::Launching => ("launch transition", "terminate"),
+                Transition::Terminating => ("terminate transition", "launch"),
+            };
+            warn!(asg = %action.asg, hook = %action.hook, instance_id = %action.instance_id, "skipped a lifecycle action of the wrong transition: {} handles {ours} actions only; check the hook's notification target", W::SPEC.name);
+            return Ok(ignored(theirs));
+        }
+        Work::Action(action) => Job::fresh(action, reply_topic),
+        Work::Resume(c) => Job::resume(c, reply_topic)?,
+        Work::Event(event) => match workflow.on_event(event).await? {
+            Accept::Job(job) => *job,
+            Accept::Answered(outcome) => return Ok(outcome),
+        },
+    };
+    execute(workflow, job, deadline_ms).await
 }
 
 /// Splits an event into records, answers what needs no workflow (test
@@ -51,16 +72,19 @@ pub async fn handle_event<W: HookWorkflow>(
 /// function) and hands each unit of work to `run`, all records concurrently.
 /// `run` is called only for real work, so a workflow built lazily is never built
 /// for a test notification.
-pub async fn answer<W, F, Fut>(event: &Value, run: F) -> Result<Value, Error>
+pub async fn answer<E, F, Fut>(function: &str, event: &Value, run: F) -> Result<Value, Error>
 where
-    W: HookWorkflow,
-    F: Fn(Work, Option<String>) -> Fut,
+    E: WorkflowEvent,
+    F: Fn(Work<E>, Option<String>) -> Fut,
     Fut: Future<Output = Result<Value, Error>>,
 {
-    let records = parse_event(event).inspect_err(|e| error!(error = %e, "rejected event"))?;
-    let results =
-        futures_util::future::join_all(records.iter().map(|r| handle_record::<W, _, _>(r, &run)))
-            .await;
+    let records = parse_event::<E>(event).inspect_err(|e| error!(error = %e, "rejected event"))?;
+    let results = futures_util::future::join_all(
+        records
+            .iter()
+            .map(|r| handle_record(function, r.clone(), &run)),
+    )
+    .await;
 
     let is_sqs = records
         .iter()
@@ -97,17 +121,21 @@ where
     }
 }
 
-async fn handle_record<W, F, Fut>(record: &Record, run: &F) -> Result<Value, Error>
+async fn handle_record<E, F, Fut>(
+    function: &str,
+    record: Record<E>,
+    run: &F,
+) -> Result<Value, Error>
 where
-    W: HookWorkflow,
-    F: Fn(Work, Option<String>) -> Fut,
+    E: WorkflowEvent,
+    F: Fn(Work<E>, Option<String>) -> Fut,
     Fut: Future<Output = Result<Value, Error>>,
 {
     let reply_topic = record.source.topic_arn().map(str::to_owned);
-    let work = match &record.message {
+    let work = match record.message {
         Err(e) => {
             error!(error = %e, "rejected message");
-            return Err(e.clone().into());
+            return Err(e.into());
         }
         Ok(Message::TestNotification { asg }) => {
             info!(
@@ -116,19 +144,17 @@ where
             );
             return Ok(ignored("test notification"));
         }
-        Ok(Message::Continuation(c)) if c.function != W::NAME => {
+        Ok(Message::Continuation(c)) if c.function != function => {
             let e = EventError::new(
                 "continuation.function",
-                format!("is {:?}; this is {}", c.function, W::NAME),
+                format!("is {:?}; this is {function}", c.function),
             );
             error!(error = %e, "rejected continuation");
             return Err(e.into());
         }
-        Ok(Message::Continuation(c)) => Work::Resume(c.clone()),
-        Ok(Message::Action(a)) => Work::Action(a.clone()),
-        Ok(Message::LaunchSuccessful(l)) => Work::LaunchSuccessful(l.clone()),
-        Ok(Message::Ecs(e)) => Work::Ecs(e.clone()),
-        Ok(Message::Signal(s)) => Work::Signal(s.clone()),
+        Ok(Message::Continuation(c)) => Work::Resume(c),
+        Ok(Message::Action(a)) => Work::Action(a),
+        Ok(Message::Event(e)) => Work::Event(e),
     };
     run(work, reply_topic).await
 }
@@ -136,49 +162,4 @@ where
 /// The outcome of a record that was acknowledged and dropped.
 pub fn ignored(reason: &str) -> Value {
     json!({ "outcome": "ignored", "reason": reason })
-}
-
-/// A lifecycle action being worked on, with what earlier invocations handed over.
-#[derive(Debug, Clone)]
-pub struct Job<M> {
-    pub action: LifecycleAction,
-    /// Hops so far (0 for the original event).
-    pub attempt: u32,
-    /// When the work started (epoch ms), if an earlier invocation started it.
-    pub started_at_ms: Option<u64>,
-    pub last_heartbeat_ms: Option<u64>,
-    /// The workflow's memo from the continuation.
-    pub memo: M,
-    /// The SNS topic the record came through, for the hand-off fallback.
-    pub reply_topic: Option<String>,
-}
-
-impl<M: DeserializeOwned + Default> Job<M> {
-    pub fn fresh(action: LifecycleAction, reply_topic: Option<String>) -> Self {
-        Job {
-            action,
-            attempt: 0,
-            started_at_ms: None,
-            last_heartbeat_ms: None,
-            memo: M::default(),
-            reply_topic,
-        }
-    }
-
-    pub fn resume(c: Continuation, reply_topic: Option<String>) -> Result<Self, EventError> {
-        let memo = if c.state.is_null() {
-            M::default()
-        } else {
-            serde_json::from_value(c.state)
-                .map_err(|e| EventError::new("continuation.state", e.to_string()))?
-        };
-        Ok(Job {
-            action: c.action,
-            attempt: c.attempt,
-            started_at_ms: Some(c.started_at_ms),
-            last_heartbeat_ms: c.last_heartbeat_ms,
-            memo,
-            reply_topic,
-        })
-    }
 }

@@ -8,7 +8,7 @@ use tracing::{info, warn};
 
 use crate::error::{AwsError, Error};
 use crate::hook::continuation::Continuation;
-use crate::hook::dispatch::Job;
+use crate::hook::job::Job;
 use crate::ports::Publisher;
 use crate::time::Clock;
 
@@ -21,8 +21,9 @@ pub struct HandedOff {
 }
 
 /// Publishes the continuation of `job` (attempt + 1, same start, the given
-/// heartbeat base and memo). A publish that fails for a reason that can heal
-/// (throttling, 5xx, timeouts) is tried again until `give_up_at_ms`.
+/// heartbeat base, its memo and hook timeouts). A publish that fails for a
+/// reason that can heal (throttling, 5xx, timeouts) is tried again until
+/// `give_up_at_ms`.
 #[allow(clippy::too_many_arguments)]
 pub async fn hand_off<P: Publisher, M: Serialize>(
     publisher: &P,
@@ -31,20 +32,21 @@ pub async fn hand_off<P: Publisher, M: Serialize>(
     job: &Job<M>,
     started_at_ms: u64,
     heartbeat_base_ms: u64,
-    memo: &M,
     clock: &Clock,
     give_up_at_ms: u64,
 ) -> Result<HandedOff, Error> {
-    let state = serde_json::to_value(memo)
+    let state = serde_json::to_value(&job.memo)
         .map_err(|e| Error::Internal(format!("continuation state as JSON: {e}")))?;
-    let next = Continuation::new(
+    let mut next = Continuation::new(
         function,
         job.action.clone(),
         job.attempt.saturating_add(1),
         started_at_ms,
-        Some(heartbeat_base_ms),
+        job.held.then_some(heartbeat_base_ms),
         state,
     );
+    next.held = job.held;
+    next.hook_timeouts = job.hook_timeouts;
     let topic = configured_topic
         .map(str::to_owned)
         .or_else(|| job.reply_topic.clone())

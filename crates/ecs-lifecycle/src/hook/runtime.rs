@@ -1,30 +1,36 @@
 //! The executor of lifecycle-hook workflows: what terminate-drain and
 //! launch-verify share, written once.
 //!
-//! A workflow ([`HookWorkflow`]) says which work it takes, what one observation
-//! looks at, its pure decision, and how to carry out its own steps. The runtime
-//! holds the lifecycle action around them: it observes, decides, logs the
-//! decision, honours `DRY_RUN`, sends the heartbeats the decision asks for,
-//! completes the action exactly once (Auto Scaling's "No active Lifecycle
-//! Action" is final: the action is over, never retried), hands the work to a new
-//! invocation before this one ends, and logs failures with one convention.
+//! A workflow ([`HookWorkflow`]) gives the runtime what a controller gives its
+//! reconciler: how it takes its own events, one observation of the world, a pure
+//! decision ([`Step`]), its own acts, and its report. The runtime holds the
+//! lifecycle action around them: it reads the hook's timeouts, heartbeats from
+//! the first moment it holds the action (a task of its own, [`super::heartbeat`]),
+//! honours `DRY_RUN`, completes the action exactly once (Auto Scaling's "No
+//! active Lifecycle Action" is final: the action is over, never retried), hands
+//! the work to a new invocation before this one ends, and sends every failure
+//! through one error policy ([`super::policy`]).
 
 use std::fmt::Debug;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
-use tracing::{Instrument, Span, debug, error, info, warn};
+use tracing::{Instrument, error, info, warn};
 
 use crate::config::CommonConfig;
 use crate::error::Error;
-use crate::hook::dispatch::{Job, Work, handle_event};
+use crate::hook::dispatch::{WorkflowEvent, handle_event};
 use crate::hook::handoff::hand_off;
-use crate::hook::pacing::warn_if_too_short;
-use crate::model::{ActionAck, ActionResult, LifecycleAction};
+use crate::hook::heartbeat::{keep_alive, last_heartbeat};
+use crate::hook::job::{Accept, Job};
+use crate::hook::pacing::{
+    Beat, HookTiming, PROVISIONAL_HEARTBEAT_EVERY_MS, Pacer, heartbeat_every_ms, warn_if_too_short,
+};
+use crate::hook::policy::{Recovery, error_policy};
+use crate::model::{ActionAck, ActionResult, HookTimeouts, Transition};
 use crate::ports::{AutoScaling, Publisher};
 use crate::report::{Record, Reporter};
 use crate::time::{Clock, millis};
@@ -32,139 +38,136 @@ use crate::time::{Clock, millis};
 /// Time kept before the invocation deadline to hand off (default 10 s).
 pub const DEFAULT_HANDOFF_MARGIN: Duration = Duration::from_secs(10);
 
+/// Heartbeat cadences at or above this are "never" (no hook holds the work).
+pub const NEVER_MS: u64 = 86_400_000;
+
 /// What the runtime needs of every workflow to hold its actions: Auto Scaling
-/// (heartbeats, completion), SNS (hand-off, notifications), the margin kept
-/// before the invocation deadline for the hand-off, and the reporter of its
-/// metrics and notifications.
+/// (hook timeouts, heartbeats, completion), SNS (hand-off, notifications), the
+/// settings every hook function shares, the margin kept before the invocation
+/// deadline for the hand-off, and the reporter of its metrics and notifications.
 #[derive(Debug)]
 pub struct Holder<A, P> {
     pub autoscaling: A,
     pub publisher: P,
+    pub common: CommonConfig,
     pub handoff_margin: Duration,
     pub reporter: Reporter,
 }
 
 impl<A, P> Holder<A, P> {
-    pub fn new(autoscaling: A, publisher: P, reporter: Reporter) -> Self {
+    pub fn new(autoscaling: A, publisher: P, common: CommonConfig, function: &str) -> Self {
+        let reporter = Reporter::new(function, common.notification_topic.clone());
         Holder {
             autoscaling,
             publisher,
+            common,
             handoff_margin: DEFAULT_HANDOFF_MARGIN,
             reporter,
         }
     }
 }
 
-/// What the runtime counted while it held one action in this invocation.
+/// Who a workflow is: its function's name (continuations carry it), the work as
+/// named in log lines ("drain"), and the lifecycle transition it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tally {
-    /// When the work started (the first invocation's start, for a continuation).
-    pub started_at_ms: u64,
-    /// When this invocation let go of the action.
-    pub ended_at_ms: u64,
-    /// Heartbeats Auto Scaling accepted.
-    pub heartbeats: u64,
-    /// ECS calls answered with throttling (after the SDK's own retries).
-    pub throttles: u64,
+pub struct Spec {
+    pub name: &'static str,
+    pub work: &'static str,
+    pub transition: Transition,
 }
 
-/// The span of one held action, with the fields every line about it carries
-/// (`cluster` and `container_instance` are recorded once found).
-#[macro_export]
-macro_rules! action_span {
-    ($name:literal, $job:expr) => {
-        tracing::info_span!(
-            $name,
-            asg = %$job.action.asg,
-            hook = %$job.action.hook,
-            instance_id = %$job.action.instance_id,
-            attempt = $job.attempt,
-            cluster = tracing::field::Empty,
-            container_instance = tracing::field::Empty,
-        )
-    };
-}
-
-/// What a workflow makes of a unit of work.
-#[derive(Debug)]
-pub enum Accept<M> {
-    /// Hold this action.
-    Job(Box<Job<M>>),
-    /// Answered without holding an action: acknowledged and dropped (with the
-    /// reason), or handled at once (e.g. a Spot warning drained early).
-    Answered(Value),
-}
-
-/// The clocks the runtime keeps for a held action, handed to `decide`.
+/// The clocks of a held action at one decision, in epoch milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HookClocks {
+pub struct Clocks {
     pub now_ms: u64,
+    /// When this function started the work (the first invocation's start).
+    pub started_at_ms: u64,
     /// This Lambda invocation's deadline.
     pub invocation_deadline_ms: u64,
     /// When Auto Scaling's heartbeat clock last restarted (last heartbeat, or the action start).
     pub heartbeat_base_ms: u64,
-    /// How often to heartbeat (a third of HeartbeatTimeout; effectively never without a hook).
+    /// How often the heartbeater beats ([`NEVER_MS`] without a hook).
     pub heartbeat_every_ms: u64,
-    /// The poll interval now: the configured one, stretched while ECS throttles.
+    /// The poll interval now: the configured one, stretched while AWS throttles.
     pub poll_ms: u64,
     /// Hops so far (0 for the original event).
     pub attempt: u32,
+    /// Auto Scaling's clocks of the action; `None` when no hook holds the work.
+    pub hook: Option<HookTiming>,
 }
 
-/// A workflow's plan for one invocation, with the heartbeat cadence it implies.
-#[derive(Debug, Clone)]
-pub struct Prepared<P> {
-    pub plan: P,
-    pub heartbeat_every_ms: u64,
-    /// Where the heartbeat clock starts when no earlier invocation heartbeated.
-    pub heartbeat_base_ms: u64,
-}
-
-/// What the runtime does with a decision.
-#[derive(Debug)]
-pub enum Next<O, C, S> {
-    /// Nothing to complete: end without completing or continuing.
-    Stop(S),
-    /// Complete the action with `result`; `detail` goes into the outcome.
-    Complete { result: ActionResult, detail: C },
+/// What the runtime does next, as a workflow decides it: the runtime's own moves,
+/// or one act of the workflow's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step<A, D> {
     /// Sleep, then observe again.
     Wait { sleep_ms: u64 },
     /// Continue in a new invocation.
     HandOff,
-    /// One of the workflow's own steps.
-    Own(O),
+    /// Complete the action with `result`; `detail` goes into the outcome.
+    Complete { result: ActionResult, detail: D },
+    /// End without completing the action (nothing to complete, or another
+    /// invocation holds it); `detail` says why.
+    Stop(D),
+    /// One of the workflow's own acts.
+    Act(A),
 }
 
-/// The [`Next`] of a workflow.
-pub type NextOf<W> =
-    Next<<W as HookWorkflow>::Own, <W as HookWorkflow>::Completed, <W as HookWorkflow>::Stopped>;
+/// A step as JSON (the dry run's `decision.step`): the workflow's acts as they
+/// serialize themselves (`"SetDraining"`), the runtime's moves by name.
+impl<A: Serialize, D: Serialize> Serialize for Step<A, D> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        enum Wire<'a, A, D> {
+            Wait {
+                sleep_ms: u64,
+            },
+            HandOff,
+            Complete {
+                result: ActionResult,
+                #[serde(flatten)]
+                detail: &'a D,
+            },
+            Stop(&'a D),
+            #[serde(untagged)]
+            Act(&'a A),
+        }
+        let wire: Wire<'_, A, D> = match self {
+            Step::Wait { sleep_ms } => Wire::Wait {
+                sleep_ms: *sleep_ms,
+            },
+            Step::HandOff => Wire::HandOff,
+            Step::Complete { result, detail } => Wire::Complete {
+                result: *result,
+                detail,
+            },
+            Step::Stop(d) => Wire::Stop(d),
+            Step::Act(a) => Wire::Act(a),
+        };
+        wire.serialize(s)
+    }
+}
 
-/// What follows one of the workflow's own steps.
+/// What follows one of the workflow's own acts.
 #[derive(Debug)]
-pub enum Flow<F> {
+pub enum Flow<D> {
     /// Observe again at once.
     Observe,
     /// Sleep this long, then observe again.
     Sleep(u64),
-    /// The work is over with this outcome.
-    Finish(F),
+    /// The work is over with this outcome (nothing to complete).
+    Finish(D),
 }
 
 /// The result of holding one action.
 #[derive(Debug)]
-pub enum Outcome<W: HookWorkflow> {
+pub enum Outcome<A, D> {
     /// The action was completed by this invocation.
-    Completed {
-        instance_id: String,
-        detail: W::Completed,
-    },
+    Completed { instance_id: String, detail: D },
     /// Auto Scaling said the action is no longer active (completed elsewhere or expired).
     AlreadyCompleted { instance_id: String, detail: String },
-    /// Nothing to complete.
-    Stopped {
-        instance_id: String,
-        reason: W::Stopped,
-    },
+    /// Ended without completing.
+    Stopped { instance_id: String, detail: D },
     /// The work goes on in a new invocation.
     HandedOff {
         instance_id: String,
@@ -175,22 +178,30 @@ pub enum Outcome<W: HookWorkflow> {
     /// DRY_RUN: the decision was logged, nothing changed.
     DryRun {
         instance_id: String,
-        decision: W::Decision,
+        decision: Step<A, D>,
     },
-    /// Ended by one of the workflow's own steps.
-    Finished(W::Finished),
+    /// Ended by one of the workflow's own acts.
+    Finished(D),
 }
 
-/// The outcome as a record's JSON (`{"outcome": "completed", ...}`).
-impl<W: HookWorkflow> Serialize for Outcome<W> {
+/// The outcome of a workflow.
+pub type OutcomeOf<W> = Outcome<<W as HookWorkflow>::Act, <W as HookWorkflow>::Done>;
+
+/// The outcome as a record's JSON (`{"outcome": "completed", "instance_id": ..,
+/// ...the workflow's detail}`; a finished outcome is the workflow's own).
+impl<A: Serialize, D: Serialize> Serialize for Outcome<A, D> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
+        struct Decision<'a, A, D> {
+            step: &'a Step<A, D>,
+        }
+        #[derive(Serialize)]
         #[serde(tag = "outcome", rename_all = "snake_case")]
-        enum Wire<'a, C, R, D> {
+        enum Wire<'a, A, D> {
             Completed {
                 instance_id: &'a str,
                 #[serde(flatten)]
-                detail: &'a C,
+                detail: &'a D,
             },
             AlreadyCompleted {
                 instance_id: &'a str,
@@ -198,7 +209,8 @@ impl<W: HookWorkflow> Serialize for Outcome<W> {
             },
             Stopped {
                 instance_id: &'a str,
-                reason: &'a R,
+                #[serde(flatten)]
+                detail: &'a D,
             },
             HandedOff {
                 instance_id: &'a str,
@@ -208,10 +220,10 @@ impl<W: HookWorkflow> Serialize for Outcome<W> {
             },
             DryRun {
                 instance_id: &'a str,
-                decision: &'a D,
+                decision: Decision<'a, A, D>,
             },
         }
-        let wire: Wire<'_, W::Completed, W::Stopped, W::Decision> = match self {
+        let wire: Wire<'_, A, D> = match self {
             Outcome::Completed {
                 instance_id,
                 detail,
@@ -228,10 +240,10 @@ impl<W: HookWorkflow> Serialize for Outcome<W> {
             },
             Outcome::Stopped {
                 instance_id,
-                reason,
+                detail,
             } => Wire::Stopped {
                 instance_id,
-                reason,
+                detail,
             },
             Outcome::HandedOff {
                 instance_id,
@@ -249,165 +261,148 @@ impl<W: HookWorkflow> Serialize for Outcome<W> {
                 decision,
             } => Wire::DryRun {
                 instance_id,
-                decision,
+                decision: Decision { step: decision },
             },
-            Outcome::Finished(f) => return f.serialize(s),
+            Outcome::Finished(d) => return d.serialize(s),
         };
         wire.serialize(s)
     }
 }
 
-/// A workflow without outcomes of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum NoFinish {}
+/// What the runtime counted while it held one action in this invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// When the work started (the first invocation's start, for a continuation).
+    pub started_at_ms: u64,
+    /// When this invocation let go of the action.
+    pub ended_at_ms: u64,
+    /// When Auto Scaling started the action, when a hook holds the work.
+    pub action_start_ms: Option<u64>,
+    /// Heartbeats Auto Scaling accepted.
+    pub heartbeats: u64,
+    /// ECS calls answered with throttling (after the SDK's own retries).
+    pub throttles: u64,
+}
 
-/// A lifecycle-hook workflow: what it takes, observes, decides and does. The
-/// runtime ([`execute`]) does the rest.
-pub trait HookWorkflow: Sync {
-    /// The function's name; continuations carry it.
-    const NAME: &'static str;
-    /// The work, as named in the failure line ("drain", "launch verification").
-    const WORK: &'static str;
-
-    type AutoScaling: AutoScaling;
-    type Publisher: Publisher;
-    /// Carried in a continuation: what the next invocation cannot observe.
+/// A lifecycle-hook workflow: the events it takes, what it observes, decides and
+/// does, and what it reports. The runtime ([`Handler::handle`]) does the rest.
+pub trait HookWorkflow: Sync + Sized {
+    /// Who the workflow is.
+    const SPEC: Spec;
+    /// The EventBridge events the workflow takes besides lifecycle actions and
+    /// continuations ([`crate::hook::dispatch::NoEvents`] for none).
+    type Event: WorkflowEvent;
+    /// What it keeps about one piece of work: handed over in a continuation
+    /// (serialized fields) or kept for one invocation (`#[serde(skip)]` fields).
     type Memo: Serialize + DeserializeOwned + Default + Clone + Debug + Send + Sync;
-    /// Deadlines and policy for one invocation.
-    type Plan: Send + Sync;
-    /// What one invocation learns and keeps between polls (never handed over).
-    type Scratch: Default + Send;
     type Observed: Send + Sync;
-    type Decision: Serialize + Clone + Debug + Send + Sync;
-    /// The workflow's own steps.
-    type Own: Send;
-    type Completed: Serialize + Debug + Send + Sync;
-    type Stopped: Serialize + Debug + Send + Sync;
-    type Finished: Serialize + Debug + Send + Sync;
+    /// Its own acts (the `Act` of a [`Step`]).
+    type Act: Serialize + Debug + Send + Sync;
+    /// How its work ended: the detail of a completed, stopped or finished outcome.
+    type Done: Serialize + Debug + Send + Sync;
 
-    fn holder(&self) -> &Holder<Self::AutoScaling, Self::Publisher>;
-    fn common(&self) -> &CommonConfig;
+    /// Auto Scaling, SNS and the shared settings the runtime holds actions with.
+    fn holder(&self) -> &Holder<impl AutoScaling, impl Publisher>;
 
-    /// Handles one Lambda event (see [`crate::hook::dispatch::handle_event`]).
-    fn handle(
+    /// Turns one of its events into a job, or answers it at once (logging why).
+    fn on_event(
         &self,
-        event: &Value,
-        deadline_ms: u64,
-    ) -> impl Future<Output = Result<Value, Error>> + Send
-    where
-        Self: Sized,
-    {
-        handle_event(self, event, deadline_ms)
-    }
-
-    /// Turns a unit of work into a job, or acknowledges and drops it (logging why).
-    /// (A signal such as an ECS event may need a call or two to find its action.)
-    fn accept(
-        &self,
-        work: Work,
-        reply_topic: Option<String>,
+        event: Self::Event,
     ) -> impl Future<Output = Result<Accept<Self::Memo>, Error>> + Send;
-
-    /// The span every line about the job is logged in.
-    fn span(&self, job: &Job<Self::Memo>) -> Span;
-
-    /// Works out the invocation's plan (deadlines, the hook's timeouts).
-    fn prepare(
-        &self,
-        job: &Job<Self::Memo>,
-        started_at_ms: u64,
-    ) -> impl Future<Output = Result<Prepared<Self::Plan>, Error>> + Send;
 
     /// One observation of the world (level-triggered: everything is looked at again).
     fn observe(
         &self,
         job: &mut Job<Self::Memo>,
-        scratch: &mut Self::Scratch,
-        plan: &Self::Plan,
-        now_ms: u64,
+        clocks: &Clocks,
     ) -> impl Future<Output = Result<Self::Observed, Error>> + Send;
 
-    /// The pure decision.
+    /// The pure decision, logged in one structured line.
     fn decide(
         &self,
+        job: &Job<Self::Memo>,
         observed: &Self::Observed,
-        plan: &Self::Plan,
-        clocks: &HookClocks,
-    ) -> Self::Decision;
+        clocks: &Clocks,
+    ) -> Step<Self::Act, Self::Done>;
 
-    /// One structured line per decision.
-    fn log_decision(
-        &self,
-        decision: &Self::Decision,
-        observed: &Self::Observed,
-        plan: &Self::Plan,
-        started_at_ms: u64,
-        now_ms: u64,
-    );
-
-    /// Whether the decision asks for a heartbeat, and what it asks the runtime to do.
-    fn next(decision: Self::Decision) -> (bool, NextOf<Self>);
-
-    /// Carries out one of the workflow's own steps.
+    /// Carries out one of its own acts.
     fn act(
         &self,
-        step: Self::Own,
+        act: Self::Act,
         observed: &Self::Observed,
         job: &mut Job<Self::Memo>,
-        now_ms: u64,
-    ) -> impl Future<Output = Result<Flow<Self::Finished>, Error>> + Send;
+        clocks: &Clocks,
+    ) -> impl Future<Output = Result<Flow<Self::Done>, Error>> + Send;
 
     /// The cluster a job's metrics are counted under.
-    fn metrics_cluster(&self, job: &Job<Self::Memo>) -> String;
+    fn cluster(&self, job: &Job<Self::Memo>) -> String;
 
-    /// Adds the workflow's own metrics of an outcome to `record` (which holds
-    /// the runtime's: Heartbeats, EcsThrottles, HandOffs) and publishes its
-    /// notifications. Called once per held action, by the invocation that
-    /// reached the outcome.
+    /// Adds its own metrics of an outcome to `record` (which holds the runtime's:
+    /// Heartbeats, EcsThrottles, HandOffs) and publishes its notifications.
+    /// Called once per held action, by the invocation that reached the outcome.
     fn report(
         &self,
-        outcome: &Outcome<Self>,
+        outcome: &OutcomeOf<Self>,
         job: &Job<Self::Memo>,
-        plan: &Self::Plan,
-        scratch: &Self::Scratch,
         tally: &Tally,
         record: Record,
-    ) -> impl Future<Output = Record> + Send
-    where
-        Self: Sized;
+    ) -> impl Future<Output = Record> + Send;
 }
 
-/// Runs one unit of work of a workflow: the record's outcome as JSON, or the
-/// error (logged with the action's fields) for Lambda's retries.
+/// The Lambda handler of every hook workflow.
+pub trait Handler {
+    /// Handles one Lambda event (see [`crate::hook::dispatch::handle_event`]).
+    fn handle(
+        &self,
+        event: &Value,
+        deadline_ms: u64,
+    ) -> impl Future<Output = Result<Value, Error>> + Send;
+}
+
+impl<W: HookWorkflow> Handler for W {
+    fn handle(
+        &self,
+        event: &Value,
+        deadline_ms: u64,
+    ) -> impl Future<Output = Result<Value, Error>> + Send {
+        handle_event(self, event, deadline_ms)
+    }
+}
+
+/// Holds one job: the record's outcome as JSON, or the error (logged with the
+/// action's fields) for Lambda's retries.
 pub async fn execute<W: HookWorkflow>(
     workflow: &W,
-    work: Work,
-    reply_topic: Option<String>,
+    job: Job<W::Memo>,
     deadline_ms: u64,
 ) -> Result<Value, Error> {
-    let job = match workflow.accept(work, reply_topic).await? {
-        Accept::Job(job) => *job,
-        Accept::Answered(outcome) => return Ok(outcome),
-    };
-    let span = workflow.span(&job);
+    let span = tracing::info_span!(
+        "action",
+        work = W::SPEC.work,
+        asg = %job.action.asg,
+        hook = %job.action.hook,
+        instance_id = %job.action.instance_id,
+        attempt = job.attempt,
+        cluster = tracing::field::Empty,
+        container_instance = tracing::field::Empty,
+    );
     let outcome = async {
         hold(workflow, job, deadline_ms).await.inspect_err(|e| {
             // Inside the action's span: the line names the group, hook and instance.
+            let work = W::SPEC.work;
             if e.is_retryable() {
                 error!(
                     error = %e,
                     error_type = e.kind(),
                     retryable = true,
-                    "{} failed; the action is not completed: Lambda retries the event (about 1 and 3 minutes later), then keeps it in the dead-letter queue",
-                    W::WORK
+                    "{work} failed; the action is not completed: Lambda retries the event (about 1 and 3 minutes later), then keeps it in the dead-letter queue",
                 )
             } else {
                 error!(
                     error = %e,
                     error_type = e.kind(),
                     retryable = false,
-                    "{} failed; the action is not completed and retrying cannot help: fix the cause named here (the event ends in the dead-letter queue after Lambda's retries)",
-                    W::WORK
+                    "{work} failed; the action is not completed and retrying cannot help: fix the cause named here (the event ends in the dead-letter queue after Lambda's retries)",
                 )
             }
         })
@@ -417,223 +412,77 @@ pub async fn execute<W: HookWorkflow>(
     serde_json::to_value(outcome).map_err(|e| Error::Internal(format!("outcome as JSON: {e}")))
 }
 
-/// Heartbeat cadences at or above this are "never" (no hook holds the work).
-const NEVER_MS: u64 = 86_400_000;
-
-/// The longest a drain stretches its poll interval while ECS throttles.
-pub const MAX_STRETCHED_POLL_MS: u64 = 60_000;
-
-/// The heartbeat clock, shared by the loop (which reads it for its decisions and
-/// hands it over in a continuation) and the heartbeater (which restarts it).
-#[derive(Debug)]
-struct Beat {
-    base_ms: AtomicU64,
-    every_ms: u64,
-    /// Set just before CompleteLifecycleAction: from then on "No active
-    /// Lifecycle Action" is the completion's own doing, not an expiry.
-    completing: AtomicBool,
-    /// Heartbeats accepted, and ECS calls throttled, in this invocation.
-    heartbeats: AtomicU64,
-    throttles: AtomicU64,
-}
-
-impl Beat {
-    fn base(&self) -> u64 {
-        self.base_ms.load(Ordering::Relaxed)
-    }
-}
-
-/// Sends the heartbeats of a held action every `every_ms`, whatever the loop is
-/// doing (a slow or failing ECS call never holds a heartbeat back). Returns only
-/// when Auto Scaling says the action is over without us completing it.
-async fn keep_alive<A: AutoScaling>(
-    autoscaling: &A,
-    action: &LifecycleAction,
-    beat: &Beat,
-    clock: &Clock,
-) -> String {
-    if beat.every_ms >= NEVER_MS {
-        return std::future::pending().await;
-    }
-    loop {
-        let due = beat.base().saturating_add(beat.every_ms);
-        let now = clock.now_ms();
-        if due > now {
-            tokio::time::sleep(Duration::from_millis(due - now)).await;
-            continue;
-        }
-        if beat.completing.load(Ordering::Relaxed) {
-            return std::future::pending().await;
-        }
-        // One attempt may not outlast the cadence: a hung call is abandoned and
-        // tried again while the action still has two thirds of its window.
-        let attempt = tokio::time::timeout(
-            Duration::from_millis(beat.every_ms),
-            autoscaling.heartbeat(action),
-        )
-        .await;
-        match attempt {
-            Ok(Ok(ActionAck::Accepted)) => {
-                beat.base_ms.store(clock.now_ms(), Ordering::Relaxed);
-                beat.heartbeats.fetch_add(1, Ordering::Relaxed);
-                debug!("recorded a lifecycle action heartbeat");
-            }
-            Ok(Ok(ActionAck::NoActiveAction(detail))) => {
-                if beat.completing.load(Ordering::Relaxed) {
-                    return std::future::pending().await;
-                }
-                return detail;
-            }
-            Ok(Err(e)) => {
-                warn!(error = %e, "heartbeat failed; trying again in 2 s");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            Err(_) => warn!(
-                timeout_ms = beat.every_ms,
-                "heartbeat call timed out; trying again"
-            ),
-        }
-    }
-}
-
-/// The poll interval, stretched while ECS throttles and shrunk back as calls
-/// succeed: N drains of one account converge on what its ECS budget sustains.
-#[derive(Debug, Clone, Copy)]
-struct Pacer {
-    configured_ms: u64,
-    current_ms: u64,
-    failures: u32,
-}
-
-impl Pacer {
-    fn new(configured_ms: u64) -> Self {
-        Pacer {
-            configured_ms,
-            current_ms: configured_ms,
-            failures: 0,
-        }
-    }
-
-    fn succeeded(&mut self) {
-        self.failures = 0;
-        // Halve it at each success: from the 60 s cap back to a 10 s poll in three
-        // polls (about two minutes), gently enough not to re-trigger the throttle.
-        self.current_ms = (self.current_ms / 2).max(self.configured_ms);
-    }
-
-    /// Records a transient failure; returns how long to back off.
-    fn failed(&mut self, throttled: bool) -> u64 {
-        self.failures = self.failures.saturating_add(1);
-        if throttled {
-            self.current_ms = self
-                .current_ms
-                .saturating_mul(2)
-                .min(MAX_STRETCHED_POLL_MS.max(self.configured_ms));
-        }
-        // Random jitter (0.5x..1.5x) so that drains that failed together do not
-        // come back together.
-        let base = self.current_ms.max(1000);
-        base / 2 + jitter(base)
-    }
-}
-
-/// A random number in `0..bound`.
-fn jitter(bound: u64) -> u64 {
-    random_u64() % bound.max(1)
-}
-
-/// A random 64-bit number, from the standard library's randomly keyed hasher
-/// (fresh keys each time; nothing here needs a cryptographic generator).
-pub fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(crate::time::epoch_ms());
-    h.finish()
-}
-
-/// What the loop does after a failure.
-enum Recovery {
-    /// Observe again (after the back-off).
-    Again,
-    /// The hand-off point is here: continue in a new invocation.
-    HandOff,
-}
-
 /// Holds one action until it is completed, over, or handed off.
 pub async fn hold<W: HookWorkflow>(
     workflow: &W,
     mut job: Job<W::Memo>,
     deadline_ms: u64,
-) -> Result<Outcome<W>, Error> {
+) -> Result<OutcomeOf<W>, Error> {
     let clock = Clock::start();
     let now = clock.now_ms();
     // Times in a continuation come from another sandbox's clock: never in our future.
     let started_at = job.started_at_ms.map_or(now, |t| t.min(now));
     job.started_at_ms = Some(started_at);
-    let instance_id = job.action.instance_id.clone();
     let holder = workflow.holder();
     let margin_ms = millis(holder.handoff_margin);
-    let handoff_at = deadline_ms.saturating_sub(margin_ms);
     warn_if_too_short(
         now,
         deadline_ms,
-        millis(workflow.common().poll_interval),
+        millis(holder.common.poll_interval),
         margin_ms,
     );
-
-    let mut prepare_throttles = 0;
-    let prepared = loop {
-        match bounded(&clock, handoff_at, workflow.prepare(&job, started_at)).await {
-            Ok(p) => break p,
-            Err(e) if e.is_transient() && clock.now_ms() < handoff_at => {
-                prepare_throttles += u64::from(e.is_ecs_throttle());
-                let pause =
-                    Pacer::new(millis(workflow.common().poll_interval)).failed(e.is_throttle());
-                warn!(error = %e, error_type = e.kind(), retry_in_ms = pause, "could not read the hook's timing; trying again");
-                nap(&clock, handoff_at, pause).await;
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    let beat = Beat {
-        base_ms: AtomicU64::new(
-            job.last_heartbeat_ms
-                .map_or(prepared.heartbeat_base_ms, |t| t.min(now)),
-        ),
-        every_ms: prepared.heartbeat_every_ms,
-        completing: AtomicBool::new(false),
-        heartbeats: AtomicU64::new(0),
-        throttles: AtomicU64::new(prepare_throttles),
-    };
+    // The heartbeat clock, from the first moment: the last heartbeat handed over,
+    // else the action's start; unknown, it is due now. Until the hook's timeouts
+    // are read, beat as often as the shortest HeartbeatTimeout needs.
+    let beat = Beat::new(
+        job.last_heartbeat_ms
+            .or(job.action.started_at_ms())
+            .map_or(0, |t| t.min(now)),
+        match (job.held, job.hook_timeouts) {
+            (false, _) => NEVER_MS,
+            (true, Some(t)) => heartbeat_every_ms(t),
+            (true, None) => PROVISIONAL_HEARTBEAT_EVERY_MS,
+        },
+    );
     let action = job.action.clone();
-    let mut scratch = W::Scratch::default();
+    let instance_id = action.instance_id.clone();
+    let mut held = Held {
+        workflow,
+        job,
+        beat: &beat,
+        clock,
+        started_at,
+        deadline_ms,
+        handoff_at: deadline_ms.saturating_sub(margin_ms),
+        pacer: Pacer::new(millis(holder.common.poll_interval)),
+        hook: None,
+    };
     let result = {
-        let drive = drive(
-            workflow,
-            &mut job,
-            &mut scratch,
-            &prepared,
-            &beat,
-            &clock,
-            started_at,
-            deadline_ms,
-        );
-        let keep_alive = keep_alive(&holder.autoscaling, &action, &beat, &clock);
+        let run = held.run();
+        let keep_alive = async {
+            if beat.every() >= NEVER_MS {
+                std::future::pending::<String>().await
+            } else {
+                keep_alive(&holder.autoscaling, &action, &beat, &clock).await
+            }
+        };
         tokio::select! {
             biased;
-            outcome = drive => outcome,
+            outcome = run => outcome,
             detail = keep_alive => Ok(no_active(instance_id, detail)),
         }
     };
     let tally = Tally {
         started_at_ms: started_at,
         ended_at_ms: clock.now_ms(),
-        heartbeats: beat.heartbeats.load(Ordering::Relaxed),
-        throttles: beat.throttles.load(Ordering::Relaxed),
+        action_start_ms: held.hook.map(|h| h.action_start_ms),
+        heartbeats: beat.heartbeats(),
+        throttles: beat.throttles(),
     };
+    let job = &held.job;
     let reporter = &holder.reporter;
     let mut record = reporter
-        .record(&workflow.metrics_cluster(&job), Some(&job.action.asg))
+        .record(&workflow.cluster(job), Some(&job.action.asg))
         .count("Heartbeats", tally.heartbeats)
         .count("EcsThrottles", tally.throttles)
         .count(
@@ -642,151 +491,274 @@ pub async fn hold<W: HookWorkflow>(
         )
         .property("instance_id", job.action.instance_id.as_str());
     if let Ok(outcome) = &result {
-        record = workflow
-            .report(outcome, &job, &prepared.plan, &scratch, &tally, record)
-            .await;
+        record = workflow.report(outcome, job, &tally, record).await;
     }
     reporter.emit(&record);
     result
 }
 
-/// The loop of [`hold`]: observe, decide, act, until the work is over.
-#[allow(clippy::too_many_arguments)]
-async fn drive<W: HookWorkflow>(
-    workflow: &W,
-    job: &mut Job<W::Memo>,
-    scratch: &mut W::Scratch,
-    prepared: &Prepared<W::Plan>,
-    beat: &Beat,
-    clock: &Clock,
+/// One held action in this invocation: the loop of observe, decide, act.
+struct Held<'a, W: HookWorkflow> {
+    workflow: &'a W,
+    job: Job<W::Memo>,
+    beat: &'a Beat,
+    clock: Clock,
     started_at: u64,
     deadline_ms: u64,
-) -> Result<Outcome<W>, Error> {
-    let instance_id = job.action.instance_id.clone();
-    let common = workflow.common();
-    let holder = workflow.holder();
-    let autoscaling = &holder.autoscaling;
-    let handoff_at = deadline_ms.saturating_sub(millis(holder.handoff_margin));
-    let mut pacer = Pacer::new(millis(common.poll_interval));
+    handoff_at: u64,
+    pacer: Pacer,
+    /// Auto Scaling's clocks of the action, once read.
+    hook: Option<HookTiming>,
+}
 
-    // A failure: back off and look again if waiting can heal it, hand off at the
-    // hand-off point, or end with the error after a last heartbeat.
-    macro_rules! recover {
-        ($e:expr, $what:literal) => {{
-            let e: Error = $e;
-            if e.is_ecs_throttle() {
-                beat.throttles.fetch_add(1, Ordering::Relaxed);
-            }
-            if !e.is_transient() {
-                last_heartbeat(autoscaling, &job.action, beat, clock, deadline_ms).await;
-                return Err(e);
-            }
-            match back_off(&e, $what, &mut pacer, clock, handoff_at).await {
-                Recovery::Again => continue,
-                Recovery::HandOff => {
-                    return hand_over(workflow, job, beat, clock, started_at, deadline_ms).await;
+/// How a failure ended, when it ended the invocation.
+type End<W> = Result<OutcomeOf<W>, Error>;
+
+impl<W: HookWorkflow> Held<'_, W> {
+    async fn run(&mut self) -> End<W> {
+        if self.job.held {
+            loop {
+                let clock = self.clock;
+                match bounded(&clock, self.handoff_at, self.read_hook()).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        if let Some(end) = self.recover(e, "reading the hook's timeouts").await {
+                            return end;
+                        }
+                    }
                 }
             }
-        }};
-    }
-
-    loop {
-        let observed = match bounded(
-            clock,
-            handoff_at,
-            workflow.observe(job, scratch, &prepared.plan, clock.now_ms()),
-        )
-        .await
-        {
-            Ok(o) => o,
-            Err(e) => recover!(e, "observing"),
-        };
-        pacer.succeeded();
-        let clocks = HookClocks {
-            now_ms: clock.now_ms(),
-            invocation_deadline_ms: deadline_ms,
-            heartbeat_base_ms: beat.base(),
-            heartbeat_every_ms: prepared.heartbeat_every_ms,
-            poll_ms: pacer.current_ms,
-            attempt: job.attempt,
-        };
-        let decision = workflow.decide(&observed, &prepared.plan, &clocks);
-        workflow.log_decision(
-            &decision,
-            &observed,
-            &prepared.plan,
-            started_at,
-            clocks.now_ms,
-        );
-        if common.dry_run {
-            info!("DRY_RUN: nothing was changed");
-            return Ok(Outcome::DryRun {
-                instance_id,
-                decision,
-            });
         }
-
-        // The heartbeater keeps the action alive; the decision's own heartbeat
-        // flag only says one was due when it looked.
-        let (_heartbeat_due, next) = W::next(decision);
-        match next {
-            Next::Stop(reason) => {
-                return Ok(Outcome::Stopped {
-                    instance_id,
-                    reason,
+        loop {
+            let clocks = self.clocks();
+            let work = self.workflow.observe(&mut self.job, &clocks);
+            let observed = match bounded(&self.clock, self.handoff_at, work).await {
+                Ok(o) => o,
+                Err(e) => match self.recover(e, "observing").await {
+                    Some(end) => return end,
+                    None => continue,
+                },
+            };
+            self.pacer.succeeded();
+            let clocks = self.clocks();
+            let step = self.workflow.decide(&self.job, &observed, &clocks);
+            if self.holder().common.dry_run {
+                info!("DRY_RUN: nothing was changed");
+                return Ok(Outcome::DryRun {
+                    instance_id: self.instance_id(),
+                    decision: step,
                 });
             }
-            Next::Complete { result, detail } => {
-                beat.completing.store(true, Ordering::Relaxed);
-                match bounded(clock, deadline_ms, async {
-                    autoscaling
-                        .complete(&job.action, result)
-                        .await
-                        .map_err(Error::from)
-                })
-                .await
-                {
-                    Ok(ActionAck::Accepted) => {
-                        info!(
-                            result = result.as_str(),
-                            elapsed_s = clock.now_ms().saturating_sub(started_at) / 1000,
-                            "completed the lifecycle action"
-                        );
+            let failure = match step {
+                Step::Stop(detail) => {
+                    return Ok(Outcome::Stopped {
+                        instance_id: self.instance_id(),
+                        detail,
+                    });
+                }
+                Step::Complete { result, detail } => match self.complete(result).await {
+                    Ok(None) => {
                         return Ok(Outcome::Completed {
-                            instance_id,
+                            instance_id: self.instance_id(),
                             detail,
                         });
                     }
-                    Ok(ActionAck::NoActiveAction(detail)) => {
-                        return Ok(no_active(instance_id, detail));
-                    }
-                    Err(e) => {
-                        // Not completed: keep the action alive and decide again.
-                        beat.completing.store(false, Ordering::Relaxed);
-                        recover!(e, "completing the lifecycle action")
+                    Ok(Some(gone)) => return Ok(no_active(self.instance_id(), gone)),
+                    Err(e) => (e, "completing the lifecycle action"),
+                },
+                Step::Wait { sleep_ms } => {
+                    self.nap(sleep_ms).await;
+                    continue;
+                }
+                Step::HandOff => return self.hand_over().await,
+                Step::Act(act) => {
+                    let clocks = self.clocks();
+                    let work = self.workflow.act(act, &observed, &mut self.job, &clocks);
+                    match bounded(&self.clock, self.handoff_at, work).await {
+                        Ok(Flow::Observe) => continue,
+                        Ok(Flow::Sleep(ms)) => {
+                            self.nap(ms).await;
+                            continue;
+                        }
+                        Ok(Flow::Finish(d)) => return Ok(Outcome::Finished(d)),
+                        Err(e) => (e, "carrying out a step"),
                     }
                 }
-            }
-            Next::Wait { sleep_ms } => nap(clock, handoff_at, sleep_ms).await,
-            Next::HandOff => {
-                return hand_over(workflow, job, beat, clock, started_at, deadline_ms).await;
-            }
-            Next::Own(step) => {
-                let now_ms = clock.now_ms();
-                match bounded(
-                    clock,
-                    handoff_at,
-                    workflow.act(step, &observed, job, now_ms),
-                )
-                .await
-                {
-                    Ok(Flow::Observe) => {}
-                    Ok(Flow::Sleep(ms)) => nap(clock, handoff_at, ms).await,
-                    Ok(Flow::Finish(f)) => return Ok(Outcome::Finished(f)),
-                    Err(e) => recover!(e, "carrying out a step"),
-                }
+            };
+            if let Some(end) = self.recover(failure.0, failure.1).await {
+                return end;
             }
         }
+    }
+
+    fn holder(&self) -> &Holder<impl AutoScaling, impl Publisher> {
+        self.workflow.holder()
+    }
+
+    fn instance_id(&self) -> String {
+        self.job.action.instance_id.clone()
+    }
+
+    fn clocks(&self) -> Clocks {
+        Clocks {
+            now_ms: self.clock.now_ms(),
+            started_at_ms: self.started_at,
+            invocation_deadline_ms: self.deadline_ms,
+            heartbeat_base_ms: self.beat.base(),
+            heartbeat_every_ms: self.beat.every(),
+            poll_ms: self.pacer.poll_ms(),
+            attempt: self.job.attempt,
+            hook: self.hook,
+        }
+    }
+
+    /// Reads the hook's timeouts (unless a continuation carried them; Auto
+    /// Scaling's defaults if the hook is gone) and sets the heartbeat cadence.
+    async fn read_hook(&mut self) -> Result<(), Error> {
+        let timeouts = match self.job.hook_timeouts {
+            Some(t) => t,
+            None => {
+                let action = &self.job.action;
+                match self
+                    .holder()
+                    .autoscaling
+                    .hook_timeouts(&action.asg, &action.hook)
+                    .await?
+                {
+                    Some(t) => t,
+                    None => {
+                        warn!("lifecycle hook not found; assuming Auto Scaling's default timeouts");
+                        HookTimeouts::DEFAULT
+                    }
+                }
+            }
+        };
+        self.job.hook_timeouts = Some(timeouts);
+        let timing = HookTiming::new(
+            timeouts,
+            self.job.action.started_at_ms(),
+            self.started_at,
+            millis(self.holder().common.poll_interval),
+        );
+        self.beat.set_every(timing.heartbeat_every_ms);
+        self.hook = Some(timing);
+        Ok(())
+    }
+
+    /// Completes the action; `Some(detail)` when Auto Scaling says it is no
+    /// longer active.
+    async fn complete(&mut self, result: ActionResult) -> Result<Option<String>, Error> {
+        self.beat.set_completing(true);
+        let call = async {
+            self.holder()
+                .autoscaling
+                .complete(&self.job.action, result)
+                .await
+                .map_err(Error::from)
+        };
+        match bounded(&self.clock, self.deadline_ms, call).await {
+            Ok(ActionAck::Accepted) => {
+                info!(
+                    result = result.as_str(),
+                    elapsed_s = self.clock.now_ms().saturating_sub(self.started_at) / 1000,
+                    "completed the lifecycle action"
+                );
+                Ok(None)
+            }
+            Ok(ActionAck::NoActiveAction(detail)) => Ok(Some(detail)),
+            Err(e) => {
+                // Not completed: the heartbeater keeps the action alive again.
+                self.beat.set_completing(false);
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies the error policy to a failure: `None` to observe again (after the
+    /// back-off), `Some` when the invocation ends here.
+    async fn recover(&mut self, e: Error, what: &'static str) -> Option<End<W>> {
+        if e.is_ecs_throttle() {
+            self.beat.throttled();
+        }
+        match error_policy(
+            &e,
+            what,
+            &mut self.pacer,
+            self.clock.now_ms(),
+            self.handoff_at,
+        ) {
+            Recovery::RetryAfter(ms) => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                None
+            }
+            Recovery::HandOff => Some(self.hand_over().await),
+            Recovery::GiveUp => {
+                self.let_go(self.deadline_ms).await;
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// Publishes the continuation (retrying it within the margin), after a
+    /// heartbeat when the next one would fall due before a new invocation can
+    /// be counted on; if the publish fails, heartbeats, then ends with the error
+    /// so Lambda's async retry resumes the work.
+    async fn hand_over(&mut self) -> End<W> {
+        let margin = millis(self.holder().handoff_margin);
+        // A continuation normally runs within seconds; Lambda's retry of a failed
+        // one comes one to three minutes later.
+        // It may use the first third of the margin: the publish needs the rest.
+        if self.job.held && self.beat.due() < self.clock.now_ms().saturating_add(180_000) {
+            self.let_go(self.deadline_ms.saturating_sub(margin * 2 / 3))
+                .await;
+        }
+        let holder = self.holder();
+        let handed = hand_off(
+            &holder.publisher,
+            W::SPEC.name,
+            holder.common.continuation_topic.as_deref(),
+            &self.job,
+            self.started_at,
+            self.beat.base(),
+            &self.clock,
+            // Publish retries may use the margin but a third of it: the rest is for a
+            // last heartbeat and the answer, should the publish keep failing.
+            self.deadline_ms.saturating_sub(margin / 3),
+        )
+        .await;
+        match handed {
+            Ok(h) => Ok(Outcome::HandedOff {
+                instance_id: self.instance_id(),
+                attempt: h.attempt,
+                topic_arn: h.topic_arn,
+                message_id: h.message_id,
+            }),
+            Err(e) => {
+                self.let_go(self.deadline_ms).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The last heartbeat before this invocation lets go of a held action,
+    /// answered before `until_ms`.
+    async fn let_go(&self, until_ms: u64) {
+        if self.job.held {
+            last_heartbeat(
+                &self.holder().autoscaling,
+                &self.job.action,
+                self.beat,
+                &self.clock,
+                until_ms,
+            )
+            .await;
+        }
+    }
+
+    /// Sleeps `ms`, but never past the hand-off point.
+    async fn nap(&self, ms: u64) {
+        let left = self.handoff_at.saturating_sub(self.clock.now_ms());
+        tokio::time::sleep(Duration::from_millis(ms.min(left))).await;
     }
 }
 
@@ -809,109 +781,7 @@ async fn bounded<T>(
     }
 }
 
-/// Sleeps `ms`, but never past the hand-off point.
-async fn nap(clock: &Clock, handoff_at: u64, ms: u64) {
-    let left = handoff_at.saturating_sub(clock.now_ms());
-    tokio::time::sleep(Duration::from_millis(ms.min(left))).await;
-}
-
-/// Logs a transient failure and backs off; at the hand-off point, says so.
-async fn back_off(
-    e: &Error,
-    what: &'static str,
-    pacer: &mut Pacer,
-    clock: &Clock,
-    handoff_at: u64,
-) -> Recovery {
-    let pause = pacer.failed(e.is_throttle());
-    let now = clock.now_ms();
-    if now.saturating_add(pause) >= handoff_at {
-        warn!(error = %e, error_type = e.kind(), what, "failed near the end of the invocation; handing the work over");
-        return Recovery::HandOff;
-    }
-    warn!(
-        error = %e,
-        error_type = e.kind(),
-        throttled = e.is_throttle(),
-        failures = pacer.failures,
-        poll_ms = pacer.current_ms,
-        retry_in_ms = pause,
-        what,
-        "failed; the action is kept alive and the world observed again after a pause"
-    );
-    tokio::time::sleep(Duration::from_millis(pause)).await;
-    Recovery::Again
-}
-
-/// Publishes the continuation (retrying it within the margin); if that fails,
-/// heartbeats, then ends with the error so Lambda's async retry resumes the work.
-async fn hand_over<W: HookWorkflow>(
-    workflow: &W,
-    job: &Job<W::Memo>,
-    beat: &Beat,
-    clock: &Clock,
-    started_at: u64,
-    deadline_ms: u64,
-) -> Result<Outcome<W>, Error> {
-    let holder = workflow.holder();
-    let handed = hand_off(
-        &holder.publisher,
-        W::NAME,
-        workflow.common().continuation_topic.as_deref(),
-        job,
-        started_at,
-        beat.base(),
-        &job.memo,
-        clock,
-        // Publish retries may use the margin but a third of it: the rest is for a
-        // last heartbeat and the answer, should the publish keep failing.
-        deadline_ms.saturating_sub(millis(holder.handoff_margin) / 3),
-    )
-    .await;
-    match handed {
-        Ok(h) => Ok(Outcome::HandedOff {
-            instance_id: job.action.instance_id.clone(),
-            attempt: h.attempt,
-            topic_arn: h.topic_arn,
-            message_id: h.message_id,
-        }),
-        Err(e) => {
-            last_heartbeat(&holder.autoscaling, &job.action, beat, clock, deadline_ms).await;
-            Err(e)
-        }
-    }
-}
-
-/// One heartbeat before an invocation ends in an error, so that Lambda's retry
-/// (a minute or more later) finds the action still alive where it can.
-async fn last_heartbeat<A: AutoScaling>(
-    autoscaling: &A,
-    action: &LifecycleAction,
-    beat: &Beat,
-    clock: &Clock,
-    deadline_ms: u64,
-) {
-    if beat.every_ms >= NEVER_MS {
-        return;
-    }
-    // Never past the invocation's end, however slow Auto Scaling answers.
-    let left = deadline_ms
-        .saturating_sub(clock.now_ms())
-        .saturating_sub(500);
-    match tokio::time::timeout(Duration::from_millis(left), autoscaling.heartbeat(action)).await {
-        Ok(Ok(ActionAck::Accepted)) => {
-            beat.heartbeats.fetch_add(1, Ordering::Relaxed);
-            info!("recorded a last heartbeat before failing")
-        }
-        Ok(Ok(ActionAck::NoActiveAction(detail))) => {
-            info!(%detail, "no active lifecycle action any more")
-        }
-        Ok(Err(e)) => warn!(error = %e, "the last heartbeat failed too"),
-        Err(_) => warn!("no time left for a last heartbeat"),
-    }
-}
-
-fn no_active<W: HookWorkflow>(instance_id: String, detail: String) -> Outcome<W> {
+fn no_active<A, D>(instance_id: String, detail: String) -> Outcome<A, D> {
     info!(%detail, "Auto Scaling has no active lifecycle action for the instance (completed elsewhere or expired); final, not retried");
     Outcome::AlreadyCompleted {
         instance_id,

@@ -10,9 +10,9 @@ use tokio::time::Instant;
 
 use crate::config::{DrainConfig, Env};
 use crate::drain::Drainer;
-use crate::hook::fake::{ActionState, FakeFleet};
-use crate::hook::runtime::HookWorkflow;
+use crate::hook::Handler;
 use crate::model::{ActionResult, InstanceStatus, TaskStatus};
+use crate::testing::fleet::{ActionState, FakeFleet};
 use crate::time::epoch_ms;
 
 const ID: &str = "i-0123456789abcdef0";

@@ -10,8 +10,8 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use crate::hook::dispatch::answer;
-use crate::hook::runtime::{HookWorkflow, execute};
+use crate::hook::dispatch::{answer, run};
+use crate::hook::runtime::HookWorkflow;
 
 /// Installs the runtime's subscriber: JSON lines when `AWS_LAMBDA_LOG_FORMAT=JSON`,
 /// level from `AWS_LAMBDA_LOG_LEVEL` / `RUST_LOG`.
@@ -36,10 +36,14 @@ where
     let (workflow, build) = (&workflow, &build);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline_ms = event.context.deadline;
-        answer::<W, _, _>(&event.payload, |work, reply_topic| async move {
-            let w = workflow.get_or_init(build).await;
-            execute(w, work, reply_topic, deadline_ms).await
-        })
+        answer::<W::Event, _, _>(
+            W::SPEC.name,
+            &event.payload,
+            |work, reply_topic| async move {
+                let w = workflow.get_or_init(build).await;
+                run(w, work, reply_topic, deadline_ms).await
+            },
+        )
         .await
     }))
     .await

@@ -131,14 +131,8 @@ pub enum Step {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Decision {
-    pub step: Step,
-    pub heartbeat: bool,
-}
-
 /// Decides the next step of a launch verification.
-pub fn decide(o: &Observed, p: &Policy, c: &Clocks) -> Decision {
+pub fn decide(o: &Observed, p: &Policy, c: &Clocks) -> Step {
     let pace = pace(
         c.now_ms,
         c.heartbeat_base_ms,
@@ -148,15 +142,7 @@ pub fn decide(o: &Observed, p: &Policy, c: &Clocks) -> Decision {
         p.handoff_margin_ms,
     );
     let hook = p.mode == Mode::Hook;
-    let with = |step: Step| Decision {
-        heartbeat: hook
-            && pace.heartbeat
-            && matches!(
-                step,
-                Step::Diagnose | Step::Wait { .. } | Step::HandOff { .. }
-            ),
-        step,
-    };
+    let with = |step: Step| step;
     let conclude = |verdict: Verdict, refuse: bool| -> Step {
         match (hook, refuse) {
             (true, true) => Step::Complete {
@@ -360,7 +346,7 @@ mod tests {
     }
 
     fn step(o: &Observed, p: &Policy, c: &Clocks) -> Step {
-        decide(o, p, c).step
+        decide(o, p, c)
     }
 
     #[test]
@@ -527,25 +513,21 @@ mod tests {
                 waiting_for: WaitingFor::Registration
             }
         );
-        let d = decide(
-            &observed("Pending:Wait", "running", None),
-            &p,
-            &Clocks {
-                heartbeat_base_ms: NOW - 100_000,
-                ..clocks()
-            },
-        );
-        assert!(d.heartbeat);
-        assert!(
-            !decide(
-                &observed("InService", "running", None),
+        // A heartbeat falling due wakes the verification early (the heartbeater
+        // sends it; the next look follows it).
+        assert_eq!(
+            step(
+                &observed("Pending:Wait", "running", None),
                 &p,
                 &Clocks {
-                    heartbeat_base_ms: 0,
+                    heartbeat_base_ms: NOW - 97_000,
                     ..clocks()
-                }
-            )
-            .heartbeat
+                },
+            ),
+            Step::Wait {
+                waiting_for: WaitingFor::Registration,
+                sleep_ms: 3_000
+            }
         );
     }
 

@@ -7,7 +7,8 @@
 
 pub mod decide;
 pub mod diagnosis;
+pub mod events;
 pub mod observe;
 pub mod run;
 
-pub use run::{FUNCTION_NAME, LaunchMemo, NO_HOOK, Verifier};
+pub use run::{Act, Done, FUNCTION_NAME, Finished, LaunchMemo, NO_HOOK, Verifier};

@@ -8,35 +8,25 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tracing::{Span, error, info, warn};
+use tracing::{error, info, warn};
 
-use crate::config::{CommonConfig, LaunchConfig};
+use crate::config::LaunchConfig;
 use crate::error::Error;
-use crate::hook::dispatch::{Job, Work, ignored};
-use crate::hook::pacing::load_hook_timing;
-use crate::hook::runtime::{
-    Accept, Flow, Holder, HookClocks, HookWorkflow, Next, Outcome, Prepared, Tally,
-};
-use crate::launch::decide::{
-    Clocks, Decision, Mode, Observed, Policy, Step, StopReason, Verdict, decide,
-};
+use crate::hook::runtime::{self, Flow, Holder, HookWorkflow, OutcomeOf, Spec, Tally};
+use crate::hook::{Accept, Job};
+use crate::launch::decide::{Clocks, Mode, Observed, Policy, Step, StopReason, Verdict, decide};
+use crate::launch::events::LaunchSuccessful;
 use crate::model::{ActionResult, CommandSent, LifecycleAction, Transition};
 use crate::ports::{AutoScaling, Ec2, Ecs, Publisher, Ssm};
-use crate::report::{Event, Notification, Record, Reporter};
+use crate::report::{Event, Notification, Record};
 use crate::time::millis;
 
 pub const FUNCTION_NAME: &str = "launch-verify";
 
 /// The hook name recorded for work that came from `EC2 Instance Launch
-/// Successful` (no lifecycle hook waits on it).
+/// Successful`: no lifecycle hook holds it (the job is not held: nothing is
+/// heartbeated or completed); the name only labels its log lines.
 pub const NO_HOOK: &str = "(none: EC2 Instance Launch Successful)";
-
-/// The result and verdict of a `completed` outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Completed {
-    pub result: ActionResult,
-    pub verdict: Verdict,
-}
 
 /// Outcomes of the no-hook mode, where nothing waits to be completed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,12 +44,24 @@ pub enum Finished {
     },
 }
 
+/// How a launch verification ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Done {
+    /// The action was completed with `result` (a `completed` outcome).
+    Verdict {
+        result: ActionResult,
+        verdict: Verdict,
+    },
+    /// Nothing to verify (a `stopped` outcome).
+    Stopped { reason: StopReason },
+    /// The no-hook mode's own outcomes.
+    Finished(Finished),
+}
+
 /// Carried in a continuation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaunchMemo {
-    /// Started from `EC2 Instance Launch Successful`: no hook to complete.
-    #[serde(default)]
-    pub no_hook: bool,
     #[serde(default)]
     pub command_id: Option<String>,
     #[serde(default)]
@@ -69,21 +71,21 @@ pub struct LaunchMemo {
     pub ssm_unreachable: Option<String>,
 }
 
-/// One invocation's plan.
+/// One invocation's deadlines and policy, from its clocks.
 #[derive(Debug, Clone, Copy)]
-pub struct Plan {
-    pub policy: Policy,
+struct Plan {
+    policy: Policy,
     /// The action says the instance goes to the warm pool.
-    pub warm_pool: bool,
+    warm_pool: bool,
     /// When the instance was launched (the hook's clocks start there).
-    pub launch_at_ms: u64,
-    pub registration_deadline_ms: u64,
-    pub verdict_deadline_ms: u64,
+    launch_at_ms: u64,
+    registration_deadline_ms: u64,
+    verdict_deadline_ms: u64,
 }
 
-/// launch-verify's own steps.
-#[derive(Debug)]
-pub enum Own {
+/// launch-verify's own acts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Act {
     Diagnose,
     Terminate { verdict: Verdict },
     Report { verdict: Verdict },
@@ -113,11 +115,7 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
     ) -> Self {
         Verifier {
             ecs,
-            hold: Holder::new(
-                autoscaling,
-                publisher,
-                Reporter::new(FUNCTION_NAME, config.common.notification_topic.clone()),
-            ),
+            hold: Holder::new(autoscaling, publisher, config.common.clone(), FUNCTION_NAME),
             ec2,
             ssm,
             config,
@@ -132,7 +130,7 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
     }
 
     /// Where metrics and notifications go (stdout and NOTIFICATION_TOPIC_ARN by default).
-    pub fn with_reporter(mut self, reporter: Reporter) -> Self {
+    pub fn with_reporter(mut self, reporter: crate::report::Reporter) -> Self {
         self.hold.reporter = reporter;
         self
     }
@@ -147,112 +145,17 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
     }
 }
 
-impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
-    for Verifier<E, A, C, S, P>
-{
-    const NAME: &'static str = FUNCTION_NAME;
-    const WORK: &'static str = "launch verification";
-
-    type AutoScaling = A;
-    type Publisher = P;
-    type Memo = LaunchMemo;
-    type Plan = Plan;
-    type Scratch = ();
-    type Observed = Observed;
-    type Decision = Decision;
-    type Own = Own;
-    type Completed = Completed;
-    type Stopped = StopReason;
-    type Finished = Finished;
-
-    fn holder(&self) -> &Holder<A, P> {
-        &self.hold
-    }
-
-    fn common(&self) -> &CommonConfig {
-        &self.config.common
-    }
-
-    async fn accept(
-        &self,
-        work: Work,
-        reply_topic: Option<String>,
-    ) -> Result<Accept<LaunchMemo>, Error> {
-        Ok(Accept::Job(Box::new(match work {
-            Work::Ecs(_) | Work::Signal(_) => {
-                warn!(
-                    "skipped an ECS, EC2 or AWS Health event: terminate-drain handles them, not launch-verify; check the EventBridge rule's target"
-                );
-                return Ok(Accept::Answered(ignored("not a launch event")));
-            }
-            Work::Action(action) if action.transition == Transition::Terminating => {
-                warn!(asg = %action.asg, hook = %action.hook, instance_id = %action.instance_id, "skipped a terminate lifecycle action: launch-verify handles launch actions only; check the hook's notification target");
-                return Ok(Accept::Answered(ignored("terminate transition")));
-            }
-            Work::Action(action) => Job::fresh(action, reply_topic),
-            Work::LaunchSuccessful(l) => {
-                let action = LifecycleAction {
-                    asg: l.asg,
-                    hook: NO_HOOK.to_owned(),
-                    instance_id: l.instance_id,
-                    transition: Transition::Launching,
-                    token: None,
-                    time: l.time,
-                    metadata: None,
-                    origin: l.origin,
-                    destination: l.destination,
-                    account_id: None,
-                };
-                let mut job = Job::fresh(action, reply_topic);
-                job.memo = LaunchMemo {
-                    no_hook: true,
-                    ..LaunchMemo::default()
-                };
-                job
-            }
-            Work::Resume(c) => Job::resume(c, reply_topic)?,
-        })))
-    }
-
-    fn span(&self, job: &Job<LaunchMemo>) -> Span {
-        crate::action_span!("verify", job)
-    }
-
-    /// Auto Scaling's clocks in hook mode (heartbeats, the global timeout); the
-    /// event's time otherwise. Registration counts from the launch; the diagnosis
-    /// gets its own time after that, but never past the hook's global timeout.
-    async fn prepare(
-        &self,
-        job: &Job<LaunchMemo>,
-        started_at: u64,
-    ) -> Result<Prepared<Plan>, Error> {
+impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, P> {
+    /// Auto Scaling's clocks in hook mode (the global timeout); the event's time
+    /// otherwise. Registration counts from the launch; the diagnosis gets its own
+    /// time after that, but never past the hook's global timeout.
+    fn plan(&self, job: &Job<LaunchMemo>, clocks: &runtime::Clocks) -> Plan {
         let cfg = &self.config;
         let action = &job.action;
-        let mode = if job.memo.no_hook {
-            Mode::NoHook
-        } else {
-            Mode::Hook
-        };
+        let started_at = clocks.started_at_ms;
         let poll_ms = millis(cfg.common.poll_interval);
         let diagnostic_ms = millis(cfg.diagnostic_timeout);
-        // Bound for the warm pool (the hook's action, or the launch event, says so):
-        // it will not join ECS now.
-        let warm_pool = action.destination.as_deref() == Some("WarmPool");
-        let hook_timing = if mode == Mode::Hook && !warm_pool {
-            Some(
-                load_hook_timing(
-                    &self.hold.autoscaling,
-                    action,
-                    started_at,
-                    u64::MAX / 4,
-                    poll_ms,
-                )
-                .await?,
-            )
-        } else {
-            None
-        };
-        let launch_at = match &hook_timing {
+        let launch_at = match &clocks.hook {
             Some(t) => t.action_start_ms,
             None => action
                 .started_at_ms()
@@ -263,40 +166,79 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
             .max(started_at)
             .saturating_add(diagnostic_ms)
             .saturating_add(poll_ms.saturating_mul(3));
-        let verdict_deadline = hook_timing.map_or(own_verdict_deadline, |t| {
-            own_verdict_deadline.min(t.deadline_ms)
-        });
-        Ok(Prepared {
-            plan: Plan {
-                policy: Policy {
-                    mode,
-                    terminate_orphans: cfg.terminate_orphans,
-                    can_diagnose: cfg.ssm_document.is_some(),
-                    diagnostic_timeout_ms: diagnostic_ms,
-                    poll_interval_ms: poll_ms,
-                    handoff_margin_ms: millis(self.hold.handoff_margin),
-                },
-                warm_pool,
-                launch_at_ms: launch_at,
-                registration_deadline_ms: registration_deadline,
-                verdict_deadline_ms: verdict_deadline,
+        Plan {
+            policy: Policy {
+                mode: if job.held { Mode::Hook } else { Mode::NoHook },
+                terminate_orphans: cfg.terminate_orphans,
+                can_diagnose: cfg.ssm_document.is_some(),
+                diagnostic_timeout_ms: diagnostic_ms,
+                // The poll interval as the runtime paces it (stretched while ECS throttles).
+                poll_interval_ms: clocks.poll_ms,
+                handoff_margin_ms: millis(self.hold.handoff_margin),
             },
-            heartbeat_every_ms: hook_timing.map_or(u64::MAX / 4, |t| t.heartbeat_every_ms),
-            heartbeat_base_ms: launch_at,
-        })
+            // Bound for the warm pool (the hook's action, or the launch event, says
+            // so): it will not join ECS now.
+            warm_pool: action.destination.as_deref() == Some("WarmPool"),
+            launch_at_ms: launch_at,
+            registration_deadline_ms: registration_deadline,
+            verdict_deadline_ms: clocks.hook.map_or(own_verdict_deadline, |t| {
+                own_verdict_deadline.min(t.global_deadline_ms)
+            }),
+        }
+    }
+}
+
+impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
+    for Verifier<E, A, C, S, P>
+{
+    const SPEC: Spec = Spec {
+        name: FUNCTION_NAME,
+        work: "launch verification",
+        transition: Transition::Launching,
+    };
+    type Event = LaunchSuccessful;
+    type Memo = LaunchMemo;
+    type Observed = Observed;
+    type Act = Act;
+    type Done = Done;
+
+    fn holder(&self) -> &Holder<impl AutoScaling, impl Publisher> {
+        &self.hold
+    }
+
+    /// `EC2 Instance Launch Successful`: the same check, held by no hook.
+    async fn on_event(&self, l: LaunchSuccessful) -> Result<Accept<LaunchMemo>, Error> {
+        let action = LifecycleAction {
+            asg: l.asg,
+            hook: NO_HOOK.to_owned(),
+            instance_id: l.instance_id,
+            transition: Transition::Launching,
+            token: None,
+            time: l.time,
+            metadata: None,
+            origin: l.origin,
+            destination: l.destination,
+            account_id: None,
+        };
+        Ok(Accept::Job(Box::new(Job::unheld(action, None))))
     }
 
     async fn observe(
         &self,
         job: &mut Job<LaunchMemo>,
-        _scratch: &mut (),
-        plan: &Plan,
-        _now_ms: u64,
+        clocks: &runtime::Clocks,
     ) -> Result<Observed, Error> {
-        self.look(&job.memo, &job.action, plan.warm_pool).await
+        let warm_pool = self.plan(job, clocks).warm_pool;
+        self.look(&job.memo, &job.action, warm_pool).await
     }
 
-    fn decide(&self, observed: &Observed, plan: &Plan, c: &HookClocks) -> Decision {
+    fn decide(
+        &self,
+        job: &Job<LaunchMemo>,
+        observed: &Observed,
+        c: &runtime::Clocks,
+    ) -> runtime::Step<Act, Done> {
+        let plan = self.plan(job, c);
         let clocks = Clocks {
             now_ms: c.now_ms,
             registration_deadline_ms: plan.registration_deadline_ms,
@@ -306,52 +248,34 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
             heartbeat_every_ms: c.heartbeat_every_ms,
             attempt: c.attempt,
         };
-        // The poll interval as the runtime paces it (stretched while ECS throttles).
-        let policy = Policy {
-            poll_interval_ms: c.poll_ms,
-            ..plan.policy
-        };
-        decide(observed, &policy, &clocks)
-    }
-
-    fn log_decision(
-        &self,
-        decision: &Decision,
-        observed: &Observed,
-        plan: &Plan,
-        _started_at_ms: u64,
-        now_ms: u64,
-    ) {
-        log_decision(decision, observed, plan.launch_at_ms, now_ms);
-    }
-
-    fn next(decision: Decision) -> (bool, Next<Own, Completed, StopReason>) {
-        let next = match decision.step {
-            Step::Stop(reason) => Next::Stop(reason),
-            Step::Complete { result, verdict } => Next::Complete {
+        let step = decide(observed, &plan.policy, &clocks);
+        log_decision(&step, observed, plan.launch_at_ms, c.now_ms);
+        match step {
+            Step::Stop(reason) => runtime::Step::Stop(Done::Stopped { reason }),
+            Step::Complete { result, verdict } => runtime::Step::Complete {
                 result,
-                detail: Completed { result, verdict },
+                detail: Done::Verdict { result, verdict },
             },
-            Step::Terminate { verdict } => Next::Own(Own::Terminate { verdict }),
-            Step::Report { verdict } => Next::Own(Own::Report { verdict }),
-            Step::Diagnose => Next::Own(Own::Diagnose),
-            Step::Wait { sleep_ms, .. } => Next::Wait { sleep_ms },
-            Step::HandOff { .. } => Next::HandOff,
-        };
-        (decision.heartbeat, next)
+            Step::Terminate { verdict } => runtime::Step::Act(Act::Terminate { verdict }),
+            Step::Report { verdict } => runtime::Step::Act(Act::Report { verdict }),
+            Step::Diagnose => runtime::Step::Act(Act::Diagnose),
+            Step::Wait { sleep_ms, .. } => runtime::Step::Wait { sleep_ms },
+            Step::HandOff { .. } => runtime::Step::HandOff,
+        }
     }
 
     async fn act(
         &self,
-        step: Own,
+        step: Act,
         _observed: &Observed,
         job: &mut Job<LaunchMemo>,
-        now_ms: u64,
-    ) -> Result<Flow<Finished>, Error> {
+        clocks: &runtime::Clocks,
+    ) -> Result<Flow<Done>, Error> {
+        let now_ms = clocks.now_ms;
         let cfg = &self.config;
         let instance_id = job.action.instance_id.clone();
         match step {
-            Own::Terminate { verdict } => {
+            Act::Terminate { verdict } => {
                 self.hold
                     .autoscaling
                     .terminate_instance(&instance_id)
@@ -359,16 +283,16 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
                 warn!(
                     "terminated the orphan through its Auto Scaling group; the group launches a replacement"
                 );
-                Ok(Flow::Finish(Finished::Terminated {
+                Ok(Flow::Finish(Done::Finished(Finished::Terminated {
                     instance_id,
                     verdict,
-                }))
+                })))
             }
-            Own::Report { verdict } => Ok(Flow::Finish(Finished::Reported {
+            Act::Report { verdict } => Ok(Flow::Finish(Done::Finished(Finished::Reported {
                 instance_id,
                 verdict,
-            })),
-            Own::Diagnose => {
+            }))),
+            Act::Diagnose => {
                 let document = cfg.ssm_document.as_deref().ok_or_else(|| {
                     Error::Internal("a diagnosis was decided without SSM_DOCUMENT_NAME".into())
                 })?;
@@ -410,30 +334,40 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
         }
     }
 
-    fn metrics_cluster(&self, _job: &Job<LaunchMemo>) -> String {
+    fn cluster(&self, _job: &Job<LaunchMemo>) -> String {
         self.default_cluster()
     }
 
     async fn report(
         &self,
-        outcome: &Outcome<Self>,
+        outcome: &OutcomeOf<Self>,
         job: &Job<LaunchMemo>,
-        plan: &Plan,
-        _scratch: &(),
         tally: &Tally,
         record: Record,
     ) -> Record {
+        let launch_at_ms = tally.action_start_ms.unwrap_or_else(|| {
+            job.action
+                .started_at_ms()
+                .map_or(tally.started_at_ms, |t| t.min(tally.started_at_ms))
+        });
         let (verdict, done) = match outcome {
-            Outcome::Completed { detail, .. } => (
-                &detail.verdict,
-                if detail.result == ActionResult::Abandon {
+            runtime::Outcome::Completed {
+                detail: Done::Verdict { result, verdict },
+                ..
+            } => (
+                verdict,
+                if *result == ActionResult::Abandon {
                     "abandoned"
                 } else {
                     "continued"
                 },
             ),
-            Outcome::Finished(Finished::Terminated { verdict, .. }) => (verdict, "terminated"),
-            Outcome::Finished(Finished::Reported { verdict, .. }) => (verdict, "reported"),
+            runtime::Outcome::Finished(Done::Finished(Finished::Terminated {
+                verdict, ..
+            })) => (verdict, "terminated"),
+            runtime::Outcome::Finished(Done::Finished(Finished::Reported { verdict, .. })) => {
+                (verdict, "reported")
+            }
             _ => return record,
         };
         match verdict {
@@ -445,7 +379,7 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
                         .record(cluster, Some(&job.action.asg))
                         .seconds_from_ms(
                             "RegistrationSeconds",
-                            tally.ended_at_ms.saturating_sub(plan.launch_at_ms),
+                            tally.ended_at_ms.saturating_sub(launch_at_ms),
                         )
                         .property("instance_id", job.action.instance_id.as_str()),
                 );
@@ -477,9 +411,8 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
 }
 
 /// One structured line per decision; the orphan verdict is the line to alarm on.
-fn log_decision(decision: &Decision, o: &Observed, launch_at: u64, now: u64) {
+fn log_decision(step: &Step, o: &Observed, launch_at: u64, now: u64) {
     let since_launch_s = now.saturating_sub(launch_at) / 1000;
-    let heartbeat = decision.heartbeat;
     let ec2_state = o.ec2_state.as_ref().map_or("unknown", |s| s.as_str());
     let verdict_line = |v: &Verdict, action: &str| match v {
         Verdict::Orphan { why, findings } => warn!(
@@ -512,7 +445,7 @@ fn log_decision(decision: &Decision, o: &Observed, launch_at: u64, now: u64) {
             "continuation chain too long; stopping it"
         ),
     };
-    match &decision.step {
+    match step {
         Step::Stop(reason) => info!(
             decision = "stop",
             ?reason,
@@ -531,9 +464,7 @@ fn log_decision(decision: &Decision, o: &Observed, launch_at: u64, now: u64) {
         Step::Report { verdict } => verdict_line(verdict, "report"),
         Step::Diagnose => info!(
             decision = "diagnose",
-            since_launch_s,
-            heartbeat,
-            "not registered in time; running the diagnostic on the instance"
+            since_launch_s, "not registered in time; running the diagnostic on the instance"
         ),
         Step::Wait {
             waiting_for,
@@ -544,14 +475,12 @@ fn log_decision(decision: &Decision, o: &Observed, launch_at: u64, now: u64) {
             ec2_state,
             sleep_ms,
             since_launch_s,
-            heartbeat,
             "waiting"
         ),
         Step::HandOff { waiting_for } => info!(
             decision = "hand_off",
             ?waiting_for,
             since_launch_s,
-            heartbeat,
             "invocation nearly over; continuing in a new invocation"
         ),
     }

@@ -128,7 +128,7 @@ impl AsgInstance {
 }
 
 /// The timeouts of a lifecycle hook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookTimeouts {
     pub heartbeat_timeout_s: u64,
     pub global_timeout_s: u64,
