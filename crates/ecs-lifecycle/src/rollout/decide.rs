@@ -4,7 +4,7 @@
 //!
 //! [`Stage`] reads where the group's rollout stands from its refreshes;
 //! [`decide`] is then a table of `(stage, intent)` rows, each a short function
-//! of [`Look`]. What the rollout remembers, and where, is in
+//! of `Look`. What the rollout remembers, and where, is in
 //! [`crate::rollout::view`] and [`crate::rollout::tags`].
 
 use crate::model::{Refresh, RefreshStatus};
@@ -138,7 +138,7 @@ pub fn decide(
 /// What one decision looks at: a group that can be rolled, its cluster, the
 /// target AMI, the limits and the time.
 #[derive(Debug, Clone, Copy)]
-pub struct Look<'a> {
+struct Look<'a> {
     view: &'a GroupView,
     cluster: &'a ClusterView,
     target: &'a str,

@@ -4,9 +4,9 @@
 //! level-triggered by parameter changes, a schedule and manual invokes.
 //!
 //! [`trigger`] parses what started an invocation; [`observe`] builds the
-//! [`view`] of a group and its cluster; [`decide`] is the pure decision over
+//! [`view`] of a group and its cluster; [`decide`](mod@decide) is the pure decision over
 //! one group, in the words of [`step`], judging a rollout under way with
-//! [`judge`] and an AMI with [`ami`]; [`tags`] is what the rollout remembers
+//! [`judge`](mod@judge) and an AMI with [`ami`]; [`tags`] is what the rollout remembers
 //! on the group; [`run`] acts (with `act` and `log`); [`window`] is the
 //! maintenance window (`ROLLOUT_WINDOW`).
 

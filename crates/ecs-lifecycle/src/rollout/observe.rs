@@ -1,4 +1,4 @@
-//! One look at a group for [`crate::rollout::decide`]: its refreshes, then the
+//! One look at a group for [`crate::rollout::decide()`]: its refreshes, then the
 //! group, its launch template versions, its instances in EC2 and in the
 //! cluster; the cluster's services; and, before a rollout changes anything,
 //! the AMI and the group's instance type.

@@ -1,5 +1,5 @@
 //! The ami-rollout function: reads its trigger, then looks at every group and
-//! its cluster, takes the one next step [`crate::rollout::decide`] gives, and
+//! its cluster, takes the one next step [`crate::rollout::decide()`] gives, and
 //! looks again, every `POLL_INTERVAL_SECONDS`, until the rollouts are settled or
 //! the invocation is about to end. An EventBridge schedule starts the next
 //! invocation (`{"action": "watch"}`), so nothing republishes to itself and
