@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::{Value, json};
 use tracing::{Instrument, error, info, info_span};
 
@@ -193,15 +194,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
             // (after every other group has had its step), unless it only
             // asked for the status.
             if refusal.is_none() && !matches!(intent, Intent::Status) {
-                refusal = reports.iter().find_map(|r| match &r.step {
-                    Step::Refused { check, seen, why } => Some(Error::AmiRefused {
-                        ami: r.target.clone(),
-                        check: check.to_string(),
-                        seen: seen.clone(),
-                        why: why.clone(),
-                    }),
-                    _ => None,
-                });
+                refusal = refused(&reports);
             }
             if acting {
                 actions.extend(
@@ -212,26 +205,17 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
                 );
             }
             let settled = reports.iter().all(|r| r.step.is_settled());
-            let groups: Vec<Value> = reports.iter().map(GroupReport::to_json).collect();
             let outcome = if matches!(intent, Intent::Status) {
-                Some("status")
+                Some(Ending::Status)
             } else if self.config.common.dry_run {
-                Some("dry_run")
+                Some(Ending::DryRun)
             } else if settled {
-                Some("settled")
+                Some(Ending::Settled)
             } else {
                 None
             };
             if let Some(outcome) = outcome {
-                if let Some(e) = refusal {
-                    return Err(e);
-                }
-                return Ok(json!({
-                    "outcome": outcome,
-                    "requested_ami": requested,
-                    "groups": groups,
-                    "actions": actions,
-                }));
+                return answer(outcome, &requested, &reports, actions, refusal);
             }
             if changed && quick_passes < MAX_QUICK_PASSES {
                 quick_passes += 1;
@@ -242,15 +226,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
             let left = deadline_ms.saturating_sub(clock.now_ms());
             if left < millis(poll + DEADLINE_MARGIN) {
                 info!("still rolling; the schedule's next watch carries on");
-                if let Some(e) = refusal {
-                    return Err(e);
-                }
-                return Ok(json!({
-                    "outcome": "watching",
-                    "requested_ami": requested,
-                    "groups": groups,
-                    "actions": actions,
-                }));
+                return answer(Ending::Watching, &requested, &reports, actions, refusal);
             }
             tokio::time::sleep(poll).await;
         }
@@ -458,6 +434,53 @@ struct Pass<'a> {
     acting: bool,
     limits: Limits,
     now_ms: u64,
+}
+
+/// How an invocation ended, as its answer's `outcome` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Ending {
+    /// It only reported (`{"action": "status"}`).
+    Status,
+    /// DRY_RUN: it decided and changed nothing.
+    DryRun,
+    /// Every group's rollout is settled.
+    Settled,
+    /// Still rolling at the deadline: the schedule's next watch carries on.
+    Watching,
+}
+
+/// The invocation's answer; the AMI's refusal instead, if one was seen.
+fn answer(
+    outcome: Ending,
+    requested: &str,
+    reports: &[GroupReport],
+    actions: Vec<Value>,
+    refusal: Option<Error>,
+) -> Result<Value, Error> {
+    if let Some(e) = refusal {
+        return Err(e);
+    }
+    let groups: Vec<Value> = reports.iter().map(GroupReport::to_json).collect();
+    Ok(json!({
+        "outcome": outcome,
+        "requested_ami": requested,
+        "groups": groups,
+        "actions": actions,
+    }))
+}
+
+/// An AMI refused by its checks, as the invocation's error.
+fn refused(reports: &[GroupReport]) -> Option<Error> {
+    reports.iter().find_map(|r| match &r.step {
+        Step::Refused { check, seen, why } => Some(Error::AmiRefused {
+            ami: r.target.clone(),
+            check: check.to_string(),
+            seen: seen.clone(),
+            why: why.clone(),
+        }),
+        _ => None,
+    })
 }
 
 /// Whether a look at the group judges the cluster's steadiness: its newest
