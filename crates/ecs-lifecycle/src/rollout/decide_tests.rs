@@ -601,3 +601,95 @@ fn outside_the_window_nothing_new_starts_and_a_running_rollout_carries_on() {
     let done = group(&[NEW, NEW]);
     assert_eq!(step(&done, start()), Step::UpToDate);
 }
+
+/// Where a rollout stands ([`Stage`]), read from the refreshes alone: each
+/// row of the decision table.
+#[test]
+fn the_stage_is_read_from_the_refreshes() {
+    let name = |s: Stage| match s {
+        Stage::Busy(phase) => format!("busy {phase:?}"),
+        Stage::Rolling { refresh, ami } => format!("rolling {} to {ami}", refresh.id),
+        Stage::Succeeded(r) => format!("succeeded {}", r.id),
+        Stage::Ended(r) => format!("ended {}", r.id),
+        Stage::Restored { rollout, restore } => {
+            format!("restored {} by {}", rollout.id, restore.id)
+        }
+        Stage::Quiet => "quiet".to_owned(),
+    };
+    let foreign = |status| Refresh {
+        id: "r-9".into(),
+        ours: None,
+        desired_version: Some(9),
+        ..ours(status)
+    };
+    let other = "ami-0000000000000000c";
+    for (history, target, stage) in [
+        (vec![], NEW, "quiet".to_owned()),
+        (
+            vec![ours(RefreshStatus::InProgress)],
+            other,
+            format!("rolling r-1 to {NEW}"),
+        ),
+        (
+            vec![ours(RefreshStatus::RollbackInProgress)],
+            NEW,
+            "busy RollingBack".into(),
+        ),
+        (
+            vec![ours(RefreshStatus::Cancelling)],
+            NEW,
+            "busy Cancelling".into(),
+        ),
+        (
+            vec![
+                restore(RefreshStatus::InProgress),
+                ours(RefreshStatus::Failed),
+            ],
+            NEW,
+            "busy Restoring".into(),
+        ),
+        (
+            vec![foreign(RefreshStatus::InProgress)],
+            NEW,
+            "busy Foreign".into(),
+        ),
+        (
+            vec![ours(RefreshStatus::Successful)],
+            NEW,
+            "succeeded r-1".into(),
+        ),
+        (vec![ours(RefreshStatus::Successful)], other, "quiet".into()),
+        (vec![ours(RefreshStatus::Failed)], NEW, "ended r-1".into()),
+        (
+            vec![ours(RefreshStatus::RollbackSuccessful)],
+            NEW,
+            "ended r-1".into(),
+        ),
+        (
+            vec![
+                restore(RefreshStatus::Successful),
+                ours(RefreshStatus::Failed),
+            ],
+            NEW,
+            "restored r-1 by r-2".into(),
+        ),
+        (
+            vec![restore(RefreshStatus::Failed), ours(RefreshStatus::Failed)],
+            NEW,
+            "restored r-1 by r-2".into(),
+        ),
+        // A later refresh elsewhere undoes the rollout but is no restore.
+        (
+            vec![
+                foreign(RefreshStatus::Successful),
+                ours(RefreshStatus::Successful),
+            ],
+            NEW,
+            "quiet".into(),
+        ),
+    ] {
+        let mut g = group(&[NEW, OLD, OLD]);
+        g.refreshes = history;
+        assert_eq!(name(Stage::of(&g, target)), stage, "{:?}", g.refreshes);
+    }
+}
