@@ -41,3 +41,21 @@ pub fn rfc3339(epoch_ms: u64) -> String {
     dt.fmt(aws_smithy_types::date_time::Format::DateTime)
         .unwrap_or_default()
 }
+
+/// Epoch milliseconds as RFC 3339 to the whole second, the milliseconds
+/// dropped (`2026-12-06T01:02:03Z`): what a tag value or a message shows.
+pub fn rfc3339_secs(epoch_ms: u64) -> String {
+    aws_smithy_types::DateTime::from_secs(i64::try_from(epoch_ms / 1000).unwrap_or(0))
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default()
+}
+
+/// An RFC 3339 time (`2026-12-06T01:02:03Z`, with or without a fraction) as
+/// milliseconds since the Unix epoch (negative before it); `None` when it is
+/// not one.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    aws_smithy_types::DateTime::from_str(s, aws_smithy_types::date_time::Format::DateTime)
+        .ok()?
+        .to_millis()
+        .ok()
+}

@@ -1,4 +1,4 @@
-//! One look at a group for [`crate::rollout::decide`]: its refreshes, then the
+//! One look at a group for [`crate::rollout::decide()`]: its refreshes, then the
 //! group, its launch template versions, its instances in EC2 and in the
 //! cluster; the cluster's services; and, before a rollout changes anything,
 //! the AMI and the group's instance type.
@@ -6,14 +6,18 @@
 use std::collections::HashMap;
 
 use crate::error::Error;
-use crate::model::{ContainerInstance, InstanceStatus, TemplateVersion};
-use crate::ports::{AutoScaling, DesiredStatus, Ec2, Ecs, Publisher, Ssm};
-use crate::rollout::decide::{
-    BASELINE_TAG, Baseline, ClusterView, GroupView, ImageFacts, Intent, Member, REFUSED_AMI_TAG,
-    REPORTED_TAG, Refusal, ServiceView, TemplateRef, UNSTEADY_TAG, parse_version_description,
-    target_for,
+use crate::model::{
+    AsgGroup, ContainerInstance, InstanceStatus, Refresh, TemplateSpec, TemplateVersion,
 };
+use crate::ports::{AutoScaling, DesiredStatus, Ec2, Ecs, Publisher, Ssm};
+use crate::rollout::ami::ImageFacts;
 use crate::rollout::run::Roller;
+use crate::rollout::step::Intent;
+use crate::rollout::tags::{
+    BASELINE_TAG, Baseline, REFUSED_AMI_TAG, REPORTED_TAG, Refusal, UNSTEADY_TAG,
+    parse_version_description,
+};
+use crate::rollout::view::{ClusterView, GroupView, Member, ServiceView, TemplateRef, target_for};
 
 /// A service as listed, with what finding its tasks needs.
 #[derive(Debug, Clone)]
@@ -23,7 +27,8 @@ pub(super) struct ServiceRef {
 }
 
 impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P> {
-    /// Everything [`decide`] needs about one group, and its target AMI.
+    /// Everything [`crate::rollout::decide()`] needs about one group, and its
+    /// target AMI.
     ///
     /// The refreshes are read first, then the group: a refresh read as ended
     /// ended before the instances and the group's version were read, so a look
@@ -37,32 +42,19 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
         requested: &str,
         registered: &HashMap<String, (InstanceStatus, bool)>,
     ) -> Result<(GroupView, String), Error> {
-        let missing = || GroupView {
-            name: name.to_owned(),
-            desired_capacity: 0,
-            template: Err("no Auto Scaling group has this name".into()),
-            prepared: None,
-            members: vec![],
-            refreshes: vec![],
-            refused_launches: vec![],
-            unsteady_since_ms: None,
-            reported: None,
-            refused: None,
-            baseline: None,
-            account_id: None,
-        };
+        let missing = || (missing_group(name), requested.to_owned());
         let mut refreshes = match self.autoscaling.refreshes(name).await {
             Ok(r) => r,
             // Auto Scaling answers a group it does not know with an error.
             Err(e) => {
                 return match self.autoscaling.group(name).await? {
-                    None => Ok((missing(), requested.to_owned())),
+                    None => Ok(missing()),
                     Some(_) => Err(e.into()),
                 };
             }
         };
         let Some(group) = self.autoscaling.group(name).await? else {
-            return Ok((missing(), requested.to_owned()));
+            return Ok(missing());
         };
         let tag = |key: &str| {
             group
@@ -77,72 +69,9 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
 
         let template = match &group.template {
             Err(why) => Err(why.clone()),
-            Ok(spec) => {
-                // The group's version and every version a refresh went to, in
-                // one call.
-                let mut wanted = vec![spec.version.clone()];
-                wanted.extend(
-                    refreshes
-                        .iter()
-                        .filter_map(|r| r.desired_version)
-                        .map(|v| v.to_string()),
-                );
-                wanted.sort();
-                wanted.dedup();
-                let versions = self.ec2.template_versions(&spec.id, &wanted).await?;
-                for r in &mut refreshes {
-                    r.ours = r
-                        .desired_version
-                        .and_then(|n| versions.iter().find(|v| v.number == n))
-                        .and_then(|v| v.description.as_deref())
-                        .and_then(parse_version_description);
-                }
-                let current = match spec.version.as_str() {
-                    "$Latest" => versions.iter().max_by_key(|v| v.number),
-                    "$Default" => versions.iter().find(|v| v.is_default),
-                    n => n
-                        .parse::<i64>()
-                        .ok()
-                        .and_then(|n| versions.iter().find(|v| v.number == n)),
-                };
-                match current {
-                    Some(v) => Ok(TemplateRef {
-                        id: spec.id.clone(),
-                        version: spec.version.clone(),
-                        number: v.number,
-                        ami: v.image_id.clone(),
-                        ours: v.description.as_deref().and_then(parse_version_description),
-                        instance_type: v.instance_type.clone(),
-                    }),
-                    None => Err(format!(
-                        "its launch template {} has no version {}",
-                        spec.id, spec.version
-                    )),
-                }
-            }
+            Ok(spec) => self.template(spec, &mut refreshes).await?,
         };
-
-        let ids: Vec<String> = group.instances.iter().map(|(id, _)| id.clone()).collect();
-        let ec2: HashMap<String, _> = self
-            .ec2
-            .instances(&ids)
-            .await?
-            .into_iter()
-            .map(|i| (i.id.clone(), i))
-            .collect();
-        let members = group
-            .instances
-            .iter()
-            .map(|(id, state)| Member {
-                id: id.clone(),
-                lifecycle_state: state.clone(),
-                ami: ec2.get(id).and_then(|i| i.image_id.clone()),
-                launched_ms: ec2.get(id).and_then(|i| i.launched_ms),
-                ecs: registered.get(id).cloned(),
-                healthy: !group.unhealthy.contains(id),
-            })
-            .collect();
-
+        let members = self.members(&group, registered).await?;
         let mut view = GroupView {
             name: name.to_owned(),
             desired_capacity: group.desired_capacity,
@@ -158,36 +87,120 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
             account_id: group.account_id.clone(),
         };
         let target = target_for(&view, intent, requested).to_owned();
-
-        if let Ok(template) = &view.template {
-            let newest = view.refreshes.first();
-            if newest.is_some_and(|r| r.status.is_active()) {
-                // Launches a hook refused while our refresh runs.
-                if let Some(r) = newest.filter(|r| r.ours.is_some()) {
-                    view.refused_launches = self
-                        .autoscaling
-                        .refused_launches(name, r.started_ms.unwrap_or(0))
-                        .await?;
-                }
-            } else {
-                // Our version for the target made from where a rollout starts,
-                // if a start already made it.
-                let from = template.rollout_source();
-                let newer: Vec<TemplateVersion> =
-                    self.ec2.template_versions_after(&template.id, from).await?;
-                view.prepared = newer
-                    .iter()
-                    .filter(|v| {
-                        v.description
-                            .as_deref()
-                            .and_then(parse_version_description)
-                            .is_some_and(|(ami, f)| ami == target && f == from)
-                    })
-                    .map(|v| v.number)
-                    .max();
-            }
-        }
+        self.observe_progress(&mut view, &target).await?;
         Ok((view, target))
+    }
+
+    /// The group's launch template version, read with every version a
+    /// refresh went to (in one call), which marks the refreshes of ours.
+    /// `Ok(Err(why))` when the group's version does not exist.
+    async fn template(
+        &self,
+        spec: &TemplateSpec,
+        refreshes: &mut [Refresh],
+    ) -> Result<Result<TemplateRef, String>, Error> {
+        let mut wanted = vec![spec.version.clone()];
+        wanted.extend(
+            refreshes
+                .iter()
+                .filter_map(|r| r.desired_version)
+                .map(|v| v.to_string()),
+        );
+        wanted.sort();
+        wanted.dedup();
+        let versions = self.ec2.template_versions(&spec.id, &wanted).await?;
+        for r in refreshes.iter_mut() {
+            r.ours = r
+                .desired_version
+                .and_then(|n| versions.iter().find(|v| v.number == n))
+                .and_then(|v| v.description.as_deref())
+                .and_then(parse_version_description);
+        }
+        let current = match spec.version.as_str() {
+            "$Latest" => versions.iter().max_by_key(|v| v.number),
+            "$Default" => versions.iter().find(|v| v.is_default),
+            n => n
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| versions.iter().find(|v| v.number == n)),
+        };
+        Ok(match current {
+            Some(v) => Ok(TemplateRef {
+                id: spec.id.clone(),
+                version: spec.version.clone(),
+                number: v.number,
+                ami: v.image_id.clone(),
+                ours: v.description.as_deref().and_then(parse_version_description),
+                instance_type: v.instance_type.clone(),
+            }),
+            None => Err(format!(
+                "its launch template {} has no version {}",
+                spec.id, spec.version
+            )),
+        })
+    }
+
+    /// The group's instances, with their AMI and launch time (EC2) and their
+    /// container instance (`registered`).
+    async fn members(
+        &self,
+        group: &AsgGroup,
+        registered: &HashMap<String, (InstanceStatus, bool)>,
+    ) -> Result<Vec<Member>, Error> {
+        let ids: Vec<String> = group.instances.iter().map(|(id, _)| id.clone()).collect();
+        let ec2: HashMap<String, _> = self
+            .ec2
+            .instances(&ids)
+            .await?
+            .into_iter()
+            .map(|i| (i.id.clone(), i))
+            .collect();
+        Ok(group
+            .instances
+            .iter()
+            .map(|(id, state)| Member {
+                id: id.clone(),
+                lifecycle_state: state.clone(),
+                ami: ec2.get(id).and_then(|i| i.image_id.clone()),
+                launched_ms: ec2.get(id).and_then(|i| i.launched_ms),
+                ecs: registered.get(id).cloned(),
+                healthy: !group.unhealthy.contains(id),
+            })
+            .collect())
+    }
+
+    /// While our refresh runs, the launches a hook refused; with none
+    /// running, our version for the target made from where a rollout starts,
+    /// if a start already made it.
+    async fn observe_progress(&self, view: &mut GroupView, target: &str) -> Result<(), Error> {
+        let Ok(template) = &view.template else {
+            return Ok(());
+        };
+        let newest = view.refreshes.first();
+        if newest.is_some_and(|r| r.status.is_active()) {
+            // Launches a hook refused while our refresh runs.
+            if let Some(r) = newest.filter(|r| r.ours.is_some()) {
+                view.refused_launches = self
+                    .autoscaling
+                    .refused_launches(&view.name, r.started_ms.unwrap_or(0))
+                    .await?;
+            }
+        } else {
+            let from = template.rollout_source();
+            let newer: Vec<TemplateVersion> =
+                self.ec2.template_versions_after(&template.id, from).await?;
+            view.prepared = newer
+                .iter()
+                .filter(|v| {
+                    v.description
+                        .as_deref()
+                        .and_then(parse_version_description)
+                        .is_some_and(|(ami, f)| ami == target && f == from)
+                })
+                .map(|v| v.number)
+                .max();
+        }
+        Ok(())
     }
 
     /// The cluster's services, with running and desired counts (their tasks
@@ -270,7 +283,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
         Ok(())
     }
 
-    /// What [`crate::rollout::decide::vet`] checks the target against: the
+    /// What [`crate::rollout::ami::vet`] checks the target against: the
     /// image (and a refused one, to tell which is newer) and the group's
     /// instance type.
     pub(super) async fn image_facts(
@@ -301,5 +314,23 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
             images,
             instance_types,
         })
+    }
+}
+
+/// The look at a group Auto Scaling does not know.
+fn missing_group(name: &str) -> GroupView {
+    GroupView {
+        name: name.to_owned(),
+        desired_capacity: 0,
+        template: Err("no Auto Scaling group has this name".into()),
+        prepared: None,
+        members: vec![],
+        refreshes: vec![],
+        refused_launches: vec![],
+        unsteady_since_ms: None,
+        reported: None,
+        refused: None,
+        baseline: None,
+        account_id: None,
     }
 }

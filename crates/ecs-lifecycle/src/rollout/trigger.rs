@@ -1,10 +1,11 @@
 //! What started an ami-rollout invocation: the AMI parameter changed, the
 //! schedule fired, or someone invoked it by hand.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::EventError;
-use crate::rollout::decide::{Intent, is_ami_id};
+use crate::rollout::ami::is_ami_id;
+use crate::rollout::step::Intent;
 
 /// The answer to an event that needs no AWS call (acknowledged and ignored), or
 /// `None` when the event needs the rollout's clients. The binary asks this before
@@ -42,46 +43,59 @@ pub fn parse_trigger(event: &Value, parameter: &str) -> Result<Trigger, EventErr
     let Some(obj) = event.as_object() else {
         return Err(EventError::new("event", "is not a JSON object"));
     };
-    if let Some(detail_type) = obj.get("detail-type") {
-        let detail_type = detail_type.as_str().unwrap_or_default();
-        return match detail_type {
-            "Parameter Store Change" => {
-                let detail = obj
-                    .get("detail")
-                    .ok_or_else(|| EventError::new("detail", "is missing"))?;
-                let name = detail
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| EventError::new("detail.name", "is missing"))?;
-                let operation = detail
-                    .get("operation")
-                    .and_then(Value::as_str)
-                    .unwrap_or("Update");
-                if name != parameter {
-                    Ok(Trigger::Ignore(format!(
-                        "parameter {name} is not AMI_PARAMETER_NAME ({parameter})"
-                    )))
-                } else if operation == "Delete" {
-                    Ok(Trigger::Ignore(format!("parameter {name} was deleted")))
-                } else {
-                    Ok(Trigger::Run {
-                        intent: Intent::Start { force: false },
-                        ami: None,
-                    })
-                }
-            }
-            "Scheduled Event" => Ok(Trigger::Run {
-                intent: Intent::Watch,
-                ami: None,
-            }),
-            other => Err(EventError::new(
-                "detail-type",
-                format!(
-                    "is {other:?}; ami-rollout takes \"Parameter Store Change\" or \"Scheduled Event\""
-                ),
-            )),
-        };
+    match obj.get("detail-type") {
+        Some(detail_type) => eventbridge(obj, detail_type.as_str().unwrap_or_default(), parameter),
+        None => action(obj),
     }
+}
+
+/// An EventBridge event: the AMI parameter's change, or the schedule.
+fn eventbridge(
+    obj: &Map<String, Value>,
+    detail_type: &str,
+    parameter: &str,
+) -> Result<Trigger, EventError> {
+    match detail_type {
+        "Parameter Store Change" => {
+            let detail = obj
+                .get("detail")
+                .ok_or_else(|| EventError::new("detail", "is missing"))?;
+            let name = detail
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| EventError::new("detail.name", "is missing"))?;
+            let operation = detail
+                .get("operation")
+                .and_then(Value::as_str)
+                .unwrap_or("Update");
+            if name != parameter {
+                Ok(Trigger::Ignore(format!(
+                    "parameter {name} is not AMI_PARAMETER_NAME ({parameter})"
+                )))
+            } else if operation == "Delete" {
+                Ok(Trigger::Ignore(format!("parameter {name} was deleted")))
+            } else {
+                Ok(Trigger::Run {
+                    intent: Intent::Start { force: false },
+                    ami: None,
+                })
+            }
+        }
+        "Scheduled Event" => Ok(Trigger::Run {
+            intent: Intent::Watch,
+            ami: None,
+        }),
+        other => Err(EventError::new(
+            "detail-type",
+            format!(
+                "is {other:?}; ami-rollout takes \"Parameter Store Change\" or \"Scheduled Event\""
+            ),
+        )),
+    }
+}
+
+/// `{"action": ...}`, an invocation by hand.
+fn action(obj: &Map<String, Value>) -> Result<Trigger, EventError> {
     let action = obj
         .get("action")
         .ok_or_else(|| {
