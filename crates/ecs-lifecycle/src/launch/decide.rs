@@ -330,6 +330,7 @@ mod tests {
         Observed {
             warm_pool: false,
             asg_instance: Some(AsgInstance {
+                instance_id: "i-12345678".into(),
                 asg: "g".into(),
                 lifecycle_state: state.into(),
             }),
@@ -341,6 +342,8 @@ mod tests {
                 status,
                 agent_connected,
                 running_tasks_count: 0,
+                pending_tasks_count: 0,
+                registered_ms: None,
                 drain_token: None,
                 drain_hook: None,
                 drain_started_ms: None,
