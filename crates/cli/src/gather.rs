@@ -1,11 +1,10 @@
 //! The I/O: the reads behind `status` and `rollout status`, through the
-//! inventory traits and the ports, into the plain data the pure reports take.
+//! ports (the library's adapters), into the plain data the pure reports take.
 
 use std::collections::{BTreeSet, HashMap};
 
-use ecs_lifecycle::inventory::{AutoScalingInventory, Ec2Inventory, EcsInventory, TemplateImage};
-use ecs_lifecycle::model::is_instance_id;
-use ecs_lifecycle::ports::Ec2;
+use ecs_lifecycle::model::{TemplateVersion, is_instance_id};
+use ecs_lifecycle::ports::{AutoScaling, Ec2, Ecs, is_no_such_cluster};
 
 use crate::failure::Failure;
 use crate::rollout::{self, GroupObserved};
@@ -38,14 +37,18 @@ pub async fn status<E, A, C>(
     now_ms: u64,
 ) -> Result<status::Observed, Failure>
 where
-    E: EcsInventory,
-    A: AutoScalingInventory,
+    E: Ecs,
+    A: AutoScaling,
     C: Ec2,
 {
-    let Some(container_instances) = ecs.cluster_instances(cluster).await? else {
-        return Err(Failure::NotFound(format!(
-            "no ECS cluster named {cluster} in {region}"
-        )));
+    let container_instances = match ecs.container_instances(cluster).await {
+        Ok(found) => found,
+        Err(e) if is_no_such_cluster(&e) => {
+            return Err(Failure::NotFound(format!(
+                "no ECS cluster named {cluster} in {region}"
+            )));
+        }
+        Err(e) => return Err(e.into()),
     };
     // ECS Anywhere instances (mi-...) are in no group and not in EC2.
     let ids: Vec<String> = container_instances
@@ -53,7 +56,7 @@ where
         .map(|ci| ci.ec2_instance_id.clone())
         .filter(|id| is_instance_id(id))
         .collect();
-    let memberships = asg.memberships(&ids).await?;
+    let memberships = asg.instances(&ids).await?;
     let names = status::groups_to_look_in(named, &memberships);
     let mut groups = if names.is_empty() {
         Vec::new()
@@ -108,8 +111,8 @@ pub async fn rollout<A, C>(
     now_ms: u64,
 ) -> Result<rollout::Observed, Failure>
 where
-    A: AutoScalingInventory,
-    C: Ec2Inventory,
+    A: AutoScaling,
+    C: Ec2,
 {
     let mut infos = asg.groups(named).await?;
     let found: Vec<String> = infos.iter().map(|g| g.name.clone()).collect();
@@ -117,7 +120,7 @@ where
     infos.sort_by(|a, b| a.name.cmp(&b.name));
 
     // Groups of one template share its versions: resolve each once.
-    let mut resolved: HashMap<(String, String), Option<TemplateImage>> = HashMap::new();
+    let mut resolved: HashMap<(String, String), Option<TemplateVersion>> = HashMap::new();
     let mut groups = Vec::with_capacity(infos.len());
     for info in infos {
         let refresh = asg.newest_refresh(&info.name).await?;
@@ -131,7 +134,7 @@ where
                     match resolved.get(&key) {
                         Some(image) => image.clone(),
                         None => {
-                            let image = ec2.template_image(t).await?;
+                            let image = ec2.template_version(t).await?;
                             resolved.insert(key, image.clone());
                             image
                         }

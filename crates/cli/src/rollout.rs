@@ -2,8 +2,7 @@
 //! to, the group's current AMI and the AMIs ami-rollout refused, as a report.
 //! Pure: [`report`] reads only [`Observed`] (gathered by `gather::rollout`).
 
-use ecs_lifecycle::inventory::{GroupInfo, LaunchTemplateRef, RefreshInfo, TemplateImage};
-use ecs_lifecycle::model::RefreshStatus;
+use ecs_lifecycle::model::{AsgGroup, LaunchTemplateRef, Refresh, RefreshStatus, TemplateVersion};
 use serde::Serialize;
 
 use crate::render::rfc3339;
@@ -15,20 +14,20 @@ pub use ecs_lifecycle::rollout::decide::REFUSED_AMI_TAG;
 /// One group as `rollout status` read it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupObserved {
-    pub info: GroupInfo,
-    pub refresh: Option<RefreshInfo>,
+    pub info: AsgGroup,
+    pub refresh: Option<Refresh>,
     /// The group's own launch template version, resolved.
-    pub current: Option<TemplateImage>,
+    pub current: Option<TemplateVersion>,
     /// The version the newest refresh moves to, resolved.
-    pub target: Option<TemplateImage>,
+    pub target: Option<TemplateVersion>,
 }
 
 impl GroupObserved {
     /// The launch template the newest refresh moves the group to: its desired
     /// configuration's, or the group's own when it has none.
     pub fn target_template(
-        info: &GroupInfo,
-        refresh: Option<&RefreshInfo>,
+        info: &AsgGroup,
+        refresh: Option<&Refresh>,
     ) -> Option<(LaunchTemplateRef, &'static str)> {
         let r = refresh?;
         match &r.desired_template {
@@ -120,7 +119,7 @@ pub fn parse_refusal(value: &str) -> Option<RefusedAmi> {
     })
 }
 
-fn template_row(t: &LaunchTemplateRef, resolved: Option<&TemplateImage>) -> TemplateRow {
+fn template_row(t: &LaunchTemplateRef, resolved: Option<&TemplateVersion>) -> TemplateRow {
     TemplateRow {
         launch_template: t.label().to_owned(),
         version: t.version.clone(),
@@ -220,21 +219,24 @@ mod tests {
         }
     }
 
-    fn info(name: &str, tags: &[(&str, &str)]) -> GroupInfo {
-        GroupInfo {
+    fn info(name: &str, tags: &[(&str, &str)]) -> AsgGroup {
+        AsgGroup {
             name: name.into(),
             desired_capacity: 2,
             launch_template: Some(lt("3")),
+            mixed_instances_policy: false,
             instances: vec![],
             tags: tags
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            account_id: None,
+            unhealthy: vec![],
         }
     }
 
-    fn refresh(status: RefreshStatus, desired: Option<LaunchTemplateRef>) -> RefreshInfo {
-        RefreshInfo {
+    fn refresh(status: RefreshStatus, desired: Option<LaunchTemplateRef>) -> Refresh {
+        Refresh {
             id: "r-1".into(),
             status,
             status_reason: Some("why".into()),
@@ -243,13 +245,19 @@ mod tests {
             started_ms: Some(NOW - 60_000),
             ended_ms: None,
             desired_template: desired,
+            desired_version: None,
+            ours: None,
+            rollback_reason: None,
         }
     }
 
-    fn image(number: i64, ami: &str) -> TemplateImage {
-        TemplateImage {
+    fn image(number: i64, ami: &str) -> TemplateVersion {
+        TemplateVersion {
             number,
             image_id: Some(ami.into()),
+            description: None,
+            is_default: false,
+            instance_type: None,
         }
     }
 
@@ -363,7 +371,7 @@ mod tests {
             Some((lt("3"), "group"))
         );
         assert_eq!(GroupObserved::target_template(&i, None), None);
-        let no_template = GroupInfo {
+        let no_template = AsgGroup {
             launch_template: None,
             ..i
         };

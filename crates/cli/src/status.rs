@@ -4,8 +4,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use ecs_lifecycle::inventory::{Activity, ClusterInstance, GroupInfo, GroupMember, HookInfo};
-use ecs_lifecycle::model::{Ec2Instance, InstanceStatus, LifecycleState, Transition};
+use ecs_lifecycle::model::{
+    AsgGroup, AsgInstance, ContainerInstance, Ec2Instance, InstanceStatus, LifecycleHook,
+    LifecycleState, ScalingActivity, Transition,
+};
 use serde::Serialize;
 
 use crate::render::rfc3339;
@@ -25,25 +27,25 @@ pub struct Observed {
     pub cluster: String,
     pub now_ms: u64,
     /// The groups looked in (named by --group, or those of the cluster's instances).
-    pub groups: Vec<GroupInfo>,
+    pub groups: Vec<AsgGroup>,
     /// The cluster's container instances (any status but INACTIVE).
-    pub container_instances: Vec<ClusterInstance>,
+    pub container_instances: Vec<ContainerInstance>,
     /// The group and lifecycle state of the container instances' EC2 instances.
-    pub memberships: Vec<GroupMember>,
+    pub memberships: Vec<AsgInstance>,
     /// Each group's lifecycle hooks (read when one of its instances waits).
-    pub hooks: HashMap<String, Vec<HookInfo>>,
+    pub hooks: HashMap<String, Vec<LifecycleHook>>,
     /// Each group's scaling activities of the last [`ACTION_HORIZON_MS`] (read
     /// when one of its instances waits or is terminating).
-    pub activities: HashMap<String, Vec<Activity>>,
+    pub activities: HashMap<String, Vec<ScalingActivity>>,
     /// What EC2 says of the instances (AMI, launch time, state).
     pub ec2: Vec<Ec2Instance>,
 }
 
 /// The groups to look in: the ones named, else those the cluster's instances
 /// belong to (sorted, each once).
-pub fn groups_to_look_in(named: &[String], memberships: &[GroupMember]) -> Vec<String> {
+pub fn groups_to_look_in(named: &[String], memberships: &[AsgInstance]) -> Vec<String> {
     let set: BTreeSet<&str> = if named.is_empty() {
-        memberships.iter().map(|m| m.group.as_str()).collect()
+        memberships.iter().map(|m| m.asg.as_str()).collect()
     } else {
         named.iter().map(String::as_str).collect()
     };
@@ -149,10 +151,10 @@ pub struct Attention {
 /// starts with `verb` (`Terminating EC2 instance: i-...`, `Launching a new EC2
 /// instance: i-...`).
 fn open_activity<'a>(
-    activities: &'a [Activity],
+    activities: &'a [ScalingActivity],
     verb: &str,
     instance_id: &str,
-) -> Option<&'a Activity> {
+) -> Option<&'a ScalingActivity> {
     activities
         .iter()
         .filter(|a| {
@@ -171,7 +173,7 @@ fn open_activity<'a>(
 pub fn draining_since_ms(
     status: &InstanceStatus,
     lifecycle_state: Option<&LifecycleState>,
-    activities: &[Activity],
+    activities: &[ScalingActivity],
     instance_id: &str,
 ) -> Option<u64> {
     if *status != InstanceStatus::Draining || !lifecycle_state.is_some_and(is_terminating) {
@@ -193,12 +195,12 @@ pub fn report(o: &Observed) -> StatusReport {
         .map(|ci| ci.ec2_instance_id.as_str())
         .collect();
     let ec2: HashMap<&str, &Ec2Instance> = o.ec2.iter().map(|i| (i.id.as_str(), i)).collect();
-    let membership: HashMap<&str, &GroupMember> = o
+    let membership: HashMap<&str, &AsgInstance> = o
         .memberships
         .iter()
         .map(|m| (m.instance_id.as_str(), m))
         .collect();
-    let no_activities: &[Activity] = &[];
+    let no_activities: &[ScalingActivity] = &[];
     let activities_of = |group: &str| o.activities.get(group).map_or(no_activities, Vec::as_slice);
     let mut attention = Vec::new();
 
@@ -209,7 +211,7 @@ pub fn report(o: &Observed) -> StatusReport {
             let id = ci.ec2_instance_id.as_str();
             let m = membership.get(id);
             let draining_since_ms = m.and_then(|m| {
-                draining_since_ms(&ci.status, Some(&m.lifecycle_state), activities_of(&m.group), id)
+                draining_since_ms(&ci.status, Some(&m.lifecycle_state), activities_of(&m.asg), id)
             });
             if !ci.agent_connected
                 && matches!(ci.status, InstanceStatus::Active | InstanceStatus::Draining)
@@ -226,12 +228,12 @@ pub fn report(o: &Observed) -> StatusReport {
             InstanceRow {
                 ec2_instance_id: id.to_owned(),
                 container_instance_arn: ci.arn.clone(),
-                group: m.map(|m| m.group.clone()),
+                group: m.map(|m| m.asg.clone()),
                 lifecycle_state: m.map(|m| m.lifecycle_state.clone()),
                 ecs_status: ci.status.clone(),
                 agent_connected: ci.agent_connected,
-                running_tasks: ci.running_tasks,
-                pending_tasks: ci.pending_tasks,
+                running_tasks: ci.running_tasks_count,
+                pending_tasks: ci.pending_tasks_count,
                 ami: ec2.get(id).and_then(|i| i.image_id.clone()),
                 registered_at: ci.registered_ms.map(rfc3339),
                 draining_since: draining_since_ms.map(rfc3339),
@@ -329,41 +331,48 @@ mod tests {
     const I3: &str = "i-00000000000000003";
     const I4: &str = "i-00000000000000004";
 
-    fn ci(id: &str, status: InstanceStatus, agent: bool, running: i32) -> ClusterInstance {
-        ClusterInstance {
+    fn ci(id: &str, status: InstanceStatus, agent: bool, running: i32) -> ContainerInstance {
+        ContainerInstance {
+            cluster: "prod".into(),
             arn: format!("arn:aws:ecs:us-east-1:123456789012:container-instance/prod/{id}"),
             ec2_instance_id: id.into(),
             status,
             agent_connected: agent,
-            running_tasks: running,
-            pending_tasks: 1,
+            running_tasks_count: running,
+            pending_tasks_count: 1,
             registered_ms: Some(NOW - 3_600_000),
+            drain_token: None,
+            drain_hook: None,
+            drain_started_ms: None,
         }
     }
 
-    fn member(id: &str, group: &str, state: &str) -> GroupMember {
-        GroupMember {
+    fn member(id: &str, group: &str, state: &str) -> AsgInstance {
+        AsgInstance {
             instance_id: id.into(),
-            group: group.into(),
+            asg: group.into(),
             lifecycle_state: LifecycleState::parse(state),
         }
     }
 
-    fn group(name: &str, instances: &[(&str, &str)]) -> GroupInfo {
-        GroupInfo {
+    fn group(name: &str, instances: &[(&str, &str)]) -> AsgGroup {
+        AsgGroup {
             name: name.into(),
             desired_capacity: i32::try_from(instances.len()).unwrap_or(0),
             launch_template: None,
+            mixed_instances_policy: false,
             instances: instances
                 .iter()
                 .map(|(id, s)| ((*id).to_owned(), LifecycleState::parse(s)))
                 .collect(),
             tags: vec![],
+            account_id: None,
+            unhealthy: vec![],
         }
     }
 
-    fn hook(name: &str, transition: Transition, heartbeat: u64) -> HookInfo {
-        HookInfo {
+    fn hook(name: &str, transition: Transition, heartbeat: u64) -> LifecycleHook {
+        LifecycleHook {
             name: name.into(),
             transition: Some(transition),
             timeouts: HookTimeouts::from_heartbeat(heartbeat),
@@ -371,11 +380,12 @@ mod tests {
         }
     }
 
-    fn activity(description: &str, code: &str, started_ms: u64) -> Activity {
-        Activity {
+    fn activity(description: &str, code: &str, started_ms: u64) -> ScalingActivity {
+        ScalingActivity {
             id: format!("a-{started_ms}"),
             description: description.into(),
             status_code: code.into(),
+            status_message: None,
             started_ms: Some(started_ms),
         }
     }
@@ -637,7 +647,7 @@ mod tests {
                     3600,
                 ),
                 hook("verify", Transition::Launching, 600),
-                HookInfo {
+                LifecycleHook {
                     transition: None,
                     ..hook("future", Transition::Launching, 60)
                 },

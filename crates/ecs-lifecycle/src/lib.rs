@@ -15,7 +15,6 @@ pub mod config;
 pub mod drain;
 pub mod error;
 pub mod hook;
-pub mod inventory;
 pub mod launch;
 pub mod model;
 pub mod ports;

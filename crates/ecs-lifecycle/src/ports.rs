@@ -1,6 +1,6 @@
-//! The narrow interfaces the workflows need from AWS, one per service, in domain
-//! types. Adapters for the SDK clients are in [`crate::aws`]; pagination and batch
-//! limits live there, once.
+//! The narrow interfaces the workflows and the operator CLI need from AWS, one
+//! per service, in domain types. Adapters for the SDK clients are in
+//! [`crate::aws`]; pagination and batch limits live there, once.
 
 use std::future::Future;
 
@@ -8,7 +8,8 @@ use crate::error::AwsError;
 use crate::model::{
     ActionAck, ActionResult, AsgGroup, AsgInstance, CommandInvocation, CommandSent,
     ContainerInstance, Ec2Instance, Ec2State, HookTimeouts, Image, InstanceTypeInfo,
-    LifecycleAction, Refresh, RefreshPreferences, Service, Task, TemplateVersion,
+    LaunchTemplateRef, LifecycleAction, LifecycleHook, Refresh, RefreshPreferences,
+    ScalingActivity, Service, Task, TemplateVersion,
 };
 
 /// Which tasks ListTasks should return.
@@ -25,6 +26,21 @@ pub enum Registration {
     NotRegistered,
     /// `ClusterNotFoundException`: the cluster does not exist.
     NoSuchCluster,
+}
+
+/// Whether an ECS error says the cluster does not exist
+/// (`ClusterNotFoundException`).
+pub fn is_no_such_cluster(err: &AwsError) -> bool {
+    err.code.as_deref() == Some("ClusterNotFoundException")
+}
+
+/// An item of an ECS batch call's `failures[]`: the call succeeded, this item
+/// did not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcsFailure {
+    /// e.g. `MISSING`.
+    pub reason: String,
+    pub detail: Option<String>,
 }
 
 /// What StopTask did.
@@ -58,12 +74,12 @@ pub trait Ecs: Send + Sync {
         container_instance: &str,
         attributes: &[(&str, &str)],
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
-    /// Sets DRAINING; per-item `failures[]` come back as `Err(reason, detail)`.
+    /// Sets DRAINING; a per-item failure (`failures[]`) comes back as `Err`.
     fn set_draining(
         &self,
         cluster: &str,
         arn: &str,
-    ) -> impl Future<Output = Result<Result<(), (String, Option<String>)>, AwsError>> + Send;
+    ) -> impl Future<Output = Result<Result<(), EcsFailure>, AwsError>> + Send;
     /// ARNs of tasks on a container instance with this desired status (all pages).
     fn task_arns(
         &self,
@@ -90,7 +106,9 @@ pub trait Ecs: Send + Sync {
         arn: &str,
         reason: &str,
     ) -> impl Future<Output = Result<StopResult, AwsError>> + Send;
-    /// Every container instance of the cluster, any status but INACTIVE (all pages).
+    /// Every container instance of the cluster, any status but INACTIVE (all
+    /// pages, described 100 at a time). A cluster that does not exist is an
+    /// error for which [`is_no_such_cluster`] holds.
     fn container_instances(
         &self,
         cluster: &str,
@@ -116,12 +134,23 @@ pub trait AutoScaling: Send + Sync {
         &self,
         instance_id: &str,
     ) -> impl Future<Output = Result<Option<AsgInstance>, AwsError>> + Send;
+    /// The group and lifecycle state of each of these instances that is in a
+    /// group (50 ids a call, all pages); instances in no group are left out.
+    fn instances(
+        &self,
+        instance_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<AsgInstance>, AwsError>> + Send;
     /// The hook's timeouts; `None` if the hook does not exist (any more).
     fn hook_timeouts(
         &self,
         asg: &str,
         hook: &str,
     ) -> impl Future<Output = Result<Option<HookTimeouts>, AwsError>> + Send;
+    /// Every lifecycle hook of the group.
+    fn lifecycle_hooks(
+        &self,
+        group: &str,
+    ) -> impl Future<Output = Result<Vec<LifecycleHook>, AwsError>> + Send;
     fn heartbeat(
         &self,
         action: &LifecycleAction,
@@ -145,9 +174,21 @@ pub trait AutoScaling: Send + Sync {
     ) -> impl Future<Output = Result<ActionAck, AwsError>> + Send;
     /// A group with its instances and tags; `None` if it does not exist.
     fn group(&self, name: &str) -> impl Future<Output = Result<Option<AsgGroup>, AwsError>> + Send;
+    /// The groups of these names (100 a call; unknown names are left out), or
+    /// every group of the region when `names` is empty (all pages).
+    fn groups(
+        &self,
+        names: &[String],
+    ) -> impl Future<Output = Result<Vec<AsgGroup>, AwsError>> + Send;
     /// The group's instance refreshes, newest first (the last few).
     fn refreshes(&self, group: &str)
     -> impl Future<Output = Result<Vec<Refresh>, AwsError>> + Send;
+    /// The group's newest instance refresh (by start time, among its last
+    /// 100), if any.
+    fn newest_refresh(
+        &self,
+        group: &str,
+    ) -> impl Future<Output = Result<Option<Refresh>, AwsError>> + Send;
     /// Starts an instance refresh to a launch template version; `Ok(None)` when
     /// Auto Scaling says one is already in progress.
     fn start_refresh(
@@ -170,12 +211,20 @@ pub trait AutoScaling: Send + Sync {
         version: i64,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
     /// Launches since `since_ms` that ended failed or cancelled (a launch hook
-    /// abandoned them, or EC2 refused), each as `description: status message`.
+    /// abandoned them, or EC2 refused), each as `description: status message`
+    /// (among the group's last 50 activities).
     fn refused_launches(
         &self,
         group: &str,
         since_ms: u64,
     ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    /// The group's scaling activities that started at or after `since_ms`
+    /// (pages, newest first, are read until one reaches back before it).
+    fn activities_since(
+        &self,
+        group: &str,
+        since_ms: u64,
+    ) -> impl Future<Output = Result<Vec<ScalingActivity>, AwsError>> + Send;
     /// Sets (`Some`) or removes (`None`) a tag on the group (not propagated).
     fn set_group_tag(
         &self,
@@ -222,6 +271,12 @@ pub trait Ec2: Send + Sync {
         template_id: &str,
         versions: &[String],
     ) -> impl Future<Output = Result<Vec<TemplateVersion>, AwsError>> + Send;
+    /// The version a launch template reference (by id or by name) resolves
+    /// to; `None` if the template or the version does not exist.
+    fn template_version(
+        &self,
+        template: &LaunchTemplateRef,
+    ) -> impl Future<Output = Result<Option<TemplateVersion>, AwsError>> + Send;
     /// Every version newer than `after` (all pages).
     fn template_versions_after(
         &self,

@@ -1,16 +1,33 @@
 use aws_sdk_autoscaling::Client;
 use aws_sdk_autoscaling::types::{
-    AlarmSpecification, DesiredConfiguration, LaunchTemplateSpecification,
-    RefreshPreferences as SdkPreferences, RefreshStrategy, ScalingActivityStatusCode, Tag,
+    AlarmSpecification, AutoScalingGroup, DesiredConfiguration, LaunchTemplateSpecification,
+    RefreshPreferences as SdkPreferences, RefreshStrategy, Tag,
 };
 
-use super::aws_error;
+use super::{aws_error, epoch_ms};
 use crate::error::AwsError;
 use crate::model::{
-    ActionAck, ActionResult, AsgGroup, AsgInstance, HookTimeouts, LifecycleAction, LifecycleState,
-    Refresh, RefreshPreferences, RefreshStatus, TemplateSpec,
+    ActionAck, ActionResult, AsgGroup, AsgInstance, HookTimeouts, LaunchTemplateRef,
+    LifecycleAction, LifecycleHook, LifecycleState, Refresh, RefreshPreferences, RefreshStatus,
+    ScalingActivity, Transition,
 };
 use crate::ports::AutoScaling;
+
+/// Auto Scaling limits (see the API reference).
+const DESCRIBE_INSTANCES_MAX: usize = 50;
+const INSTANCES_PAGE: i32 = 50;
+/// DescribeAutoScalingGroups takes up to MaxRecords names (50 by default).
+const DESCRIBE_GROUPS_MAX: usize = 100;
+const GROUPS_PAGE: i32 = 100;
+const ACTIVITIES_PAGE: i32 = 100;
+/// At most this many pages of activities (10 000), however busy the group.
+const ACTIVITIES_MAX_PAGES: usize = 100;
+/// The refreshes the AMI rollout looks at (the last few) and the ones the
+/// newest is picked from (Auto Scaling keeps about six weeks).
+const REFRESHES_FEW: i32 = 10;
+const REFRESHES_PAGE: i32 = 100;
+/// The activities `refused_launches` looks at.
+const RECENT_ACTIVITIES: i32 = 50;
 
 /// Auto Scaling's answer once an action is completed or expired. Final.
 fn no_active_action(err: &AwsError) -> bool {
@@ -26,48 +43,228 @@ fn ack(result: Result<(), AwsError>) -> Result<ActionAck, AwsError> {
     }
 }
 
+fn asg_instance(d: &aws_sdk_autoscaling::types::AutoScalingInstanceDetails) -> Option<AsgInstance> {
+    Some(AsgInstance {
+        instance_id: d.instance_id()?.to_owned(),
+        asg: d.auto_scaling_group_name()?.to_owned(),
+        lifecycle_state: LifecycleState::parse(d.lifecycle_state()?),
+    })
+}
+
+fn lifecycle_hook(h: &aws_sdk_autoscaling::types::LifecycleHook) -> Option<LifecycleHook> {
+    let heartbeat = h
+        .heartbeat_timeout()
+        .map_or(HookTimeouts::DEFAULT.heartbeat_timeout_s, |s| {
+            u64::try_from(s).unwrap_or(0)
+        });
+    let mut timeouts = HookTimeouts::from_heartbeat(heartbeat);
+    if let Some(global) = h.global_timeout().and_then(|g| u64::try_from(g).ok()) {
+        timeouts.global_timeout_s = global;
+    }
+    let transition = [Transition::Launching, Transition::Terminating]
+        .into_iter()
+        .find(|t| h.lifecycle_transition() == Some(t.as_str()));
+    Some(LifecycleHook {
+        name: h.lifecycle_hook_name()?.to_owned(),
+        transition,
+        timeouts,
+        default_result: h.default_result().unwrap_or("ABANDON").to_owned(),
+    })
+}
+
+fn template_ref(spec: &LaunchTemplateSpecification) -> Option<LaunchTemplateRef> {
+    let id = spec.launch_template_id().map(str::to_owned);
+    let name = spec.launch_template_name().map(str::to_owned);
+    if id.is_none() && name.is_none() {
+        return None;
+    }
+    Some(LaunchTemplateRef {
+        id,
+        name,
+        // AWS's default when a specification names no version.
+        version: spec.version().unwrap_or("$Default").to_owned(),
+    })
+}
+
+/// The launch template of a mixed instances policy.
+fn mixed_template(
+    policy: Option<&aws_sdk_autoscaling::types::MixedInstancesPolicy>,
+) -> Option<LaunchTemplateRef> {
+    policy
+        .and_then(|p| p.launch_template())
+        .and_then(|t| t.launch_template_specification())
+        .and_then(template_ref)
+}
+
+fn asg_group(g: &AutoScalingGroup) -> Option<AsgGroup> {
+    let direct = g.launch_template().and_then(template_ref);
+    let mixed_instances_policy = direct.is_none() && g.mixed_instances_policy().is_some();
+    Some(AsgGroup {
+        name: g.auto_scaling_group_name()?.to_owned(),
+        desired_capacity: g.desired_capacity().unwrap_or(0),
+        launch_template: direct.or_else(|| mixed_template(g.mixed_instances_policy())),
+        mixed_instances_policy,
+        instances: g
+            .instances()
+            .iter()
+            .filter_map(|i| {
+                Some((
+                    i.instance_id()?.to_owned(),
+                    LifecycleState::parse(i.lifecycle_state()?.as_str()),
+                ))
+            })
+            .collect(),
+        tags: g
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+            .collect(),
+        // arn:<partition>:autoscaling:<region>:<account>:autoScalingGroup:...
+        account_id: g
+            .auto_scaling_group_arn()
+            .and_then(|arn| arn.split(':').nth(4))
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned),
+        unhealthy: g
+            .instances()
+            .iter()
+            .filter(|i| {
+                i.health_status()
+                    .is_some_and(|h| h.eq_ignore_ascii_case("Unhealthy"))
+            })
+            .filter_map(|i| i.instance_id().map(str::to_owned))
+            .collect(),
+    })
+}
+
+fn refresh(r: &aws_sdk_autoscaling::types::InstanceRefresh) -> Option<Refresh> {
+    let desired = r.desired_configuration();
+    let direct = desired.and_then(|d| d.launch_template());
+    Some(Refresh {
+        id: r.instance_refresh_id()?.to_owned(),
+        status: RefreshStatus::parse(r.status()?.as_str()),
+        status_reason: r.status_reason().map(str::to_owned),
+        started_ms: epoch_ms(r.start_time()),
+        ended_ms: epoch_ms(r.end_time()),
+        percentage: r.percentage_complete(),
+        instances_to_update: r.instances_to_update(),
+        desired_template: direct
+            .and_then(template_ref)
+            .or_else(|| mixed_template(desired.and_then(|d| d.mixed_instances_policy()))),
+        desired_version: direct
+            .and_then(|t| t.version())
+            .and_then(|v| v.parse().ok()),
+        ours: None,
+        rollback_reason: r
+            .rollback_details()
+            .and_then(|d| d.rollback_reason())
+            .map(str::to_owned),
+    })
+}
+
+fn scaling_activity(a: &aws_sdk_autoscaling::types::Activity) -> Option<ScalingActivity> {
+    Some(ScalingActivity {
+        id: a.activity_id()?.to_owned(),
+        description: a.description()?.to_owned(),
+        status_code: a.status_code()?.as_str().to_owned(),
+        status_message: a.status_message().map(str::to_owned),
+        started_ms: epoch_ms(a.start_time()),
+    })
+}
+
+/// DescribeAutoScalingGroups, all pages: of these names, or of every group.
+async fn describe_groups(
+    client: &Client,
+    names: Option<Vec<String>>,
+) -> Result<Vec<AsgGroup>, AwsError> {
+    let groups: Vec<AutoScalingGroup> = client
+        .describe_auto_scaling_groups()
+        .set_auto_scaling_group_names(names)
+        .max_records(GROUPS_PAGE)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| aws_error("autoscaling", "DescribeAutoScalingGroups", &e))?;
+    Ok(groups.iter().filter_map(asg_group).collect())
+}
+
+/// DescribeLifecycleHooks: the group's hooks, or only the one named.
+async fn describe_hooks(
+    client: &Client,
+    group: &str,
+    hook: Option<&str>,
+) -> Result<Vec<LifecycleHook>, AwsError> {
+    let resp = client
+        .describe_lifecycle_hooks()
+        .auto_scaling_group_name(group)
+        .set_lifecycle_hook_names(hook.map(|h| vec![h.to_owned()]))
+        .send()
+        .await
+        .map_err(|e| aws_error("autoscaling", "DescribeLifecycleHooks", &e))?;
+    Ok(resp
+        .lifecycle_hooks()
+        .iter()
+        .filter_map(lifecycle_hook)
+        .collect())
+}
+
+/// DescribeInstanceRefreshes: one page of the group's last `max`, in the
+/// order the service gave them.
+async fn describe_refreshes(
+    client: &Client,
+    group: &str,
+    max: i32,
+) -> Result<Vec<Refresh>, AwsError> {
+    let resp = client
+        .describe_instance_refreshes()
+        .auto_scaling_group_name(group)
+        .max_records(max)
+        .send()
+        .await
+        .map_err(|e| aws_error("autoscaling", "DescribeInstanceRefreshes", &e))?;
+    Ok(resp
+        .instance_refreshes()
+        .iter()
+        .filter_map(refresh)
+        .collect())
+}
+
 impl AutoScaling for Client {
     async fn instance(&self, instance_id: &str) -> Result<Option<AsgInstance>, AwsError> {
-        let resp = self
-            .describe_auto_scaling_instances()
-            .instance_ids(instance_id)
-            .send()
-            .await
-            .map_err(|e| aws_error("autoscaling", "DescribeAutoScalingInstances", &e))?;
-        Ok(resp
-            .auto_scaling_instances()
-            .iter()
-            .find(|i| i.instance_id() == Some(instance_id))
-            .map(|i| AsgInstance {
-                asg: i.auto_scaling_group_name().unwrap_or_default().to_owned(),
-                lifecycle_state: LifecycleState::parse(i.lifecycle_state().unwrap_or_default()),
-            }))
+        let found = self.instances(&[instance_id.to_owned()]).await?;
+        Ok(found.into_iter().find(|i| i.instance_id == instance_id))
+    }
+
+    async fn instances(&self, instance_ids: &[String]) -> Result<Vec<AsgInstance>, AwsError> {
+        let mut out = Vec::with_capacity(instance_ids.len());
+        for chunk in instance_ids.chunks(DESCRIBE_INSTANCES_MAX) {
+            let details: Vec<_> = self
+                .describe_auto_scaling_instances()
+                .set_instance_ids(Some(chunk.to_vec()))
+                .max_records(INSTANCES_PAGE)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| aws_error("autoscaling", "DescribeAutoScalingInstances", &e))?;
+            out.extend(details.iter().filter_map(asg_instance));
+        }
+        Ok(out)
     }
 
     async fn hook_timeouts(&self, asg: &str, hook: &str) -> Result<Option<HookTimeouts>, AwsError> {
-        let resp = self
-            .describe_lifecycle_hooks()
-            .auto_scaling_group_name(asg)
-            .lifecycle_hook_names(hook)
-            .send()
-            .await
-            .map_err(|e| aws_error("autoscaling", "DescribeLifecycleHooks", &e))?;
-        Ok(resp
-            .lifecycle_hooks()
-            .iter()
-            .find(|h| h.lifecycle_hook_name() == Some(hook))
-            .map(|h| {
-                let heartbeat = h
-                    .heartbeat_timeout()
-                    .map_or(HookTimeouts::DEFAULT.heartbeat_timeout_s, |s| {
-                        u64::try_from(s).unwrap_or(0)
-                    });
-                let mut t = HookTimeouts::from_heartbeat(heartbeat);
-                if let Some(global) = h.global_timeout().and_then(|g| u64::try_from(g).ok()) {
-                    t.global_timeout_s = global;
-                }
-                t
-            }))
+        let hooks = describe_hooks(self, asg, Some(hook)).await?;
+        Ok(hooks
+            .into_iter()
+            .find(|h| h.name == hook)
+            .map(|h| h.timeouts))
+    }
+
+    async fn lifecycle_hooks(&self, group: &str) -> Result<Vec<LifecycleHook>, AwsError> {
+        describe_hooks(self, group, None).await
     }
 
     async fn heartbeat(&self, action: &LifecycleAction) -> Result<ActionAck, AwsError> {
@@ -129,110 +326,32 @@ impl AutoScaling for Client {
     }
 
     async fn group(&self, name: &str) -> Result<Option<AsgGroup>, AwsError> {
-        let resp = self
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(name)
-            .send()
-            .await
-            .map_err(|e| aws_error("autoscaling", "DescribeAutoScalingGroups", &e))?;
-        let Some(g) = resp
-            .auto_scaling_groups()
-            .iter()
-            .find(|g| g.auto_scaling_group_name() == Some(name))
-        else {
-            return Ok(None);
-        };
-        let template = match (g.launch_template(), g.mixed_instances_policy()) {
-            (Some(t), _) => match (t.launch_template_id(), t.version()) {
-                (Some(id), version) => Ok(TemplateSpec {
-                    id: id.to_owned(),
-                    version: version.unwrap_or("$Default").to_owned(),
-                }),
-                (None, _) => Err("its launch template reference has no id".to_owned()),
-            },
-            (None, Some(_)) => Err(
-                "it uses a mixed instances policy (not supported yet: give it a plain launch template)"
-                    .to_owned(),
-            ),
-            (None, None) => Err(
-                "it uses a launch configuration (deprecated by AWS); move it to a launch template"
-                    .to_owned(),
-            ),
-        };
-        Ok(Some(AsgGroup {
-            name: name.to_owned(),
-            desired_capacity: g.desired_capacity().unwrap_or(0),
-            template,
-            instances: g
-                .instances()
-                .iter()
-                .filter_map(|i| {
-                    Some((
-                        i.instance_id()?.to_owned(),
-                        LifecycleState::parse(i.lifecycle_state()?.as_str()),
-                    ))
-                })
-                .collect(),
-            tags: g
-                .tags()
-                .iter()
-                .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
-                .collect(),
-            // arn:<partition>:autoscaling:<region>:<account>:autoScalingGroup:...
-            account_id: g
-                .auto_scaling_group_arn()
-                .and_then(|arn| arn.split(':').nth(4))
-                .filter(|a| !a.is_empty())
-                .map(str::to_owned),
-            unhealthy: g
-                .instances()
-                .iter()
-                .filter(|i| {
-                    i.health_status()
-                        .is_some_and(|h| h.eq_ignore_ascii_case("Unhealthy"))
-                })
-                .filter_map(|i| i.instance_id().map(str::to_owned))
-                .collect(),
-        }))
+        let found = describe_groups(self, Some(vec![name.to_owned()])).await?;
+        Ok(found.into_iter().find(|g| g.name == name))
+    }
+
+    async fn groups(&self, names: &[String]) -> Result<Vec<AsgGroup>, AwsError> {
+        if names.is_empty() {
+            return describe_groups(self, None).await;
+        }
+        let mut groups = Vec::new();
+        for chunk in names.chunks(DESCRIBE_GROUPS_MAX) {
+            groups.extend(describe_groups(self, Some(chunk.to_vec())).await?);
+        }
+        Ok(groups)
     }
 
     async fn refreshes(&self, group: &str) -> Result<Vec<Refresh>, AwsError> {
-        let resp = self
-            .describe_instance_refreshes()
-            .auto_scaling_group_name(group)
-            .max_records(10)
-            .send()
-            .await
-            .map_err(|e| aws_error("autoscaling", "DescribeInstanceRefreshes", &e))?;
-        let mut out: Vec<Refresh> = resp
-            .instance_refreshes()
-            .iter()
-            .filter_map(|r| {
-                Some(Refresh {
-                    id: r.instance_refresh_id()?.to_owned(),
-                    status: RefreshStatus::parse(r.status()?.as_str()),
-                    status_reason: r.status_reason().map(str::to_owned),
-                    started_ms: r
-                        .start_time()
-                        .and_then(|t| u64::try_from(t.to_millis().ok()?).ok()),
-                    percentage: r.percentage_complete(),
-                    instances_to_update: r.instances_to_update(),
-                    desired_version: r
-                        .desired_configuration()
-                        .and_then(|d| d.launch_template())
-                        .and_then(|t| t.version())
-                        .and_then(|v| v.parse().ok()),
-                    ours: None,
-                    rollback_reason: r
-                        .rollback_details()
-                        .and_then(|d| d.rollback_reason())
-                        .map(str::to_owned),
-                })
-            })
-            .collect();
+        let mut out = describe_refreshes(self, group, REFRESHES_FEW).await?;
         // Newest first, whatever order the service used.
         out.sort_by_key(|r| std::cmp::Reverse(r.started_ms));
         Ok(out)
+    }
+
+    async fn newest_refresh(&self, group: &str) -> Result<Option<Refresh>, AwsError> {
+        // The newest by start time, whatever order the page is in.
+        let all = describe_refreshes(self, group, REFRESHES_PAGE).await?;
+        Ok(all.into_iter().max_by_key(|r| r.started_ms))
     }
 
     async fn start_refresh(
@@ -338,37 +457,55 @@ impl AutoScaling for Client {
         let resp = self
             .describe_scaling_activities()
             .auto_scaling_group_name(group)
-            .max_records(50)
+            .max_records(RECENT_ACTIVITIES)
             .send()
             .await
             .map_err(|e| aws_error("autoscaling", "DescribeScalingActivities", &e))?;
         Ok(resp
             .activities()
             .iter()
-            .filter(|a| {
-                let started = a
-                    .start_time()
-                    .and_then(|t| u64::try_from(t.to_millis().ok()?).ok())
-                    .unwrap_or(0);
-                started >= since_ms
-                    && a.description()
-                        .is_some_and(|d| d.starts_with("Launching a new EC2 instance"))
-                    && matches!(
-                        a.status_code(),
-                        Some(
-                            ScalingActivityStatusCode::Cancelled
-                                | ScalingActivityStatusCode::Failed
-                        )
-                    )
-            })
+            .filter_map(scaling_activity)
+            .filter(|a| a.started_ms.unwrap_or(0) >= since_ms && a.is_refused_launch())
             .map(|a| {
                 format!(
                     "{}: {}",
-                    a.description().unwrap_or_default(),
-                    a.status_message().unwrap_or("no status message")
+                    a.description,
+                    a.status_message.as_deref().unwrap_or("no status message")
                 )
             })
             .collect())
+    }
+
+    async fn activities_since(
+        &self,
+        group: &str,
+        since_ms: u64,
+    ) -> Result<Vec<ScalingActivity>, AwsError> {
+        let mut pages = self
+            .describe_scaling_activities()
+            .auto_scaling_group_name(group)
+            .max_records(ACTIVITIES_PAGE)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        let mut read = 0;
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| aws_error("autoscaling", "DescribeScalingActivities", &e))?;
+            read += 1;
+            let mut reached_back = false;
+            for a in page.activities() {
+                if epoch_ms(a.start_time()).is_some_and(|t| t < since_ms) {
+                    reached_back = true;
+                    continue;
+                }
+                out.extend(scaling_activity(a));
+            }
+            if reached_back || read >= ACTIVITIES_MAX_PAGES {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     async fn set_group_tag(

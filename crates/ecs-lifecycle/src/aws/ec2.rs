@@ -1,9 +1,11 @@
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{LaunchTemplateVersion, RequestLaunchTemplateData};
 
-use super::aws_error;
+use super::{aws_error, epoch_ms};
 use crate::error::AwsError;
-use crate::model::{Ec2Instance, Ec2State, Image, ImageState, InstanceTypeInfo, TemplateVersion};
+use crate::model::{
+    Ec2Instance, Ec2State, Image, ImageState, InstanceTypeInfo, LaunchTemplateRef, TemplateVersion,
+};
 use crate::ports::Ec2;
 
 /// DescribeInstanceTypes takes at most 100 instance types per call.
@@ -78,9 +80,7 @@ impl Ec2 for Client {
                 Some(Ec2Instance {
                     id: i.instance_id()?.to_owned(),
                     image_id: i.image_id().map(str::to_owned),
-                    launched_ms: i
-                        .launch_time()
-                        .and_then(|t| u64::try_from(t.to_millis().ok()?).ok()),
+                    launched_ms: epoch_ms(i.launch_time()),
                     state: i
                         .state()
                         .and_then(|s| s.name())
@@ -105,8 +105,35 @@ impl Ec2 for Client {
         Ok(resp
             .launch_template_versions()
             .iter()
-            .filter_map(template_version)
+            .filter_map(version_of)
             .collect())
+    }
+
+    async fn template_version(
+        &self,
+        template: &LaunchTemplateRef,
+    ) -> Result<Option<TemplateVersion>, AwsError> {
+        let req = self
+            .describe_launch_template_versions()
+            .versions(&template.version);
+        let req = match (&template.id, &template.name) {
+            (Some(id), _) => req.launch_template_id(id),
+            (None, Some(name)) => req.launch_template_name(name),
+            (None, None) => return Ok(None),
+        };
+        match req.send().await {
+            Ok(resp) => Ok(resp.launch_template_versions().first().and_then(version_of)),
+            Err(e) => {
+                let err = aws_error("ec2", "DescribeLaunchTemplateVersions", &e);
+                // InvalidLaunchTemplateId.NotFound, ...Name.NotFoundException,
+                // ...Id.VersionNotFound: nothing to resolve, not a failure.
+                if err.code.as_deref().is_some_and(|c| c.contains("NotFound")) {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
     }
 
     async fn template_versions_after(
@@ -126,7 +153,7 @@ impl Ec2 for Client {
             .map_err(|e| aws_error("ec2", "DescribeLaunchTemplateVersions", &e))?;
         Ok(versions
             .iter()
-            .filter_map(template_version)
+            .filter_map(version_of)
             .filter(|v| v.number > after)
             .collect())
     }
@@ -278,7 +305,7 @@ impl Ec2 for Client {
     }
 }
 
-fn template_version(v: &LaunchTemplateVersion) -> Option<TemplateVersion> {
+fn version_of(v: &LaunchTemplateVersion) -> Option<TemplateVersion> {
     Some(TemplateVersion {
         number: v.version_number()?,
         image_id: v

@@ -3,13 +3,13 @@ use aws_sdk_ecs::types::{
     Attribute, ContainerInstanceStatus, DesiredStatus as SdkDesired, SchedulingStrategy,
 };
 
-use super::aws_error;
+use super::{aws_error, epoch_ms};
 use crate::error::AwsError;
 use crate::model::{
     ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE,
     InstanceStatus, Scheduling, Service, Task, TaskStatus,
 };
-use crate::ports::{DesiredStatus, Ecs, Registration, StopResult};
+use crate::ports::{DesiredStatus, Ecs, EcsFailure, Registration, StopResult, is_no_such_cluster};
 
 /// ECS batch limits (see the API reference).
 const DESCRIBE_TASKS_MAX: usize = 100;
@@ -28,6 +28,8 @@ fn container_instance(
         status: InstanceStatus::parse(ci.status().unwrap_or_default()),
         agent_connected: ci.agent_connected(),
         running_tasks_count: ci.running_tasks_count(),
+        pending_tasks_count: ci.pending_tasks_count(),
+        registered_ms: epoch_ms(ci.registered_at()),
         drain_token: attribute(ci, DRAIN_ATTRIBUTE),
         drain_hook: attribute(ci, DRAIN_HOOK_ATTRIBUTE),
         drain_started_ms: attribute(ci, DRAIN_STARTED_ATTRIBUTE).and_then(|v| v.parse().ok()),
@@ -56,6 +58,7 @@ async fn describe_container_instances(
             .send()
             .await
             .map_err(|e| aws_error("ecs", "DescribeContainerInstances", &e))?;
+        // failures[] (MISSING): deregistered since it was listed; left out.
         out.extend(
             resp.container_instances()
                 .iter()
@@ -98,7 +101,7 @@ impl Ecs for Client {
             Ok(arns) => arns,
             Err(e) => {
                 let err = aws_error("ecs", "ListContainerInstances", &e);
-                if err.code.as_deref() == Some("ClusterNotFoundException") {
+                if is_no_such_cluster(&err) {
                     return Ok(Registration::NoSuchCluster);
                 }
                 return Err(err);
@@ -160,7 +163,7 @@ impl Ecs for Client {
         &self,
         cluster: &str,
         arn: &str,
-    ) -> Result<Result<(), (String, Option<String>)>, AwsError> {
+    ) -> Result<Result<(), EcsFailure>, AwsError> {
         let resp = self
             .update_container_instances_state()
             .cluster(cluster)
@@ -170,10 +173,10 @@ impl Ecs for Client {
             .await
             .map_err(|e| aws_error("ecs", "UpdateContainerInstancesState", &e))?;
         if let Some(f) = resp.failures().first() {
-            return Ok(Err((
-                f.reason().unwrap_or("unknown").to_owned(),
-                f.detail().map(str::to_owned),
-            )));
+            return Ok(Err(EcsFailure {
+                reason: f.reason().unwrap_or("unknown").to_owned(),
+                detail: f.detail().map(str::to_owned),
+            }));
         }
         Ok(Ok(()))
     }
@@ -220,10 +223,7 @@ impl Ecs for Client {
                     started_by: t.started_by().map(str::to_owned),
                     group: t.group().map(str::to_owned),
                     container_instance_arn: t.container_instance_arn().map(str::to_owned),
-                    stopped_at_ms: t
-                        .stopped_at()
-                        .and_then(|d| d.to_millis().ok())
-                        .and_then(|ms| u64::try_from(ms).ok()),
+                    stopped_at_ms: epoch_ms(t.stopped_at()),
                 })
             }));
         }

@@ -51,6 +51,11 @@ pub async fn load_sdk_config() -> SdkConfig {
     config_loader().load().await
 }
 
+/// An SDK timestamp in epoch milliseconds (`None` before 1970).
+pub(crate) fn epoch_ms(t: Option<&aws_smithy_types::DateTime>) -> Option<u64> {
+    t.and_then(|t| u64::try_from(t.to_millis().ok()?).ok())
+}
+
 /// Keeps the service's error code and message; the transport's chain otherwise.
 pub(crate) fn aws_error<E>(service: &'static str, operation: &'static str, err: &E) -> AwsError
 where

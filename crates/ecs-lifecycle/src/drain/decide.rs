@@ -315,6 +315,7 @@ mod tests {
 
     fn asg(state: &str) -> Option<AsgInstance> {
         Some(AsgInstance {
+            instance_id: "i-12345678".into(),
             asg: "g".into(),
             lifecycle_state: state.into(),
         })
@@ -328,6 +329,8 @@ mod tests {
             status,
             agent_connected: true,
             running_tasks_count: 0,
+            pending_tasks_count: 0,
+            registered_ms: None,
             drain_token: None,
             drain_hook: None,
             drain_started_ms: None,

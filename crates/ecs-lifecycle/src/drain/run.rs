@@ -116,12 +116,12 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         instance_id: &str,
         mut detail: serde_json::Value,
     ) -> Result<(), Error> {
-        if let Err((reason, failure)) = self.ecs.set_draining(&ci.cluster, &ci.arn).await? {
+        if let Err(failure) = self.ecs.set_draining(&ci.cluster, &ci.arn).await? {
             return Err(Error::EcsItemFailure {
                 operation: "UpdateContainerInstancesState",
                 arn: ci.arn.clone(),
-                reason,
-                detail: failure,
+                reason: failure.reason,
+                detail: failure.detail,
             });
         }
         detail["container_instance"] = json!(ci.arn);

@@ -316,6 +316,7 @@ mod tests {
         Observed {
             warm_pool: false,
             asg_instance: Some(AsgInstance {
+                instance_id: "i-12345678".into(),
                 asg: "g".into(),
                 lifecycle_state: state.into(),
             }),
@@ -327,6 +328,8 @@ mod tests {
                 status,
                 agent_connected,
                 running_tasks_count: 0,
+                pending_tasks_count: 0,
+                registered_ms: None,
                 drain_token: None,
                 drain_hook: None,
                 drain_started_ms: None,

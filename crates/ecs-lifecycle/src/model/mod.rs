@@ -21,6 +21,10 @@ pub struct ContainerInstance {
     pub agent_connected: bool,
     /// Tasks whose *desired* status is RUNNING (not enough to call it drained).
     pub running_tasks_count: i32,
+    /// Tasks in PENDING.
+    pub pending_tasks_count: i32,
+    /// When it registered with the cluster (epoch ms).
+    pub registered_ms: Option<u64>,
     /// The value of its [`DRAIN_ATTRIBUTE`]: which terminate-drain invocation
     /// holds its drain.
     pub drain_token: Option<String>,
@@ -113,9 +117,10 @@ impl Service {
     }
 }
 
-/// An instance as Auto Scaling sees it.
+/// An instance as Auto Scaling sees it: its group and lifecycle state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AsgInstance {
+    pub instance_id: String,
     pub asg: String,
     pub lifecycle_state: LifecycleState,
 }
@@ -200,14 +205,16 @@ impl CommandInvocation {
     }
 }
 
-/// An Auto Scaling group as the AMI rollout needs it.
+/// An Auto Scaling group: its launch template, instances and tags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AsgGroup {
     pub name: String,
     pub desired_capacity: i32,
-    /// The launch template the group launches from, or why it has none the
-    /// rollout can change (launch configuration, mixed instances policy).
-    pub template: Result<TemplateSpec, String>,
+    /// The group's launch template as it names it (directly or in its mixed
+    /// instances policy); `None` for a launch configuration.
+    pub launch_template: Option<LaunchTemplateRef>,
+    /// It launches through a mixed instances policy.
+    pub mixed_instances_policy: bool,
     /// `(instance id, lifecycle state)`.
     pub instances: Vec<(String, LifecycleState)>,
     pub tags: Vec<(String, String)>,
@@ -217,12 +224,99 @@ pub struct AsgGroup {
     pub unhealthy: Vec<String>,
 }
 
-/// A group's launch template reference.
+impl AsgGroup {
+    /// The launch template the AMI rollout can change, or why it has none
+    /// (launch configuration, mixed instances policy, a template by name only).
+    pub fn template(&self) -> Result<TemplateSpec, String> {
+        if self.mixed_instances_policy {
+            return Err(
+                "it uses a mixed instances policy (not supported yet: give it a plain launch template)"
+                    .to_owned(),
+            );
+        }
+        match &self.launch_template {
+            Some(LaunchTemplateRef {
+                id: Some(id),
+                version,
+                ..
+            }) => Ok(TemplateSpec {
+                id: id.clone(),
+                version: version.clone(),
+            }),
+            Some(_) => Err("its launch template reference has no id".to_owned()),
+            None => Err(
+                "it uses a launch configuration (deprecated by AWS); move it to a launch template"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+/// A launch template as a group or a refresh names it: by id or by name (AWS
+/// takes either), at a version (a number, `$Latest` or `$Default`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LaunchTemplateRef {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub version: String,
+}
+
+impl LaunchTemplateRef {
+    /// The id if known, else the name.
+    pub fn label(&self) -> &str {
+        self.id
+            .as_deref()
+            .or(self.name.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+/// A group's launch template by id, as the AMI rollout changes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TemplateSpec {
     pub id: String,
     /// A number, `$Latest` or `$Default`.
     pub version: String,
+}
+
+/// A lifecycle hook of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LifecycleHook {
+    pub name: String,
+    /// `None` for a transition this version does not know.
+    pub transition: Option<Transition>,
+    pub timeouts: HookTimeouts,
+    /// `CONTINUE` or `ABANDON` (Auto Scaling's default is ABANDON).
+    pub default_result: String,
+}
+
+/// A scaling activity of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScalingActivity {
+    pub id: String,
+    /// e.g. `Terminating EC2 instance: i-0123456789abcdef0`.
+    pub description: String,
+    /// A ScalingActivityStatusCode (`MidLifecycleAction`, `Successful`, ...).
+    pub status_code: String,
+    pub status_message: Option<String>,
+    pub started_ms: Option<u64>,
+}
+
+impl ScalingActivity {
+    /// The activity is over (the instance launched, terminated, or failed to).
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self.status_code.as_str(),
+            "Successful" | "Failed" | "Cancelled"
+        )
+    }
+
+    /// A launch that ended failed or cancelled (a launch hook abandoned it, or
+    /// EC2 refused).
+    pub fn is_refused_launch(&self) -> bool {
+        self.description.starts_with("Launching a new EC2 instance")
+            && matches!(self.status_code.as_str(), "Failed" | "Cancelled")
+    }
 }
 
 /// One version of a launch template.
@@ -395,9 +489,15 @@ pub struct Refresh {
     pub status: RefreshStatus,
     pub status_reason: Option<String>,
     pub started_ms: Option<u64>,
+    pub ended_ms: Option<u64>,
     pub percentage: Option<i32>,
     pub instances_to_update: Option<i32>,
-    /// The launch template version it moves the group to, if it has one.
+    /// Its DesiredConfiguration's launch template (directly or in its mixed
+    /// instances policy); `None` when it has none (it then moves instances to
+    /// the group's own launch template).
+    pub desired_template: Option<LaunchTemplateRef>,
+    /// The version number its DesiredConfiguration's launch template names
+    /// (not a mixed instances policy's), if it names one.
     pub desired_version: Option<i64>,
     /// `(ami, from)` when that version is one of ours.
     pub ours: Option<(String, i64)>,

@@ -67,7 +67,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
         let refused = tag(REFUSED_AMI_TAG).map(Refusal::parse);
         let baseline = tag(BASELINE_TAG).map(Baseline::parse);
 
-        let template = match &group.template {
+        let template = match &group.template() {
             Err(why) => Err(why.clone()),
             Ok(spec) => self.template(spec, &mut refreshes).await?,
         };

@@ -18,12 +18,12 @@ use crate::error::AwsError;
 use crate::model::{
     ActionAck, ActionResult, AsgGroup, AsgInstance, CommandInvocation, CommandSent,
     ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, Ec2Instance,
-    Ec2State, HookTimeouts, Image, InstanceStatus, InstanceTypeInfo, LifecycleAction,
-    LifecycleState, Refresh, RefreshPreferences, Scheduling, Service, Task, TaskStatus,
-    TemplateVersion,
+    Ec2State, HookTimeouts, Image, InstanceStatus, InstanceTypeInfo, LaunchTemplateRef,
+    LifecycleAction, LifecycleHook, LifecycleState, Refresh, RefreshPreferences, ScalingActivity,
+    Scheduling, Service, Task, TaskStatus, TemplateVersion,
 };
 use crate::ports::{
-    AutoScaling, DesiredStatus, Ec2, Ecs, Publisher, Registration, Ssm, StopResult,
+    AutoScaling, DesiredStatus, Ec2, Ecs, EcsFailure, Publisher, Registration, Ssm, StopResult,
 };
 
 /// Where a fake lifecycle action stands.
@@ -271,6 +271,8 @@ impl FakeFleet {
                 status: InstanceStatus::Active,
                 agent_connected: true,
                 running_tasks_count: 0,
+                pending_tasks_count: 0,
+                registered_ms: None,
                 drain_token: None,
                 drain_hook: None,
                 drain_started_ms: None,
@@ -386,6 +388,7 @@ impl AutoScaling for FakeFleet {
     async fn instance(&self, instance_id: &str) -> Result<Option<AsgInstance>, AwsError> {
         let w = self.call().await;
         Ok(w.actions.get(instance_id).map(|a| AsgInstance {
+            instance_id: instance_id.to_owned(),
             asg: a.asg.clone(),
             lifecycle_state: match &a.state {
                 ActionState::Waiting => a.transition_wait.clone(),
@@ -393,6 +396,14 @@ impl AutoScaling for FakeFleet {
                 _ => LifecycleState::InService,
             },
         }))
+    }
+
+    async fn instances(&self, _instance_ids: &[String]) -> Result<Vec<AsgInstance>, AwsError> {
+        Err(unsupported("autoscaling", "DescribeAutoScalingInstances"))
+    }
+
+    async fn lifecycle_hooks(&self, _group: &str) -> Result<Vec<LifecycleHook>, AwsError> {
+        Err(unsupported("autoscaling", "DescribeLifecycleHooks"))
     }
 
     async fn hook_timeouts(
@@ -454,8 +465,24 @@ impl AutoScaling for FakeFleet {
         Err(unsupported("autoscaling", "DescribeAutoScalingGroups"))
     }
 
+    async fn groups(&self, _names: &[String]) -> Result<Vec<AsgGroup>, AwsError> {
+        Err(unsupported("autoscaling", "DescribeAutoScalingGroups"))
+    }
+
     async fn refreshes(&self, _group: &str) -> Result<Vec<Refresh>, AwsError> {
         Err(unsupported("autoscaling", "DescribeInstanceRefreshes"))
+    }
+
+    async fn newest_refresh(&self, _group: &str) -> Result<Option<Refresh>, AwsError> {
+        Err(unsupported("autoscaling", "DescribeInstanceRefreshes"))
+    }
+
+    async fn activities_since(
+        &self,
+        _group: &str,
+        _since_ms: u64,
+    ) -> Result<Vec<ScalingActivity>, AwsError> {
+        Err(unsupported("autoscaling", "DescribeScalingActivities"))
     }
 
     async fn start_refresh(
@@ -554,14 +581,17 @@ impl Ecs for FakeFleet {
         &self,
         _cluster: &str,
         arn: &str,
-    ) -> Result<Result<(), (String, Option<String>)>, AwsError> {
+    ) -> Result<Result<(), EcsFailure>, AwsError> {
         let mut w = self.ecs("UpdateContainerInstancesState").await?;
         match w.instances.values_mut().find(|c| c.arn == arn) {
             Some(ci) => {
                 ci.status = InstanceStatus::Draining;
                 Ok(Ok(()))
             }
-            None => Ok(Err(("MISSING".into(), None))),
+            None => Ok(Err(EcsFailure {
+                reason: "MISSING".into(),
+                detail: None,
+            })),
         }
     }
 
@@ -697,6 +727,13 @@ impl Ec2 for FakeFleet {
         _template_id: &str,
         _versions: &[String],
     ) -> Result<Vec<TemplateVersion>, AwsError> {
+        Err(unsupported("ec2", "DescribeLaunchTemplateVersions"))
+    }
+
+    async fn template_version(
+        &self,
+        _template: &LaunchTemplateRef,
+    ) -> Result<Option<TemplateVersion>, AwsError> {
         Err(unsupported("ec2", "DescribeLaunchTemplateVersions"))
     }
 
