@@ -25,6 +25,10 @@ impl Clock {
 
 /// Milliseconds since the Unix epoch (0 if the system clock is before it).
 pub fn epoch_ms() -> u64 {
+    #[cfg(any(test, feature = "test-util"))]
+    if let Some(ms) = simulated::epoch_ms() {
+        return ms;
+    }
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2))
@@ -58,4 +62,54 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         .ok()?
         .to_millis()
         .ok()
+}
+
+/// A deterministic world for simulation tests (feature `test-util`; production
+/// builds do not have it): on the calling thread, the wall clock follows tokio's
+/// (paused) clock from a fixed epoch, so that the times one invocation hands to
+/// the next (a continuation's start and last heartbeat, a notification's `Time`)
+/// agree with the virtual minutes between them, and
+/// [`crate::hook::pacing::random_u64`] draws from a seeded generator, so that a
+/// seed replays the same run.
+#[cfg(any(test, feature = "test-util"))]
+pub mod simulated {
+    use std::cell::Cell;
+
+    thread_local! {
+        static ANCHOR: Cell<Option<(u64, std::time::Instant)>> = const { Cell::new(None) };
+        static RANDOM: Cell<Option<u64>> = const { Cell::new(None) };
+    }
+
+    /// From now on, on this thread, the wall clock reads `epoch_ms` now and
+    /// advances with tokio's clock; random numbers come from `seed`. Call it
+    /// inside the runtime whose clock the world follows.
+    pub fn start(epoch_ms: u64, seed: u64) {
+        ANCHOR.set(Some((epoch_ms, tokio::time::Instant::now().into_std())));
+        RANDOM.set(Some(seed));
+    }
+
+    /// Back to the system clock and the system's randomness.
+    pub fn stop() {
+        ANCHOR.set(None);
+        RANDOM.set(None);
+    }
+
+    pub(crate) fn epoch_ms() -> Option<u64> {
+        ANCHOR.get().map(|(epoch, at)| {
+            let now = tokio::time::Instant::now().into_std();
+            epoch.saturating_add(super::millis(now.saturating_duration_since(at)))
+        })
+    }
+
+    /// The next number of the seeded generator (splitmix64), if one is set.
+    pub(crate) fn random_u64() -> Option<u64> {
+        RANDOM.get().map(|state| {
+            let state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            RANDOM.set(Some(state));
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        })
+    }
 }

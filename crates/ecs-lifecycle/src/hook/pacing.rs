@@ -168,6 +168,10 @@ pub fn jitter(bound: u64) -> u64 {
 /// (fresh keys each time; nothing here needs a cryptographic generator).
 pub fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
+    #[cfg(any(test, feature = "test-util"))]
+    if let Some(n) = crate::time::simulated::random_u64() {
+        return n;
+    }
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(crate::time::epoch_ms());
     h.finish()

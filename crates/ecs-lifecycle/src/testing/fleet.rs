@@ -43,6 +43,35 @@ struct Action {
     started: Instant,
     last_heartbeat: Instant,
     state: ActionState,
+    /// When Auto Scaling's timeout ran out, if it did.
+    expired_at: Option<Instant>,
+}
+
+/// How a scheduled fault answers a call (see [`FakeFleet::add_fault`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The call fails with this code (a throttle, a 5xx) and does nothing.
+    Error(String),
+    /// The call takes this much longer, then answers.
+    Slow(Duration),
+    /// The call takes this long, then fails without a code (the SDK's operation
+    /// timeout); it did nothing.
+    Timeout(Duration),
+    /// The call takes effect but its answer is lost: the caller sees this code
+    /// (Auto Scaling heartbeats and completions, SNS publishes; elsewhere it is
+    /// an [`FaultKind::Error`]).
+    LostAnswer(String),
+}
+
+/// A fault of one service's calls (`operation: None` for every call of the
+/// service) from `from` until `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub service: &'static str,
+    pub operation: Option<&'static str>,
+    pub from: Instant,
+    pub until: Instant,
+    pub kind: FaultKind,
 }
 
 /// A notification the fake fleet's SNS took.
@@ -80,6 +109,12 @@ struct World {
     publish_faults: (u32, String),
     /// Instances marked unhealthy.
     unhealthy: Vec<String>,
+    /// Scheduled faults, per service and operation.
+    faults: Vec<Fault>,
+    /// When each message of `published` was published.
+    published_at: Vec<Instant>,
+    /// (instance, result, time, the instance's tasks then) of every accepted completion.
+    completed_with: Vec<(String, ActionResult, Instant, Vec<Task>)>,
 }
 
 impl World {
@@ -90,8 +125,10 @@ impl World {
             if a.state == ActionState::Waiting {
                 let heartbeat = Duration::from_secs(a.timeouts.heartbeat_timeout_s);
                 let global = Duration::from_secs(a.timeouts.global_timeout_s);
-                if now >= a.last_heartbeat + heartbeat || now >= a.started + global {
+                let ends = (a.last_heartbeat + heartbeat).min(a.started + global);
+                if now >= ends {
                     a.state = ActionState::Expired;
+                    a.expired_at = Some(ends);
                 }
             }
         }
@@ -116,6 +153,65 @@ fn unsupported(service: &'static str, operation: &'static str) -> AwsError {
 impl FakeFleet {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Schedules a fault of one service's calls.
+    pub fn add_fault(&self, fault: Fault) {
+        self.world().faults.push(fault);
+    }
+
+    /// The fault of `service`'s `operation` now, if one is scheduled.
+    fn fault(&self, service: &str, operation: &str) -> Option<FaultKind> {
+        let now = Instant::now();
+        self.world()
+            .faults
+            .iter()
+            .find(|f| {
+                f.service == service
+                    && f.operation.is_none_or(|o| o == operation)
+                    && f.from <= now
+                    && now < f.until
+            })
+            .map(|f| f.kind.clone())
+    }
+
+    /// A call of `service`'s `operation` under its fault of the moment: the
+    /// world once the call lands, and the error its answer turns into (a lost
+    /// answer: the caller applies the effect, then returns the error), or the
+    /// error before any effect.
+    async fn faulty(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+    ) -> Result<(MutexGuard<'_, World>, Option<AwsError>), AwsError> {
+        let err = |code: Option<String>, message: &str| AwsError {
+            service,
+            operation,
+            code,
+            message: message.to_owned(),
+        };
+        match self.fault(service, operation) {
+            None => Ok((self.call().await, None)),
+            Some(FaultKind::Slow(d)) => {
+                tokio::time::sleep(d).await;
+                Ok((self.call().await, None))
+            }
+            Some(FaultKind::Timeout(d)) => {
+                tokio::time::sleep(d).await;
+                Err(err(None, "operation timed out (the fake fleet's fault)"))
+            }
+            Some(FaultKind::Error(code)) => {
+                let _w = self.call().await;
+                Err(err(Some(code), "the fake fleet's fault"))
+            }
+            Some(FaultKind::LostAnswer(code)) => Ok((
+                self.call().await,
+                Some(err(
+                    Some(code),
+                    "the answer was lost (the fake fleet's fault)",
+                )),
+            )),
+        }
     }
 
     fn world(&self) -> MutexGuard<'_, World> {
@@ -203,7 +299,18 @@ impl FakeFleet {
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
-        let mut w = self.call().await;
+        let answer = self.faulty("ecs", operation).await;
+        let mut w = match answer {
+            Ok((w, None)) => w,
+            Ok((mut w, Some(e))) => {
+                w.ecs_calls.push(Instant::now());
+                return Err(e);
+            }
+            Err(e) => {
+                self.world().ecs_calls.push(Instant::now());
+                return Err(e);
+            }
+        };
         let now = Instant::now();
         w.ecs_calls.push(now);
         match &w.ecs_fault {
@@ -239,6 +346,7 @@ impl FakeFleet {
                 started: now,
                 last_heartbeat: now,
                 state: ActionState::Waiting,
+                expired_at: None,
             },
         );
     }
@@ -255,6 +363,7 @@ impl FakeFleet {
                 started: now,
                 last_heartbeat: now,
                 state: ActionState::Completed(ActionResult::Continue),
+                expired_at: None,
             },
         );
     }
@@ -318,6 +427,53 @@ impl FakeFleet {
             container_instance_arn: Some(ci),
             stopped_at_ms: None,
         });
+    }
+
+    /// Every task, as ECS would describe it.
+    pub fn tasks(&self) -> Vec<Task> {
+        self.world().tasks.clone()
+    }
+
+    /// Plays ECS's agent and scheduler: the task's statuses are now these (a task
+    /// reaching STOPPED gets its `stoppedAt`).
+    pub fn set_task_status(&self, task: &str, last: TaskStatus, desired: TaskStatus) {
+        let stopped_at = crate::time::epoch_ms();
+        for t in self.world().tasks.iter_mut().filter(|t| t.arn == task) {
+            if last.is_stopped() && !t.last_status.is_stopped() {
+                t.stopped_at_ms = Some(stopped_at);
+            }
+            t.last_status = last.clone();
+            t.desired_status = desired.clone();
+        }
+    }
+
+    /// When the instance's action ran out of time, if it did.
+    pub fn expired_at(&self, instance_id: &str) -> Option<Instant> {
+        let mut w = self.world();
+        w.settle();
+        w.actions.get(instance_id).and_then(|a| a.expired_at)
+    }
+
+    /// Accepted completions for the instance, each with the tasks on the
+    /// instance's container instance at that moment.
+    pub fn completed_with(&self, instance_id: &str) -> Vec<(ActionResult, Instant, Vec<Task>)> {
+        self.world()
+            .completed_with
+            .iter()
+            .filter(|(i, ..)| i == instance_id)
+            .cloned()
+            .map(|(_, r, t, tasks)| (r, t, tasks))
+            .collect()
+    }
+
+    /// Every message published, as `(time, topic, body)`.
+    pub fn published_at(&self) -> Vec<(Instant, String, String)> {
+        let w = self.world();
+        w.published_at
+            .iter()
+            .zip(&w.published)
+            .map(|(t, (topic, body))| (*t, topic.clone(), body.clone()))
+            .collect()
     }
 
     /// Plays ECS's scheduler: the task has stopped.
@@ -386,7 +542,13 @@ impl FakeFleet {
 
 impl AutoScaling for FakeFleet {
     async fn instance(&self, instance_id: &str) -> Result<Option<AsgInstance>, AwsError> {
-        let w = self.call().await;
+        let w = match self
+            .faulty("autoscaling", "DescribeAutoScalingInstances")
+            .await?
+        {
+            (w, None) => w,
+            (_, Some(e)) => return Err(e),
+        };
         Ok(w.actions.get(instance_id).map(|a| AsgInstance {
             instance_id: instance_id.to_owned(),
             asg: a.asg.clone(),
@@ -411,7 +573,10 @@ impl AutoScaling for FakeFleet {
         asg: &str,
         _hook: &str,
     ) -> Result<Option<HookTimeouts>, AwsError> {
-        let w = self.call().await;
+        let w = match self.faulty("autoscaling", "DescribeLifecycleHooks").await? {
+            (w, None) => w,
+            (_, Some(e)) => return Err(e),
+        };
         Ok(w.actions
             .values()
             .find(|a| a.asg == asg)
@@ -419,16 +584,19 @@ impl AutoScaling for FakeFleet {
     }
 
     async fn heartbeat(&self, action: &LifecycleAction) -> Result<ActionAck, AwsError> {
-        let mut w = self.call().await;
+        let (mut w, lost) = self
+            .faulty("autoscaling", "RecordLifecycleActionHeartbeat")
+            .await?;
         let now = Instant::now();
-        match w.actions.get_mut(&action.instance_id) {
+        let ack = match w.actions.get_mut(&action.instance_id) {
             Some(a) if a.state == ActionState::Waiting => {
                 a.last_heartbeat = now;
                 w.heartbeats.push((action.instance_id.clone(), now));
-                Ok(ActionAck::Accepted)
+                ActionAck::Accepted
             }
-            _ => Ok(Self::no_active(&mut w, &action.instance_id)),
-        }
+            _ => Self::no_active(&mut w, &action.instance_id),
+        };
+        lost.map_or(Ok(ack), Err)
     }
 
     async fn mark_unhealthy(&self, instance_id: &str) -> Result<(), AwsError> {
@@ -449,16 +617,29 @@ impl AutoScaling for FakeFleet {
         action: &LifecycleAction,
         result: ActionResult,
     ) -> Result<ActionAck, AwsError> {
-        let mut w = self.call().await;
-        match w.actions.get_mut(&action.instance_id) {
+        let (mut w, lost) = self
+            .faulty("autoscaling", "CompleteLifecycleAction")
+            .await?;
+        let ack = match w.actions.get_mut(&action.instance_id) {
             Some(a) if a.state == ActionState::Waiting => {
                 a.state = ActionState::Completed(result);
+                let now = Instant::now();
                 w.completions
-                    .push((action.instance_id.clone(), result, Instant::now()));
-                Ok(ActionAck::Accepted)
+                    .push((action.instance_id.clone(), result, now));
+                let ci = w.instances.get(&action.instance_id).map(|c| c.arn.clone());
+                let tasks = w
+                    .tasks
+                    .iter()
+                    .filter(|t| ci.is_some() && t.container_instance_arn == ci)
+                    .cloned()
+                    .collect();
+                w.completed_with
+                    .push((action.instance_id.clone(), result, now, tasks));
+                ActionAck::Accepted
             }
-            _ => Ok(Self::no_active(&mut w, &action.instance_id)),
-        }
+            _ => Self::no_active(&mut w, &action.instance_id),
+        };
+        lost.map_or(Ok(ack), Err)
     }
 
     async fn group(&self, _name: &str) -> Result<Option<AsgGroup>, AwsError> {
@@ -675,7 +856,7 @@ impl Publisher for FakeFleet {
         _subject: &str,
         message: &str,
     ) -> Result<String, AwsError> {
-        let mut w = self.call().await;
+        let (mut w, lost) = self.faulty("sns", "Publish").await?;
         if w.publish_faults.0 > 0 {
             w.publish_faults.0 -= 1;
             return Err(AwsError {
@@ -686,7 +867,11 @@ impl Publisher for FakeFleet {
             });
         }
         w.published.push((topic_arn.to_owned(), message.to_owned()));
-        Ok(format!("msg-{}", w.published.len()))
+        w.published_at.push(Instant::now());
+        match lost {
+            Some(e) => Err(e),
+            None => Ok(format!("msg-{}", w.published.len())),
+        }
     }
 
     async fn publish_notification(

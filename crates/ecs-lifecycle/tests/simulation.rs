@@ -1,0 +1,1299 @@
+//! A deterministic simulation of terminate-drain (issue 18, item 1): one seed
+//! draws a fleet and a schedule of what AWS and Lambda do, the real `Drainer`
+//! runs against the in-memory fleet under tokio's paused clock, and invariants
+//! are checked after every step. `docs/testing.md` describes it.
+//!
+//! `SIM_SEEDS=a..b cargo test --workspace --test simulation -- --nocapture` runs
+//! seeds a..b (default 0..2000); a failing seed prints the line that replays it
+//! and the last events of its run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ecs_lifecycle::config::{DrainConfig, Env, StandalonePolicy};
+use ecs_lifecycle::drain::Drainer;
+use ecs_lifecycle::error::Error;
+use ecs_lifecycle::hook::Handler;
+use ecs_lifecycle::model::{ActionResult, InstanceStatus, TaskStatus};
+use ecs_lifecycle::report::Reporter;
+use ecs_lifecycle::testing::fleet::{FakeFleet, Fault, FaultKind};
+use ecs_lifecycle::time::{epoch_ms, rfc3339, simulated};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+const DEFAULT_SEEDS: std::ops::Range<u64> = 0..2000;
+/// The wall clock every seed starts at (2027-01-15T08:00:00Z).
+const EPOCH0: u64 = 1_800_000_000_000;
+const HOOK_TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ecs-lifecycle";
+const CONTINUE_TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ecs-lifecycle-continue";
+const CLUSTER_ARN: &str = "arn:aws:ecs:us-east-1:123456789012:cluster/c1";
+/// How often the simulated ECS looks at its tasks.
+const TICK: Duration = Duration::from_secs(2);
+/// Trace lines kept per seed for the report of a failure.
+const TRACE: usize = 30;
+
+// ---------------------------------------------------------------- the PRNG
+
+/// splitmix64: small, seedable, good enough to draw a world.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// `lo..=hi`.
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+    /// True with probability `percent` / 100.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+    fn millis(&mut self, lo_ms: u64, hi_ms: u64) -> Duration {
+        Duration::from_millis(self.range(lo_ms, hi_ms))
+    }
+    fn secs(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_secs(self.range(lo, hi))
+    }
+}
+
+// ---------------------------------------------------------------- the world drawn
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Service,
+    Daemon,
+    Standalone,
+}
+
+/// One task and how the simulated ECS treats it.
+#[derive(Debug, Clone)]
+struct SimTask {
+    arn: String,
+    instance: usize,
+    role: Role,
+    /// A service task: how long after DRAINING the scheduler stops it.
+    sched_delay: Duration,
+    /// From desiredStatus STOPPED to lastStatus STOPPED (stopTimeout, shutdown).
+    stop_time: Duration,
+    /// A standalone task that ends on its own at this time.
+    ends_at: Option<Instant>,
+    /// When the stop was first seen (desired STOPPED).
+    stopping_since: Option<Instant>,
+    stopped: bool,
+}
+
+struct SimInstance {
+    id: String,
+    asg: String,
+    heartbeat_timeout: Duration,
+    global_timeout: Duration,
+    scale_in_at: Duration,
+    /// When the action started (the scale-in).
+    started: Option<Instant>,
+    draining_since: Option<Instant>,
+    /// Gap tracking: the last heartbeat (or the start) and heartbeats seen.
+    last_mark: Option<Instant>,
+    heartbeats_seen: usize,
+    done: bool,
+    /// Intervals in which nothing could keep the action alive (an invocation
+    /// that crashed or failed, until Lambda's retry; a late delivery).
+    excuses: Vec<(Instant, Instant, &'static str)>,
+    expired_excused: bool,
+    completion_checked: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Delivery {
+    event: Value,
+    /// The instance it is about (none for a test notification).
+    instance: Option<usize>,
+    /// 0 for the first attempt, 1 and 2 for Lambda's async retries.
+    lambda_try: u8,
+    label: String,
+}
+
+enum Scheduled {
+    ScaleIn(usize),
+    Deliver(Delivery),
+}
+
+/// When the invocation ended, and how.
+type Run = (
+    Instant,
+    Result<Result<Value, Error>, tokio::time::error::Elapsed>,
+);
+
+struct Running {
+    id: usize,
+    delivery: Delivery,
+    started: Instant,
+    deadline: Instant,
+    crash: bool,
+    handle: JoinHandle<Run>,
+}
+
+type SimDrainer = Drainer<FakeFleet, FakeFleet, FakeFleet>;
+
+struct Sim {
+    rng: Rng,
+    t0: Instant,
+    fleet: FakeFleet,
+    drainer: Arc<SimDrainer>,
+    standalone: StandalonePolicy,
+    max_drain: Duration,
+    poll: Duration,
+    function_timeout: Duration,
+    ecs_events: bool,
+    instances: Vec<SimInstance>,
+    tasks: Vec<SimTask>,
+    faults: Vec<Fault>,
+    queue: Vec<(Instant, u64, Scheduled)>,
+    seq: u64,
+    running: Vec<Running>,
+    next_invocation: usize,
+    published_seen: usize,
+    trace: VecDeque<String>,
+    violations: Vec<String>,
+    /// The longest closed gap between heartbeats, as a fraction of HeartbeatTimeout
+    /// (unexcused gaps only).
+    longest_gap: f64,
+    longest_gap_at: String,
+    invocations: usize,
+    stats: Stats,
+    schedule_ends: Instant,
+    /// SIM_TRACE=1: keep and print every trace line.
+    full_trace: bool,
+}
+
+/// What one seed found.
+struct SeedReport {
+    violations: Vec<String>,
+    trace: Vec<String>,
+    longest_gap: f64,
+    /// Where the longest gap was.
+    longest_gap_at: String,
+    invocations: usize,
+    virtual_secs: u64,
+    stats: Stats,
+}
+
+/// What the seeds played, counted (to see that the world is not too kind).
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    actions: u64,
+    completed: u64,
+    /// Completed with tasks left, at MAX_DRAIN_SECONDS.
+    at_deadline: u64,
+    /// Expired while the world kept the action from being held.
+    expired_excused: u64,
+    crashes: u64,
+    errors: u64,
+    retries: u64,
+    dead_letters: u64,
+    hand_offs: u64,
+    excused_gaps: u64,
+}
+
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.actions += o.actions;
+        self.completed += o.completed;
+        self.at_deadline += o.at_deadline;
+        self.expired_excused += o.expired_excused;
+        self.crashes += o.crashes;
+        self.errors += o.errors;
+        self.retries += o.retries;
+        self.dead_letters += o.dead_letters;
+        self.hand_offs += o.hand_offs;
+        self.excused_gaps += o.excused_gaps;
+    }
+}
+
+impl Sim {
+    fn new(seed: u64) -> Self {
+        let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x5EED);
+        let t0 = Instant::now();
+        let poll_s = rng.pick(&[5u64, 10, 10, 15, 30]);
+        let max_drain_s = rng.pick(&[120u64, 300, 600, 900, 1800]);
+        let standalone = rng.pick(&[
+            StandalonePolicy::Stop,
+            StandalonePolicy::Wait,
+            StandalonePolicy::Ignore,
+        ]);
+        let stability = rng.chance(25);
+        let function_timeout = Duration::from_secs(rng.pick(&[900u64, 900, 300, 120, 60, 45]));
+        let ecs_events = rng.chance(50);
+        let config = DrainConfig::from_env(&Env::new(|k| match k {
+            "CLUSTER_NAME" => Some("c1".to_owned()),
+            "POLL_INTERVAL_SECONDS" => Some(poll_s.to_string()),
+            "CONTINUATION_TOPIC_ARN" => Some(CONTINUE_TOPIC.to_owned()),
+            "MAX_DRAIN_SECONDS" => Some(max_drain_s.to_string()),
+            "STANDALONE_TASKS" => Some(
+                match standalone {
+                    StandalonePolicy::Stop => "stop",
+                    StandalonePolicy::Wait => "wait",
+                    StandalonePolicy::Ignore => "ignore",
+                }
+                .to_owned(),
+            ),
+            "SERVICE_STABILITY_CHECK" => Some(stability.to_string()),
+            _ => None,
+        }))
+        .unwrap();
+        let fleet = FakeFleet::new();
+        let (reporter, _kept) = Reporter::in_memory("terminate-drain", None);
+        let drainer = Arc::new(
+            Drainer::new(fleet.clone(), fleet.clone(), fleet.clone(), config)
+                .with_reporter(reporter),
+        );
+
+        // The fleet: 1-4 instances in one or two groups, each group's hook with
+        // its own HeartbeatTimeout (30..7200 s; realistic values).
+        let groups: Vec<u64> = (0..rng.range(1, 2))
+            .map(|_| rng.pick(&[30u64, 45, 60, 90, 120, 300, 600, 3600]))
+            .collect();
+        let n = rng.range(1, 4) as usize;
+        let mut instances = Vec::new();
+        let mut tasks = Vec::new();
+        for k in 0..n {
+            let g = (rng.next() % groups.len() as u64) as usize;
+            let hbt = groups[g];
+            let id = format!("i-{:017x}", seed.wrapping_mul(16) + k as u64);
+            fleet.register(&id);
+            let add = |rng: &mut Rng, role: Role, name: &str, tasks: &mut Vec<SimTask>| {
+                let arn = format!(
+                    "arn:aws:ecs:us-east-1:123456789012:task/c1/{id}-{}",
+                    tasks.len()
+                );
+                match role {
+                    Role::Service => fleet.run_service_task(&id, &arn, name),
+                    Role::Daemon => fleet.run_daemon_task(&id, &arn, name),
+                    Role::Standalone => fleet.run_standalone_task(&id, &arn),
+                }
+                // Most services move within minutes; some stall (100 % minimum
+                // healthy without spare capacity) far longer.
+                let sched_delay = if rng.chance(8) {
+                    rng.secs(600, 4000)
+                } else {
+                    rng.secs(0, 240)
+                };
+                let ends_at =
+                    (role == Role::Standalone && rng.chance(60)).then(|| t0 + rng.secs(30, 3000));
+                tasks.push(SimTask {
+                    arn,
+                    instance: k,
+                    role,
+                    sched_delay,
+                    stop_time: rng.secs(1, 120),
+                    ends_at,
+                    stopping_since: None,
+                    stopped: false,
+                });
+            };
+            for _ in 0..rng.range(0, 3) {
+                let name = rng.pick(&["web", "api", "worker"]);
+                add(&mut rng, Role::Service, name, &mut tasks);
+            }
+            if rng.chance(40) {
+                add(&mut rng, Role::Daemon, "agent", &mut tasks);
+            }
+            for _ in 0..rng.range(0, 2) {
+                if rng.chance(50) {
+                    add(&mut rng, Role::Standalone, "", &mut tasks);
+                }
+            }
+            instances.push(SimInstance {
+                id,
+                asg: format!("g{g}"),
+                heartbeat_timeout: Duration::from_secs(hbt),
+                global_timeout: Duration::from_secs((hbt * 100).min(172_800)),
+                scale_in_at: rng.secs(0, 300),
+                started: None,
+                draining_since: None,
+                last_mark: None,
+                heartbeats_seen: 0,
+                done: false,
+                excuses: Vec::new(),
+                expired_excused: false,
+                completion_checked: false,
+            });
+        }
+
+        let mut sim = Sim {
+            rng,
+            t0,
+            fleet,
+            drainer,
+            standalone,
+            max_drain: Duration::from_secs(max_drain_s),
+            poll: Duration::from_secs(poll_s),
+            function_timeout,
+            ecs_events,
+            instances,
+            tasks,
+            faults: Vec::new(),
+            queue: Vec::new(),
+            seq: 0,
+            running: Vec::new(),
+            next_invocation: 0,
+            published_seen: 0,
+            trace: VecDeque::new(),
+            violations: Vec::new(),
+            longest_gap: 0.0,
+            longest_gap_at: String::new(),
+            invocations: 0,
+            stats: Stats::default(),
+            schedule_ends: t0,
+            full_trace: std::env::var_os("SIM_TRACE").is_some(),
+        };
+        sim.note(format!(
+            "world: {n} instance(s), hooks {groups:?} s, poll {poll_s} s, MAX_DRAIN {max_drain_s} s, STANDALONE_TASKS {standalone:?}, stability {stability}, function timeout {} s, ECS events {ecs_events}",
+            sim.function_timeout.as_secs()
+        ));
+        sim.draw_schedule();
+        sim
+    }
+
+    fn at(&self, t: Instant) -> String {
+        format!("{:>9.1}s", (t - self.t0).as_secs_f64())
+    }
+
+    fn note(&mut self, line: String) {
+        let line = format!("{} {line}", self.at(Instant::now()));
+        if self.trace.len() == 4 * TRACE && !self.full_trace {
+            self.trace.pop_front();
+        }
+        self.trace.push_back(line);
+    }
+
+    fn violation(&mut self, what: String) {
+        self.note(format!("VIOLATION {what}"));
+        self.violations.push(what);
+    }
+
+    fn schedule(&mut self, at: Instant, what: Scheduled) {
+        self.seq += 1;
+        self.queue.push((at, self.seq, what));
+    }
+
+    /// Draws what AWS and Lambda do: scale-ins, duplicate hook notifications,
+    /// and fault windows per API.
+    fn draw_schedule(&mut self) {
+        let t0 = self.t0;
+        if self.rng.chance(30) {
+            let at = t0 + self.rng.secs(0, 60);
+            let event = sns(&json!({
+                "AccountId": "123456789012", "RequestId": "r-test", "AutoScalingGroupEventARN": "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:x:autoScalingGroupName/g0",
+                "AutoScalingGroupName": "g0", "Service": "AWS Auto Scaling", "Event": "autoscaling:TEST_NOTIFICATION", "Time": rfc3339(EPOCH0)
+            }));
+            self.schedule(
+                at,
+                Scheduled::Deliver(Delivery {
+                    event,
+                    instance: None,
+                    lambda_try: 0,
+                    label: "test notification".into(),
+                }),
+            );
+        }
+        for k in 0..self.instances.len() {
+            let at = t0 + self.instances[k].scale_in_at;
+            self.schedule(at, Scheduled::ScaleIn(k));
+        }
+        let horizon = 1800;
+        // ECS: throttling, 5xx, slow answers and timeouts, per operation or all.
+        let ecs_ops = [
+            None,
+            Some("DescribeContainerInstances"),
+            Some("ListContainerInstances"),
+            Some("ListTasks"),
+            Some("DescribeTasks"),
+            Some("DescribeServices"),
+            Some("UpdateContainerInstancesState"),
+            Some("StopTask"),
+            Some("PutAttributes"),
+        ];
+        for _ in 0..self.rng.range(0, 4) {
+            let op = self.rng.pick(&ecs_ops);
+            let kind = self.draw_kind(
+                &[
+                    "ThrottlingException",
+                    "ServiceUnavailable",
+                    "InternalFailure",
+                ],
+                false,
+            );
+            let len = self.rng.secs(5, 300);
+            self.fault("ecs", op, horizon, len, kind);
+        }
+        // Auto Scaling: the same, lost answers of heartbeats and completions, and
+        // now and then an outage of the whole API.
+        let asg_ops = [
+            None,
+            Some("DescribeAutoScalingInstances"),
+            Some("DescribeLifecycleHooks"),
+            Some("RecordLifecycleActionHeartbeat"),
+            Some("CompleteLifecycleAction"),
+        ];
+        for _ in 0..self.rng.range(0, 3) {
+            let op = self.rng.pick(&asg_ops);
+            let lost_ok = matches!(
+                op,
+                Some("RecordLifecycleActionHeartbeat" | "CompleteLifecycleAction")
+            );
+            let kind = self.draw_kind(
+                &["Throttling", "ServiceUnavailable", "InternalFailure"],
+                lost_ok,
+            );
+            let len = self.rng.secs(2, 60);
+            self.fault("autoscaling", op, horizon, len, kind);
+        }
+        if self.rng.chance(5) {
+            let len = self.rng.secs(30, 600);
+            self.fault(
+                "autoscaling",
+                None,
+                horizon,
+                len,
+                FaultKind::Error("ServiceUnavailable".into()),
+            );
+        }
+        // SNS: publishes that fail, time out, answer slowly or lose their answer.
+        for _ in 0..self.rng.range(0, 2) {
+            let kind = self.draw_kind(&["Throttling", "InternalError"], true);
+            let len = self.rng.secs(2, 60);
+            self.fault("sns", Some("Publish"), horizon, len, kind);
+        }
+        self.schedule_ends = self
+            .faults
+            .iter()
+            .map(|f| f.until)
+            .chain(self.instances.iter().map(|i| t0 + i.scale_in_at))
+            .max()
+            .unwrap_or(t0);
+    }
+
+    fn draw_kind(&mut self, codes: &[&'static str], lost_ok: bool) -> FaultKind {
+        match self.rng.range(0, if lost_ok { 4 } else { 3 }) {
+            0 | 1 => FaultKind::Error(self.rng.pick(codes).into()),
+            2 => {
+                if self.rng.chance(30) {
+                    // The SDK's operation timeout (45 s) spent on retries.
+                    FaultKind::Timeout(Duration::from_secs(45))
+                } else {
+                    FaultKind::Slow(self.rng.millis(500, 20_000))
+                }
+            }
+            _ => FaultKind::LostAnswer(self.rng.pick(codes).into()),
+        }
+    }
+
+    fn fault(
+        &mut self,
+        service: &'static str,
+        operation: Option<&'static str>,
+        horizon: u64,
+        len: Duration,
+        kind: FaultKind,
+    ) {
+        let from = self.t0 + self.rng.secs(0, horizon);
+        let f = Fault {
+            service,
+            operation,
+            from,
+            until: from + len,
+            kind,
+        };
+        self.fleet.add_fault(f.clone());
+        self.note(format!(
+            "fault {service}:{} {:?} from {} for {} s",
+            operation.unwrap_or("*"),
+            f.kind,
+            self.at(from).trim(),
+            len.as_secs()
+        ));
+        self.faults.push(f);
+    }
+
+    /// The hook notification of instance `k`, as SNS delivers it.
+    fn hook_event(&self, k: usize) -> Value {
+        let i = &self.instances[k];
+        let started = i.started.unwrap_or(self.t0);
+        sns(&json!({
+            "Origin": "AutoScalingGroup", "Destination": "EC2",
+            "LifecycleHookName": "drain", "AccountId": "123456789012", "RequestId": format!("r-{k}"),
+            "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+            "AutoScalingGroupName": i.asg, "Service": "AWS Auto Scaling",
+            "Time": rfc3339(epoch_at(started)),
+            "EC2InstanceId": i.id, "LifecycleActionToken": format!("token-{k}")
+        }))
+    }
+
+    fn deliver_later(&mut self, at: Instant, d: Delivery) {
+        self.schedule(at, Scheduled::Deliver(d));
+    }
+
+    // ------------------------------------------------------------ the run
+
+    async fn run(mut self) -> SeedReport {
+        // Run on past the schedule until every action is over and nothing is
+        // left to deliver, or until the last action could have timed out twice.
+        let cap = self.schedule_ends
+            + self.max_drain
+            + self
+                .instances
+                .iter()
+                .map(|i| i.heartbeat_timeout)
+                .max()
+                .unwrap_or_default()
+                * 2
+            + Duration::from_secs(900);
+        let mut next_tick = Instant::now();
+        loop {
+            let now = Instant::now();
+            let next_event = self.queue.iter().map(|(t, ..)| *t).min();
+            let wake = next_event.map_or(next_tick, |t| t.min(next_tick));
+            if wake > now {
+                tokio::time::sleep_until(wake).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
+            let now = Instant::now();
+            // Due events, in order.
+            while let Some(pos) = self
+                .queue
+                .iter()
+                .enumerate()
+                .filter(|(_, (t, ..))| *t <= now)
+                .min_by_key(|(_, (t, seq, _))| (*t, *seq))
+                .map(|(p, _)| p)
+            {
+                let (_, _, what) = self.queue.swap_remove(pos);
+                match what {
+                    Scheduled::ScaleIn(k) => self.scale_in(k),
+                    Scheduled::Deliver(d) => self.invoke(d),
+                }
+                self.check();
+            }
+            if now >= next_tick {
+                self.play_ecs();
+                next_tick = now + TICK;
+            }
+            self.reap().await;
+            self.take_continuations();
+            self.check();
+            let settled = self.instances.iter().all(|i| i.done)
+                && self.running.is_empty()
+                && self.queue.is_empty();
+            if settled || now >= cap {
+                break;
+            }
+        }
+        // Anything still running is cut off (Lambda would kill it at its deadline).
+        for r in std::mem::take(&mut self.running) {
+            r.handle.abort();
+        }
+        self.finish();
+        SeedReport {
+            violations: self.violations,
+            trace: self
+                .trace
+                .iter()
+                .rev()
+                .take(if self.full_trace { usize::MAX } else { TRACE })
+                .rev()
+                .cloned()
+                .collect(),
+            longest_gap: self.longest_gap,
+            longest_gap_at: self.longest_gap_at,
+            invocations: self.invocations,
+            virtual_secs: (Instant::now() - self.t0).as_secs(),
+            stats: self.stats,
+        }
+    }
+
+    fn scale_in(&mut self, k: usize) {
+        let (id, asg, hbt) = {
+            let i = &self.instances[k];
+            (i.id.clone(), i.asg.clone(), i.heartbeat_timeout.as_secs())
+        };
+        self.fleet.terminating(&id, &asg, hbt);
+        let now = Instant::now();
+        self.instances[k].started = Some(now);
+        self.instances[k].last_mark = Some(now);
+        self.note(format!(
+            "scale-in: {id} Terminating:Wait ({asg}, HeartbeatTimeout {hbt} s)"
+        ));
+        // Auto Scaling -> SNS -> Lambda: within a second or two; at least once.
+        let event = self.hook_event(k);
+        let first = now + self.rng.millis(50, 3000);
+        self.deliver_later(
+            first,
+            Delivery {
+                event: event.clone(),
+                instance: Some(k),
+                lambda_try: 0,
+                label: format!("hook {id}"),
+            },
+        );
+        if self.rng.chance(15) {
+            let dup = now + self.rng.millis(100, 120_000);
+            self.deliver_later(
+                dup,
+                Delivery {
+                    event,
+                    instance: Some(k),
+                    lambda_try: 0,
+                    label: format!("hook {id} (duplicate)"),
+                },
+            );
+        }
+    }
+
+    fn invoke(&mut self, d: Delivery) {
+        let id = self.next_invocation;
+        self.next_invocation += 1;
+        self.invocations += 1;
+        let now = Instant::now();
+        let deadline = now + self.function_timeout;
+        let deadline_ms = epoch_ms() + self.function_timeout.as_millis() as u64;
+        // Now and then Lambda loses the sandbox at a random point (out of
+        // memory, a host failure): the invocation ends without an answer.
+        let crash = self.rng.chance(4);
+        let limit = if crash {
+            self.rng.millis(0, self.function_timeout.as_millis() as u64)
+        } else {
+            self.function_timeout
+        };
+        self.note(format!(
+            "invoke #{id}: {} (try {}){}",
+            d.label,
+            d.lambda_try,
+            if crash {
+                format!(", crashes after {:.1} s", limit.as_secs_f64())
+            } else {
+                String::new()
+            }
+        ));
+        let drainer = Arc::clone(&self.drainer);
+        let event = d.event.clone();
+        let handle = tokio::spawn(async move {
+            let run = tokio::time::timeout(limit, drainer.handle(&event, deadline_ms)).await;
+            (Instant::now(), run)
+        });
+        self.running.push(Running {
+            id,
+            delivery: d,
+            started: now,
+            deadline,
+            crash,
+            handle,
+        });
+    }
+
+    /// Collects the invocations that ended; Lambda retries the failed ones
+    /// (async invocation: about one minute, then two minutes later).
+    async fn reap(&mut self) {
+        let mut i = 0;
+        while i < self.running.len() {
+            if !self.running[i].handle.is_finished() {
+                i += 1;
+                continue;
+            }
+            let r = self.running.swap_remove(i);
+            let (ended, run) = match r.handle.await {
+                Ok((ended, run)) => (ended, Ok(run)),
+                Err(e) => (Instant::now(), Err(e)),
+            };
+            let now = ended;
+            let took = (now - r.started).as_secs_f64();
+            let failed = match run {
+                Ok(Ok(Ok(v))) => {
+                    let outcome = v["outcomes"][0]["outcome"]
+                        .as_str()
+                        .unwrap_or("?")
+                        .to_owned();
+                    let detail = v["outcomes"][0]["reason"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .or_else(|| v["outcomes"][0].get("reason").map(|r| r.to_string()))
+                        .unwrap_or_default();
+                    self.note(format!(
+                        "#{} ended after {took:.1} s: {outcome} {detail}",
+                        r.id
+                    ));
+                    if outcome == "handed_off" {
+                        self.stats.hand_offs += 1;
+                    }
+                    false
+                }
+                Ok(Ok(Err(e))) => {
+                    self.note(format!(
+                        "#{} failed after {took:.1} s: {} {e}",
+                        r.id,
+                        e.kind()
+                    ));
+                    self.stats.errors += 1;
+                    if matches!(e, Error::Internal(_)) {
+                        self.violation(format!(
+                            "invariant 4 (named errors): invocation #{} ({}) returned an internal error: {e}",
+                            r.id, r.delivery.label
+                        ));
+                    }
+                    true
+                }
+                Ok(Err(_)) if r.crash => {
+                    self.note(format!("#{} crashed after {took:.1} s", r.id));
+                    self.stats.crashes += 1;
+                    true
+                }
+                Ok(Err(_)) => {
+                    self.violation(format!(
+                        "invariant 4 (deadline): invocation #{} ({}) was still running at its deadline ({} s) and was killed",
+                        r.id,
+                        r.delivery.label,
+                        (r.deadline - r.started).as_secs()
+                    ));
+                    true
+                }
+                Err(e) => {
+                    self.violation(format!(
+                        "invariant 4 (no panic): invocation #{} ({}) panicked: {e}",
+                        r.id, r.delivery.label
+                    ));
+                    true
+                }
+            };
+            if failed {
+                let next = match r.delivery.lambda_try {
+                    0 => Some(60),
+                    1 => Some(120),
+                    _ => None,
+                };
+                let retry_at =
+                    next.map(|s| now + Duration::from_secs(s) + self.rng.millis(0, 5000));
+                // From the failure until Lambda's retry, nothing holds the action
+                // (an ECS event's invocation never held it: the chain does).
+                if let Some(k) = r.delivery.instance
+                    && !r.delivery.label.starts_with("ECS event")
+                {
+                    let until = retry_at.unwrap_or(now + Duration::from_secs(86_400));
+                    self.instances[k]
+                        .excuses
+                        .push((now, until, "failed invocation"));
+                }
+                match retry_at {
+                    Some(at) => {
+                        self.stats.retries += 1;
+                        let mut d = r.delivery.clone();
+                        d.lambda_try += 1;
+                        self.deliver_later(at, d);
+                    }
+                    None => {
+                        self.stats.dead_letters += 1;
+                        self.note(format!(
+                        "#{}: Lambda's retries are spent; the event goes to the dead-letter queue",
+                        r.id
+                    ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delivers the continuations the function published (SNS -> Lambda):
+    /// within a second or two; now and then late, or twice.
+    fn take_continuations(&mut self) {
+        let published = self.fleet.published_at();
+        for (at, topic, body) in published.into_iter().skip(self.published_seen) {
+            self.published_seen += 1;
+            if topic != CONTINUE_TOPIC {
+                continue;
+            }
+            let Ok(message) = serde_json::from_str::<Value>(&body) else {
+                self.violation(format!("a continuation that is not JSON: {body}"));
+                continue;
+            };
+            let instance_id = message["action"]["EC2InstanceId"].as_str().unwrap_or("");
+            let k = self.instances.iter().position(|i| i.id == instance_id);
+            let attempt = message["attempt"].as_u64().unwrap_or(0);
+            let event = sns_on(CONTINUE_TOPIC, &message);
+            let late = self.rng.chance(3);
+            let delay = if late {
+                self.rng.millis(5_000, 25_000)
+            } else {
+                self.rng.millis(50, 2_000)
+            };
+            if let Some(k) = k {
+                if late {
+                    self.instances[k]
+                        .excuses
+                        .push((at, at + delay, "late continuation"));
+                }
+            }
+            let label = format!("continuation {instance_id} attempt {attempt}");
+            let d = Delivery {
+                event,
+                instance: k,
+                lambda_try: 0,
+                label,
+            };
+            self.deliver_later(at + delay, d.clone());
+            if self.rng.chance(4) {
+                let again = at + self.rng.millis(1_000, 90_000);
+                let mut d = d;
+                d.label.push_str(" (duplicate)");
+                self.deliver_later(again, d);
+            }
+        }
+    }
+
+    /// Plays ECS: the scheduler stops service tasks some time after DRAINING,
+    /// daemon tasks once the replica tasks are gone, standalone tasks end on
+    /// their own; a task told to stop reaches STOPPED after its stop time. Each
+    /// change may send an `ECS Task State Change` event (at least once, in any order).
+    fn play_ecs(&mut self) {
+        let now = Instant::now();
+        for k in 0..self.instances.len() {
+            if self.instances[k].draining_since.is_none()
+                && self
+                    .fleet
+                    .container_instance(&self.instances[k].id)
+                    .is_some_and(|c| c.status == InstanceStatus::Draining)
+            {
+                self.instances[k].draining_since = Some(now);
+                let id = self.instances[k].id.clone();
+                self.note(format!("ECS: {id} is DRAINING"));
+            }
+        }
+        let fleet_tasks = self.fleet.tasks();
+        let desired: HashMap<&str, TaskStatus> = fleet_tasks
+            .iter()
+            .map(|t| (t.arn.as_str(), t.desired_status.clone()))
+            .collect();
+        let mut changes: Vec<(usize, TaskStatus, TaskStatus)> = Vec::new();
+        for (n, t) in self.tasks.iter().enumerate() {
+            if t.stopped {
+                continue;
+            }
+            let draining = self.instances[t.instance].draining_since;
+            let told = desired.get(t.arn.as_str()) == Some(&TaskStatus::Stopped);
+            if let Some(since) = t.stopping_since {
+                if now >= since + t.stop_time {
+                    changes.push((n, TaskStatus::Stopped, TaskStatus::Stopped));
+                }
+                continue;
+            }
+            let replicas_gone = self
+                .tasks
+                .iter()
+                .all(|o| o.instance != t.instance || o.role != Role::Service || o.stopped);
+            let stop = told
+                || match t.role {
+                    Role::Service => draining.is_some_and(|d| now >= d + t.sched_delay),
+                    Role::Daemon => draining.is_some() && replicas_gone,
+                    Role::Standalone => t.ends_at.is_some_and(|e| now >= e),
+                };
+            if stop {
+                changes.push((n, TaskStatus::Stopping, TaskStatus::Stopped));
+            }
+        }
+        for (n, last, want) in changes {
+            let arn = self.tasks[n].arn.clone();
+            self.fleet.set_task_status(&arn, last.clone(), want);
+            if last == TaskStatus::Stopped {
+                self.tasks[n].stopped = true;
+            } else {
+                self.tasks[n].stopping_since = Some(now);
+            }
+            let short = arn.rsplit('/').next().unwrap_or("").to_owned();
+            self.note(format!("ECS: task {short} {}", last.as_str()));
+            if self.ecs_events && last == TaskStatus::Stopped {
+                let k = self.tasks[n].instance;
+                let event = task_event(&self.instances[k].id, &arn, &last);
+                let d = Delivery {
+                    event,
+                    instance: Some(k),
+                    lambda_try: 0,
+                    label: format!("ECS event {short} {}", last.as_str()),
+                };
+                let at = now + self.rng.millis(500, 5_000);
+                self.deliver_later(at, d.clone());
+                if self.rng.chance(15) {
+                    let mut d = d;
+                    d.label.push_str(" (duplicate)");
+                    let again = now + self.rng.millis(5_000, 120_000);
+                    self.deliver_later(again, d);
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ invariants
+
+    /// Checks invariants 1-3 on what happened so far.
+    fn check(&mut self) {
+        for k in 0..self.instances.len() {
+            let Some(start) = self.instances[k].started else {
+                continue;
+            };
+            if self.instances[k].done {
+                continue;
+            }
+            let id = self.instances[k].id.clone();
+            let hbt = self.instances[k].heartbeat_timeout;
+            // Invariant 1: each gap between heartbeats (or the start) and the next
+            // heartbeat or the completion is shorter than HeartbeatTimeout.
+            let beats = self.fleet.heartbeats(&id);
+            for b in beats
+                .iter()
+                .skip(self.instances[k].heartbeats_seen)
+                .copied()
+                .collect::<Vec<_>>()
+            {
+                self.close_gap(k, b, "heartbeat");
+            }
+            self.instances[k].heartbeats_seen = beats.len();
+            let completions = self.fleet.completed_with(&id);
+            // Invariant 2: at most one accepted completion, with CONTINUE.
+            if completions.len() > 1 {
+                self.violation(format!(
+                    "invariant 2 (complete once): {id} has {} accepted completions",
+                    completions.len()
+                ));
+            }
+            if let Some((result, at, tasks)) = completions.first().cloned() {
+                if !self.instances[k].completion_checked {
+                    self.instances[k].completion_checked = true;
+                    self.note(format!("Auto Scaling: {id} completed {}", result.as_str()));
+                    if result != ActionResult::Continue {
+                        self.violation(format!(
+                            "invariant 2 (result): {id} completed with {}",
+                            result.as_str()
+                        ));
+                    }
+                    // Invariant 3: no CONTINUE before every waited-on task is STOPPED,
+                    // unless the drain's deadline was reached.
+                    let live: Vec<String> = tasks
+                        .iter()
+                        .filter(|t| !t.last_status.is_stopped())
+                        .filter(|t| {
+                            let role = self.role(&t.arn);
+                            role != Some(Role::Standalone)
+                                || self.standalone != StandalonePolicy::Ignore
+                        })
+                        .map(|t| {
+                            format!(
+                                "{} {}",
+                                t.arn.rsplit('/').next().unwrap_or(""),
+                                t.last_status.as_str()
+                            )
+                        })
+                        .collect();
+                    let safety = (self.poll * 2).max(Duration::from_secs(10));
+                    let i = &self.instances[k];
+                    let deadline = start + self.max_drain.min(i.global_timeout - safety);
+                    if !live.is_empty() {
+                        self.stats.at_deadline += 1;
+                    }
+                    if !live.is_empty() && at < deadline {
+                        self.violation(format!(
+                            "invariant 3 (drained first): {id} completed CONTINUE at {} with tasks not STOPPED {live:?}, before MAX_DRAIN_SECONDS ({})",
+                            self.at(at).trim(),
+                            self.at(deadline).trim()
+                        ));
+                    }
+                    self.close_gap(k, at, "completion");
+                    self.instances[k].done = true;
+                }
+                continue;
+            }
+            if let Some(at) = self.fleet.expired_at(&id) {
+                self.note(format!("Auto Scaling: {id} EXPIRED"));
+                let excused = self.close_gap(k, at, "expiry");
+                self.instances[k].expired_excused = excused;
+                self.instances[k].done = true;
+                continue;
+            }
+            let _ = hbt;
+        }
+    }
+
+    /// Closes the gap of instance `k` at `at`; returns whether a gap as long as
+    /// HeartbeatTimeout was excused by the world.
+    fn close_gap(&mut self, k: usize, at: Instant, by: &str) -> bool {
+        let i = &self.instances[k];
+        let Some(from) = i.last_mark else {
+            return false;
+        };
+        let gap = at.saturating_duration_since(from);
+        let hbt = i.heartbeat_timeout;
+        let fraction = gap.as_secs_f64() / hbt.as_secs_f64();
+        let excuse = self.excuse(k, from, at);
+        self.instances[k].last_mark = Some(at);
+        match excuse {
+            None => {
+                if fraction > self.longest_gap {
+                    self.longest_gap = fraction;
+                    self.longest_gap_at = format!(
+                        "{}: {:.1} s from {} to the {by} at {} (HeartbeatTimeout {} s)",
+                        self.instances[k].id,
+                        gap.as_secs_f64(),
+                        self.at(from).trim(),
+                        self.at(at).trim(),
+                        hbt.as_secs()
+                    );
+                }
+                if gap >= hbt {
+                    let id = self.instances[k].id.clone();
+                    self.violation(format!(
+                        "invariant 1 (no expiry): {id}: {:.1} s from {} to the {by} at {} without a heartbeat (HeartbeatTimeout {} s)",
+                        gap.as_secs_f64(),
+                        self.at(from).trim(),
+                        self.at(at).trim(),
+                        hbt.as_secs()
+                    ));
+                }
+                false
+            }
+            Some(why) => {
+                if gap >= hbt {
+                    self.stats.excused_gaps += 1;
+                    let id = self.instances[k].id.clone();
+                    self.note(format!(
+                        "{id}: a gap of {:.1} s up to the {by}, excused: {why}",
+                        gap.as_secs_f64()
+                    ));
+                }
+                gap >= hbt
+            }
+        }
+    }
+
+    /// Why nothing could keep instance `k`'s action alive between `from` and
+    /// `to`, if something in the world prevented it: Auto Scaling not taking
+    /// heartbeats for a third of HeartbeatTimeout or more, an invocation that
+    /// crashed or failed (Lambda retries a minute or more later), a late
+    /// continuation.
+    fn excuse(&self, k: usize, from: Instant, to: Instant) -> Option<String> {
+        let i = &self.instances[k];
+        let mut down = Duration::ZERO;
+        for f in &self.faults {
+            let hits = f.service == "autoscaling"
+                && f.operation
+                    .is_none_or(|o| o == "RecordLifecycleActionHeartbeat")
+                && !matches!(f.kind, FaultKind::LostAnswer(_));
+            if hits {
+                let a = f.from.max(from);
+                let b = f.until.min(to);
+                if b > a {
+                    down += b - a;
+                }
+            }
+        }
+        if down >= i.heartbeat_timeout / 3 {
+            return Some(format!(
+                "Auto Scaling did not take heartbeats for {} s",
+                down.as_secs()
+            ));
+        }
+        i.excuses
+            .iter()
+            .find(|(a, b, _)| *a < to && *b > from)
+            .map(|(_, _, why)| (*why).to_owned())
+    }
+
+    fn role(&self, arn: &str) -> Option<Role> {
+        self.tasks.iter().find(|t| t.arn == arn).map(|t| t.role)
+    }
+
+    /// Invariant 5: every action completed exactly once (or expired while the
+    /// world kept it from being held).
+    fn finish(&mut self) {
+        self.check();
+        for k in 0..self.instances.len() {
+            let i = &self.instances[k];
+            let id = i.id.clone();
+            if i.started.is_none() {
+                continue;
+            }
+            let completions = self.fleet.completions(&id).len();
+            self.stats.actions += 1;
+            self.stats.completed += u64::from(completions == 1);
+            self.stats.expired_excused += u64::from(completions == 0 && i.expired_excused);
+            match (completions, i.done, i.expired_excused) {
+                (1, _, _) => {}
+                (0, true, true) => {}
+                (0, true, false) => self.violation(format!(
+                    "invariant 5 (eventually completed): {id} expired; no invocation completed it"
+                )),
+                (0, false, _) => self.violation(format!(
+                    "invariant 5 (eventually completed): {id} still waits at the end of the run; its chain is lost"
+                )),
+                (n, _, _) => self.violation(format!(
+                    "invariant 5 (exactly once): {id} was completed {n} times"
+                )),
+            }
+        }
+    }
+}
+
+/// Epoch milliseconds of a virtual instant (the simulated wall clock follows
+/// tokio's from [`EPOCH0`] at the seed's start).
+fn epoch_at(t: Instant) -> u64 {
+    let now = Instant::now();
+    if t <= now {
+        epoch_ms() - (now - t).as_millis() as u64
+    } else {
+        epoch_ms() + (t - now).as_millis() as u64
+    }
+}
+
+fn sns(message: &Value) -> Value {
+    sns_on(HOOK_TOPIC, message)
+}
+
+/// `message` as SNS delivers it to a Lambda function from `topic`.
+fn sns_on(topic: &str, message: &Value) -> Value {
+    json!({"Records": [{
+        "EventSource": "aws:sns", "EventVersion": "1.0",
+        "EventSubscriptionArn": format!("{topic}:0b7c7a53-5a0f-4a2e-8f1e-1c1d2e3f4a5b"),
+        "Sns": {
+            "Type": "Notification", "MessageId": "a1b2c3d4-0000-4000-8000-000000000001",
+            "TopicArn": topic, "Subject": "s", "Message": message.to_string(),
+            "Timestamp": rfc3339(epoch_ms()), "SignatureVersion": "1", "Signature": "x",
+            "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/x.pem",
+            "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+            "MessageAttributes": {}
+        }
+    }]})
+}
+
+/// An `ECS Task State Change` event as EventBridge delivers it.
+fn task_event(instance_id: &str, task: &str, last: &TaskStatus) -> Value {
+    json!({
+        "version": "0", "id": "3317b2af-7005-947d-b652-f55e762e571a",
+        "detail-type": "ECS Task State Change", "source": "aws.ecs",
+        "account": "123456789012", "time": rfc3339(epoch_ms()), "region": "us-east-1",
+        "resources": [task],
+        "detail": {
+            "clusterArn": CLUSTER_ARN,
+            "containerInstanceArn": format!("arn:aws:ecs:us-east-1:123456789012:container-instance/c1/{instance_id}"),
+            "desiredStatus": "STOPPED", "lastStatus": last.as_str(),
+            "taskArn": task, "version": 3
+        }
+    })
+}
+
+fn run_seed(seed: u64) -> SeedReport {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async {
+            simulated::start(EPOCH0, seed);
+            Sim::new(seed).run().await
+        })
+    }));
+    simulated::stop();
+    report.unwrap_or_else(|p| SeedReport {
+        violations: vec![format!(
+            "the simulation itself panicked: {}",
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default()
+        )],
+        trace: Vec::new(),
+        longest_gap: 0.0,
+        longest_gap_at: String::new(),
+        invocations: 0,
+        virtual_secs: 0,
+        stats: Stats::default(),
+    })
+}
+
+fn seeds() -> std::ops::Range<u64> {
+    match std::env::var("SIM_SEEDS") {
+        Ok(s) => {
+            let (a, b) = s
+                .split_once("..")
+                .unwrap_or_else(|| panic!("SIM_SEEDS={s}: expected a..b"));
+            a.trim().parse().unwrap()..b.trim().parse().unwrap()
+        }
+        Err(_) => DEFAULT_SEEDS,
+    }
+}
+
+#[test]
+fn simulation() {
+    let started = std::time::Instant::now();
+    let seeds = seeds();
+    let (mut violations, mut failed, mut n) = (0usize, Vec::new(), 0u64);
+    let (mut longest, mut longest_seed, mut longest_at) = (0.0f64, 0, String::new());
+    let mut stats = Stats::default();
+    let (mut invocations, mut virtual_secs) = (0usize, 0u64);
+    for seed in seeds.clone() {
+        n += 1;
+        let r = run_seed(seed);
+        invocations += r.invocations;
+        virtual_secs += r.virtual_secs;
+        stats.add(&r.stats);
+        if r.longest_gap > longest {
+            longest = r.longest_gap;
+            longest_seed = seed;
+            longest_at = r.longest_gap_at.clone();
+        }
+        if std::env::var_os("SIM_TRACE").is_some() {
+            println!("seed {seed}:");
+            for line in &r.trace {
+                println!("    {line}");
+            }
+        }
+        if r.violations.is_empty() {
+            continue;
+        }
+        violations += r.violations.len();
+        failed.push(seed);
+        let mut out = String::new();
+        let _ = writeln!(out, "seed {seed}: {} violation(s)", r.violations.len());
+        for v in &r.violations {
+            let _ = writeln!(out, "  {v}");
+        }
+        let _ = writeln!(
+            out,
+            "  replay: SIM_SEEDS={seed}..{} cargo test --workspace --test simulation -- --nocapture",
+            seed + 1
+        );
+        let _ = writeln!(out, "  last events:");
+        for line in &r.trace {
+            let _ = writeln!(out, "    {line}");
+        }
+        println!("{out}");
+    }
+    println!(
+        "simulation: {n} seeds, {violations} violations ({invocations} invocations, {:.1} virtual hours, {:.1} s)",
+        virtual_secs as f64 / 3600.0,
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "longest heartbeat gap: {longest:.3} of HeartbeatTimeout (seed {longest_seed}, {longest_at})"
+    );
+    println!("played: {stats:?}");
+    assert!(failed.is_empty(), "seeds with violations: {failed:?}");
+}
