@@ -17,11 +17,11 @@
 use std::collections::HashMap;
 use std::process::{Command, Output};
 
-use aws_sdk_autoscaling::types::{
-    DesiredConfiguration, LaunchTemplateSpecification, RefreshPreferences, Tag,
-};
+use aws_sdk_autoscaling::types::{RefreshPreferences, Tag};
 use aws_sdk_ecs::types::ContainerInstanceStatus;
 use aws_smithy_types::date_time::Format;
+use ecs_lifecycle_suite::fleet_on;
+use ecs_lifecycle_suite::rollout::{desired, new_version, pin};
 use serde_json::{Value, json};
 use testkit::{Fleet, FleetSpec, Standin};
 
@@ -359,10 +359,7 @@ async fn status_reports_active_draining_orphan_and_waiting_instances() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profile_and_region_flags() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("cliprofile", 1))
-        .await
-        .unwrap();
+    let (_, fleet) = fleet_on(&s, &FleetSpec::new("cliprofile", 1)).await;
     let dir = std::env::temp_dir().join(format!("ecs-lifecycle-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("config");
@@ -481,43 +478,17 @@ fn missing_region_or_credentials_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_status_reports_the_refresh_its_target_and_refused_amis() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("clirollout", 2))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("clirollout", 2)).await;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let new_ami = fleet.new_ami(&sdk, "clirollout-next").await.unwrap();
     let (_, old_ami) = fleet.group_template(&sdk).await.unwrap();
-    let lt =
-        LaunchTemplateSpecification::builder().launch_template_name(fleet.launch_template_name());
-    fleet
-        .autoscaling
-        .update_auto_scaling_group()
-        .auto_scaling_group_name(&fleet.asg)
-        .launch_template(lt.clone().version("1").build())
-        .send()
-        .await
-        .unwrap();
-    ec2.create_launch_template_version()
-        .launch_template_name(fleet.launch_template_name())
-        .source_version("1")
-        .launch_template_data(
-            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
-                .image_id(&new_ami)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    pin(&fleet, "1").await;
+    new_version(&ec2, &fleet, &new_ami, None).await;
     fleet
         .autoscaling
         .start_instance_refresh()
         .auto_scaling_group_name(&fleet.asg)
-        .desired_configuration(
-            DesiredConfiguration::builder()
-                .launch_template(lt.version("2").build())
-                .build(),
-        )
+        .desired_configuration(desired(&fleet, "2"))
         .preferences(
             RefreshPreferences::builder()
                 .min_healthy_percentage(100)

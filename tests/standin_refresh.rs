@@ -10,10 +10,10 @@
 
 use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_autoscaling::types::{
-    DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus, LaunchTemplateSpecification,
-    RefreshPreferences, ScalingActivityStatusCode,
+    InstanceRefresh, InstanceRefreshStatus, RefreshPreferences, ScalingActivityStatusCode,
 };
-use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
+use aws_sdk_ec2::types::InstanceType;
+use ecs_lifecycle_suite::rollout::{desired, new_version, pin};
 use testkit::{Fleet, FleetSpec, Standin};
 
 const NEW_AMI: &str = "ami-0a1b2c3d4e5f60718";
@@ -21,22 +21,8 @@ const LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
 
 /// Version 2 of the fleet's launch template: version 1 with a new AMI.
 async fn new_ami_version(ec2: &aws_sdk_ec2::Client, fleet: &Fleet) {
-    let made = ec2
-        .create_launch_template_version()
-        .launch_template_name(fleet.launch_template_name())
-        .source_version("1")
-        .version_description("new AMI")
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id(NEW_AMI)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        made.launch_template_version()
-            .and_then(|v| v.version_number()),
+        new_version(ec2, fleet, NEW_AMI, Some("new AMI")).await,
         Some(2)
     );
 }
@@ -61,17 +47,6 @@ async fn version_data(
         data.instance_type().cloned(),
         v.version_description().map(str::to_owned),
     )
-}
-
-fn desired(fleet: &Fleet, version: &str) -> DesiredConfiguration {
-    DesiredConfiguration::builder()
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_name(fleet.launch_template_name())
-                .version(version)
-                .build(),
-        )
-        .build()
 }
 
 async fn latest(fleet: &Fleet) -> InstanceRefresh {
@@ -286,19 +261,7 @@ async fn a_failed_refresh_rolls_back_and_an_abandoned_launch_is_cancelled() {
         Some("ValidationError")
     );
     // ... so it is pinned to version 1 first
-    fleet
-        .autoscaling
-        .update_auto_scaling_group()
-        .auto_scaling_group_name(&fleet.asg)
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_name(fleet.launch_template_name())
-                .version("1")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    pin(&fleet, "1").await;
     fleet
         .autoscaling
         .start_instance_refresh()
