@@ -21,7 +21,7 @@ use aws_sdk_autoscaling::types::{RefreshPreferences, Tag};
 use aws_sdk_ecs::types::ContainerInstanceStatus;
 use aws_smithy_types::date_time::Format;
 use ecs_lifecycle_suite::fleet_on;
-use ecs_lifecycle_suite::rollout::{desired, new_version, pin};
+use ecs_lifecycle_suite::rollout::{new_version, pin, scaling_activities, start_refresh};
 use serde_json::{Value, json};
 use testkit::{Fleet, FleetSpec, Standin};
 
@@ -119,14 +119,8 @@ async fn status_reports_active_draining_orphan_and_waiting_instances() {
     s.start_lifecycle_action(&fleet.asg, &fleet.launch_hook, &ids[4], LAUNCHING)
         .unwrap();
     // What AWS itself says, to compare the report with.
-    let activity_start = fleet
-        .autoscaling
-        .describe_scaling_activities()
-        .auto_scaling_group_name(&fleet.asg)
-        .send()
+    let activity_start = scaling_activities(&fleet)
         .await
-        .unwrap()
-        .activities()
         .iter()
         .find(|a| a.description().is_some_and(|d| d.ends_with(&ids[2])))
         .and_then(|a| a.start_time())
@@ -315,29 +309,18 @@ async fn status_reports_active_draining_orphan_and_waiting_instances() {
     }
 
     // --group names the groups; an unknown one, or an unknown cluster, is a usage error.
-    let out = run_against(
-        &s,
-        &[
-            "status",
-            "--cluster",
-            &fleet.cluster,
-            "--group",
-            &fleet.asg,
-            "--json",
-        ],
-    );
+    let status_of_group = |group: &str, more: &[&str]| {
+        let args = [
+            &["status", "--cluster", &fleet.cluster, "--group", group],
+            more,
+        ]
+        .concat();
+        run_against(&s, &args)
+    };
+    let out = status_of_group(&fleet.asg, &["--json"]);
     assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
     assert_eq!(json_of(&out)["orphans"][0]["ec2_instance_id"], ids[3]);
-    let out = run_against(
-        &s,
-        &[
-            "status",
-            "--cluster",
-            &fleet.cluster,
-            "--group",
-            "no-such-group",
-        ],
-    );
+    let out = status_of_group("no-such-group", &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("no Auto Scaling group named no-such-group in us-east-1"),
@@ -484,20 +467,11 @@ async fn rollout_status_reports_the_refresh_its_target_and_refused_amis() {
     let (_, old_ami) = fleet.group_template(&sdk).await.unwrap();
     pin(&fleet, "1").await;
     new_version(&ec2, &fleet, &new_ami, None).await;
-    fleet
-        .autoscaling
-        .start_instance_refresh()
-        .auto_scaling_group_name(&fleet.asg)
-        .desired_configuration(desired(&fleet, "2"))
-        .preferences(
-            RefreshPreferences::builder()
-                .min_healthy_percentage(100)
-                .max_healthy_percentage(150)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let prefs = RefreshPreferences::builder()
+        .min_healthy_percentage(100)
+        .max_healthy_percentage(150)
+        .build();
+    start_refresh(&fleet, Some("2"), Some(prefs)).await.unwrap();
     s.refresh_step(&fleet.asg).unwrap();
     fleet.refresh_batch(&s).await.unwrap();
     let refused = "ami-0123456789abcdef0 2026-11-20T12:00:00Z";

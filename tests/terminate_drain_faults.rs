@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 use ecs_lifecycle::hook::runtime::HookWorkflow;
 use ecs_lifecycle_suite::drain::{
     HEARTBEAT_TIMEOUT_S, assert_completed_once, chained_drainer, drain_token, ecs_calls,
-    fleet_spec, heartbeats_ms, invoke, largest_gap, last_stop, max_heartbeat_gap, num, play_lambda,
-    scale_in, start_binary, start_terminating, tail,
+    fleet_spec, handed_off_once, heartbeats_ms, invoke, largest_gap, last_stop, max_heartbeat_gap,
+    num, play_lambda, scale_in, start_binary, start_terminating, tail,
 };
 use ecs_lifecycle_suite::{action_of, fleet_on, next_continuation};
 use serde_json::{Value, json};
@@ -320,9 +320,7 @@ async fn a_heartbeat_due_at_the_last_poll_never_runs_past_the_deadline() {
     s.enforce_heartbeats(true).unwrap();
     let d = chained_drainer(&sdk, &fleet, &[]);
     // A first short invocation sets DRAINING and hands off (no scheduler: stuck).
-    let event = scale_in(&s, &fleet, 0).await;
-    assert_eq!(invoke(&d, &event, 2500).await["outcome"], "handed_off");
-    let (_, mut continuation) = next_continuation(&fleet).await;
+    let (_, mut continuation) = handed_off_once(&s, &fleet, &d, 2500).await;
 
     // The next invocation (5 s: hand-off point at 3.5 s) is told the last heartbeat
     // went out 7 s before it started, so the next one (every 10 s) falls due at
@@ -405,9 +403,7 @@ async fn a_duplicated_continuation_ends_the_older_chain_within_a_poll() {
     let d = chained_drainer(&sdk, &fleet, &[("POLL_INTERVAL_SECONDS", "2")]);
     // Mid-drain: the first invocation hands off; its continuation is delivered
     // twice (SNS and Lambda are at-least-once), the second copy 3 s after the first.
-    let event = scale_in(&s, &fleet, 0).await;
-    assert_eq!(invoke(&d, &event, 4000).await["outcome"], "handed_off");
-    let (continuation, _) = next_continuation(&fleet).await;
+    let (continuation, _) = handed_off_once(&s, &fleet, &d, 4000).await;
 
     let first = async {
         let outcome = invoke(&d, &continuation, 60_000).await;
@@ -460,9 +456,7 @@ async fn a_continuation_from_a_clock_an_hour_ahead_drains_and_heartbeats() {
     fleet.service("api", false, &[2, 0]).await.unwrap();
     s.enforce_heartbeats(true).unwrap();
     let d = chained_drainer(&sdk, &fleet, &[]);
-    let event = scale_in(&s, &fleet, 0).await;
-    assert_eq!(invoke(&d, &event, 2500).await["outcome"], "handed_off");
-    let (_, mut continuation) = next_continuation(&fleet).await;
+    let (_, mut continuation) = handed_off_once(&s, &fleet, &d, 2500).await;
     // The sandbox that wrote it had a clock an hour ahead of ours.
     let ahead = now_ms() + 3_600_000;
     continuation["started_at_ms"] = json!(ahead);

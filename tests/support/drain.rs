@@ -1,5 +1,6 @@
 //! terminate-drain's helpers, for `tests/terminate_drain*.rs`:
 //! - Given: [`scale_in`] (a terminate action and the hook's notification),
+//!   [`handed_off_once`] (a stuck drain past its first hand-off),
 //!   [`start_terminating`] (the action only, for the binary the stand-in
 //!   notifies), [`fleet_spec`] (AWS's minimum HeartbeatTimeout);
 //! - When: the workflow in process ([`drainer`], [`fleet_drainer`],
@@ -116,6 +117,23 @@ pub async fn invoke(d: &TestDrainer, event: &Value, invocation_ms: u64) -> Value
         ended - deadline
     );
     single_outcome(&result)
+}
+
+/// Given a drain of instance 0 that has set DRAINING and handed off once (an
+/// invocation of `invocation_ms`, nothing moving the tasks): the next
+/// invocation's event and the continuation it carries.
+pub async fn handed_off_once(
+    s: &Standin,
+    fleet: &Fleet,
+    d: &TestDrainer,
+    invocation_ms: u64,
+) -> (Value, Value) {
+    let event = scale_in(s, fleet, 0).await;
+    assert_eq!(
+        invoke(d, &event, invocation_ms).await["outcome"],
+        "handed_off"
+    );
+    next_continuation(fleet).await
 }
 
 /// What [`play_lambda`] saw.

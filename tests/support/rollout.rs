@@ -2,18 +2,21 @@
 //! that `tests/standin_refresh.rs` and `tests/cli.rs` drive by hand):
 //! - Given: [`setup`] (a fleet on its AMI and a new AMI), [`publish`] (the
 //!   parameter names an AMI), [`started`] (a rollout started and played
-//!   some batches), [`pin`], [`new_version`], [`desired`] (a refresh set up
-//!   by hand), [`cancel_refresh`] (an operator cancels);
+//!   some batches), [`pin`], [`new_version`], [`desired`], [`start_refresh`]
+//!   (a refresh set up by hand), [`cancel_refresh`] (an operator cancels);
 //! - When: the workflow in process ([`roller`], [`roller_with`]), one
 //!   invocation ([`invoke`], [`start`], [`watch`]); Auto Scaling's refresh
 //!   played a batch at a time with the hooks' part ([`step`],
-//!   [`step_until_over`]);
-//! - Then: the group's report ([`group_report`], [`next_step`]), what was made
-//!   ([`versions_made`], [`refreshes`]), what was not ([`MUTATING`],
-//!   [`assert_not_refused`]).
+//!   [`step_until_over`], [`refresh_succeeds`], [`cancelled_then_restoring`]);
+//! - Then: the group's report ([`group_report`], [`next_of`], [`next_step`],
+//!   [`watch_succeeded`]), what was made ([`versions_made`], [`refreshes`],
+//!   [`scaling_activities`]), what was not ([`MUTATING`], [`assert_not_refused`]).
 
+use aws_sdk_autoscaling::error::SdkError;
+use aws_sdk_autoscaling::operation::start_instance_refresh::StartInstanceRefreshError;
 use aws_sdk_autoscaling::types::{
-    DesiredConfiguration, InstanceRefresh, LaunchTemplateSpecification,
+    Activity, DesiredConfiguration, InstanceRefresh, LaunchTemplateSpecification,
+    RefreshPreferences,
 };
 use ecs_lifecycle::config::RolloutConfig;
 use ecs_lifecycle::rollout::{REFUSED_AMI_TAG, Roller};
@@ -282,4 +285,35 @@ pub async fn cancelled_then_restoring(s: &Standin, fleet: &Fleet, r: &TestRoller
     let out = watch(r).await;
     assert_eq!(next_of(&out)["phase"], "restoring", "{out}");
     out
+}
+
+/// StartInstanceRefresh on `fleet`'s group, towards `version` of its launch
+/// template (none: the group's own) with `preferences`: the refresh's id.
+pub async fn start_refresh(
+    fleet: &Fleet,
+    version: Option<&str>,
+    preferences: Option<RefreshPreferences>,
+) -> Result<String, SdkError<StartInstanceRefreshError>> {
+    fleet
+        .autoscaling
+        .start_instance_refresh()
+        .auto_scaling_group_name(&fleet.asg)
+        .set_desired_configuration(version.map(|v| desired(fleet, v)))
+        .set_preferences(preferences)
+        .send()
+        .await
+        .map(|out| out.instance_refresh_id().unwrap_or_default().to_owned())
+}
+
+/// The group's scaling activities, newest first (one page).
+pub async fn scaling_activities(fleet: &Fleet) -> Vec<Activity> {
+    fleet
+        .autoscaling
+        .describe_scaling_activities()
+        .auto_scaling_group_name(&fleet.asg)
+        .send()
+        .await
+        .unwrap()
+        .activities()
+        .to_vec()
 }
