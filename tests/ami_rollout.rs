@@ -11,6 +11,9 @@
 //! the cluster and deregisters each terminated one; for the orphan case it
 //! completes the launch action with ABANDON, as launch-verify does.
 
+//!
+//! Given / When / Then helpers: `tests/support/rollout.rs` (the next test of this
+//! workflow takes them from there, and adds what it needs there).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
 
 use ecs_lifecycle::report::Reporter;

@@ -5,6 +5,9 @@
 //! Run Command reports (moto's GetCommandInvocation is always Success with empty
 //! output: the tests script each run's status, exit code and output).
 
+//!
+//! Given / When / Then helpers: `tests/support/launch.rs` (the next test of this
+//! workflow takes them from there, and adds what it needs there).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
 
 use std::time::Duration;

@@ -6,11 +6,15 @@
 //! DescribeInstanceRefreshes (status, progress, desired configuration, rollback
 //! details), DescribeScalingActivities, and the refresh errors' codes.
 
+//!
+//! Given / When / Then helpers: `tests/support/rollout.rs` (the next test of this
+//! workflow takes them from there, and adds what it needs there).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
 
 use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_autoscaling::types::{
-    InstanceRefresh, InstanceRefreshStatus, RefreshPreferences, ScalingActivityStatusCode,
+    AutoScalingGroup, InstanceRefresh, InstanceRefreshStatus, RefreshPreferences,
+    ScalingActivityStatusCode,
 };
 use aws_sdk_ec2::types::InstanceType;
 use ecs_lifecycle_suite::fleet_on;
@@ -69,17 +73,23 @@ fn status_of(refresh: &InstanceRefresh) -> InstanceRefreshStatus {
     refresh.status().cloned().expect("a status")
 }
 
-/// The group's launch template version and, per instance, the version it was
-/// launched from and its AMI (from EC2).
-async fn group_state(ec2: &aws_sdk_ec2::Client, fleet: &Fleet) -> (String, Vec<(String, String)>) {
-    let g = fleet
+/// The group, as DescribeAutoScalingGroups describes it.
+async fn group(fleet: &Fleet) -> AutoScalingGroup {
+    fleet
         .autoscaling
         .describe_auto_scaling_groups()
         .auto_scaling_group_names(&fleet.asg)
         .send()
         .await
-        .unwrap();
-    let group = &g.auto_scaling_groups()[0];
+        .unwrap()
+        .auto_scaling_groups()[0]
+        .clone()
+}
+
+/// The group's launch template version and, per instance, the version it was
+/// launched from and its AMI (from EC2).
+async fn group_state(ec2: &aws_sdk_ec2::Client, fleet: &Fleet) -> (String, Vec<(String, String)>) {
+    let group = group(fleet).await;
     let version = group
         .launch_template()
         .and_then(|t| t.version())
@@ -278,14 +288,7 @@ async fn a_failed_refresh_rolls_back_and_an_abandoned_launch_is_cancelled() {
     );
 
     // When a launch action is completed with ABANDON
-    let group = fleet
-        .autoscaling
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&fleet.asg)
-        .send()
-        .await
-        .unwrap();
-    let instance = group.auto_scaling_groups()[0].instances()[0]
+    let instance = group(&fleet).await.instances()[0]
         .instance_id()
         .unwrap()
         .to_owned();

@@ -8,6 +8,9 @@
 //!   stand-in's `ecs/step` replaces service tasks elsewhere and walks stopping tasks
 //!   through DEACTIVATING -> STOPPING -> DEPROVISIONING -> STOPPED, one state per step.
 
+//!
+//! Given / When / Then helpers: `tests/support/drain.rs` (the next test of this
+//! workflow takes them from there, and adds what it needs there).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
 
 use std::time::Duration;

@@ -5,6 +5,9 @@
 //! Publish), and the function's continuations travel the same way. ECS's
 //! scheduler is played by the stand-in (see tests/terminate_drain.rs).
 
+//!
+//! Given / When / Then helpers: `tests/support/drain.rs` (the next test of this
+//! workflow takes them from there, and adds what it needs there).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
 
 use std::time::Duration;

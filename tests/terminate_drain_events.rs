@@ -4,6 +4,9 @@
 //! EventBridge, delivering the `ECS Task State Change` ECS would publish when the
 //! last task reaches STOPPED, to a second invocation of the function.
 
+//!
+//! Given / When / Then helpers: `tests/support/drain.rs` (the next test of this
+//! workflow takes them from there, and adds what it needs there).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
 
 use std::time::{Duration, Instant};

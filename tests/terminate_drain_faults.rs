@@ -23,6 +23,9 @@
 //! ~95 s) are named to sort first, because libtest starts tests in name order: they
 //! then run beside the short ones instead of after them.
 
+//!
+//! Given / When / Then helpers: `tests/support/drain.rs` (the next test of this
+//! workflow takes them from there, and adds what it needs there).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
 
 use std::time::{Duration, Instant};
