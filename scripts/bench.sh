@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmarks (not tests; CI does not run them). See docs/benchmarks.md and
-# crates/testkit/src/bin/bench/.
+# crates/devtools/src/bench/.
 #
 #   scripts/bench.sh            terminate-drain against the AWS stand-in: cold start,
 #                               peak memory, AWS calls per poll, lag to completion
@@ -27,5 +27,5 @@ else
   scripts/setup-venv.sh
   cargo build --release --locked -p terminate-drain
 fi
-cargo build --release --locked -p testkit --bin ecs-lifecycle-bench
+cargo build --release --locked -p devtools --bin ecs-lifecycle-bench
 exec "$target/release/ecs-lifecycle-bench" "$@"

@@ -11,131 +11,23 @@
 //! the cluster and deregisters each terminated one; for the orphan case it
 //! completes the launch action with ABANDON, as launch-verify does.
 
+//!
+//! Given / When / Then helpers: `tests/support/rollout.rs` (the next test of this
+//! workflow takes them from there, and adds what it needs there).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
 
-use std::collections::HashMap;
-
-use ecs_lifecycle::config::{Env, RolloutConfig};
 use ecs_lifecycle::report::Reporter;
-use ecs_lifecycle::rollout::{BASELINE_TAG, REFUSED_AMI_TAG, REPORTED_TAG, Roller, UNSTEADY_TAG};
-use serde_json::{Value, json};
-use testkit::{
-    ACTIVE_REFRESH, Fleet, FleetSpec, NotificationQueue, Standin, metric_sum, notification,
-    notified_events, now_ms, parameter_change_event, put_parameter,
+use ecs_lifecycle::rollout::{BASELINE_TAG, REFUSED_AMI_TAG, REPORTED_TAG, UNSTEADY_TAG};
+use ecs_lifecycle_suite::rollout::{
+    MUTATING, PARAM, assert_not_refused, cancelled_then_restoring, group_report, invoke, next_of,
+    next_step, publish, refresh_succeeds, refreshes, roller, roller_with, setup, start, started,
+    step, step_until_over, versions_made, watch, watch_succeeded,
 };
-
-const PARAM: &str = "/ecs-lifecycle-test/ecs-ami";
-
-type TestRoller = Roller<
-    aws_sdk_autoscaling::Client,
-    aws_sdk_ec2::Client,
-    aws_sdk_ecs::Client,
-    aws_sdk_ssm::Client,
-    aws_sdk_sns::Client,
->;
-
-fn roller(sdk: &aws_config::SdkConfig, fleet: &Fleet) -> TestRoller {
-    roller_with(sdk, fleet, &[])
-}
-
-/// [`roller`] with these variables on top.
-fn roller_with(sdk: &aws_config::SdkConfig, fleet: &Fleet, extra: &[(&str, &str)]) -> TestRoller {
-    let map: HashMap<String, String> = [
-        ("AMI_PARAMETER_NAME", PARAM),
-        ("AUTO_SCALING_GROUP_NAMES", fleet.asg.as_str()),
-        ("CLUSTER_NAME", fleet.cluster.as_str()),
-        ("POLL_INTERVAL_SECONDS", "1"),
-        ("STABILITY_TIMEOUT_SECONDS", "600"),
-    ]
-    .iter()
-    .chain(extra)
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let config = RolloutConfig::from_env(&Env::new(move |k| map.get(k).cloned()))
-        .expect("valid test configuration");
-    Roller::new(
-        aws_sdk_autoscaling::Client::new(sdk),
-        aws_sdk_ec2::Client::new(sdk),
-        aws_sdk_ecs::Client::new(sdk),
-        aws_sdk_ssm::Client::new(sdk),
-        config,
-    )
-    .with_publisher(aws_sdk_sns::Client::new(sdk))
-}
-
-/// One invocation with a deadline close enough that it looks, acts, looks
-/// again after a change, and returns instead of sleeping.
-async fn invoke(r: &TestRoller, event: Value) -> Value {
-    r.handle(&event, now_ms() + 2_000).await.unwrap()
-}
-
-fn group_report(result: &Value) -> Value {
-    let groups = result["groups"].as_array().cloned().unwrap_or_default();
-    assert_eq!(groups.len(), 1, "{result}");
-    groups[0].clone()
-}
-
-fn next_step(result: &Value) -> String {
-    group_report(result)["next"]["step"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-async fn versions_made(sdk: &aws_config::SdkConfig, fleet: &Fleet) -> usize {
-    aws_sdk_ec2::Client::new(sdk)
-        .describe_launch_template_versions()
-        .launch_template_name(fleet.launch_template_name())
-        .send()
-        .await
-        .unwrap()
-        .launch_template_versions()
-        .iter()
-        .filter(|v| {
-            v.version_description()
-                .is_some_and(|d| d.starts_with("ecs-lifecycle ami-rollout:"))
-        })
-        .count()
-}
-
-async fn refreshes(fleet: &Fleet) -> Vec<aws_sdk_autoscaling::types::InstanceRefresh> {
-    fleet.refreshes().await.unwrap()
-}
-
-/// Plays one batch of the refresh (the stand-in's) with the hooks' part (new
-/// instances join the cluster, terminated ones leave it); returns the status.
-async fn step(s: &Standin, fleet: &Fleet) -> String {
-    let out = fleet.refresh_batch(s).await.unwrap();
-    out["status"].as_str().unwrap_or_default().to_owned()
-}
-
-async fn step_until_over(s: &Standin, fleet: &Fleet) -> String {
-    for _ in 0..20 {
-        let status = step(s, fleet).await;
-        if !ACTIVE_REFRESH.contains(&status.as_str()) {
-            return status;
-        }
-    }
-    panic!("the refresh did not end in 20 steps");
-}
-
-async fn setup(
-    s: &Standin,
-    name: &str,
-    size: i32,
-) -> (aws_config::SdkConfig, Fleet, String, String) {
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new(name, size))
-        .await
-        .unwrap();
-    let (_, old) = fleet.group_template(&sdk).await.unwrap();
-    let new = fleet
-        .new_ami(&sdk, &format!("{name}-al2023-ecs-next"))
-        .await
-        .unwrap();
-    assert_ne!(old, new);
-    (sdk, fleet, old, new)
-}
+use serde_json::json;
+use testkit::{
+    NotificationQueue, Standin, metric_sum, notification, notified_events, now_ms,
+    parameter_change_event, put_parameter,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_ami_replaces_every_instance_and_the_group_keeps_it() {
@@ -203,10 +95,8 @@ async fn a_new_ami_replaces_every_instance_and_the_group_keeps_it() {
     assert_eq!(g["instances_on_target"], 1, "{out}");
     assert_eq!(g["instances"], 3, "{out}");
 
-    assert_eq!(step_until_over(&s, &fleet).await, "Successful");
-    let out = invoke(&r, json!({"action": "watch"})).await;
+    let out = refresh_succeeds(&s, &fleet, &r).await;
     assert_eq!(out["outcome"], "settled", "{out}");
-    assert_eq!(group_report(&out)["next"]["outcome"], "succeeded", "{out}");
     assert_eq!(
         fleet.instance_amis(&sdk).await.unwrap(),
         vec![new.clone(); 3]
@@ -215,7 +105,7 @@ async fn a_new_ami_replaces_every_instance_and_the_group_keeps_it() {
     assert_eq!((version.as_str(), ami.as_str()), ("2", new.as_str()));
 
     // The same parameter event again: nothing to do.
-    let out = invoke(&r, json!({"action": "start"})).await;
+    let out = start(&r).await;
     assert_eq!(next_step(&out), "up_to_date", "{out}");
     assert_eq!(refreshes(&fleet).await.len(), 1);
 }
@@ -225,9 +115,9 @@ async fn nothing_to_do_when_the_instances_already_run_the_ami() {
     let s = Standin::start().unwrap();
     let (sdk, fleet, old, _) = setup(&s, "current", 2).await;
     let r = roller(&sdk, &fleet);
-    put_parameter(&sdk, PARAM, &old).await.unwrap();
+    publish(&sdk, &old).await;
     s.reset_calls().unwrap();
-    let out = invoke(&r, json!({"action": "start"})).await;
+    let out = start(&r).await;
     assert_eq!(out["outcome"], "settled", "{out}");
     assert_eq!(next_step(&out), "up_to_date", "{out}");
     let calls = s.calls().unwrap();
@@ -246,7 +136,7 @@ async fn a_crash_between_the_version_and_the_refresh_is_resumed_once() {
     let s = Standin::start().unwrap();
     let (sdk, fleet, _, new) = setup(&s, "crash", 2).await;
     let r = roller(&sdk, &fleet);
-    put_parameter(&sdk, PARAM, &new).await.unwrap();
+    publish(&sdk, &new).await;
     // The invocation dies when it tries to start the refresh (an error the SDK
     // does not retry).
     s.inject_fault("autoscaling:StartInstanceRefresh", "AccessDenied", 1)
@@ -261,9 +151,9 @@ async fn a_crash_between_the_version_and_the_refresh_is_resumed_once() {
 
     // The schedule's next watch finds the version and starts the refresh with
     // it; a start after that changes nothing.
-    let out = invoke(&r, json!({"action": "watch"})).await;
+    let out = watch(&r).await;
     assert_eq!(next_step(&out), "wait", "{out}");
-    let out = invoke(&r, json!({"action": "start"})).await;
+    let out = start(&r).await;
     assert_eq!(next_step(&out), "wait", "{out}");
     assert_eq!(versions_made(&sdk, &fleet).await, 1);
     assert_eq!(refreshes(&fleet).await.len(), 1);
@@ -274,18 +164,15 @@ async fn a_failed_refresh_is_rolled_back_and_not_retried_without_force() {
     let s = Standin::start().unwrap();
     let (sdk, fleet, old, new) = setup(&s, "fails", 3).await;
     let r = roller(&sdk, &fleet);
-    put_parameter(&sdk, PARAM, &new).await.unwrap();
-    invoke(&r, json!({"action": "start"})).await;
-    step(&s, &fleet).await; // Pending -> InProgress
-    step(&s, &fleet).await; // one replaced
+    started(&s, &sdk, &fleet, &r, &new, 2).await; // Pending -> InProgress, then one replaced
     s.refresh_fail(&fleet.asg, "Instance i-x failed health checks")
         .unwrap();
-    let out = invoke(&r, json!({"action": "watch"})).await;
-    assert_eq!(group_report(&out)["next"]["phase"], "rolling_back", "{out}");
+    let out = watch(&r).await;
+    assert_eq!(next_of(&out)["phase"], "rolling_back", "{out}");
     assert_eq!(step_until_over(&s, &fleet).await, "RollbackSuccessful");
-    let out = invoke(&r, json!({"action": "watch"})).await;
+    let out = watch(&r).await;
     assert_eq!(
-        group_report(&out)["next"]["outcome"]["rolled_back"]["reason"],
+        next_of(&out)["outcome"]["rolled_back"]["reason"],
         "Instance i-x failed health checks",
         "{out}"
     );
@@ -295,7 +182,7 @@ async fn a_failed_refresh_is_rolled_back_and_not_retried_without_force() {
     );
 
     // The same AMI is not tried again by itself ...
-    let out = invoke(&r, json!({"action": "start"})).await;
+    let out = start(&r).await;
     assert_eq!(next_step(&out), "blocked", "{out}");
     assert_eq!(refreshes(&fleet).await.len(), 1);
     // ... only when forced.
@@ -309,16 +196,14 @@ async fn an_orphaned_new_instance_rolls_the_refresh_back() {
     let s = Standin::start().unwrap();
     let (sdk, fleet, old, new) = setup(&s, "orphan", 2).await;
     let r = roller(&sdk, &fleet);
-    put_parameter(&sdk, PARAM, &new).await.unwrap();
-    invoke(&r, json!({"action": "start"})).await;
-    step(&s, &fleet).await;
+    started(&s, &sdk, &fleet, &r, &new, 1).await;
     // Auto Scaling launches a new instance; it never joins the cluster, and
     // launch-verify (TERMINATE_ORPHANS=true) abandons its launch action.
     let out = s.refresh_step(&fleet.asg).unwrap();
     let launched = out["launched"][0].as_str().unwrap().to_owned();
     fleet.refuse_launch(&s, &launched).await.unwrap();
 
-    let out = invoke(&r, json!({"action": "watch"})).await;
+    let out = watch(&r).await;
     let actions = out["actions"].as_array().cloned().unwrap_or_default();
     assert_eq!(actions.len(), 1, "{out}");
     assert_eq!(actions[0]["step"]["step"], "rollback", "{out}");
@@ -326,7 +211,7 @@ async fn an_orphaned_new_instance_rolls_the_refresh_back() {
     assert!(reason.contains("refused at launch"), "{out}");
     assert!(reason.contains(&launched), "{out}");
     assert!(reason.contains("ABANDON"), "{out}");
-    assert_eq!(group_report(&out)["next"]["phase"], "rolling_back", "{out}");
+    assert_eq!(next_of(&out)["phase"], "rolling_back", "{out}");
     assert_eq!(
         refreshes(&fleet).await[0]
             .status()
@@ -349,9 +234,7 @@ async fn a_second_trigger_during_a_rollout_starts_nothing_else() {
     let s = Standin::start().unwrap();
     let (sdk, fleet, _, new) = setup(&s, "twice", 2).await;
     let r = roller(&sdk, &fleet);
-    put_parameter(&sdk, PARAM, &new).await.unwrap();
-    invoke(&r, json!({"action": "start"})).await;
-    step(&s, &fleet).await;
+    started(&s, &sdk, &fleet, &r, &new, 1).await;
     // Concurrent deliveries of the same trigger, and a manual start.
     let event = parameter_change_event(PARAM);
     let (a, b) = tokio::join!(invoke(&r, event.clone()), invoke(&r, event));
@@ -359,7 +242,7 @@ async fn a_second_trigger_during_a_rollout_starts_nothing_else() {
         (next_step(&a), next_step(&b)),
         ("wait".into(), "wait".into())
     );
-    invoke(&r, json!({"action": "start"})).await;
+    start(&r).await;
     assert_eq!(refreshes(&fleet).await.len(), 1);
     assert_eq!(versions_made(&sdk, &fleet).await, 1);
     assert_eq!(step_until_over(&s, &fleet).await, "Successful");
@@ -370,21 +253,9 @@ async fn a_cancelled_refresh_is_restored_to_the_previous_version() {
     let s = Standin::start().unwrap();
     let (sdk, fleet, old, new) = setup(&s, "cancel", 3).await;
     let r = roller(&sdk, &fleet);
-    put_parameter(&sdk, PARAM, &new).await.unwrap();
-    invoke(&r, json!({"action": "start"})).await;
-    step(&s, &fleet).await;
-    step(&s, &fleet).await;
+    started(&s, &sdk, &fleet, &r, &new, 2).await;
     // An operator cancels it in the console: one instance is on the new AMI.
-    fleet
-        .autoscaling
-        .cancel_instance_refresh()
-        .auto_scaling_group_name(&fleet.asg)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(step_until_over(&s, &fleet).await, "Cancelled");
-    let out = invoke(&r, json!({"action": "watch"})).await;
-    assert_eq!(group_report(&out)["next"]["phase"], "restoring", "{out}");
+    cancelled_then_restoring(&s, &fleet, &r).await;
     // The restore goes back to the version the rollout started from, and Auto
     // Scaling is not to roll it back (that would bring the new AMI back).
     let restore = &refreshes(&fleet).await[0];
@@ -397,50 +268,21 @@ async fn a_cancelled_refresh_is_restored_to_the_previous_version() {
     );
     assert_eq!(restore.preferences().unwrap().auto_rollback(), Some(false));
     assert_eq!(step_until_over(&s, &fleet).await, "Successful");
-    let out = invoke(&r, json!({"action": "watch"})).await;
-    assert!(
-        group_report(&out)["next"]["outcome"]["rolled_back"].is_object(),
-        "{out}"
-    );
+    let out = watch(&r).await;
+    assert!(next_of(&out)["outcome"]["rolled_back"].is_object(), "{out}");
     assert_eq!(fleet.instance_amis(&sdk).await.unwrap(), vec![old; 3]);
 }
 
 // ------------------------------------------------------------------ issue 12
-
-/// The mutating calls ami-rollout can make; a refused AMI makes none.
-const MUTATING: [&str; 6] = [
-    "ec2:CreateLaunchTemplateVersion",
-    "autoscaling:UpdateAutoScalingGroup",
-    "autoscaling:StartInstanceRefresh",
-    "autoscaling:RollbackInstanceRefresh",
-    "autoscaling:CreateOrUpdateTags",
-    "autoscaling:DeleteTags",
-];
-
-async fn cancel_refresh(fleet: &Fleet) {
-    fleet
-        .autoscaling
-        .cancel_instance_refresh()
-        .auto_scaling_group_name(&fleet.asg)
-        .send()
-        .await
-        .unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_that_fails_is_restore_failed_never_rolled_back_and_not_restarted() {
     let s = Standin::start().unwrap();
     let (sdk, fleet, _, new) = setup(&s, "restorefail", 3).await;
     let r = roller(&sdk, &fleet);
-    put_parameter(&sdk, PARAM, &new).await.unwrap();
-    invoke(&r, json!({"action": "start"})).await;
-    step(&s, &fleet).await;
-    step(&s, &fleet).await;
+    started(&s, &sdk, &fleet, &r, &new, 2).await;
     // Cancelled with one instance on the new AMI: the watch restores.
-    cancel_refresh(&fleet).await;
-    assert_eq!(step_until_over(&s, &fleet).await, "Cancelled");
-    let out = invoke(&r, json!({"action": "watch"})).await;
-    assert_eq!(group_report(&out)["next"]["phase"], "restoring", "{out}");
+    cancelled_then_restoring(&s, &fleet, &r).await;
     // The restore itself fails (no AutoRollback on a restore: Failed).
     s.refresh_fail(&fleet.asg, "Instance i-y failed to launch")
         .unwrap();
@@ -449,9 +291,9 @@ async fn a_restore_that_fails_is_restore_failed_never_rolled_back_and_not_restar
         "Failed"
     );
 
-    let out = invoke(&r, json!({"action": "watch"})).await;
+    let out = watch(&r).await;
     assert_eq!(out["outcome"], "settled", "{out}");
-    let next = &group_report(&out)["next"];
+    let next = next_of(&out);
     assert_eq!(next["step"], "done", "{out}");
     assert!(next["outcome"]["rolled_back"].is_null(), "{out}");
     let reason = next["outcome"]["restore_failed"]["reason"]
@@ -473,12 +315,12 @@ async fn a_restore_that_fails_is_restore_failed_never_rolled_back_and_not_restar
 
     // No new start without force.
     let before = refreshes(&fleet).await.len();
-    let out = invoke(&r, json!({"action": "start"})).await;
+    let out = start(&r).await;
     assert_eq!(next_step(&out), "blocked", "{out}");
     assert_eq!(refreshes(&fleet).await.len(), before);
     // An operator's rollback tries the restore again.
     let out = invoke(&r, json!({"action": "rollback", "reason": "restore again"})).await;
-    assert_eq!(group_report(&out)["next"]["phase"], "restoring", "{out}");
+    assert_eq!(next_of(&out)["phase"], "restoring", "{out}");
     assert_eq!(refreshes(&fleet).await.len(), before + 1);
 }
 
@@ -487,18 +329,12 @@ async fn a_refusal_older_than_the_refresh_history_is_still_honoured() {
     let s = Standin::start().unwrap();
     let (sdk, fleet, old, new) = setup(&s, "aged", 2).await;
     let r = roller(&sdk, &fleet);
-    put_parameter(&sdk, PARAM, &new).await.unwrap();
-    invoke(&r, json!({"action": "start"})).await;
-    step(&s, &fleet).await;
-    step(&s, &fleet).await;
+    started(&s, &sdk, &fleet, &r, &new, 2).await;
     s.refresh_fail(&fleet.asg, "Instance i-x failed health checks")
         .unwrap();
     assert_eq!(step_until_over(&s, &fleet).await, "RollbackSuccessful");
-    let out = invoke(&r, json!({"action": "watch"})).await;
-    assert!(
-        group_report(&out)["next"]["outcome"]["rolled_back"].is_object(),
-        "{out}"
-    );
+    let out = watch(&r).await;
+    assert!(next_of(&out)["outcome"]["rolled_back"].is_object(), "{out}");
     assert!(
         fleet.group_tags().await.unwrap()[REFUSED_AMI_TAG].starts_with(&new),
         "the watch records the refusal"
@@ -518,10 +354,7 @@ async fn a_refusal_older_than_the_refresh_history_is_still_honoured() {
     ] {
         let out = invoke(&r, event).await;
         assert_eq!(next_step(&out), "blocked", "{out}");
-        let why = group_report(&out)["next"]["why"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let why = next_of(&out)["why"].as_str().unwrap_or_default().to_owned();
         assert!(
             why.contains(REFUSED_AMI_TAG) && why.contains("force"),
             "{out}"
@@ -532,13 +365,7 @@ async fn a_refusal_older_than_the_refresh_history_is_still_honoured() {
     let out = invoke(&r, json!({"action": "start", "force": true})).await;
     assert_eq!(next_step(&out), "wait", "{out}");
     assert_eq!(refreshes(&fleet).await.len(), 1);
-    assert!(
-        !fleet
-            .group_tags()
-            .await
-            .unwrap()
-            .contains_key(REFUSED_AMI_TAG)
-    );
+    assert_not_refused(&fleet).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -553,8 +380,8 @@ async fn an_unrelated_service_unsteady_before_and_during_the_rollout_lets_it_com
         .service_below_desired("crashloop", 2, &[1])
         .await
         .unwrap();
-    put_parameter(&sdk, PARAM, &new).await.unwrap();
-    let out = invoke(&r, json!({"action": "start"})).await;
+    publish(&sdk, &new).await;
+    let out = start(&r).await;
     assert_eq!(next_step(&out), "wait", "{out}");
     // The baseline: what was unsteady when the refresh started.
     assert_eq!(
@@ -582,8 +409,8 @@ async fn an_unrelated_service_unsteady_before_and_during_the_rollout_lets_it_com
         .await
         .unwrap();
     s.reset_calls().unwrap();
-    let out = invoke(&r, json!({"action": "watch"})).await;
-    assert_eq!(group_report(&out)["next"]["phase"], "rolling", "{out}");
+    let out = watch(&r).await;
+    assert_eq!(next_of(&out)["phase"], "rolling", "{out}");
     // Tasks are looked up for the service that could count (not deploying,
     // not in the baseline): ListTasks running and stopped; "elsewhere" has
     // none to describe. The figure docs/benchmarks.md quotes.
@@ -596,9 +423,7 @@ async fn an_unrelated_service_unsteady_before_and_during_the_rollout_lets_it_com
         !fleet.group_tags().await.unwrap().contains_key(UNSTEADY_TAG),
         "nothing counts against the rollout: the marker goes"
     );
-    assert_eq!(step_until_over(&s, &fleet).await, "Successful");
-    let out = invoke(&r, json!({"action": "watch"})).await;
-    assert_eq!(group_report(&out)["next"]["outcome"], "succeeded", "{out}");
+    refresh_succeeds(&s, &fleet, &r).await;
     assert_eq!(fleet.instance_amis(&sdk).await.unwrap(), vec![new; 3]);
     assert!(!fleet.group_tags().await.unwrap().contains_key(BASELINE_TAG));
 }
@@ -608,9 +433,7 @@ async fn a_capacity_failure_is_waited_out_and_never_rolled_back() {
     let s = Standin::start().unwrap();
     let (sdk, fleet, _, new) = setup(&s, "capacity", 2).await;
     let r = roller(&sdk, &fleet);
-    put_parameter(&sdk, PARAM, &new).await.unwrap();
-    invoke(&r, json!({"action": "start"})).await;
-    step(&s, &fleet).await; // Pending -> InProgress
+    started(&s, &sdk, &fleet, &r, &new, 1).await; // Pending -> InProgress
     for code in [
         "InsufficientInstanceCapacity",
         "SpotCapacity",
@@ -620,26 +443,14 @@ async fn a_capacity_failure_is_waited_out_and_never_rolled_back() {
         let out = fleet.refresh_batch(&s).await.unwrap();
         assert_eq!(out["capacity_failed"], 1, "{code}: {out}");
         assert_eq!(out["launched"], json!([]), "{code}: {out}");
-        let out = invoke(&r, json!({"action": "watch"})).await;
-        assert_eq!(
-            group_report(&out)["next"]["phase"],
-            "rolling",
-            "{code}: {out}"
-        );
+        let out = watch(&r).await;
+        assert_eq!(next_of(&out)["phase"], "rolling", "{code}: {out}");
         assert_eq!(out["actions"], json!([]), "{code}: no rollback: {out}");
     }
     // Auto Scaling's retries get the capacity: the rollout completes.
-    assert_eq!(step_until_over(&s, &fleet).await, "Successful");
-    let out = invoke(&r, json!({"action": "watch"})).await;
-    assert_eq!(group_report(&out)["next"]["outcome"], "succeeded", "{out}");
+    refresh_succeeds(&s, &fleet, &r).await;
     assert_eq!(refreshes(&fleet).await.len(), 1);
-    assert!(
-        !fleet
-            .group_tags()
-            .await
-            .unwrap()
-            .contains_key(REFUSED_AMI_TAG)
-    );
+    assert_not_refused(&fleet).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -716,9 +527,7 @@ async fn a_look_that_straddles_the_end_of_the_refresh_starts_no_second_one() {
     let s = Standin::start().unwrap();
     let (sdk, fleet, _, new) = setup(&s, "straddle", 2).await;
     let r = roller(&sdk, &fleet);
-    put_parameter(&sdk, PARAM, &new).await.unwrap();
-    invoke(&r, json!({"action": "start"})).await;
-    step(&s, &fleet).await; // InProgress, nothing replaced yet
+    started(&s, &sdk, &fleet, &r, &new, 1).await; // InProgress, nothing replaced yet
     // The refresh ends between the look's two reads of the group (whichever
     // comes second of its refreshes and the group itself).
     s.finish_refresh_on(
@@ -738,9 +547,8 @@ async fn a_look_that_straddles_the_end_of_the_refresh_starts_no_second_one() {
     assert_eq!(all.len(), 1, "no second StartInstanceRefresh");
     assert_eq!(all[0].status().unwrap().as_str(), "Successful");
     // The next look sees it over.
-    let out = invoke(&r, json!({"action": "watch"})).await;
-    assert_eq!(group_report(&out)["next"]["outcome"], "succeeded", "{out}");
-    let out = invoke(&r, json!({"action": "start"})).await;
+    watch_succeeded(&r).await;
+    let out = start(&r).await;
     assert_eq!(next_step(&out), "up_to_date", "{out}");
     assert_eq!(refreshes(&fleet).await.len(), 1);
 }
@@ -758,8 +566,7 @@ async fn checkpoints_and_alarms_go_to_the_rollout_refresh_not_the_restore() {
             ("ROLLOUT_ALARM_NAMES", "p99-latency,5xx-rate"),
         ],
     );
-    put_parameter(&sdk, PARAM, &new).await.unwrap();
-    invoke(&r, json!({"action": "start"})).await;
+    started(&s, &sdk, &fleet, &r, &new, 0).await;
     let rollout = refreshes(&fleet).await;
     let p = rollout[0].preferences().unwrap();
     assert_eq!(p.checkpoint_percentages(), [50, 100]);
@@ -771,10 +578,7 @@ async fn checkpoints_and_alarms_go_to_the_rollout_refresh_not_the_restore() {
     assert_eq!(p.auto_rollback(), Some(true));
     step(&s, &fleet).await;
     step(&s, &fleet).await;
-    cancel_refresh(&fleet).await;
-    assert_eq!(step_until_over(&s, &fleet).await, "Cancelled");
-    let out = invoke(&r, json!({"action": "watch"})).await;
-    assert_eq!(group_report(&out)["next"]["phase"], "restoring", "{out}");
+    cancelled_then_restoring(&s, &fleet, &r).await;
     // The restore goes back at once and must not fail on the alarm that may
     // have made it necessary.
     let restore = &refreshes(&fleet).await[0];
@@ -794,11 +598,11 @@ async fn a_new_rollout_waits_for_the_maintenance_window_and_a_running_one_carrie
     let closed = format!("daily {:02}:00-{:02}:00", (hour + 2) % 24, (hour + 3) % 24);
     let outside = roller_with(&sdk, &fleet, &[("ROLLOUT_WINDOW", closed.as_str())]);
     let inside = roller_with(&sdk, &fleet, &[("ROLLOUT_WINDOW", open.as_str())]);
-    put_parameter(&sdk, PARAM, &new).await.unwrap();
+    publish(&sdk, &new).await;
 
     s.reset_calls().unwrap();
     let out = invoke(&outside, parameter_change_event(PARAM)).await;
-    let next = &group_report(&out)["next"];
+    let next = next_of(&out);
     assert_eq!(next["step"], "outside_window", "{out}");
     assert!(
         next["opens"]
@@ -812,23 +616,21 @@ async fn a_new_rollout_waits_for_the_maintenance_window_and_a_running_one_carrie
     }
     assert!(refreshes(&fleet).await.is_empty());
     // The schedule's watch inside the window starts what was held back.
-    let out = invoke(&inside, json!({"action": "watch"})).await;
+    let out = watch(&inside).await;
     assert_eq!(next_step(&out), "wait", "{out}");
     assert_eq!(refreshes(&fleet).await.len(), 1);
     // Once the window has closed, the running rollout carries on.
     step(&s, &fleet).await;
-    let out = invoke(&outside, json!({"action": "watch"})).await;
-    assert_eq!(group_report(&out)["next"]["phase"], "rolling", "{out}");
-    assert_eq!(step_until_over(&s, &fleet).await, "Successful");
-    let out = invoke(&outside, json!({"action": "watch"})).await;
-    assert_eq!(group_report(&out)["next"]["outcome"], "succeeded", "{out}");
+    let out = watch(&outside).await;
+    assert_eq!(next_of(&out)["phase"], "rolling", "{out}");
+    refresh_succeeds(&s, &fleet, &outside).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_reports_its_start_and_its_end_once() {
     let s = Standin::start().unwrap();
     let (sdk, fleet, _, new) = setup(&s, "rolled", 2).await;
-    put_parameter(&sdk, PARAM, &new).await.unwrap();
+    publish(&sdk, &new).await;
     // The operators' topic, read through an SQS queue subscribed to it.
     let notes = NotificationQueue::create(&sdk, "rolled").await.unwrap();
     let (reporter, records) = Reporter::in_memory("ar", Some(notes.topic_arn.clone()));
@@ -846,7 +648,7 @@ async fn a_rollout_reports_its_start_and_its_end_once() {
     assert_eq!(step_until_over(&s, &fleet).await, "Successful");
     // Three watches after the end: the outcome is reported by the first only.
     for _ in 0..3 {
-        let out = invoke(&r, json!({"action": "watch"})).await;
+        let out = watch(&r).await;
         assert_eq!(out["outcome"], "settled", "{out}");
     }
     let records = records.lock().unwrap().clone();

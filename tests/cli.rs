@@ -17,11 +17,11 @@
 use std::collections::HashMap;
 use std::process::{Command, Output};
 
-use aws_sdk_autoscaling::types::{
-    DesiredConfiguration, LaunchTemplateSpecification, RefreshPreferences, Tag,
-};
+use aws_sdk_autoscaling::types::{RefreshPreferences, Tag};
 use aws_sdk_ecs::types::ContainerInstanceStatus;
 use aws_smithy_types::date_time::Format;
+use ecs_lifecycle_suite::fleet_on;
+use ecs_lifecycle_suite::rollout::{new_version, pin, scaling_activities, start_refresh};
 use serde_json::{Value, json};
 use testkit::{Fleet, FleetSpec, Standin};
 
@@ -119,14 +119,8 @@ async fn status_reports_active_draining_orphan_and_waiting_instances() {
     s.start_lifecycle_action(&fleet.asg, &fleet.launch_hook, &ids[4], LAUNCHING)
         .unwrap();
     // What AWS itself says, to compare the report with.
-    let activity_start = fleet
-        .autoscaling
-        .describe_scaling_activities()
-        .auto_scaling_group_name(&fleet.asg)
-        .send()
+    let activity_start = scaling_activities(&fleet)
         .await
-        .unwrap()
-        .activities()
         .iter()
         .find(|a| a.description().is_some_and(|d| d.ends_with(&ids[2])))
         .and_then(|a| a.start_time())
@@ -315,29 +309,18 @@ async fn status_reports_active_draining_orphan_and_waiting_instances() {
     }
 
     // --group names the groups; an unknown one, or an unknown cluster, is a usage error.
-    let out = run_against(
-        &s,
-        &[
-            "status",
-            "--cluster",
-            &fleet.cluster,
-            "--group",
-            &fleet.asg,
-            "--json",
-        ],
-    );
+    let status_of_group = |group: &str, more: &[&str]| {
+        let args = [
+            &["status", "--cluster", &fleet.cluster, "--group", group],
+            more,
+        ]
+        .concat();
+        run_against(&s, &args)
+    };
+    let out = status_of_group(&fleet.asg, &["--json"]);
     assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
     assert_eq!(json_of(&out)["orphans"][0]["ec2_instance_id"], ids[3]);
-    let out = run_against(
-        &s,
-        &[
-            "status",
-            "--cluster",
-            &fleet.cluster,
-            "--group",
-            "no-such-group",
-        ],
-    );
+    let out = status_of_group("no-such-group", &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("no Auto Scaling group named no-such-group in us-east-1"),
@@ -359,10 +342,7 @@ async fn status_reports_active_draining_orphan_and_waiting_instances() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profile_and_region_flags() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("cliprofile", 1))
-        .await
-        .unwrap();
+    let (_, fleet) = fleet_on(&s, &FleetSpec::new("cliprofile", 1)).await;
     let dir = std::env::temp_dir().join(format!("ecs-lifecycle-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("config");
@@ -481,52 +461,17 @@ fn missing_region_or_credentials_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_status_reports_the_refresh_its_target_and_refused_amis() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("clirollout", 2))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("clirollout", 2)).await;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let new_ami = fleet.new_ami(&sdk, "clirollout-next").await.unwrap();
     let (_, old_ami) = fleet.group_template(&sdk).await.unwrap();
-    let lt =
-        LaunchTemplateSpecification::builder().launch_template_name(fleet.launch_template_name());
-    fleet
-        .autoscaling
-        .update_auto_scaling_group()
-        .auto_scaling_group_name(&fleet.asg)
-        .launch_template(lt.clone().version("1").build())
-        .send()
-        .await
-        .unwrap();
-    ec2.create_launch_template_version()
-        .launch_template_name(fleet.launch_template_name())
-        .source_version("1")
-        .launch_template_data(
-            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
-                .image_id(&new_ami)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    fleet
-        .autoscaling
-        .start_instance_refresh()
-        .auto_scaling_group_name(&fleet.asg)
-        .desired_configuration(
-            DesiredConfiguration::builder()
-                .launch_template(lt.version("2").build())
-                .build(),
-        )
-        .preferences(
-            RefreshPreferences::builder()
-                .min_healthy_percentage(100)
-                .max_healthy_percentage(150)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    pin(&fleet, "1").await;
+    new_version(&ec2, &fleet, &new_ami, None).await;
+    let prefs = RefreshPreferences::builder()
+        .min_healthy_percentage(100)
+        .max_healthy_percentage(150)
+        .build();
+    start_refresh(&fleet, Some("2"), Some(prefs)).await.unwrap();
     s.refresh_step(&fleet.asg).unwrap();
     fleet.refresh_batch(&s).await.unwrap();
     let refused = "ami-0123456789abcdef0 2026-11-20T12:00:00Z";

@@ -5,118 +5,38 @@
 //! Run Command reports (moto's GetCommandInvocation is always Success with empty
 //! output: the tests script each run's status, exit code and output).
 
+//!
+//! Given / When / Then helpers: `tests/support/launch.rs` (the next test of this
+//! workflow takes them from there, and adds what it needs there).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use ecs_lifecycle::config::{Env, LaunchConfig};
 use ecs_lifecycle::hook::Handler;
-use ecs_lifecycle::launch::Verifier;
 use ecs_lifecycle::report::Reporter;
-use serde_json::{Value, json};
-use testkit::{
-    Fleet, FleetSpec, NotificationQueue, Standin, metric_sum, notification, notified_events,
-    now_ms, records_with,
+use ecs_lifecycle_suite::launch::{
+    DOCUMENT, LOG_GROUP, OOM_REPORT, aged, launch, launch_successful, orphan_verifier, verifier,
 };
-
-const LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
-const DOCUMENT: &str = "ecs-lifecycle-OrphanDiagnostic";
-const LOG_GROUP: &str = "/ecs-lifecycle/diagnostics";
-
-type TestVerifier = Verifier<
-    aws_sdk_ecs::Client,
-    aws_sdk_autoscaling::Client,
-    aws_sdk_ec2::Client,
-    aws_sdk_ssm::Client,
-    aws_sdk_sns::Client,
->;
-
-fn verifier(sdk: &aws_config::SdkConfig, vars: &[(&str, &str)]) -> TestVerifier {
-    let mut map: HashMap<String, String> = [
-        ("POLL_INTERVAL_SECONDS", "1"),
-        ("SSM_DOCUMENT_NAME", DOCUMENT),
-        ("DIAGNOSTICS_LOG_GROUP", LOG_GROUP),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    map.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let config = LaunchConfig::from_env(&Env::new(move |k| map.get(k).cloned()))
-        .expect("valid test configuration");
-    Verifier::new(
-        aws_sdk_ecs::Client::new(sdk),
-        aws_sdk_autoscaling::Client::new(sdk),
-        aws_sdk_ec2::Client::new(sdk),
-        aws_sdk_ssm::Client::new(sdk),
-        aws_sdk_sns::Client::new(sdk),
-        config,
-        "us-east-1",
-    )
-    .with_handoff_margin(Duration::from_millis(1500))
-}
-
-fn single_outcome(result: &Value) -> Value {
-    let o = result["outcomes"].as_array().cloned().unwrap_or_default();
-    assert_eq!(o.len(), 1, "{result}");
-    assert_eq!(result["batchItemFailures"], json!([]), "{result}");
-    o[0].clone()
-}
-
-/// Auto Scaling launches instance `i` into `Pending:Wait`; the hook's
-/// notification (SNS -> SQS) becomes the event, its message edited by `edit`
-/// (to age the action, or mark it for the warm pool).
-async fn launch(s: &Standin, fleet: &Fleet, i: usize, edit: impl FnOnce(&mut Value)) -> Value {
-    s.start_lifecycle_action(
-        &fleet.asg,
-        &fleet.launch_hook,
-        &fleet.instance_ids[i],
-        LAUNCHING,
-    )
-    .unwrap();
-    let bodies = fleet.drain_queue().await.unwrap();
-    assert_eq!(bodies.len(), 1, "{bodies:?}");
-    let mut doc: Value = serde_json::from_str(&bodies[0]).unwrap();
-    let mut message: Value = serde_json::from_str(doc["Message"].as_str().unwrap()).unwrap();
-    assert_eq!(message["LifecycleTransition"], LAUNCHING);
-    edit(&mut message);
-    doc["Message"] = json!(message.to_string());
-    fleet.sqs_event(&[doc.to_string()])
-}
-
-/// As if Auto Scaling started the action `secs` ago (the notification arrived late).
-fn aged(secs: u64) -> impl FnOnce(&mut Value) {
-    move |m: &mut Value| {
-        let t =
-            aws_smithy_types::DateTime::from_millis(i64::try_from(now_ms() - secs * 1000).unwrap());
-        m["Time"] = json!(
-            t.fmt(aws_smithy_types::date_time::Format::DateTime)
-                .unwrap()
-        );
-    }
-}
-
-const OOM_REPORT: &str = concat!(
-    r#"{"schema":"ecs-orphan-diagnostic/1","instance_id":"i-0123456789abcdef0","region":"us-east-1","registered":false,"cluster":"verify","container_instance_arn":null,"checks":["#,
-    r#"{"name":"agent_introspection","status":"fail","detail":"no answer from http://localhost:51678/v1/metadata"},"#,
-    r#"{"name":"agent_container","status":"fail","detail":"ecs-agent exited 137, OOMKilled=true"},"#,
-    r#"{"name":"docker_service","status":"pass","detail":"active"}],"failed":["agent_introspection","agent_container"]}"#,
-    "\nECS agent NOT registered: the agent container was OOM-killed.\n"
-);
+use ecs_lifecycle_suite::{
+    aws_time, fleet_on, fleet_with_unregistered, next_continuation, outcome_and_result,
+    single_outcome,
+};
+use serde_json::json;
+use testkit::{
+    FleetSpec, NotificationQueue, Standin, metric_sum, notification, notified_events, now_ms,
+    records_with,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registered_instance_is_continued_and_a_warm_pool_one_needs_no_ecs() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("joined", 2))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("joined", 2)).await;
     let v = verifier(&sdk, &[("CLUSTER_NAME", "joined")]);
 
     let event = launch(&s, &fleet, 0, |_| {}).await;
     let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap());
     assert_eq!(
-        (outcome["outcome"].as_str(), outcome["result"].as_str()),
+        outcome_and_result(&outcome),
         (Some("completed"), Some("CONTINUE")),
         "{outcome}"
     );
@@ -149,15 +69,7 @@ async fn a_registered_instance_is_continued_and_a_warm_pool_one_needs_no_ecs() {
 async fn an_orphan_is_diagnosed_then_continued_or_abandoned() {
     let s = Standin::start().unwrap();
     let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(
-        &sdk,
-        &FleetSpec {
-            unregistered: 2,
-            ..FleetSpec::new("verify", 3)
-        },
-    )
-    .await
-    .unwrap();
+    let fleet = fleet_with_unregistered(&sdk, "verify", 3, 2).await;
     let (tolerated, refused) = (&fleet.instance_ids[1], &fleet.instance_ids[2]);
     for id in [tolerated, refused] {
         // What SSM reports of the run: still InProgress at the first poll, then
@@ -167,17 +79,11 @@ async fn an_orphan_is_diagnosed_then_continued_or_abandoned() {
     }
 
     // TERMINATE_ORPHANS=false (the default): CONTINUE, with the orphan named in a warning.
-    let v = verifier(
-        &sdk,
-        &[
-            ("CLUSTER_NAME", "verify"),
-            ("REGISTRATION_TIMEOUT_SECONDS", "30"),
-        ],
-    );
+    let v = orphan_verifier(&sdk, "verify", &[]);
     let event = launch(&s, &fleet, 1, aged(40)).await;
     let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap());
     assert_eq!(
-        (outcome["outcome"].as_str(), outcome["result"].as_str()),
+        outcome_and_result(&outcome),
         (Some("completed"), Some("CONTINUE")),
         "{outcome}"
     );
@@ -210,14 +116,7 @@ async fn an_orphan_is_diagnosed_then_continued_or_abandoned() {
     );
 
     // TERMINATE_ORPHANS=true: ABANDON, so Auto Scaling replaces the instance.
-    let v = verifier(
-        &sdk,
-        &[
-            ("CLUSTER_NAME", "verify"),
-            ("REGISTRATION_TIMEOUT_SECONDS", "30"),
-            ("TERMINATE_ORPHANS", "true"),
-        ],
-    );
+    let v = orphan_verifier(&sdk, "verify", &[("TERMINATE_ORPHANS", "true")]);
     let event = launch(&s, &fleet, 2, aged(40)).await;
     let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap());
     assert_eq!(outcome["result"], "ABANDON", "{outcome}");
@@ -233,15 +132,7 @@ async fn an_orphan_is_diagnosed_then_continued_or_abandoned() {
 async fn a_registration_on_the_third_poll_is_continued() {
     let s = Standin::start().unwrap();
     let sdk = s.sdk_config().await;
-    let mut fleet = Fleet::create(
-        &sdk,
-        &FleetSpec {
-            unregistered: 1,
-            ..FleetSpec::new("late", 2)
-        },
-    )
-    .await
-    .unwrap();
+    let mut fleet = fleet_with_unregistered(&sdk, "late", 2, 1).await;
     let v = verifier(&sdk, &[("CLUSTER_NAME", "late")]);
     let event = launch(&s, &fleet, 1, |_| {}).await;
     s.reset_calls().unwrap();
@@ -261,7 +152,7 @@ async fn a_registration_on_the_third_poll_is_continued() {
     fleet.register(1).await.unwrap();
     let outcome = single_outcome(&run.await.unwrap().unwrap());
     assert_eq!(
-        (outcome["outcome"].as_str(), outcome["result"].as_str()),
+        outcome_and_result(&outcome),
         (Some("completed"), Some("CONTINUE")),
         "{outcome}"
     );
@@ -274,25 +165,11 @@ async fn a_registration_on_the_third_poll_is_continued() {
 async fn unreachable_ssm_and_the_no_hook_mode() {
     let s = Standin::start().unwrap();
     let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(
-        &sdk,
-        &FleetSpec {
-            unregistered: 2,
-            ..FleetSpec::new("nohook", 3)
-        },
-    )
-    .await
-    .unwrap();
+    let fleet = fleet_with_unregistered(&sdk, "nohook", 3, 2).await;
 
     // SSM cannot reach the instance: that is the finding; CONTINUE with a warning.
     s.make_ssm_unreachable(&fleet.instance_ids[1]).unwrap();
-    let v = verifier(
-        &sdk,
-        &[
-            ("CLUSTER_NAME", "nohook"),
-            ("REGISTRATION_TIMEOUT_SECONDS", "30"),
-        ],
-    );
+    let v = orphan_verifier(&sdk, "nohook", &[]);
     let event = launch(&s, &fleet, 1, aged(40)).await;
     let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap());
     assert_eq!(outcome["result"], "CONTINUE", "{outcome}");
@@ -311,22 +188,14 @@ async fn unreachable_ssm_and_the_no_hook_mode() {
     let orphan = &fleet.instance_ids[2];
     s.script_ssm_outcome(orphan, "Failed", 8, OOM_REPORT, 0)
         .unwrap();
-    let launched =
-        aws_smithy_types::DateTime::from_millis(i64::try_from(now_ms() - 45_000).unwrap());
-    let event = json!({
-        "version": "0", "id": "5b4b2b3c-0000-4000-8000-000000000001", "detail-type": "EC2 Instance Launch Successful",
-        "source": "aws.autoscaling", "account": "123456789012", "region": "us-east-1",
-        "time": launched.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap(),
-        "resources": [], "detail": {"StatusCode": "InProgress", "AutoScalingGroupName": fleet.asg, "EC2InstanceId": orphan}
-    });
-    let refuse = verifier(
-        &sdk,
-        &[
-            ("CLUSTER_NAME", "nohook"),
-            ("REGISTRATION_TIMEOUT_SECONDS", "30"),
-            ("TERMINATE_ORPHANS", "true"),
-        ],
+    let event = launch_successful(
+        &fleet,
+        "5b4b2b3c-0000-4000-8000-000000000001",
+        orphan,
+        &aws_time(now_ms() - 45_000),
+        json!({"StatusCode": "InProgress"}),
     );
+    let refuse = orphan_verifier(&sdk, "nohook", &[("TERMINATE_ORPHANS", "true")]);
     let outcome = single_outcome(&refuse.handle(&event, now_ms() + 60_000).await.unwrap());
     assert_eq!(outcome["outcome"], "terminated", "{outcome}");
     let state = aws_sdk_ec2::Client::new(&sdk)
@@ -344,11 +213,13 @@ async fn unreachable_ssm_and_the_no_hook_mode() {
         .to_owned();
     assert!(name == "terminated" || name == "shutting-down", "{name}");
     // A healthy instance in the no-hook mode is only reported.
-    let healthy = json!({
-        "version": "0", "id": "5b4b2b3c-0000-4000-8000-000000000002", "detail-type": "EC2 Instance Launch Successful",
-        "source": "aws.autoscaling", "account": "123456789012", "region": "us-east-1", "time": "2026-11-22T05:00:00Z",
-        "resources": [], "detail": {"AutoScalingGroupName": fleet.asg, "EC2InstanceId": fleet.instance_ids[0]}
-    });
+    let healthy = launch_successful(
+        &fleet,
+        "5b4b2b3c-0000-4000-8000-000000000002",
+        &fleet.instance_ids[0],
+        "2026-11-22T05:00:00Z",
+        json!({}),
+    );
     let outcome = single_outcome(&refuse.handle(&healthy, now_ms() + 60_000).await.unwrap());
     assert_eq!(outcome["outcome"], "reported", "{outcome}");
     assert!(outcome["verdict"]["Registered"].is_object());
@@ -358,47 +229,26 @@ async fn unreachable_ssm_and_the_no_hook_mode() {
 async fn a_diagnosis_outlasting_the_invocation_resumes_in_the_next_one() {
     let s = Standin::start().unwrap();
     let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(
-        &sdk,
-        &FleetSpec {
-            unregistered: 1,
-            ..FleetSpec::new("resume", 1)
-        },
-    )
-    .await
-    .unwrap();
+    let fleet = fleet_with_unregistered(&sdk, "resume", 1, 1).await;
     let id = &fleet.instance_ids[0];
     // The diagnostic takes a while: six polls InProgress.
     s.script_ssm_outcome(id, "Failed", 8, OOM_REPORT, 6)
         .unwrap();
-    let v = verifier(
-        &sdk,
-        &[
-            ("CLUSTER_NAME", "resume"),
-            ("REGISTRATION_TIMEOUT_SECONDS", "30"),
-        ],
-    );
+    let v = orphan_verifier(&sdk, "resume", &[]);
 
     let event = launch(&s, &fleet, 0, aged(40)).await;
     let outcome = single_outcome(&v.handle(&event, now_ms() + 5_000).await.unwrap());
     assert_eq!(outcome["outcome"], "handed_off", "{outcome}");
-    let bodies = fleet.drain_queue().await.unwrap();
-    assert_eq!(bodies.len(), 1);
-    let note: Value = serde_json::from_str(&bodies[0]).unwrap();
-    let continuation: Value = serde_json::from_str(note["Message"].as_str().unwrap()).unwrap();
+    let (next_event, continuation) = next_continuation(&fleet).await;
     assert_eq!(continuation["function"], "launch-verify");
     assert!(
         continuation["state"]["command_id"].is_string(),
         "the running command travels: {continuation}"
     );
 
-    let outcome = single_outcome(
-        &v.handle(&fleet.sqs_event(&bodies), now_ms() + 60_000)
-            .await
-            .unwrap(),
-    );
+    let outcome = single_outcome(&v.handle(&next_event, now_ms() + 60_000).await.unwrap());
     assert_eq!(
-        (outcome["outcome"].as_str(), outcome["result"].as_str()),
+        outcome_and_result(&outcome),
         (Some("completed"), Some("CONTINUE")),
         "{outcome}"
     );
@@ -415,25 +265,16 @@ async fn a_diagnosis_outlasting_the_invocation_resumes_in_the_next_one() {
 async fn an_orphan_is_counted_and_notified_once_and_a_registration_timed() {
     let s = Standin::start().unwrap();
     let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(
-        &sdk,
-        &FleetSpec {
-            unregistered: 1,
-            ..FleetSpec::new("noted", 2)
-        },
-    )
-    .await
-    .unwrap();
+    let fleet = fleet_with_unregistered(&sdk, "noted", 2, 1).await;
     let notes = NotificationQueue::create(&sdk, "noted").await.unwrap();
     let orphan = &fleet.instance_ids[1];
     s.script_ssm_outcome(orphan, "Failed", 8, OOM_REPORT, 1)
         .unwrap();
     let (reporter, records) = Reporter::in_memory("lv", Some(notes.topic_arn.clone()));
-    let v = verifier(
+    let v = orphan_verifier(
         &sdk,
+        "noted",
         &[
-            ("CLUSTER_NAME", "noted"),
-            ("REGISTRATION_TIMEOUT_SECONDS", "30"),
             ("TERMINATE_ORPHANS", "true"),
             ("NOTIFICATION_TOPIC_ARN", notes.topic_arn.as_str()),
         ],

@@ -6,39 +6,35 @@
 //! DescribeInstanceRefreshes (status, progress, desired configuration, rollback
 //! details), DescribeScalingActivities, and the refresh errors' codes.
 
+//!
+//! Given / When / Then helpers: `tests/support/rollout.rs` (the next test of this
+//! workflow takes them from there, and adds what it needs there).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
 
 use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_autoscaling::types::{
-    DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus, LaunchTemplateSpecification,
-    RefreshPreferences, ScalingActivityStatusCode,
+    AutoScalingGroup, InstanceRefresh, InstanceRefreshStatus, RefreshPreferences,
+    ScalingActivityStatusCode,
 };
-use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
+use aws_sdk_ec2::types::InstanceType;
+use ecs_lifecycle_suite::fleet_on;
+use ecs_lifecycle_suite::rollout::{new_version, pin, scaling_activities, start_refresh};
 use testkit::{Fleet, FleetSpec, Standin};
 
 const NEW_AMI: &str = "ami-0a1b2c3d4e5f60718";
 const LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
 
-/// Version 2 of the fleet's launch template: version 1 with a new AMI.
-async fn new_ami_version(ec2: &aws_sdk_ec2::Client, fleet: &Fleet) {
-    let made = ec2
-        .create_launch_template_version()
-        .launch_template_name(fleet.launch_template_name())
-        .source_version("1")
-        .version_description("new AMI")
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id(NEW_AMI)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+/// Given a fleet `name` of two instances and version 2 of its launch template
+/// (version 1 with [`NEW_AMI`]): an EC2 client, the fleet, and version 1's AMI.
+async fn with_new_version(s: &Standin, name: &str) -> (aws_sdk_ec2::Client, Fleet, String) {
+    let (sdk, fleet) = fleet_on(s, &FleetSpec::new(name, 2)).await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let (old_ami, _, _) = version_data(&ec2, &fleet, "1").await;
     assert_eq!(
-        made.launch_template_version()
-            .and_then(|v| v.version_number()),
+        new_version(&ec2, &fleet, NEW_AMI, Some("new AMI")).await,
         Some(2)
     );
+    (ec2, fleet, old_ami)
 }
 
 /// The AMI of a launch template version ("1", "$Latest", ...) and its instance type.
@@ -63,17 +59,6 @@ async fn version_data(
     )
 }
 
-fn desired(fleet: &Fleet, version: &str) -> DesiredConfiguration {
-    DesiredConfiguration::builder()
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_name(fleet.launch_template_name())
-                .version(version)
-                .build(),
-        )
-        .build()
-}
-
 async fn latest(fleet: &Fleet) -> InstanceRefresh {
     fleet
         .refreshes()
@@ -88,17 +73,23 @@ fn status_of(refresh: &InstanceRefresh) -> InstanceRefreshStatus {
     refresh.status().cloned().expect("a status")
 }
 
-/// The group's launch template version and, per instance, the version it was
-/// launched from and its AMI (from EC2).
-async fn group_state(ec2: &aws_sdk_ec2::Client, fleet: &Fleet) -> (String, Vec<(String, String)>) {
-    let g = fleet
+/// The group, as DescribeAutoScalingGroups describes it.
+async fn group(fleet: &Fleet) -> AutoScalingGroup {
+    fleet
         .autoscaling
         .describe_auto_scaling_groups()
         .auto_scaling_group_names(&fleet.asg)
         .send()
         .await
-        .unwrap();
-    let group = &g.auto_scaling_groups()[0];
+        .unwrap()
+        .auto_scaling_groups()[0]
+        .clone()
+}
+
+/// The group's launch template version and, per instance, the version it was
+/// launched from and its AMI (from EC2).
+async fn group_state(ec2: &aws_sdk_ec2::Client, fleet: &Fleet) -> (String, Vec<(String, String)>) {
+    let group = group(fleet).await;
     let version = group
         .launch_template()
         .and_then(|t| t.version())
@@ -131,15 +122,8 @@ async fn group_state(ec2: &aws_sdk_ec2::Client, fleet: &Fleet) -> (String, Vec<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_replaces_every_instance_and_the_sdk_reads_its_progress() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("refresh", 2))
-        .await
-        .unwrap();
-    let (old_ami, _, _) = version_data(&ec2, &fleet, "1").await;
-
     // Given version 2 made from version 1 with only the AMI changed
-    new_ami_version(&ec2, &fleet).await;
+    let (ec2, fleet, old_ami) = with_new_version(&s, "refresh").await;
     let (ami, instance_type, description) = version_data(&ec2, &fleet, "$Latest").await;
     assert_eq!(
         (ami.as_str(), instance_type, description.as_deref()),
@@ -148,30 +132,13 @@ async fn a_refresh_replaces_every_instance_and_the_sdk_reads_its_progress() {
     );
 
     // When a refresh towards it starts, a second one is refused
-    let id = fleet
-        .autoscaling
-        .start_instance_refresh()
-        .auto_scaling_group_name(&fleet.asg)
-        .desired_configuration(desired(&fleet, "2"))
-        .preferences(
-            RefreshPreferences::builder()
-                .skip_matching(true)
-                .min_healthy_percentage(100)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .instance_refresh_id()
-        .unwrap()
-        .to_owned();
-    let err = fleet
-        .autoscaling
-        .start_instance_refresh()
-        .auto_scaling_group_name(&fleet.asg)
-        .send()
-        .await
-        .unwrap_err();
+    let prefs = RefreshPreferences::builder()
+        .skip_matching(true)
+        .min_healthy_percentage(100)
+        .build();
+    let id = start_refresh(&fleet, Some("2"), Some(prefs)).await.unwrap();
+    assert!(!id.is_empty());
+    let err = start_refresh(&fleet, None, None).await.unwrap_err();
     assert_eq!(
         err.as_service_error().and_then(|e| e.code()),
         Some("InstanceRefreshInProgress"),
@@ -222,15 +189,8 @@ async fn a_refresh_replaces_every_instance_and_the_sdk_reads_its_progress() {
     assert_ne!(old_ami, NEW_AMI);
 
     // And the activities say so, newest first
-    let activities = fleet
-        .autoscaling
-        .describe_scaling_activities()
-        .auto_scaling_group_name(&fleet.asg)
-        .send()
-        .await
-        .unwrap();
+    let activities = scaling_activities(&fleet).await;
     let seen: Vec<(Option<ScalingActivityStatusCode>, bool)> = activities
-        .activities()
         .iter()
         .map(|a| {
             (
@@ -249,7 +209,7 @@ async fn a_refresh_replaces_every_instance_and_the_sdk_reads_its_progress() {
             (Some(ScalingActivityStatusCode::Successful), false),
         ]
     );
-    let newest = &activities.activities()[0];
+    let newest = &activities[0];
     assert!(
         newest
             .cause()
@@ -263,22 +223,11 @@ async fn a_refresh_replaces_every_instance_and_the_sdk_reads_its_progress() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_refresh_rolls_back_and_an_abandoned_launch_is_cancelled() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("rollback", 2))
-        .await
-        .unwrap();
-    let (old_ami, _, _) = version_data(&ec2, &fleet, "1").await;
-    new_ami_version(&ec2, &fleet).await;
+    let (ec2, fleet, old_ami) = with_new_version(&s, "rollback").await;
 
     // Given a group on $Latest: AWS refuses AutoRollback
-    let refused = fleet
-        .autoscaling
-        .start_instance_refresh()
-        .auto_scaling_group_name(&fleet.asg)
-        .desired_configuration(desired(&fleet, "2"))
-        .preferences(RefreshPreferences::builder().auto_rollback(true).build())
-        .send()
+    let rollback = RefreshPreferences::builder().auto_rollback(true).build();
+    let refused = start_refresh(&fleet, Some("2"), Some(rollback))
         .await
         .unwrap_err();
     assert_eq!(
@@ -286,33 +235,12 @@ async fn a_failed_refresh_rolls_back_and_an_abandoned_launch_is_cancelled() {
         Some("ValidationError")
     );
     // ... so it is pinned to version 1 first
-    fleet
-        .autoscaling
-        .update_auto_scaling_group()
-        .auto_scaling_group_name(&fleet.asg)
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_name(fleet.launch_template_name())
-                .version("1")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    fleet
-        .autoscaling
-        .start_instance_refresh()
-        .auto_scaling_group_name(&fleet.asg)
-        .desired_configuration(desired(&fleet, "2"))
-        .preferences(
-            RefreshPreferences::builder()
-                .auto_rollback(true)
-                .skip_matching(true)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    pin(&fleet, "1").await;
+    let prefs = RefreshPreferences::builder()
+        .auto_rollback(true)
+        .skip_matching(true)
+        .build();
+    start_refresh(&fleet, Some("2"), Some(prefs)).await.unwrap();
 
     // When it fails half way
     s.refresh_step(&fleet.asg).unwrap();
@@ -360,14 +288,7 @@ async fn a_failed_refresh_rolls_back_and_an_abandoned_launch_is_cancelled() {
     );
 
     // When a launch action is completed with ABANDON
-    let group = fleet
-        .autoscaling
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&fleet.asg)
-        .send()
-        .await
-        .unwrap();
-    let instance = group.auto_scaling_groups()[0].instances()[0]
+    let instance = group(&fleet).await.instances()[0]
         .instance_id()
         .unwrap()
         .to_owned();

@@ -8,74 +8,25 @@
 //!   stand-in's `ecs/step` replaces service tasks elsewhere and walks stopping tasks
 //!   through DEACTIVATING -> STOPPING -> DEPROVISIONING -> STOPPED, one state per step.
 
+//!
+//! Given / When / Then helpers: `tests/support/drain.rs` (the next test of this
+//! workflow takes them from there, and adds what it needs there).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use ecs_lifecycle::config::{DrainConfig, Env};
-use ecs_lifecycle::drain::Drainer;
 use ecs_lifecycle::hook::Handler;
-use serde_json::{Value, json};
+use ecs_lifecycle_suite::drain::{
+    TERMINATING, assert_all_stopped, drainer, fleet_drainer, fleet_spec, last_stop, scale_in,
+};
+use ecs_lifecycle_suite::{action_of, fleet_on, next_continuation, outcomes, single_outcome};
+use serde_json::json;
 use testkit::{Fleet, FleetSpec, Standin, now_ms};
-
-const TERMINATING: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
-
-type TestDrainer = Drainer<aws_sdk_ecs::Client, aws_sdk_autoscaling::Client, aws_sdk_sns::Client>;
-
-fn drainer(sdk: &aws_config::SdkConfig, vars: &[(&str, &str)]) -> TestDrainer {
-    let map: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let config = DrainConfig::from_env(&Env::new(move |k| map.get(k).cloned()))
-        .expect("valid test configuration");
-    Drainer::new(
-        aws_sdk_ecs::Client::new(sdk),
-        aws_sdk_autoscaling::Client::new(sdk),
-        aws_sdk_sns::Client::new(sdk),
-        config,
-    )
-    .with_handoff_margin(Duration::from_millis(1500))
-}
-
-fn outcomes(result: &Value) -> Vec<Value> {
-    result["outcomes"].as_array().cloned().unwrap_or_default()
-}
-
-fn single_outcome(result: &Value) -> Value {
-    let o = outcomes(result);
-    assert_eq!(o.len(), 1, "{result}");
-    assert_eq!(result["batchItemFailures"], json!([]), "{result}");
-    o[0].clone()
-}
-
-/// Given a fleet, when Auto Scaling starts a terminate action on instance 0,
-/// then the hook's notification (SNS -> SQS) is the event fed to the function.
-async fn scale_in(s: &Standin, fleet: &Fleet, instance: usize) -> Value {
-    s.start_lifecycle_action(
-        &fleet.asg,
-        &fleet.hook,
-        &fleet.instance_ids[instance],
-        TERMINATING,
-    )
-    .unwrap();
-    let bodies = fleet.drain_queue().await.unwrap();
-    assert_eq!(
-        bodies.len(),
-        1,
-        "one notification through the hook's topic: {bodies:?}"
-    );
-    fleet.sqs_event(&bodies)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_in_drains_every_kind_of_task_then_completes_once() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("scalein", 3))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("scalein", 3)).await;
     let web = fleet.service("web", false, &[2, 1, 1]).await.unwrap();
     let logs = fleet.service("logs", true, &[1, 1, 1]).await.unwrap();
     let report = fleet.standalone("report", 0, 1).await.unwrap();
@@ -83,14 +34,7 @@ async fn scale_in_drains_every_kind_of_task_then_completes_once() {
 
     // The stand-in plays ECS's scheduler every 300 ms.
     s.ecs_auto(300).unwrap();
-    let d = drainer(
-        &sdk,
-        &[
-            ("CLUSTER_NAME", &fleet.cluster),
-            ("POLL_INTERVAL_SECONDS", "1"),
-            ("STANDALONE_TASKS", "stop"),
-        ],
-    );
+    let d = fleet_drainer(&sdk, &fleet, &[("STANDALONE_TASKS", "stop")]);
     let result = d.handle(&event, now_ms() + 120_000).await.unwrap();
     s.ecs_auto(0).unwrap();
 
@@ -100,10 +44,7 @@ async fn scale_in_drains_every_kind_of_task_then_completes_once() {
     assert_eq!(fleet.status_of(0).await.unwrap(), "DRAINING");
 
     let tasks = fleet.tasks_on(0).await.unwrap();
-    assert!(
-        tasks.iter().all(|t| t.last_status == "STOPPED"),
-        "{tasks:#?}"
-    );
+    assert_all_stopped(&tasks);
     for arn in [&logs[0], &report[0]] {
         let t = tasks.iter().find(|t| &t.arn == arn).unwrap();
         assert!(
@@ -137,17 +78,14 @@ async fn scale_in_drains_every_kind_of_task_then_completes_once() {
     }
     assert_eq!(running_web_elsewhere, 4);
 
-    let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
+    let action = action_of(&s, &fleet, 0);
     assert_eq!(action["state"], "completed", "{action}");
     assert_eq!(action["result"], "CONTINUE");
     assert_eq!(
         action["complete_calls"], 1,
         "completed exactly once: {action}"
     );
-    let last_stop = tasks
-        .iter()
-        .filter_map(|t| t.stopped_at)
-        .fold(0.0_f64, f64::max);
+    let last_stop = last_stop(&tasks);
     let completed_at = action["completed_at"].as_f64().unwrap();
     assert!(
         completed_at >= last_stop,
@@ -163,25 +101,10 @@ async fn scale_in_drains_every_kind_of_task_then_completes_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_drain_hands_off_and_its_continuation_finishes_the_job() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(
-        &sdk,
-        &FleetSpec {
-            heartbeat_timeout: 30,
-            ..FleetSpec::new("stuck", 2)
-        },
-    )
-    .await
-    .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &fleet_spec("stuck", 2)).await;
     fleet.service("api", false, &[2, 0]).await.unwrap();
     let event = scale_in(&s, &fleet, 0).await;
-    let d = drainer(
-        &sdk,
-        &[
-            ("CLUSTER_NAME", &fleet.cluster),
-            ("POLL_INTERVAL_SECONDS", "1"),
-        ],
-    );
+    let d = fleet_drainer(&sdk, &fleet, &[]);
 
     // No scheduler steps: the drain is stuck. The hook's 30 s heartbeat timeout
     // asks for a heartbeat every 10 s after the action started; the invocation
@@ -197,7 +120,7 @@ async fn a_stuck_drain_hands_off_and_its_continuation_finishes_the_job() {
         fleet.topic_arn.as_str(),
         "falls back to the topic the event came through"
     );
-    let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
+    let action = action_of(&s, &fleet, 0);
     assert_eq!(action["state"], "active");
     assert_eq!(action["complete_calls"], 0, "never completed early");
     assert!(
@@ -206,11 +129,7 @@ async fn a_stuck_drain_hands_off_and_its_continuation_finishes_the_job() {
     );
 
     // The continuation, read back from the queue subscribed to the topic.
-    let bodies = fleet.drain_queue().await.unwrap();
-    assert_eq!(bodies.len(), 1);
-    let note: Value = serde_json::from_str(&bodies[0]).unwrap();
-    let continuation: Value = serde_json::from_str(note["Message"].as_str().unwrap()).unwrap();
-    assert_eq!(continuation["kind"], "ecs-lifecycle.continuation");
+    let (next_event, continuation) = next_continuation(&fleet).await;
     assert_eq!(continuation["attempt"], 1);
     assert_eq!(
         continuation["action"]["EC2InstanceId"],
@@ -224,13 +143,10 @@ async fn a_stuck_drain_hands_off_and_its_continuation_finishes_the_job() {
 
     // ECS gets going; the continuation, fed back, finishes the drain.
     s.ecs_auto(300).unwrap();
-    let result = d
-        .handle(&fleet.sqs_event(&bodies), now_ms() + 120_000)
-        .await
-        .unwrap();
+    let result = d.handle(&next_event, now_ms() + 120_000).await.unwrap();
     s.ecs_auto(0).unwrap();
     assert_eq!(single_outcome(&result)["outcome"], "completed", "{result}");
-    let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
+    let action = action_of(&s, &fleet, 0);
     assert_eq!(
         (action["state"].as_str(), action["complete_calls"].as_u64()),
         (Some("completed"), Some(1))
@@ -244,19 +160,10 @@ async fn a_stuck_drain_hands_off_and_its_continuation_finishes_the_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_deliveries_complete_the_action_once() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("dupes", 2))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("dupes", 2)).await;
     fleet.service("api", false, &[2, 1]).await.unwrap();
     let event = scale_in(&s, &fleet, 0).await;
-    let d = drainer(
-        &sdk,
-        &[
-            ("CLUSTER_NAME", &fleet.cluster),
-            ("POLL_INTERVAL_SECONDS", "1"),
-        ],
-    );
+    let d = fleet_drainer(&sdk, &fleet, &[]);
 
     s.ecs_auto(300).unwrap();
     let deadline = now_ms() + 120_000;
@@ -281,7 +188,7 @@ async fn duplicate_deliveries_complete_the_action_once() {
     // A late third copy finds nothing waiting and does nothing.
     let late = d.handle(&event, now_ms() + 60_000).await.unwrap();
     assert_eq!(single_outcome(&late)["outcome"], "stopped");
-    let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
+    let action = action_of(&s, &fleet, 0);
     assert_eq!(action["state"], "completed");
     assert!(action["complete_calls"].as_u64().unwrap() <= 2, "{action}");
     assert!(
@@ -293,10 +200,7 @@ async fn duplicate_deliveries_complete_the_action_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_api_still_ends_correctly() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("throttled", 2))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("throttled", 2)).await;
     fleet.service("api", false, &[3, 0]).await.unwrap();
     fleet.service("agent", true, &[1, 1]).await.unwrap();
     let event = scale_in(&s, &fleet, 0).await;
@@ -316,13 +220,7 @@ async fn a_throttled_api_still_ends_correctly() {
         s.inject_fault(target, code, n).unwrap();
     }
     s.ecs_auto(300).unwrap();
-    let d = drainer(
-        &sdk,
-        &[
-            ("CLUSTER_NAME", &fleet.cluster),
-            ("POLL_INTERVAL_SECONDS", "1"),
-        ],
-    );
+    let d = fleet_drainer(&sdk, &fleet, &[]);
     let result = d.handle(&event, now_ms() + 120_000).await.unwrap();
     s.ecs_auto(0).unwrap();
     assert_eq!(single_outcome(&result)["outcome"], "completed", "{result}");
@@ -331,7 +229,7 @@ async fn a_throttled_api_still_ends_correctly() {
         json!([]),
         "every injected throttle was hit and retried"
     );
-    let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
+    let action = action_of(&s, &fleet, 0);
     assert_eq!(action["state"], "completed");
     assert_eq!(
         action["complete_calls"], 1,
@@ -342,23 +240,13 @@ async fn a_throttled_api_still_ends_correctly() {
         3,
         "two throttled attempts, then the one that completed"
     );
-    assert!(
-        fleet
-            .tasks_on(0)
-            .await
-            .unwrap()
-            .iter()
-            .all(|t| t.last_status == "STOPPED")
-    );
+    assert_all_stopped(&fleet.tasks_on(0).await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_cases_complete_skip_or_refuse_as_documented() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("edges", 4))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("edges", 4)).await;
     fleet.service("api", false, &[1, 1, 1, 1]).await.unwrap();
     aws_sdk_ecs::Client::new(&sdk)
         .create_cluster()
@@ -382,10 +270,7 @@ async fn edge_cases_complete_skip_or_refuse_as_documented() {
     assert_eq!(outcome["outcome"], "dry_run");
     assert_eq!(outcome["decision"]["step"], "SetDraining");
     assert_eq!(fleet.status_of(0).await.unwrap(), "ACTIVE");
-    assert_eq!(
-        s.lifecycle_action(&fleet.instance_ids[0]).unwrap()["complete_calls"],
-        0
-    );
+    assert_eq!(action_of(&s, &fleet, 0)["complete_calls"], 0);
 
     // Not registered in the clusters named: complete at once, touch nothing.
     let d = drainer(&sdk, &[base[0], ("CLUSTER_NAME", "elsewhere")]);
@@ -411,10 +296,7 @@ async fn edge_cases_complete_skip_or_refuse_as_documented() {
     s.expire_lifecycle_action(&fleet.instance_ids[2]).unwrap();
     let outcome = single_outcome(&everywhere.handle(&event2, now_ms() + 60_000).await.unwrap());
     assert_eq!(outcome["outcome"], "stopped", "{outcome}");
-    assert_eq!(
-        s.lifecycle_action(&fleet.instance_ids[2]).unwrap()["complete_calls"],
-        0
-    );
+    assert_eq!(action_of(&s, &fleet, 2)["complete_calls"], 0);
     assert!(fleet.drain_queue().await.unwrap().is_empty());
 
     // Test notifications and launch transitions are acknowledged and dropped.
@@ -449,10 +331,7 @@ async fn edge_cases_complete_skip_or_refuse_as_documented() {
         .unwrap();
     assert_eq!(left.len(), 1, "{outcome}");
     assert!(left[0].as_str().unwrap().contains(":task/edges/"));
-    assert_eq!(
-        s.lifecycle_action(&fleet.instance_ids[3]).unwrap()["complete_calls"],
-        1
-    );
+    assert_eq!(action_of(&s, &fleet, 3)["complete_calls"], 1);
 
     // Malformed input is an error naming the field; in an SQS batch only that record fails.
     let bad = json!({"LifecycleHookName": "h", "AutoScalingGroupName": fleet.asg, "LifecycleTransition": TERMINATING});
@@ -476,20 +355,10 @@ async fn edge_cases_complete_skip_or_refuse_as_documented() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stability_check_waits_for_replacements_to_run() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("stable", 2))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("stable", 2)).await;
     let api = fleet.service("api", false, &[2, 0]).await.unwrap();
     let event = scale_in(&s, &fleet, 0).await;
-    let d = drainer(
-        &sdk,
-        &[
-            ("CLUSTER_NAME", &fleet.cluster),
-            ("POLL_INTERVAL_SECONDS", "1"),
-            ("SERVICE_STABILITY_CHECK", "true"),
-        ],
-    );
+    let d = fleet_drainer(&sdk, &fleet, &[("SERVICE_STABILITY_CHECK", "true")]);
     let handle = tokio::spawn({
         let event = event.clone();
         async move { d.handle(&event, now_ms() + 120_000).await }
@@ -519,23 +388,13 @@ async fn the_stability_check_waits_for_replacements_to_run() {
     for _ in 0..4 {
         s.ecs_step().unwrap();
     }
-    assert!(
-        fleet
-            .tasks_on(0)
-            .await
-            .unwrap()
-            .iter()
-            .all(|t| t.last_status == "STOPPED")
-    );
+    assert_all_stopped(&fleet.tasks_on(0).await.unwrap());
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         !handle.is_finished(),
         "empty instance, but the service runs 0 of 2: keep waiting"
     );
-    assert_eq!(
-        s.lifecycle_action(&fleet.instance_ids[0]).unwrap()["complete_calls"],
-        0
-    );
+    assert_eq!(action_of(&s, &fleet, 0)["complete_calls"], 0);
 
     // Capacity arrives: the replacements run on instance 1, and the drain completes.
     let deployment = api_started_by(&fleet).await;
@@ -551,34 +410,22 @@ async fn the_stability_check_waits_for_replacements_to_run() {
         .task_definition()
         .unwrap()
         .to_owned();
-    fleet
-        .ecs
-        .start_task()
-        .cluster(&fleet.cluster)
-        .task_definition(&td)
-        .container_instances(&fleet.container_instances[1])
-        .started_by(&deployment)
-        .group("service:api")
-        .send()
-        .await
-        .unwrap();
-    fleet
-        .ecs
-        .start_task()
-        .cluster(&fleet.cluster)
-        .task_definition(&td)
-        .container_instances(&fleet.container_instances[1])
-        .started_by(&deployment)
-        .group("service:api")
-        .send()
-        .await
-        .unwrap();
+    for _ in 0..2 {
+        fleet
+            .ecs
+            .start_task()
+            .cluster(&fleet.cluster)
+            .task_definition(&td)
+            .container_instances(&fleet.container_instances[1])
+            .started_by(&deployment)
+            .group("service:api")
+            .send()
+            .await
+            .unwrap();
+    }
     let result = handle.await.unwrap().unwrap();
     assert_eq!(single_outcome(&result)["outcome"], "completed", "{result}");
-    assert_eq!(
-        s.lifecycle_action(&fleet.instance_ids[0]).unwrap()["complete_calls"],
-        1
-    );
+    assert_eq!(action_of(&s, &fleet, 0)["complete_calls"], 1);
 }
 
 async fn api_started_by(fleet: &Fleet) -> String {

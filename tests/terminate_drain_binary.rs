@@ -5,73 +5,27 @@
 //! Publish), and the function's continuations travel the same way. ECS's
 //! scheduler is played by the stand-in (see tests/terminate_drain.rs).
 
+//!
+//! Given / When / Then helpers: `tests/support/drain.rs` (the next test of this
+//! workflow takes them from there, and adds what it needs there).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
 
 use std::time::Duration;
 
+use ecs_lifecycle_suite::drain::{
+    assert_all_stopped, drain_instance_0, start_drain, start_terminating,
+};
+use ecs_lifecycle_suite::fleet_on;
 use serde_json::Value;
 use testkit::{
-    Fleet, FleetSpec, LocalFunction, NotificationQueue, Standin, last_stopped_at, metric_records,
+    FleetSpec, LocalFunction, NotificationQueue, Standin, last_stopped_at, metric_records,
     metric_sum, notification, notified_events, records_with,
 };
-
-/// Starts the binary for `fleet` as the template deploys it (JSON logs appended to
-/// `log`, removed first), `extra` variables on top, and has the stand-in deliver
-/// the fleet's topic to it in invocations of `invocation_ms`.
-fn start_drain(
-    s: &Standin,
-    fleet: &Fleet,
-    name: &str,
-    extra: &[(&str, &str)],
-    log: &std::path::Path,
-    invocation_ms: u64,
-) -> LocalFunction {
-    let _ = std::fs::remove_file(log);
-    let mut env = vec![
-        ("CLUSTER_NAME", fleet.cluster.as_str()),
-        ("POLL_INTERVAL_SECONDS", "1"),
-        ("CONTINUATION_TOPIC_ARN", fleet.topic_arn.as_str()),
-        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-    ];
-    env.extend_from_slice(extra);
-    let binary = testkit::binary("terminate-drain").unwrap();
-    let function = LocalFunction::start_logging_to(s, &binary, name, &env, log).unwrap();
-    s.subscribe_function(&fleet.topic_arn, invocation_ms)
-        .unwrap();
-    function
-}
-
-/// Terminates instance 0 with the scheduler stand-in stepping every 800 ms: the
-/// action once it is over, and the invocations once the last has answered.
-async fn drain_instance_0(s: &Standin, fleet: &Fleet) -> (Value, Vec<Value>) {
-    s.ecs_auto(800).unwrap();
-    s.start_lifecycle_action(
-        &fleet.asg,
-        &fleet.hook,
-        &fleet.instance_ids[0],
-        "autoscaling:EC2_INSTANCE_TERMINATING",
-    )
-    .unwrap();
-    let action = s
-        .wait_for(Duration::from_secs(90), |s| {
-            let a = s.lifecycle_action(&fleet.instance_ids[0])?;
-            Ok((a["state"] != "active").then_some(a))
-        })
-        .await
-        .unwrap();
-    s.ecs_auto(0).unwrap();
-    // Give the last invocation a moment to post its response.
-    let invocations = s.ended_invocations(Duration::from_secs(10)).await.unwrap();
-    (action, invocations)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_drains_across_invocations_and_logs_json() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("binary", 2))
-        .await
-        .unwrap();
+    let (_, fleet) = fleet_on(&s, &FleetSpec::new("binary", 2)).await;
     fleet.service("web", false, &[2, 1]).await.unwrap();
     fleet.service("logs", true, &[1, 1]).await.unwrap();
 
@@ -87,14 +41,7 @@ async fn the_binary_drains_across_invocations_and_logs_json() {
     );
     assert_eq!(action["complete_calls"], 1);
     assert_eq!(fleet.status_of(0).await.unwrap(), "DRAINING");
-    assert!(
-        fleet
-            .tasks_on(0)
-            .await
-            .unwrap()
-            .iter()
-            .all(|t| t.last_status == "STOPPED")
-    );
+    assert_all_stopped(&fleet.tasks_on(0).await.unwrap());
 
     assert!(
         invocations.len() >= 2,
@@ -194,10 +141,7 @@ fn a_bad_configuration_stops_the_function_at_cold_start_naming_the_variable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_drain_says_which_service_holds_it_and_why() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("held", 2))
-        .await
-        .unwrap();
+    let (_, fleet) = fleet_on(&s, &FleetSpec::new("held", 2)).await;
     fleet.service("web", false, &[2, 0]).await.unwrap();
     // What ECS's scheduler says when it cannot place the replacements.
     let why = "(service web) was unable to place a task because no container instance met all of its requirements.";
@@ -214,13 +158,7 @@ async fn a_stuck_drain_says_which_service_holds_it_and_why() {
         30_000,
     );
     // No scheduler steps: the service's tasks stay on the instance.
-    s.start_lifecycle_action(
-        &fleet.asg,
-        &fleet.hook,
-        &fleet.instance_ids[0],
-        "autoscaling:EC2_INSTANCE_TERMINATING",
-    )
-    .unwrap();
+    start_terminating(&s, &fleet, 0);
     let started = std::time::Instant::now();
     let line = s
         .wait_for(Duration::from_secs(30), |_| {
@@ -251,10 +189,7 @@ async fn a_stuck_drain_says_which_service_holds_it_and_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_across_hand_offs_reports_what_the_stand_in_saw_and_notifies_once() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("observed", 2))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("observed", 2)).await;
     fleet.service("web", false, &[2, 1]).await.unwrap();
     // The operators' topic, read through an SQS queue subscribed to it.
     let notes = NotificationQueue::create(&sdk, "observed").await.unwrap();

@@ -4,32 +4,18 @@
 //! EventBridge, delivering the `ECS Task State Change` ECS would publish when the
 //! last task reaches STOPPED, to a second invocation of the function.
 
+//!
+//! Given / When / Then helpers: `tests/support/drain.rs` (the next test of this
+//! workflow takes them from there, and adds what it needs there).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use ecs_lifecycle::config::{DrainConfig, Env};
-use ecs_lifecycle::drain::Drainer;
 use ecs_lifecycle::hook::Handler;
+use ecs_lifecycle_suite::drain::{drainer_as_deployed, scale_in};
+use ecs_lifecycle_suite::{action_of, aws_time, fleet_on};
 use serde_json::{Value, json};
 use testkit::{Fleet, FleetSpec, Standin, now_ms};
-
-type TestDrainer = Drainer<aws_sdk_ecs::Client, aws_sdk_autoscaling::Client, aws_sdk_sns::Client>;
-
-fn drainer(sdk: &aws_config::SdkConfig, vars: &[(&str, &str)]) -> TestDrainer {
-    let map: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let config = DrainConfig::from_env(&Env::new(move |k| map.get(k).cloned())).unwrap();
-    Drainer::new(
-        aws_sdk_ecs::Client::new(sdk),
-        aws_sdk_autoscaling::Client::new(sdk),
-        aws_sdk_sns::Client::new(sdk),
-        config,
-    )
-}
 
 fn task_stopped(fleet: &Fleet, task_arn: &str) -> Value {
     json!({
@@ -48,28 +34,17 @@ fn task_stopped(fleet: &Fleet, task_arn: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_of_the_last_task_completes_the_drain_within_a_second() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("events", 2))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("events", 2)).await;
     let api = fleet.service("api", false, &[1, 0]).await.unwrap();
-    s.start_lifecycle_action(
-        &fleet.asg,
-        &fleet.hook,
-        &fleet.instance_ids[0],
-        "autoscaling:EC2_INSTANCE_TERMINATING",
-    )
-    .unwrap();
-    let bodies = fleet.drain_queue().await.unwrap();
-    let hook_event = fleet.sqs_event(&bodies);
+    let hook_event = scale_in(&s, &fleet, 0).await;
     let vars = [
         ("CLUSTER_NAME", fleet.cluster.as_str()),
         // A long poll: without the event, the completion lags up to 30 s.
         ("POLL_INTERVAL_SECONDS", "30"),
     ];
-    let chain = drainer(&sdk, &vars);
+    let chain = drainer_as_deployed(&sdk, &vars);
     let (reporter, records) = ecs_lifecycle::report::Reporter::in_memory("td", None);
-    let by_event = drainer(&sdk, &vars).with_reporter(reporter);
+    let by_event = drainer_as_deployed(&sdk, &vars).with_reporter(reporter);
 
     let polling = async {
         let v = chain.handle(&hook_event, now_ms() + 120_000).await.unwrap();
@@ -110,7 +85,7 @@ async fn the_event_of_the_last_task_completes_the_drain_within_a_second() {
         lag < Duration::from_millis(1500),
         "{lag:?} after the last task stopped"
     );
-    let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
+    let action = action_of(&s, &fleet, 0);
     assert_eq!(action["state"], "completed", "{action}");
     assert_eq!(action["complete_calls"], 1, "{action}");
     // The event's invocation measures the drain from the action's start (the
@@ -137,12 +112,9 @@ async fn the_event_of_the_last_task_completes_the_drain_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_of_other_instances_cost_at_most_two_calls_and_other_clusters_none() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("quiet", 2))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("quiet", 2)).await;
     let api = fleet.service("api", false, &[1, 1]).await.unwrap();
-    let d = drainer(&sdk, &[("CLUSTER_NAME", fleet.cluster.as_str())]);
+    let d = drainer_as_deployed(&sdk, &[("CLUSTER_NAME", fleet.cluster.as_str())]);
     let ecs_calls = |s: &Standin| -> u64 {
         s.calls()
             .unwrap()
@@ -179,26 +151,19 @@ fn signal(fixture: &str, instance_id: &str) -> Value {
     let text = std::fs::read_to_string(&path).unwrap();
     let mut event: Value =
         serde_json::from_str(&text.replace("i-0123456789abcdef0", instance_id)).unwrap();
-    event["time"] = json!(
-        aws_smithy_types::DateTime::from_millis(i64::try_from(now_ms()).unwrap())
-            .fmt(aws_smithy_types::date_time::Format::DateTime)
-            .unwrap()
-    );
+    event["time"] = json!(aws_time(now_ms()));
     event
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spot_warning_drains_within_a_second_and_completes_no_action() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("spot", 2))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("spot", 2)).await;
     fleet.service("api", false, &[1, 1]).await.unwrap();
     let notes = testkit::NotificationQueue::create(&sdk, "spot")
         .await
         .unwrap();
-    let d = drainer(
+    let d = drainer_as_deployed(
         &sdk,
         &[
             ("CLUSTER_NAME", fleet.cluster.as_str()),
@@ -249,10 +214,7 @@ async fn a_spot_warning_drains_within_a_second_and_completes_no_action() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_retirement_replaces_the_instance_or_drains_it() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &FleetSpec::new("retire", 2))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("retire", 2)).await;
     let health = |i: usize| {
         let fleet = &fleet;
         async move {
@@ -274,7 +236,7 @@ async fn a_scheduled_retirement_replaces_the_instance_or_drains_it() {
 
     // replace (the default): marked unhealthy, so Auto Scaling replaces it
     // through the terminate hook; ECS is left as it is until then.
-    let v = drainer(&sdk, &cluster)
+    let v = drainer_as_deployed(&sdk, &cluster)
         .handle(
             &signal("eventbridge-health-retirement.json", &fleet.instance_ids[0]),
             now_ms() + 60_000,
@@ -289,7 +251,7 @@ async fn a_scheduled_retirement_replaces_the_instance_or_drains_it() {
     assert_eq!(fleet.status_of(0).await.unwrap(), "ACTIVE");
 
     // drain: DRAINING now, healthy in its group.
-    let v = drainer(&sdk, &[cluster[0], ("SCHEDULED_EVENT_ACTION", "drain")])
+    let v = drainer_as_deployed(&sdk, &[cluster[0], ("SCHEDULED_EVENT_ACTION", "drain")])
         .handle(
             &signal("eventbridge-health-retirement.json", &fleet.instance_ids[1]),
             now_ms() + 60_000,

@@ -23,236 +23,32 @@
 //! ~95 s) are named to sort first, because libtest starts tests in name order: they
 //! then run beside the short ones instead of after them.
 
+//!
+//! Given / When / Then helpers: `tests/support/drain.rs` (the next test of this
+//! workflow takes them from there, and adds what it needs there).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use ecs_lifecycle::config::{DrainConfig, Env};
-use ecs_lifecycle::drain::Drainer;
 use ecs_lifecycle::hook::Handler;
+use ecs_lifecycle_suite::drain::{
+    HEARTBEAT_TIMEOUT_S, assert_completed_once, chained_drainer, drain_token, ecs_calls,
+    fleet_spec, handed_off_once, heartbeats_ms, invoke, largest_gap, last_stop, max_heartbeat_gap,
+    num, play_lambda, scale_in, start_binary, start_terminating, tail,
+};
+use ecs_lifecycle_suite::{action_of, fleet_on, next_continuation};
 use serde_json::{Value, json};
-use testkit::{Fleet, FleetSpec, LocalFunction, Standin, TaskInfo, now_ms};
+use testkit::{Fleet, LocalFunction, Standin, now_ms};
 
-const TERMINATING: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
-/// AWS's minimum HeartbeatTimeout: a heartbeat is due every 10 s.
-const HEARTBEAT_TIMEOUT_S: i32 = 30;
-/// The hand-off margin of the in-process drains (the binary keeps 10 s).
-const MARGIN_MS: u64 = 1500;
 /// The longest a held action may go without a heartbeat in these tests: a third of
 /// HeartbeatTimeout (the cadence) plus slack for a loaded 2-core machine. Auto
 /// Scaling's own limit, enforced by the stand-in, is the whole 30 s.
 const MAX_HEARTBEAT_GAP_S: f64 = 10.0 + 5.0;
-const DRAIN_ATTRIBUTE: &str = "ecs-lifecycle.drain-token";
-
-type TestDrainer = Drainer<aws_sdk_ecs::Client, aws_sdk_autoscaling::Client, aws_sdk_sns::Client>;
-
-fn drainer(sdk: &aws_config::SdkConfig, vars: &[(&str, &str)]) -> TestDrainer {
-    let map: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let config = DrainConfig::from_env(&Env::new(move |k| map.get(k).cloned()))
-        .expect("valid test configuration");
-    Drainer::new(
-        aws_sdk_ecs::Client::new(sdk),
-        aws_sdk_autoscaling::Client::new(sdk),
-        aws_sdk_sns::Client::new(sdk),
-        config,
-    )
-    .with_handoff_margin(Duration::from_millis(MARGIN_MS))
-}
-
-fn fleet_spec(name: &str, instances: i32) -> FleetSpec {
-    FleetSpec {
-        heartbeat_timeout: HEARTBEAT_TIMEOUT_S,
-        ..FleetSpec::new(name, instances)
-    }
-}
-
-/// The one record's outcome of a drain's answer.
-fn single_outcome(result: &Value) -> Value {
-    let o = result["outcomes"].as_array().cloned().unwrap_or_default();
-    assert_eq!(o.len(), 1, "{result}");
-    assert_eq!(result["batchItemFailures"], json!([]), "{result}");
-    o[0].clone()
-}
-
-/// Auto Scaling starts a terminate action on `instance`; the hook's notification
-/// (SNS -> SQS) is the event fed to the function.
-async fn scale_in(s: &Standin, fleet: &Fleet, instance: usize) -> Value {
-    s.start_lifecycle_action(
-        &fleet.asg,
-        &fleet.hook,
-        &fleet.instance_ids[instance],
-        TERMINATING,
-    )
-    .unwrap();
-    let bodies = fleet.drain_queue().await.unwrap();
-    assert_eq!(bodies.len(), 1, "one notification: {bodies:?}");
-    fleet.sqs_event(&bodies)
-}
-
-/// The continuation a hand-off published, as the next invocation receives it (an
-/// SQS event of the SNS envelope), and the continuation itself.
-async fn next_continuation(fleet: &Fleet) -> (Value, Value) {
-    let bodies = fleet.drain_queue().await.unwrap();
-    assert_eq!(bodies.len(), 1, "one continuation: {bodies:?}");
-    let envelope: Value = serde_json::from_str(&bodies[0]).unwrap();
-    let continuation: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
-    assert_eq!(continuation["kind"], "ecs-lifecycle.continuation");
-    (fleet.sqs_event(&bodies), continuation)
-}
-
-/// One invocation: the drain's answer, and the invocation's deadline kept.
-async fn invoke(d: &TestDrainer, event: &Value, invocation_ms: u64) -> Value {
-    let deadline = now_ms() + invocation_ms;
-    let result = d.handle(event, deadline).await.unwrap();
-    let ended = now_ms();
-    assert!(
-        ended <= deadline,
-        "the invocation ran {} ms past its deadline: {result}",
-        ended - deadline
-    );
-    single_outcome(&result)
-}
-
-/// Epoch seconds the last task of `tasks` reached STOPPED (all must have).
-fn last_stop(tasks: &[TaskInfo]) -> f64 {
-    assert!(
-        tasks.iter().all(|t| t.last_status == "STOPPED"),
-        "{tasks:#?}"
-    );
-    tasks
-        .iter()
-        .filter_map(|t| t.stopped_at)
-        .fold(0.0_f64, f64::max)
-}
-
-fn num(v: &Value, key: &str) -> f64 {
-    v[key].as_f64().unwrap_or_else(|| panic!("no {key} in {v}"))
-}
-
-/// The longest the action went without its clock restarting: start, heartbeats,
-/// then completion (or now, if still held).
-fn max_heartbeat_gap(action: &Value) -> f64 {
-    let mut marks = vec![num(action, "started_at")];
-    marks.extend(
-        action["heartbeats"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h.as_f64().unwrap()),
-    );
-    marks.push(
-        action["completed_at"]
-            .as_f64()
-            .unwrap_or(now_ms() as f64 / 1000.0),
-    );
-    marks
-        .windows(2)
-        .map(|p| p[1] - p[0])
-        .fold(0.0_f64, f64::max)
-}
-
-/// The action completed exactly once, with CONTINUE, and never expired.
-fn assert_completed_once(action: &Value) {
-    assert_eq!(
-        (
-            action["state"].as_str(),
-            action["result"].as_str(),
-            action["complete_calls"].as_u64(),
-            &action["expired_by"]
-        ),
-        (Some("completed"), Some("CONTINUE"), Some(1), &Value::Null),
-        "completed once, never expired: {action}"
-    );
-}
-
-async fn drain_token(fleet: &Fleet, instance: usize) -> Option<String> {
-    let d = fleet
-        .ecs
-        .describe_container_instances()
-        .cluster(&fleet.cluster)
-        .container_instances(&fleet.container_instances[instance])
-        .send()
-        .await
-        .unwrap();
-    d.container_instances()
-        .first()?
-        .attributes()
-        .iter()
-        .find(|a| a.name() == DRAIN_ATTRIBUTE)
-        .and_then(|a| a.value().map(str::to_owned))
-}
-
-/// What [`play_lambda`] saw.
-#[derive(Debug)]
-struct Played {
-    /// The last invocation's outcome.
-    outcome: Value,
-    invocations: usize,
-    /// Function errors (each followed by a played retry while retries were left).
-    errors: Vec<String>,
-    /// Invocations that ended after their deadline (ms past it).
-    overruns: Vec<u64>,
-}
-
-/// Plays Lambda for an in-process drain: `invocation_ms` per invocation; a
-/// hand-off's continuation, read from the queue the topic feeds, is the next
-/// invocation's event. A function error is retried as Lambda retries an async event
-/// (twice), but after `retry_delay` instead of Lambda's ~1 and ~2 minutes
-/// (compressed so the test stays short; with those real delays an action of
-/// HeartbeatTimeout 30 s is lost unless the last heartbeat buys the time).
-async fn play_lambda(
-    d: &TestDrainer,
-    fleet: &Fleet,
-    first: Value,
-    invocation_ms: u64,
-    retry_delay: Duration,
-) -> Played {
-    let mut event = first;
-    let mut played = Played {
-        outcome: Value::Null,
-        invocations: 0,
-        errors: Vec::new(),
-        overruns: Vec::new(),
-    };
-    let mut retries_left = 2;
-    loop {
-        played.invocations += 1;
-        let deadline = now_ms() + invocation_ms;
-        let result = d.handle(&event, deadline).await;
-        let ended = now_ms();
-        if ended > deadline {
-            played.overruns.push(ended - deadline);
-        }
-        match result {
-            Ok(v) => {
-                played.outcome = single_outcome(&v);
-                if played.outcome["outcome"] != "handed_off" {
-                    return played;
-                }
-                event = next_continuation(fleet).await.0;
-                retries_left = 2;
-            }
-            Err(e) => {
-                played.errors.push(e.to_string());
-                if retries_left == 0 {
-                    return played;
-                }
-                retries_left -= 1;
-                tokio::time::sleep(retry_delay).await;
-            }
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blackout_of_ecs_longer_than_the_heartbeat_timeout_loses_no_action() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &fleet_spec("outage", 2)).await.unwrap();
+    let (sdk, fleet) = fleet_on(&s, &fleet_spec("outage", 2)).await;
     fleet.service("api", false, &[2, 0]).await.unwrap();
     fleet.service("agent", true, &[1, 1]).await.unwrap();
     s.enforce_heartbeats(true).unwrap();
@@ -260,14 +56,7 @@ async fn a_blackout_of_ecs_longer_than_the_heartbeat_timeout_loses_no_action() {
     // ECS's scheduler (played) keeps moving tasks through the outage: it is ECS's
     // API that is out, not the agents.
     s.ecs_auto(500).unwrap();
-    let d = drainer(
-        &sdk,
-        &[
-            ("CLUSTER_NAME", &fleet.cluster),
-            ("POLL_INTERVAL_SECONDS", "1"),
-            ("CONTINUATION_TOPIC_ARN", &fleet.topic_arn),
-        ],
-    );
+    let d = chained_drainer(&sdk, &fleet, &[]);
 
     // The outage starts as soon as the drain has set DRAINING, and lasts 50 s:
     // longer than one SDK call with all its retries (45 s operation timeout, 6
@@ -297,7 +86,7 @@ async fn a_blackout_of_ecs_longer_than_the_heartbeat_timeout_loses_no_action() {
     s.ecs_auto(0).unwrap();
 
     // The product's promise first: the action outlived the outage and completed once.
-    let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
+    let action = action_of(&s, &fleet, 0);
     assert_completed_once(&action);
     assert_eq!(played.outcome["outcome"], "completed", "{played:?}");
     assert_eq!(played.outcome["reason"], "Drained", "{played:?}");
@@ -315,14 +104,9 @@ async fn a_blackout_of_ecs_longer_than_the_heartbeat_timeout_loses_no_action() {
         gap <= MAX_HEARTBEAT_GAP_S,
         "{gap:.1} s without a heartbeat: {action}"
     );
-    let during = action["heartbeats"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|h| {
-            let t = h.as_f64().unwrap() * 1000.0;
-            t >= outage_start as f64 && t <= outage_end as f64
-        })
+    let during = heartbeats_ms(&action)
+        .into_iter()
+        .filter(|t| *t >= outage_start as f64 && *t <= outage_end as f64)
         .count();
     assert!(
         during >= 4,
@@ -345,15 +129,6 @@ async fn a_blackout_of_ecs_longer_than_the_heartbeat_timeout_loses_no_action() {
     );
 }
 
-fn ecs_calls(s: &Standin) -> u64 {
-    s.calls()
-        .unwrap()
-        .iter()
-        .filter(|(op, _)| op.starts_with("ecs:"))
-        .map(|(_, n)| n)
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_ten_drains_shares_a_throttled_ecs_and_none_expires() {
     const DRAINS: usize = 10;
@@ -368,28 +143,12 @@ async fn a_burst_of_ten_drains_shares_a_throttled_ecs_and_none_expires() {
     s.enforce_heartbeats(true).unwrap();
 
     // Ten processes of the real binary, each taking invocations from the Runtime API.
-    let binary = testkit::binary("terminate-drain").unwrap();
     let logs: Vec<_> = (0..DRAINS)
         .map(|i| std::env::temp_dir().join(format!("herd-{}-{i}.log", std::process::id())))
         .collect();
     let _functions: Vec<LocalFunction> = logs
         .iter()
-        .map(|log| {
-            let _ = std::fs::remove_file(log);
-            LocalFunction::start_logging_to(
-                &s,
-                &binary,
-                "terminate-drain",
-                &[
-                    ("CLUSTER_NAME", &fleet.cluster),
-                    ("POLL_INTERVAL_SECONDS", "1"),
-                    ("CONTINUATION_TOPIC_ARN", &fleet.topic_arn),
-                    ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-                ],
-                log,
-            )
-            .unwrap()
-        })
+        .map(|log| start_binary(&s, &fleet, "terminate-drain", &[], log))
         .collect();
     // 30 s invocations (the binary hands off 10 s before the deadline).
     s.subscribe_function(&fleet.topic_arn, 30_000).unwrap();
@@ -399,8 +158,7 @@ async fn a_burst_of_ten_drains_shares_a_throttled_ecs_and_none_expires() {
 
     let t0 = Instant::now();
     for i in 0..DRAINS {
-        s.start_lifecycle_action(&fleet.asg, &fleet.hook, &fleet.instance_ids[i], TERMINATING)
-            .unwrap();
+        start_terminating(&s, &fleet, i);
     }
     // The scheduler (played) stays off for 32 s: every drain has to hold its action
     // past the 30 s HeartbeatTimeout, under the throttle, before its tasks can move.
@@ -481,28 +239,12 @@ async fn a_burst_of_ten_drains_shares_a_throttled_ecs_and_none_expires() {
     }
 }
 
-fn tail(path: &std::path::Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_at_the_last_poll_never_runs_past_the_deadline() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &fleet_spec("lastwait", 2))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &fleet_spec("lastwait", 2)).await;
     fleet.service("api", false, &[2, 0]).await.unwrap();
-    let d = drainer(
-        &sdk,
-        &[
-            ("CLUSTER_NAME", &fleet.cluster),
-            ("POLL_INTERVAL_SECONDS", "1"),
-            ("CONTINUATION_TOPIC_ARN", &fleet.topic_arn),
-        ],
-    );
+    let d = chained_drainer(&sdk, &fleet, &[]);
     // No scheduler: the service tasks never move, so after DRAINING every
     // invocation is waits, then the hand-off. Invocation lengths from 2.8 s to
     // 3.7 s put the last wait at offsets across a whole poll (1 s plus the
@@ -533,7 +275,7 @@ async fn a_wait_at_the_last_poll_never_runs_past_the_deadline() {
         tokio::time::sleep(Duration::from_millis(300)).await; // the window closes
         event = next_continuation(&fleet).await.0;
     }
-    let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
+    let action = action_of(&s, &fleet, 0);
     assert_eq!(
         (action["state"].as_str(), action["complete_calls"].as_u64()),
         (Some("active"), Some(0)),
@@ -544,21 +286,11 @@ async fn a_wait_at_the_last_poll_never_runs_past_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_tasks_at_the_last_poll_never_runs_past_the_deadline() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &fleet_spec("lastitem", 2))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &fleet_spec("lastitem", 2)).await;
     // A daemon-only instance: once DRAINING, the drain stops the daemon itself
     // (StopTasks), then waits a poll for it to stop.
     let daemon = fleet.service("agent", true, &[1, 1]).await.unwrap();
-    let d = drainer(
-        &sdk,
-        &[
-            ("CLUSTER_NAME", &fleet.cluster),
-            ("POLL_INTERVAL_SECONDS", "5"),
-            ("CONTINUATION_TOPIC_ARN", &fleet.topic_arn),
-        ],
-    );
+    let d = chained_drainer(&sdk, &fleet, &[("POLL_INTERVAL_SECONDS", "5")]);
     // A 4 s invocation with a 5 s poll: StopTasks is the last step before the
     // hand-off point (2.5 s), and the poll it waits after stopping would end past
     // the deadline.
@@ -580,30 +312,18 @@ async fn stop_tasks_at_the_last_poll_never_runs_past_the_deadline() {
     let outcome = invoke(&d, &event, 30_000).await;
     s.ecs_auto(0).unwrap();
     assert_eq!(outcome["outcome"], "completed", "{outcome}");
-    assert_completed_once(&s.lifecycle_action(&fleet.instance_ids[0]).unwrap());
+    assert_completed_once(&action_of(&s, &fleet, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_heartbeat_due_at_the_last_poll_never_runs_past_the_deadline() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &fleet_spec("lastbeat", 2))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &fleet_spec("lastbeat", 2)).await;
     fleet.service("api", false, &[2, 0]).await.unwrap();
     s.enforce_heartbeats(true).unwrap();
-    let d = drainer(
-        &sdk,
-        &[
-            ("CLUSTER_NAME", &fleet.cluster),
-            ("POLL_INTERVAL_SECONDS", "1"),
-            ("CONTINUATION_TOPIC_ARN", &fleet.topic_arn),
-        ],
-    );
+    let d = chained_drainer(&sdk, &fleet, &[]);
     // A first short invocation sets DRAINING and hands off (no scheduler: stuck).
-    let event = scale_in(&s, &fleet, 0).await;
-    assert_eq!(invoke(&d, &event, 2500).await["outcome"], "handed_off");
-    let (_, mut continuation) = next_continuation(&fleet).await;
+    let (_, mut continuation) = handed_off_once(&s, &fleet, &d, 2500).await;
 
     // The next invocation (5 s: hand-off point at 3.5 s) is told the last heartbeat
     // went out 7 s before it started, so the next one (every 10 s) falls due at
@@ -643,14 +363,9 @@ async fn a_heartbeat_due_at_the_last_poll_never_runs_past_the_deadline() {
     .await;
     let resumed = now_ms();
     assert_eq!(invoke(&d, &event, 4000).await["outcome"], "handed_off");
-    let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
+    let action = action_of(&s, &fleet, 0);
     assert_eq!(action["state"], "active", "{action}");
-    let beats: Vec<f64> = action["heartbeats"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h.as_f64().unwrap() * 1000.0)
-        .collect();
+    let beats = heartbeats_ms(&action);
     assert!(
         beats
             .iter()
@@ -662,19 +377,9 @@ async fn a_heartbeat_due_at_the_last_poll_never_runs_past_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_publish_at_the_hand_off_never_runs_past_the_deadline() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &fleet_spec("lastpub", 2))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &fleet_spec("lastpub", 2)).await;
     fleet.service("api", false, &[2, 0]).await.unwrap();
-    let d = drainer(
-        &sdk,
-        &[
-            ("CLUSTER_NAME", &fleet.cluster),
-            ("POLL_INTERVAL_SECONDS", "1"),
-            ("CONTINUATION_TOPIC_ARN", &fleet.topic_arn),
-        ],
-    );
+    let d = chained_drainer(&sdk, &fleet, &[]);
     let event = scale_in(&s, &fleet, 0).await;
     // SNS answers 503 for 10 s: the hand-off's publish fails, and the SDK's own
     // retries (backing off up to 20 s a try, 45 s in all) would outlast the margin.
@@ -695,25 +400,13 @@ async fn a_failing_publish_at_the_hand_off_never_runs_past_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicated_continuation_ends_the_older_chain_within_a_poll() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &fleet_spec("dupchain", 2))
-        .await
-        .unwrap();
+    let (sdk, fleet) = fleet_on(&s, &fleet_spec("dupchain", 2)).await;
     fleet.service("api", false, &[2, 0]).await.unwrap();
     const POLL_MS: u64 = 2000;
-    let d = drainer(
-        &sdk,
-        &[
-            ("CLUSTER_NAME", &fleet.cluster),
-            ("POLL_INTERVAL_SECONDS", "2"),
-            ("CONTINUATION_TOPIC_ARN", &fleet.topic_arn),
-        ],
-    );
+    let d = chained_drainer(&sdk, &fleet, &[("POLL_INTERVAL_SECONDS", "2")]);
     // Mid-drain: the first invocation hands off; its continuation is delivered
     // twice (SNS and Lambda are at-least-once), the second copy 3 s after the first.
-    let event = scale_in(&s, &fleet, 0).await;
-    assert_eq!(invoke(&d, &event, 4000).await["outcome"], "handed_off");
-    let (continuation, _) = next_continuation(&fleet).await;
+    let (continuation, _) = handed_off_once(&s, &fleet, &d, 4000).await;
 
     let first = async {
         let outcome = invoke(&d, &continuation, 60_000).await;
@@ -752,7 +445,7 @@ async fn a_duplicated_continuation_ends_the_older_chain_within_a_poll() {
         Some(by),
         "superseded by the token the copy wrote"
     );
-    assert_completed_once(&s.lifecycle_action(&fleet.instance_ids[0]).unwrap());
+    assert_completed_once(&action_of(&s, &fleet, 0));
     assert!(
         fleet.drain_queue().await.unwrap().is_empty(),
         "neither chain handed off again"
@@ -762,21 +455,11 @@ async fn a_duplicated_continuation_ends_the_older_chain_within_a_poll() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_continuation_from_a_clock_an_hour_ahead_drains_and_heartbeats() {
     let s = Standin::start().unwrap();
-    let sdk = s.sdk_config().await;
-    let fleet = Fleet::create(&sdk, &fleet_spec("skew", 2)).await.unwrap();
+    let (sdk, fleet) = fleet_on(&s, &fleet_spec("skew", 2)).await;
     fleet.service("api", false, &[2, 0]).await.unwrap();
     s.enforce_heartbeats(true).unwrap();
-    let d = drainer(
-        &sdk,
-        &[
-            ("CLUSTER_NAME", &fleet.cluster),
-            ("POLL_INTERVAL_SECONDS", "1"),
-            ("CONTINUATION_TOPIC_ARN", &fleet.topic_arn),
-        ],
-    );
-    let event = scale_in(&s, &fleet, 0).await;
-    assert_eq!(invoke(&d, &event, 2500).await["outcome"], "handed_off");
-    let (_, mut continuation) = next_continuation(&fleet).await;
+    let d = chained_drainer(&sdk, &fleet, &[]);
+    let (_, mut continuation) = handed_off_once(&s, &fleet, &d, 2500).await;
     // The sandbox that wrote it had a clock an hour ahead of ours.
     let ahead = now_ms() + 3_600_000;
     continuation["started_at_ms"] = json!(ahead);
@@ -793,24 +476,16 @@ async fn a_continuation_from_a_clock_an_hour_ahead_drains_and_heartbeats() {
     s.ecs_auto(0).unwrap();
     assert_eq!(outcome["outcome"], "completed", "{outcome}");
     assert_eq!(outcome["reason"], "Drained", "{outcome}");
-    let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
+    let action = action_of(&s, &fleet, 0);
     assert_completed_once(&action);
-    let beats: Vec<f64> = action["heartbeats"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h.as_f64().unwrap() * 1000.0)
-        .collect();
+    let beats = heartbeats_ms(&action);
     // Taken as "now" (the runtime's choice): the first heartbeat 10 s into this
     // invocation, then every 10 s. (Counted from the real last heartbeat, the action
     // start here, the first gap is 10 s plus the first invocation: see the report.)
     let mut marks = vec![resumed as f64];
     marks.extend(beats.iter().copied().filter(|t| *t >= resumed as f64));
     marks.push(num(&action, "completed_at") * 1000.0);
-    let gap_ms = marks
-        .windows(2)
-        .map(|p| p[1] - p[0])
-        .fold(0.0_f64, f64::max);
+    let gap_ms = largest_gap(&marks);
     assert!(
         marks.len() >= 3 && gap_ms <= MAX_HEARTBEAT_GAP_S * 1000.0,
         "heartbeats in this invocation as if the times were ours (it began at {resumed}; largest gap {gap_ms:.0} ms): {action}"

@@ -4,10 +4,11 @@
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 
+use ecs_lifecycle::model::{InstanceStatus, RefreshStatus};
 use serde::Serialize;
 
-use crate::rollout::{RolloutReport, TemplateRow};
-use crate::status::{Attention, StatusReport};
+use crate::rollout::{GroupRow, RefreshRow, RefusedAmi, RolloutReport, TemplateRow};
+use crate::status::{Attention, HookRow, InstanceRow, OrphanRow, StatusReport, WaitingRow};
 
 /// Colour when stdout is a terminal and NO_COLOR is unset or empty
 /// (<https://no-color.org>).
@@ -164,154 +165,188 @@ fn attention_text(out: &mut String, attention: &[Attention], color: bool) {
     }
 }
 
-fn section(out: &mut String, title: &str, count: usize, color: bool) {
-    let _ = writeln!(
-        out,
-        "\n{}",
-        paint(&format!("{title} ({count})"), Paint::Bold, color)
-    );
+/// A section: its title with the count of `rows`, then (when there are any)
+/// what `body` makes of them.
+fn section<T>(
+    out: &mut String,
+    title: &str,
+    rows: &[T],
+    color: bool,
+    body: impl FnOnce(&[T]) -> String,
+) {
+    let heading = format!("{title} ({})", rows.len());
+    let _ = writeln!(out, "\n{}", paint(&heading, Paint::Bold, color));
+    if !rows.is_empty() {
+        out.push_str(&body(rows));
+    }
+}
+
+/// A table of `columns` with one row per item (`row` may give several).
+fn table_of<T, R: IntoIterator<Item = Vec<(String, Paint)>>>(
+    columns: &[(&'static str, bool)],
+    items: &[T],
+    row: impl Fn(&T) -> R,
+    color: bool,
+) -> String {
+    let mut t = Table::new(columns);
+    for cells in items.iter().flat_map(row) {
+        t.row(cells);
+    }
+    t.render(color)
 }
 
 pub fn status_text(r: &StatusReport, now_ms: u64, color: bool) -> String {
-    let mut out = String::new();
+    let mut out = status_heading(r);
+    section(
+        &mut out,
+        "Container instances",
+        &r.container_instances,
+        color,
+        |rows| table_of(INSTANCE_COLUMNS, rows, |i| [instance_row(i, now_ms)], color),
+    );
+    section(
+        &mut out,
+        "Waiting on a lifecycle hook",
+        &r.waiting,
+        color,
+        |rows| table_of(WAITING_COLUMNS, rows, waiting_rows, color) + TIME_LEFT_NOTE,
+    );
+    section(
+        &mut out,
+        "Orphans: InService in a group, not registered in the cluster",
+        &r.orphans,
+        color,
+        |rows| table_of(ORPHAN_COLUMNS, rows, |o| [orphan_row(o, now_ms)], color),
+    );
+    attention_text(&mut out, &r.attention, color);
+    out
+}
+
+fn status_heading(r: &StatusReport) -> String {
     let groups = if r.groups.is_empty() {
         "none (no instance of the cluster is in a group; name some with --group)".to_owned()
     } else {
         r.groups.join(", ")
     };
-    let _ = writeln!(
-        out,
-        "Cluster {} in {} at {}; groups: {groups}",
+    format!(
+        "Cluster {} in {} at {}; groups: {groups}\n",
         r.cluster, r.region, r.generated_at
-    );
+    )
+}
 
-    section(
-        &mut out,
-        "Container instances",
-        r.container_instances.len(),
-        color,
-    );
-    if !r.container_instances.is_empty() {
-        let mut t = Table::new(&[
-            ("EC2 INSTANCE", false),
-            ("GROUP", false),
-            ("LIFECYCLE", false),
-            ("ECS", false),
-            ("AGENT", false),
-            ("RUNNING", true),
-            ("PENDING", true),
-            ("AMI", false),
-            ("DRAINING SINCE", false),
-        ]);
-        for i in &r.container_instances {
-            let ecs_paint = match i.ecs_status.as_str() {
-                "ACTIVE" => Paint::Green,
-                "DRAINING" => Paint::Yellow,
-                _ => Paint::Red,
-            };
-            let draining = match (i.ecs_status.as_str(), i.draining_since_ms) {
-                (_, Some(ms)) => ago(ms, now_ms),
-                ("DRAINING", None) => "?".to_owned(),
-                _ => "-".to_owned(),
-            };
-            t.row(vec![
-                plain(&i.ec2_instance_id),
-                or_dash(i.group.as_deref()),
-                or_dash(i.lifecycle_state.as_ref().map(|s| s.as_str())),
-                (i.ecs_status.to_string(), ecs_paint),
-                if i.agent_connected {
-                    plain("connected")
-                } else {
-                    ("disconnected".to_owned(), Paint::Red)
-                },
-                plain(i.running_tasks.to_string()),
-                plain(i.pending_tasks.to_string()),
-                or_dash(i.ami.as_deref()),
-                plain(draining),
-            ]);
-        }
-        out.push_str(&t.render(color));
-    }
+const INSTANCE_COLUMNS: &[(&str, bool)] = &[
+    ("EC2 INSTANCE", false),
+    ("GROUP", false),
+    ("LIFECYCLE", false),
+    ("ECS", false),
+    ("AGENT", false),
+    ("RUNNING", true),
+    ("PENDING", true),
+    ("AMI", false),
+    ("DRAINING SINCE", false),
+];
 
-    section(
-        &mut out,
-        "Waiting on a lifecycle hook",
-        r.waiting.len(),
-        color,
-    );
-    if !r.waiting.is_empty() {
-        let mut t = Table::new(&[
-            ("EC2 INSTANCE", false),
-            ("GROUP", false),
-            ("STATE", false),
-            ("IN CLUSTER", false),
-            ("HOOK", false),
-            ("DEFAULT", false),
-            ("HEARTBEAT", true),
-            ("TIME LEFT", true),
-        ]);
-        for w in &r.waiting {
-            let head = || {
-                vec![
-                    plain(&w.ec2_instance_id),
-                    plain(&w.group),
-                    (w.lifecycle_state.to_string(), Paint::Yellow),
-                    plain(if w.registered { "yes" } else { "no" }),
-                ]
-            };
-            if w.hooks.is_empty() {
-                let mut row = head();
-                row.extend([plain("?"), plain("-"), plain("-"), plain("?")]);
-                t.row(row);
-            }
-            for h in &w.hooks {
-                let mut row = head();
-                row.extend([
-                    plain(&h.name),
-                    plain(&h.default_result),
-                    plain(duration(h.heartbeat_timeout_s)),
-                    plain(h.time_left_s.map_or_else(|| "?".to_owned(), duration)),
-                ]);
-                t.row(row);
-            }
-        }
-        out.push_str(&t.render(color));
-        out.push_str(
-            "TIME LEFT: until the hook's global timeout, from the start of the scaling activity (? when\n\
-             there is none); the action ends sooner if it is completed or not heartbeated in HEARTBEAT.\n",
-        );
-    }
+fn instance_row(i: &InstanceRow, now_ms: u64) -> Vec<(String, Paint)> {
+    vec![
+        plain(&i.ec2_instance_id),
+        or_dash(i.group.as_deref()),
+        or_dash(i.lifecycle_state.as_ref().map(|s| s.as_str())),
+        ecs_status_cell(&i.ecs_status),
+        agent_cell(i.agent_connected),
+        plain(i.running_tasks.to_string()),
+        plain(i.pending_tasks.to_string()),
+        or_dash(i.ami.as_deref()),
+        plain(draining_since(i, now_ms)),
+    ]
+}
 
-    section(
-        &mut out,
-        "Orphans: InService in a group, not registered in the cluster",
-        r.orphans.len(),
-        color,
-    );
-    if !r.orphans.is_empty() {
-        let mut t = Table::new(&[
-            ("EC2 INSTANCE", false),
-            ("GROUP", false),
-            ("EC2 STATE", false),
-            ("AMI", false),
-            ("LAUNCHED", false),
-        ]);
-        for o in &r.orphans {
-            t.row(vec![
-                (o.ec2_instance_id.clone(), Paint::Red),
-                plain(&o.group),
-                or_dash(o.ec2_state.as_deref()),
-                or_dash(o.ami.as_deref()),
-                plain(
-                    o.launched_ms
-                        .map_or_else(|| "-".to_owned(), |ms| ago(ms, now_ms)),
-                ),
-            ]);
-        }
-        out.push_str(&t.render(color));
+fn ecs_status_cell(status: &InstanceStatus) -> (String, Paint) {
+    let p = match status {
+        InstanceStatus::Active => Paint::Green,
+        InstanceStatus::Draining => Paint::Yellow,
+        _ => Paint::Red,
+    };
+    (status.to_string(), p)
+}
+
+fn agent_cell(connected: bool) -> (String, Paint) {
+    if connected {
+        plain("connected")
+    } else {
+        ("disconnected".to_owned(), Paint::Red)
     }
-    attention_text(&mut out, &r.attention, color);
-    out
+}
+
+/// How long ago it began draining; `?` when DRAINING since a time not known.
+fn draining_since(i: &InstanceRow, now_ms: u64) -> String {
+    match (&i.ecs_status, i.draining_since_ms) {
+        (_, Some(ms)) => ago(ms, now_ms),
+        (InstanceStatus::Draining, None) => "?".to_owned(),
+        _ => "-".to_owned(),
+    }
+}
+
+const WAITING_COLUMNS: &[(&str, bool)] = &[
+    ("EC2 INSTANCE", false),
+    ("GROUP", false),
+    ("STATE", false),
+    ("IN CLUSTER", false),
+    ("HOOK", false),
+    ("DEFAULT", false),
+    ("HEARTBEAT", true),
+    ("TIME LEFT", true),
+];
+
+const TIME_LEFT_NOTE: &str = "TIME LEFT: until the hook's global timeout, from the start of the scaling activity (? when\n\
+     there is none); the action ends sooner if it is completed or not heartbeated in HEARTBEAT.\n";
+
+/// One row per hook of the waiting transition; one row of `?` when none is known.
+fn waiting_rows(w: &WaitingRow) -> Vec<Vec<(String, Paint)>> {
+    let head = [
+        plain(&w.ec2_instance_id),
+        plain(&w.group),
+        (w.lifecycle_state.to_string(), Paint::Yellow),
+        plain(if w.registered { "yes" } else { "no" }),
+    ];
+    let hooks: Vec<[(String, Paint); 4]> = if w.hooks.is_empty() {
+        vec![[plain("?"), plain("-"), plain("-"), plain("?")]]
+    } else {
+        w.hooks.iter().map(hook_cells).collect()
+    };
+    hooks
+        .into_iter()
+        .map(|hook| head.iter().cloned().chain(hook).collect())
+        .collect()
+}
+
+fn hook_cells(h: &HookRow) -> [(String, Paint); 4] {
+    [
+        plain(&h.name),
+        plain(&h.default_result),
+        plain(duration(h.heartbeat_timeout_s)),
+        plain(h.time_left_s.map_or_else(|| "?".to_owned(), duration)),
+    ]
+}
+
+const ORPHAN_COLUMNS: &[(&str, bool)] = &[
+    ("EC2 INSTANCE", false),
+    ("GROUP", false),
+    ("EC2 STATE", false),
+    ("AMI", false),
+    ("LAUNCHED", false),
+];
+
+fn orphan_row(o: &OrphanRow, now_ms: u64) -> Vec<(String, Paint)> {
+    vec![
+        (o.ec2_instance_id.clone(), Paint::Red),
+        plain(&o.group),
+        or_dash(o.ec2_state.as_deref()),
+        or_dash(o.ami.as_deref()),
+        plain(
+            o.launched_ms
+                .map_or_else(|| "-".to_owned(), |ms| ago(ms, now_ms)),
+        ),
+    ]
 }
 
 /// `ami-0123 (v4)`, or `ami-0123 ($Latest = v4)` for a symbolic version.
@@ -325,68 +360,79 @@ fn ami_at_version(t: &TemplateRow) -> String {
 }
 
 pub fn rollout_text(r: &RolloutReport, color: bool) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Auto Scaling groups in {} at {}",
+    let mut out = format!(
+        "Auto Scaling groups in {} at {}\n",
         r.region, r.generated_at
     );
-    section(&mut out, "Instance refreshes", r.groups.len(), color);
-    if !r.groups.is_empty() {
-        let mut t = Table::new(&[
-            ("GROUP", false),
-            ("REFRESH", false),
-            ("STATUS", false),
-            ("DONE", true),
-            ("TARGET", false),
-            ("CURRENT", false),
-            ("REFUSED AMI", false),
-        ]);
-        for g in &r.groups {
-            let status_paint = match g.refresh.as_ref().map(|x| x.status.as_str()) {
-                Some("Successful") => Paint::Green,
-                Some("Failed" | "RollbackFailed" | "RollbackSuccessful") => Paint::Red,
-                Some(_) => Paint::Yellow,
-                None => Paint::Plain,
-            };
-            let refused: Vec<String> = g
-                .refused_amis
-                .iter()
-                .map(|x| match &x.refused_at {
-                    Some(at) => format!("{} ({at})", x.ami),
-                    None => x.ami.clone(),
-                })
-                .collect();
-            let target = g.target.as_ref().map(|x| &x.template);
-            let current = g.launch_template.as_ref();
-            t.row(vec![
-                plain(&g.group),
-                or_dash(g.refresh.as_ref().map(|x| x.id.as_str())),
-                (
-                    g.refresh
-                        .as_ref()
-                        .map_or_else(|| "-".to_owned(), |x| x.status.to_string()),
-                    status_paint,
-                ),
-                plain(
-                    g.refresh
-                        .as_ref()
-                        .and_then(|x| x.percentage)
-                        .map_or_else(|| "-".to_owned(), |p| format!("{p}%")),
-                ),
-                plain(target.map_or_else(|| "-".to_owned(), ami_at_version)),
-                plain(current.map_or_else(|| "-".to_owned(), ami_at_version)),
-                if refused.is_empty() {
-                    plain("-")
-                } else {
-                    (refused.join(", "), Paint::Red)
-                },
-            ]);
-        }
-        out.push_str(&t.render(color));
-    }
+    section(&mut out, "Instance refreshes", &r.groups, color, |rows| {
+        table_of(REFRESH_COLUMNS, rows, |g| [refresh_row(g)], color)
+    });
     attention_text(&mut out, &r.attention, color);
     out
+}
+
+const REFRESH_COLUMNS: &[(&str, bool)] = &[
+    ("GROUP", false),
+    ("REFRESH", false),
+    ("STATUS", false),
+    ("DONE", true),
+    ("TARGET", false),
+    ("CURRENT", false),
+    ("REFUSED AMI", false),
+];
+
+fn refresh_row(g: &GroupRow) -> Vec<(String, Paint)> {
+    let refresh = g.refresh.as_ref();
+    vec![
+        plain(&g.group),
+        or_dash(refresh.map(|x| x.id.as_str())),
+        refresh_status_cell(refresh),
+        plain(
+            refresh
+                .and_then(|x| x.percentage)
+                .map_or_else(|| "-".to_owned(), |p| format!("{p}%")),
+        ),
+        plain(
+            g.target
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |x| ami_at_version(&x.template)),
+        ),
+        plain(
+            g.launch_template
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), ami_at_version),
+        ),
+        refused_cell(&g.refused_amis),
+    ]
+}
+
+fn refresh_status_cell(refresh: Option<&RefreshRow>) -> (String, Paint) {
+    let Some(r) = refresh else {
+        return plain("-");
+    };
+    let p = match r.status {
+        RefreshStatus::Successful => Paint::Green,
+        RefreshStatus::Failed
+        | RefreshStatus::RollbackFailed
+        | RefreshStatus::RollbackSuccessful => Paint::Red,
+        _ => Paint::Yellow,
+    };
+    (r.status.to_string(), p)
+}
+
+/// The refused AMIs, each with when it was refused if known.
+fn refused_cell(refused: &[RefusedAmi]) -> (String, Paint) {
+    if refused.is_empty() {
+        return plain("-");
+    }
+    let amis: Vec<String> = refused
+        .iter()
+        .map(|x| match &x.refused_at {
+            Some(at) => format!("{} ({at})", x.ami),
+            None => x.ami.clone(),
+        })
+        .collect();
+    (amis.join(", "), Paint::Red)
 }
 
 #[cfg(test)]

@@ -129,68 +129,19 @@ fn template_row(t: &LaunchTemplateRef, resolved: Option<&TemplateVersion>) -> Te
 }
 
 pub fn report(o: &Observed) -> RolloutReport {
-    let mut attention = Vec::new();
-    let mut groups: Vec<GroupRow> = o
-        .groups
+    let mut groups: Vec<GroupRow> = o.groups.iter().map(group_row).collect();
+    let mut attention: Vec<Attention> = groups
         .iter()
-        .map(|g| {
-            let name = &g.info.name;
-            let refused_amis: Vec<RefusedAmi> = g
-                .info
-                .tags
+        .flat_map(|g| {
+            let refusals = g
+                .refused_amis
                 .iter()
-                .filter(|(k, _)| k == REFUSED_AMI_TAG)
-                .filter_map(|(_, v)| parse_refusal(v))
-                .collect();
-            for r in &refused_amis {
-                attention.push(Attention {
-                    kind: "refused_ami",
-                    subject: name.clone(),
-                    message: format!(
-                        "ami-rollout refused {} for group {name}{}: it is not rolled out again unless forced",
-                        r.ami,
-                        r.refused_at.as_deref().map(|t| format!(" at {t}")).unwrap_or_default()
-                    ),
-                });
-            }
-            if let Some(r) = &g.refresh {
-                let kind = match r.status {
-                    RefreshStatus::Failed | RefreshStatus::RollbackFailed => Some("refresh_failed"),
-                    RefreshStatus::RollbackSuccessful => Some("refresh_rolled_back"),
-                    _ => None,
-                };
-                if let Some(kind) = kind {
-                    attention.push(Attention {
-                        kind,
-                        subject: name.clone(),
-                        message: format!(
-                            "the newest instance refresh of group {name} ({}) ended {}{}",
-                            r.id,
-                            r.status,
-                            r.status_reason.as_deref().map(|s| format!(": {s}")).unwrap_or_default()
-                        ),
-                    });
-                }
-            }
-            let target = GroupObserved::target_template(&g.info, g.refresh.as_ref()).map(|(t, source)| TargetRow {
-                template: template_row(&t, g.target.as_ref()),
-                source,
-            });
-            GroupRow {
-                group: name.clone(),
-                launch_template: g.info.launch_template.as_ref().map(|t| template_row(t, g.current.as_ref())),
-                refresh: g.refresh.as_ref().map(|r| RefreshRow {
-                    id: r.id.clone(),
-                    status: r.status.clone(),
-                    status_reason: r.status_reason.clone(),
-                    percentage: r.percentage,
-                    instances_to_update: r.instances_to_update,
-                    started_at: r.started_ms.map(rfc3339),
-                    ended_at: r.ended_ms.map(rfc3339),
-                }),
-                target,
-                refused_amis,
-            }
+                .map(|r| refusal_attention(&g.group, r));
+            refusals.chain(
+                g.refresh
+                    .as_ref()
+                    .and_then(|r| refresh_attention(&g.group, r)),
+            )
         })
         .collect();
     groups.sort_by(|a, b| a.group.cmp(&b.group));
@@ -203,6 +154,76 @@ pub fn report(o: &Observed) -> RolloutReport {
         groups,
         attention,
     }
+}
+
+fn group_row(g: &GroupObserved) -> GroupRow {
+    let target =
+        GroupObserved::target_template(&g.info, g.refresh.as_ref()).map(|(t, source)| TargetRow {
+            template: template_row(&t, g.target.as_ref()),
+            source,
+        });
+    GroupRow {
+        group: g.info.name.clone(),
+        launch_template: g
+            .info
+            .launch_template
+            .as_ref()
+            .map(|t| template_row(t, g.current.as_ref())),
+        refresh: g.refresh.as_ref().map(refresh_row),
+        target,
+        refused_amis: g
+            .info
+            .tags
+            .iter()
+            .filter(|(k, _)| k == REFUSED_AMI_TAG)
+            .filter_map(|(_, v)| parse_refusal(v))
+            .collect(),
+    }
+}
+
+fn refresh_row(r: &Refresh) -> RefreshRow {
+    RefreshRow {
+        id: r.id.clone(),
+        status: r.status.clone(),
+        status_reason: r.status_reason.clone(),
+        percentage: r.percentage,
+        instances_to_update: r.instances_to_update,
+        started_at: r.started_ms.map(rfc3339),
+        ended_at: r.ended_ms.map(rfc3339),
+    }
+}
+
+fn refusal_attention(group: &str, r: &RefusedAmi) -> Attention {
+    let at = r.refused_at.as_deref().map(|t| format!(" at {t}"));
+    Attention {
+        kind: "refused_ami",
+        subject: group.to_owned(),
+        message: format!(
+            "ami-rollout refused {} for group {group}{}: it is not rolled out again unless forced",
+            r.ami,
+            at.unwrap_or_default()
+        ),
+    }
+}
+
+/// A newest refresh that failed or was rolled back.
+fn refresh_attention(group: &str, r: &RefreshRow) -> Option<Attention> {
+    let kind = match r.status {
+        RefreshStatus::Failed | RefreshStatus::RollbackFailed => "refresh_failed",
+        RefreshStatus::RollbackSuccessful => "refresh_rolled_back",
+        _ => return None,
+    };
+    let reason = r.status_reason.as_deref().map(|s| format!(": {s}"));
+    Some(Attention {
+        kind,
+        subject: group.to_owned(),
+        message: format!(
+            "the newest instance refresh of group {group} ({}) ended {}{}",
+            r.id,
+            r.status,
+            reason.unwrap_or_default()
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -492,5 +513,79 @@ mod tests {
         );
         assert_eq!(keys(&g["refused_amis"][0]), ["ami", "refused_at"]);
         assert_eq!(g["refresh"]["started_at"], "2027-01-15T07:59:00Z");
+    }
+    /// The text for people, byte for byte: one row per group, then what needs attention.
+    #[test]
+    fn the_text_is_a_table_of_groups() {
+        let refused = [
+            (
+                REFUSED_AMI_TAG,
+                "ami-0bad0bad0bad0bad0 2026-11-20T12:00:00Z",
+            ),
+            (REFUSED_AMI_TAG, "ami-0bad0bad0bad0bad1"),
+        ];
+        let plain = |name: &str, status: RefreshStatus| GroupObserved {
+            info: info(name, &[]),
+            refresh: Some(refresh(status, None)),
+            current: None,
+            target: None,
+        };
+        let o = Observed {
+            region: "us-east-1".into(),
+            now_ms: NOW,
+            groups: vec![
+                GroupObserved {
+                    info: info("web", &refused),
+                    refresh: Some(refresh(RefreshStatus::InProgress, Some(lt("$Latest")))),
+                    current: Some(image(3, "ami-0aaaaaaaaaaaaaaaa")),
+                    target: Some(image(4, "ami-0cccccccccccccccc")),
+                },
+                GroupObserved {
+                    info: info("batch", &[]),
+                    refresh: None,
+                    current: Some(image(3, "ami-0aaaaaaaaaaaaaaaa")),
+                    target: None,
+                },
+                plain("api", RefreshStatus::Failed),
+                plain("ok", RefreshStatus::Successful),
+            ],
+        };
+        let text = |o: &Observed, color| crate::render::rollout_text(&report(o), color);
+        assert_eq!(
+            text(&o, false),
+            r#"Auto Scaling groups in us-east-1 at 2027-01-15T08:00:00Z
+
+Instance refreshes (4)
+GROUP  REFRESH  STATUS      DONE  TARGET                                CURRENT                     REFUSED AMI
+api    r-1      Failed       50%  ? (3: no such version)                ? (3: no such version)      -
+batch  -        -              -  -                                     ami-0aaaaaaaaaaaaaaaa (v3)  -
+ok     r-1      Successful   50%  ? (3: no such version)                ? (3: no such version)      -
+web    r-1      InProgress   50%  ami-0cccccccccccccccc ($Latest = v4)  ami-0aaaaaaaaaaaaaaaa (v3)  ami-0bad0bad0bad0bad0 (2026-11-20T12:00:00Z), ami-0bad0bad0bad0bad1
+
+Needs attention (3):
+  refresh_failed: the newest instance refresh of group api (r-1) ended Failed: why
+  refused_ami: ami-rollout refused ami-0bad0bad0bad0bad0 for group web at 2026-11-20T12:00:00Z: it is not rolled out again unless forced
+  refused_ami: ami-rollout refused ami-0bad0bad0bad0bad1 for group web: it is not rolled out again unless forced
+"#
+        );
+        assert_eq!(
+            text(&Observed::default(), false),
+            r#"Auto Scaling groups in  at 1970-01-01T00:00:00Z
+
+Instance refreshes (0)
+
+Nothing needs attention.
+"#
+        );
+        let coloured = text(&o, true);
+        for painted in [
+            "\x1b[1mInstance refreshes (4)\x1b[0m",
+            "\x1b[31mFailed\x1b[0m",
+            "\x1b[32mSuccessful\x1b[0m",
+            "\x1b[33mInProgress\x1b[0m",
+            "\x1b[31mami-0bad0bad0bad0bad0 (2026-11-20T12:00:00Z), ami-0bad0bad0bad0bad1\x1b[0m",
+        ] {
+            assert!(coloured.contains(painted), "{painted:?} in {coloured:?}");
+        }
     }
 }

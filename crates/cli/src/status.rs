@@ -189,122 +189,33 @@ pub fn time_left_s(started_ms: Option<u64>, global_timeout_s: u64, now_ms: u64) 
 }
 
 pub fn report(o: &Observed) -> StatusReport {
-    let registered: BTreeSet<&str> = o
-        .container_instances
-        .iter()
-        .map(|ci| ci.ec2_instance_id.as_str())
-        .collect();
-    let ec2: HashMap<&str, &Ec2Instance> = o.ec2.iter().map(|i| (i.id.as_str(), i)).collect();
-    let membership: HashMap<&str, &AsgInstance> = o
-        .memberships
-        .iter()
-        .map(|m| (m.instance_id.as_str(), m))
-        .collect();
-    let no_activities: &[ScalingActivity] = &[];
-    let activities_of = |group: &str| o.activities.get(group).map_or(no_activities, Vec::as_slice);
-    let mut attention = Vec::new();
-
+    let seen = Seen::of(o);
     let mut container_instances: Vec<InstanceRow> = o
         .container_instances
         .iter()
-        .map(|ci| {
-            let id = ci.ec2_instance_id.as_str();
-            let m = membership.get(id);
-            let draining_since_ms = m.and_then(|m| {
-                draining_since_ms(&ci.status, Some(&m.lifecycle_state), activities_of(&m.asg), id)
-            });
-            if !ci.agent_connected
-                && matches!(ci.status, InstanceStatus::Active | InstanceStatus::Draining)
-            {
-                attention.push(Attention {
-                    kind: "agent_disconnected",
-                    subject: id.to_owned(),
-                    message: format!(
-                        "the ECS agent of {id} ({}) is not connected: ECS cannot place or stop tasks there",
-                        ci.status
-                    ),
-                });
-            }
-            InstanceRow {
-                ec2_instance_id: id.to_owned(),
-                container_instance_arn: ci.arn.clone(),
-                group: m.map(|m| m.asg.clone()),
-                lifecycle_state: m.map(|m| m.lifecycle_state.clone()),
-                ecs_status: ci.status.clone(),
-                agent_connected: ci.agent_connected,
-                running_tasks: ci.running_tasks_count,
-                pending_tasks: ci.pending_tasks_count,
-                ami: ec2.get(id).and_then(|i| i.image_id.clone()),
-                registered_at: ci.registered_ms.map(rfc3339),
-                draining_since: draining_since_ms.map(rfc3339),
-                draining_since_ms,
-            }
-        })
+        .map(|ci| instance_row(&seen, ci))
         .collect();
-    container_instances.sort_by(|a, b| a.ec2_instance_id.cmp(&b.ec2_instance_id));
-
     let mut waiting = Vec::new();
     let mut orphans = Vec::new();
     for g in &o.groups {
-        let hooks = o.hooks.get(&g.name).map_or(&[][..], Vec::as_slice);
         for (id, state) in &g.instances {
             if state.is_waiting() {
-                let (transition, verb) = if state.is_launch_wait() {
-                    (Transition::Launching, "Launching")
-                } else {
-                    (Transition::Terminating, "Terminating")
-                };
-                let started_ms =
-                    open_activity(activities_of(&g.name), verb, id).and_then(|a| a.started_ms);
-                waiting.push(WaitingRow {
-                    ec2_instance_id: id.clone(),
-                    group: g.name.clone(),
-                    lifecycle_state: state.clone(),
-                    registered: registered.contains(id.as_str()),
-                    action_started_at: started_ms.map(rfc3339),
-                    hooks: hooks
-                        .iter()
-                        .filter(|h| h.transition == Some(transition))
-                        .map(|h| HookRow {
-                            name: h.name.clone(),
-                            default_result: h.default_result.clone(),
-                            heartbeat_timeout_s: h.timeouts.heartbeat_timeout_s,
-                            global_timeout_s: h.timeouts.global_timeout_s,
-                            time_left_s: time_left_s(
-                                started_ms,
-                                h.timeouts.global_timeout_s,
-                                o.now_ms,
-                            ),
-                        })
-                        .collect(),
-                });
-            } else if *state == LifecycleState::InService && !registered.contains(id.as_str()) {
-                let e = ec2.get(id.as_str());
-                let launched_ms = e.and_then(|i| i.launched_ms);
-                attention.push(Attention {
-                    kind: "orphan",
-                    subject: id.clone(),
-                    message: format!(
-                        "{id} is InService in group {} but not registered in cluster {}",
-                        g.name, o.cluster
-                    ),
-                });
-                orphans.push(OrphanRow {
-                    ec2_instance_id: id.clone(),
-                    group: g.name.clone(),
-                    lifecycle_state: state.clone(),
-                    ami: e.and_then(|i| i.image_id.clone()),
-                    ec2_state: e.and_then(|i| i.state.as_ref()).map(ToString::to_string),
-                    launched_at: launched_ms.map(rfc3339),
-                    launched_ms,
-                });
+                waiting.push(waiting_row(&seen, g, id, state));
+            } else if *state == LifecycleState::InService && !seen.is_registered(id) {
+                orphans.push(orphan_row(&seen, g, id, state));
             }
         }
     }
-    waiting.sort_by(|a: &WaitingRow, b| a.ec2_instance_id.cmp(&b.ec2_instance_id));
-    orphans.sort_by(|a: &OrphanRow, b| a.ec2_instance_id.cmp(&b.ec2_instance_id));
+    let mut attention: Vec<Attention> = o
+        .container_instances
+        .iter()
+        .filter_map(agent_disconnected)
+        .chain(orphans.iter().map(|r| orphan_attention(r, &o.cluster)))
+        .collect();
+    container_instances.sort_by(|a, b| a.ec2_instance_id.cmp(&b.ec2_instance_id));
+    waiting.sort_by(|a, b| a.ec2_instance_id.cmp(&b.ec2_instance_id));
+    orphans.sort_by(|a, b| a.ec2_instance_id.cmp(&b.ec2_instance_id));
     attention.sort_by(|a, b| (a.kind, &a.subject).cmp(&(b.kind, &b.subject)));
-
     StatusReport {
         version: SCHEMA_VERSION,
         kind: "status",
@@ -316,6 +227,152 @@ pub fn report(o: &Observed) -> StatusReport {
         waiting,
         orphans,
         attention,
+    }
+}
+
+/// What [`Observed`] says, indexed by instance and group for the rows.
+struct Seen<'a> {
+    o: &'a Observed,
+    registered: BTreeSet<&'a str>,
+    ec2: HashMap<&'a str, &'a Ec2Instance>,
+    membership: HashMap<&'a str, &'a AsgInstance>,
+}
+
+impl<'a> Seen<'a> {
+    fn of(o: &'a Observed) -> Self {
+        Seen {
+            o,
+            registered: o
+                .container_instances
+                .iter()
+                .map(|ci| ci.ec2_instance_id.as_str())
+                .collect(),
+            ec2: o.ec2.iter().map(|i| (i.id.as_str(), i)).collect(),
+            membership: o
+                .memberships
+                .iter()
+                .map(|m| (m.instance_id.as_str(), m))
+                .collect(),
+        }
+    }
+
+    fn is_registered(&self, id: &str) -> bool {
+        self.registered.contains(id)
+    }
+
+    fn ec2(&self, id: &str) -> Option<&'a Ec2Instance> {
+        self.ec2.get(id).copied()
+    }
+
+    fn activities(&self, group: &str) -> &'a [ScalingActivity] {
+        self.o.activities.get(group).map_or(&[], Vec::as_slice)
+    }
+
+    fn hooks(&self, group: &str) -> &'a [LifecycleHook] {
+        self.o.hooks.get(group).map_or(&[], Vec::as_slice)
+    }
+}
+
+fn instance_row(seen: &Seen, ci: &ContainerInstance) -> InstanceRow {
+    let id = ci.ec2_instance_id.as_str();
+    let m = seen.membership.get(id);
+    let draining_since_ms = m.and_then(|m| {
+        draining_since_ms(
+            &ci.status,
+            Some(&m.lifecycle_state),
+            seen.activities(&m.asg),
+            id,
+        )
+    });
+    InstanceRow {
+        ec2_instance_id: id.to_owned(),
+        container_instance_arn: ci.arn.clone(),
+        group: m.map(|m| m.asg.clone()),
+        lifecycle_state: m.map(|m| m.lifecycle_state.clone()),
+        ecs_status: ci.status.clone(),
+        agent_connected: ci.agent_connected,
+        running_tasks: ci.running_tasks_count,
+        pending_tasks: ci.pending_tasks_count,
+        ami: seen.ec2(id).and_then(|i| i.image_id.clone()),
+        registered_at: ci.registered_ms.map(rfc3339),
+        draining_since: draining_since_ms.map(rfc3339),
+        draining_since_ms,
+    }
+}
+
+/// A container instance whose agent is disconnected while ECS may still place
+/// or stop tasks on it (ACTIVE or DRAINING).
+fn agent_disconnected(ci: &ContainerInstance) -> Option<Attention> {
+    let in_use = matches!(ci.status, InstanceStatus::Active | InstanceStatus::Draining);
+    if ci.agent_connected || !in_use {
+        return None;
+    }
+    let id = &ci.ec2_instance_id;
+    Some(Attention {
+        kind: "agent_disconnected",
+        subject: id.clone(),
+        message: format!(
+            "the ECS agent of {id} ({}) is not connected: ECS cannot place or stop tasks there",
+            ci.status
+        ),
+    })
+}
+
+fn waiting_row(seen: &Seen, g: &AsgGroup, id: &str, state: &LifecycleState) -> WaitingRow {
+    let (transition, verb) = if state.is_launch_wait() {
+        (Transition::Launching, "Launching")
+    } else {
+        (Transition::Terminating, "Terminating")
+    };
+    let started_ms = open_activity(seen.activities(&g.name), verb, id).and_then(|a| a.started_ms);
+    WaitingRow {
+        ec2_instance_id: id.to_owned(),
+        group: g.name.clone(),
+        lifecycle_state: state.clone(),
+        registered: seen.is_registered(id),
+        action_started_at: started_ms.map(rfc3339),
+        hooks: seen
+            .hooks(&g.name)
+            .iter()
+            .filter(|h| h.transition == Some(transition))
+            .map(|h| hook_row(h, started_ms, seen.o.now_ms))
+            .collect(),
+    }
+}
+
+fn hook_row(h: &LifecycleHook, started_ms: Option<u64>, now_ms: u64) -> HookRow {
+    HookRow {
+        name: h.name.clone(),
+        default_result: h.default_result.clone(),
+        heartbeat_timeout_s: h.timeouts.heartbeat_timeout_s,
+        global_timeout_s: h.timeouts.global_timeout_s,
+        time_left_s: time_left_s(started_ms, h.timeouts.global_timeout_s, now_ms),
+    }
+}
+
+fn orphan_row(seen: &Seen, g: &AsgGroup, id: &str, state: &LifecycleState) -> OrphanRow {
+    let e = seen.ec2(id);
+    let launched_ms = e.and_then(|i| i.launched_ms);
+    OrphanRow {
+        ec2_instance_id: id.to_owned(),
+        group: g.name.clone(),
+        lifecycle_state: state.clone(),
+        ami: e.and_then(|i| i.image_id.clone()),
+        ec2_state: e.and_then(|i| i.state.as_ref()).map(ToString::to_string),
+        launched_at: launched_ms.map(rfc3339),
+        launched_ms,
+    }
+}
+
+fn orphan_attention(r: &OrphanRow, cluster: &str) -> Attention {
+    let id = &r.ec2_instance_id;
+    Attention {
+        kind: "orphan",
+        subject: id.clone(),
+        message: format!(
+            "{id} is InService in group {} but not registered in cluster {cluster}",
+            r.group
+        ),
     }
 }
 
@@ -800,5 +857,97 @@ mod tests {
             v["waiting"][1]["action_started_at"],
             serde_json::Value::Null
         );
+    }
+    /// The text for people, byte for byte: a heading, one table per section,
+    /// then what needs attention.
+    #[test]
+    fn the_text_is_a_table_per_section() {
+        let text = |w: &Observed| crate::render::status_text(&report(w), NOW, false);
+        assert_eq!(
+            text(&world()),
+            r#"Cluster prod in us-east-1 at 2027-01-15T08:00:00Z; groups: prod-asg
+
+Container instances (3)
+EC2 INSTANCE         GROUP     LIFECYCLE         ECS       AGENT      RUNNING  PENDING  AMI                    DRAINING SINCE
+i-00000000000000000  prod-asg  InService         ACTIVE    connected        3        1  ami-0aaaaaaaaaaaaaaaa  -
+i-00000000000000001  prod-asg  InService         DRAINING  connected        0        1  -                      ?
+i-00000000000000002  prod-asg  Terminating:Wait  DRAINING  connected        1        1  ami-0aaaaaaaaaaaaaaaa  2m00s ago
+
+Waiting on a lifecycle hook (2)
+EC2 INSTANCE         GROUP     STATE             IN CLUSTER  HOOK    DEFAULT   HEARTBEAT  TIME LEFT
+i-00000000000000002  prod-asg  Terminating:Wait  yes         drain   CONTINUE      5m00s      8h18m
+i-00000000000000004  prod-asg  Pending:Wait      no          verify  CONTINUE     10m00s          ?
+TIME LEFT: until the hook's global timeout, from the start of the scaling activity (? when
+there is none); the action ends sooner if it is completed or not heartbeated in HEARTBEAT.
+
+Orphans: InService in a group, not registered in the cluster (1)
+EC2 INSTANCE         GROUP     EC2 STATE  AMI                    LAUNCHED
+i-00000000000000003  prod-asg  running    ami-0bbbbbbbbbbbbbbbb  10m00s ago
+
+Needs attention (1):
+  orphan: i-00000000000000003 is InService in group prod-asg but not registered in cluster prod
+"#
+        );
+        // No hooks known, a disconnected agent, an instance leaving ECS.
+        let mut w = world();
+        w.hooks.clear();
+        w.container_instances[1].agent_connected = false;
+        w.container_instances[0].status = InstanceStatus::Deregistering;
+        assert_eq!(
+            text(&w),
+            r#"Cluster prod in us-east-1 at 2027-01-15T08:00:00Z; groups: prod-asg
+
+Container instances (3)
+EC2 INSTANCE         GROUP     LIFECYCLE         ECS            AGENT         RUNNING  PENDING  AMI                    DRAINING SINCE
+i-00000000000000000  prod-asg  InService         ACTIVE         disconnected        3        1  ami-0aaaaaaaaaaaaaaaa  -
+i-00000000000000001  prod-asg  InService         DRAINING       connected           0        1  -                      ?
+i-00000000000000002  prod-asg  Terminating:Wait  DEREGISTERING  connected           1        1  ami-0aaaaaaaaaaaaaaaa  -
+
+Waiting on a lifecycle hook (2)
+EC2 INSTANCE         GROUP     STATE             IN CLUSTER  HOOK  DEFAULT  HEARTBEAT  TIME LEFT
+i-00000000000000002  prod-asg  Terminating:Wait  yes         ?     -                -          ?
+i-00000000000000004  prod-asg  Pending:Wait      no          ?     -                -          ?
+TIME LEFT: until the hook's global timeout, from the start of the scaling activity (? when
+there is none); the action ends sooner if it is completed or not heartbeated in HEARTBEAT.
+
+Orphans: InService in a group, not registered in the cluster (1)
+EC2 INSTANCE         GROUP     EC2 STATE  AMI                    LAUNCHED
+i-00000000000000003  prod-asg  running    ami-0bbbbbbbbbbbbbbbb  10m00s ago
+
+Needs attention (2):
+  agent_disconnected: the ECS agent of i-00000000000000000 (ACTIVE) is not connected: ECS cannot place or stop tasks there
+  orphan: i-00000000000000003 is InService in group prod-asg but not registered in cluster prod
+"#
+        );
+        let empty = Observed {
+            cluster: "empty".into(),
+            region: "eu-west-1".into(),
+            now_ms: NOW,
+            ..Observed::default()
+        };
+        assert_eq!(
+            text(&empty),
+            r#"Cluster empty in eu-west-1 at 2027-01-15T08:00:00Z; groups: none (no instance of the cluster is in a group; name some with --group)
+
+Container instances (0)
+
+Waiting on a lifecycle hook (0)
+
+Orphans: InService in a group, not registered in the cluster (0)
+
+Nothing needs attention.
+"#
+        );
+        let coloured = crate::render::status_text(&report(&world()), NOW, true);
+        for painted in [
+            "\x1b[1mContainer instances (3)\x1b[0m",
+            "\x1b[32mACTIVE\x1b[0m  ",
+            "\x1b[33mDRAINING\x1b[0m",
+            "\x1b[33mPending:Wait\x1b[0m",
+            "\x1b[31mi-00000000000000003\x1b[0m",
+            "\x1b[31mNeeds attention (1):\x1b[0m",
+        ] {
+            assert!(coloured.contains(painted), "{painted:?} in {coloured:?}");
+        }
     }
 }

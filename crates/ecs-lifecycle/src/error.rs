@@ -3,6 +3,8 @@
 
 use lambda_runtime::Diagnostic;
 
+use crate::rollout::ami::Check;
+
 /// A call to an AWS API that failed after the SDK's own retries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{service}:{operation} failed{}: {message}", code.as_deref().map(|c| format!(" with {c}")).unwrap_or_default())]
@@ -107,7 +109,7 @@ pub enum Error {
     #[error("{why}")]
     AmiRefused {
         ami: String,
-        check: String,
+        check: Check,
         seen: String,
         why: String,
     },
@@ -230,5 +232,25 @@ mod tests {
         }
         assert!(!Error::Internal("x".into()).is_transient());
         assert!(!Error::Event(EventError::new("a", "b")).is_transient());
+    }
+
+    #[test]
+    fn a_refused_ami_reads_as_its_sentence_and_names_its_check() {
+        let e = Error::AmiRefused {
+            ami: "ami-1".into(),
+            check: Check::InstanceType,
+            seen: "none".into(),
+            why: "AMI ami-1 refused for group g (instance type check, seen none): x".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "AMI ami-1 refused for group g (instance type check, seen none): x"
+        );
+        assert!(
+            matches!(&e, Error::AmiRefused { check, .. } if check.to_string() == "instance type")
+        );
+        assert!(!e.is_retryable());
+        let d: Diagnostic = e.into();
+        assert_eq!(d.error_type, "EcsLifecycle.AmiRefused");
     }
 }

@@ -176,6 +176,8 @@ struct Sim {
     schedule_ends: Instant,
     /// SIM_TRACE=1: keep and print every trace line.
     full_trace: bool,
+    /// SIM_TRACE=live: print trace lines as they happen.
+    live_trace: bool,
 }
 
 /// What one seed found.
@@ -358,6 +360,7 @@ impl Sim {
             stats: Stats::default(),
             schedule_ends: t0,
             full_trace: std::env::var_os("SIM_TRACE").is_some(),
+            live_trace: std::env::var("SIM_TRACE").is_ok_and(|v| v == "live"),
         };
         sim.note(format!(
             "world: {n} instance(s), hooks {groups:?} s, poll {poll_s} s, MAX_DRAIN {max_drain_s} s, STANDALONE_TASKS {standalone:?}, stability {stability}, function timeout {} s, ECS events {ecs_events}",
@@ -373,6 +376,9 @@ impl Sim {
 
     fn note(&mut self, line: String) {
         let line = format!("{} {line}", self.at(Instant::now()));
+        if self.live_trace {
+            eprintln!("    {line}");
+        }
         if self.trace.len() == 4 * TRACE && !self.full_trace {
             self.trace.pop_front();
         }

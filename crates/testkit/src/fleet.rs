@@ -301,10 +301,15 @@ impl Fleet {
         let tags = self
             .create_service(name, daemon, placement.iter().sum())
             .await?;
+        self.place(&tags, placement).await
+    }
+
+    /// Starts tasks of `tags`: `placement[i]` on container instance `i`; their ARNs.
+    pub(crate) async fn place(&self, tags: &TaskTags, placement: &[usize]) -> Result<Vec<String>> {
         let mut arns = Vec::new();
         for (i, count) in placement.iter().enumerate() {
             for _ in 0..*count {
-                arns.extend(self.start_task(&tags, i).await?);
+                arns.extend(self.start_task(tags, i).await?);
             }
         }
         Ok(arns)

@@ -14,27 +14,9 @@ pub struct LocalFunction {
 }
 
 impl LocalFunction {
-    /// Starts `binary` with the Lambda environment a real function sees, plus `env`.
-    /// Its logs go to our stderr unless `quiet`.
-    pub fn start(
-        standin: &Standin,
-        binary: &Path,
-        name: &str,
-        env: &[(&str, &str)],
-        quiet: bool,
-    ) -> Result<LocalFunction> {
-        let output = || {
-            if quiet {
-                Stdio::null()
-            } else {
-                Stdio::inherit()
-            }
-        };
-        Self::spawn(standin, binary, name, env, output(), output())
-    }
-
-    /// Like [`LocalFunction::start`], with the function's logs (stdout and
-    /// stderr, as CloudWatch Logs would get them) appended to `log`.
+    /// Starts `binary` with the Lambda environment a real function sees, plus
+    /// `env`, its logs (stdout and stderr, as CloudWatch Logs would get them)
+    /// appended to `log`.
     pub fn start_logging_to(
         standin: &Standin,
         binary: &Path,
@@ -58,7 +40,9 @@ impl LocalFunction {
         )
     }
 
-    fn spawn(
+    /// Starts `binary` as [`LocalFunction::start_logging_to`] does, its stdout
+    /// and stderr going where the caller says.
+    pub fn spawn(
         standin: &Standin,
         binary: &Path,
         name: &str,
@@ -118,14 +102,6 @@ impl Standin {
         )
     }
 
-    /// Invokes the local function and waits for its answer.
-    pub fn invoke(&self, event: &Value, timeout_ms: u64) -> Result<Value> {
-        self.post(
-            "/_standin/lambda/invoke",
-            json!({"event": event, "timeout_ms": timeout_ms, "async": false}),
-        )
-    }
-
     /// Every invocation so far, oldest first.
     pub fn invocations(&self) -> Result<Vec<Value>> {
         Ok(self
@@ -133,15 +109,6 @@ impl Standin {
             .as_array()
             .cloned()
             .unwrap_or_default())
-    }
-
-    /// The invocation `request_id` once it has ended (neither queued nor running).
-    pub fn ended_invocation(&self, request_id: &str) -> Result<Option<Value>> {
-        Ok(self
-            .invocations()?
-            .into_iter()
-            .find(|i| i["request_id"] == request_id)
-            .filter(|i| i["status"] != "queued" && i["status"] != "running"))
     }
 
     /// Every invocation, once none is queued or running any more (waiting up to

@@ -1,6 +1,8 @@
-//! Test and demo support: starts the AWS stand-in (`tests/standin/standin.py`:
+//! The test library: starts the AWS stand-in (`tests/standin/standin.py`:
 //! moto server, patched where moto falls short, plus a Lambda Runtime API) on
-//! loopback, and builds ECS fleets on it with the real SDK over real HTTP.
+//! loopback, builds ECS fleets on it with the real SDK over real HTTP, and runs
+//! the functions' binaries against it. The integration tests (`tests/`, through
+//! `tests/support/`) use it; so do the demo and benchmarks (`crates/devtools`).
 //!
 //! What the stand-in emulates, and why: the docstring of tests/standin/standin.py (an index) and of each module of the tests/standin/standin/ package.
 

@@ -213,24 +213,7 @@ impl Fleet {
         placement: &[usize],
     ) -> Result<()> {
         let tags = self.create_service(name, false, desired).await?;
-        for (i, count) in placement.iter().enumerate() {
-            let ci = self
-                .container_instances
-                .get(i)
-                .ok_or_else(|| format!("no container instance {i}"))?;
-            for _ in 0..*count {
-                self.ecs
-                    .start_task()
-                    .cluster(&self.cluster)
-                    .task_definition(&tags.task_definition)
-                    .container_instances(ci)
-                    .started_by(&tags.started_by)
-                    .group(&tags.group)
-                    .send()
-                    .await
-                    .map_err(ctx("StartTask"))?;
-            }
-        }
+        self.place(&tags, placement).await?;
         Ok(())
     }
 

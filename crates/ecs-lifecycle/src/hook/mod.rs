@@ -20,6 +20,11 @@ pub mod pacing;
 pub mod policy;
 pub mod runtime;
 pub mod serve;
+pub mod step;
 
 pub use job::{Accept, Job};
 pub use runtime::{Handler, HookWorkflow};
+
+#[cfg(test)]
+#[path = "probe_tests.rs"]
+mod probe_tests;

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::hook::continuation::MAX_HOPS;
 use crate::hook::pacing::pace;
-use crate::launch::diagnosis::Findings;
+use crate::launch::diagnosis::{Findings, Outcome};
 use crate::model::{
     ActionResult, AsgInstance, ContainerInstance, Ec2State, InstanceStatus, LifecycleState,
 };
@@ -247,7 +247,7 @@ pub fn decide(o: &Observed, p: &Policy, c: &Clocks) -> Step {
         Diagnosis::NotStarted if !p.can_diagnose => orphan(Findings::not_configured()),
         Diagnosis::NotStarted if o.ec2_state.as_ref().is_some_and(Ec2State::is_pending) => {
             orphan(Findings {
-                outcome: "not_running".into(),
+                outcome: Outcome::NotRunning,
                 problems: vec!["the instance never reached running".into()],
                 ssm_status: None,
                 exit_code: None,
@@ -340,7 +340,7 @@ mod tests {
 
     fn findings() -> Findings {
         Findings {
-            outcome: "completed".into(),
+            outcome: Outcome::Completed,
             problems: vec!["agent_container fail: OOMKilled".into()],
             ssm_status: Some("Failed".into()),
             exit_code: Some(8),
@@ -620,7 +620,7 @@ mod tests {
         };
         assert_eq!(result, ActionResult::Abandon);
         assert!(why.contains("agent is disconnected"), "{why}");
-        assert_eq!(findings.outcome, "timed_out");
+        assert_eq!(findings.outcome, Outcome::TimedOut);
         // Out of hook time: judge with what we have, even before diagnosing.
         let o = observed("Pending:Wait", "running", None);
         let c = Clocks {
@@ -647,7 +647,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(findings.outcome, "not_configured");
+        assert_eq!(findings.outcome, Outcome::NotConfigured);
         // Never reached running: no diagnosis possible.
         let o = observed("Pending:Wait", "pending", None);
         let Step::Complete {
@@ -657,7 +657,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(findings.outcome, "not_running");
+        assert_eq!(findings.outcome, Outcome::NotRunning);
     }
 
     #[test]

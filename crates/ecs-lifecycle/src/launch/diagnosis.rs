@@ -33,12 +33,52 @@ pub struct Report {
     pub failed: Vec<String>,
 }
 
+/// How the diagnosis ended; its name (Display, and the JSON) is the snake_case
+/// word the log line's `diagnosis` field carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The script ran and printed its report.
+    Completed,
+    /// The script ran but printed no report this reads.
+    Unreadable,
+    /// SSM could not run the script to its end (timed out, cancelled, undeliverable).
+    FailedToRun,
+    /// The script did not finish in the time allowed.
+    TimedOut,
+    /// SSM cannot reach the instance.
+    SsmUnreachable,
+    /// No diagnostic document is configured.
+    NotConfigured,
+    /// The instance never reached `running`: there is nothing to diagnose.
+    NotRunning,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Unreadable => "unreadable",
+            Outcome::FailedToRun => "failed_to_run",
+            Outcome::TimedOut => "timed_out",
+            Outcome::SsmUnreachable => "ssm_unreachable",
+            Outcome::NotConfigured => "not_configured",
+            Outcome::NotRunning => "not_running",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What is known about why an instance did not join, for the log line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Findings {
-    /// How the diagnosis ended: `completed`, `failed_to_run`, `timed_out`,
-    /// `ssm_unreachable`, `not_configured`, `unreadable`.
-    pub outcome: String,
+    /// How the diagnosis ended.
+    pub outcome: Outcome,
     /// The failed (and warned) checks, `name: detail`.
     pub problems: Vec<String>,
     /// SSM's status and the script's exit code, when it ran.
@@ -52,9 +92,9 @@ pub struct Findings {
 }
 
 impl Findings {
-    fn note(outcome: &str, problem: String) -> Self {
+    fn note(outcome: Outcome, problem: String) -> Self {
         Findings {
-            outcome: outcome.into(),
+            outcome,
             problems: vec![problem],
             ssm_status: None,
             exit_code: None,
@@ -64,7 +104,7 @@ impl Findings {
 
     pub fn ssm_unreachable(reason: &str) -> Self {
         Findings::note(
-            "ssm_unreachable",
+            Outcome::SsmUnreachable,
             format!(
                 "SSM cannot run commands on the instance (SSM agent down, no instance profile with AmazonSSMManagedInstanceCore, or no route to SSM): {reason}"
             ),
@@ -73,14 +113,14 @@ impl Findings {
 
     pub fn not_configured() -> Self {
         Findings::note(
-            "not_configured",
+            Outcome::NotConfigured,
             "no diagnostic document configured (SSM_DOCUMENT_NAME)".into(),
         )
     }
 
     pub fn timed_out(seconds: u64) -> Self {
         Findings::note(
-            "timed_out",
+            Outcome::TimedOut,
             format!("the diagnostic did not finish within {seconds} s"),
         )
     }
@@ -93,8 +133,8 @@ impl Findings {
             .find(|l| !l.trim().is_empty())
             .and_then(|l| serde_json::from_str::<Report>(l.trim()).ok())
             .filter(|r| r.schema == SCHEMA);
-        let base = |outcome: &str, problems: Vec<String>, registered| Findings {
-            outcome: outcome.into(),
+        let base = |outcome: Outcome, problems: Vec<String>, registered| Findings {
+            outcome,
             problems,
             ssm_status: Some(inv.status.to_string()),
             exit_code: Some(inv.response_code),
@@ -108,13 +148,13 @@ impl Findings {
                     .filter(|c| c.status == "fail" || c.status == "warn")
                     .map(|c| format!("{} {}: {}", c.name, c.status, c.detail))
                     .collect();
-                base("completed", problems, Some(r.registered))
+                base(Outcome::Completed, problems, Some(r.registered))
             }
             None if matches!(inv.status, CommandStatus::Success | CommandStatus::Failed) => {
                 let head: String = inv.stdout.chars().take(300).collect();
                 let err: String = inv.stderr.chars().take(300).collect();
                 base(
-                    "unreadable",
+                    Outcome::Unreadable,
                     vec![format!(
                         "diagnostic output is not a {SCHEMA} report: stdout {head:?} stderr {err:?}"
                     )],
@@ -124,7 +164,7 @@ impl Findings {
             None => {
                 let err: String = inv.stderr.chars().take(300).collect();
                 base(
-                    "failed_to_run",
+                    Outcome::FailedToRun,
                     vec![format!("the diagnostic ended {}: {err:?}", inv.status)],
                     None,
                 )
@@ -154,7 +194,7 @@ mod tests {
             "\n\nECS agent is not registered.\n"
         );
         let f = Findings::from_invocation(&inv("Failed", 8, out));
-        assert_eq!(f.outcome, "completed");
+        assert_eq!(f.outcome, Outcome::Completed);
         assert_eq!(f.exit_code, Some(8));
         assert_eq!(f.registered_on_host, Some(false));
         assert_eq!(
@@ -169,12 +209,37 @@ mod tests {
     #[test]
     fn unreadable_and_failed_runs() {
         let f = Findings::from_invocation(&inv("Success", 0, "hello"));
-        assert_eq!(f.outcome, "unreadable");
+        assert_eq!(f.outcome, Outcome::Unreadable);
         assert!(f.problems[0].contains("\"hello\""));
         let f = Findings::from_invocation(&inv("TimedOut", -1, ""));
-        assert_eq!(f.outcome, "failed_to_run");
+        assert_eq!(f.outcome, Outcome::FailedToRun);
         assert!(f.problems[0].contains("TimedOut"));
         let f = Findings::from_invocation(&inv("Failed", 8, r#"{"schema":"other/1"}"#));
-        assert_eq!(f.outcome, "unreadable");
+        assert_eq!(f.outcome, Outcome::Unreadable);
+    }
+
+    #[test]
+    fn outcomes_keep_their_names_in_the_log_and_the_json() {
+        for (outcome, name) in [
+            (Outcome::Completed, "completed"),
+            (Outcome::Unreadable, "unreadable"),
+            (Outcome::FailedToRun, "failed_to_run"),
+            (Outcome::TimedOut, "timed_out"),
+            (Outcome::SsmUnreachable, "ssm_unreachable"),
+            (Outcome::NotConfigured, "not_configured"),
+            (Outcome::NotRunning, "not_running"),
+        ] {
+            assert_eq!(outcome.to_string(), name);
+            assert_eq!(serde_json::to_value(outcome).ok(), Some(name.into()));
+            assert_eq!(
+                serde_json::from_value::<Outcome>(name.into()).ok(),
+                Some(outcome)
+            );
+        }
+        let f = Findings::timed_out(90);
+        assert_eq!(
+            serde_json::to_value(&f).ok().map(|v| v["outcome"].clone()),
+            Some("timed_out".into())
+        );
     }
 }

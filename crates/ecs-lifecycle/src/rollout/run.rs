@@ -475,7 +475,7 @@ fn refused(reports: &[GroupReport]) -> Option<Error> {
     reports.iter().find_map(|r| match &r.step {
         Step::Refused { check, seen, why } => Some(Error::AmiRefused {
             ami: r.target.clone(),
-            check: check.to_string(),
+            check: *check,
             seen: seen.clone(),
             why: why.clone(),
         }),

@@ -107,6 +107,12 @@ struct World {
     ecs_calls: Vec<Instant>,
     /// The next this many publishes fail with this code.
     publish_faults: (u32, String),
+    /// Until then, DescribeLifecycleHooks fails with this code.
+    hook_fault: Option<(Instant, String)>,
+    /// DescribeLifecycleHooks calls made (failed ones included).
+    hook_reads: usize,
+    /// The next this many CompleteLifecycleAction calls fail with this code.
+    complete_faults: (u32, String),
     /// Instances marked unhealthy.
     unhealthy: Vec<String>,
     /// Scheduled faults, per service and operation.
@@ -243,6 +249,22 @@ impl FakeFleet {
     /// `ThrottlingException`, `AccessDeniedException`) for `how_long` from now.
     pub fn fail_ecs(&self, code: &str, how_long: Duration) {
         self.world().ecs_fault = Some((Instant::now() + how_long, code.to_owned()));
+    }
+
+    /// Every read of a hook's timeouts (DescribeLifecycleHooks) fails with
+    /// `code` for `how_long` from now.
+    pub fn fail_hook_reads(&self, code: &str, how_long: Duration) {
+        self.world().hook_fault = Some((Instant::now() + how_long, code.to_owned()));
+    }
+
+    /// The next `n` completions fail with `code` (the action stays waiting).
+    pub fn fail_completions(&self, n: u32, code: &str) {
+        self.world().complete_faults = (n, code.to_owned());
+    }
+
+    /// Reads of a hook's timeouts so far.
+    pub fn hook_reads(&self) -> usize {
+        self.world().hook_reads
     }
 
     /// The next `n` publishes fail with `code`.
@@ -573,10 +595,21 @@ impl AutoScaling for FakeFleet {
         asg: &str,
         _hook: &str,
     ) -> Result<Option<HookTimeouts>, AwsError> {
-        let w = match self.faulty("autoscaling", "DescribeLifecycleHooks").await? {
+        let mut w = match self.faulty("autoscaling", "DescribeLifecycleHooks").await? {
             (w, None) => w,
             (_, Some(e)) => return Err(e),
         };
+        w.hook_reads += 1;
+        if let Some((until, code)) = &w.hook_fault
+            && Instant::now() < *until
+        {
+            return Err(AwsError {
+                service: "autoscaling",
+                operation: "DescribeLifecycleHooks",
+                code: Some(code.clone()),
+                message: "injected by the fake fleet".into(),
+            });
+        }
         Ok(w.actions
             .values()
             .find(|a| a.asg == asg)
@@ -620,6 +653,15 @@ impl AutoScaling for FakeFleet {
         let (mut w, lost) = self
             .faulty("autoscaling", "CompleteLifecycleAction")
             .await?;
+        if w.complete_faults.0 > 0 {
+            w.complete_faults.0 -= 1;
+            return Err(AwsError {
+                service: "autoscaling",
+                operation: "CompleteLifecycleAction",
+                code: Some(w.complete_faults.1.clone()),
+                message: "injected by the fake fleet".into(),
+            });
+        }
         let ack = match w.actions.get_mut(&action.instance_id) {
             Some(a) if a.state == ActionState::Waiting => {
                 a.state = ActionState::Completed(result);

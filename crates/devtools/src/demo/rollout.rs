@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use devtools::Invocations;
 use serde_json::Value;
 use testkit::{Fleet, FleetSpec, Standin, parameter_change_event, put_parameter};
 

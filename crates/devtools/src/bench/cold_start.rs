@@ -4,8 +4,10 @@
 //! again in the now warm process, and the process's VmHWM.
 
 use std::collections::BTreeSet;
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use devtools::Invocations;
 use serde_json::{Value, json};
 use testkit::{LocalFunction, Result};
 
@@ -158,7 +160,14 @@ async fn cold_starts(
         s.reset_calls()?;
 
         let t0 = epoch_s();
-        let function = LocalFunction::start(s, b.binary, "terminate-drain", &env, true)?;
+        let function = LocalFunction::spawn(
+            s,
+            b.binary,
+            "terminate-drain",
+            &env,
+            Stdio::null(),
+            Stdio::null(),
+        )?;
         let done = finished(b, &request_id, expected).await?;
         let calls: u64 = s.calls()?.values().sum();
         let next = f64_of(&done, "started_at")?;

@@ -32,8 +32,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use testkit::{Fleet, FleetSpec, LocalFunction, Result, Standin, TaskTags, ThrottleReport};
+use devtools::{loadavg, max, median, seed_tasks, vm_kb};
+use serde_json::Value;
+use testkit::{Fleet, FleetSpec, LocalFunction, Result, Standin, ThrottleReport};
 
 const TERMINATING: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
 
@@ -140,21 +141,6 @@ async fn run() -> Result<()> {
     Ok(())
 }
 
-fn seed(s: &Standin, fleet: &Fleet, instance: usize, tags: &TaskTags, count: usize) -> Result<()> {
-    s.post(
-        "/_standin/ecs/tasks",
-        json!({
-            "cluster": fleet.cluster,
-            "container_instance": fleet.container_instances[instance],
-            "task_definition": tags.task_definition,
-            "count": count,
-            "started_by": tags.started_by,
-            "group": tags.group,
-        }),
-    )
-    .map(|_| ())
-}
-
 async fn measure(t0: Instant, binary: &Path, sc: Scenario) -> Result<Measured> {
     let n = sc.drains;
     progress(t0, &format!("{n} drains: starting the stand-in"));
@@ -175,10 +161,10 @@ async fn measure(t0: Instant, binary: &Path, sc: Scenario) -> Result<Measured> {
     let agent = fleet.create_service("agent", true, 0).await?;
     let batch = fleet.standalone_family("batch").await?;
     for i in 0..n + spares {
-        seed(&s, &fleet, i, &agent, 1)?;
+        seed_tasks(&s, &fleet, i, &agent, 1)?;
         if i < n {
-            seed(&s, &fleet, i, &web, 2)?;
-            seed(&s, &fleet, i, &batch, 1)?;
+            seed_tasks(&s, &fleet, i, &web, 2)?;
+            seed_tasks(&s, &fleet, i, &batch, 1)?;
         }
     }
     s.enforce_heartbeats(true)?;
@@ -386,36 +372,6 @@ fn max_heartbeat_gap(action: &Value) -> f64 {
         .windows(2)
         .map(|p| p[1] - p[0])
         .fold(0.0_f64, f64::max)
-}
-
-/// A `VmXxx:` line of /proc/<pid>/status, in kB.
-fn vm_kb(pid: u32, key: &str) -> Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| format!("no {key} in /proc/{pid}/status"))
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    match s.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => s[n / 2],
-        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-    }
-}
-
-fn max(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::NAN, f64::max)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 /// Demanded (granted + throttled) and granted ECS calls per second over the run:

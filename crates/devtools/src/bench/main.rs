@@ -40,6 +40,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Instant;
 
+use devtools::{loadavg, max, median, vm_kb};
 use serde_json::Value;
 use testkit::{Fleet, FleetSpec, LocalFunction, Result, Standin};
 
@@ -114,32 +115,8 @@ fn progress(t0: Instant, what: &str) {
     eprintln!("[bench {:>6.1}s] {what}", t0.elapsed().as_secs_f64());
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    match s.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => s[n / 2],
-        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-    }
-}
-
-fn max(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::NAN, f64::max)
-}
-
 fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::NAN, f64::min)
-}
-
-/// A `VmXxx:` line of /proc/<pid>/status, in kB.
-fn vm_kb(pid: u32, key: &str) -> Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| format!("no {key} in /proc/{pid}/status"))
 }
 
 fn mb(kb: u64) -> f64 {
@@ -159,12 +136,6 @@ fn cpu_model() -> String {
         .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
         .map(|(_, m)| m.trim().to_owned())
         .unwrap_or_else(|| "unknown".into())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 fn cores() -> usize {

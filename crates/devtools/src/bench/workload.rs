@@ -2,7 +2,7 @@
 //! daemons and standalone tasks, placed through the stand-in's control API (one
 //! call a batch of tasks, not one StartTask a task).
 
-use serde_json::json;
+use devtools::seed_tasks;
 use testkit::{Fleet, Result, Standin, TaskTags};
 
 /// The 200-task mix on a measured instance.
@@ -17,21 +17,6 @@ pub struct Workload {
     replica: Vec<TaskTags>,
     daemons: Vec<TaskTags>,
     standalone: TaskTags,
-}
-
-fn seed(s: &Standin, fleet: &Fleet, instance: usize, tags: &TaskTags, count: usize) -> Result<()> {
-    s.post(
-        "/_standin/ecs/tasks",
-        json!({
-            "cluster": fleet.cluster,
-            "container_instance": fleet.container_instances[instance],
-            "task_definition": tags.task_definition,
-            "count": count,
-            "started_by": tags.started_by,
-            "group": tags.group,
-        }),
-    )
-    .map(|_| ())
 }
 
 impl Workload {
@@ -61,7 +46,7 @@ impl Workload {
     pub fn seed_cluster_daemon(&self, s: &Standin, fleet: &Fleet, empty: usize) -> Result<()> {
         let n = fleet.container_instances.len().saturating_sub(empty);
         for i in 0..n {
-            seed(s, fleet, i, &self.daemons[0], 1)?;
+            seed_tasks(s, fleet, i, &self.daemons[0], 1)?;
         }
         Ok(())
     }
@@ -69,11 +54,11 @@ impl Workload {
     /// The rest of the 200-task mix on one instance (the first daemon is already there).
     pub fn seed_instance(&self, s: &Standin, fleet: &Fleet, instance: usize) -> Result<()> {
         for tags in &self.replica {
-            seed(s, fleet, instance, tags, TASKS_PER_REPLICA_SERVICE)?;
+            seed_tasks(s, fleet, instance, tags, TASKS_PER_REPLICA_SERVICE)?;
         }
         for tags in self.daemons.iter().skip(1) {
-            seed(s, fleet, instance, tags, 1)?;
+            seed_tasks(s, fleet, instance, tags, 1)?;
         }
-        seed(s, fleet, instance, &self.standalone, STANDALONE_TASKS)
+        seed_tasks(s, fleet, instance, &self.standalone, STANDALONE_TASKS)
     }
 }
