@@ -36,6 +36,12 @@ const CLUSTER_ARN: &str = "arn:aws:ecs:us-east-1:123456789012:cluster/c1";
 const TICK: Duration = Duration::from_secs(2);
 /// Trace lines kept per seed for the report of a failure.
 const TRACE: usize = 30;
+/// An invocation that hands over sooner than this after its start hops as fast
+/// as SNS delivers: a storm (every function timeout drawn leaves room for a poll
+/// and the hand-off margin, so a chain hops once per invocation).
+const STORM: Duration = Duration::from_secs(2);
+/// A seed that has made this many invocations has run away: it stops there.
+const MAX_INVOCATIONS: usize = 3000;
 
 // ---------------------------------------------------------------- the PRNG
 
@@ -111,6 +117,7 @@ struct SimInstance {
     /// Intervals in which nothing could keep the action alive (an invocation
     /// that crashed or failed, until Lambda's retry; a late delivery).
     excuses: Vec<(Instant, Instant, &'static str)>,
+
     expired_excused: bool,
     completion_checked: bool,
 }
@@ -607,6 +614,12 @@ impl Sim {
             if settled || now >= cap {
                 break;
             }
+            if self.invocations > MAX_INVOCATIONS {
+                self.violation(format!(
+                    "no hand-off storm: more than {MAX_INVOCATIONS} invocations; the seed stops here"
+                ));
+                break;
+            }
         }
         // Anything still running is cut off (Lambda would kill it at its deadline).
         for r in std::mem::take(&mut self.running) {
@@ -743,6 +756,12 @@ impl Sim {
                     ));
                     if outcome == "handed_off" {
                         self.stats.hand_offs += 1;
+                        if now - r.started < STORM {
+                            self.violation(format!(
+                                "no hand-off storm: invocation #{} ({}) handed over {took:.1} s after its start",
+                                r.id, r.delivery.label
+                            ));
+                        }
                     }
                     false
                 }
