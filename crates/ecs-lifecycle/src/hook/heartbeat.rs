@@ -12,15 +12,17 @@ use crate::model::{ActionAck, LifecycleAction};
 use crate::ports::AutoScaling;
 use crate::time::Clock;
 
-/// How long the heartbeater waits while a completion is in flight before it
-/// looks again (the completion may fail and leave the action to it).
+/// How long the heartbeater waits, once Auto Scaling says the action is over
+/// while our completion is in flight, before it looks again (the completion may
+/// still fail and leave the action to it).
 const WHILE_COMPLETING_MS: u64 = 1_000;
 
 /// Sends the heartbeats of a held action when they fall due. Returns only when
 /// Auto Scaling says the action is over without us completing it. It never
-/// switches itself off: while CompleteLifecycleAction is in flight it holds its
-/// beat and looks again a second later, so a completion that fails transiently
-/// leaves the action heartbeated as before.
+/// switches itself off, not even while CompleteLifecycleAction is in flight: a
+/// completion can take as long as the SDK's operation timeout (45 s), longer than
+/// a short HeartbeatTimeout, and may fail; a "No active Lifecycle Action" then is
+/// the completion's own doing, and it looks again a second later.
 pub async fn keep_alive<A: AutoScaling>(
     autoscaling: &A,
     action: &LifecycleAction,
@@ -32,10 +34,6 @@ pub async fn keep_alive<A: AutoScaling>(
         let now = clock.now_ms();
         if due > now {
             tokio::time::sleep(Duration::from_millis(due - now)).await;
-            continue;
-        }
-        if beat.completing() {
-            tokio::time::sleep(Duration::from_millis(WHILE_COMPLETING_MS)).await;
             continue;
         }
         // One attempt may not outlast the cadence: a hung call is abandoned and
