@@ -8,6 +8,10 @@ use tracing::warn;
 use crate::error::Error;
 use crate::hook::pacing::Pacer;
 
+/// The shortest wait worth taking before the hand-off point; closer to it, a
+/// failure hands over at once.
+const MIN_WAIT_MS: u64 = 1_000;
+
 /// What the runtime does after a failed step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovery {
@@ -33,7 +37,18 @@ pub fn error_policy(
     }
     let pause = pacer.failed(e.is_throttle());
     if now_ms.saturating_add(pause) >= handoff_at_ms {
-        warn!(error = %e, error_type = e.kind(), what, "failed near the end of the invocation; handing the work over");
+        let left = handoff_at_ms.saturating_sub(now_ms);
+        if left >= MIN_WAIT_MS {
+            // Handing over at once would hop as fast as SNS delivers: while AWS
+            // fails (an ECS throttle stretches the pause past a short
+            // invocation), every new invocation would fail at its start and hand
+            // over again, a storm of invocations and ECS calls (and duplicated
+            // continuations multiply). Wait out this invocation instead: the
+            // hand-off point ends the wait, so a chain hops once per invocation.
+            warn!(error = %e, error_type = e.kind(), what, retry_in_ms = left, "failed; the pause reaches the hand-off point: waiting until then");
+            return Recovery::RetryAfter(left);
+        }
+        warn!(error = %e, error_type = e.kind(), what, "failed at the end of the invocation; handing the work over");
         return Recovery::HandOff;
     }
     warn!(
@@ -73,8 +88,14 @@ mod tests {
         };
         assert!((10_000..30_000).contains(&pause), "{pause}");
         assert_eq!(pacer.poll_ms(), 20_000);
+        // A pause past the hand-off point waits until it, not handing over at
+        // once (a hop per SNS delivery while ECS throttles is a storm).
         assert_eq!(
             error_policy(&e, "observing", &mut pacer, 890_000, 900_000),
+            Recovery::RetryAfter(10_000)
+        );
+        assert_eq!(
+            error_policy(&e, "observing", &mut pacer, 899_500, 900_000),
             Recovery::HandOff
         );
     }
