@@ -426,7 +426,10 @@ impl Sim {
             let at = t0 + self.instances[k].scale_in_at;
             self.schedule(at, Scheduled::ScaleIn(k));
         }
-        let horizon = 1800;
+        // Faults fall where the drains are (scale-ins in the first five minutes,
+        // most drains over within fifteen); a few seeds get many more.
+        let horizon = 900;
+        let heavy = if self.rng.chance(15) { 3 } else { 1 };
         // ECS: throttling, 5xx, slow answers and timeouts, per operation or all.
         let ecs_ops = [
             None,
@@ -439,7 +442,7 @@ impl Sim {
             Some("StopTask"),
             Some("PutAttributes"),
         ];
-        for _ in 0..self.rng.range(0, 4) {
+        for _ in 0..self.rng.range(0, 4) * heavy {
             let op = self.rng.pick(&ecs_ops);
             let kind = self.draw_kind(
                 &[
@@ -461,7 +464,7 @@ impl Sim {
             Some("RecordLifecycleActionHeartbeat"),
             Some("CompleteLifecycleAction"),
         ];
-        for _ in 0..self.rng.range(0, 3) {
+        for _ in 0..self.rng.range(0, 3) * heavy {
             let op = self.rng.pick(&asg_ops);
             let lost_ok = matches!(
                 op,
@@ -485,7 +488,7 @@ impl Sim {
             );
         }
         // SNS: publishes that fail, time out, answer slowly or lose their answer.
-        for _ in 0..self.rng.range(0, 2) {
+        for _ in 0..self.rng.range(0, 2) * heavy {
             let kind = self.draw_kind(&["Throttling", "InternalError"], true);
             let len = self.rng.secs(2, 60);
             self.fault("sns", Some("Publish"), horizon, len, kind);
