@@ -110,6 +110,53 @@ async fn the_event_of_the_last_task_completes_the_drain_within_a_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_stability_check_an_event_never_completes_before_the_replacements_run() {
+    // The service runs at minimumHealthyPercent 0 with no spare capacity: the
+    // scheduler stops both tasks without replacements. The event of the last
+    // task's stop reaches an invocation that never saw the tasks live: it must
+    // still know the service had tasks here (ECS lists the stopped ones) and
+    // leave the action to the chain instead of completing it.
+    let s = Standin::start().unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("evstable", 2)).await;
+    let api = fleet.service("api", false, &[2, 0]).await.unwrap();
+    let hook_event = scale_in(&s, &fleet, 0).await;
+    let vars = [
+        ("CLUSTER_NAME", fleet.cluster.as_str()),
+        ("POLL_INTERVAL_SECONDS", "30"),
+        ("SERVICE_STABILITY_CHECK", "true"),
+    ];
+    let chain = drainer_as_deployed(&sdk, &vars);
+    let by_event = drainer_as_deployed(&sdk, &vars);
+    let chain = tokio::spawn(async move { chain.handle(&hook_event, now_ms() + 120_000).await });
+    while fleet.status_of(0).await.unwrap() != "DRAINING" {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for arn in &api {
+        fleet
+            .ecs
+            .stop_task()
+            .cluster(&fleet.cluster)
+            .task(arn)
+            .reason("scheduler: no capacity")
+            .send()
+            .await
+            .unwrap();
+    }
+    for _ in 0..4 {
+        s.ecs_step().unwrap();
+    }
+    let v = by_event
+        .handle(&task_stopped(&fleet, &api[1]), now_ms() + 60_000)
+        .await
+        .unwrap();
+    let o = &v["outcomes"][0];
+    assert_eq!(o["outcome"], "stopped", "{v}");
+    assert_eq!(o["reason"], "LeftToTheDrain", "{v}");
+    assert_eq!(action_of(&s, &fleet, 0)["complete_calls"], 0);
+    chain.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_of_other_instances_cost_at_most_two_calls_and_other_clusters_none() {
     let s = Standin::start().unwrap();
     let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("quiet", 2)).await;
