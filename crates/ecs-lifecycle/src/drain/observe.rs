@@ -90,14 +90,45 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         let Some(ci) = self.container_instance(memo, instance_id).await? else {
             return Ok(observed);
         };
-        // One chain per action: every invocation writes its own token into the
-        // container instance's attribute when it first sees it, and reads it back
-        // with every poll (it comes with DescribeContainerInstances, no extra call).
-        // A token of another invocation means a newer chain (a duplicate delivery)
-        // holds the drain now: this one stops. The last writer always survives.
-        // (An invocation started by an ECS event only looks: it never claims.)
-        // The claim never gates the drain: a refused write (attribute limits, an
-        // instance deregistered meanwhile) leaves the drain going on unclaimed.
+        observed.superseded_by = self.claim(memo, &ci, hook, action_start_ms).await;
+        // A disconnected agent reports no task as stopped: how long it has been
+        // so (carried across invocations) bounds the wait.
+        memo.agent_disconnected_since_ms = if ci.agent_connected {
+            None
+        } else {
+            memo.agent_disconnected_since_ms
+                .or(Some(memo.scratch.observing_at_ms))
+        };
+        observed.agent_disconnected_since_ms = memo.agent_disconnected_since_ms;
+        if ci.status == InstanceStatus::Draining {
+            observed.live_tasks = self.live_tasks(memo, &ci).await?;
+            let waited_on = observed.live_tasks.iter().any(|t| {
+                t.role != Role::Standalone || self.config.standalone != StandalonePolicy::Ignore
+            });
+            if self.config.service_stability && !waited_on {
+                observed.unsteady_services = self.unsteady_services(memo, &ci.cluster).await?;
+            }
+        }
+        observed.container_instance = Some(ci);
+        Ok(observed)
+    }
+
+    /// One chain per action: every invocation writes its own token into the
+    /// container instance's attribute when it first sees it, and reads it back
+    /// with every poll (it comes with DescribeContainerInstances, no extra call).
+    /// A token of another invocation of the same hook means a newer chain (a
+    /// duplicate delivery) holds the drain now: returns it, and this one stops.
+    /// The last writer always survives. (An invocation started by an ECS event
+    /// only looks: it never claims.) The claim never gates the drain: a refused
+    /// write (attribute limits, an instance deregistered meanwhile) leaves the
+    /// drain going on unclaimed.
+    async fn claim(
+        &self,
+        memo: &mut DrainMemo,
+        ci: &ContainerInstance,
+        hook: &str,
+        action_start_ms: u64,
+    ) -> Option<String> {
         let scratch = &mut memo.scratch;
         // Two terminate hooks of ours on one instance each hold their own action:
         // the claim belongs to the hook whose name sorts first, and a chain only
@@ -144,30 +175,11 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                     && !scratch.seen_before_claim.contains(token)
                     && ci.drain_hook.as_deref().is_none_or(|h| h == hook) =>
             {
-                observed.superseded_by = Some(token.to_owned());
+                return Some(token.to_owned());
             }
             _ => {}
         }
-        // A disconnected agent reports no task as stopped: how long it has been
-        // so (carried across invocations) bounds the wait.
-        memo.agent_disconnected_since_ms = if ci.agent_connected {
-            None
-        } else {
-            memo.agent_disconnected_since_ms
-                .or(Some(memo.scratch.observing_at_ms))
-        };
-        observed.agent_disconnected_since_ms = memo.agent_disconnected_since_ms;
-        if ci.status == InstanceStatus::Draining {
-            observed.live_tasks = self.live_tasks(memo, &ci).await?;
-            let waited_on = observed.live_tasks.iter().any(|t| {
-                t.role != Role::Standalone || self.config.standalone != StandalonePolicy::Ignore
-            });
-            if self.config.service_stability && !waited_on {
-                observed.unsteady_services = self.unsteady_services(memo, &ci.cluster).await?;
-            }
-        }
-        observed.container_instance = Some(ci);
-        Ok(observed)
+        None
     }
 
     async fn container_instance(
