@@ -12,7 +12,9 @@
 use std::time::{Duration, Instant};
 
 use ecs_lifecycle::hook::Handler;
-use ecs_lifecycle_suite::drain::{drainer_as_deployed, scale_in};
+use ecs_lifecycle_suite::drain::{
+    drainer_as_deployed, scale_in, scheduler_stops_without_replacements,
+};
 use ecs_lifecycle_suite::{action_of, aws_time, fleet_on};
 use serde_json::{Value, json};
 use testkit::{Fleet, FleetSpec, Standin, now_ms};
@@ -131,20 +133,7 @@ async fn with_the_stability_check_an_event_never_completes_before_the_replacemen
     while fleet.status_of(0).await.unwrap() != "DRAINING" {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for arn in &api {
-        fleet
-            .ecs
-            .stop_task()
-            .cluster(&fleet.cluster)
-            .task(arn)
-            .reason("scheduler: no capacity")
-            .send()
-            .await
-            .unwrap();
-    }
-    for _ in 0..4 {
-        s.ecs_step().unwrap();
-    }
+    scheduler_stops_without_replacements(&s, &fleet, &api).await;
     let v = by_event
         .handle(&task_stopped(&fleet, &api[1]), now_ms() + 60_000)
         .await

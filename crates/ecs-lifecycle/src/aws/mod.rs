@@ -92,10 +92,7 @@ where
         _ => Class::Transient,
     };
     AwsError {
-        service,
-        operation,
-        code,
-        message,
         class,
+        ..AwsError::new(service, operation, code, message)
     }
 }
