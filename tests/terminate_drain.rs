@@ -18,6 +18,7 @@ use std::time::Duration;
 use ecs_lifecycle::hook::Handler;
 use ecs_lifecycle_suite::drain::{
     TERMINATING, assert_all_stopped, drainer, fleet_drainer, fleet_spec, last_stop, scale_in,
+    scheduler_stops_without_replacements,
 };
 use ecs_lifecycle_suite::{action_of, fleet_on, next_continuation, outcomes, single_outcome};
 use serde_json::json;
@@ -374,20 +375,7 @@ async fn the_stability_check_waits_for_replacements_to_run() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(fleet.status_of(0).await.unwrap(), "DRAINING");
-    for arn in &api {
-        fleet
-            .ecs
-            .stop_task()
-            .cluster(&fleet.cluster)
-            .task(arn)
-            .reason("scheduler: no capacity")
-            .send()
-            .await
-            .unwrap();
-    }
-    for _ in 0..4 {
-        s.ecs_step().unwrap();
-    }
+    scheduler_stops_without_replacements(&s, &fleet, &api).await;
     assert_all_stopped(&fleet.tasks_on(0).await.unwrap());
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(

@@ -12,7 +12,9 @@
 use std::time::{Duration, Instant};
 
 use ecs_lifecycle::hook::Handler;
-use ecs_lifecycle_suite::drain::{drainer_as_deployed, scale_in};
+use ecs_lifecycle_suite::drain::{
+    drainer_as_deployed, scale_in, scheduler_stops_without_replacements,
+};
 use ecs_lifecycle_suite::{action_of, aws_time, fleet_on};
 use serde_json::{Value, json};
 use testkit::{Fleet, FleetSpec, Standin, now_ms};
@@ -107,6 +109,40 @@ async fn the_event_of_the_last_task_completes_the_drain_within_a_second() {
     let o = &chain_result["outcomes"][0]["outcome"];
     assert!(o == "stopped" || o == "already_completed", "{chain_result}");
     assert!(chain_ended > event_done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_stability_check_an_event_never_completes_before_the_replacements_run() {
+    // The service runs at minimumHealthyPercent 0 with no spare capacity: the
+    // scheduler stops both tasks without replacements. The event of the last
+    // task's stop reaches an invocation that never saw the tasks live: it must
+    // still know the service had tasks here (ECS lists the stopped ones) and
+    // leave the action to the chain instead of completing it.
+    let s = Standin::start().unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("evstable", 2)).await;
+    let api = fleet.service("api", false, &[2, 0]).await.unwrap();
+    let hook_event = scale_in(&s, &fleet, 0).await;
+    let vars = [
+        ("CLUSTER_NAME", fleet.cluster.as_str()),
+        ("POLL_INTERVAL_SECONDS", "30"),
+        ("SERVICE_STABILITY_CHECK", "true"),
+    ];
+    let chain = drainer_as_deployed(&sdk, &vars);
+    let by_event = drainer_as_deployed(&sdk, &vars);
+    let chain = tokio::spawn(async move { chain.handle(&hook_event, now_ms() + 120_000).await });
+    while fleet.status_of(0).await.unwrap() != "DRAINING" {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    scheduler_stops_without_replacements(&s, &fleet, &api).await;
+    let v = by_event
+        .handle(&task_stopped(&fleet, &api[1]), now_ms() + 60_000)
+        .await
+        .unwrap();
+    let o = &v["outcomes"][0];
+    assert_eq!(o["outcome"], "stopped", "{v}");
+    assert_eq!(o["reason"], "LeftToTheDrain", "{v}");
+    assert_eq!(action_of(&s, &fleet, 0)["complete_calls"], 0);
+    chain.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

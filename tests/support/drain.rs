@@ -370,3 +370,23 @@ pub fn tail(path: &Path, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// ECS's scheduler for a service at minimumHealthyPercent 0 with no spare
+/// capacity: it stops `tasks` without starting replacements, and they reach
+/// STOPPED.
+pub async fn scheduler_stops_without_replacements(s: &Standin, fleet: &Fleet, tasks: &[String]) {
+    for arn in tasks {
+        fleet
+            .ecs
+            .stop_task()
+            .cluster(&fleet.cluster)
+            .task(arn)
+            .reason("scheduler: no capacity")
+            .send()
+            .await
+            .unwrap();
+    }
+    for _ in 0..4 {
+        s.ecs_step().unwrap();
+    }
+}

@@ -109,12 +109,12 @@ mod tests {
     use super::*;
 
     fn aws(code: Option<&str>) -> Failure {
-        Failure::Aws(AwsError {
-            service: "ecs",
-            operation: "ListContainerInstances",
-            code: code.map(str::to_owned),
-            message: "m".into(),
-        })
+        Failure::Aws(AwsError::new(
+            "ecs",
+            "ListContainerInstances",
+            code.map(str::to_owned),
+            "m".into(),
+        ))
     }
 
     #[test]

@@ -56,6 +56,11 @@ pub struct DrainConfig {
     /// completed even with tasks left (they are logged). Also capped by the hook's
     /// global timeout.
     pub max_drain: Duration,
+    /// `AGENT_DISCONNECTED_GRACE_SECONDS` (60..=172800, default 300): a DRAINING
+    /// instance whose ECS agent stays disconnected this long can report no task
+    /// as stopped; the action is completed CONTINUE with a WARN instead of being
+    /// held until `MAX_DRAIN_SECONDS`.
+    pub agent_disconnected_grace: Duration,
     /// `STANDALONE_TASKS` = `stop` | `wait` | `ignore` (default `wait`).
     pub standalone: StandalonePolicy,
     /// `SERVICE_STABILITY_CHECK` (default false): once the instance is empty, also
@@ -249,6 +254,7 @@ impl DrainConfig {
     /// Every variable terminate-drain reads, besides the standard AWS ones.
     pub const VARS: &[&str] = &[
         "MAX_DRAIN_SECONDS",
+        "AGENT_DISCONNECTED_GRACE_SECONDS",
         "STANDALONE_TASKS",
         "SERVICE_STABILITY_CHECK",
         "SPOT_INTERRUPTION_ACTION",
@@ -301,6 +307,12 @@ impl DrainConfig {
             scheduled_event: action("SCHEDULED_EVENT_ACTION", Replace, &[Replace, Drain, Ignore])?,
             common: CommonConfig::from_env(env)?,
             max_drain: env.seconds("MAX_DRAIN_SECONDS", 1800, 1, 172_800)?,
+            agent_disconnected_grace: env.seconds(
+                "AGENT_DISCONNECTED_GRACE_SECONDS",
+                300,
+                60,
+                172_800,
+            )?,
             standalone,
             service_stability: env.flag("SERVICE_STABILITY_CHECK", false)?,
         })

@@ -17,35 +17,98 @@ pub struct AwsError {
     pub code: Option<String>,
     /// The service's message, or the transport failure.
     pub message: String,
+    /// Whether waiting can heal it.
+    pub class: Class,
+}
+
+/// What waiting does for a failed call, as the SDK classifies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// The service is shedding load: slow down, then try again.
+    Throttle,
+    /// The request was fine, the moment was not (5xx, timeouts, connections).
+    Transient,
+    /// The request itself is refused (access, validation, configuration):
+    /// trying again cannot help.
+    Permanent,
+}
+
+impl Class {
+    /// A failure known only by its error code (None: a transport failure or a
+    /// timeout): the SDK's own lists of throttling and transient codes
+    /// (aws-runtime's classifiers), and the 5xx exceptions services model.
+    pub fn of_code(code: Option<&str>) -> Class {
+        use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
+        let Some(code) = code else {
+            return Class::Transient;
+        };
+        if THROTTLING_ERRORS.contains(&code) || code.contains("Throttl") {
+            Class::Throttle
+        } else if TRANSIENT_ERRORS.contains(&code)
+            || matches!(
+                code,
+                "ServerException"
+                    | "ServiceUnavailable"
+                    | "ServiceUnavailableException"
+                    | "InternalFailure"
+                    | "InternalError"
+                    | "InternalServerError"
+                    | "InternalServerException"
+                    | "ResourceContention"
+            )
+        {
+            Class::Transient
+        } else {
+            Class::Permanent
+        }
+    }
+
+    /// A service's error answer: its HTTP status and the SDK's own retry
+    /// classification first (a 503 is transient whatever its code says), the
+    /// code otherwise.
+    pub fn of_answer(
+        status: u16,
+        sdk_kind: Option<aws_smithy_types::retry::ErrorKind>,
+        code: Option<&str>,
+    ) -> Class {
+        use aws_smithy_types::retry::ErrorKind;
+        match (sdk_kind, status) {
+            (Some(ErrorKind::ThrottlingError), _) | (_, 429) => Class::Throttle,
+            (Some(_), _) | (_, 500 | 502 | 503 | 504) => match Class::of_code(code) {
+                Class::Throttle => Class::Throttle,
+                _ => Class::Transient,
+            },
+            (None, _) => Class::of_code(code),
+        }
+    }
 }
 
 impl AwsError {
-    /// The service is shedding load: slow down, then try again.
-    pub fn is_throttle(&self) -> bool {
-        self.code.as_deref().is_some_and(|code| {
-            code.contains("Throttl")
-                || code.contains("RequestLimitExceeded")
-                || code.contains("TooManyRequests")
-        })
+    /// A failure classified by its code alone.
+    pub fn new(
+        service: &'static str,
+        operation: &'static str,
+        code: Option<String>,
+        message: String,
+    ) -> Self {
+        let class = Class::of_code(code.as_deref());
+        AwsError {
+            service,
+            operation,
+            code,
+            message,
+            class,
+        }
     }
 
-    /// Codes that say "the request was fine, the moment was not".
+    /// The service is shedding load: slow down, then try again.
+    pub fn is_throttle(&self) -> bool {
+        self.class == Class::Throttle
+    }
+
+    /// Whether waiting can heal it.
     pub fn is_retryable(&self) -> bool {
-        match self.code.as_deref() {
-            // No code: a transport failure or timeout.
-            None => true,
-            Some(code) => {
-                code.contains("Throttl")
-                    || code.contains("RequestLimitExceeded")
-                    || code.contains("TooManyRequests")
-                    || code == "ServerException"
-                    || code == "ServiceUnavailable"
-                    || code == "InternalFailure"
-                    || code == "InternalError"
-                    || code == "RequestTimeout"
-                    || code == "ResourceContention"
-            }
-        }
+        self.class != Class::Permanent
     }
 }
 
@@ -178,12 +241,42 @@ mod tests {
     use super::*;
 
     fn aws(code: Option<&str>) -> AwsError {
-        AwsError {
-            service: "ecs",
-            operation: "DescribeTasks",
-            code: code.map(str::to_owned),
-            message: "m".into(),
-        }
+        AwsError::new("ecs", "DescribeTasks", code.map(str::to_owned), "m".into())
+    }
+
+    #[test]
+    fn answers_are_classified_by_status_and_the_sdks_view_first() {
+        use aws_smithy_types::retry::ErrorKind;
+        // ECS answering 503 ServiceUnavailableException: transient, whatever the code.
+        assert_eq!(
+            Class::of_answer(503, None, Some("SomeUnlistedCode")),
+            Class::Transient
+        );
+        assert_eq!(
+            Class::of_answer(503, None, Some("ServiceUnavailableException")),
+            Class::Transient
+        );
+        assert_eq!(Class::of_answer(429, None, None), Class::Throttle);
+        assert_eq!(
+            Class::of_answer(400, Some(ErrorKind::ThrottlingError), Some("X")),
+            Class::Throttle
+        );
+        assert_eq!(
+            Class::of_answer(400, Some(ErrorKind::TransientError), Some("X")),
+            Class::Transient
+        );
+        assert_eq!(
+            Class::of_answer(500, None, Some("ThrottlingException")),
+            Class::Throttle
+        );
+        assert_eq!(
+            Class::of_answer(400, None, Some("AccessDeniedException")),
+            Class::Permanent
+        );
+        assert_eq!(
+            Class::of_answer(400, None, Some("ThrottlingException")),
+            Class::Throttle
+        );
     }
 
     #[test]
@@ -193,6 +286,9 @@ mod tests {
             (Some("ThrottlingException"), true),
             (Some("Throttling"), true),
             (Some("ServerException"), true),
+            (Some("ServiceUnavailableException"), true),
+            (Some("RequestLimitExceeded"), true),
+            (Some("TooManyRequestsException"), true),
             (Some("ValidationError"), false),
             (Some("AccessDeniedException"), false),
             (Some("ClusterNotFoundException"), false),

@@ -390,6 +390,64 @@ async fn throttling_past_the_retry_budget_keeps_the_code() {
 }
 
 #[tokio::test]
+async fn a_503_is_transient_whatever_its_code_says() {
+    // ECS shedding load with HTTP 503 ServiceUnavailableException for longer than
+    // the SDK's retries: the drain must wait it out, not give up.
+    let rule = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .http_response(|| json_error(503, "ServiceUnavailableException", "Service Unavailable"))
+        .times(3)
+        .build();
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], |c| c
+        .retry_config(RetryConfig::standard().with_max_attempts(3)));
+    let err = ecs.tasks("prod", &["t1".to_owned()]).await.unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("ServiceUnavailableException"));
+    assert!(err.is_retryable() && !err.is_throttle(), "{err:?}");
+    // A refusal of the request itself is not.
+    let rule = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .then_http_response(|| json_error(400, "AccessDeniedException", "not allowed"));
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule]);
+    let err = ecs.tasks("prod", &["t1".to_owned()]).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+}
+
+#[tokio::test]
+async fn describe_tasks_failures_other_than_missing_never_drop_a_task() {
+    let rule = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .sequence()
+        .output(|| {
+            DescribeTasksOutput::builder()
+                .failures(Failure::builder().arn("t1").reason("MISSING").build())
+                .build()
+        })
+        .output(|| {
+            DescribeTasksOutput::builder()
+                .failures(
+                    Failure::builder()
+                        .arn("t2")
+                        .reason("UNAVAILABLE")
+                        .detail("try later")
+                        .build(),
+                )
+                .build()
+        })
+        .build();
+    let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule]);
+    // MISSING: gone, nothing to wait for.
+    assert!(
+        ecs.tasks("prod", &["t1".to_owned()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Anything else: unknown, so an error the drain waits out (never "stopped").
+    let err = ecs.tasks("prod", &["t2".to_owned()]).await.unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("UNAVAILABLE"));
+    assert!(err.is_retryable());
+    assert!(err.message.contains("t2"), "{err}");
+}
+
+#[tokio::test]
 async fn no_active_lifecycle_action_is_final_not_an_error() {
     let rule = mock!(aws_sdk_autoscaling::Client::complete_lifecycle_action)
         .match_requests(|r| {

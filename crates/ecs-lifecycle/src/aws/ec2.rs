@@ -180,11 +180,13 @@ impl Ec2 for Client {
             .map_err(|e| aws_error("ec2", "CreateLaunchTemplateVersion", &e))?;
         resp.launch_template_version()
             .and_then(|v| v.version_number())
-            .ok_or_else(|| AwsError {
-                service: "ec2",
-                operation: "CreateLaunchTemplateVersion",
-                code: None,
-                message: "the answer has no version number".into(),
+            .ok_or_else(|| {
+                AwsError::new(
+                    "ec2",
+                    "CreateLaunchTemplateVersion",
+                    None,
+                    "the answer has no version number".into(),
+                )
             })
     }
 

@@ -4,7 +4,7 @@ use aws_sdk_ecs::types::{
 };
 
 use super::{aws_error, epoch_ms};
-use crate::error::AwsError;
+use crate::error::{AwsError, Class};
 use crate::model::{
     ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE,
     InstanceStatus, Scheduling, Service, Task, TaskStatus,
@@ -144,12 +144,7 @@ impl Ecs for Client {
                     // with a short id).
                     .target_id(container_instance)
                     .build()
-                    .map_err(|e| AwsError {
-                        service: "ecs",
-                        operation: "PutAttributes",
-                        code: None,
-                        message: e.to_string(),
-                    })?,
+                    .map_err(|e| AwsError::new("ecs", "PutAttributes", None, e.to_string()))?,
             );
         }
         request
@@ -214,7 +209,28 @@ impl Ecs for Client {
                 .send()
                 .await
                 .map_err(|e| aws_error("ecs", "DescribeTasks", &e))?;
-            // A MISSING failure means the task is gone (stopped long ago): nothing to wait for.
+            // A MISSING failure means the task is gone (stopped long ago): nothing to
+            // wait for. Any other failure leaves a task's status unknown: never take
+            // it as stopped (the drain could end early); look again later.
+            if let Some(f) = resp
+                .failures()
+                .iter()
+                .find(|f| f.reason() != Some("MISSING"))
+            {
+                return Err(AwsError {
+                    class: Class::Transient,
+                    ..AwsError::new(
+                        "ecs",
+                        "DescribeTasks",
+                        f.reason().map(str::to_owned),
+                        format!(
+                            "ECS could not describe task {}: {}",
+                            f.arn().unwrap_or("(no ARN)"),
+                            f.detail().unwrap_or("no detail")
+                        ),
+                    )
+                });
+            }
             out.extend(resp.tasks().iter().filter_map(|t| {
                 Some(Task {
                     arn: t.task_arn()?.to_owned(),

@@ -23,10 +23,13 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_smithy_types::retry::ProvideErrorKind;
 
-use crate::error::AwsError;
+use crate::error::{AwsError, Class};
 
 /// The SDK configuration loader with this project's timeouts and retries, reading
 /// region, credentials and endpoints from the standard AWS environment.
@@ -56,20 +59,40 @@ pub(crate) fn epoch_ms(t: Option<&aws_smithy_types::DateTime>) -> Option<u64> {
     t.and_then(|t| u64::try_from(t.to_millis().ok()?).ok())
 }
 
-/// Keeps the service's error code and message; the transport's chain otherwise.
-pub(crate) fn aws_error<E>(service: &'static str, operation: &'static str, err: &E) -> AwsError
+/// Keeps the service's error code and message (the transport's chain
+/// otherwise), classified as the SDK sees it: a service's answer by its HTTP
+/// status and the SDK's retry classification, then its code; a request that
+/// could not be built (no region, no credentials, a bad endpoint) as permanent,
+/// so that it fails at once, naming the cause, instead of being retried until
+/// the lifecycle action dies; timeouts and connection failures as transient.
+pub(crate) fn aws_error<E>(
+    service: &'static str,
+    operation: &'static str,
+    err: &SdkError<E, HttpResponse>,
+) -> AwsError
 where
-    E: ProvideErrorMetadata + std::error::Error,
+    E: ProvideErrorMetadata + ProvideErrorKind + std::error::Error + 'static,
 {
     let code = err.code().map(str::to_owned);
     let message = match err.message() {
         Some(m) => m.to_owned(),
         None => DisplayErrorContext(err).to_string(),
     };
+    let class = match err {
+        SdkError::ServiceError(e) => Class::of_answer(
+            e.raw().status().as_u16(),
+            e.err().retryable_error_kind(),
+            code.as_deref(),
+        ),
+        SdkError::ConstructionFailure(_) => Class::Permanent,
+        SdkError::DispatchFailure(d) if d.is_user() => Class::Permanent,
+        SdkError::ResponseError(r) => {
+            Class::of_answer(r.raw().status().as_u16(), None, code.as_deref())
+        }
+        _ => Class::Transient,
+    };
     AwsError {
-        service,
-        operation,
-        code,
-        message,
+        class,
+        ..AwsError::new(service, operation, code, message)
     }
 }

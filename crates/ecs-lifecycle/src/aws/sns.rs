@@ -41,11 +41,13 @@ impl Publisher for Client {
                 .data_type("String")
                 .string_value(*value)
                 .build()
-                .map_err(|e| AwsError {
-                    service: "sns",
-                    operation: "Publish",
-                    code: None,
-                    message: format!("message attribute {name}: {e}"),
+                .map_err(|e| {
+                    AwsError::new(
+                        "sns",
+                        "Publish",
+                        None,
+                        format!("message attribute {name}: {e}"),
+                    )
                 })?;
             req = req.message_attributes(*name, attr);
         }

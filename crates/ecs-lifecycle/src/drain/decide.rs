@@ -42,6 +42,9 @@ pub struct Observed {
     /// Another invocation's token holds the drain (a duplicate delivery started a
     /// newer chain).
     pub superseded_by: Option<String>,
+    /// Since when the container instance's agent has been seen disconnected
+    /// (epoch ms), while it still is.
+    pub agent_disconnected_since_ms: Option<u64>,
 }
 
 /// The drain's settings that shape decisions.
@@ -52,6 +55,8 @@ pub struct Policy {
     pub poll_interval_ms: u64,
     /// Time kept in hand before the invocation deadline for the hand-off.
     pub handoff_margin_ms: u64,
+    /// AGENT_DISCONNECTED_GRACE_SECONDS.
+    pub agent_grace_ms: u64,
 }
 
 /// Every time the decision depends on, in epoch milliseconds.
@@ -97,6 +102,9 @@ pub enum Completion {
     Drained,
     /// MAX_DRAIN_SECONDS (or the hook's global timeout) is reached: tasks left behind.
     DeadlineReached { left: Vec<String> },
+    /// The ECS agent stayed disconnected for AGENT_DISCONNECTED_GRACE_SECONDS: its
+    /// tasks can never be reported STOPPED; they end with the instance.
+    AgentDisconnected { for_s: u64, left: Vec<String> },
     /// More continuation hops than any real drain can take: a bug, stop the chain.
     HopLimit { attempt: u32 },
 }
@@ -142,84 +150,14 @@ pub enum Step {
     },
 }
 
-/// Decides the next step of a drain.
+/// Decides the next step of a drain: first whether there is a drain to carry
+/// on at all ([`settled`]), then, on a DRAINING instance, what is left on it.
 pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Step {
-    let pace = pace(
-        clocks.now_ms,
-        clocks.heartbeat_base_ms,
-        clocks.heartbeat_every_ms,
-        policy.poll_interval_ms,
-        clocks.invocation_deadline_ms,
-        policy.handoff_margin_ms,
-    );
-    let with = |step: Step| step;
-
-    let waiting = observed
-        .asg_instance
-        .as_ref()
-        .is_some_and(AsgInstance::is_terminate_wait);
-    if !waiting {
-        let lifecycle_state = observed
-            .asg_instance
-            .as_ref()
-            .map(|i| i.lifecycle_state.clone());
-        return with(Step::Stop(StopReason::NotWaiting { lifecycle_state }));
+    if let Some(step) = settled(observed, clocks) {
+        return step;
     }
-    if let Some(by) = &observed.superseded_by {
-        return with(Step::Stop(StopReason::Superseded { by: by.clone() }));
-    }
-    if clocks.attempt > MAX_HOPS {
-        return with(Step::Complete(Completion::HopLimit {
-            attempt: clocks.attempt,
-        }));
-    }
-    let Some(instance) = &observed.container_instance else {
-        return with(Step::Complete(Completion::NotInCluster));
-    };
-    match &instance.status {
-        InstanceStatus::Active => return with(Step::SetDraining),
-        InstanceStatus::Draining => {}
-        InstanceStatus::Inactive | InstanceStatus::Deregistering => {
-            return with(Step::Complete(Completion::Deregistered {
-                status: status_name(&instance.status),
-            }));
-        }
-        InstanceStatus::Registering
-        | InstanceStatus::RegistrationFailed
-        | InstanceStatus::Other(_) => {
-            return with(Step::Complete(Completion::NeverActive {
-                status: status_name(&instance.status),
-            }));
-        }
-    }
-
-    let counts_for = |role: Role| {
-        observed
-            .live_tasks
-            .iter()
-            .filter(|t| t.role == role)
-            .count()
-    };
+    let remaining = remaining(observed, policy);
     let standalone_counted = policy.standalone != StandalonePolicy::Ignore;
-    let remaining = Remaining {
-        service: counts_for(Role::Service),
-        daemon: counts_for(Role::Daemon),
-        standalone: if standalone_counted {
-            counts_for(Role::Standalone)
-        } else {
-            0
-        },
-        ignored: if standalone_counted {
-            0
-        } else {
-            counts_for(Role::Standalone)
-        },
-        unsteady_services: if policy.service_stability {
-            observed.unsteady_services.clone()
-        } else {
-            Vec::new()
-        },
-    };
     let waited_on: Vec<&LiveTask> = observed
         .live_tasks
         .iter()
@@ -232,12 +170,115 @@ pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Step {
             .iter()
             .map(|t| t.task.arn.clone())
             .collect();
-        return with(Step::Complete(Completion::DeadlineReached { left }));
+        return Step::Complete(Completion::DeadlineReached { left });
+    }
+    if let Some(since) = observed.agent_disconnected_since_ms
+        && !waited_on.is_empty()
+        && clocks.now_ms.saturating_sub(since) >= policy.agent_grace_ms
+    {
+        let left = observed
+            .live_tasks
+            .iter()
+            .map(|t| t.task.arn.clone())
+            .collect();
+        return Step::Complete(Completion::AgentDisconnected {
+            for_s: clocks.now_ms.saturating_sub(since) / 1000,
+            left,
+        });
     }
     if waited_on.is_empty() && remaining.unsteady_services.is_empty() {
-        return with(Step::Complete(Completion::Drained));
+        return Step::Complete(Completion::Drained);
     }
+    if let Some(step) = tasks_to_stop(&waited_on, policy) {
+        return step;
+    }
+    let pace = pace(
+        clocks.now_ms,
+        clocks.heartbeat_base_ms,
+        clocks.heartbeat_every_ms,
+        policy.poll_interval_ms,
+        clocks.invocation_deadline_ms,
+        policy.handoff_margin_ms,
+    );
+    if pace.hand_off {
+        return Step::HandOff { remaining };
+    }
+    Step::Wait {
+        remaining,
+        sleep_ms: pace.sleep_ms,
+    }
+}
 
+/// The steps that need no look at the tasks: nothing waits on a terminate
+/// action, another chain holds the drain, the hop limit, no container instance,
+/// or one that is not DRAINING (set it, or there is nothing to drain). `None`:
+/// the instance is DRAINING; look at what is left.
+fn settled(observed: &Observed, clocks: &Clocks) -> Option<Step> {
+    let waiting = observed
+        .asg_instance
+        .as_ref()
+        .is_some_and(AsgInstance::is_terminate_wait);
+    if !waiting {
+        let lifecycle_state = observed
+            .asg_instance
+            .as_ref()
+            .map(|i| i.lifecycle_state.clone());
+        return Some(Step::Stop(StopReason::NotWaiting { lifecycle_state }));
+    }
+    if let Some(by) = &observed.superseded_by {
+        return Some(Step::Stop(StopReason::Superseded { by: by.clone() }));
+    }
+    if clocks.attempt > MAX_HOPS {
+        return Some(Step::Complete(Completion::HopLimit {
+            attempt: clocks.attempt,
+        }));
+    }
+    let Some(instance) = &observed.container_instance else {
+        return Some(Step::Complete(Completion::NotInCluster));
+    };
+    match &instance.status {
+        InstanceStatus::Active => Some(Step::SetDraining),
+        InstanceStatus::Draining => None,
+        InstanceStatus::Inactive | InstanceStatus::Deregistering => {
+            Some(Step::Complete(Completion::Deregistered {
+                status: status_name(&instance.status),
+            }))
+        }
+        InstanceStatus::Registering
+        | InstanceStatus::RegistrationFailed
+        | InstanceStatus::Other(_) => Some(Step::Complete(Completion::NeverActive {
+            status: status_name(&instance.status),
+        })),
+    }
+}
+
+/// What is still on the instance, by role, and the services not steady yet.
+fn remaining(observed: &Observed, policy: &Policy) -> Remaining {
+    let counts_for = |role: Role| {
+        observed
+            .live_tasks
+            .iter()
+            .filter(|t| t.role == role)
+            .count()
+    };
+    let standalone_counted = policy.standalone != StandalonePolicy::Ignore;
+    let standalone = counts_for(Role::Standalone);
+    Remaining {
+        service: counts_for(Role::Service),
+        daemon: counts_for(Role::Daemon),
+        standalone: if standalone_counted { standalone } else { 0 },
+        ignored: if standalone_counted { 0 } else { standalone },
+        unsteady_services: if policy.service_stability {
+            observed.unsteady_services.clone()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// Tasks the drain stops itself (not yet told to stop): standalone ones with
+/// STANDALONE_TASKS=stop, and daemons once only daemons are left.
+fn tasks_to_stop(waited_on: &[&LiveTask], policy: &Policy) -> Option<Step> {
     let not_yet_told = |role: Role| -> Vec<String> {
         waited_on
             .iter()
@@ -248,7 +289,7 @@ pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Step {
     if policy.standalone == StandalonePolicy::Stop {
         let arns = not_yet_told(Role::Standalone);
         if !arns.is_empty() {
-            return with(Step::StopTasks {
+            return Some(Step::StopTasks {
                 arns,
                 why: StopWhy::StandalonePolicy,
             });
@@ -257,20 +298,13 @@ pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Step {
     if !waited_on.is_empty() && waited_on.iter().all(|t| t.role == Role::Daemon) {
         let arns = not_yet_told(Role::Daemon);
         if !arns.is_empty() {
-            return with(Step::StopTasks {
+            return Some(Step::StopTasks {
                 arns,
                 why: StopWhy::DaemonsLast,
             });
         }
     }
-
-    if pace.hand_off {
-        return with(Step::HandOff { remaining });
-    }
-    with(Step::Wait {
-        remaining,
-        sleep_ms: pace.sleep_ms,
-    })
+    None
 }
 
 fn status_name(s: &InstanceStatus) -> String {
@@ -299,6 +333,7 @@ mod tests {
             service_stability,
             poll_interval_ms: 10_000,
             handoff_margin_ms: 10_000,
+            agent_grace_ms: 300_000,
         }
     }
 
@@ -359,6 +394,7 @@ mod tests {
             live_tasks: tasks,
             unsteady_services: vec![],
             superseded_by: None,
+            agent_disconnected_since_ms: None,
         }
     }
 
@@ -657,6 +693,31 @@ mod tests {
                 }
             ),
             Step::SetDraining
+        );
+    }
+
+    #[test]
+    fn a_disconnected_agent_ends_the_drain_after_its_grace() {
+        let p = policy(StandalonePolicy::Wait, false);
+        let mut o = draining(vec![task("s", Role::Service, RUNNING, RUNNING)]);
+        // Disconnected for less than the grace: wait as usual.
+        o.agent_disconnected_since_ms = Some(NOW - 299_000);
+        assert!(matches!(step(&o, &p, &clocks()), Step::Wait { .. }));
+        // For the whole grace: its tasks can never be reported stopped.
+        o.agent_disconnected_since_ms = Some(NOW - 300_000);
+        assert_eq!(
+            step(&o, &p, &clocks()),
+            Step::Complete(Completion::AgentDisconnected {
+                for_s: 300,
+                left: vec!["s".into()]
+            })
+        );
+        // Nothing left: drained, whatever the agent.
+        let mut empty = draining(vec![]);
+        empty.agent_disconnected_since_ms = Some(NOW - 900_000);
+        assert_eq!(
+            step(&empty, &p, &clocks()),
+            Step::Complete(Completion::Drained)
         );
     }
 

@@ -151,12 +151,9 @@ fn parse_signal(
                         .collect()
                 })
                 .unwrap_or_default();
-            if instance_ids.is_empty() {
-                return Err(EventError::new(
-                    "detail.affectedEntities",
-                    "names no EC2 instance",
-                ));
-            }
+            // An event may name no instance at all (a Dedicated Host `h-...`, a
+            // volume): nothing of ours to act on, and no error either (an error
+            // would be retried, dead-lettered and alarmed on for nothing).
             Ok(Signal::ScheduledChange {
                 event_type_code: text("eventTypeCode").unwrap_or_default(),
                 start_time: text("startTime"),
@@ -265,10 +262,15 @@ mod tests {
         other["detail"]["eventTypeCategory"] = json!("issue");
         let r = only(parse_event::<DrainEvent>(&other).unwrap());
         assert!(matches!(&r.message, Err(e) if e.problem.contains("scheduledChange")));
-        let mut nobody = fixture("eventbridge-health-retirement");
-        nobody["detail"]["affectedEntities"] = json!([]);
-        let r = only(parse_event::<DrainEvent>(&nobody).unwrap());
-        assert!(matches!(&r.message, Err(e) if e.context == "detail.affectedEntities"));
+        // A Dedicated Host's event names no instance: read, with nothing to act on.
+        let mut host = fixture("eventbridge-health-retirement");
+        host["detail"]["affectedEntities"] = json!([{"entityValue": "h-0123456789abcdef0"}]);
+        let r = only(parse_event::<DrainEvent>(&host).unwrap());
+        assert!(
+            matches!(&r.message, Ok(Message::Event(DrainEvent::Signal(Signal::ScheduledChange { instance_ids, .. }))) if instance_ids.is_empty()),
+            "{:?}",
+            r.message
+        );
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct Scratch {
     claimed: bool,
     /// ECS refused the claim for good: the drain goes on unclaimed.
     claim_refused: bool,
+    /// Tokens the attribute held before this invocation claimed the drain (a
+    /// stale read may still show them: they are not a newer chain).
+    seen_before_claim: HashSet<String>,
     /// When this invocation last said why the drain is stuck.
     pub(super) last_stuck_report_ms: Option<u64>,
     /// Tasks this invocation has seen not STOPPED.
@@ -53,6 +56,7 @@ impl Default for Scratch {
             token: format!("{:016x}", random_u64()),
             claimed: false,
             claim_refused: false,
+            seen_before_claim: HashSet::new(),
             last_stuck_report_ms: None,
             seen_live: HashSet::new(),
             last_stopped_ms: None,
@@ -86,19 +90,60 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         let Some(ci) = self.container_instance(memo, instance_id).await? else {
             return Ok(observed);
         };
-        // One chain per action: every invocation writes its own token into the
-        // container instance's attribute when it first sees it, and reads it back
-        // with every poll (it comes with DescribeContainerInstances, no extra call).
-        // A token of another invocation means a newer chain (a duplicate delivery)
-        // holds the drain now: this one stops. The last writer always survives.
-        // (An invocation started by an ECS event only looks: it never claims.)
-        // The claim never gates the drain: a refused write (attribute limits, an
-        // instance deregistered meanwhile) leaves the drain going on unclaimed.
+        observed.superseded_by = self.claim(memo, &ci, hook, action_start_ms).await;
+        // A disconnected agent reports no task as stopped: how long it has been
+        // so (carried across invocations) bounds the wait.
+        memo.agent_disconnected_since_ms = if ci.agent_connected {
+            None
+        } else {
+            memo.agent_disconnected_since_ms
+                .or(Some(memo.scratch.observing_at_ms))
+        };
+        observed.agent_disconnected_since_ms = memo.agent_disconnected_since_ms;
+        if ci.status == InstanceStatus::Draining {
+            observed.live_tasks = self.live_tasks(memo, &ci).await?;
+            let waited_on = observed.live_tasks.iter().any(|t| {
+                t.role != Role::Standalone || self.config.standalone != StandalonePolicy::Ignore
+            });
+            if self.config.service_stability && !waited_on {
+                observed.unsteady_services = self.unsteady_services(memo, &ci.cluster).await?;
+            }
+        }
+        observed.container_instance = Some(ci);
+        Ok(observed)
+    }
+
+    /// One chain per action: every invocation writes its own token into the
+    /// container instance's attribute when it first sees it, and reads it back
+    /// with every poll (it comes with DescribeContainerInstances, no extra call).
+    /// A token of another invocation of the same hook means a newer chain (a
+    /// duplicate delivery) holds the drain now: returns it, and this one stops.
+    /// The last writer always survives. (An invocation started by an ECS event
+    /// only looks: it never claims.) The claim never gates the drain: a refused
+    /// write (attribute limits, an instance deregistered meanwhile) leaves the
+    /// drain going on unclaimed.
+    async fn claim(
+        &self,
+        memo: &mut DrainMemo,
+        ci: &ContainerInstance,
+        hook: &str,
+        action_start_ms: u64,
+    ) -> Option<String> {
         let scratch = &mut memo.scratch;
+        // Two terminate hooks of ours on one instance each hold their own action:
+        // the claim belongs to the hook whose name sorts first, and a chain only
+        // ever yields to a newer chain of its own hook.
+        let claimed_by_an_earlier_hook = ci
+            .drain_hook
+            .as_deref()
+            .is_some_and(|h| h < hook && ci.drain_token.is_some());
         match ci.drain_token.as_deref() {
-            _ if memo.from_event || scratch.claim_refused => {}
+            _ if memo.from_event || scratch.claim_refused || claimed_by_an_earlier_hook => {}
             _ if !scratch.claimed => {
                 let started = action_start_ms.to_string();
+                // What the attribute said before our write: reading it again
+                // later is a stale read of our own write, not a newer chain.
+                let before = ci.drain_token.clone();
                 let written = self
                     .ecs
                     .set_attributes(
@@ -112,7 +157,10 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                     )
                     .await;
                 match written {
-                    Ok(()) => scratch.claimed = true,
+                    Ok(()) => {
+                        scratch.claimed = true;
+                        scratch.seen_before_claim.extend(before);
+                    }
                     Err(e) if e.is_retryable() => {
                         warn!(error = %e, "could not claim the drain for this chain yet; the drain goes on and the claim is tried again at the next look")
                     }
@@ -122,22 +170,16 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                     }
                 }
             }
-            Some(token) if token != scratch.token => {
-                observed.superseded_by = Some(token.to_owned());
+            Some(token)
+                if token != scratch.token
+                    && !scratch.seen_before_claim.contains(token)
+                    && ci.drain_hook.as_deref().is_none_or(|h| h == hook) =>
+            {
+                return Some(token.to_owned());
             }
             _ => {}
         }
-        if ci.status == InstanceStatus::Draining {
-            observed.live_tasks = self.live_tasks(memo, &ci).await?;
-            let waited_on = observed.live_tasks.iter().any(|t| {
-                t.role != Role::Standalone || self.config.standalone != StandalonePolicy::Ignore
-            });
-            if self.config.service_stability && !waited_on {
-                observed.unsteady_services = self.unsteady_services(memo, &ci.cluster).await?;
-            }
-        }
-        observed.container_instance = Some(ci);
-        Ok(observed)
+        None
     }
 
     async fn container_instance(

@@ -35,6 +35,9 @@ pub struct DrainMemo {
     /// Services that had tasks on the instance (for the stability check).
     #[serde(default)]
     pub services: BTreeSet<String>,
+    /// Since when the agent has been seen disconnected (epoch ms), while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_disconnected_since_ms: Option<u64>,
     /// Started by an ECS event, not by the hook's chain: look once, complete if
     /// drained, otherwise leave the drain to its chain. Never handed over.
     #[serde(skip)]
@@ -205,6 +208,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                 // The poll interval as the runtime paces it (stretched while ECS throttles).
                 poll_interval_ms: clocks.poll_ms,
                 handoff_margin_ms: millis(self.hold.handoff_margin),
+                agent_grace_ms: millis(self.config.agent_disconnected_grace),
             },
             drain_deadline_ms: clocks.hook.map_or(started.saturating_add(max_ms), |h| {
                 h.deadline(started, max_ms)
@@ -374,9 +378,12 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
             .min(tally.started_at_ms);
         let drain_ms = tally.ended_at_ms.saturating_sub(started);
         let left = match reason {
-            Completion::DeadlineReached { left } => Some(left.len()),
+            Completion::DeadlineReached { left } | Completion::AgentDisconnected { left, .. } => {
+                Some(left.len())
+            }
             _ => None,
         };
+        let timed_out = matches!(reason, Completion::DeadlineReached { .. });
         // The last task that stopped during this drain (not before it began).
         let lag_ms = job
             .memo
@@ -388,11 +395,11 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
             .count("DrainsCompleted", 1)
             .seconds_from_ms("DrainSeconds", drain_ms)
             .count("TasksLeftAtCompletion", left.map_or(0, |n| n as u64))
-            .count("DrainTimeouts", u64::from(left.is_some()));
+            .count("DrainTimeouts", u64::from(timed_out));
         if let Some(lag) = lag_ms {
             record = record.seconds_from_ms("CompletionLagSeconds", lag);
         }
-        let event = if left.is_some() {
+        let event = if timed_out {
             Event::DrainTimedOut
         } else {
             Event::DrainCompleted
@@ -444,6 +451,15 @@ fn log_decision(step: &Step, observed: &Observed, started_at: u64, now: u64) {
             left = ?left.iter().take(20).collect::<Vec<_>>(),
             elapsed_s,
             "drain deadline reached with tasks still on the instance; completing CONTINUE, they end with the instance"
+        ),
+        Step::Complete(Completion::AgentDisconnected { for_s, left }) => warn!(
+            decision = "complete",
+            reason = "agent_disconnected",
+            disconnected_s = for_s,
+            tasks_left = left.len(),
+            left = ?left.iter().take(20).collect::<Vec<_>>(),
+            elapsed_s,
+            "the ECS agent has been disconnected for AGENT_DISCONNECTED_GRACE_SECONDS: its tasks can never be reported stopped; completing CONTINUE, they end with the instance"
         ),
         Step::Complete(reason) => info!(
             decision = "complete",

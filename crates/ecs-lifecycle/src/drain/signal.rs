@@ -64,6 +64,13 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                 json!({"event_type_code": event_type_code, "start_time": start_time}),
             ),
         };
+        if instances.is_empty() {
+            info!(
+                signal = kind,
+                %detail,
+                "the event names no EC2 instance (a Dedicated Host, a volume): nothing to do"
+            );
+        }
         let mut results = Vec::new();
         for instance_id in &instances {
             let result = match action {

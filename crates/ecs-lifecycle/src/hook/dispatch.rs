@@ -7,6 +7,8 @@
 
 use std::future::Future;
 
+use aws_lambda_events::event::sqs::SqsBatchResponse;
+use serde::Serialize;
 use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
@@ -17,6 +19,15 @@ pub use crate::hook::event::{NoEvents, WorkflowEvent};
 use crate::hook::job::{Accept, Job};
 use crate::hook::runtime::{HookWorkflow, execute};
 use crate::model::{LifecycleAction, Transition};
+
+/// What a hook function answers Lambda: the SQS batch response (the records to
+/// return to their queue; empty for other sources) and each record's outcome.
+#[derive(Debug, Serialize)]
+pub struct Answer {
+    #[serde(flatten)]
+    pub batch: SqsBatchResponse,
+    pub outcomes: Vec<Value>,
+}
 
 /// One unit of work for a workflow, from one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +101,7 @@ where
         .iter()
         .any(|r| matches!(r.source, Source::Sqs { .. }));
     let mut outcomes = Vec::new();
-    let mut failures = Vec::new();
+    let mut failures = SqsBatchResponse::default();
     let mut first_error = None;
     // A failed SQS record without a messageId cannot be named in
     // batchItemFailures (Lambda would take an empty identifier as the whole batch
@@ -104,7 +115,7 @@ where
                     if message_id.is_empty() {
                         unnamed_failure = true;
                     } else {
-                        failures.push(json!({ "itemIdentifier": message_id }));
+                        failures.add_failure(message_id.as_str());
                     }
                 }
                 first_error.get_or_insert(e);
@@ -117,7 +128,11 @@ where
             error!(error = %e, "an SQS record without messageId failed: it cannot be reported alone, so the whole batch is returned to the queue");
             Err(e)
         }
-        _ => Ok(json!({ "batchItemFailures": failures, "outcomes": outcomes })),
+        _ => serde_json::to_value(Answer {
+            batch: failures,
+            outcomes,
+        })
+        .map_err(|e| Error::Internal(format!("the answer as JSON: {e}"))),
     }
 }
 

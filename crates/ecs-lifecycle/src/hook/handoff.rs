@@ -67,12 +67,12 @@ pub async fn hand_off<P: Publisher, M: Serialize>(
         )
         .await
         .unwrap_or_else(|_| {
-            Err(AwsError {
-                service: "sns",
-                operation: "Publish",
-                code: None,
-                message: format!("no answer within the {left} ms left before the deadline"),
-            })
+            Err(AwsError::new(
+                "sns",
+                "Publish",
+                None,
+                format!("no answer within the {left} ms left before the deadline"),
+            ))
         });
         match attempt {
             Ok(id) => break id,

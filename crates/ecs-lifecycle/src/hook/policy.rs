@@ -70,12 +70,12 @@ mod tests {
     use crate::error::AwsError;
 
     fn aws(code: Option<&str>) -> Error {
-        Error::Aws(AwsError {
-            service: "ecs",
-            operation: "DescribeTasks",
-            code: code.map(str::to_owned),
-            message: "m".into(),
-        })
+        Error::Aws(AwsError::new(
+            "ecs",
+            "DescribeTasks",
+            code.map(str::to_owned),
+            "m".into(),
+        ))
     }
 
     #[test]

@@ -187,12 +187,12 @@ fn max_gap(fleet: &FakeFleet, start: Instant) -> Duration {
 }
 
 fn throttled() -> Error {
-    Error::Aws(AwsError {
-        service: "ecs",
-        operation: "DescribeTasks",
-        code: Some("ThrottlingException".into()),
-        message: "Rate exceeded".into(),
-    })
+    Error::Aws(AwsError::new(
+        "ecs",
+        "DescribeTasks",
+        Some("ThrottlingException".into()),
+        "Rate exceeded".into(),
+    ))
 }
 
 #[tokio::test(start_paused = true)]

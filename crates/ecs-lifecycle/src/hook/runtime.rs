@@ -568,12 +568,12 @@ async fn bounded<T>(
     let left = until_ms.saturating_sub(clock.now_ms());
     match tokio::time::timeout(Duration::from_millis(left.max(1)), work).await {
         Ok(result) => result,
-        Err(_) => Err(Error::Aws(crate::error::AwsError {
-            service: "ecs-lifecycle",
-            operation: "step",
-            code: None,
-            message: "not answered before the hand-off point".into(),
-        })),
+        Err(_) => Err(Error::Aws(crate::error::AwsError::new(
+            "ecs-lifecycle",
+            "step",
+            None,
+            "not answered before the hand-off point".into(),
+        ))),
     }
 }
 

@@ -678,6 +678,57 @@ async fn a_spot_warning_drains_at_once_and_completes_nothing() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_disconnected_agent_holds_the_action_for_its_grace_only() {
+    // The task never stops (its agent is gone); MAX_DRAIN_SECONDS is 30 minutes.
+    let fleet = fleet_with_task(60, None);
+    fleet.set_agent_connected(ID, false);
+    let d = drainer(&fleet, 10);
+    let start = Instant::now();
+    let v = d
+        .handle(&terminate_event(), deadline_in(Duration::from_secs(900)))
+        .await
+        .unwrap();
+    let o = &v["outcomes"][0];
+    assert_eq!(o["outcome"], "completed", "{v}");
+    let for_s = o["reason"]["AgentDisconnected"]["for_s"].as_u64().unwrap();
+    assert!((300..=310).contains(&for_s), "{v}");
+    assert_eq!(
+        o["reason"]["AgentDisconnected"]["left"],
+        json!(["task-1"]),
+        "{v}"
+    );
+    let took = Instant::now() - start;
+    assert!(
+        took >= Duration::from_secs(300) && took < Duration::from_secs(320),
+        "{took:?}"
+    );
+    assert_eq!(fleet.completions(ID).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_health_event_for_a_dedicated_host_is_answered_not_an_error() {
+    let fleet = in_service_fleet();
+    let d = drainer_with(&fleet, &[]);
+    let host = signal_event(
+        "AWS Health Event",
+        "aws.health",
+        json!({
+            "service": "EC2", "eventTypeCategory": "scheduledChange",
+            "eventTypeCode": "AWS_EC2_DEDICATED_HOST_RETIREMENT_SCHEDULED",
+            "affectedEntities": [{"entityValue": "h-0123456789abcdef0"}]
+        }),
+    );
+    let v = d
+        .handle(&host, deadline_in(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let o = &v["outcomes"][0];
+    assert_eq!(o["outcome"], "signal", "{v}");
+    assert_eq!(o["instances"], json!([]), "{v}");
+    assert!(fleet.unhealthy().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
 async fn signals_follow_their_configured_actions() {
     // Rebalance: ignored by default.
     let fleet = in_service_fleet();

@@ -131,34 +131,52 @@ pub enum Step {
     },
 }
 
-/// Decides the next step of a launch verification.
+/// Decides the next step of a launch verification: first whether the verdict
+/// is already clear ([`settled`]), then wait for the registration, then judge
+/// the orphan ([`judge_orphan`]).
 pub fn decide(o: &Observed, p: &Policy, c: &Clocks) -> Step {
-    let pace = pace(
-        c.now_ms,
-        c.heartbeat_base_ms,
-        c.heartbeat_every_ms,
-        p.poll_interval_ms,
-        c.invocation_deadline_ms,
-        p.handoff_margin_ms,
-    );
-    let hook = p.mode == Mode::Hook;
-    let with = |step: Step| step;
-    let conclude = |verdict: Verdict, refuse: bool| -> Step {
-        match (hook, refuse) {
-            (true, true) => Step::Complete {
-                result: ActionResult::Abandon,
-                verdict,
+    if let Some(step) = settled(o, p, c) {
+        return step;
+    }
+    let registration_over = c.now_ms >= c.registration_deadline_ms;
+    let out_of_time = c.now_ms >= c.verdict_deadline_ms;
+    if !registration_over && !out_of_time {
+        let pending = o.ec2_state.as_ref().is_some_and(Ec2State::is_pending);
+        return wait(
+            p,
+            c,
+            if pending {
+                WaitingFor::Ec2Running
+            } else {
+                WaitingFor::Registration
             },
-            (true, false) => Step::Complete {
-                result: ActionResult::Continue,
-                verdict,
-            },
-            (false, true) => Step::Terminate { verdict },
-            (false, false) => Step::Report { verdict },
-        }
-    };
-    let lifecycle_state = || o.asg_instance.as_ref().map(|i| i.lifecycle_state.clone());
+        );
+    }
+    judge_orphan(o, p, c, out_of_time)
+}
 
+/// The verdict as a step: complete the action in hook mode (ABANDON to refuse),
+/// terminate or report without a hook.
+fn conclude(p: &Policy, verdict: Verdict, refuse: bool) -> Step {
+    match (p.mode == Mode::Hook, refuse) {
+        (true, true) => Step::Complete {
+            result: ActionResult::Abandon,
+            verdict,
+        },
+        (true, false) => Step::Complete {
+            result: ActionResult::Continue,
+            verdict,
+        },
+        (false, true) => Step::Terminate { verdict },
+        (false, false) => Step::Report { verdict },
+    }
+}
+
+/// The steps that need no waiting: the warm pool, nothing (or no one) waiting,
+/// the instance gone, the hop limit, or registered. `None`: not registered yet.
+fn settled(o: &Observed, p: &Policy, c: &Clocks) -> Option<Step> {
+    let hook = p.mode == Mode::Hook;
+    let lifecycle_state = || o.asg_instance.as_ref().map(|i| i.lifecycle_state.clone());
     // Bound for the warm pool, in either mode: it will not join ECS now.
     if o.warm_pool
         || (hook
@@ -166,14 +184,14 @@ pub fn decide(o: &Observed, p: &Policy, c: &Clocks) -> Step {
                 .as_ref()
                 .is_some_and(|i| i.lifecycle_state.is_warmed()))
     {
-        return with(conclude(Verdict::WarmPool, false));
+        return Some(conclude(p, Verdict::WarmPool, false));
     }
     if hook
         && o.asg_instance
             .as_ref()
             .is_none_or(|i| i.lifecycle_state != LifecycleState::PendingWait)
     {
-        return with(Step::Stop(StopReason::NotWaiting {
+        return Some(Step::Stop(StopReason::NotWaiting {
             lifecycle_state: lifecycle_state(),
         }));
     }
@@ -182,64 +200,67 @@ pub fn decide(o: &Observed, p: &Policy, c: &Clocks) -> Step {
             .as_ref()
             .is_none_or(|i| i.lifecycle_state.is_leaving())
     {
-        return with(Step::Stop(StopReason::LeftGroup {
+        return Some(Step::Stop(StopReason::LeftGroup {
             lifecycle_state: lifecycle_state(),
         }));
     }
     match &o.ec2_state {
         Some(s) if s.is_running() || s.is_pending() => {}
         other => {
-            return with(Step::Stop(StopReason::InstanceGone {
+            return Some(Step::Stop(StopReason::InstanceGone {
                 ec2_state: other.clone(),
             }));
         }
     }
     if c.attempt > MAX_HOPS {
-        return with(conclude(Verdict::HopLimit { attempt: c.attempt }, false));
+        return Some(conclude(p, Verdict::HopLimit { attempt: c.attempt }, false));
     }
-    if let Some(ci) = &o.container_instance
-        && ci.status == InstanceStatus::Active
-        && ci.agent_connected
-    {
-        return with(conclude(
+    match &o.container_instance {
+        Some(ci) if ci.status == InstanceStatus::Active && ci.agent_connected => Some(conclude(
+            p,
             Verdict::Registered {
                 cluster: ci.cluster.clone(),
                 container_instance: ci.arn.clone(),
             },
             false,
-        ));
+        )),
+        _ => None,
     }
+}
 
-    let wait = |waiting_for: WaitingFor| {
-        if pace.hand_off {
-            with(Step::HandOff { waiting_for })
-        } else {
-            with(Step::Wait {
-                waiting_for,
-                sleep_ms: pace.sleep_ms,
-            })
+/// Wait (or hand off when another poll would not fit) for `waiting_for`.
+fn wait(p: &Policy, c: &Clocks, waiting_for: WaitingFor) -> Step {
+    let pace = pace(
+        c.now_ms,
+        c.heartbeat_base_ms,
+        c.heartbeat_every_ms,
+        p.poll_interval_ms,
+        c.invocation_deadline_ms,
+        p.handoff_margin_ms,
+    );
+    if pace.hand_off {
+        Step::HandOff { waiting_for }
+    } else {
+        Step::Wait {
+            waiting_for,
+            sleep_ms: pace.sleep_ms,
         }
-    };
-    let registration_over = c.now_ms >= c.registration_deadline_ms;
-    let out_of_time = c.now_ms >= c.verdict_deadline_ms;
-    if !registration_over && !out_of_time {
-        let pending = o.ec2_state.as_ref().is_some_and(Ec2State::is_pending);
-        return wait(if pending {
-            WaitingFor::Ec2Running
-        } else {
-            WaitingFor::Registration
-        });
     }
+}
 
+/// Not registered in time: diagnose it, wait for the diagnosis, or give the
+/// orphan verdict with what the diagnosis found.
+fn judge_orphan(o: &Observed, p: &Policy, c: &Clocks, out_of_time: bool) -> Step {
     let why = why_not_registered(o);
     let orphan = |findings: Findings| {
-        with(conclude(
+        conclude(
+            p,
             Verdict::Orphan {
                 why: why.clone(),
                 findings,
             },
             p.terminate_orphans,
-        ))
+        )
     };
     match &o.diagnosis {
         Diagnosis::Finished(findings) => orphan(findings.clone()),
@@ -254,13 +275,13 @@ pub fn decide(o: &Observed, p: &Policy, c: &Clocks) -> Step {
                 registered_on_host: None,
             })
         }
-        Diagnosis::NotStarted => with(Step::Diagnose),
+        Diagnosis::NotStarted => Step::Diagnose,
         Diagnosis::Running { sent_at_ms, .. }
             if c.now_ms.saturating_sub(*sent_at_ms) >= p.diagnostic_timeout_ms =>
         {
             orphan(Findings::timed_out(p.diagnostic_timeout_ms / 1000))
         }
-        Diagnosis::Running { .. } => wait(WaitingFor::Diagnosis),
+        Diagnosis::Running { .. } => wait(p, c, WaitingFor::Diagnosis),
     }
 }
 

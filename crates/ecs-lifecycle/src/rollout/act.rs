@@ -161,8 +161,9 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
     }
 
     /// The outcome of the group's newest refresh, once: the group's
-    /// [`REPORTED_TAG`] names the refresh whose outcome was reported, so every
-    /// later look at the same outcome says nothing.
+    /// [`REPORTED_TAG`] names the refresh whose outcome was reported (written
+    /// before the metric and the notification go out), so every later look at
+    /// the same outcome says nothing.
     async fn report_done(&self, report: &GroupReport) -> Result<(), Error> {
         let Step::Done { outcome } = &report.step else {
             return Ok(());
@@ -175,6 +176,12 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
             return Ok(());
         }
         let group = view.name.as_str();
+        // The tag first: if it cannot be written the outcome is not reported
+        // now (the next look tries again), so Lambda's retries of a failed
+        // invocation never report one outcome twice. At most once, then: a
+        // crash between the tag and the report loses that one report.
+        self.write_tags(group, &[TagChange::set(REPORTED_TAG, refresh.id.clone())])
+            .await?;
         let (replaced, total) = replaced(view, &report.target);
         let record = self.reporter.record(self.cluster(), Some(group));
         let (record, event, reason) = match outcome {
@@ -215,8 +222,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
                 )
                 .await;
         }
-        self.write_tags(group, &[TagChange::set(REPORTED_TAG, refresh.id.clone())])
-            .await
+        Ok(())
     }
 }
 

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use tracing::{Instrument, error, info, info_span};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::{ClusterScope, RolloutConfig};
 use crate::error::{AwsError, Error};
+use crate::hook::pacing::Pacer;
 use crate::model::{ContainerInstance, InstanceStatus, RefreshStatus};
 use crate::ports::{AutoScaling, Ec2, Ecs, Publisher, Ssm};
 use crate::report::Reporter;
@@ -114,12 +115,12 @@ impl crate::ports::Publisher for Silent {
 }
 
 fn silent() -> AwsError {
-    AwsError {
-        service: "sns",
-        operation: "Publish",
-        code: None,
-        message: "ami-rollout was built without an SNS client".into(),
-    }
+    AwsError::new(
+        "sns",
+        "Publish",
+        None,
+        "ami-rollout was built without an SNS client".into(),
+    )
 }
 
 impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm> Roller<A, C, E, S, Silent> {
@@ -188,8 +189,32 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
         // The steps that changed something, in order, for the answer.
         let mut actions: Vec<Value> = Vec::new();
         let mut refusal: Option<Error> = None;
+        let mut failures = 0_u32;
         loop {
-            let (reports, changed) = self.pass(&intent, &requested, acting, &clock).await?;
+            let pass_started = clock.now_ms();
+            let (reports, changed) = match self.pass(&intent, &requested, acting, &clock).await {
+                Ok(done) => done,
+                // A throttle or a 5xx on one group: look again within the
+                // invocation, after a back-off, while there is time.
+                Err(e) if e.is_transient() => {
+                    failures = failures.saturating_add(1);
+                    let pause = Duration::from_millis(
+                        Pacer::new(millis(self.config.common.poll_interval))
+                            .failed(e.is_throttle()),
+                    )
+                    .saturating_mul(failures.min(4));
+                    let left = deadline_ms.saturating_sub(clock.now_ms());
+                    if left < millis(pause + DEADLINE_MARGIN) {
+                        return Err(e);
+                    }
+                    warn!(error = %e, error_type = e.kind(), failures, retry_in_ms = millis(pause), "a pass failed; looking again after a pause");
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            failures = 0;
+            let pass_ms = clock.now_ms().saturating_sub(pass_started);
             // An AMI refused by its checks is an error for the invocation
             // (after every other group has had its step), unless it only
             // asked for the status.
@@ -217,13 +242,16 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
             if let Some(outcome) = outcome {
                 return answer(outcome, &requested, &reports, actions, refusal);
             }
-            if changed && quick_passes < MAX_QUICK_PASSES {
+            let poll = self.config.common.poll_interval;
+            let left = deadline_ms.saturating_sub(clock.now_ms());
+            // A quick pass starts only while twice the last pass's length (and
+            // half a second) still fits before the deadline.
+            let fits = left >= pass_ms.saturating_mul(2).saturating_add(500);
+            if changed && quick_passes < MAX_QUICK_PASSES && fits {
                 quick_passes += 1;
                 continue;
             }
             quick_passes = 0;
-            let poll = self.config.common.poll_interval;
-            let left = deadline_ms.saturating_sub(clock.now_ms());
             if left < millis(poll + DEADLINE_MARGIN) {
                 info!("still rolling; the schedule's next watch carries on");
                 return answer(Ending::Watching, &requested, &reports, actions, refusal);

@@ -148,12 +148,12 @@ pub struct FakeFleet {
 }
 
 fn unsupported(service: &'static str, operation: &'static str) -> AwsError {
-    AwsError {
+    AwsError::new(
         service,
         operation,
-        code: Some("NotEmulated".into()),
-        message: format!("{service}:{operation} is not emulated by the fake fleet"),
-    }
+        Some("NotEmulated".into()),
+        format!("{service}:{operation} is not emulated by the fake fleet"),
+    )
 }
 
 impl FakeFleet {
@@ -336,12 +336,12 @@ impl FakeFleet {
         let now = Instant::now();
         w.ecs_calls.push(now);
         match &w.ecs_fault {
-            Some((until, code)) if now < *until => Err(AwsError {
-                service: "ecs",
+            Some((until, code)) if now < *until => Err(AwsError::new(
+                "ecs",
                 operation,
-                code: Some(code.clone()),
-                message: format!("the fake fleet's ECS answers {code}"),
-            }),
+                Some(code.clone()),
+                format!("the fake fleet's ECS answers {code}"),
+            )),
             _ => Ok(w),
         }
     }
@@ -410,6 +410,14 @@ impl FakeFleet {
             },
         );
         arn
+    }
+
+    /// The instance's ECS agent loses (or regains) its connection to ECS: its
+    /// tasks are then never reported stopped while it is gone.
+    pub fn set_agent_connected(&self, instance_id: &str, connected: bool) {
+        if let Some(ci) = self.world().instances.get_mut(instance_id) {
+            ci.agent_connected = connected;
+        }
     }
 
     /// A running task of a replica service on the instance.
@@ -603,12 +611,12 @@ impl AutoScaling for FakeFleet {
         if let Some((until, code)) = &w.hook_fault
             && Instant::now() < *until
         {
-            return Err(AwsError {
-                service: "autoscaling",
-                operation: "DescribeLifecycleHooks",
-                code: Some(code.clone()),
-                message: "injected by the fake fleet".into(),
-            });
+            return Err(AwsError::new(
+                "autoscaling",
+                "DescribeLifecycleHooks",
+                Some(code.clone()),
+                "injected by the fake fleet".into(),
+            ));
         }
         Ok(w.actions
             .values()
@@ -655,12 +663,12 @@ impl AutoScaling for FakeFleet {
             .await?;
         if w.complete_faults.0 > 0 {
             w.complete_faults.0 -= 1;
-            return Err(AwsError {
-                service: "autoscaling",
-                operation: "CompleteLifecycleAction",
-                code: Some(w.complete_faults.1.clone()),
-                message: "injected by the fake fleet".into(),
-            });
+            return Err(AwsError::new(
+                "autoscaling",
+                "CompleteLifecycleAction",
+                Some(w.complete_faults.1.clone()),
+                "injected by the fake fleet".into(),
+            ));
         }
         let ack = match w.actions.get_mut(&action.instance_id) {
             Some(a) if a.state == ActionState::Waiting => {
@@ -901,12 +909,12 @@ impl Publisher for FakeFleet {
         let (mut w, lost) = self.faulty("sns", "Publish").await?;
         if w.publish_faults.0 > 0 {
             w.publish_faults.0 -= 1;
-            return Err(AwsError {
-                service: "sns",
-                operation: "Publish",
-                code: Some(w.publish_faults.1.clone()),
-                message: "the fake fleet's SNS refuses this publish".into(),
-            });
+            return Err(AwsError::new(
+                "sns",
+                "Publish",
+                Some(w.publish_faults.1.clone()),
+                "the fake fleet's SNS refuses this publish".into(),
+            ));
         }
         w.published.push((topic_arn.to_owned(), message.to_owned()));
         w.published_at.push(Instant::now());
