@@ -190,11 +190,8 @@ impl FakeFleet {
         service: &'static str,
         operation: &'static str,
     ) -> Result<(MutexGuard<'_, World>, Option<AwsError>), AwsError> {
-        let err = |code: Option<String>, message: &str| AwsError {
-            service,
-            operation,
-            code,
-            message: message.to_owned(),
+        let err = |code: Option<String>, message: &str| {
+            AwsError::new(service, operation, code, message.to_owned())
         };
         match self.fault(service, operation) {
             None => Ok((self.call().await, None)),
