@@ -442,7 +442,10 @@ impl<W: HookWorkflow> Held<'_, W> {
     }
 
     /// Completes the action; `Some(detail)` when Auto Scaling says it is no
-    /// longer active.
+    /// longer active. Like every step, not past the hand-off point: a completion
+    /// that hangs (the SDK's operation timeout is 45 s) must leave the margin to
+    /// hand the work over, or Lambda kills the invocation at its deadline with
+    /// no continuation and no last heartbeat.
     async fn complete(&mut self, result: ActionResult) -> Result<Option<String>, Error> {
         self.beat.set_completing(true);
         let call = async {
@@ -452,7 +455,7 @@ impl<W: HookWorkflow> Held<'_, W> {
                 .await
                 .map_err(Error::from)
         };
-        match bounded(&self.clock, self.deadline_ms, call).await {
+        match bounded(&self.clock, self.handoff_at, call).await {
             Ok(ActionAck::Accepted) => {
                 info!(
                     result = result.as_str(),
