@@ -865,12 +865,12 @@ impl Sim {
             } else {
                 self.rng.millis(50, 2_000)
             };
-            if let Some(k) = k {
-                if late {
-                    self.instances[k]
-                        .excuses
-                        .push((at, at + delay, "late continuation"));
-                }
+            if let Some(k) = k
+                && late
+            {
+                self.instances[k]
+                    .excuses
+                    .push((at, at + delay, "late continuation"));
             }
             let label = format!("continuation {instance_id} attempt {attempt}");
             let d = Delivery {
