@@ -490,7 +490,13 @@ impl Sim {
         // SNS: publishes that fail, time out, answer slowly or lose their answer.
         for _ in 0..self.rng.range(0, 2) * heavy {
             let kind = self.draw_kind(&["Throttling", "InternalError"], true);
-            let len = self.rng.secs(2, 60);
+            // A publish that took effect but whose answer was lost is an
+            // occasional event (its retry is a duplicate), not a minute-long state.
+            let len = if matches!(kind, FaultKind::LostAnswer(_)) {
+                self.rng.secs(1, 5)
+            } else {
+                self.rng.secs(2, 60)
+            };
             self.fault("sns", Some("Publish"), horizon, len, kind);
         }
         self.schedule_ends = self
@@ -659,9 +665,14 @@ impl Sim {
         self.note(format!(
             "scale-in: {id} Terminating:Wait ({asg}, HeartbeatTimeout {hbt} s)"
         ));
-        // Auto Scaling -> SNS -> Lambda: within a second or two; at least once.
+        // Auto Scaling -> SNS -> Lambda: within a second or two, now and then
+        // late (Lambda's async queue); at least once.
         let event = self.hook_event(k);
-        let first = now + self.rng.millis(50, 3000);
+        let first = if self.rng.chance(3) {
+            now + self.rng.millis(5_000, 20_000)
+        } else {
+            now + self.rng.millis(50, 3000)
+        };
         self.deliver_later(
             first,
             Delivery {
