@@ -59,3 +59,9 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         .to_millis()
         .ok()
 }
+
+/// An RFC 3339 time as epoch milliseconds; `None` when it is not one or is
+/// before 1970.
+pub fn epoch_ms_of(s: &str) -> Option<u64> {
+    u64::try_from(parse_rfc3339(s)?).ok()
+}
