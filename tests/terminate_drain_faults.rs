@@ -493,3 +493,76 @@ async fn a_continuation_from_a_clock_an_hour_ahead_drains_and_heartbeats() {
     let last = last_stop(&fleet.tasks_on(0).await.unwrap());
     assert!(num(&action, "completed_at") >= last);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_whose_hook_cannot_be_read_is_heartbeated_from_the_first_moment() {
+    // Auto Scaling throttles DescribeLifecycleHooks for 40 s, longer than the
+    // hook's 30 s HeartbeatTimeout: the invocation cannot learn the hook's
+    // cadence, and must keep the action alive meanwhile (a third of the smallest
+    // HeartbeatTimeout Auto Scaling allows) instead of waiting for the read.
+    let s = Standin::start().unwrap();
+    let (sdk, fleet) = fleet_on(&s, &fleet_spec("hookread", 2)).await;
+    fleet.service("api", false, &[1, 0]).await.unwrap();
+    s.enforce_heartbeats(true).unwrap();
+    let event = scale_in(&s, &fleet, 0).await;
+    s.fault_for(
+        "autoscaling:DescribeLifecycleHooks",
+        "Throttling",
+        400,
+        40_000,
+    )
+    .unwrap();
+    s.ecs_auto(500).unwrap();
+    let d = chained_drainer(&sdk, &fleet, &[]);
+    let played = play_lambda(&d, &fleet, event, 120_000, Duration::from_secs(3)).await;
+    s.ecs_auto(0).unwrap();
+
+    let action = action_of(&s, &fleet, 0);
+    assert_completed_once(&action);
+    assert_eq!(played.outcome["outcome"], "completed", "{played:?}");
+    let gap = max_heartbeat_gap(&action);
+    assert!(
+        gap <= MAX_HEARTBEAT_GAP_S,
+        "{gap:.1} s without a heartbeat: {action}"
+    );
+    // The drain waited for the read (it needs the hook's global timeout).
+    let completed = num(&action, "completed_at") - num(&action, "started_at");
+    assert!(
+        completed >= 35.0,
+        "completed {completed:.1} s after the start"
+    );
+    assert!(played.errors.is_empty(), "function errors: {played:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_drain_claim_never_stops_the_drain() {
+    // ECS refuses the chain's claim attribute for good (an attribute limit): the
+    // drain goes on unclaimed, sets DRAINING and completes once.
+    let s = Standin::start().unwrap();
+    let (sdk, fleet) = fleet_on(&s, &fleet_spec("claim", 2)).await;
+    fleet.service("api", false, &[2, 0]).await.unwrap();
+    let event = scale_in(&s, &fleet, 0).await;
+    s.fault_for(
+        "ecs:PutAttributes",
+        "AttributeLimitExceededException",
+        400,
+        120_000,
+    )
+    .unwrap();
+    s.ecs_auto(300).unwrap();
+    let d = chained_drainer(&sdk, &fleet, &[]);
+    let played = play_lambda(&d, &fleet, event, 60_000, Duration::from_secs(3)).await;
+    s.ecs_auto(0).unwrap();
+
+    let action = action_of(&s, &fleet, 0);
+    assert_completed_once(&action);
+    assert_eq!(played.outcome["outcome"], "completed", "{played:?}");
+    assert_eq!(played.outcome["reason"], "Drained", "{played:?}");
+    assert!(played.errors.is_empty(), "function errors: {played:?}");
+    assert_eq!(drain_token(&fleet, 0).await, None, "no claim was written");
+    let calls = s.calls().unwrap();
+    assert!(
+        calls.get("ecs:PutAttributes").is_some_and(|n| *n >= 1),
+        "{calls:?}"
+    );
+}

@@ -109,10 +109,9 @@ pub struct RefusedAmi {
 pub fn parse_refusal(value: &str) -> Option<RefusedAmi> {
     let mut words = value.split_whitespace();
     let ami = words.next()?.to_owned();
-    let refused_at = words.next().filter(|t| {
-        aws_smithy_types::DateTime::from_str(t, aws_smithy_types::date_time::Format::DateTime)
-            .is_ok()
-    });
+    let refused_at = words
+        .next()
+        .filter(|t| ecs_lifecycle::time::parse_rfc3339(t).is_some());
     Some(RefusedAmi {
         ami,
         refused_at: refused_at.map(str::to_owned),

@@ -64,6 +64,12 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         .ok()
 }
 
+/// An RFC 3339 time as epoch milliseconds; `None` when it is not one or is
+/// before 1970.
+pub fn epoch_ms_of(s: &str) -> Option<u64> {
+    u64::try_from(parse_rfc3339(s)?).ok()
+}
+
 /// A deterministic world for simulation tests (feature `test-util`; production
 /// builds do not have it): on the calling thread, the wall clock follows tokio's
 /// (paused) clock from a fixed epoch, so that the times one invocation hands to

@@ -235,14 +235,7 @@ impl Ec2 for Client {
                     architecture: i.architecture().map(|a| a.as_str().to_owned()),
                     owner_id: i.owner_id().map(str::to_owned),
                     owner_alias: i.image_owner_alias().map(str::to_owned),
-                    created_ms: i.creation_date().and_then(|d| {
-                        let t = aws_smithy_types::DateTime::from_str(
-                            d,
-                            aws_smithy_types::date_time::Format::DateTime,
-                        )
-                        .ok()?;
-                        u64::try_from(t.to_millis().ok()?).ok()
-                    }),
+                    created_ms: i.creation_date().and_then(crate::time::epoch_ms_of),
                 })
             })
             .filter(|i| ids.contains(&i.id))

@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::hook::lookup::find_container_instance;
 use crate::model::InstanceStatus;
 use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
-use crate::time::rfc3339;
+use crate::time::{epoch_ms_of, rfc3339};
 
 /// Two minutes: EC2's notice ahead of a Spot interruption.
 const SPOT_NOTICE_MS: u64 = 120_000;
@@ -171,13 +171,4 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         );
         Ok(json!({"instance_id": instance_id, "done": "marked_unhealthy", "asg": member.asg}))
     }
-}
-
-fn epoch_ms_of(rfc3339: &str) -> Option<u64> {
-    let dt = aws_smithy_types::DateTime::from_str(
-        rfc3339,
-        aws_smithy_types::date_time::Format::DateTime,
-    )
-    .ok()?;
-    u64::try_from(dt.to_millis().ok()?).ok()
 }

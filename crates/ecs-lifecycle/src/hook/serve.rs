@@ -25,6 +25,24 @@ pub fn config_error(e: &crate::error::ConfigError) {
     tracing::error!(error = %e, "invalid configuration");
 }
 
+/// A hook function needs its continuation topic from its first invocation:
+/// without one, a piece of work longer than one invocation could only continue
+/// on the topic its event came through, and an EventBridge-delivered action (or
+/// a direct invoke) has none: it would fail at its first hand-off, with the
+/// action held. Refused at cold start instead, naming the variable.
+pub fn require_continuation_topic(
+    common: &crate::config::CommonConfig,
+) -> Result<(), crate::error::ConfigError> {
+    match common.continuation_topic {
+        Some(_) => Ok(()),
+        None => Err(crate::error::ConfigError {
+            var: "CONTINUATION_TOPIC_ARN",
+            value: String::new(),
+            expected: "the ARN of the SNS topic this function continues its work through (the template sets it)".into(),
+        }),
+    }
+}
+
 /// Runs a hook workflow on the Lambda runtime, building it once, lazily.
 pub async fn serve<W, B, Fut>(build: B) -> Result<(), lambda_runtime::Error>
 where
@@ -47,4 +65,27 @@ where
         .await
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CommonConfig, Env};
+
+    #[test]
+    fn a_hook_function_without_its_continuation_topic_refuses_to_start() {
+        let config = |topic: Option<&str>| {
+            let topic = topic.map(str::to_owned);
+            CommonConfig::from_env(&Env::new(move |k| match k {
+                "CONTINUATION_TOPIC_ARN" => topic.clone(),
+                _ => None,
+            }))
+        };
+        let unset = config(None).expect("valid");
+        let e = require_continuation_topic(&unset).expect_err("refused");
+        assert_eq!(e.var, "CONTINUATION_TOPIC_ARN");
+        assert!(e.to_string().contains("CONTINUATION_TOPIC_ARN"), "{e}");
+        let set = config(Some("arn:aws:sns:us-east-1:123456789012:continue")).expect("valid");
+        assert!(require_continuation_topic(&set).is_ok());
+    }
 }

@@ -444,11 +444,7 @@ pub struct LifecycleAction {
 impl LifecycleAction {
     /// The start time in epoch milliseconds, if the message carried a valid one.
     pub fn started_at_ms(&self) -> Option<u64> {
-        let t = self.time.as_deref()?;
-        let dt =
-            aws_smithy_types::DateTime::from_str(t, aws_smithy_types::date_time::Format::DateTime)
-                .ok()?;
-        u64::try_from(dt.to_millis().ok()?).ok()
+        crate::time::epoch_ms_of(self.time.as_deref()?)
     }
 
     pub(crate) fn validate(self, context: &str) -> Result<Self, EventError> {
