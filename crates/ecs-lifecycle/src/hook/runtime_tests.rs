@@ -12,7 +12,7 @@ use crate::config::{DrainConfig, Env};
 use crate::drain::Drainer;
 use crate::hook::Handler;
 use crate::model::{ActionResult, InstanceStatus, TaskStatus};
-use crate::testing::fleet::{ActionState, FakeFleet};
+use crate::testing::fleet::{ActionState, FakeFleet, Fault, FaultKind};
 use crate::time::epoch_ms;
 
 const ID: &str = "i-0123456789abcdef0";
@@ -298,6 +298,70 @@ async fn slow_ecs_calls_never_hold_a_heartbeat_back() {
         "{:?}",
         max_gap(&fleet, start)
     );
+    assert_eq!(fleet.completions(ID).len(), 1);
+}
+
+/// CompleteLifecycleAction hangs until the SDK's operation timeout (45 s) from
+/// now for `how_long`.
+fn hang_completions(fleet: &FakeFleet, how_long: Duration) {
+    let now = Instant::now();
+    fleet.add_fault(Fault {
+        service: "autoscaling",
+        operation: Some("CompleteLifecycleAction"),
+        from: now,
+        until: now + how_long,
+        kind: FaultKind::Timeout(Duration::from_secs(45)),
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_completion_never_holds_a_heartbeat_back() {
+    // The simulation's seed 9474: HeartbeatTimeout 45 s, a completion that hangs
+    // 45 s; the heartbeats go on meanwhile and the retried completion succeeds.
+    let start = Instant::now();
+    let fleet = fleet_with_task(45, Some(Duration::from_secs(20)));
+    hang_completions(&fleet, Duration::from_secs(40));
+    let d = drainer(&fleet, 10);
+
+    let v = d
+        .handle(&terminate_event(), deadline_in(Duration::from_secs(900)))
+        .await
+        .unwrap();
+
+    assert_eq!(outcome(&v), "completed", "{v}");
+    assert_eq!(fleet.completions(ID).len(), 1);
+    assert!(
+        max_gap(&fleet, start) <= Duration::from_secs(15),
+        "{:?}",
+        max_gap(&fleet, start)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_completion_leaves_the_margin_to_hand_over() {
+    // The simulation's seed 1940: a completion that hangs near the end of the
+    // invocation fails at the hand-off point and the work is handed over before
+    // the deadline; the next invocation completes.
+    let start = Instant::now();
+    let fleet = fleet_with_task(300, Some(Duration::from_secs(25)));
+    hang_completions(&fleet, Duration::from_secs(60));
+    let d = drainer(&fleet, 10);
+
+    let v = d
+        .handle(&terminate_event(), deadline_in(Duration::from_secs(60)))
+        .await
+        .unwrap();
+
+    assert_eq!(outcome(&v), "handed_off", "{v}");
+    assert!(Instant::now() - start < Duration::from_secs(60));
+    assert!(fleet.completions(ID).is_empty());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let continuation: Value = serde_json::from_str(&fleet.published()[0].1).unwrap();
+    let v = d
+        .handle(&continuation, deadline_in(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&v), "completed", "{v}");
     assert_eq!(fleet.completions(ID).len(), 1);
 }
 
