@@ -1123,36 +1123,60 @@ impl Sim {
     }
 
     /// Why nothing could keep instance `k`'s action alive between `from` and
-    /// `to`, if something in the world prevented it: Auto Scaling not taking
-    /// heartbeats for a third of HeartbeatTimeout or more, an invocation that
-    /// crashed or failed (Lambda retries a minute or more later), a late
-    /// continuation.
+    /// `to`, if the world prevented it. The heartbeater beats every third of
+    /// HeartbeatTimeout and retries a failed beat every 2 s, so only a gap in
+    /// which heartbeats were blocked for two thirds of HeartbeatTimeout (less a
+    /// retry) can expire an action. Blocked: Auto Scaling refusing or hanging
+    /// heartbeats (a hung call holds the heartbeater up to a third more, one
+    /// attempt), an invocation that held the action crashed or failed until
+    /// Lambda's retry, a continuation delivered late.
     fn excuse(&self, k: usize, from: Instant, to: Instant) -> Option<String> {
         let i = &self.instances[k];
-        let mut down = Duration::ZERO;
-        for f in &self.faults {
-            let hits = f.service == "autoscaling"
-                && f.operation
-                    .is_none_or(|o| o == "RecordLifecycleActionHeartbeat")
-                && !matches!(f.kind, FaultKind::LostAnswer(_));
-            if hits {
-                let a = f.from.max(from);
-                let b = f.until.min(to);
-                if b > a {
-                    down += b - a;
+        let every = i.heartbeat_timeout / 3;
+        let retry = Duration::from_secs(2);
+        let mut blocked: Vec<(Instant, Instant, &'static str)> = self
+            .faults
+            .iter()
+            .filter(|f| {
+                f.service == "autoscaling"
+                    && f.operation
+                        .is_none_or(|o| o == "RecordLifecycleActionHeartbeat")
+            })
+            .filter_map(|f| {
+                let tail = match &f.kind {
+                    FaultKind::Error(_) => retry,
+                    FaultKind::Slow(d) | FaultKind::Timeout(d) => (*d).min(every) + retry,
+                    FaultKind::LostAnswer(_) => return None,
+                };
+                Some((f.from, f.until + tail, "Auto Scaling refused heartbeats"))
+            })
+            .chain(i.excuses.iter().copied())
+            .filter_map(|(a, b, why)| {
+                let (a, b) = (a.max(from), b.min(to));
+                (b > a).then_some((a, b, why))
+            })
+            .collect();
+        blocked.sort();
+        let mut total = Duration::ZERO;
+        let mut reach: Option<Instant> = None;
+        let mut why: Vec<&str> = Vec::new();
+        for (a, b, w) in blocked {
+            let a = reach.map_or(a, |r| a.max(r));
+            if b > a {
+                total += b - a;
+                if !why.contains(&w) {
+                    why.push(w);
                 }
             }
+            reach = Some(reach.map_or(b, |r| r.max(b)));
         }
-        if down >= i.heartbeat_timeout / 3 {
-            return Some(format!(
-                "Auto Scaling did not take heartbeats for {} s",
-                down.as_secs()
-            ));
-        }
-        i.excuses
-            .iter()
-            .find(|(a, b, _)| *a < to && *b > from)
-            .map(|(_, _, why)| (*why).to_owned())
+        (total + retry >= every * 2).then(|| {
+            format!(
+                "heartbeats blocked for {} s ({})",
+                total.as_secs(),
+                why.join(", ")
+            )
+        })
     }
 
     fn role(&self, arn: &str) -> Option<Role> {
