@@ -178,6 +178,8 @@ struct Sim {
     /// (unexcused gaps only).
     longest_gap: f64,
     longest_gap_at: String,
+    /// The longest gap in which nothing blocked heartbeats at all.
+    longest_clean_gap: f64,
     invocations: usize,
     stats: Stats,
     schedule_ends: Instant,
@@ -194,6 +196,7 @@ struct SeedReport {
     longest_gap: f64,
     /// Where the longest gap was.
     longest_gap_at: String,
+    longest_clean_gap: f64,
     invocations: usize,
     virtual_secs: u64,
     stats: Stats,
@@ -363,6 +366,7 @@ impl Sim {
             violations: Vec::new(),
             longest_gap: 0.0,
             longest_gap_at: String::new(),
+            longest_clean_gap: 0.0,
             invocations: 0,
             stats: Stats::default(),
             schedule_ends: t0,
@@ -647,6 +651,7 @@ impl Sim {
                 .collect(),
             longest_gap: self.longest_gap,
             longest_gap_at: self.longest_gap_at,
+            longest_clean_gap: self.longest_clean_gap,
             invocations: self.invocations,
             virtual_secs: (Instant::now() - self.t0).as_secs(),
             stats: self.stats,
@@ -669,7 +674,11 @@ impl Sim {
         // late (Lambda's async queue); at least once.
         let event = self.hook_event(k);
         let first = if self.rng.chance(3) {
-            now + self.rng.millis(5_000, 20_000)
+            let at = now + self.rng.millis(5_000, 20_000);
+            self.instances[k]
+                .excuses
+                .push((now, at, "late notification"));
+            at
         } else {
             now + self.rng.millis(50, 3000)
         };
@@ -1081,8 +1090,19 @@ impl Sim {
         let gap = at.saturating_duration_since(from);
         let hbt = i.heartbeat_timeout;
         let fraction = gap.as_secs_f64() / hbt.as_secs_f64();
-        let excuse = self.excuse(k, from, at);
+        let (blocked, excuse) = self.excuse(k, from, at);
         self.instances[k].last_mark = Some(at);
+        if blocked.is_zero() && fraction > self.longest_clean_gap {
+            self.longest_clean_gap = fraction;
+            if std::env::var_os("SIM_TRACE").is_some() {
+                let line = format!(
+                    "clean gap {fraction:.3} from {} to the {by} at {}",
+                    self.at(from).trim(),
+                    self.at(at).trim()
+                );
+                self.note(line);
+            }
+        }
         match excuse {
             None => {
                 if fraction > self.longest_gap {
@@ -1130,7 +1150,7 @@ impl Sim {
     /// heartbeats (a hung call holds the heartbeater up to a third more, one
     /// attempt), an invocation that held the action crashed or failed until
     /// Lambda's retry, a continuation delivered late.
-    fn excuse(&self, k: usize, from: Instant, to: Instant) -> Option<String> {
+    fn excuse(&self, k: usize, from: Instant, to: Instant) -> (Duration, Option<String>) {
         let i = &self.instances[k];
         let every = i.heartbeat_timeout / 3;
         let retry = Duration::from_secs(2);
@@ -1170,13 +1190,14 @@ impl Sim {
             }
             reach = Some(reach.map_or(b, |r| r.max(b)));
         }
-        (total + retry >= every * 2).then(|| {
+        let excuse = (total + retry >= every * 2).then(|| {
             format!(
                 "heartbeats blocked for {} s ({})",
                 total.as_secs(),
                 why.join(", ")
             )
-        })
+        });
+        (total, excuse)
     }
 
     fn role(&self, arn: &str) -> Option<Role> {
@@ -1285,6 +1306,7 @@ fn run_seed(seed: u64) -> SeedReport {
         trace: Vec::new(),
         longest_gap: 0.0,
         longest_gap_at: String::new(),
+        longest_clean_gap: 0.0,
         invocations: 0,
         virtual_secs: 0,
         stats: Stats::default(),
@@ -1310,6 +1332,7 @@ fn simulation() {
     let (mut violations, mut failed, mut n) = (0usize, Vec::new(), 0u64);
     let (mut longest, mut longest_seed, mut longest_at) = (0.0f64, 0, String::new());
     let mut stats = Stats::default();
+    let mut clean = 0.0f64;
     let (mut invocations, mut virtual_secs) = (0usize, 0u64);
     for seed in seeds.clone() {
         n += 1;
@@ -1317,6 +1340,7 @@ fn simulation() {
         invocations += r.invocations;
         virtual_secs += r.virtual_secs;
         stats.add(&r.stats);
+        clean = clean.max(r.longest_clean_gap);
         if r.longest_gap > longest {
             longest = r.longest_gap;
             longest_seed = seed;
@@ -1356,6 +1380,9 @@ fn simulation() {
     );
     println!(
         "longest heartbeat gap: {longest:.3} of HeartbeatTimeout (seed {longest_seed}, {longest_at})"
+    );
+    println!(
+        "longest heartbeat gap with nothing blocking heartbeats: {clean:.3} of HeartbeatTimeout"
     );
     println!("played: {stats:?}");
     assert!(failed.is_empty(), "seeds with violations: {failed:?}");
