@@ -218,7 +218,7 @@ fn table() -> Vec<(&'static str, String, Verdict)> {
         ("RolloutAlarmNames", "a\tb", Template),
         ("RolloutAlarmNames", "", Template),
         // Blank once trimmed: the pattern does not trim.
-        ("RolloutAlarmNames", "a, ", Code("ROLLOUT_ALARM_NAMES")),
+        ("RolloutAlarmNames", "a, ,b", Code("ROLLOUT_ALARM_NAMES")),
         // ALLOWED_AMI_OWNERS: 12-digit account ids.
         ("AllowedAmiOwners", "none", Good),
         ("AllowedAmiOwners", "111122223333,444455556666", Good),

@@ -782,6 +782,17 @@ mod tests {
             ("ALLOWED_AMI_OWNERS", "1111222233334", "12-digit"),
             ("ROLLOUT_WINDOW", "Saturday 02:00-06:00", "not a day"),
             ("ROLLOUT_WINDOW", "Sat 02:00", "time range"),
+            // What the template's AllowedPatterns cannot express (tests/template/
+            // parameters.rs): an empty range, the order of the checkpoints, a
+            // name blank once trimmed, a decimal Number.
+            ("ROLLOUT_WINDOW", "Sat 02:00-02:00", "is empty"),
+            (
+                "ROLLOUT_CHECKPOINT_PERCENTAGES",
+                "20,20,100",
+                "20 does not come after 20",
+            ),
+            ("ROLLOUT_ALARM_NAMES", "a, ,b", "\"\" is not one"),
+            ("STABILITY_TIMEOUT_SECONDS", "60.5", "whole number"),
             (
                 "ROLLOUT_CHECKPOINT_PERCENTAGES",
                 "50,20,100",
