@@ -7,7 +7,7 @@
 //! - `functions`: every Lambda binary of the workspace is a function, with
 //!   exactly the environment variables its configuration reads (`COMMON_VARS` +
 //!   `VARS`, or ami-rollout's own complete `RolloutConfig::VARS`), built and
-//!   logged alike;
+//!   logged alike (samconfig.toml opting in to the beta build method);
 //! - `routing`: hooks on every group, and filter policies and rules that route
 //!   each message to its function;
 //! - `iam`: no mutating action on `*` without a condition, lifecycle actions and
