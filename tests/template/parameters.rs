@@ -188,6 +188,7 @@ fn table() -> Vec<(&'static str, String, Verdict)> {
             Good,
         ),
         ("AmiCheckSchedule", "cron(0 8 15W * ? *)", Good),
+        ("AmiCheckSchedule", "cron(0 8 ? * L *)", Good),
         ("AmiCheckSchedule", "rate(1 minutes)", Template),
         ("AmiCheckSchedule", "rate(2 minute)", Template),
         ("AmiCheckSchedule", "rate(0 days)", Template),
