@@ -85,6 +85,15 @@ async fn the_binary_drains_across_invocations_and_logs_json() {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     assert!(!lines.is_empty(), "JSON log lines expected, got:\n{text}");
+    // LOG_LEVEL=INFO filters the function's own lines, whatever Lambda's
+    // AWS_LAMBDA_LOG_LEVEL (TRACE, as the template sets it) says.
+    assert!(
+        lines
+            .iter()
+            .filter_map(|l| l["level"].as_str())
+            .all(|level| ["INFO", "WARN", "ERROR"].contains(&level)),
+        "lines below LOG_LEVEL=INFO:\n{text}"
+    );
     let decisions: Vec<&Value> = lines
         .iter()
         .filter(|l| l["fields"]["decision"].is_string())
