@@ -1,11 +1,6 @@
 //! launch-verify: the Auto Scaling launch lifecycle hook (and orphan check) for
 //! ECS container instances. Configuration and behaviour: docs/launch-verify.md.
 
-// The handler's future nests every SDK call of a verification (ECS, Auto
-// Scaling, EC2, SSM, SNS) inside the record dispatch; computing its layout
-// needs more than the default 128.
-#![recursion_limit = "256"]
-
 use ecs_lifecycle::config::LaunchConfig;
 use ecs_lifecycle::hook::serve::{config_error, init_logging, require_continuation_topic, serve};
 use ecs_lifecycle::launch::Verifier;
