@@ -85,6 +85,15 @@ async fn the_binary_drains_across_invocations_and_logs_json() {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     assert!(!lines.is_empty(), "JSON log lines expected, got:\n{text}");
+    // LOG_LEVEL=INFO filters the function's own lines, whatever Lambda's
+    // AWS_LAMBDA_LOG_LEVEL (TRACE, as the template sets it) says.
+    assert!(
+        lines
+            .iter()
+            .filter_map(|l| l["level"].as_str())
+            .all(|level| ["INFO", "WARN", "ERROR"].contains(&level)),
+        "lines below LOG_LEVEL=INFO:\n{text}"
+    );
     let decisions: Vec<&Value> = lines
         .iter()
         .filter(|l| l["fields"]["decision"].is_string())
@@ -271,4 +280,86 @@ async fn a_drain_across_hand_offs_reports_what_the_stand_in_saw_and_notifies_onc
         }
     }
     let _ = std::fs::remove_file(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_mid_drain_is_resumed_by_lambdas_retry_and_the_action_lives() {
+    // The function's process dies mid-drain (SIGKILL: no last heartbeat, no
+    // hand-off). Lambda retries the event; the test plays that retry (the stand-in
+    // does not retry), 5 s later instead of Lambda's minute (compressed). The new
+    // process knows nothing of the last heartbeat: it must heartbeat first thing,
+    // and the drain completes once, the action never expired (HeartbeatTimeout 30 s,
+    // enforced by the stand-in's clock).
+    let s = Standin::start().unwrap();
+    let spec = FleetSpec {
+        heartbeat_timeout: 30,
+        ..FleetSpec::new("killed", 2)
+    };
+    let (_, fleet) = fleet_on(&s, &spec).await;
+    fleet.service("web", false, &[2, 0]).await.unwrap();
+    s.enforce_heartbeats(true).unwrap();
+    let log = testkit::temp_log("terminate-drain-killed");
+    let mut first = start_drain(&s, &fleet, "terminate-drain", &[], &log, 60_000);
+    start_terminating(&s, &fleet, 0);
+    s.wait_for(Duration::from_secs(30), |s| {
+        Ok(s.calls()?
+            .get("ecs:UpdateContainerInstancesState")
+            .is_some_and(|n| *n >= 1)
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+    // Killed with the action held, 12 s into the drain (the scheduler is still).
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &first.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let event = s
+        .invocations()
+        .unwrap()
+        .into_iter()
+        .find(|i| i["status"] == "running")
+        .expect("the killed invocation")["event"]
+        .clone();
+    assert!(
+        first.exited() || {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            first.exited()
+        }
+    );
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let binary = testkit::binary("terminate-drain").unwrap();
+    let _second = LocalFunction::start_logging_to(
+        &s,
+        &binary,
+        "terminate-drain",
+        &ecs_lifecycle_suite::drain::deployed_env(&fleet, &[]),
+        &log,
+    )
+    .unwrap();
+    s.ecs_auto(500).unwrap();
+    s.post(
+        "/_standin/lambda/invoke",
+        serde_json::json!({"event": event, "timeout_ms": 60_000, "async": true}),
+    )
+    .unwrap();
+    let action = s
+        .wait_for(Duration::from_secs(90), |s| {
+            let a = s.lifecycle_action(&fleet.instance_ids[0])?;
+            Ok((a["state"] != "active").then_some(a))
+        })
+        .await
+        .unwrap();
+    s.ecs_auto(0).unwrap();
+    assert_eq!(
+        (action["state"].as_str(), action["result"].as_str()),
+        (Some("completed"), Some("CONTINUE")),
+        "{action}"
+    );
+    assert_eq!(action["complete_calls"], 1, "{action}");
+    let gap = ecs_lifecycle_suite::drain::max_heartbeat_gap(&action);
+    assert!(gap < 30.0, "{gap:.1} s without a heartbeat: {action}");
 }

@@ -199,6 +199,7 @@ pub async fn play_lambda(
 }
 
 /// The environment the template gives the binary for `fleet` (JSON logs,
+/// Lambda's log level TRACE and the function's own LOG_LEVEL INFO,
 /// continuations through the fleet's topic, a poll a second), `extra` on top.
 pub fn deployed_env<'a>(fleet: &'a Fleet, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut env = vec![
@@ -206,6 +207,8 @@ pub fn deployed_env<'a>(fleet: &'a Fleet, extra: &[(&'a str, &'a str)]) -> Vec<(
         ("POLL_INTERVAL_SECONDS", "1"),
         ("CONTINUATION_TOPIC_ARN", fleet.topic_arn.as_str()),
         ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
+        ("LOG_LEVEL", "INFO"),
     ];
     env.extend_from_slice(extra);
     env

@@ -75,6 +75,10 @@ fn ami_rollout_is_installed_only_when_enabled() {
             "AmiRolloutErrorsAlarm",
             "AmiRolloutRollbackAlarm",
             "AmiRolloutRestoreFailedAlarm",
+            "AmiRolloutThrottlesAlarm",
+            "AmiParameterChangeFailedInvocationsAlarm",
+            "AmiRolloutWatchFailedInvocationsAlarm",
+            "AmiRolloutCheckFailedInvocationsAlarm",
             "RolloutHistoryQuery",
         ])
     );
@@ -83,15 +87,14 @@ fn ami_rollout_is_installed_only_when_enabled() {
             .values()
             .all(|(binary, _)| binary != "ami-rollout")
     );
-    // No EventBridge dead letters without a rule.
+    // No dead letters admitted from its rules without them (the queue policy's
+    // statement of each rule follows the rule: tests/template/dead_letters.rs).
     let policy = &off.resources()["DeadLetterQueuePolicy"]["Properties"]["PolicyDocument"];
-    assert!(
-        policy["Statement"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["Principal"]["Service"] != "events.amazonaws.com")
-    );
+    assert!(policy["Statement"].as_array().unwrap().iter().all(|s| {
+        !s.to_string().contains("AmiParameterChangeRule")
+            && !s.to_string().contains("AmiRolloutWatchRule")
+            && !s.to_string().contains("AmiRolloutCheckRule")
+    }));
     // Its outputs follow the same condition.
     for output in ["AmiRolloutFunctionName", "AmiRolloutLogGroupName"] {
         assert_eq!(
@@ -271,16 +274,13 @@ fn ami_rollout_is_invoked_by_the_parameter_change_and_the_watch_schedule() {
     // Each rule may invoke it, and dead-letters to the queue, which admits it.
     let permissions = stack.of_type("AWS::Lambda::Permission");
     let queue_policy = &stack.resources()["DeadLetterQueuePolicy"]["Properties"]["PolicyDocument"];
-    let from_events: Vec<&Value> = queue_policy["Statement"]
+    let sources: BTreeSet<String> = queue_policy["Statement"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|s| s["Principal"]["Service"] == "events.amazonaws.com")
+        .flat_map(|s| strings(&s["Condition"]["ArnEquals"]["aws:SourceArn"]))
         .collect();
-    assert_eq!(from_events.len(), 1);
-    let sources = set(strings(
-        &from_events[0]["Condition"]["ArnEquals"]["aws:SourceArn"],
-    ));
     for rule in [
         "AmiParameterChangeRule",
         "AmiRolloutWatchRule",
@@ -303,7 +303,8 @@ fn ami_rollout_is_invoked_by_the_parameter_change_and_the_watch_schedule() {
         );
         assert!(sources.contains(&arn), "{rule}: {sources:?}");
     }
-    // Both triggers, with the launch event rule too.
+    // Both triggers, with the launch event rule too (and terminate-drain's
+    // rules: ECS events, Spot warnings, scheduled changes by default).
     let both = rollout_stack(&[("LaunchTrigger", "LaunchEvent")]);
     let policy = &both.resources()["DeadLetterQueuePolicy"]["Properties"]["PolicyDocument"];
     let sources: BTreeSet<String> = policy["Statement"]
@@ -316,6 +317,10 @@ fn ami_rollout_is_invoked_by_the_parameter_change_and_the_watch_schedule() {
     assert_eq!(
         sources,
         set([
+            "<EcsTaskStoppedRule.Arn>",
+            "<EcsInstanceDrainedRule.Arn>",
+            "<SpotWarningRule.Arn>",
+            "<ScheduledChangeRule.Arn>",
             "<LaunchSuccessfulRule.Arn>",
             "<AmiParameterChangeRule.Arn>",
             "<AmiRolloutWatchRule.Arn>",

@@ -55,3 +55,32 @@ pub fn notification_topic(env: &Value) -> Result<Option<String>, impl std::fmt::
     )
     .map(|c| c.notification_topic)
 }
+
+/// The variables of a resolved `Environment.Variables`, as a lookup.
+fn env_of(env: &Value) -> Env<impl Fn(&str) -> Option<String>> {
+    let vars = env.as_object().unwrap().clone();
+    Env::new(move |k: &str| vars.get(k).and_then(|v| v.as_str()).map(str::to_owned))
+}
+
+/// What a function's configuration says of a resolved `Environment.Variables`
+/// at cold start: `Err(variable)` names the variable it refuses.
+pub fn config_refuses(binary: &str, env: &Value) -> Result<(), &'static str> {
+    let env = env_of(env);
+    match binary {
+        "terminate-drain" => DrainConfig::from_env(&env).map(drop),
+        "launch-verify" => LaunchConfig::from_env(&env).map(drop),
+        "ami-rollout" => RolloutConfig::from_env(&env).map(drop),
+        other => panic!("{other}: no configuration known here"),
+    }
+    .map_err(|e| e.var)
+}
+
+/// The level of the lines a function writes, from `LOG_LEVEL` as every
+/// function's configuration reads it (`CommonConfig::shared`).
+pub fn log_level(env: &Value) -> String {
+    CommonConfig::shared(&env_of(env), 10)
+        .unwrap()
+        .log_level
+        .to_string()
+        .to_ascii_uppercase()
+}

@@ -927,6 +927,12 @@ fn alarms_watch_only_metrics_that_are_emitted() {
             );
             match namespace {
                 "AWS/Lambda" | "AWS/SQS" => {}
+                // A rule of the stack (its name).
+                "AWS/Events" => {
+                    assert_eq!(name, "RuleName", "{id}");
+                    let rule = &stack.resources()[logical(value)];
+                    assert_eq!(rule["Type"], "AWS::Events::Rule", "{id}");
+                }
                 ns if ns == METRIC_NAMESPACE => {
                     assert_eq!(name, "Function", "{id}");
                     let (binary, _) = fns

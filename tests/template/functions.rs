@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use crate::cfn::{Stack, functions, root};
+use crate::cfn::{Stack, functions, read, root};
 use crate::code::{notification_topic, vars_read_by};
 use crate::{fleet, rollout_stack};
 
@@ -214,4 +214,30 @@ fn functions_that_continue_through_their_own_topic_allow_the_loop() {
         );
         assert_eq!(p["RecursiveLoop"], "Allow", "{id}");
     }
+}
+
+/// The functions' `rust-cargolambda` build method is a SAM CLI beta feature:
+/// samconfig.toml opts in for `sam build` and `sam sync`, or an unattended
+/// build stops at SAM's y/N prompt.
+#[test]
+fn samconfig_opts_in_to_the_beta_build_method() {
+    let text = read("samconfig.toml");
+    let mut section = "";
+    let mut opted_in = BTreeSet::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+        } else if line.replace(' ', "") == "beta_features=true" {
+            opted_in.insert(section.to_owned());
+        }
+    }
+    for needed in ["[default.build.parameters]", "[default.sync.parameters]"] {
+        assert!(opted_in.contains(needed), "{needed}: beta_features = true");
+    }
+    let stack = fleet();
+    assert!(
+        functions(&stack)
+            .values()
+            .all(|(_, f)| f["Metadata"]["BuildMethod"] == "rust-cargolambda")
+    );
 }

@@ -7,7 +7,7 @@
 //! - `functions`: every Lambda binary of the workspace is a function, with
 //!   exactly the environment variables its configuration reads (`COMMON_VARS` +
 //!   `VARS`, or ami-rollout's own complete `RolloutConfig::VARS`), built and
-//!   logged alike;
+//!   logged alike (samconfig.toml opting in to the beta build method);
 //! - `routing`: hooks on every group, and filter policies and rules that route
 //!   each message to its function;
 //! - `iam`: no mutating action on `*` without a condition, lifecycle actions and
@@ -27,6 +27,17 @@
 //!   decisions): the body is JSON, every metric is emitted by the function it is
 //!   shown or alarmed under, every query parses and reads the functions' log
 //!   groups;
+//! - `dead_letters`: every path that dead-letters to the queue (each
+//!   EventBridge rule, the SNS subscriptions, Lambda's on-failure destinations)
+//!   is admitted, under each of the 64 combinations of the conditions that
+//!   decide which exist; the queue keeps messages 14 days; alarms on its depth
+//!   and age, Lambda throttles and each rule's failed invocations, with OK
+//!   actions;
+//! - `parameters`: a table of good and bad values per parameter, refused by
+//!   the template (AllowedPattern compiled, AllowedValues, bounds, Rules) or,
+//!   where it cannot express them, by the function's configuration naming the
+//!   variable; no `LogLevel` lets Lambda drop the metric lines; the parameter
+//!   table of docs/deploying.md has every parameter with its default;
 //! - `diagnostic`: the diagnostic document's copy of the script.
 //!
 //! `code` holds what is read from the ecs-lifecycle crate itself.
@@ -43,10 +54,12 @@ mod code;
 
 mod ami_rollout;
 mod dashboard;
+mod dead_letters;
 mod diagnostic;
 mod functions;
 mod iam;
 mod observability;
+mod parameters;
 mod routing;
 
 use std::collections::BTreeSet;

@@ -6,8 +6,14 @@
 
 use std::time::Duration;
 
+use tracing::level_filters::LevelFilter;
+
 use crate::error::ConfigError;
 use crate::rollout::window::Window;
+
+#[path = "config_env.rs"]
+mod env;
+pub use env::Env;
 
 /// Where to look for the container instance of an EC2 instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +52,12 @@ pub struct CommonConfig {
     pub dry_run: bool,
     /// `NOTIFICATION_TOPIC_ARN`: SNS topic for operator notifications; unset = none.
     pub notification_topic: Option<String>,
+    /// `LOG_LEVEL` = `TRACE` | `DEBUG` | `INFO` | `WARN` | `ERROR` (default
+    /// `INFO`): the lowest level of the log lines the function writes. The
+    /// function filters its own lines (the subscriber of
+    /// `hook::serve::init_logging`), not Lambda: Lambda's log-level filter would
+    /// also drop the metric lines, which carry no level.
+    pub log_level: LevelFilter,
 }
 
 /// Settings of terminate-drain.
@@ -87,110 +99,6 @@ pub enum SignalAction {
     Replace,
 }
 
-/// Reads variables through a lookup function so tests need not touch the process
-/// environment.
-#[derive(Debug)]
-pub struct Env<F>(F);
-
-impl<F: Fn(&str) -> Option<String>> Env<F> {
-    pub fn new(lookup: F) -> Self {
-        Env(lookup)
-    }
-
-    /// The trimmed value, `None` when unset or blank.
-    pub fn get(&self, var: &str) -> Option<String> {
-        (self.0)(var)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    pub fn seconds(
-        &self,
-        var: &'static str,
-        default: u64,
-        min: u64,
-        max: u64,
-    ) -> Result<Duration, ConfigError> {
-        let Some(raw) = self.get(var) else {
-            return Ok(Duration::from_secs(default));
-        };
-        match raw.parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(Duration::from_secs(n)),
-            _ => Err(ConfigError {
-                var,
-                value: raw,
-                expected: format!("a whole number of seconds from {min} to {max}"),
-            }),
-        }
-    }
-
-    pub fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
-        let Some(raw) = self.get(var) else {
-            return Ok(default);
-        };
-        match raw.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(ConfigError {
-                var,
-                value: raw,
-                expected: "true or false".into(),
-            }),
-        }
-    }
-
-    pub fn sns_topic_arn(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
-        let Some(raw) = self.get(var) else {
-            return Ok(None);
-        };
-        let parts: Vec<&str> = raw.split(':').collect();
-        let valid = parts.len() == 6
-            && parts[0] == "arn"
-            && parts[2] == "sns"
-            && parts[5]
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            && !parts[5].is_empty();
-        if valid {
-            Ok(Some(raw))
-        } else {
-            Err(ConfigError {
-                var,
-                value: raw,
-                expected: "an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)".into(),
-            })
-        }
-    }
-
-    pub fn clusters(&self, var: &'static str) -> Result<ClusterScope, ConfigError> {
-        let Some(raw) = self.get(var) else {
-            return Ok(ClusterScope::All);
-        };
-        let mut names = Vec::new();
-        for item in raw.split(',').map(str::trim) {
-            let ok = !item.is_empty()
-                && (item.starts_with("arn:") && item.contains(":cluster/")
-                    || item.len() <= 255
-                        && item
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
-            if !ok {
-                return Err(ConfigError {
-                    var,
-                    value: raw.clone(),
-                    expected: format!(
-                        "comma-separated cluster names or ARNs ({item:?} is neither)"
-                    ),
-                });
-            }
-            if !names.iter().any(|n| n == item) {
-                names.push(item.to_owned());
-            }
-        }
-        Ok(ClusterScope::Named(names))
-    }
-}
-
 impl ClusterScope {
     /// The one cluster configured, if exactly one is.
     pub fn single(&self) -> Option<&str> {
@@ -226,7 +134,8 @@ impl CommonConfig {
 
     /// What every function reads alike: `CLUSTER_NAME` (the same list, and the
     /// same "empty means every cluster", everywhere), `POLL_INTERVAL_SECONDS`
-    /// with the function's default, `DRY_RUN`. No continuation topic.
+    /// with the function's default, `DRY_RUN`, `NOTIFICATION_TOPIC_ARN`,
+    /// `LOG_LEVEL`. No continuation topic.
     pub fn shared<F: Fn(&str) -> Option<String>>(
         env: &Env<F>,
         poll_default_s: u64,
@@ -237,6 +146,7 @@ impl CommonConfig {
             continuation_topic: None,
             dry_run: env.flag("DRY_RUN", false)?,
             notification_topic: env.sns_topic_arn("NOTIFICATION_TOPIC_ARN")?,
+            log_level: env.log_level("LOG_LEVEL")?,
         })
     }
 }
@@ -248,6 +158,7 @@ pub const COMMON_VARS: &[&str] = &[
     "CONTINUATION_TOPIC_ARN",
     "DRY_RUN",
     "NOTIFICATION_TOPIC_ARN",
+    "LOG_LEVEL",
 ];
 
 impl DrainConfig {
@@ -465,6 +376,7 @@ impl RolloutConfig {
         "ROLLOUT_BATCH_SIZE",
         "DRY_RUN",
         "NOTIFICATION_TOPIC_ARN",
+        "LOG_LEVEL",
         "ALLOWED_AMI_OWNERS",
         "ROLLOUT_WINDOW",
         "ROLLOUT_CHECKPOINT_PERCENTAGES",
@@ -750,6 +662,17 @@ mod tests {
             ("ALLOWED_AMI_OWNERS", "1111222233334", "12-digit"),
             ("ROLLOUT_WINDOW", "Saturday 02:00-06:00", "not a day"),
             ("ROLLOUT_WINDOW", "Sat 02:00", "time range"),
+            // What the template's AllowedPatterns cannot express (tests/template/
+            // parameters.rs): an empty range, the order of the checkpoints, a
+            // name blank once trimmed, a decimal Number.
+            ("ROLLOUT_WINDOW", "Sat 02:00-02:00", "is empty"),
+            (
+                "ROLLOUT_CHECKPOINT_PERCENTAGES",
+                "20,20,100",
+                "20 does not come after 20",
+            ),
+            ("ROLLOUT_ALARM_NAMES", "a, ,b", "\"\" is not one"),
+            ("STABILITY_TIMEOUT_SECONDS", "60.5", "whole number"),
             (
                 "ROLLOUT_CHECKPOINT_PERCENTAGES",
                 "50,20,100",
@@ -952,6 +875,38 @@ mod tests {
             assert_eq!(err.var, var);
             let msg = err.to_string();
             assert!(msg.contains(var) && msg.contains(expect), "{msg}");
+        }
+    }
+
+    /// `LOG_LEVEL`, read alike by every function: the template's values (any
+    /// case), INFO when unset, anything else refused with an error naming it.
+    #[test]
+    fn log_level_is_read_by_every_function_and_checked() {
+        assert_eq!(drain(&[]).unwrap().common.log_level, LevelFilter::INFO);
+        for (value, want) in [
+            ("TRACE", LevelFilter::TRACE),
+            ("DEBUG", LevelFilter::DEBUG),
+            ("INFO", LevelFilter::INFO),
+            ("warn", LevelFilter::WARN),
+            ("ERROR", LevelFilter::ERROR),
+        ] {
+            assert_eq!(
+                drain(&[("LOG_LEVEL", value)]).unwrap().common.log_level,
+                want
+            );
+            assert_eq!(
+                launch(&[("LOG_LEVEL", value)]).unwrap().common.log_level,
+                want
+            );
+            let mut vars = ROLLOUT_MIN.to_vec();
+            vars.push(("LOG_LEVEL", value));
+            assert_eq!(rollout(&vars).unwrap().common.log_level, want);
+        }
+        for bad in ["WARNING", "verbose", "0"] {
+            let err = drain(&[("LOG_LEVEL", bad)]).unwrap_err();
+            assert_eq!(err.var, "LOG_LEVEL");
+            let msg = err.to_string();
+            assert!(msg.contains("LOG_LEVEL") && msg.contains(bad), "{msg}");
         }
     }
 

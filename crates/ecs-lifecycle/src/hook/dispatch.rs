@@ -75,7 +75,10 @@ pub async fn run<W: HookWorkflow>(
             Accept::Answered(outcome) => return Ok(outcome),
         },
     };
-    execute(workflow, job, deadline_ms).await
+    // Boxed: the held action's future nests every step of the workflow and the
+    // SDK calls under it; on the heap, the record futures that run side by side
+    // stay small (and within the compiler's layout depth for every workflow).
+    Box::pin(execute(workflow, job, deadline_ms)).await
 }
 
 /// Splits an event into records, answers what needs no workflow (test

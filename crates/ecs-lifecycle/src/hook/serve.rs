@@ -6,17 +6,41 @@
 
 use std::future::Future;
 
+use lambda_runtime::tracing::subscriber;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 use tokio::sync::OnceCell;
+use tracing::level_filters::LevelFilter;
 
+use crate::config::Env;
 use crate::hook::dispatch::{answer, run};
 use crate::hook::runtime::HookWorkflow;
 
-/// Installs the runtime's subscriber: JSON lines when `AWS_LAMBDA_LOG_FORMAT=JSON`,
-/// level from `AWS_LAMBDA_LOG_LEVEL` / `RUST_LOG`.
+/// Installs the functions' subscriber: JSON lines when `AWS_LAMBDA_LOG_FORMAT=JSON`
+/// (Lambda's `LogFormat: JSON`), on stdout, without time (Lambda adds it), at the
+/// level of `LOG_LEVEL` (`INFO` when unset).
+///
+/// The function filters its own lines: Lambda's `ApplicationLogLevel` would
+/// give the metric lines (Embedded Metric Format, no `level`) INFO and drop
+/// them at WARN or ERROR, so the template leaves it at TRACE and passes the
+/// level here. `AWS_LAMBDA_LOG_LEVEL` (that TRACE) is not read. A `LOG_LEVEL`
+/// the configuration refuses falls back to INFO here, and the configuration's
+/// error (which names it) then stops the function at cold start.
 pub fn init_logging() {
-    lambda_runtime::tracing::init_default_subscriber();
+    let level = Env::new(|k| std::env::var(k).ok())
+        .log_level("LOG_LEVEL")
+        .unwrap_or(LevelFilter::INFO);
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let fmt = subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_max_level(level)
+        .with_writer(std::io::stdout);
+    if json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
 }
 
 /// Logs a configuration error at cold start (the function then fails to start,
