@@ -13,7 +13,8 @@
 use std::time::Duration;
 
 use ecs_lifecycle_suite::drain::{
-    assert_all_stopped, drain_instance_0, start_drain, start_terminating,
+    action_over, assert_all_stopped, drain_instance_0, draining_was_set, start_drain,
+    start_terminating,
 };
 use ecs_lifecycle_suite::fleet_on;
 use serde_json::Value;
@@ -301,14 +302,7 @@ async fn a_process_killed_mid_drain_is_resumed_by_lambdas_retry_and_the_action_l
     let log = testkit::temp_log("terminate-drain-killed");
     let mut first = start_drain(&s, &fleet, "terminate-drain", &[], &log, 60_000);
     start_terminating(&s, &fleet, 0);
-    s.wait_for(Duration::from_secs(30), |s| {
-        Ok(s.calls()?
-            .get("ecs:UpdateContainerInstancesState")
-            .is_some_and(|n| *n >= 1)
-            .then_some(()))
-    })
-    .await
-    .unwrap();
+    draining_was_set(&s, Duration::from_secs(30)).await;
     // Killed with the action held, 12 s into the drain (the scheduler is still).
     tokio::time::sleep(Duration::from_secs(12)).await;
     let killed = std::process::Command::new("kill")
@@ -346,13 +340,7 @@ async fn a_process_killed_mid_drain_is_resumed_by_lambdas_retry_and_the_action_l
         serde_json::json!({"event": event, "timeout_ms": 60_000, "async": true}),
     )
     .unwrap();
-    let action = s
-        .wait_for(Duration::from_secs(90), |s| {
-            let a = s.lifecycle_action(&fleet.instance_ids[0])?;
-            Ok((a["state"] != "active").then_some(a))
-        })
-        .await
-        .unwrap();
+    let action = action_over(&s, &fleet, 0, Duration::from_secs(90)).await;
     s.ecs_auto(0).unwrap();
     assert_eq!(
         (action["state"].as_str(), action["result"].as_str()),

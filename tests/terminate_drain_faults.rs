@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use ecs_lifecycle::hook::Handler;
 use ecs_lifecycle_suite::drain::{
-    HEARTBEAT_TIMEOUT_S, assert_completed_once, chained_drainer, drain_token, ecs_calls,
-    fleet_spec, handed_off_once, heartbeats_ms, invoke, largest_gap, last_stop, max_heartbeat_gap,
-    num, play_lambda, scale_in, start_binary, start_terminating, tail,
+    HEARTBEAT_TIMEOUT_S, assert_completed_once, chained_drainer, drain_token, draining_was_set,
+    ecs_calls, fleet_spec, handed_off_once, heartbeats_ms, invoke, largest_gap, last_stop,
+    max_heartbeat_gap, num, play_lambda, scale_in, start_binary, start_terminating, tail,
 };
 use ecs_lifecycle_suite::{action_of, fleet_on, next_continuation};
 use serde_json::{Value, json};
@@ -64,14 +64,7 @@ async fn a_blackout_of_ecs_longer_than_the_heartbeat_timeout_loses_no_action() {
     // the drain hands off during the outage too.
     const OUTAGE_MS: u64 = 50_000;
     let outage = async {
-        s.wait_for(Duration::from_secs(20), |s| {
-            Ok(s.calls()?
-                .get("ecs:UpdateContainerInstancesState")
-                .is_some_and(|n| *n >= 1)
-                .then_some(()))
-        })
-        .await
-        .unwrap();
+        draining_was_set(&s, Duration::from_secs(20)).await;
         let calls_before: u64 = ecs_calls(&s);
         let start = now_ms();
         s.fault_for("ecs:*", "ServiceUnavailable", 503, OUTAGE_MS)

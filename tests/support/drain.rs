@@ -250,13 +250,7 @@ pub fn start_drain(
 pub async fn drain_instance_0(s: &Standin, fleet: &Fleet) -> (Value, Vec<Value>) {
     s.ecs_auto(800).unwrap();
     start_terminating(s, fleet, 0);
-    let action = s
-        .wait_for(Duration::from_secs(90), |s| {
-            let a = s.lifecycle_action(&fleet.instance_ids[0])?;
-            Ok((a["state"] != "active").then_some(a))
-        })
-        .await
-        .unwrap();
+    let action = action_over(s, fleet, 0, Duration::from_secs(90)).await;
     s.ecs_auto(0).unwrap();
     // Give the last invocation a moment to post its response.
     let invocations = s.ended_invocations(Duration::from_secs(10)).await.unwrap();
@@ -392,4 +386,28 @@ pub async fn scheduler_stops_without_replacements(s: &Standin, fleet: &Fleet, ta
     for _ in 0..4 {
         s.ecs_step().unwrap();
     }
+}
+
+/// Instance `instance`'s lifecycle action once it is no longer active
+/// (completed or expired), waiting up to `limit`.
+pub async fn action_over(s: &Standin, fleet: &Fleet, instance: usize, limit: Duration) -> Value {
+    s.wait_for(limit, |s| {
+        let a = s.lifecycle_action(&fleet.instance_ids[instance])?;
+        Ok((a["state"] != "active").then_some(a))
+    })
+    .await
+    .unwrap()
+}
+
+/// Once the drain has set DRAINING (its first UpdateContainerInstancesState),
+/// waiting up to `limit`.
+pub async fn draining_was_set(s: &Standin, limit: Duration) {
+    s.wait_for(limit, |s| {
+        Ok(s.calls()?
+            .get("ecs:UpdateContainerInstancesState")
+            .is_some_and(|n| *n >= 1)
+            .then_some(()))
+    })
+    .await
+    .unwrap();
 }
