@@ -70,7 +70,7 @@ pub async fn run<W: HookWorkflow>(
         }
         Work::Action(action) => Job::fresh(action, reply_topic),
         Work::Resume(c) => Job::resume(c, reply_topic)?,
-        Work::Event(event) => match workflow.on_event(event).await? {
+        Work::Event(event) => match on_event(workflow, event, deadline_ms).await? {
             Accept::Job(job) => *job,
             Accept::Answered(outcome) => return Ok(outcome),
         },
@@ -79,6 +79,34 @@ pub async fn run<W: HookWorkflow>(
     // SDK calls under it; on the heap, the record futures that run side by side
     // stay small (and within the compiler's layout depth for every workflow).
     Box::pin(execute(workflow, job, deadline_ms)).await
+}
+
+/// The workflow's own event, answered before the hand-off point: its calls (an
+/// ECS event's look, a Spot warning's drain) hold no action, so a slow or
+/// failing AWS ends the invocation with a retryable error rather than past the
+/// deadline, where Lambda would kill it.
+async fn on_event<W: HookWorkflow>(
+    workflow: &W,
+    event: W::Event,
+    deadline_ms: u64,
+) -> Result<Accept<W::Memo>, Error> {
+    let margin_ms = crate::time::millis(workflow.holder().handoff_margin);
+    let left = deadline_ms
+        .saturating_sub(crate::time::epoch_ms())
+        .saturating_sub(margin_ms);
+    tokio::time::timeout(
+        std::time::Duration::from_millis(left.max(1)),
+        workflow.on_event(event),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(Error::Aws(crate::error::AwsError::new(
+            "ecs-lifecycle",
+            "event",
+            None,
+            "not answered before the invocation's hand-off point".into(),
+        )))
+    })
 }
 
 /// Splits an event into records, answers what needs no workflow (test

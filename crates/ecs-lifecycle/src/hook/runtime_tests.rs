@@ -636,6 +636,31 @@ async fn an_ecs_event_completes_the_drain_while_its_chain_sleeps() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_ecs_event_is_answered_before_the_hand_off_point_however_slow_ecs_is() {
+    // ECS answers after 60 s; the invocation has 45 s (simulation seed 115651: an
+    // ECS event's look ran past the deadline and Lambda killed it).
+    let fleet = FakeFleet::new();
+    fleet.terminating(ID, "g", 300);
+    let ci = fleet.register(ID);
+    fleet.set_ecs_latency(Duration::from_secs(60));
+    let d = drainer(&fleet, 10);
+    let start = Instant::now();
+    let err = d
+        .handle(
+            &task_stopped_event("c1", &ci),
+            deadline_in(Duration::from_secs(45)),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(
+        Instant::now() - start <= Duration::from_secs(35),
+        "{:?}",
+        Instant::now() - start
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn ecs_events_for_others_are_skipped_cheaply() {
     let fleet = FakeFleet::new();
     fleet.terminating(ID, "g", 300);
