@@ -2,7 +2,9 @@
 //! ECS container instances. Configuration and behaviour: docs/launch-verify.md.
 
 use ecs_lifecycle::config::LaunchConfig;
-use ecs_lifecycle::hook::serve::{config_error, init_logging, require_continuation_topic, serve};
+use ecs_lifecycle::hook::serve::{
+    config_error, init_logging, require_continuation_topic, require_region, serve,
+};
 use ecs_lifecycle::launch::Verifier;
 
 #[tokio::main(flavor = "current_thread")]
@@ -10,6 +12,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     init_logging();
     let config = LaunchConfig::from_process_env().inspect_err(config_error)?;
     require_continuation_topic(&config.common).inspect_err(config_error)?;
+    require_region().inspect_err(config_error)?;
     if config.ssm_document.is_none() {
         tracing::warn!(
             "SSM_DOCUMENT_NAME is not set: orphans are reported without an on-instance diagnosis"

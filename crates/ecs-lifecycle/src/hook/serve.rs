@@ -67,6 +67,29 @@ pub fn require_continuation_topic(
     }
 }
 
+/// The AWS Region, which Lambda always sets: without it no request can be built
+/// (the SDK's "no region" is a permanent error on every call), so a function
+/// run elsewhere without `AWS_REGION` / `AWS_DEFAULT_REGION` refuses to start,
+/// naming the variable, instead of failing each event.
+pub fn require_region() -> Result<(), crate::error::ConfigError> {
+    require_region_in(|k| std::env::var(k).ok())
+}
+
+/// [`require_region`] over any environment lookup.
+pub fn require_region_in(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(), crate::error::ConfigError> {
+    let set = |k: &str| lookup(k).is_some_and(|v| !v.trim().is_empty());
+    if set("AWS_REGION") || set("AWS_DEFAULT_REGION") {
+        return Ok(());
+    }
+    Err(crate::error::ConfigError {
+        var: "AWS_REGION",
+        value: String::new(),
+        expected: "the AWS Region to call (Lambda sets it; set it, or AWS_DEFAULT_REGION, when running elsewhere)".into(),
+    })
+}
+
 /// Runs a hook workflow on the Lambda runtime, building it once, lazily.
 pub async fn serve<W, B, Fut>(build: B) -> Result<(), lambda_runtime::Error>
 where
@@ -111,5 +134,16 @@ mod tests {
         assert!(e.to_string().contains("CONTINUATION_TOPIC_ARN"), "{e}");
         let set = config(Some("arn:aws:sns:us-east-1:123456789012:continue")).expect("valid");
         assert!(require_continuation_topic(&set).is_ok());
+    }
+
+    #[test]
+    fn a_function_without_a_region_refuses_to_start() {
+        let e = require_region_in(|_| None).expect_err("refused");
+        assert_eq!(e.var, "AWS_REGION");
+        assert!(require_region_in(|k| (k == "AWS_REGION").then(|| " ".into())).is_err());
+        assert!(require_region_in(|k| (k == "AWS_REGION").then(|| "eu-west-1".into())).is_ok());
+        assert!(
+            require_region_in(|k| (k == "AWS_DEFAULT_REGION").then(|| "eu-west-1".into())).is_ok()
+        );
     }
 }
