@@ -168,7 +168,10 @@ impl Stack {
                         "{key}: logical id {logical:?} is not alphanumeric"
                     );
                     let dup = out.insert(logical.clone(), replace_identifier(body, id, item));
-                    assert!(dup.is_none(), "{key}: two resources {logical}: a deploy error");
+                    assert!(
+                        dup.is_none(),
+                        "{key}: two resources {logical}: a deploy error"
+                    );
                 }
             }
         }
@@ -452,7 +455,9 @@ fn replace_identifier(v: &Value, id: &str, item: &str) -> Value {
                 .map(|(k, v)| (substitute(k, id, item), replace_identifier(v, id, item)))
                 .collect(),
         ),
-        Value::Array(a) => Value::Array(a.iter().map(|v| replace_identifier(v, id, item)).collect()),
+        Value::Array(a) => {
+            Value::Array(a.iter().map(|v| replace_identifier(v, id, item)).collect())
+        }
         Value::String(s) => Value::String(substitute(s, id, item)),
         other => other.clone(),
     }

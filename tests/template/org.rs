@@ -47,7 +47,12 @@ fn package(dir: &Path) -> (PathBuf, PathBuf) {
     run(Command::new(python())
         .current_dir(root())
         .arg("scripts/package-offline.py")
-        .args(["--template", "template.yaml", "--bucket-prefix", "org-artifacts"])
+        .args([
+            "--template",
+            "template.yaml",
+            "--bucket-prefix",
+            "org-artifacts",
+        ])
         .arg("--artifacts")
         .arg(&artifacts)
         .arg("--output")
@@ -84,9 +89,18 @@ fn translated(packaged: &Path, params: &[(&str, &str)]) -> BTreeMap<String, Valu
 
 /// The parameter combinations that change which roles and functions exist.
 fn stacks(extra: &[(&str, &str)]) -> Vec<Stack> {
-    let base = [("ClusterName", "prod"), ("AutoScalingGroupNames", "web-asg,batch-asg")];
-    let rollout = [("EnableAmiRollout", "true"), ("InstanceRoleName", "ecsInstanceRole")];
-    let launch_event = [("LaunchTrigger", "LaunchEvent"), ("DrainOnEcsEvents", "false")];
+    let base = [
+        ("ClusterName", "prod"),
+        ("AutoScalingGroupNames", "web-asg,batch-asg"),
+    ];
+    let rollout = [
+        ("EnableAmiRollout", "true"),
+        ("InstanceRoleName", "ecsInstanceRole"),
+    ];
+    let launch_event = [
+        ("LaunchTrigger", "LaunchEvent"),
+        ("DrainOnEcsEvents", "false"),
+    ];
     [&[][..], &rollout[..], &launch_event[..]]
         .iter()
         .map(|variant| {
@@ -124,11 +138,20 @@ fn every_role_has_the_permissions_boundary_when_one_is_given() {
 #[test]
 fn one_stack_hooks_any_number_of_groups_and_routes_each_event_once() {
     let groups: Vec<&str> = TWELVE_GROUPS.split(',').collect();
-    let few = Stack::new(&[("ClusterName", "prod"), ("AutoScalingGroupNames", "web-asg")]);
-    let many = Stack::new(&[("ClusterName", "prod"), ("AutoScalingGroupNames", TWELVE_GROUPS)]);
+    let few = Stack::new(&[
+        ("ClusterName", "prod"),
+        ("AutoScalingGroupNames", "web-asg"),
+    ]);
+    let many = Stack::new(&[
+        ("ClusterName", "prod"),
+        ("AutoScalingGroupNames", TWELVE_GROUPS),
+    ]);
     let hooks = many.of_type("AWS::AutoScaling::LifecycleHook");
     for (transition, name) in [
-        ("autoscaling:EC2_INSTANCE_TERMINATING", "ecs-lifecycle-terminate"),
+        (
+            "autoscaling:EC2_INSTANCE_TERMINATING",
+            "ecs-lifecycle-terminate",
+        ),
         ("autoscaling:EC2_INSTANCE_LAUNCHING", "ecs-lifecycle-launch"),
     ] {
         let on: Vec<&str> = hooks
@@ -206,7 +229,10 @@ fn every_invoker_calls_the_published_alias() {
     let dir = temp_dir("alias");
     let (packaged, _) = package(&dir);
     for params in [
-        &[("ClusterName", "prod"), ("AutoScalingGroupNames", "web-asg,batch-asg")][..],
+        &[
+            ("ClusterName", "prod"),
+            ("AutoScalingGroupNames", "web-asg,batch-asg"),
+        ][..],
         &[
             ("ClusterName", "prod"),
             ("AutoScalingGroupNames", "web-asg"),
@@ -280,13 +306,16 @@ fn every_invoker_calls_the_published_alias() {
 fn the_functions_tags_are_propagated() {
     let t = crate::cfn::template();
     assert_eq!(t["Globals"]["Function"]["PropagateTags"], true);
-    assert!(t["Globals"]["Function"]["Tags"].as_object().is_some_and(|m| !m.is_empty()));
+    assert!(
+        t["Globals"]["Function"]["Tags"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty())
+    );
     for stack in stacks(&[]) {
         for (id, f) in stack.of_type("AWS::Serverless::Function") {
             assert_eq!(f["Properties"]["PropagateTags"], true, "{id}");
             assert_eq!(
-                f["Properties"]["Tags"]["ecs-lifecycle:component"],
-                "function",
+                f["Properties"]["Tags"]["ecs-lifecycle:component"], "function",
                 "{id}"
             );
         }
@@ -348,7 +377,11 @@ fn the_packaged_template_lints_and_deploys_for_any_number_of_groups() {
         .iter()
         .filter(|(_, r)| r["Type"] == "AWS::IAM::Role")
         .collect();
-    assert_eq!(roles.len(), 4, "the template's roles, and no role made by SAM");
+    assert_eq!(
+        roles.len(),
+        4,
+        "the template's roles, and no role made by SAM"
+    );
     for (id, r) in roles {
         assert_eq!(r["Properties"]["PermissionsBoundary"], BOUNDARY, "{id}");
     }

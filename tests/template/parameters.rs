@@ -48,7 +48,11 @@ fn template_accepts(name: &str, value: &str) -> bool {
             .unwrap_or_else(|e| panic!("{name}: AllowedPattern does not compile: {e}"));
         // A list parameter's pattern is matched against each item.
         let list = p["Type"] == "CommaDelimitedList";
-        let items: Vec<&str> = if list { value.split(',').collect() } else { vec![value] };
+        let items: Vec<&str> = if list {
+            value.split(',').collect()
+        } else {
+            vec![value]
+        };
         if !items.iter().all(|item| re.is_match(item)) {
             return false;
         }
@@ -246,12 +250,32 @@ fn table() -> Vec<(&'static str, String, Verdict)> {
         ("AutoScalingGroupNames", "", Template),
         // The roles' permissions boundary: empty, or a managed policy's ARN.
         ("PermissionsBoundaryArn", "", Good),
-        ("PermissionsBoundaryArn", "arn:aws:iam::123456789012:policy/org/boundary", Good),
-        ("PermissionsBoundaryArn", "arn:aws-us-gov:iam::123456789012:policy/boundary", Good),
-        ("PermissionsBoundaryArn", "arn:aws:iam::aws:policy/PowerUserAccess", Good),
+        (
+            "PermissionsBoundaryArn",
+            "arn:aws:iam::123456789012:policy/org/boundary",
+            Good,
+        ),
+        (
+            "PermissionsBoundaryArn",
+            "arn:aws-us-gov:iam::123456789012:policy/boundary",
+            Good,
+        ),
+        (
+            "PermissionsBoundaryArn",
+            "arn:aws:iam::aws:policy/PowerUserAccess",
+            Good,
+        ),
         ("PermissionsBoundaryArn", "boundary", Template),
-        ("PermissionsBoundaryArn", "arn:aws:iam::123456789012:role/boundary", Template),
-        ("PermissionsBoundaryArn", "arn:aws:iam::12345:policy/boundary", Template),
+        (
+            "PermissionsBoundaryArn",
+            "arn:aws:iam::123456789012:role/boundary",
+            Template,
+        ),
+        (
+            "PermissionsBoundaryArn",
+            "arn:aws:iam::12345:policy/boundary",
+            Template,
+        ),
         // AMI_PARAMETER_NAME
         ("AmiParameterName", "/my/ami", Good),
         ("AmiParameterName", "ami-latest", Good),

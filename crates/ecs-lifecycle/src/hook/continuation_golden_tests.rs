@@ -45,9 +45,9 @@ fn the_current_version_is_the_newest_golden_directory_and_none_is_skipped() {
         .unwrap()
         .map(|e| {
             let name = e.unwrap().file_name().into_string().unwrap();
-            name.strip_prefix('v').and_then(|n| n.parse().ok()).unwrap_or_else(|| {
-                panic!("fixtures/continuation/{name}: not a v<N> directory")
-            })
+            name.strip_prefix('v')
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("fixtures/continuation/{name}: not a v<N> directory"))
         })
         .collect();
     versions.sort_unstable();
@@ -72,14 +72,20 @@ fn a_drain_handed_over_by_this_version_resumes_with_every_field() {
     assert!(c.held);
     assert_eq!(
         c.hook_timeouts,
-        Some(HookTimeouts { heartbeat_timeout_s: 300, global_timeout_s: 30_000 })
+        Some(HookTimeouts {
+            heartbeat_timeout_s: 300,
+            global_timeout_s: 30_000
+        })
     );
     let a = &c.action;
     assert_eq!(
         (a.asg.as_str(), a.hook.as_str(), a.instance_id.as_str()),
         ("web-asg", "ecs-lifecycle-terminate", "i-0a1b2c3d4e5f60718")
     );
-    assert_eq!(a.token.as_deref(), Some("3f8e1c2d-7b6a-4e59-8d3c-2a1b0c9d8e7f"));
+    assert_eq!(
+        a.token.as_deref(),
+        Some("3f8e1c2d-7b6a-4e59-8d3c-2a1b0c9d8e7f")
+    );
     assert_eq!(a.time.as_deref(), Some("2026-11-22T05:10:42.118Z"));
     assert_eq!(a.metadata.as_deref(), Some("{\"team\":\"platform\"}"));
     assert_eq!(a.origin.as_deref(), Some("AutoScalingGroup"));
@@ -91,9 +97,19 @@ fn a_drain_handed_over_by_this_version_resumes_with_every_field() {
     assert_eq!(job.attempt, 3);
     assert_eq!(job.hook_timeouts, c.hook_timeouts);
     let m = &job.memo;
-    assert_eq!(m.cluster.as_deref(), Some("arn:aws:ecs:us-east-1:123456789012:cluster/prod"));
-    assert!(m.container_instance_arn.as_deref().is_some_and(|a| a.ends_with("/0f1e2d3c4b5a69788796a5b4c3d2e1f0")));
-    assert_eq!(m.services.iter().map(String::as_str).collect::<Vec<_>>(), ["api", "worker"]);
+    assert_eq!(
+        m.cluster.as_deref(),
+        Some("arn:aws:ecs:us-east-1:123456789012:cluster/prod")
+    );
+    assert!(
+        m.container_instance_arn
+            .as_deref()
+            .is_some_and(|a| a.ends_with("/0f1e2d3c4b5a69788796a5b4c3d2e1f0"))
+    );
+    assert_eq!(
+        m.services.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["api", "worker"]
+    );
     assert_eq!(m.agent_disconnected_since_ms, Some(1_795_324_700_000));
 }
 
@@ -106,7 +122,10 @@ fn a_launch_check_handed_over_by_this_version_resumes_with_every_field() {
     assert_eq!(c.last_heartbeat_ms, Some(1_795_325_000_000));
     assert_eq!(
         c.hook_timeouts,
-        Some(HookTimeouts { heartbeat_timeout_s: 600, global_timeout_s: 60_000 })
+        Some(HookTimeouts {
+            heartbeat_timeout_s: 600,
+            global_timeout_s: 60_000
+        })
     );
     let job = Job::<LaunchMemo>::resume(c, None).unwrap();
     assert!(job.held);
@@ -161,7 +180,10 @@ fn earlier_shapes_of_version_1_are_still_read() {
 
     let c = read(&golden(1, "launch-verify-no-hook-memo.json"));
     let job = Job::<LaunchMemo>::resume(c, None).unwrap();
-    assert!(!job.held, "no_hook in the memo: nothing to heartbeat or complete");
+    assert!(
+        !job.held,
+        "no_hook in the memo: nothing to heartbeat or complete"
+    );
     assert_eq!(job.last_heartbeat_ms, None);
 }
 
