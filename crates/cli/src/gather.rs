@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use ecs_lifecycle::model::{TemplateVersion, is_instance_id};
+use ecs_lifecycle::model::{InstanceId, TemplateVersion, is_instance_id};
 use ecs_lifecycle::ports::{AutoScaling, Ec2, Ecs, is_no_such_cluster};
 
 use crate::failure::Failure;
@@ -41,7 +41,7 @@ where
     A: AutoScaling,
     C: Ec2,
 {
-    let container_instances = match ecs.container_instances(cluster).await {
+    let container_instances = match ecs.container_instances(&cluster.into()).await {
         Ok(found) => found,
         Err(e) if is_no_such_cluster(&e) => {
             return Err(Failure::NotFound(format!(
@@ -51,7 +51,7 @@ where
         Err(e) => return Err(e.into()),
     };
     // ECS Anywhere instances (mi-...) are in no group and not in EC2.
-    let ids: Vec<String> = container_instances
+    let ids: Vec<InstanceId> = container_instances
         .iter()
         .map(|ci| ci.ec2_instance_id.clone())
         .filter(|id| is_instance_id(id))
@@ -80,14 +80,14 @@ where
         }
     }
 
-    let mut all: BTreeSet<String> = ids.into_iter().collect();
+    let mut all: BTreeSet<InstanceId> = ids.into_iter().collect();
     all.extend(
         groups
             .iter()
             .flat_map(|g| g.instances.iter().map(|(id, _)| id.clone()))
             .filter(|id| is_instance_id(id)),
     );
-    let all: Vec<String> = all.into_iter().collect();
+    let all: Vec<InstanceId> = all.into_iter().collect();
     let ec2 = ec2.instances(&all).await?;
 
     Ok(status::Observed {

@@ -286,7 +286,7 @@ fn instance_row(seen: &Seen, ci: &ContainerInstance) -> InstanceRow {
     });
     InstanceRow {
         ec2_instance_id: id.to_owned(),
-        container_instance_arn: ci.arn.clone(),
+        container_instance_arn: ci.arn.to_string(),
         group: m.map(|m| m.asg.clone()),
         lifecycle_state: m.map(|m| m.lifecycle_state.clone()),
         ecs_status: ci.status.clone(),
@@ -310,7 +310,7 @@ fn agent_disconnected(ci: &ContainerInstance) -> Option<Attention> {
     let id = &ci.ec2_instance_id;
     Some(Attention {
         kind: "agent_disconnected",
-        subject: id.clone(),
+        subject: id.to_string(),
         message: format!(
             "the ECS agent of {id} ({}) is not connected: ECS cannot place or stop tasks there",
             ci.status
@@ -391,7 +391,7 @@ mod tests {
     fn ci(id: &str, status: InstanceStatus, agent: bool, running: i32) -> ContainerInstance {
         ContainerInstance {
             cluster: "prod".into(),
-            arn: format!("arn:aws:ecs:us-east-1:123456789012:container-instance/prod/{id}"),
+            arn: format!("arn:aws:ecs:us-east-1:123456789012:container-instance/prod/{id}").into(),
             ec2_instance_id: id.into(),
             status,
             agent_connected: agent,
@@ -420,7 +420,7 @@ mod tests {
             mixed_instances_policy: false,
             instances: instances
                 .iter()
-                .map(|(id, s)| ((*id).to_owned(), LifecycleState::parse(s)))
+                .map(|(id, s)| ((*id).into(), LifecycleState::parse(s)))
                 .collect(),
             tags: vec![],
             account_id: None,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tracing::level_filters::LevelFilter;
 
 use crate::error::ConfigError;
+use crate::model::Cluster;
 use crate::rollout::window::Window;
 
 #[path = "config_env.rs"]
@@ -21,7 +22,7 @@ pub enum ClusterScope {
     /// Every cluster of the account and region (ListClusters, paginated).
     All,
     /// Only these clusters (names or ARNs), in this order.
-    Named(Vec<String>),
+    Named(Vec<Cluster>),
 }
 
 /// What to do with standalone tasks (started by RunTask/StartTask, not by a service):
@@ -101,9 +102,9 @@ pub enum SignalAction {
 
 impl ClusterScope {
     /// The one cluster configured, if exactly one is.
-    pub fn single(&self) -> Option<&str> {
+    pub fn single(&self) -> Option<&Cluster> {
         match self {
-            ClusterScope::Named(names) if names.len() == 1 => names.first().map(String::as_str),
+            ClusterScope::Named(names) if names.len() == 1 => names.first(),
             _ => None,
         }
     }
@@ -117,7 +118,7 @@ impl ClusterScope {
                 n == cluster_arn
                     || cluster_arn
                         .rsplit_once(":cluster/")
-                        .is_some_and(|(_, name)| name == n)
+                        .is_some_and(|(_, name)| name == n.as_str())
             }),
         }
     }

@@ -126,7 +126,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
                 });
             }
             if !names.iter().any(|n| n == item) {
-                names.push(item.to_owned());
+                names.push(item.into());
             }
         }
         Ok(ClusterScope::Named(names))

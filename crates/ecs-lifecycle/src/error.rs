@@ -3,6 +3,7 @@
 
 use lambda_runtime::Diagnostic;
 
+use crate::model::InstanceId;
 use crate::rollout::ami::Check;
 
 /// A call to an AWS API that failed after the SDK's own retries.
@@ -160,7 +161,7 @@ pub enum Error {
     #[error(
         "the drain of {instance_id} needs another invocation, but there is no topic to continue on: set CONTINUATION_TOPIC_ARN (or deliver through SNS)"
     )]
-    NoContinuationTopic { instance_id: String },
+    NoContinuationTopic { instance_id: InstanceId },
     /// The AMI parameter is missing or does not name an AMI.
     #[error("SSM parameter {name} {problem}")]
     AmiParameter { name: String, problem: String },

@@ -6,10 +6,10 @@ use std::future::Future;
 
 use crate::error::AwsError;
 use crate::model::{
-    ActionAck, ActionResult, AsgGroup, AsgInstance, CommandInvocation, CommandSent,
-    ContainerInstance, Ec2Instance, Ec2State, HookTimeouts, Image, InstanceTypeInfo,
-    LaunchTemplateRef, LifecycleAction, LifecycleHook, Refresh, RefreshPreferences,
-    ScalingActivity, Service, Task, TemplateVersion,
+    ActionAck, ActionResult, AsgGroup, AsgInstance, Cluster, CommandInvocation, CommandSent,
+    ContainerInstance, ContainerInstanceArn, Ec2Instance, Ec2State, HookTimeouts, Image,
+    InstanceId, InstanceTypeInfo, LaunchTemplateRef, LifecycleAction, LifecycleHook, Refresh,
+    RefreshPreferences, ScalingActivity, Service, Task, TaskArn, TemplateVersion,
 };
 
 /// Which tasks ListTasks should return.
@@ -53,57 +53,57 @@ pub enum StopResult {
 
 pub trait Ecs: Send + Sync {
     /// Every cluster ARN of the account and region.
-    fn cluster_arns(&self) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    fn cluster_arns(&self) -> impl Future<Output = Result<Vec<Cluster>, AwsError>> + Send;
     /// The container instance of an EC2 instance in one cluster, if registered
     /// there; a cluster that does not exist is `NoSuchCluster`, not an error.
     fn find_container_instance(
         &self,
-        cluster: &str,
-        ec2_instance_id: &str,
+        cluster: &Cluster,
+        ec2_instance_id: &InstanceId,
     ) -> impl Future<Output = Result<Registration, AwsError>> + Send;
     /// One container instance by ARN; `None` if ECS no longer knows it.
     fn describe_container_instance(
         &self,
-        cluster: &str,
-        arn: &str,
+        cluster: &Cluster,
+        arn: &ContainerInstanceArn,
     ) -> impl Future<Output = Result<Option<ContainerInstance>, AwsError>> + Send;
     /// Sets custom attributes `(name, value)` on a container instance, in one call.
     fn set_attributes(
         &self,
-        cluster: &str,
-        container_instance: &str,
+        cluster: &Cluster,
+        container_instance: &ContainerInstanceArn,
         attributes: &[(&str, &str)],
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
     /// Sets DRAINING; a per-item failure (`failures[]`) comes back as `Err`.
     fn set_draining(
         &self,
-        cluster: &str,
-        arn: &str,
+        cluster: &Cluster,
+        arn: &ContainerInstanceArn,
     ) -> impl Future<Output = Result<Result<(), EcsFailure>, AwsError>> + Send;
     /// ARNs of tasks on a container instance with this desired status (all pages).
     fn task_arns(
         &self,
-        cluster: &str,
-        container_instance: &str,
+        cluster: &Cluster,
+        container_instance: &ContainerInstanceArn,
         desired: DesiredStatus,
-    ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    ) -> impl Future<Output = Result<Vec<TaskArn>, AwsError>> + Send;
     /// Describes tasks (any number; batched by 100).
     fn tasks(
         &self,
-        cluster: &str,
-        arns: &[String],
+        cluster: &Cluster,
+        arns: &[TaskArn],
     ) -> impl Future<Output = Result<Vec<Task>, AwsError>> + Send;
     /// Describes services by name (any number; batched by 10). Unknown ones are left out.
     fn services(
         &self,
-        cluster: &str,
+        cluster: &Cluster,
         names: &[String],
     ) -> impl Future<Output = Result<Vec<Service>, AwsError>> + Send;
     /// Stops a task; a task ECS does not know (any more) is `NotFound`, not an error.
     fn stop(
         &self,
-        cluster: &str,
-        arn: &str,
+        cluster: &Cluster,
+        arn: &TaskArn,
         reason: &str,
     ) -> impl Future<Output = Result<StopResult, AwsError>> + Send;
     /// Every container instance of the cluster, any status but INACTIVE (all
@@ -111,34 +111,34 @@ pub trait Ecs: Send + Sync {
     /// error for which [`is_no_such_cluster`] holds.
     fn container_instances(
         &self,
-        cluster: &str,
+        cluster: &Cluster,
     ) -> impl Future<Output = Result<Vec<ContainerInstance>, AwsError>> + Send;
     /// Every service ARN of the cluster (all pages).
     fn service_arns(
         &self,
-        cluster: &str,
+        cluster: &Cluster,
     ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
     /// ARNs of the service's tasks with this desired status (all pages;
     /// STOPPED ones as long as ECS keeps them).
     fn service_task_arns(
         &self,
-        cluster: &str,
+        cluster: &Cluster,
         service: &str,
         desired: DesiredStatus,
-    ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    ) -> impl Future<Output = Result<Vec<TaskArn>, AwsError>> + Send;
 }
 
 pub trait AutoScaling: Send + Sync {
     /// The instance's group and lifecycle state; `None` if no group has it.
     fn instance(
         &self,
-        instance_id: &str,
+        instance_id: &InstanceId,
     ) -> impl Future<Output = Result<Option<AsgInstance>, AwsError>> + Send;
     /// The group and lifecycle state of each of these instances that is in a
     /// group (50 ids a call, all pages); instances in no group are left out.
     fn instances(
         &self,
-        instance_ids: &[String],
+        instance_ids: &[InstanceId],
     ) -> impl Future<Output = Result<Vec<AsgInstance>, AwsError>> + Send;
     /// The hook's timeouts; `None` if the hook does not exist (any more).
     fn hook_timeouts(
@@ -159,13 +159,13 @@ pub trait AutoScaling: Send + Sync {
     /// (desired capacity is not decremented) and runs its terminate hooks.
     fn terminate_instance(
         &self,
-        instance_id: &str,
+        instance_id: &InstanceId,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
     /// Marks an instance unhealthy in its group (grace period not respected): Auto
     /// Scaling replaces it, through its terminate hooks.
     fn mark_unhealthy(
         &self,
-        instance_id: &str,
+        instance_id: &InstanceId,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
     fn complete(
         &self,
@@ -258,12 +258,12 @@ pub trait Ec2: Send + Sync {
     /// The instance's state; `None` if EC2 does not know it.
     fn instance_state(
         &self,
-        instance_id: &str,
+        instance_id: &InstanceId,
     ) -> impl Future<Output = Result<Option<Ec2State>, AwsError>> + Send;
     /// The instances EC2 still knows among `ids`.
     fn instances(
         &self,
-        ids: &[String],
+        ids: &[InstanceId],
     ) -> impl Future<Output = Result<Vec<Ec2Instance>, AwsError>> + Send;
     /// Launch template versions by number or `$Latest` / `$Default`.
     fn template_versions(
@@ -308,7 +308,7 @@ pub trait Ssm: Send + Sync {
     fn run_document(
         &self,
         document: &str,
-        instance_id: &str,
+        instance_id: &InstanceId,
         parameters: &[(&str, &str)],
         log_group: Option<&str>,
         timeout_s: i32,
@@ -317,7 +317,7 @@ pub trait Ssm: Send + Sync {
     fn command_invocation(
         &self,
         command_id: &str,
-        instance_id: &str,
+        instance_id: &InstanceId,
     ) -> impl Future<Output = Result<Option<CommandInvocation>, AwsError>> + Send;
     /// A parameter's value; `None` if it does not exist.
     fn parameter(

@@ -23,7 +23,7 @@ use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::retry::RetryConfig;
 use ecs_lifecycle::model::{ActionAck, ActionResult, DRAIN_ATTRIBUTE, InstanceStatus, Scheduling};
-use ecs_lifecycle::model::{LifecycleAction, Transition};
+use ecs_lifecycle::model::{InstanceId, LifecycleAction, TaskArn, Transition};
 use ecs_lifecycle::ports::{AutoScaling, DesiredStatus, Ecs, EcsFailure, Registration, StopResult};
 
 use aws_smithy_runtime_api::http::Response as HttpResponse;
@@ -104,7 +104,7 @@ async fn find_container_instance_pages_and_matches_on_ec2_id() {
         });
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&list, &describe]);
     let Registration::Registered(found) = ecs
-        .find_container_instance("prod", "i-0123456789abcdef0")
+        .find_container_instance(&"prod".into(), &"i-0123456789abcdef0".into())
         .await
         .unwrap()
     else {
@@ -120,7 +120,7 @@ async fn find_container_instance_pages_and_matches_on_ec2_id() {
     );
 
     let missing = ecs
-        .find_container_instance("prod", "i-0aaaaaaaaaaaaaaa0")
+        .find_container_instance(&"prod".into(), &"i-0aaaaaaaaaaaaaaa0".into())
         .await
         .unwrap();
     assert_eq!(missing, Registration::NotRegistered);
@@ -146,17 +146,22 @@ async fn a_missing_cluster_and_a_task_already_gone_are_domain_results() {
     );
 
     assert_eq!(
-        ecs.find_container_instance("nope", "i-0123456789abcdef0")
+        ecs.find_container_instance(&"nope".into(), &"i-0123456789abcdef0".into())
             .await
             .unwrap(),
         Registration::NoSuchCluster
     );
     assert_eq!(
-        ecs.stop("prod", "arn:task/1", "r").await.unwrap(),
+        ecs.stop(&"prod".into(), &"arn:task/1".into(), "r")
+            .await
+            .unwrap(),
         StopResult::NotFound("The referenced task was not found.".into())
     );
     // Anything else stays an error, with its code.
-    let err = ecs.stop("prod", "arn:task/2", "r").await.unwrap_err();
+    let err = ecs
+        .stop(&"prod".into(), &"arn:task/2".into(), "r")
+        .await
+        .unwrap_err();
     assert_eq!(err.code.as_deref(), Some("AccessDeniedException"));
 }
 
@@ -199,11 +204,11 @@ async fn the_drain_token_is_written_and_read_as_an_ecs_attribute() {
                 .build()
         });
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&put, &describe]);
-    ecs.set_attributes("prod", arn, &[(DRAIN_ATTRIBUTE, "tok-1")])
+    ecs.set_attributes(&"prod".into(), &arn.into(), &[(DRAIN_ATTRIBUTE, "tok-1")])
         .await
         .unwrap();
     let ci = ecs
-        .describe_container_instance("prod", arn)
+        .describe_container_instance(&"prod".into(), &arn.into())
         .await
         .unwrap()
         .unwrap();
@@ -230,9 +235,16 @@ async fn set_draining_reports_failures() {
             .build()
     });
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&ok, &failed]);
-    assert_eq!(ecs.set_draining("prod", "ci-1").await.unwrap(), Ok(()));
     assert_eq!(
-        ecs.set_draining("prod", "ci-2").await.unwrap(),
+        ecs.set_draining(&"prod".into(), &"ci-1".into())
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        ecs.set_draining(&"prod".into(), &"ci-2".into())
+            .await
+            .unwrap(),
         Err(EcsFailure {
             reason: "MISSING".into(),
             detail: Some("not found".into())
@@ -258,13 +270,13 @@ async fn list_tasks_asks_for_the_desired_status_and_follows_next_token() {
         });
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule]);
     assert_eq!(
-        ecs.task_arns("prod", "ci-1", DesiredStatus::Running)
+        ecs.task_arns(&"prod".into(), &"ci-1".into(), DesiredStatus::Running)
             .await
             .unwrap(),
         ["Running-1", "Running-2"]
     );
     assert_eq!(
-        ecs.task_arns("prod", "ci-1", DesiredStatus::Stopped)
+        ecs.task_arns(&"prod".into(), &"ci-1".into(), DesiredStatus::Stopped)
             .await
             .unwrap(),
         ["Stopped-1", "Stopped-2"]
@@ -323,8 +335,8 @@ async fn describe_tasks_and_services_respect_batch_limits() {
             .build()
     });
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&tasks, &services]);
-    let arns: Vec<String> = (0..250).map(|n| format!("t{n}")).collect();
-    let described = ecs.tasks("prod", &arns).await.unwrap();
+    let arns: Vec<TaskArn> = (0..250).map(|n| format!("t{n}").into()).collect();
+    let described = ecs.tasks(&"prod".into(), &arns).await.unwrap();
     assert_eq!(described.len(), 250);
     assert_eq!(described[7].service_name(), Some("api"));
     assert_eq!(tasks.num_calls(), 3);
@@ -338,7 +350,7 @@ async fn describe_tasks_and_services_respect_batch_limits() {
             }
         })
         .collect();
-    let svcs = ecs.services("prod", &names).await.unwrap();
+    let svcs = ecs.services(&"prod".into(), &names).await.unwrap();
     assert_eq!(svcs.len(), 23);
     assert_eq!(services.num_calls(), 3);
     assert_eq!(svcs[0].scheduling, Scheduling::Daemon);
@@ -365,7 +377,7 @@ async fn throttling_is_retried_by_the_sdk_then_succeeds() {
         .build();
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], |c| c
         .retry_config(RetryConfig::standard().with_max_attempts(3)));
-    let tasks = ecs.tasks("prod", &["t1".to_owned()]).await.unwrap();
+    let tasks = ecs.tasks(&"prod".into(), &["t1".into()]).await.unwrap();
     assert!(tasks[0].is_stopped());
     assert_eq!(rule.num_calls(), 3);
 }
@@ -379,7 +391,7 @@ async fn throttling_past_the_retry_budget_keeps_the_code() {
         .build();
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], |c| c
         .retry_config(RetryConfig::standard().with_max_attempts(3)));
-    let err = ecs.tasks("prod", &["t1".to_owned()]).await.unwrap_err();
+    let err = ecs.tasks(&"prod".into(), &["t1".into()]).await.unwrap_err();
     assert_eq!(err.code.as_deref(), Some("ThrottlingException"));
     assert_eq!((err.service, err.operation), ("ecs", "DescribeTasks"));
     assert!(err.is_retryable());
@@ -400,14 +412,14 @@ async fn a_503_is_transient_whatever_its_code_says() {
         .build();
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], |c| c
         .retry_config(RetryConfig::standard().with_max_attempts(3)));
-    let err = ecs.tasks("prod", &["t1".to_owned()]).await.unwrap_err();
+    let err = ecs.tasks(&"prod".into(), &["t1".into()]).await.unwrap_err();
     assert_eq!(err.code.as_deref(), Some("ServiceUnavailableException"));
     assert!(err.is_retryable() && !err.is_throttle(), "{err:?}");
     // A refusal of the request itself is not.
     let rule = mock!(aws_sdk_ecs::Client::describe_tasks)
         .then_http_response(|| json_error(400, "AccessDeniedException", "not allowed"));
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule]);
-    let err = ecs.tasks("prod", &["t1".to_owned()]).await.unwrap_err();
+    let err = ecs.tasks(&"prod".into(), &["t1".into()]).await.unwrap_err();
     assert!(!err.is_retryable(), "{err:?}");
 }
 
@@ -435,13 +447,13 @@ async fn describe_tasks_failures_other_than_missing_never_drop_a_task() {
     let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule]);
     // MISSING: gone, nothing to wait for.
     assert!(
-        ecs.tasks("prod", &["t1".to_owned()])
+        ecs.tasks(&"prod".into(), &["t1".into()])
             .await
             .unwrap()
             .is_empty()
     );
     // Anything else: unknown, so an error the drain waits out (never "stopped").
-    let err = ecs.tasks("prod", &["t2".to_owned()]).await.unwrap_err();
+    let err = ecs.tasks(&"prod".into(), &["t2".into()]).await.unwrap_err();
     assert_eq!(err.code.as_deref(), Some("UNAVAILABLE"));
     assert!(err.is_retryable());
     assert!(err.message.contains("t2"), "{err}");
@@ -531,7 +543,11 @@ async fn lifecycle_state_and_hook_timeouts() {
         RuleMode::MatchAny,
         [&instances, &hooks]
     );
-    let i = asg.instance("i-0123456789abcdef0").await.unwrap().unwrap();
+    let i = asg
+        .instance(&"i-0123456789abcdef0".into())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(i.is_terminate_wait());
     let t = asg.hook_timeouts("fleet", "drain").await.unwrap().unwrap();
     assert_eq!((t.heartbeat_timeout_s, t.global_timeout_s), (300, 30_000));
@@ -586,15 +602,21 @@ mod ssm_and_ec2 {
             ("Region", "us-east-1"),
         ];
         assert_eq!(
-            ssm.run_document("Diag", "i-0123456789abcdef0", &params, Some("/diag"), 120)
-                .await
-                .unwrap(),
+            ssm.run_document(
+                "Diag",
+                &"i-0123456789abcdef0".into(),
+                &params,
+                Some("/diag"),
+                120
+            )
+            .await
+            .unwrap(),
             CommandSent::Sent {
                 command_id: "cmd-1".into()
             }
         );
         let sent = ssm
-            .run_document("Diag", "i-0fffffffffffffff0", &params, None, 120)
+            .run_document("Diag", &"i-0fffffffffffffff0".into(), &params, None, 120)
             .await
             .unwrap();
         assert!(matches!(sent, CommandSent::Unreachable(m) if m.contains("not in a valid state")));
@@ -624,19 +646,19 @@ mod ssm_and_ec2 {
             .build();
         let ssm = mock_client!(aws_sdk_ssm, RuleMode::Sequential, [&rule]);
         assert_eq!(
-            ssm.command_invocation("cmd-1", "i-0123456789abcdef0")
+            ssm.command_invocation("cmd-1", &"i-0123456789abcdef0".into())
                 .await
                 .unwrap(),
             None
         );
         let running = ssm
-            .command_invocation("cmd-1", "i-0123456789abcdef0")
+            .command_invocation("cmd-1", &"i-0123456789abcdef0".into())
             .await
             .unwrap()
             .unwrap();
         assert!(!running.is_finished());
         let done = ssm
-            .command_invocation("cmd-1", "i-0123456789abcdef0")
+            .command_invocation("cmd-1", &"i-0123456789abcdef0".into())
             .await
             .unwrap()
             .unwrap();
@@ -673,10 +695,15 @@ mod ssm_and_ec2 {
             )
         });
         let ec2 = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&found, &missing]);
-        let state = ec2.instance_state("i-0123456789abcdef0").await.unwrap();
+        let state = ec2
+            .instance_state(&"i-0123456789abcdef0".into())
+            .await
+            .unwrap();
         assert_eq!(state, Some(Ec2State::Pending));
         assert_eq!(
-            ec2.instance_state("i-0fffffffffffffff0").await.unwrap(),
+            ec2.instance_state(&"i-0fffffffffffffff0".into())
+                .await
+                .unwrap(),
             None
         );
     }
@@ -691,7 +718,9 @@ mod ssm_and_ec2 {
             })
             .then_output(|| TerminateInstanceInAutoScalingGroupOutput::builder().build());
         let asg = mock_client!(aws_sdk_autoscaling, RuleMode::Sequential, [&rule]);
-        asg.terminate_instance("i-0123456789abcdef0").await.unwrap();
+        asg.terminate_instance(&"i-0123456789abcdef0".into())
+            .await
+            .unwrap();
         assert_eq!(rule.num_calls(), 1);
     }
 }
@@ -987,7 +1016,7 @@ mod rollout {
             });
         let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule]);
         assert_eq!(
-            ecs.service_task_arns("prod", "web", DesiredStatus::Stopped)
+            ecs.service_task_arns(&"prod".into(), "web", DesiredStatus::Stopped)
                 .await
                 .unwrap(),
             ["Stopped-1", "Stopped-2"]
@@ -1171,7 +1200,7 @@ mod operator_reads {
                     .build()
             });
         let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&list, &describe]);
-        let all = ecs.container_instances("prod").await.unwrap();
+        let all = ecs.container_instances(&"prod".into()).await.unwrap();
         assert_eq!(all.len(), 150);
         assert_eq!((list.num_calls(), describe.num_calls()), (2, 2));
         let seven = all
@@ -1201,9 +1230,9 @@ mod operator_reads {
         let denied = mock!(aws_sdk_ecs::Client::list_container_instances)
             .then_http_response(|| json_error(400, "AccessDeniedException", "not authorized"));
         let ecs = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&missing, &denied]);
-        let missing = ecs.container_instances("nope").await.unwrap_err();
+        let missing = ecs.container_instances(&"nope".into()).await.unwrap_err();
         assert!(is_no_such_cluster(&missing), "{missing}");
-        let err = ecs.container_instances("prod").await.unwrap_err();
+        let err = ecs.container_instances(&"prod".into()).await.unwrap_err();
         assert_eq!(
             (err.operation, err.code.as_deref()),
             ("ListContainerInstances", Some("AccessDeniedException"))
@@ -1242,7 +1271,7 @@ mod operator_reads {
                     .build()
             });
         let asg = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&rule]);
-        let ids: Vec<String> = (1..=120).map(instance_id).collect();
+        let ids: Vec<InstanceId> = (1..=120).map(|n| instance_id(n).into()).collect();
         let found = asg.instances(&ids).await.unwrap();
         assert_eq!(rule.num_calls(), 6, "3 batches (50, 50, 20) of 2 pages");
         assert_eq!(found.len(), 120 - 12);
@@ -1379,7 +1408,7 @@ mod operator_reads {
         );
         assert_eq!(
             web.instances,
-            vec![(instance_id(1), LifecycleState::PendingWait)]
+            vec![(instance_id(1).into(), LifecycleState::PendingWait)]
         );
         assert_eq!(web.tags[0].0, "ecs-lifecycle:refused-ami");
         let mixed = by("mixed").launch_template.clone().unwrap();

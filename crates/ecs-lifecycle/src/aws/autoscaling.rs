@@ -7,7 +7,7 @@ use aws_sdk_autoscaling::types::{
 use super::{aws_error, epoch_ms};
 use crate::error::AwsError;
 use crate::model::{
-    ActionAck, ActionResult, AsgGroup, AsgInstance, HookTimeouts, LaunchTemplateRef,
+    ActionAck, ActionResult, AsgGroup, AsgInstance, HookTimeouts, InstanceId, LaunchTemplateRef,
     LifecycleAction, LifecycleHook, LifecycleState, Refresh, RefreshPreferences, RefreshStatus,
     ScalingActivity, Transition,
 };
@@ -45,7 +45,7 @@ fn ack(result: Result<(), AwsError>) -> Result<ActionAck, AwsError> {
 
 fn asg_instance(d: &aws_sdk_autoscaling::types::AutoScalingInstanceDetails) -> Option<AsgInstance> {
     Some(AsgInstance {
-        instance_id: d.instance_id()?.to_owned(),
+        instance_id: d.instance_id()?.into(),
         asg: d.auto_scaling_group_name()?.to_owned(),
         lifecycle_state: LifecycleState::parse(d.lifecycle_state()?),
     })
@@ -109,7 +109,7 @@ fn asg_group(g: &AutoScalingGroup) -> Option<AsgGroup> {
             .iter()
             .filter_map(|i| {
                 Some((
-                    i.instance_id()?.to_owned(),
+                    i.instance_id()?.into(),
                     LifecycleState::parse(i.lifecycle_state()?.as_str()),
                 ))
             })
@@ -132,7 +132,7 @@ fn asg_group(g: &AutoScalingGroup) -> Option<AsgGroup> {
                 i.health_status()
                     .is_some_and(|h| h.eq_ignore_ascii_case("Unhealthy"))
             })
-            .filter_map(|i| i.instance_id().map(str::to_owned))
+            .filter_map(|i| i.instance_id().map(InstanceId::from))
             .collect(),
     })
 }
@@ -232,17 +232,17 @@ async fn describe_refreshes(
 }
 
 impl AutoScaling for Client {
-    async fn instance(&self, instance_id: &str) -> Result<Option<AsgInstance>, AwsError> {
-        let found = self.instances(&[instance_id.to_owned()]).await?;
+    async fn instance(&self, instance_id: &InstanceId) -> Result<Option<AsgInstance>, AwsError> {
+        let found = self.instances(std::slice::from_ref(instance_id)).await?;
         Ok(found.into_iter().find(|i| i.instance_id == instance_id))
     }
 
-    async fn instances(&self, instance_ids: &[String]) -> Result<Vec<AsgInstance>, AwsError> {
+    async fn instances(&self, instance_ids: &[InstanceId]) -> Result<Vec<AsgInstance>, AwsError> {
         let mut out = Vec::with_capacity(instance_ids.len());
         for chunk in instance_ids.chunks(DESCRIBE_INSTANCES_MAX) {
             let details: Vec<_> = self
                 .describe_auto_scaling_instances()
-                .set_instance_ids(Some(chunk.to_vec()))
+                .set_instance_ids(Some(chunk.iter().map(String::from).collect()))
                 .max_records(INSTANCES_PAGE)
                 .into_paginator()
                 .items()
@@ -274,7 +274,7 @@ impl AutoScaling for Client {
             .set_lifecycle_hook_name(action.hook.clone());
         req = match &action.token {
             Some(token) => req.lifecycle_action_token(token),
-            None => req.instance_id(&action.instance_id),
+            None => req.instance_id(action.instance_id.as_str()),
         };
         ack(req
             .send()
@@ -283,9 +283,9 @@ impl AutoScaling for Client {
             .map_err(|e| aws_error("autoscaling", "RecordLifecycleActionHeartbeat", &e)))
     }
 
-    async fn terminate_instance(&self, instance_id: &str) -> Result<(), AwsError> {
+    async fn terminate_instance(&self, instance_id: &InstanceId) -> Result<(), AwsError> {
         self.terminate_instance_in_auto_scaling_group()
-            .instance_id(instance_id)
+            .instance_id(instance_id.as_str())
             .should_decrement_desired_capacity(false)
             .send()
             .await
@@ -293,9 +293,9 @@ impl AutoScaling for Client {
             .map_err(|e| aws_error("autoscaling", "TerminateInstanceInAutoScalingGroup", &e))
     }
 
-    async fn mark_unhealthy(&self, instance_id: &str) -> Result<(), AwsError> {
+    async fn mark_unhealthy(&self, instance_id: &InstanceId) -> Result<(), AwsError> {
         self.set_instance_health()
-            .instance_id(instance_id)
+            .instance_id(instance_id.as_str())
             .health_status("Unhealthy")
             .should_respect_grace_period(false)
             .send()
@@ -314,7 +314,7 @@ impl AutoScaling for Client {
             .auto_scaling_group_name(&action.asg)
             .set_lifecycle_hook_name(action.hook.clone())
             .lifecycle_action_result(result.as_str())
-            .instance_id(&action.instance_id);
+            .instance_id(action.instance_id.as_str());
         if let Some(token) = &action.token {
             req = req.lifecycle_action_token(token);
         }

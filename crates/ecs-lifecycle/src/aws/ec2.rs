@@ -4,7 +4,8 @@ use aws_sdk_ec2::types::{LaunchTemplateVersion, RequestLaunchTemplateData};
 use super::{aws_error, epoch_ms};
 use crate::error::AwsError;
 use crate::model::{
-    Ec2Instance, Ec2State, Image, ImageState, InstanceTypeInfo, LaunchTemplateRef, TemplateVersion,
+    Ec2Instance, Ec2State, Image, ImageState, InstanceId, InstanceTypeInfo, LaunchTemplateRef,
+    TemplateVersion,
 };
 use crate::ports::Ec2;
 
@@ -12,10 +13,10 @@ use crate::ports::Ec2;
 const DESCRIBE_INSTANCE_TYPES_MAX: usize = 100;
 
 impl Ec2 for Client {
-    async fn instance_state(&self, instance_id: &str) -> Result<Option<Ec2State>, AwsError> {
+    async fn instance_state(&self, instance_id: &InstanceId) -> Result<Option<Ec2State>, AwsError> {
         let resp = match self
             .describe_instances()
-            .instance_ids(instance_id)
+            .instance_ids(instance_id.as_str())
             .send()
             .await
         {
@@ -33,19 +34,19 @@ impl Ec2 for Client {
             .reservations()
             .iter()
             .flat_map(|r| r.instances())
-            .find(|i| i.instance_id() == Some(instance_id))
+            .find(|i| i.instance_id() == Some(instance_id.as_str()))
             .and_then(|i| i.state())
             .and_then(|s| s.name())
             .map(|n| Ec2State::parse(n.as_str())))
     }
 
-    async fn instances(&self, ids: &[String]) -> Result<Vec<Ec2Instance>, AwsError> {
+    async fn instances(&self, ids: &[InstanceId]) -> Result<Vec<Ec2Instance>, AwsError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let resp = match self
             .describe_instances()
-            .set_instance_ids(Some(ids.to_vec()))
+            .set_instance_ids(Some(ids.iter().map(String::from).collect()))
             .send()
             .await
         {
@@ -59,7 +60,12 @@ impl Ec2 for Client {
                 // out the ones EC2 has forgotten.
                 let mut out = Vec::new();
                 for id in ids {
-                    match self.describe_instances().instance_ids(id).send().await {
+                    match self
+                        .describe_instances()
+                        .instance_ids(id.as_str())
+                        .send()
+                        .await
+                    {
                         Ok(r) => out.push(r),
                         Err(e) => {
                             let err = aws_error("ec2", "DescribeInstances", &e);
@@ -78,7 +84,7 @@ impl Ec2 for Client {
             .flat_map(|r| r.instances())
             .filter_map(|i| {
                 Some(Ec2Instance {
-                    id: i.instance_id()?.to_owned(),
+                    id: i.instance_id()?.into(),
                     image_id: i.image_id().map(str::to_owned),
                     launched_ms: epoch_ms(i.launch_time()),
                     state: i

@@ -6,8 +6,9 @@ use aws_sdk_ecs::types::{
 use super::{aws_error, epoch_ms};
 use crate::error::{AwsError, Class};
 use crate::model::{
-    ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE,
-    InstanceStatus, Scheduling, Service, Task, TaskStatus,
+    Cluster, ContainerInstance, ContainerInstanceArn, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE,
+    DRAIN_STARTED_ATTRIBUTE, InstanceId, InstanceStatus, Scheduling, Service, Task, TaskArn,
+    TaskStatus,
 };
 use crate::ports::{DesiredStatus, Ecs, EcsFailure, Registration, StopResult, is_no_such_cluster};
 
@@ -18,13 +19,13 @@ const DESCRIBE_SERVICES_MAX: usize = 10;
 const LIST_PAGE: i32 = 100;
 
 fn container_instance(
-    cluster: &str,
+    cluster: &Cluster,
     ci: &aws_sdk_ecs::types::ContainerInstance,
 ) -> Option<ContainerInstance> {
     Some(ContainerInstance {
-        cluster: cluster.to_owned(),
-        arn: ci.container_instance_arn()?.to_owned(),
-        ec2_instance_id: ci.ec2_instance_id().unwrap_or_default().to_owned(),
+        cluster: cluster.clone(),
+        arn: ci.container_instance_arn()?.into(),
+        ec2_instance_id: ci.ec2_instance_id().unwrap_or_default().into(),
         status: InstanceStatus::parse(ci.status().unwrap_or_default()),
         agent_connected: ci.agent_connected(),
         running_tasks_count: ci.running_tasks_count(),
@@ -44,17 +45,17 @@ fn attribute(ci: &aws_sdk_ecs::types::ContainerInstance, name: &str) -> Option<S
         .map(str::to_owned)
 }
 
-async fn describe_container_instances(
+async fn describe_container_instances<A: AsRef<str>>(
     client: &Client,
-    cluster: &str,
-    arns: &[String],
+    cluster: &Cluster,
+    arns: &[A],
 ) -> Result<Vec<ContainerInstance>, AwsError> {
     let mut out = Vec::with_capacity(arns.len());
     for chunk in arns.chunks(DESCRIBE_CONTAINER_INSTANCES_MAX) {
         let resp = client
             .describe_container_instances()
             .cluster(cluster)
-            .set_container_instances(Some(chunk.to_vec()))
+            .set_container_instances(Some(chunk.iter().map(|a| a.as_ref().to_owned()).collect()))
             .send()
             .await
             .map_err(|e| aws_error("ecs", "DescribeContainerInstances", &e))?;
@@ -69,7 +70,7 @@ async fn describe_container_instances(
 }
 
 impl Ecs for Client {
-    async fn cluster_arns(&self) -> Result<Vec<String>, AwsError> {
+    async fn cluster_arns(&self) -> Result<Vec<Cluster>, AwsError> {
         self.list_clusters()
             .max_results(LIST_PAGE)
             .into_paginator()
@@ -77,13 +78,14 @@ impl Ecs for Client {
             .send()
             .try_collect()
             .await
+            .map(|arns: Vec<String>| arns.into_iter().map(Cluster::from).collect())
             .map_err(|e| aws_error("ecs", "ListClusters", &e))
     }
 
     async fn find_container_instance(
         &self,
-        cluster: &str,
-        ec2_instance_id: &str,
+        cluster: &Cluster,
+        ec2_instance_id: &InstanceId,
     ) -> Result<Registration, AwsError> {
         // The filter makes this one call on AWS. Emulators may ignore it, so the
         // match on ec2InstanceId below is what decides, never the filter.
@@ -121,17 +123,17 @@ impl Ecs for Client {
 
     async fn describe_container_instance(
         &self,
-        cluster: &str,
-        arn: &str,
+        cluster: &Cluster,
+        arn: &ContainerInstanceArn,
     ) -> Result<Option<ContainerInstance>, AwsError> {
-        let found = describe_container_instances(self, cluster, &[arn.to_owned()]).await?;
+        let found = describe_container_instances(self, cluster, std::slice::from_ref(arn)).await?;
         Ok(found.into_iter().find(|ci| ci.arn == arn))
     }
 
     async fn set_attributes(
         &self,
-        cluster: &str,
-        container_instance: &str,
+        cluster: &Cluster,
+        container_instance: &ContainerInstanceArn,
         attributes: &[(&str, &str)],
     ) -> Result<(), AwsError> {
         let mut request = self.put_attributes().cluster(cluster);
@@ -156,8 +158,8 @@ impl Ecs for Client {
 
     async fn set_draining(
         &self,
-        cluster: &str,
-        arn: &str,
+        cluster: &Cluster,
+        arn: &ContainerInstanceArn,
     ) -> Result<Result<(), EcsFailure>, AwsError> {
         let resp = self
             .update_container_instances_state()
@@ -178,17 +180,17 @@ impl Ecs for Client {
 
     async fn task_arns(
         &self,
-        cluster: &str,
-        container_instance: &str,
+        cluster: &Cluster,
+        container_instance: &ContainerInstanceArn,
         desired: DesiredStatus,
-    ) -> Result<Vec<String>, AwsError> {
+    ) -> Result<Vec<TaskArn>, AwsError> {
         let desired = match desired {
             DesiredStatus::Running => SdkDesired::Running,
             DesiredStatus::Stopped => SdkDesired::Stopped,
         };
         self.list_tasks()
-            .cluster(cluster)
-            .container_instance(container_instance)
+            .cluster(cluster.as_str())
+            .container_instance(container_instance.as_str())
             .desired_status(desired)
             .max_results(LIST_PAGE)
             .into_paginator()
@@ -196,16 +198,17 @@ impl Ecs for Client {
             .send()
             .try_collect()
             .await
+            .map(|arns: Vec<String>| arns.into_iter().map(TaskArn::from).collect())
             .map_err(|e| aws_error("ecs", "ListTasks", &e))
     }
 
-    async fn tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<Task>, AwsError> {
+    async fn tasks(&self, cluster: &Cluster, arns: &[TaskArn]) -> Result<Vec<Task>, AwsError> {
         let mut out = Vec::with_capacity(arns.len());
         for chunk in arns.chunks(DESCRIBE_TASKS_MAX) {
             let resp = self
                 .describe_tasks()
                 .cluster(cluster)
-                .set_tasks(Some(chunk.to_vec()))
+                .set_tasks(Some(chunk.iter().map(|a| a.to_string()).collect()))
                 .send()
                 .await
                 .map_err(|e| aws_error("ecs", "DescribeTasks", &e))?;
@@ -233,12 +236,12 @@ impl Ecs for Client {
             }
             out.extend(resp.tasks().iter().filter_map(|t| {
                 Some(Task {
-                    arn: t.task_arn()?.to_owned(),
+                    arn: t.task_arn()?.into(),
                     last_status: TaskStatus::parse(t.last_status().unwrap_or_default()),
                     desired_status: TaskStatus::parse(t.desired_status().unwrap_or_default()),
                     started_by: t.started_by().map(str::to_owned),
                     group: t.group().map(str::to_owned),
-                    container_instance_arn: t.container_instance_arn().map(str::to_owned),
+                    container_instance_arn: t.container_instance_arn().map(Into::into),
                     stopped_at_ms: epoch_ms(t.stopped_at()),
                 })
             }));
@@ -246,7 +249,11 @@ impl Ecs for Client {
         Ok(out)
     }
 
-    async fn services(&self, cluster: &str, names: &[String]) -> Result<Vec<Service>, AwsError> {
+    async fn services(
+        &self,
+        cluster: &Cluster,
+        names: &[String],
+    ) -> Result<Vec<Service>, AwsError> {
         let mut out = Vec::with_capacity(names.len());
         for chunk in names.chunks(DESCRIBE_SERVICES_MAX) {
             let resp = self
@@ -279,7 +286,12 @@ impl Ecs for Client {
         Ok(out)
     }
 
-    async fn stop(&self, cluster: &str, arn: &str, reason: &str) -> Result<StopResult, AwsError> {
+    async fn stop(
+        &self,
+        cluster: &Cluster,
+        arn: &TaskArn,
+        reason: &str,
+    ) -> Result<StopResult, AwsError> {
         match self
             .stop_task()
             .cluster(cluster)
@@ -300,7 +312,10 @@ impl Ecs for Client {
         }
     }
 
-    async fn container_instances(&self, cluster: &str) -> Result<Vec<ContainerInstance>, AwsError> {
+    async fn container_instances(
+        &self,
+        cluster: &Cluster,
+    ) -> Result<Vec<ContainerInstance>, AwsError> {
         let arns: Vec<String> = self
             .list_container_instances()
             .cluster(cluster)
@@ -314,7 +329,7 @@ impl Ecs for Client {
         describe_container_instances(self, cluster, &arns).await
     }
 
-    async fn service_arns(&self, cluster: &str) -> Result<Vec<String>, AwsError> {
+    async fn service_arns(&self, cluster: &Cluster) -> Result<Vec<String>, AwsError> {
         self.list_services()
             .cluster(cluster)
             .max_results(LIST_PAGE)
@@ -328,10 +343,10 @@ impl Ecs for Client {
 
     async fn service_task_arns(
         &self,
-        cluster: &str,
+        cluster: &Cluster,
         service: &str,
         desired: DesiredStatus,
-    ) -> Result<Vec<String>, AwsError> {
+    ) -> Result<Vec<TaskArn>, AwsError> {
         let desired = match desired {
             DesiredStatus::Running => SdkDesired::Running,
             DesiredStatus::Stopped => SdkDesired::Stopped,
@@ -346,6 +361,7 @@ impl Ecs for Client {
             .send()
             .try_collect()
             .await
+            .map(|arns: Vec<String>| arns.into_iter().map(TaskArn::from).collect())
             .map_err(|e| aws_error("ecs", "ListTasks", &e))
     }
 }

@@ -3,14 +3,14 @@ use aws_sdk_ssm::types::CloudWatchOutputConfig;
 
 use super::aws_error;
 use crate::error::AwsError;
-use crate::model::{CommandInvocation, CommandSent, CommandStatus};
+use crate::model::{CommandInvocation, CommandSent, CommandStatus, InstanceId};
 use crate::ports::Ssm;
 
 impl Ssm for Client {
     async fn run_document(
         &self,
         document: &str,
-        instance_id: &str,
+        instance_id: &InstanceId,
         parameters: &[(&str, &str)],
         log_group: Option<&str>,
         timeout_s: i32,
@@ -18,7 +18,7 @@ impl Ssm for Client {
         let mut req = self
             .send_command()
             .document_name(document)
-            .instance_ids(instance_id)
+            .instance_ids(instance_id.as_str())
             .timeout_seconds(timeout_s)
             .comment(format!(
                 "ecs-lifecycle: why did {instance_id} not join its ECS cluster?"
@@ -57,12 +57,12 @@ impl Ssm for Client {
     async fn command_invocation(
         &self,
         command_id: &str,
-        instance_id: &str,
+        instance_id: &InstanceId,
     ) -> Result<Option<CommandInvocation>, AwsError> {
         match self
             .get_command_invocation()
             .command_id(command_id)
-            .instance_id(instance_id)
+            .instance_id(instance_id.as_str())
             .send()
             .await
         {

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::config::StandalonePolicy;
 use crate::hook::continuation::MAX_HOPS;
 use crate::hook::pacing::pace;
-use crate::model::{AsgInstance, ContainerInstance, InstanceStatus, LifecycleState, Task};
+use crate::model::{AsgInstance, ContainerInstance, InstanceStatus, LifecycleState, Task, TaskArn};
 
 /// Who owns a task on the instance, which decides how the drain treats it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -101,10 +101,10 @@ pub enum Completion {
     /// No task on the instance is short of STOPPED (and services are steady, if asked).
     Drained,
     /// MAX_DRAIN_SECONDS (or the hook's global timeout) is reached: tasks left behind.
-    DeadlineReached { left: Vec<String> },
+    DeadlineReached { left: Vec<TaskArn> },
     /// The ECS agent stayed disconnected for AGENT_DISCONNECTED_GRACE_SECONDS: its
     /// tasks can never be reported STOPPED; they end with the instance.
-    AgentDisconnected { for_s: u64, left: Vec<String> },
+    AgentDisconnected { for_s: u64, left: Vec<TaskArn> },
     /// More continuation hops than any real drain can take: a bug, stop the chain.
     HopLimit { attempt: u32 },
 }
@@ -136,7 +136,7 @@ pub enum Step {
     Complete(Completion),
     SetDraining,
     StopTasks {
-        arns: Vec<String>,
+        arns: Vec<TaskArn>,
         why: StopWhy,
     },
     /// Sleep, then observe again.
@@ -279,7 +279,7 @@ fn remaining(observed: &Observed, policy: &Policy) -> Remaining {
 /// Tasks the drain stops itself (not yet told to stop): standalone ones with
 /// STANDALONE_TASKS=stop, and daemons once only daemons are left.
 fn tasks_to_stop(waited_on: &[&LiveTask], policy: &Policy) -> Option<Step> {
-    let not_yet_told = |role: Role| -> Vec<String> {
+    let not_yet_told = |role: Role| -> Vec<TaskArn> {
         waited_on
             .iter()
             .filter(|t| t.role == role && !t.task.is_stopping())

@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use crate::error::EventError;
 use crate::hook::event::{WorkflowEvent, event_time};
-use crate::model::{InstanceStatus, TaskStatus, is_instance_id};
+use crate::model::{
+    Cluster, ContainerInstanceArn, InstanceId, InstanceStatus, TaskArn, TaskStatus, is_instance_id,
+};
 
 /// An event of terminate-drain's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,20 +46,20 @@ pub const HEALTH_DETAIL_TYPE: &str = "AWS Health Event";
 pub enum Signal {
     /// `EC2 Spot Instance Interruption Warning`: two minutes ahead.
     SpotInterruption {
-        instance_id: String,
+        instance_id: InstanceId,
         /// `terminate`, `stop` or `hibernate`.
         instance_action: String,
         /// The event's time (RFC 3339): the interruption comes two minutes later.
         time: Option<String>,
     },
     /// `EC2 Instance Rebalance Recommendation`: an elevated risk of interruption.
-    Rebalance { instance_id: String },
+    Rebalance { instance_id: InstanceId },
     /// `AWS Health Event` of service EC2, category `scheduledChange` (retirement,
     /// stop, reboot maintenance), naming the instances affected.
     ScheduledChange {
         event_type_code: String,
         start_time: Option<String>,
-        instance_ids: Vec<String>,
+        instance_ids: Vec<InstanceId>,
     },
 }
 
@@ -69,8 +71,8 @@ pub const ECS_INSTANCE_DETAIL_TYPE: &str = "ECS Container Instance State Change"
 /// to look: the drain observes again).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EcsEvent {
-    pub cluster_arn: String,
-    pub container_instance_arn: String,
+    pub cluster_arn: Cluster,
+    pub container_instance_arn: ContainerInstanceArn,
     pub kind: EcsEventKind,
 }
 
@@ -78,7 +80,7 @@ pub struct EcsEvent {
 pub enum EcsEventKind {
     /// A task on the container instance changed; `last_status` is its new status.
     Task {
-        task_arn: String,
+        task_arn: TaskArn,
         last_status: TaskStatus,
     },
     /// The container instance changed (status, task counts).
@@ -122,12 +124,12 @@ fn parse_signal(
     };
     match detail_type {
         SPOT_DETAIL_TYPE => Ok(Signal::SpotInterruption {
-            instance_id: instance("instance-id")?,
+            instance_id: instance("instance-id")?.into(),
             instance_action: text("instance-action").unwrap_or_else(|| "terminate".into()),
             time,
         }),
         REBALANCE_DETAIL_TYPE => Ok(Signal::Rebalance {
-            instance_id: instance("instance-id")?,
+            instance_id: instance("instance-id")?.into(),
         }),
         _ => {
             let service = text("service").unwrap_or_default();
@@ -140,14 +142,14 @@ fn parse_signal(
                     ),
                 ));
             }
-            let instance_ids: Vec<String> = detail
+            let instance_ids: Vec<InstanceId> = detail
                 .get("affectedEntities")
                 .and_then(Value::as_array)
                 .map(|a| {
                     a.iter()
                         .filter_map(|e| e.get("entityValue").and_then(Value::as_str))
                         .filter(|v| is_instance_id(v))
-                        .map(str::to_owned)
+                        .map(InstanceId::from)
                         .collect()
                 })
                 .unwrap_or_default();
@@ -169,11 +171,11 @@ fn parse_ecs_event(detail_type: &str, detail: &Value) -> Result<EcsEvent, EventE
         |k: &str| text(k).ok_or_else(|| EventError::new("detail", format!("missing field {k}")));
     match detail_type {
         ECS_TASK_DETAIL_TYPE => Ok(EcsEvent {
-            cluster_arn: need("clusterArn")?,
+            cluster_arn: need("clusterArn")?.into(),
             // Fargate tasks have none: nothing of ours to drain.
-            container_instance_arn: need("containerInstanceArn")?,
+            container_instance_arn: need("containerInstanceArn")?.into(),
             kind: EcsEventKind::Task {
-                task_arn: need("taskArn")?,
+                task_arn: need("taskArn")?.into(),
                 last_status: TaskStatus::parse(&need("lastStatus")?),
             },
         }),
@@ -185,8 +187,8 @@ fn parse_ecs_event(detail_type: &str, detail: &Value) -> Result<EcsEvent, EventE
                     .ok_or_else(|| EventError::new("detail", format!("missing number {k}")))
             };
             Ok(EcsEvent {
-                cluster_arn: need("clusterArn")?,
-                container_instance_arn: need("containerInstanceArn")?,
+                cluster_arn: need("clusterArn")?.into(),
+                container_instance_arn: need("containerInstanceArn")?.into(),
                 kind: EcsEventKind::Instance {
                     ec2_instance_id: text("ec2InstanceId"),
                     status: InstanceStatus::parse(&need("status")?),

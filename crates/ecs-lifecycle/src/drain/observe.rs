@@ -18,8 +18,8 @@ use crate::error::{AwsError, Error};
 use crate::hook::lookup::find_container_instance;
 use crate::hook::pacing::random_u64;
 use crate::model::{
-    ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE,
-    InstanceStatus, Scheduling, Service,
+    Cluster, ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE,
+    InstanceId, InstanceStatus, Scheduling, Service, TaskArn,
 };
 use crate::ports::{AutoScaling, DesiredStatus, Ecs, Publisher};
 
@@ -27,7 +27,7 @@ use crate::ports::{AutoScaling, DesiredStatus, Ecs, Publisher};
 /// looks again).
 #[derive(Debug, Clone)]
 pub struct Scratch {
-    known_stopped: HashSet<String>,
+    known_stopped: HashSet<TaskArn>,
     scheduling: HashMap<String, Scheduling>,
     /// This invocation's own token in the container instance's [`DRAIN_ATTRIBUTE`].
     token: String,
@@ -40,7 +40,7 @@ pub struct Scratch {
     /// When this invocation last said why the drain is stuck.
     pub(super) last_stuck_report_ms: Option<u64>,
     /// Tasks this invocation has seen not STOPPED.
-    seen_live: HashSet<String>,
+    seen_live: HashSet<TaskArn>,
     /// When the latest task to stop did (ECS's `stoppedAt`; else the poll that
     /// first saw it STOPPED after seeing it live), for the completion lag.
     pub(super) last_stopped_ms: Option<u64>,
@@ -71,7 +71,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     pub(super) async fn look(
         &self,
         memo: &mut DrainMemo,
-        instance_id: &str,
+        instance_id: &InstanceId,
         hook: &str,
         action_start_ms: u64,
     ) -> Result<Observed, Error> {
@@ -185,7 +185,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     async fn container_instance(
         &self,
         memo: &mut DrainMemo,
-        instance_id: &str,
+        instance_id: &InstanceId,
     ) -> Result<Option<ContainerInstance>, Error> {
         let hinted = match (&memo.cluster, &memo.container_instance_arn) {
             (Some(cluster), Some(arn)) => self
@@ -307,7 +307,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     async fn unsteady_services(
         &self,
         memo: &DrainMemo,
-        cluster: &str,
+        cluster: &Cluster,
     ) -> Result<Vec<String>, AwsError> {
         let names: Vec<String> = memo.services.iter().cloned().collect();
         if names.is_empty() {
@@ -351,7 +351,10 @@ pub enum Stuck {
         latest_event: Option<String>,
     },
     /// A standalone task holding the instance (ECS never moves it).
-    Standalone { task: String, group: Option<String> },
+    Standalone {
+        task: TaskArn,
+        group: Option<String>,
+    },
 }
 
 /// What holds a drain, from its live tasks and their services' descriptions.
@@ -389,7 +392,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     /// One WARN line per stuck service and per standalone task holding the
     /// instance. Best effort: a failure to describe the services is logged, not
     /// raised (the drain goes on).
-    pub(super) async fn report_stuck(&self, cluster: &str, live: &[LiveTask], waited_ms: u64) {
+    pub(super) async fn report_stuck(&self, cluster: &Cluster, live: &[LiveTask], waited_ms: u64) {
         let names: Vec<String> = live
             .iter()
             .filter_map(|t| t.task.service_name().map(str::to_owned))

@@ -18,7 +18,10 @@ use crate::error::Error;
 use crate::hook::dispatch::ignored;
 use crate::hook::runtime::{self, Flow, Holder, HookWorkflow, OutcomeOf, Spec, Tally};
 use crate::hook::{Accept, Job};
-use crate::model::{ActionResult, ContainerInstance, InstanceStatus, LifecycleAction, Transition};
+use crate::model::{
+    ActionResult, Cluster, ContainerInstance, ContainerInstanceArn, InstanceId, InstanceStatus,
+    LifecycleAction, TaskArn, Transition,
+};
 use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
 use crate::report::{Event, Notification, Record};
 use crate::time::millis;
@@ -29,9 +32,9 @@ pub const FUNCTION_NAME: &str = "terminate-drain";
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DrainMemo {
     #[serde(default)]
-    pub cluster: Option<String>,
+    pub cluster: Option<Cluster>,
     #[serde(default)]
-    pub container_instance_arn: Option<String>,
+    pub container_instance_arn: Option<ContainerInstanceArn>,
     /// Services that had tasks on the instance (for the stability check).
     #[serde(default)]
     pub services: BTreeSet<String>,
@@ -72,7 +75,7 @@ struct Plan {
 pub enum Act {
     SetDraining,
     StopTasks {
-        arns: Vec<String>,
+        arns: Vec<TaskArn>,
         why: crate::drain::decide::StopWhy,
     },
 }
@@ -116,13 +119,13 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         &self,
         ci: &ContainerInstance,
         group: Option<&str>,
-        instance_id: &str,
+        instance_id: &InstanceId,
         mut detail: serde_json::Value,
     ) -> Result<(), Error> {
         if let Err(failure) = self.ecs.set_draining(&ci.cluster, &ci.arn).await? {
             return Err(Error::EcsItemFailure {
                 operation: "UpdateContainerInstancesState",
-                arn: ci.arn.clone(),
+                arn: ci.arn.to_string(),
                 reason: failure.reason,
                 detail: failure.detail,
             });
@@ -358,8 +361,9 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         job.memo
             .cluster
             .clone()
-            .or_else(|| self.config.common.clusters.single().map(str::to_owned))
+            .or_else(|| self.config.common.clusters.single().cloned())
             .unwrap_or_default()
+            .into_string()
     }
 
     async fn report(

@@ -19,7 +19,7 @@ use crate::drain::events::Signal;
 use crate::drain::run::{DrainMemo, Drainer};
 use crate::error::Error;
 use crate::hook::lookup::find_container_instance;
-use crate::model::InstanceStatus;
+use crate::model::{InstanceId, InstanceStatus};
 use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
 use crate::time::{epoch_ms_of, rfc3339};
 
@@ -90,7 +90,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     async fn drain_early(
         &self,
         kind: &str,
-        instance_id: &str,
+        instance_id: &InstanceId,
         detail: &Value,
     ) -> Result<Value, Error> {
         let Some(ci) =
@@ -140,7 +140,12 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     }
 
     /// Unhealthy in its group: Auto Scaling replaces it through the terminate hook.
-    async fn replace(&self, kind: &str, instance_id: &str, detail: &Value) -> Result<Value, Error> {
+    async fn replace(
+        &self,
+        kind: &str,
+        instance_id: &InstanceId,
+        detail: &Value,
+    ) -> Result<Value, Error> {
         let Some(member) = self.hold.autoscaling.instance(instance_id).await? else {
             info!(signal = kind, %instance_id, "in no Auto Scaling group; nothing to replace");
             return Ok(json!({"instance_id": instance_id, "done": "not_in_a_group"}));

@@ -4,7 +4,7 @@ use tracing::{debug, warn};
 
 use crate::config::ClusterScope;
 use crate::error::Error;
-use crate::model::ContainerInstance;
+use crate::model::{ContainerInstance, InstanceId};
 use crate::ports::{Ecs, Registration};
 
 /// Searches the clusters of `scope` (or every cluster of the account) for the
@@ -13,7 +13,7 @@ use crate::ports::{Ecs, Registration};
 pub async fn find_container_instance<E: Ecs>(
     ecs: &E,
     scope: &ClusterScope,
-    instance_id: &str,
+    instance_id: &InstanceId,
 ) -> Result<Option<ContainerInstance>, Error> {
     let clusters = match scope {
         ClusterScope::Named(names) => names.clone(),

@@ -31,7 +31,7 @@ use crate::hook::pacing::{
 };
 use crate::hook::policy::{Recovery, error_policy};
 pub use crate::hook::step::{Clocks, Flow, Outcome, Step, Tally};
-use crate::model::{ActionAck, ActionResult, HookTimeouts, Transition};
+use crate::model::{ActionAck, ActionResult, HookTimeouts, InstanceId, Transition};
 use crate::ports::{AutoScaling, Publisher};
 use crate::report::{Record, Reporter};
 use crate::time::{Clock, millis};
@@ -391,7 +391,7 @@ impl<W: HookWorkflow> Held<'_, W> {
         self.workflow.holder()
     }
 
-    fn instance_id(&self) -> String {
+    fn instance_id(&self) -> InstanceId {
         self.job.action.instance_id.clone()
     }
 
@@ -580,7 +580,7 @@ async fn bounded<T>(
     }
 }
 
-fn no_active<A, D>(instance_id: String, detail: String) -> Outcome<A, D> {
+fn no_active<A, D>(instance_id: InstanceId, detail: String) -> Outcome<A, D> {
     info!(%detail, "Auto Scaling has no active lifecycle action for the instance (completed elsewhere or expired); final, not retried");
     Outcome::AlreadyCompleted {
         instance_id,

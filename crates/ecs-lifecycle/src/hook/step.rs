@@ -6,7 +6,7 @@
 use serde::{Serialize, Serializer};
 
 use crate::hook::pacing::HookTiming;
-use crate::model::ActionResult;
+use crate::model::{ActionResult, InstanceId};
 
 /// The clocks of a held action at one decision, in epoch milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,21 +95,24 @@ pub enum Flow<D> {
 #[derive(Debug)]
 pub enum Outcome<A, D> {
     /// The action was completed by this invocation.
-    Completed { instance_id: String, detail: D },
+    Completed { instance_id: InstanceId, detail: D },
     /// Auto Scaling said the action is no longer active (completed elsewhere or expired).
-    AlreadyCompleted { instance_id: String, detail: String },
+    AlreadyCompleted {
+        instance_id: InstanceId,
+        detail: String,
+    },
     /// Ended without completing.
-    Stopped { instance_id: String, detail: D },
+    Stopped { instance_id: InstanceId, detail: D },
     /// The work goes on in a new invocation.
     HandedOff {
-        instance_id: String,
+        instance_id: InstanceId,
         attempt: u32,
         topic_arn: String,
         message_id: String,
     },
     /// DRY_RUN: the decision was logged, nothing changed.
     DryRun {
-        instance_id: String,
+        instance_id: InstanceId,
         decision: Step<A, D>,
     },
     /// Ended by one of the workflow's own acts.

@@ -7,7 +7,8 @@ use crate::hook::continuation::MAX_HOPS;
 use crate::hook::pacing::pace;
 use crate::launch::diagnosis::{Findings, Outcome};
 use crate::model::{
-    ActionResult, AsgInstance, ContainerInstance, Ec2State, InstanceStatus, LifecycleState,
+    ActionResult, AsgInstance, Cluster, ContainerInstance, ContainerInstanceArn, Ec2State,
+    InstanceStatus, LifecycleState,
 };
 
 /// Whether a lifecycle hook waits on the verdict.
@@ -88,8 +89,8 @@ pub enum Verdict {
     WarmPool,
     /// ACTIVE with its agent connected.
     Registered {
-        cluster: String,
-        container_instance: String,
+        cluster: Cluster,
+        container_instance: ContainerInstanceArn,
     },
     /// Not registered in time: an orphan, with what the diagnosis found.
     Orphan { why: String, findings: Findings },

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::error::EventError;
 use crate::hook::event::{WorkflowEvent, event_time};
-use crate::model::is_instance_id;
+use crate::model::{InstanceId, is_instance_id};
 
 pub const LAUNCH_SUCCESSFUL_DETAIL_TYPE: &str = "EC2 Instance Launch Successful";
 
@@ -15,7 +15,7 @@ pub const LAUNCH_SUCCESSFUL_DETAIL_TYPE: &str = "EC2 Instance Launch Successful"
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaunchSuccessful {
     pub asg: String,
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     /// When the launch succeeded (the event's `time`, RFC 3339).
     pub time: Option<String>,
     /// `EC2`, or `WarmPool` when the instance leaves the warm pool.
@@ -37,7 +37,7 @@ impl WorkflowEvent for LaunchSuccessful {
             match (field("AutoScalingGroupName"), field("EC2InstanceId")) {
                 (Some(asg), Some(id)) if is_instance_id(&id) => Ok(LaunchSuccessful {
                     asg,
-                    instance_id: id,
+                    instance_id: id.into(),
                     time: event_time(eb),
                     origin: field("Origin"),
                     destination: field("Destination"),

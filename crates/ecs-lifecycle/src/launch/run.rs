@@ -16,7 +16,7 @@ use crate::hook::runtime::{self, Flow, Holder, HookWorkflow, OutcomeOf, Spec, Ta
 use crate::hook::{Accept, Job};
 use crate::launch::decide::{Clocks, Mode, Observed, Policy, Step, StopReason, Verdict, decide};
 use crate::launch::events::LaunchSuccessful;
-use crate::model::{ActionResult, CommandSent, LifecycleAction, Transition};
+use crate::model::{ActionResult, Cluster, CommandSent, InstanceId, LifecycleAction, Transition};
 use crate::ports::{AutoScaling, Ec2, Ecs, Publisher, Ssm};
 use crate::report::{Event, Notification, Record};
 use crate::time::millis;
@@ -29,12 +29,12 @@ pub const FUNCTION_NAME: &str = "launch-verify";
 pub enum Finished {
     /// The orphan was terminated through its group.
     Terminated {
-        instance_id: String,
+        instance_id: InstanceId,
         verdict: Verdict,
     },
     /// The verdict was logged; nothing to complete.
     Reported {
-        instance_id: String,
+        instance_id: InstanceId,
         verdict: Verdict,
     },
 }
@@ -135,8 +135,8 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
             .common
             .clusters
             .single()
+            .map(Cluster::to_string)
             .unwrap_or_default()
-            .to_owned()
     }
 }
 

@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::EventError;
 
+mod ids;
 mod state;
 
+pub use ids::{Cluster, ContainerInstanceArn, InstanceId, TaskArn};
 pub use state::{
     CommandStatus, Ec2State, ImageState, InstanceStatus, LifecycleState, RefreshStatus, TaskStatus,
 };
@@ -14,9 +16,9 @@ pub use state::{
 /// An EC2 instance registered with an ECS cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContainerInstance {
-    pub cluster: String,
-    pub arn: String,
-    pub ec2_instance_id: String,
+    pub cluster: Cluster,
+    pub arn: ContainerInstanceArn,
+    pub ec2_instance_id: InstanceId,
     pub status: InstanceStatus,
     pub agent_connected: bool,
     /// Tasks whose *desired* status is RUNNING (not enough to call it drained).
@@ -51,14 +53,14 @@ pub const DRAIN_STARTED_ATTRIBUTE: &str = "ecs-lifecycle.drain-started";
 /// A task, as far as draining cares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Task {
-    pub arn: String,
+    pub arn: TaskArn,
     pub last_status: TaskStatus,
     pub desired_status: TaskStatus,
     /// `ecs-svc/<deployment>` for service tasks.
     pub started_by: Option<String>,
     /// `service:<name>` for service tasks, `family:<name>` by default otherwise.
     pub group: Option<String>,
-    pub container_instance_arn: Option<String>,
+    pub container_instance_arn: Option<ContainerInstanceArn>,
     /// When ECS says the task stopped (epoch ms), once it has.
     pub stopped_at_ms: Option<u64>,
 }
@@ -120,7 +122,7 @@ impl Service {
 /// An instance as Auto Scaling sees it: its group and lifecycle state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AsgInstance {
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub asg: String,
     pub lifecycle_state: LifecycleState,
 }
@@ -216,12 +218,12 @@ pub struct AsgGroup {
     /// It launches through a mixed instances policy.
     pub mixed_instances_policy: bool,
     /// `(instance id, lifecycle state)`.
-    pub instances: Vec<(String, LifecycleState)>,
+    pub instances: Vec<(InstanceId, LifecycleState)>,
     pub tags: Vec<(String, String)>,
     /// The account that owns the group (from its ARN).
     pub account_id: Option<String>,
     /// Instances whose health status Auto Scaling reports as `Unhealthy`.
-    pub unhealthy: Vec<String>,
+    pub unhealthy: Vec<InstanceId>,
 }
 
 impl AsgGroup {
@@ -357,7 +359,7 @@ pub struct InstanceTypeInfo {
 /// An EC2 instance: its AMI and when it was launched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ec2Instance {
-    pub id: String,
+    pub id: InstanceId,
     pub image_id: Option<String>,
     pub launched_ms: Option<u64>,
     pub state: Option<Ec2State>,
@@ -414,7 +416,7 @@ pub struct LifecycleAction {
     )]
     pub hook: Option<String>,
     #[serde(rename = "EC2InstanceId")]
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     #[serde(rename = "LifecycleTransition")]
     pub transition: Transition,
     /// Absent when the action is addressed by instance id only.

@@ -6,7 +6,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::error::Error;
-use crate::model::RefreshPreferences;
+use crate::model::{Cluster, RefreshPreferences};
 use crate::ports::{AutoScaling, Ec2, Ecs, Publisher, Ssm};
 use crate::report::{Event, Notification};
 use crate::rollout::log::log_step;
@@ -133,7 +133,11 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
     }
 
     fn cluster(&self) -> &str {
-        self.config.common.clusters.single().unwrap_or_default()
+        self.config
+            .common
+            .clusters
+            .single()
+            .map_or("", Cluster::as_str)
     }
 
     /// A refresh this look started: a rollout (RolloutsStarted).

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use crate::error::Error;
 use crate::model::{
-    AsgGroup, ContainerInstance, InstanceStatus, Refresh, TemplateSpec, TemplateVersion,
+    AsgGroup, Cluster, ContainerInstance, InstanceId, InstanceStatus, Refresh, TemplateSpec,
+    TemplateVersion,
 };
 use crate::ports::{AutoScaling, DesiredStatus, Ec2, Ecs, Publisher, Ssm};
 use crate::rollout::ami::ImageFacts;
@@ -22,7 +23,7 @@ use crate::rollout::view::{ClusterView, GroupView, Member, ServiceView, Template
 /// A service as listed, with what finding its tasks needs.
 #[derive(Debug, Clone)]
 pub(super) struct ServiceRef {
-    pub cluster: String,
+    pub cluster: Cluster,
     pub name: String,
 }
 
@@ -40,7 +41,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
         name: &str,
         intent: &Intent,
         requested: &str,
-        registered: &HashMap<String, (InstanceStatus, bool)>,
+        registered: &HashMap<InstanceId, (InstanceStatus, bool)>,
     ) -> Result<(GroupView, String), Error> {
         let missing = || (missing_group(name), requested.to_owned());
         let mut refreshes = match self.autoscaling.refreshes(name).await {
@@ -145,10 +146,10 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
     async fn members(
         &self,
         group: &AsgGroup,
-        registered: &HashMap<String, (InstanceStatus, bool)>,
+        registered: &HashMap<InstanceId, (InstanceStatus, bool)>,
     ) -> Result<Vec<Member>, Error> {
-        let ids: Vec<String> = group.instances.iter().map(|(id, _)| id.clone()).collect();
-        let ec2: HashMap<String, _> = self
+        let ids: Vec<InstanceId> = group.instances.iter().map(|(id, _)| id.clone()).collect();
+        let ec2: HashMap<InstanceId, _> = self
             .ec2
             .instances(&ids)
             .await?
@@ -159,11 +160,11 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
             .instances
             .iter()
             .map(|(id, state)| Member {
-                id: id.clone(),
+                id: id.to_string(),
                 lifecycle_state: state.clone(),
                 ami: ec2.get(id).and_then(|i| i.image_id.clone()),
                 launched_ms: ec2.get(id).and_then(|i| i.launched_ms),
-                ecs: registered.get(id).cloned(),
+                ecs: registered.get(id.as_str()).cloned(),
                 healthy: !group.unhealthy.contains(id),
             })
             .collect())
@@ -207,7 +208,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
     /// are looked up later, only if needed: [`Self::place_services`]).
     pub(super) async fn services(
         &self,
-        clusters: &[String],
+        clusters: &[Cluster],
     ) -> Result<(ClusterView, Vec<ServiceRef>), Error> {
         let mut view = ClusterView::default();
         let mut refs = Vec::new();

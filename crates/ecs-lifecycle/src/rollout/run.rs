@@ -18,7 +18,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::config::{ClusterScope, RolloutConfig};
 use crate::error::{AwsError, Error};
 use crate::hook::pacing::Pacer;
-use crate::model::{ContainerInstance, InstanceStatus, RefreshStatus};
+use crate::model::{ContainerInstance, InstanceId, InstanceStatus, RefreshStatus};
 use crate::ports::{AutoScaling, Ec2, Ecs, Publisher, Ssm};
 use crate::report::Reporter;
 use crate::rollout::ami::{ami_from_parameter, newer_than_refused, vet};
@@ -363,7 +363,7 @@ impl<A: AutoScaling, C: Ec2, E: Ecs, S: Ssm, P: Publisher> Roller<A, C, E, S, P>
         requested: &str,
         container_instances: &[ContainerInstance],
     ) -> (Vec<(GroupView, String)>, Option<Error>) {
-        let registered: HashMap<String, (InstanceStatus, bool)> = container_instances
+        let registered: HashMap<InstanceId, (InstanceStatus, bool)> = container_instances
             .iter()
             .map(|ci| {
                 (

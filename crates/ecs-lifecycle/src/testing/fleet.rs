@@ -16,11 +16,12 @@ use tokio::time::Instant;
 
 use crate::error::AwsError;
 use crate::model::{
-    ActionAck, ActionResult, AsgGroup, AsgInstance, CommandInvocation, CommandSent,
-    ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, Ec2Instance,
-    Ec2State, HookTimeouts, Image, InstanceStatus, InstanceTypeInfo, LaunchTemplateRef,
-    LifecycleAction, LifecycleHook, LifecycleState, Refresh, RefreshPreferences, ScalingActivity,
-    Scheduling, Service, Task, TaskStatus, TemplateVersion,
+    ActionAck, ActionResult, AsgGroup, AsgInstance, Cluster, CommandInvocation, CommandSent,
+    ContainerInstance, ContainerInstanceArn, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE,
+    DRAIN_STARTED_ATTRIBUTE, Ec2Instance, Ec2State, HookTimeouts, Image, InstanceId,
+    InstanceStatus, InstanceTypeInfo, LaunchTemplateRef, LifecycleAction, LifecycleHook,
+    LifecycleState, Refresh, RefreshPreferences, ScalingActivity, Scheduling, Service, Task,
+    TaskArn, TaskStatus, TemplateVersion,
 };
 use crate::ports::{
     AutoScaling, DesiredStatus, Ec2, Ecs, EcsFailure, Publisher, Registration, Ssm, StopResult,
@@ -288,7 +289,7 @@ impl FakeFleet {
             .map(|c| c.arn.clone())
             .unwrap_or_default();
         w.tasks.push(Task {
-            arn: task.to_owned(),
+            arn: task.into(),
             last_status: TaskStatus::Running,
             desired_status: TaskStatus::Running,
             started_by: None,
@@ -394,8 +395,8 @@ impl FakeFleet {
             instance_id.to_owned(),
             ContainerInstance {
                 cluster: "c1".into(),
-                arn: arn.clone(),
-                ec2_instance_id: instance_id.to_owned(),
+                arn: arn.as_str().into(),
+                ec2_instance_id: instance_id.into(),
                 status: InstanceStatus::Active,
                 agent_connected: true,
                 running_tasks_count: 0,
@@ -446,7 +447,7 @@ impl FakeFleet {
             });
         }
         w.tasks.push(Task {
-            arn: task.to_owned(),
+            arn: task.into(),
             last_status: TaskStatus::Running,
             desired_status: TaskStatus::Running,
             started_by: Some("ecs-svc/1".into()),
@@ -568,7 +569,7 @@ impl FakeFleet {
 }
 
 impl AutoScaling for FakeFleet {
-    async fn instance(&self, instance_id: &str) -> Result<Option<AsgInstance>, AwsError> {
+    async fn instance(&self, instance_id: &InstanceId) -> Result<Option<AsgInstance>, AwsError> {
         let w = match self
             .faulty("autoscaling", "DescribeAutoScalingInstances")
             .await?
@@ -576,8 +577,8 @@ impl AutoScaling for FakeFleet {
             (w, None) => w,
             (_, Some(e)) => return Err(e),
         };
-        Ok(w.actions.get(instance_id).map(|a| AsgInstance {
-            instance_id: instance_id.to_owned(),
+        Ok(w.actions.get(instance_id.as_str()).map(|a| AsgInstance {
+            instance_id: instance_id.clone(),
             asg: a.asg.clone(),
             lifecycle_state: match &a.state {
                 ActionState::Waiting => a.transition_wait.clone(),
@@ -587,7 +588,7 @@ impl AutoScaling for FakeFleet {
         }))
     }
 
-    async fn instances(&self, _instance_ids: &[String]) -> Result<Vec<AsgInstance>, AwsError> {
+    async fn instances(&self, _instance_ids: &[InstanceId]) -> Result<Vec<AsgInstance>, AwsError> {
         Err(unsupported("autoscaling", "DescribeAutoScalingInstances"))
     }
 
@@ -626,10 +627,10 @@ impl AutoScaling for FakeFleet {
             .faulty("autoscaling", "RecordLifecycleActionHeartbeat")
             .await?;
         let now = Instant::now();
-        let ack = match w.actions.get_mut(&action.instance_id) {
+        let ack = match w.actions.get_mut(action.instance_id.as_str()) {
             Some(a) if a.state == ActionState::Waiting => {
                 a.last_heartbeat = now;
-                w.heartbeats.push((action.instance_id.clone(), now));
+                w.heartbeats.push((action.instance_id.to_string(), now));
                 ActionAck::Accepted
             }
             _ => Self::no_active(&mut w, &action.instance_id),
@@ -637,13 +638,13 @@ impl AutoScaling for FakeFleet {
         lost.map_or(Ok(ack), Err)
     }
 
-    async fn mark_unhealthy(&self, instance_id: &str) -> Result<(), AwsError> {
+    async fn mark_unhealthy(&self, instance_id: &InstanceId) -> Result<(), AwsError> {
         let mut w = self.call().await;
-        w.unhealthy.push(instance_id.to_owned());
+        w.unhealthy.push(instance_id.to_string());
         Ok(())
     }
 
-    async fn terminate_instance(&self, _instance_id: &str) -> Result<(), AwsError> {
+    async fn terminate_instance(&self, _instance_id: &InstanceId) -> Result<(), AwsError> {
         Err(unsupported(
             "autoscaling",
             "TerminateInstanceInAutoScalingGroup",
@@ -667,13 +668,16 @@ impl AutoScaling for FakeFleet {
                 "injected by the fake fleet".into(),
             ));
         }
-        let ack = match w.actions.get_mut(&action.instance_id) {
+        let ack = match w.actions.get_mut(action.instance_id.as_str()) {
             Some(a) if a.state == ActionState::Waiting => {
                 a.state = ActionState::Completed(result);
                 let now = Instant::now();
                 w.completions
-                    .push((action.instance_id.clone(), result, now));
-                let ci = w.instances.get(&action.instance_id).map(|c| c.arn.clone());
+                    .push((action.instance_id.to_string(), result, now));
+                let ci = w
+                    .instances
+                    .get(action.instance_id.as_str())
+                    .map(|c| c.arn.clone());
                 let tasks = w
                     .tasks
                     .iter()
@@ -681,7 +685,7 @@ impl AutoScaling for FakeFleet {
                     .cloned()
                     .collect();
                 w.completed_with
-                    .push((action.instance_id.clone(), result, now, tasks));
+                    .push((action.instance_id.to_string(), result, now, tasks));
                 ActionAck::Accepted
             }
             _ => Self::no_active(&mut w, &action.instance_id),
@@ -755,27 +759,27 @@ impl AutoScaling for FakeFleet {
 }
 
 impl Ecs for FakeFleet {
-    async fn cluster_arns(&self) -> Result<Vec<String>, AwsError> {
+    async fn cluster_arns(&self) -> Result<Vec<Cluster>, AwsError> {
         let _w = self.ecs("ListClusters").await?;
         Ok(vec!["c1".into()])
     }
 
     async fn find_container_instance(
         &self,
-        _cluster: &str,
-        ec2_instance_id: &str,
+        _cluster: &Cluster,
+        ec2_instance_id: &InstanceId,
     ) -> Result<Registration, AwsError> {
         let w = self.ecs("ListContainerInstances").await?;
         Ok(w.instances
-            .get(ec2_instance_id)
+            .get(ec2_instance_id.as_str())
             .cloned()
             .map_or(Registration::NotRegistered, Registration::Registered))
     }
 
     async fn describe_container_instance(
         &self,
-        _cluster: &str,
-        arn: &str,
+        _cluster: &Cluster,
+        arn: &ContainerInstanceArn,
     ) -> Result<Option<ContainerInstance>, AwsError> {
         let w = self.ecs("DescribeContainerInstances").await?;
         Ok(w.instances.values().find(|c| c.arn == arn).cloned())
@@ -783,8 +787,8 @@ impl Ecs for FakeFleet {
 
     async fn set_attributes(
         &self,
-        _cluster: &str,
-        container_instance: &str,
+        _cluster: &Cluster,
+        container_instance: &ContainerInstanceArn,
         attributes: &[(&str, &str)],
     ) -> Result<(), AwsError> {
         let mut w = self.ecs("PutAttributes").await?;
@@ -807,8 +811,8 @@ impl Ecs for FakeFleet {
 
     async fn set_draining(
         &self,
-        _cluster: &str,
-        arn: &str,
+        _cluster: &Cluster,
+        arn: &ContainerInstanceArn,
     ) -> Result<Result<(), EcsFailure>, AwsError> {
         let mut w = self.ecs("UpdateContainerInstancesState").await?;
         match w.instances.values_mut().find(|c| c.arn == arn) {
@@ -825,10 +829,10 @@ impl Ecs for FakeFleet {
 
     async fn task_arns(
         &self,
-        _cluster: &str,
-        container_instance: &str,
+        _cluster: &Cluster,
+        container_instance: &ContainerInstanceArn,
         desired: DesiredStatus,
-    ) -> Result<Vec<String>, AwsError> {
+    ) -> Result<Vec<TaskArn>, AwsError> {
         let w = self.ecs("ListTasks").await?;
         let want = match desired {
             DesiredStatus::Running => TaskStatus::Running,
@@ -837,14 +841,14 @@ impl Ecs for FakeFleet {
         Ok(w.tasks
             .iter()
             .filter(|t| {
-                t.container_instance_arn.as_deref() == Some(container_instance)
+                t.container_instance_arn.as_ref() == Some(container_instance)
                     && t.desired_status == want
             })
             .map(|t| t.arn.clone())
             .collect())
     }
 
-    async fn tasks(&self, _cluster: &str, arns: &[String]) -> Result<Vec<Task>, AwsError> {
+    async fn tasks(&self, _cluster: &Cluster, arns: &[TaskArn]) -> Result<Vec<Task>, AwsError> {
         let w = self.ecs("DescribeTasks").await?;
         Ok(w.tasks
             .iter()
@@ -853,7 +857,11 @@ impl Ecs for FakeFleet {
             .collect())
     }
 
-    async fn services(&self, _cluster: &str, names: &[String]) -> Result<Vec<Service>, AwsError> {
+    async fn services(
+        &self,
+        _cluster: &Cluster,
+        names: &[String],
+    ) -> Result<Vec<Service>, AwsError> {
         let w = self.ecs("DescribeServices").await?;
         Ok(w.services
             .iter()
@@ -862,7 +870,12 @@ impl Ecs for FakeFleet {
             .collect())
     }
 
-    async fn stop(&self, _cluster: &str, arn: &str, _reason: &str) -> Result<StopResult, AwsError> {
+    async fn stop(
+        &self,
+        _cluster: &Cluster,
+        arn: &TaskArn,
+        _reason: &str,
+    ) -> Result<StopResult, AwsError> {
         let mut w = self.ecs("StopTask").await?;
         match w.tasks.iter_mut().find(|t| t.arn == arn) {
             Some(t) => {
@@ -875,23 +888,23 @@ impl Ecs for FakeFleet {
 
     async fn container_instances(
         &self,
-        _cluster: &str,
+        _cluster: &Cluster,
     ) -> Result<Vec<ContainerInstance>, AwsError> {
         let w = self.ecs("ListContainerInstances").await?;
         Ok(w.instances.values().cloned().collect())
     }
 
-    async fn service_arns(&self, _cluster: &str) -> Result<Vec<String>, AwsError> {
+    async fn service_arns(&self, _cluster: &Cluster) -> Result<Vec<String>, AwsError> {
         let w = self.ecs("ListServices").await?;
         Ok(w.services.iter().map(|s| s.name.clone()).collect())
     }
 
     async fn service_task_arns(
         &self,
-        _cluster: &str,
+        _cluster: &Cluster,
         _service: &str,
         _desired: DesiredStatus,
-    ) -> Result<Vec<String>, AwsError> {
+    ) -> Result<Vec<TaskArn>, AwsError> {
         Err(unsupported("ecs", "ListTasks"))
     }
 }
@@ -943,14 +956,14 @@ impl Publisher for FakeFleet {
 }
 
 impl Ec2 for FakeFleet {
-    async fn instance_state(&self, instance_id: &str) -> Result<Option<Ec2State>, AwsError> {
+    async fn instance_state(&self, instance_id: &InstanceId) -> Result<Option<Ec2State>, AwsError> {
         let w = self.call().await;
         Ok(w.actions
-            .contains_key(instance_id)
+            .contains_key(instance_id.as_str())
             .then_some(Ec2State::Running))
     }
 
-    async fn instances(&self, _ids: &[String]) -> Result<Vec<Ec2Instance>, AwsError> {
+    async fn instances(&self, _ids: &[InstanceId]) -> Result<Vec<Ec2Instance>, AwsError> {
         Err(unsupported("ec2", "DescribeInstances"))
     }
 
@@ -1000,7 +1013,7 @@ impl Ssm for FakeFleet {
     async fn run_document(
         &self,
         _document: &str,
-        _instance_id: &str,
+        _instance_id: &InstanceId,
         _parameters: &[(&str, &str)],
         _log_group: Option<&str>,
         _timeout_s: i32,
@@ -1011,7 +1024,7 @@ impl Ssm for FakeFleet {
     async fn command_invocation(
         &self,
         _command_id: &str,
-        _instance_id: &str,
+        _instance_id: &InstanceId,
     ) -> Result<Option<CommandInvocation>, AwsError> {
         Err(unsupported("ssm", "GetCommandInvocation"))
     }
