@@ -58,6 +58,7 @@ mod dead_letters;
 mod diagnostic;
 mod functions;
 mod iam;
+mod iam_simulation;
 mod observability;
 mod parameters;
 mod routing;
