@@ -7,7 +7,8 @@
 //
 // INPUT:  {"account": "123456789012",
 //          "policies": {"<role>": <policy document>},
-//          "requests": [{"id", "role", "action", "resource", "context": {key: value}}]}
+//          "requests": [{"id", "role", "action", "resource", "context": {key: value},
+//                        "resourcePolicy"?: the resource's policy (a KMS key's)}]}
 // OUTPUT: {"results": [{"id", "decision": "Allowed" | "ImplicitlyDenied" |
 //                        "ExplicitlyDenied" | "Error", "error"?, "note"?,
 //                        "statements": [Sid of each statement that allowed it]}],
@@ -37,9 +38,10 @@ function simulation(req) {
     identityPolicies: [{ name: req.role, policy }],
     serviceControlPolicies: [],
     resourceControlPolicies: [],
+    ...(req.resourcePolicy ? { resourcePolicy: req.resourcePolicy } : {}),
     request: {
       action: req.action,
-      principal: `arn:aws:iam::${account}:role/${req.role}`,
+      principal: `arn:aws:iam::${account}:role/${req.role.split('#')[0]}`,
       resource: { accountId: account, resource: req.resource },
       contextVariables: req.context ?? {},
     },
@@ -48,7 +50,7 @@ function simulation(req) {
 
 function allowingSids(result) {
   const allows = result?.analysis?.identityAnalysis?.allowStatements ?? []
-  return allows.map((s) => s.statement?.Sid ?? '(no Sid)')
+  return allows.map((s) => (typeof s.statement?.sid === 'function' ? s.statement.sid() : undefined) ?? s.explain?.identifier ?? '(no Sid)')
 }
 
 const results = []

@@ -8,7 +8,7 @@ key id `FN...`, given by testkit's `as_function`, which writes the function and 
 configuration to `deployments-<pid>.jsonl` in the same directory) is written to
 `requests-<pid>.jsonl` there, one line per request:
 
-    {"key", "service", "operation", "hooked_groups", "checks": [
+    {"key", "service", "operation", "hooks": [{"group", "target"}], "checks": [
         {"action", "resource", "context", "via"?}]}
 
 `checks` is what IAM authorizes for the request, per AWS's Service Authorization
@@ -20,8 +20,8 @@ make AWS authorize more than the call itself, as the caller: Auto Scaling checks
 ec2:RunInstances, ec2:CreateTags and iam:PassRole of the caller when a group is
 updated, or a refresh started, with a launch template ("via": the call). The state
 these need (the group of an instance, the tags of a launch template or an instance)
-is read from moto's backends before the request runs. `hooked_groups` are the groups
-with a lifecycle hook at the time: the groups the stack was deployed for.
+is read from moto's backends before the request runs. `hooks` are the lifecycle hooks
+at the time: the stack creates one per group it is deployed for, notifying its topic.
 
 Nothing here changes what the stand-in answers.
 """
@@ -34,9 +34,13 @@ import threading
 import urllib.parse
 from typing import Any
 
-from .common import ACCOUNT_ID, MOTO_LOCK
+from .common import ACCOUNT_ID, MOTO_LOCK, log
 
 RECORD_DIR = os.environ.get("ECS_LIFECYCLE_IAM_RECORD") or None
+
+
+class Unmapped(Exception):
+    """A call this file does not map to IAM yet."""
 _WRITE = threading.Lock()
 
 
@@ -66,6 +70,16 @@ def _members(form: dict[str, str], prefix: str) -> list[str]:
         if idx.isdigit() and rest in (idx, f"member.{idx}"):
             found.append((int(idx), v))
     return [v for _, v in sorted(found)]
+
+
+def _tags(items: Any) -> dict[str, str]:
+    """moto's tag lists ({"Key", "Value"} or {"key", "value"}) as a dict."""
+    out = {}
+    for t in items or []:
+        key = t.get("Key", t.get("key"))
+        if key is not None:
+            out[key] = t.get("Value", t.get("value", ""))
+    return out
 
 
 def _tag_context(tags: dict[str, str], service_prefix: str | None) -> dict[str, Any]:
@@ -117,7 +131,7 @@ def _ecs(op: str, p: dict[str, Any], region: str) -> list[dict[str, Any]]:
         return each("ecs:StopTask", "task", [p["task"]])
     if op == "DescribeServices":
         return each("ecs:DescribeServices", "service", p.get("services", []))
-    raise KeyError(op)
+    raise Unmapped(op)
 
 
 # ---------------------------------------------------------------- Auto Scaling
@@ -127,7 +141,7 @@ def _group_arn_and_tags(name: str, region: str) -> tuple[str, dict[str, str]]:
     group = _backend("autoscaling", region).autoscaling_groups.get(name)
     if group is None:
         return f"arn:aws:autoscaling:{region}:{ACCOUNT_ID}:autoScalingGroup:*:autoScalingGroupName/{name}", {}
-    return group.arn, {t["key"]: t["value"] for t in group.tags}
+    return group.arn, _tags(group.tags)
 
 
 def _group_of_instance(instance_id: str, region: str) -> str | None:
@@ -150,7 +164,7 @@ def _launch_checks(template: Any, region: str, via: str) -> list[dict[str, Any]]
     template's TagSpecifications put on them, and iam:PassRole of its instance
     profile's role (the profile named as its role, the convention of AWS's console)."""
     lt_arn = f"arn:aws:ec2:{region}:{ACCOUNT_ID}:launch-template/{template.id}"
-    tags = {t["Key"]: t["Value"] for t in template.get_tags()} if hasattr(template, "get_tags") else {}
+    tags = _tags(template.get_tags())
     ctx_lt = {"ec2:LaunchTemplate": lt_arn, "ec2:IsLaunchTemplateResource": "true"}
     out = [{"action": "ec2:RunInstances", "resource": lt_arn,
             "context": {**_tag_context(tags, "ec2"), **ctx_lt}, "via": via}]
@@ -230,10 +244,10 @@ def _ec2(op: str, f: dict[str, str], region: str) -> list[dict[str, Any]]:
     if op == "CreateLaunchTemplateVersion":
         lt = _launch_template(f.get("LaunchTemplateId"), f.get("LaunchTemplateName"), region)
         lt_id = lt.id if lt is not None else (f.get("LaunchTemplateId") or "lt-unknown")
-        tags = {t["Key"]: t["Value"] for t in lt.get_tags()} if lt is not None else {}
+        tags = _tags(lt.get_tags()) if lt is not None else {}
         return [{"action": action, "resource": f"arn:aws:ec2:{region}:{ACCOUNT_ID}:launch-template/{lt_id}",
                  "context": _tag_context(tags, "ec2")}]
-    raise KeyError(op)
+    raise Unmapped(op)
 
 
 def _ssm(op: str, p: dict[str, Any], region: str) -> list[dict[str, Any]]:
@@ -255,33 +269,63 @@ def _ssm(op: str, p: dict[str, Any], region: str) -> list[dict[str, Any]]:
         ec2 = _backend("ec2", region)
         for instance_id in p.get("InstanceIds", []):
             try:
-                tags = {t["Key"]: t["Value"] for t in ec2.get_instance(instance_id).get_tags()}
+                tags = _tags(ec2.get_instance(instance_id).get_tags())
             except Exception:
                 tags = {}
+            # AWS tags every instance a group launches with aws:autoscaling:groupName;
+            # moto does not.
+            group = _group_of_instance(instance_id, region)
+            if group is not None:
+                tags.setdefault("aws:autoscaling:groupName", group)
             out.append({"action": action, "resource": f"arn:aws:ec2:{region}:{ACCOUNT_ID}:instance/{instance_id}",
                         "context": _tag_context(tags, "ssm")})
         return out
-    raise KeyError(op)
+    raise Unmapped(op)
 
 
 def _sns(op: str, f: dict[str, str], region: str) -> list[dict[str, Any]]:
     if op == "Publish":
         return [{"action": "sns:Publish", "resource": f.get("TopicArn") or f.get("TargetArn", ""), "context": {}}]
-    raise KeyError(op)
+    raise Unmapped(op)
 
 
 # ---------------------------------------------------------------- recording
 
 
-def _hooked_groups(region: str) -> list[str]:
-    return sorted({h.as_name for h in _backend("autoscaling", region).lifecycle_hooks.values()})
+def _hooks(region: str) -> list[dict[str, Any]]:
+    """The lifecycle hooks: the stack creates one per group it was deployed for, each
+    notifying its topic."""
+    return sorted(
+        ({"group": h.auto_scaling_group_name, "target": getattr(h, "notification_target_arn", None)}
+         for h in _backend("autoscaling", region).lifecycle_hooks.values()),
+        key=lambda h: (h["group"], h["target"] or ""),
+    )
 
 
 def record(environ: dict[str, Any], body: bytes, service: str, operation: str, region: str,
            access_key: str | None) -> None:
-    """Writes the request's line when recording and the caller is a function."""
+    """Writes the request's line when recording and the caller is a function. A bug
+    here never fails the request: the line then says so, and the check fails on it."""
     if RECORD_DIR is None or not access_key or not access_key.startswith("FN"):
         return
+    try:
+        _record(environ, body, service, operation, region, access_key)
+    except Exception as e:  # noqa: BLE001
+        log(f"iam: cannot record {service}:{operation}: {e!r}")
+        _write({"key": access_key, "service": service, "operation": operation, "hooks": [],
+                "checks": [{"action": f"{service}:{operation}", "resource": f"(recording error: {e!r})",
+                            "context": {}}]})
+
+
+def _write(line: dict[str, Any]) -> None:
+    assert RECORD_DIR is not None
+    os.makedirs(RECORD_DIR, exist_ok=True)
+    with _WRITE, open(os.path.join(RECORD_DIR, f"requests-{os.getpid()}.jsonl"), "a") as out:
+        out.write(json.dumps(line, sort_keys=True) + "\n")
+
+
+def _record(environ: dict[str, Any], body: bytes, service: str, operation: str, region: str,
+            access_key: str) -> None:
     try:
         json_body = json.loads(body) if body.strip().startswith(b"{") else {}
     except ValueError:
@@ -299,13 +343,10 @@ def record(environ: dict[str, Any], body: bytes, service: str, operation: str, r
             elif service == "sns":
                 checks = _sns(operation, _form(body, environ), region)
             else:
-                raise KeyError(operation)
-        except KeyError:
+                raise Unmapped(operation)
+        except Unmapped:
             # A call this file does not map yet: the check fails on it by name.
             checks = [{"action": f"{service}:{operation}", "resource": "(unmapped)", "context": {}}]
-        hooked = _hooked_groups(region)
-    line = json.dumps({"key": access_key, "service": service, "operation": operation,
-                       "hooked_groups": hooked, "checks": checks}, sort_keys=True)
-    os.makedirs(RECORD_DIR, exist_ok=True)
-    with _WRITE, open(os.path.join(RECORD_DIR, f"requests-{os.getpid()}.jsonl"), "a") as out:
-        out.write(line + "\n")
+        hooks = _hooks(region)
+    _write({"key": access_key, "service": service, "operation": operation, "hooks": hooks,
+            "checks": checks})
