@@ -1,9 +1,27 @@
 #!/usr/bin/env bash
-# Installs the system tools scripts/test needs besides cargo: shellcheck (lints
-# crates/launch-verify/diagnostic/ecs-orphan-diagnostic.sh). Idempotent: does
-# nothing when the tool is already on PATH. Non-interactive apt-get; runs as root
-# or through sudo.
+# Installs the tools scripts/test needs besides cargo and the Python venvs:
+#   - the IAM policy engine, @cloud-copilot/iam-simulate (npm, the version and
+#     its dependencies pinned by tests/iam/package-lock.json), into
+#     tests/iam/node_modules (gitignored) with `npm ci`; needs Node.js and npm;
+#   - shellcheck (lints crates/launch-verify/diagnostic/ecs-orphan-diagnostic.sh),
+#     with apt-get when it is not on PATH (non-interactive; as root or through sudo).
+# Idempotent: a stamp of the lock file makes a repeat npm step instant.
 set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+
+iam="$root/tests/iam"
+stamp="$iam/node_modules/.package-lock.sha256"
+want="$(sha256sum "$iam/package-lock.json" | cut -d' ' -f1)"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "setup-tools: npm is missing: install Node.js (20 or later) and npm" >&2
+        exit 1
+    fi
+    echo "setup-tools: installing the IAM policy engine (npm ci in tests/iam)" >&2
+    npm ci --prefix "$iam" --no-audit --no-fund --silent
+    echo "$want" > "$stamp"
+fi
+
 if command -v shellcheck >/dev/null 2>&1; then
     exit 0
 fi

@@ -309,3 +309,44 @@ async fn a_scheduled_retirement_replaces_the_instance_or_drains_it() {
     assert_eq!(fleet.status_of(1).await.unwrap(), "DRAINING");
     assert_eq!(health(1).await, "HEALTHY");
 }
+
+/// A scheduled retirement of an instance in the cluster whose group another
+/// stack manages (its terminate hook notifies that stack's topic, not this
+/// function's): left to that stack. This function's role covers its own
+/// groups only, so SetInstanceHealth on the other group would be AccessDenied
+/// on AWS, a failed invocation and two retries (found by the IAM check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_retirement_in_another_stacks_group_is_left_to_that_stack() {
+    let s = Standin::start().unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("neighbour", 1)).await;
+    let ours = "arn:aws:sns:us-east-1:123456789012:this-stack-lifecycle";
+    let v = drainer_as_deployed(
+        &sdk,
+        &[
+            ("CLUSTER_NAME", fleet.cluster.as_str()),
+            ("CONTINUATION_TOPIC_ARN", ours),
+        ],
+    )
+    .handle(
+        &signal("eventbridge-health-retirement.json", &fleet.instance_ids[0]),
+        now_ms() + 60_000,
+    )
+    .await
+    .unwrap()
+    .to_json();
+    let done = &v["outcomes"][0]["instances"][0];
+    assert_eq!(done["done"], "not_managed", "{v}");
+    assert_eq!(done["asg"], fleet.asg.as_str(), "{v}");
+    let health = fleet
+        .autoscaling
+        .describe_auto_scaling_instances()
+        .instance_ids(&fleet.instance_ids[0])
+        .send()
+        .await
+        .unwrap()
+        .auto_scaling_instances()[0]
+        .health_status()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    assert_eq!(health, "HEALTHY");
+}

@@ -35,6 +35,8 @@ WHERE IT STANDS IN FOR AWS (a correct client could fail against raw moto, a wron
                  a count of calls or a time window (an outage) ..... standin/control.py
   (tests only)   the /_standin/ control endpoints, call counts, fault injection
                  ................................................... standin/control.py
+  (tests only)   what IAM authorizes for each request a function makes, recorded
+                 for the IAM check (ECS_LIFECYCLE_IAM_RECORD) ........ standin/iam.py
 Everything else is plain moto 5.2.5.
 """
 

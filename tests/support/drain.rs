@@ -45,6 +45,7 @@ pub fn drainer(sdk: &aws_config::SdkConfig, vars: &[(&str, &str)]) -> TestDraine
 /// binary keeps.
 pub fn drainer_as_deployed(sdk: &aws_config::SdkConfig, vars: &[(&str, &str)]) -> TestDrainer {
     let config = DrainConfig::from_env(&env_of(vars)).expect("valid test configuration");
+    let sdk = &testkit::as_function(sdk, "terminate-drain", vars);
     Drainer::new(
         aws_sdk_ecs::Client::new(sdk),
         aws_sdk_autoscaling::Client::new(sdk),

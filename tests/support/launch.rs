@@ -36,6 +36,8 @@ pub fn verifier(sdk: &aws_config::SdkConfig, vars: &[(&str, &str)]) -> TestVerif
     ];
     let config = LaunchConfig::from_env(&env_of(defaults.iter().chain(vars)))
         .expect("valid test configuration");
+    let all: Vec<(&str, &str)> = defaults.iter().chain(vars).copied().collect();
+    let sdk = &testkit::as_function(sdk, "launch-verify", &all);
     Verifier::new(
         aws_sdk_ecs::Client::new(sdk),
         aws_sdk_autoscaling::Client::new(sdk),

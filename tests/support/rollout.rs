@@ -66,6 +66,8 @@ pub fn roller_with(
     ];
     let config = RolloutConfig::from_env(&env_of(vars.iter().chain(extra)))
         .expect("valid test configuration");
+    let all: Vec<(&str, &str)> = vars.iter().chain(extra).copied().collect();
+    let sdk = &testkit::as_function(sdk, "ami-rollout", &all);
     Roller::new(
         aws_sdk_autoscaling::Client::new(sdk),
         aws_sdk_ec2::Client::new(sdk),

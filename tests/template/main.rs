@@ -64,6 +64,7 @@ mod dead_letters;
 mod diagnostic;
 mod functions;
 mod iam;
+mod iam_simulation;
 mod observability;
 mod org;
 mod parameters;

@@ -434,6 +434,7 @@ mod tests {
             transition: Some(transition),
             timeouts: HookTimeouts::from_heartbeat(heartbeat),
             default_result: "CONTINUE".into(),
+            notification_target: None,
         }
     }
 

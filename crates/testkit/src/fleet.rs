@@ -100,12 +100,43 @@ impl Fleet {
             .to_owned();
 
         let ssm_ami = SSM_AMI;
+        // As an ECS fleet's launch template is in the account: the instances'
+        // role through its instance profile, tags for what it launches, and the
+        // tag that lets the stack `ecs-lifecycle`'s ami-rollout make versions of
+        // it (docs/ami-rollout.md). The IAM check evaluates what these make AWS
+        // authorize (iam:PassRole, ec2:CreateTags, the tag condition).
+        use aws_sdk_ec2::types::{
+            LaunchTemplateIamInstanceProfileSpecificationRequest,
+            LaunchTemplateTagSpecificationRequest, ResourceType, Tag, TagSpecification,
+        };
         ec2.create_launch_template()
             .launch_template_name(format!("{name}-lt"))
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::LaunchTemplate)
+                    .tags(
+                        Tag::builder()
+                            .key("ecs-lifecycle:ami-rollout")
+                            .value("ecs-lifecycle")
+                            .build(),
+                    )
+                    .build(),
+            )
             .launch_template_data(
                 aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
                     .image_id(ssm_ami)
                     .instance_type(aws_sdk_ec2::types::InstanceType::M5Large)
+                    .iam_instance_profile(
+                        LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                            .name("ecsInstanceRole")
+                            .build(),
+                    )
+                    .tag_specifications(
+                        LaunchTemplateTagSpecificationRequest::builder()
+                            .resource_type(ResourceType::Instance)
+                            .tags(Tag::builder().key("ecs-cluster").value(name).build())
+                            .build(),
+                    )
                     .build(),
             )
             .send()

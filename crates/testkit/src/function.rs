@@ -50,6 +50,13 @@ impl LocalFunction {
         stdout: Stdio,
         stderr: Stdio,
     ) -> Result<LocalFunction> {
+        // The binary's own test credentials (crate::iam): its requests are
+        // recorded as the function's, named by the binary's file name.
+        let function = binary
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let credentials = crate::function_credentials(&function, env);
         let mut cmd = Command::new(binary);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -60,7 +67,7 @@ impl LocalFunction {
             .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
             .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_ACCESS_KEY_ID", credentials.access_key_id())
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_ENDPOINT_URL", &standin.endpoint)
             .envs(env.iter().copied())

@@ -8,6 +8,7 @@
 
 mod fleet;
 mod function;
+mod iam;
 mod notes;
 mod refresh;
 mod rollout;
@@ -15,6 +16,7 @@ mod standin;
 
 pub use fleet::{Fleet, FleetSpec, TaskInfo, TaskTags, last_stopped_at};
 pub use function::LocalFunction;
+pub use iam::{IAM_RECORD_ENV, as_function, function_credentials};
 pub use notes::{
     NotificationQueue, metric_records, metric_sum, notification, notified_events, records_with,
 };

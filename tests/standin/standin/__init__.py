@@ -18,12 +18,15 @@ module's docstring says what it emulates and why moto 5.2.5 lacks it:
   ecs.py          task stop transitions, the scheduler on DRAINING, counters, paging
   awslambda.py    the Lambda Runtime API, invocations, SNS -> Lambda subscriptions
   ssm.py          SSM Run Command outcomes
+  iam.py          (recording only, changes no answer) what IAM would authorize for each
+                  request a function makes, for the IAM check, when
+                  ECS_LIFECYCLE_IAM_RECORD names a directory
   common.py       what they share: account, region, MOTO_LOCK, errors, helpers
 
 Importing a service module applies its patches to moto (it replaces attributes of
 moto's models and responses); app.py imports every one. Imports between the modules
 go one way: common <- activities <- autoscaling <- refresh; common <- ec2, ecs,
-awslambda, ssm; all of those <- control <- app.
+awslambda, ssm, iam; all of those <- control <- app.
 
 This file runs first: it sets what moto reads when it is imported (account id, region,
 dummy credentials) and refuses any moto but 5.2.5. The patches reach into moto's

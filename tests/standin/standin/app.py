@@ -35,7 +35,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 # Importing a service module applies its patches to moto: all of them, here.
-from . import activities, autoscaling, awslambda, control, ec2, ecs, refresh, ssm  # noqa: F401
+from . import activities, autoscaling, awslambda, control, ec2, ecs, iam, refresh, ssm  # noqa: F401
 from .common import MOTO_LOCK, json_response, log, read_body
 from .control import CALLS, fault_response, identify_request
 
@@ -68,7 +68,9 @@ class StandInApp:
             environ.get("HTTP_AUTHORIZATION") or environ.get("HTTP_X_AMZ_TARGET") or "X-Amz-Credential" in
             environ.get("QUERY_STRING", "")
         ):
-            service, operation, _ = identify_request(environ, body)
+            service, operation, region = identify_request(environ, body)
+            key = control._CREDENTIAL_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
+            iam.record(environ, body, service, operation, region, key.group(1) if key else None)
             fault = CALLS.record(f"{service}:{operation}")
             with MOTO_LOCK:
                 refresh.REFRESHES.on_call(f"{service}:{operation}")

@@ -69,6 +69,7 @@ fn lifecycle_hook(h: &aws_sdk_autoscaling::types::LifecycleHook) -> Option<Lifec
         transition,
         timeouts,
         default_result: h.default_result().unwrap_or("ABANDON").to_owned(),
+        notification_target: h.notification_target_arn().map(str::to_owned),
     })
 }
 

@@ -19,7 +19,7 @@ use crate::drain::events::Signal;
 use crate::drain::run::{DrainMemo, Drainer};
 use crate::error::Error;
 use crate::hook::lookup::find_container_instance;
-use crate::model::{InstanceId, InstanceStatus};
+use crate::model::{InstanceId, InstanceStatus, Transition};
 use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
 use crate::time::{epoch_ms_of, rfc3339};
 
@@ -139,6 +139,22 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         }))
     }
 
+    /// Whether `asg` is a group of this deployment: it has a terminate hook that
+    /// notifies CONTINUATION_TOPIC_ARN (any terminate hook when that is unset).
+    async fn manages(&self, asg: &str) -> Result<bool, Error> {
+        let topic = self.config.common.continuation_topic.as_deref();
+        Ok(self
+            .hold
+            .autoscaling
+            .lifecycle_hooks(asg)
+            .await?
+            .iter()
+            .any(|h| {
+                h.transition == Some(Transition::Terminating)
+                    && topic.is_none_or(|t| h.notification_target.as_deref() == Some(t))
+            }))
+    }
+
     /// Unhealthy in its group: Auto Scaling replaces it through the terminate hook.
     async fn replace(
         &self,
@@ -161,6 +177,16 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         {
             info!(signal = kind, %instance_id, asg = %member.asg, "not registered in the clusters searched; left alone");
             return Ok(json!({"instance_id": instance_id, "done": "not_registered"}));
+        }
+        // Only the groups of this deployment: a terminate hook that notifies this
+        // function's topic (the template puts one on each of its groups). A group
+        // of another stack in the same cluster is that stack's to replace; this
+        // role may not mark its instances unhealthy.
+        if !self.manages(&member.asg).await? {
+            info!(signal = kind, %instance_id, asg = %member.asg, "its group has no terminate hook to this function's topic; left to the stack that manages it");
+            return Ok(
+                json!({"instance_id": instance_id, "done": "not_managed", "asg": member.asg}),
+            );
         }
         if self.config.common.dry_run {
             info!(signal = kind, %instance_id, "DRY_RUN: would mark it unhealthy");

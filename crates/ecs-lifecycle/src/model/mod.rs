@@ -290,6 +290,8 @@ pub struct LifecycleHook {
     pub timeouts: HookTimeouts,
     /// `CONTINUE` or `ABANDON` (Auto Scaling's default is ABANDON).
     pub default_result: String,
+    /// The SNS topic (or SQS queue) its notifications go to, if any.
+    pub notification_target: Option<String>,
 }
 
 /// A scaling activity of a group.

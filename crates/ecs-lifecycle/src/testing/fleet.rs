@@ -21,7 +21,7 @@ use crate::model::{
     DRAIN_STARTED_ATTRIBUTE, Ec2Instance, Ec2State, HookTimeouts, Image, InstanceId,
     InstanceStatus, InstanceTypeInfo, LaunchTemplateRef, LifecycleAction, LifecycleHook,
     LifecycleState, Refresh, RefreshPreferences, ScalingActivity, Scheduling, Service, Task,
-    TaskArn, TaskStatus, TemplateVersion,
+    TaskArn, TaskStatus, TemplateVersion, Transition,
 };
 use crate::ports::{
     AutoScaling, DesiredStatus, Ec2, Ecs, EcsFailure, Publisher, Registration, Ssm, StopResult,
@@ -592,8 +592,20 @@ impl AutoScaling for FakeFleet {
         Err(unsupported("autoscaling", "DescribeAutoScalingInstances"))
     }
 
+    /// Every group of the fake fleet is one of the function's: it has the
+    /// deployment's terminate hook (no notification target: the function has
+    /// no CONTINUATION_TOPIC_ARN here, so any terminate hook is its own).
     async fn lifecycle_hooks(&self, _group: &str) -> Result<Vec<LifecycleHook>, AwsError> {
-        Err(unsupported("autoscaling", "DescribeLifecycleHooks"))
+        if let (_, Some(e)) = self.faulty("autoscaling", "DescribeLifecycleHooks").await? {
+            return Err(e);
+        }
+        Ok(vec![LifecycleHook {
+            name: "drain".into(),
+            transition: Some(Transition::Terminating),
+            timeouts: HookTimeouts::DEFAULT,
+            default_result: "CONTINUE".into(),
+            notification_target: None,
+        }])
     }
 
     async fn hook_timeouts(
