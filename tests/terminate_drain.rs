@@ -494,6 +494,9 @@ async fn retain_abandons_once_at_the_deadline_and_stops_nothing() {
     let done = records_with(&records, "DrainsRetained");
     assert_eq!(done.len(), 1, "{records:#?}");
     assert_eq!(done[0]["TasksLeftAtCompletion"], 3.0);
+    // Declared as a metric of the line (Embedded Metric Format), not only a member.
+    let declared = done[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
+    assert!(declared.contains("\"DrainsRetained\""), "{}", done[0]);
     assert_eq!(done[0]["Cluster"], fleet.cluster.as_str());
     let delivered = notes.take().await.unwrap();
     assert_eq!(
