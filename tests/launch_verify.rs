@@ -34,7 +34,7 @@ async fn a_registered_instance_is_continued_and_a_warm_pool_one_needs_no_ecs() {
     let v = verifier(&sdk, &[("CLUSTER_NAME", "joined")]);
 
     let event = launch(&s, &fleet, 0, |_| {}).await;
-    let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap());
+    let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap().to_json());
     assert_eq!(
         outcome_and_result(&outcome),
         (Some("completed"), Some("CONTINUE")),
@@ -57,7 +57,7 @@ async fn a_registered_instance_is_continued_and_a_warm_pool_one_needs_no_ecs() {
     // Warm pool: CONTINUE at once, without a single ECS call.
     let event = launch(&s, &fleet, 1, |m| m["Destination"] = json!("WarmPool")).await;
     s.reset_calls().unwrap();
-    let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap());
+    let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap().to_json());
     assert_eq!(outcome["verdict"], "WarmPool", "{outcome}");
     assert_eq!(outcome["result"], "CONTINUE");
     let calls = s.calls().unwrap();
@@ -81,7 +81,7 @@ async fn an_orphan_is_diagnosed_then_continued_or_abandoned() {
     // TERMINATE_ORPHANS=false (the default): CONTINUE, with the orphan named in a warning.
     let v = orphan_verifier(&sdk, "verify", &[]);
     let event = launch(&s, &fleet, 1, aged(40)).await;
-    let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap());
+    let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap().to_json());
     assert_eq!(
         outcome_and_result(&outcome),
         (Some("completed"), Some("CONTINUE")),
@@ -118,7 +118,7 @@ async fn an_orphan_is_diagnosed_then_continued_or_abandoned() {
     // TERMINATE_ORPHANS=true: ABANDON, so Auto Scaling replaces the instance.
     let v = orphan_verifier(&sdk, "verify", &[("TERMINATE_ORPHANS", "true")]);
     let event = launch(&s, &fleet, 2, aged(40)).await;
-    let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap());
+    let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap().to_json());
     assert_eq!(outcome["result"], "ABANDON", "{outcome}");
     let action = s.lifecycle_action(refused).unwrap();
     assert_eq!(
@@ -150,7 +150,7 @@ async fn a_registration_on_the_third_poll_is_continued() {
     .await
     .unwrap();
     fleet.register(1).await.unwrap();
-    let outcome = single_outcome(&run.await.unwrap().unwrap());
+    let outcome = single_outcome(&run.await.unwrap().unwrap().to_json());
     assert_eq!(
         outcome_and_result(&outcome),
         (Some("completed"), Some("CONTINUE")),
@@ -171,7 +171,7 @@ async fn unreachable_ssm_and_the_no_hook_mode() {
     s.make_ssm_unreachable(&fleet.instance_ids[1]).unwrap();
     let v = orphan_verifier(&sdk, "nohook", &[]);
     let event = launch(&s, &fleet, 1, aged(40)).await;
-    let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap());
+    let outcome = single_outcome(&v.handle(&event, now_ms() + 60_000).await.unwrap().to_json());
     assert_eq!(outcome["result"], "CONTINUE", "{outcome}");
     let findings = &outcome["verdict"]["Orphan"]["findings"];
     assert_eq!(findings["outcome"], "ssm_unreachable");
@@ -196,7 +196,13 @@ async fn unreachable_ssm_and_the_no_hook_mode() {
         json!({"StatusCode": "InProgress"}),
     );
     let refuse = orphan_verifier(&sdk, "nohook", &[("TERMINATE_ORPHANS", "true")]);
-    let outcome = single_outcome(&refuse.handle(&event, now_ms() + 60_000).await.unwrap());
+    let outcome = single_outcome(
+        &refuse
+            .handle(&event, now_ms() + 60_000)
+            .await
+            .unwrap()
+            .to_json(),
+    );
     assert_eq!(outcome["outcome"], "terminated", "{outcome}");
     let state = aws_sdk_ec2::Client::new(&sdk)
         .describe_instances()
@@ -220,7 +226,13 @@ async fn unreachable_ssm_and_the_no_hook_mode() {
         "2026-11-22T05:00:00Z",
         json!({}),
     );
-    let outcome = single_outcome(&refuse.handle(&healthy, now_ms() + 60_000).await.unwrap());
+    let outcome = single_outcome(
+        &refuse
+            .handle(&healthy, now_ms() + 60_000)
+            .await
+            .unwrap()
+            .to_json(),
+    );
     assert_eq!(outcome["outcome"], "reported", "{outcome}");
     assert!(outcome["verdict"]["Registered"].is_object());
 }
@@ -237,7 +249,7 @@ async fn a_diagnosis_outlasting_the_invocation_resumes_in_the_next_one() {
     let v = orphan_verifier(&sdk, "resume", &[]);
 
     let event = launch(&s, &fleet, 0, aged(40)).await;
-    let outcome = single_outcome(&v.handle(&event, now_ms() + 5_000).await.unwrap());
+    let outcome = single_outcome(&v.handle(&event, now_ms() + 5_000).await.unwrap().to_json());
     assert_eq!(outcome["outcome"], "handed_off", "{outcome}");
     let (next_event, continuation) = next_continuation(&fleet).await;
     assert_eq!(continuation["function"], "launch-verify");
@@ -246,7 +258,12 @@ async fn a_diagnosis_outlasting_the_invocation_resumes_in_the_next_one() {
         "the running command travels: {continuation}"
     );
 
-    let outcome = single_outcome(&v.handle(&next_event, now_ms() + 60_000).await.unwrap());
+    let outcome = single_outcome(
+        &v.handle(&next_event, now_ms() + 60_000)
+            .await
+            .unwrap()
+            .to_json(),
+    );
     assert_eq!(
         outcome_and_result(&outcome),
         (Some("completed"), Some("CONTINUE")),
@@ -283,12 +300,12 @@ async fn an_orphan_is_counted_and_notified_once_and_a_registration_timed() {
 
     // The registered instance: its registration time, from the action's start.
     let event = launch(&s, &fleet, 0, aged(5)).await;
-    v.handle(&event, now_ms() + 60_000).await.unwrap();
+    v.handle(&event, now_ms() + 60_000).await.unwrap().to_json();
     // The orphan: diagnosed, abandoned; then the same notification delivered again.
     let event = launch(&s, &fleet, 1, aged(40)).await;
-    let out = v.handle(&event, now_ms() + 60_000).await.unwrap();
+    let out = v.handle(&event, now_ms() + 60_000).await.unwrap().to_json();
     assert_eq!(out["outcomes"][0]["result"], "ABANDON", "{out}");
-    let again = v.handle(&event, now_ms() + 60_000).await.unwrap();
+    let again = v.handle(&event, now_ms() + 60_000).await.unwrap().to_json();
     assert_ne!(again["outcomes"][0]["outcome"], "completed", "{again}");
 
     let records = records.lock().unwrap().clone();

@@ -40,7 +40,11 @@ async fn scale_in_drains_every_kind_of_task_then_completes_once() {
     // The stand-in plays ECS's scheduler every 300 ms.
     s.ecs_auto(300).unwrap();
     let d = fleet_drainer(&sdk, &fleet, &[("STANDALONE_TASKS", "stop")]);
-    let result = d.handle(&event, now_ms() + 120_000).await.unwrap();
+    let result = d
+        .handle(&event, now_ms() + 120_000)
+        .await
+        .unwrap()
+        .to_json();
     s.ecs_auto(0).unwrap();
 
     let outcome = single_outcome(&result);
@@ -116,7 +120,7 @@ async fn a_stuck_drain_hands_off_and_its_continuation_finishes_the_job() {
     // has 16 s, so it hands off (deadline - margin - one poll, ~13.5 s) well
     // after the first heartbeat is due, however slow the machine is.
     let started = now_ms();
-    let result = d.handle(&event, started + 16_000).await.unwrap();
+    let result = d.handle(&event, started + 16_000).await.unwrap().to_json();
     let outcome = single_outcome(&result);
     assert_eq!(outcome["outcome"], "handed_off", "{result}");
     assert_eq!(outcome["attempt"], 1);
@@ -148,7 +152,11 @@ async fn a_stuck_drain_hands_off_and_its_continuation_finishes_the_job() {
 
     // ECS gets going; the continuation, fed back, finishes the drain.
     s.ecs_auto(300).unwrap();
-    let result = d.handle(&next_event, now_ms() + 120_000).await.unwrap();
+    let result = d
+        .handle(&next_event, now_ms() + 120_000)
+        .await
+        .unwrap()
+        .to_json();
     s.ecs_auto(0).unwrap();
     assert_eq!(single_outcome(&result)["outcome"], "completed", "{result}");
     let action = action_of(&s, &fleet, 0);
@@ -178,8 +186,8 @@ async fn duplicate_deliveries_complete_the_action_once() {
     // longer waiting. (Sorting the pair by name, as this test once did, put
     // "stopped" after "completed" and failed a correct run.)
     let kinds = [
-        single_outcome(&a.unwrap())["outcome"].clone(),
-        single_outcome(&b.unwrap())["outcome"].clone(),
+        single_outcome(&a.unwrap().to_json())["outcome"].clone(),
+        single_outcome(&b.unwrap().to_json())["outcome"].clone(),
     ];
     let other = match (&kinds[0], &kinds[1]) {
         (c, other) | (other, c) if c == "completed" => other,
@@ -191,7 +199,7 @@ async fn duplicate_deliveries_complete_the_action_once() {
     );
 
     // A late third copy finds nothing waiting and does nothing.
-    let late = d.handle(&event, now_ms() + 60_000).await.unwrap();
+    let late = d.handle(&event, now_ms() + 60_000).await.unwrap().to_json();
     assert_eq!(single_outcome(&late)["outcome"], "stopped");
     let action = action_of(&s, &fleet, 0);
     assert_eq!(action["state"], "completed");
@@ -226,7 +234,11 @@ async fn a_throttled_api_still_ends_correctly() {
     }
     s.ecs_auto(300).unwrap();
     let d = fleet_drainer(&sdk, &fleet, &[]);
-    let result = d.handle(&event, now_ms() + 120_000).await.unwrap();
+    let result = d
+        .handle(&event, now_ms() + 120_000)
+        .await
+        .unwrap()
+        .to_json();
     s.ecs_auto(0).unwrap();
     assert_eq!(single_outcome(&result)["outcome"], "completed", "{result}");
     assert_eq!(
@@ -271,7 +283,12 @@ async fn edge_cases_complete_skip_or_refuse_as_documented() {
             ("DRY_RUN", "true"),
         ],
     );
-    let outcome = single_outcome(&dry.handle(&event, now_ms() + 60_000).await.unwrap());
+    let outcome = single_outcome(
+        &dry.handle(&event, now_ms() + 60_000)
+            .await
+            .unwrap()
+            .to_json(),
+    );
     assert_eq!(outcome["outcome"], "dry_run");
     assert_eq!(outcome["decision"]["step"], "SetDraining");
     assert_eq!(fleet.status_of(0).await.unwrap(), "ACTIVE");
@@ -279,7 +296,7 @@ async fn edge_cases_complete_skip_or_refuse_as_documented() {
 
     // Not registered in the clusters named: complete at once, touch nothing.
     let d = drainer(&sdk, &[base[0], ("CLUSTER_NAME", "elsewhere")]);
-    let outcome = single_outcome(&d.handle(&event, now_ms() + 60_000).await.unwrap());
+    let outcome = single_outcome(&d.handle(&event, now_ms() + 60_000).await.unwrap().to_json());
     assert_eq!(
         (outcome["outcome"].as_str(), outcome["reason"].as_str()),
         (Some("completed"), Some("NotInCluster"))
@@ -290,7 +307,13 @@ async fn edge_cases_complete_skip_or_refuse_as_documented() {
     let everywhere = drainer(&sdk, &base);
     s.ecs_auto(300).unwrap();
     let event1 = scale_in(&s, &fleet, 1).await;
-    let outcome = single_outcome(&everywhere.handle(&event1, now_ms() + 60_000).await.unwrap());
+    let outcome = single_outcome(
+        &everywhere
+            .handle(&event1, now_ms() + 60_000)
+            .await
+            .unwrap()
+            .to_json(),
+    );
     assert_eq!(outcome["outcome"], "completed", "{outcome}");
     assert_eq!(fleet.status_of(1).await.unwrap(), "DRAINING");
     s.ecs_auto(0).unwrap();
@@ -299,7 +322,13 @@ async fn edge_cases_complete_skip_or_refuse_as_documented() {
     // Terminating:Wait, so stop without completing or continuing.
     let event2 = scale_in(&s, &fleet, 2).await;
     s.expire_lifecycle_action(&fleet.instance_ids[2]).unwrap();
-    let outcome = single_outcome(&everywhere.handle(&event2, now_ms() + 60_000).await.unwrap());
+    let outcome = single_outcome(
+        &everywhere
+            .handle(&event2, now_ms() + 60_000)
+            .await
+            .unwrap()
+            .to_json(),
+    );
     assert_eq!(outcome["outcome"], "stopped", "{outcome}");
     assert_eq!(action_of(&s, &fleet, 2)["complete_calls"], 0);
     assert!(fleet.drain_queue().await.unwrap().is_empty());
@@ -315,12 +344,19 @@ async fn edge_cases_complete_skip_or_refuse_as_documented() {
                 .handle(&test_note, now_ms() + 60_000)
                 .await
                 .unwrap()
+                .to_json()
         )["outcome"],
         "ignored"
     );
     let launch = json!({"LifecycleHookName": "h", "AutoScalingGroupName": fleet.asg, "EC2InstanceId": fleet.instance_ids[3], "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING"});
     assert_eq!(
-        single_outcome(&everywhere.handle(&launch, now_ms() + 60_000).await.unwrap())["outcome"],
+        single_outcome(
+            &everywhere
+                .handle(&launch, now_ms() + 60_000)
+                .await
+                .unwrap()
+                .to_json()
+        )["outcome"],
         "ignored"
     );
     assert_eq!(fleet.status_of(3).await.unwrap(), "ACTIVE");
@@ -329,7 +365,13 @@ async fn edge_cases_complete_skip_or_refuse_as_documented() {
     // steps): complete CONTINUE anyway and name the task left behind.
     let event3 = scale_in(&s, &fleet, 3).await;
     let capped = drainer(&sdk, &[base[0], ("MAX_DRAIN_SECONDS", "2")]);
-    let outcome = single_outcome(&capped.handle(&event3, now_ms() + 60_000).await.unwrap());
+    let outcome = single_outcome(
+        &capped
+            .handle(&event3, now_ms() + 60_000)
+            .await
+            .unwrap()
+            .to_json(),
+    );
     assert_eq!(outcome["outcome"], "completed", "{outcome}");
     let left = outcome["reason"]["DeadlineReached"]["left"]
         .as_array()
@@ -349,7 +391,11 @@ async fn edge_cases_complete_skip_or_refuse_as_documented() {
         "{}".to_owned(),
         json!({"Event": "autoscaling:TEST_NOTIFICATION"}).to_string(),
     ]);
-    let result = everywhere.handle(&batch, now_ms() + 60_000).await.unwrap();
+    let result = everywhere
+        .handle(&batch, now_ms() + 60_000)
+        .await
+        .unwrap()
+        .to_json();
     assert_eq!(
         result["batchItemFailures"],
         json!([{"itemIdentifier": "msg-0"}])
@@ -415,7 +461,7 @@ async fn the_stability_check_waits_for_replacements_to_run() {
             .await
             .unwrap();
     }
-    let result = handle.await.unwrap().unwrap();
+    let result = handle.await.unwrap().unwrap().to_json();
     assert_eq!(single_outcome(&result)["outcome"], "completed", "{result}");
     assert_eq!(action_of(&s, &fleet, 0)["complete_calls"], 1);
 }

@@ -49,7 +49,11 @@ async fn the_event_of_the_last_task_completes_the_drain_within_a_second() {
     let by_event = drainer_as_deployed(&sdk, &vars).with_reporter(reporter);
 
     let polling = async {
-        let v = chain.handle(&hook_event, now_ms() + 120_000).await.unwrap();
+        let v = chain
+            .handle(&hook_event, now_ms() + 120_000)
+            .await
+            .unwrap()
+            .to_json();
         (v, Instant::now())
     };
     let ecs_and_eventbridge = async {
@@ -71,7 +75,8 @@ async fn the_event_of_the_last_task_completes_the_drain_within_a_second() {
         let v = by_event
             .handle(&task_stopped(&fleet, &api[0]), now_ms() + 60_000)
             .await
-            .unwrap();
+            .unwrap()
+            .to_json();
         (v, stopped_at, Instant::now())
     };
     let ((chain_result, chain_ended), (event_result, stopped_at, event_done)) =
@@ -137,7 +142,8 @@ async fn with_the_stability_check_an_event_never_completes_before_the_replacemen
     let v = by_event
         .handle(&task_stopped(&fleet, &api[1]), now_ms() + 60_000)
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     let o = &v["outcomes"][0];
     assert_eq!(o["outcome"], "stopped", "{v}");
     assert_eq!(o["reason"], "LeftToTheDrain", "{v}");
@@ -164,7 +170,7 @@ async fn events_of_other_instances_cost_at_most_two_calls_and_other_clusters_non
     let mut other = task_stopped(&fleet, &api[0]);
     other["detail"]["clusterArn"] = json!("arn:aws:ecs:us-east-1:123456789012:cluster/elsewhere");
     s.reset_calls().unwrap();
-    let v = d.handle(&other, now_ms() + 30_000).await.unwrap();
+    let v = d.handle(&other, now_ms() + 30_000).await.unwrap().to_json();
     assert_eq!(v["outcomes"][0]["outcome"], "ignored", "{v}");
     assert_eq!(ecs_calls(&s), 0);
 
@@ -173,7 +179,8 @@ async fn events_of_other_instances_cost_at_most_two_calls_and_other_clusters_non
     let v = d
         .handle(&task_stopped(&fleet, &api[0]), now_ms() + 30_000)
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(v["outcomes"][0]["outcome"], "ignored", "{v}");
     assert!(ecs_calls(&s) <= 2, "{:?}", s.calls().unwrap());
     // Nothing was completed or changed.
@@ -217,7 +224,8 @@ async fn a_spot_warning_drains_within_a_second_and_completes_no_action() {
             now_ms() + 60_000,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     let took = sent.elapsed();
     assert_eq!(v["outcomes"][0]["instances"][0]["done"], "draining", "{v}");
     assert_eq!(fleet.status_of(0).await.unwrap(), "DRAINING");
@@ -243,7 +251,8 @@ async fn a_spot_warning_drains_within_a_second_and_completes_no_action() {
         now_ms() + 60_000,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .to_json();
     assert!(notes.take().await.unwrap().is_empty());
 }
 
@@ -278,7 +287,8 @@ async fn a_scheduled_retirement_replaces_the_instance_or_drains_it() {
             now_ms() + 60_000,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(
         v["outcomes"][0]["instances"][0]["done"], "marked_unhealthy",
         "{v}"
@@ -293,7 +303,8 @@ async fn a_scheduled_retirement_replaces_the_instance_or_drains_it() {
             now_ms() + 60_000,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(v["outcomes"][0]["instances"][0]["done"], "draining", "{v}");
     assert_eq!(fleet.status_of(1).await.unwrap(), "DRAINING");
     assert_eq!(health(1).await, "HEALTHY");

@@ -3,8 +3,13 @@
 //! The template is read with its CloudFormation tags (`!Ref`, `!Sub`, ...), turned
 //! into long form, and evaluated for given parameter values by a small resolver of
 //! the intrinsic functions it uses (Ref, Fn::Sub, Fn::Select, Fn::Split, Fn::Join,
-//! Fn::If, Fn::GetAtt, conditions). A reference to a resource resolves to
-//! `<Logical>`, an attribute to `<Logical.Attr>`, and the pseudo parameters to
+//! Fn::If, Fn::GetAtt, conditions), after expanding what the transforms do
+//! before it: `Fn::ForEach` of AWS::LanguageExtensions in `Resources` (a
+//! resource per item of the list, its logical id from `&{Id}` or `${Id}`), and
+//! SAM's `Globals` merged into each function. A `CommaDelimitedList` parameter
+//! is a list. A reference to a resource resolves to `<Logical>` (`<F.Alias>` for
+//! SAM's `!Ref F.Alias` of a function with `AutoPublishAlias`), an attribute to
+//! `<Logical.Attr>`, and the pseudo parameters to
 //! [`REGION`], [`ACCOUNT`] and [`STACK`]. The template's Rules are checked as
 //! CloudFormation checks them: parameters that break one are refused
 //! ([`Stack::try_new`]). On top of the resolver: the functions by binary, the
@@ -128,13 +133,90 @@ impl Stack {
             );
             params.insert((*k).to_owned(), (*v).to_owned());
         }
-        let stack = Stack { template, params };
+        let mut stack = Stack { template, params };
+        stack.expand_for_each();
+        stack.merge_globals();
         let broken = stack.rule_failures();
         if broken.is_empty() {
             Ok(stack)
         } else {
             Err(broken)
         }
+    }
+
+    /// AWS::LanguageExtensions' `Fn::ForEach::Name: [Id, collection, {key: body}]`
+    /// in `Resources`: one `key` per item, `&{Id}` the item's letters and digits,
+    /// `${Id}` and `!Ref Id` the item; two items with one logical id are a
+    /// deploy error.
+    fn expand_for_each(&mut self) {
+        let resources = self.template["Resources"].as_object().unwrap().clone();
+        let mut out = Map::new();
+        for (key, value) in resources {
+            let Some(_) = key.strip_prefix("Fn::ForEach::") else {
+                out.insert(key, value);
+                continue;
+            };
+            let loop_ = value.as_array().expect("Fn::ForEach takes a list");
+            let id = loop_[0].as_str().unwrap();
+            let items = self.eval(&loop_[1]).unwrap();
+            for item in items.as_array().expect("a ForEach collection is a list") {
+                let item = item.as_str().unwrap();
+                for (key_template, body) in loop_[2].as_object().unwrap() {
+                    let logical = substitute(key_template, id, item);
+                    assert!(
+                        logical.chars().all(|c| c.is_ascii_alphanumeric()),
+                        "{key}: logical id {logical:?} is not alphanumeric"
+                    );
+                    let dup = out.insert(logical.clone(), replace_identifier(body, id, item));
+                    assert!(
+                        dup.is_none(),
+                        "{key}: two resources {logical}: a deploy error"
+                    );
+                }
+            }
+        }
+        self.template["Resources"] = Value::Object(out);
+    }
+
+    /// SAM's `Globals.Function` merged into each `AWS::Serverless::Function`:
+    /// the function's own value wins; maps (`Tags`, `Environment`) are merged.
+    fn merge_globals(&mut self) {
+        let Some(globals) = self.template["Globals"]["Function"].as_object().cloned() else {
+            return;
+        };
+        let resources = self.template["Resources"].as_object_mut().unwrap();
+        for r in resources.values_mut() {
+            if r["Type"] != "AWS::Serverless::Function" {
+                continue;
+            }
+            let props = r["Properties"].as_object_mut().unwrap();
+            for (k, g) in &globals {
+                match (props.get_mut(k), g) {
+                    (None, _) => {
+                        props.insert(k.clone(), g.clone());
+                    }
+                    (Some(Value::Object(own)), Value::Object(g)) => {
+                        for (gk, gv) in g {
+                            own.entry(gk.clone()).or_insert_with(|| gv.clone());
+                        }
+                    }
+                    (Some(_), _) => {}
+                }
+            }
+        }
+    }
+
+    /// A parameter's value as CloudFormation passes it: a list for a
+    /// `CommaDelimitedList`, else the string.
+    fn parameter(&self, name: &str) -> Option<Value> {
+        let v = self.params.get(name)?;
+        Some(
+            if self.template["Parameters"][name]["Type"] == "CommaDelimitedList" {
+                json!(v.split(',').collect::<Vec<_>>())
+            } else {
+                Value::String(v.clone())
+            },
+        )
     }
 
     /// The AssertDescription of every assertion of the template's Rules that
@@ -173,6 +255,18 @@ impl Stack {
     }
 
     fn reference(&self, name: &str) -> Option<Value> {
+        if let Some(v) = self.parameter(name) {
+            return Some(v);
+        }
+        if let Some(function) = name.strip_suffix(".Alias") {
+            let f = &self.template["Resources"][function];
+            assert!(
+                f["Type"] == "AWS::Serverless::Function"
+                    && f["Properties"].get("AutoPublishAlias").is_some(),
+                "Ref {name}: SAM makes an alias only for a function with AutoPublishAlias"
+            );
+            return Some(json!(format!("<{name}>")));
+        }
         Some(Value::String(match name {
             "AWS::Region" => REGION.into(),
             "AWS::AccountId" => ACCOUNT.into(),
@@ -356,6 +450,33 @@ impl Stack {
             .into_iter()
             .filter(|(_, r)| r["Type"] == ty)
             .collect()
+    }
+}
+
+/// `${id}` -> the item, `&{id}` -> its ASCII letters and digits.
+fn substitute(text: &str, id: &str, item: &str) -> String {
+    let alnum: String = item.chars().filter(char::is_ascii_alphanumeric).collect();
+    text.replace(&format!("${{{id}}}"), item)
+        .replace(&format!("&{{{id}}}"), &alnum)
+}
+
+/// A `Fn::ForEach` fragment for one item: `{"Ref": id}` and the identifier in
+/// every string.
+fn replace_identifier(v: &Value, id: &str, item: &str) -> Value {
+    match v {
+        Value::Object(m) if m.len() == 1 && m.get("Ref").and_then(Value::as_str) == Some(id) => {
+            json!(item)
+        }
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (substitute(k, id, item), replace_identifier(v, id, item)))
+                .collect(),
+        ),
+        Value::Array(a) => {
+            Value::Array(a.iter().map(|v| replace_identifier(v, id, item)).collect())
+        }
+        Value::String(s) => Value::String(substitute(s, id, item)),
+        other => other.clone(),
     }
 }
 

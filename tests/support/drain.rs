@@ -109,7 +109,7 @@ pub fn start_terminating(s: &Standin, fleet: &Fleet, instance: usize) {
 /// One invocation: the drain's answer, and the invocation's deadline kept.
 pub async fn invoke(d: &TestDrainer, event: &Value, invocation_ms: u64) -> Value {
     let deadline = now_ms() + invocation_ms;
-    let result = d.handle(event, deadline).await.unwrap();
+    let result = d.handle(event, deadline).await.unwrap().to_json();
     let ended = now_ms();
     assert!(
         ended <= deadline,
@@ -172,7 +172,7 @@ pub async fn play_lambda(
     loop {
         played.invocations += 1;
         let deadline = now_ms() + invocation_ms;
-        let result = d.handle(&event, deadline).await;
+        let result = d.handle(&event, deadline).await.map(|a| a.to_json());
         let ended = now_ms();
         if ended > deadline {
             played.overruns.push(ended - deadline);

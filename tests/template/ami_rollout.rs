@@ -13,7 +13,7 @@ use crate::cfn::{
 use crate::code::{
     BASELINE_TAG, ClusterScope, REFUSED_AMI_TAG, REPORTED_TAG, UNSTEADY_TAG, rollout_config,
 };
-use crate::{asg_arn, fleet, rollout_stack, set};
+use crate::{TWELVE_GROUPS, asg_arn, fleet, in_this_region, rollout_stack, set};
 
 /// The ami-rollout function of a stack, resolved.
 fn rollout_function(stack: &Stack) -> Value {
@@ -244,7 +244,7 @@ fn ami_rollout_is_invoked_by_the_parameter_change_and_the_watch_schedule() {
     assert!(!matches(own_pattern, &event(name, "Update")));
     let targets = target("AmiParameterChangeRule");
     assert_eq!(targets.len(), 1);
-    assert_eq!(targets[0]["Arn"], "<AmiRolloutFunction.Arn>");
+    assert_eq!(targets[0]["Arn"], "<AmiRolloutFunction.Alias>");
     for transform in ["Input", "InputPath", "InputTransformer"] {
         assert!(
             targets[0].get(transform).is_none(),
@@ -258,7 +258,7 @@ fn ami_rollout_is_invoked_by_the_parameter_change_and_the_watch_schedule() {
     assert!(watch.get("EventPattern").is_none());
     let targets = target("AmiRolloutWatchRule");
     assert_eq!(targets.len(), 1);
-    assert_eq!(targets[0]["Arn"], "<AmiRolloutFunction.Arn>");
+    assert_eq!(targets[0]["Arn"], "<AmiRolloutFunction.Alias>");
     let input: Value = serde_json::from_str(targets[0]["Input"].as_str().unwrap()).unwrap();
     assert_eq!(input, json!({"action": "watch"}));
 
@@ -267,7 +267,7 @@ fn ami_rollout_is_invoked_by_the_parameter_change_and_the_watch_schedule() {
     assert_eq!(check["ScheduleExpression"], "rate(1 day)");
     let targets = target("AmiRolloutCheckRule");
     assert_eq!(targets.len(), 1);
-    assert_eq!(targets[0]["Arn"], "<AmiRolloutFunction.Arn>");
+    assert_eq!(targets[0]["Arn"], "<AmiRolloutFunction.Alias>");
     let input: Value = serde_json::from_str(targets[0]["Input"].as_str().unwrap()).unwrap();
     assert_eq!(input, json!({"action": "start"}));
 
@@ -291,7 +291,7 @@ fn ami_rollout_is_invoked_by_the_parameter_change_and_the_watch_schedule() {
             permissions.values().any(|p| {
                 let p = &p["Properties"];
                 p["Principal"] == "events.amazonaws.com"
-                    && p["FunctionName"] == "<AmiRolloutFunction>"
+                    && p["FunctionName"] == "<AmiRolloutFunction.Alias>"
                     && p["SourceArn"] == arn
                     && p["Action"] == "lambda:InvokeFunction"
             }),
@@ -338,7 +338,7 @@ fn ami_rollout_is_invoked_by_the_parameter_change_and_the_watch_schedule() {
 fn ami_rollout_changes_only_the_groups_and_what_a_launch_template_launches() {
     let lt_arns = format!("arn:aws:ec2:{REGION}:{ACCOUNT}:launch-template/*");
     let tagged = json!({"StringEquals": {"aws:ResourceTag/ecs-lifecycle:ami-rollout": STACK}});
-    for groups in ["web-asg,batch-asg", "only-one", "a,b,c,d,e"] {
+    for groups in ["web-asg,batch-asg", "only-one", "a,b,c,d,e", TWELVE_GROUPS] {
         let stack = Stack::new(&[
             ("ClusterName", "prod"),
             ("AutoScalingGroupNames", groups),
@@ -360,12 +360,14 @@ fn ami_rollout_changes_only_the_groups_and_what_a_launch_template_launches() {
                     | "autoscaling:CancelInstanceRefresh"
                     | "autoscaling:UpdateAutoScalingGroup" => {
                         assert_eq!(set(resources.clone()), want, "{a} for {groups}");
+                        assert!(in_this_region(s), "{a} outside {REGION}");
                     }
                     "autoscaling:CreateOrUpdateTags" | "autoscaling:DeleteTags" => {
                         assert_eq!(set(resources.clone()), want, "{a} for {groups}");
                         assert_eq!(
                             s["Condition"],
                             json!({
+                                "StringEquals": {"aws:RequestedRegion": REGION},
                                 "ForAllValues:StringEquals": {"aws:TagKeys": [UNSTEADY_TAG, BASELINE_TAG, REFUSED_AMI_TAG, REPORTED_TAG]},
                                 "Null": {"aws:TagKeys": "false"}
                             }),

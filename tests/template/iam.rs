@@ -9,7 +9,7 @@ use crate::cfn::{
     ACCOUNT, REGION, Stack, identity_statements, read_only, role_statements, statements_with,
     strings,
 };
-use crate::{asg_arn, fleet, rollout_stack, set};
+use crate::{TWELVE_GROUPS, asg_arn, fleet, in_this_region, rollout_stack, set};
 
 #[test]
 fn the_hook_role_may_publish_to_the_topic_only() {
@@ -180,7 +180,7 @@ fn each_role_has_exactly_the_actions_its_function_calls() {
 
 #[test]
 fn lifecycle_actions_and_termination_only_on_the_given_groups() {
-    for groups in ["web-asg,batch-asg", "only-one", "a,b,c,d,e"] {
+    for groups in ["web-asg,batch-asg", "only-one", "a,b,c,d,e", TWELVE_GROUPS] {
         let stack = Stack::new(&[("ClusterName", "prod"), ("AutoScalingGroupNames", groups)]);
         let statements = identity_statements(&stack);
         let want: BTreeSet<String> = groups.split(',').map(asg_arn).collect();
@@ -213,6 +213,7 @@ fn lifecycle_actions_and_termination_only_on_the_given_groups() {
                     want,
                     "{id}: {action} for groups {groups}"
                 );
+                assert!(in_this_region(&s), "{id}: {action} outside {REGION}");
             }
         }
     }

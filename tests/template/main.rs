@@ -38,6 +38,12 @@
 //!   where it cannot express them, by the function's configuration naming the
 //!   variable; no `LogLevel` lets Lambda drop the metric lines; the parameter
 //!   table of docs/deploying.md has every parameter with its default;
+//! - `org`: org-wide deployment and safe upgrades: the permissions boundary on
+//!   every role (SAM's output included), any number of groups in one stack
+//!   (hooks by `Fn::ForEach`, grants built from the list), the alias every
+//!   invoker calls, the propagated tags, and the packaged template a
+//!   StackSet deploys (`scripts/package-offline.py`, linted by cfn-lint and
+//!   translated by SAM's own translator: `scripts/sam-translate.py`);
 //! - `diagnostic`: the diagnostic document's copy of the script.
 //!
 //! `code` holds what is read from the ecs-lifecycle crate itself.
@@ -59,12 +65,13 @@ mod diagnostic;
 mod functions;
 mod iam;
 mod observability;
+mod org;
 mod parameters;
 mod routing;
 
 use std::collections::BTreeSet;
 
-use cfn::{ACCOUNT, REGION, Stack};
+use cfn::{REGION, Stack};
 
 /// Two groups, hooks on both, ami-rollout installed: the default case of
 /// these tests.
@@ -77,6 +84,10 @@ fn fleet() -> Stack {
         ("InstanceRoleName", "ecsInstanceRole"),
     ])
 }
+
+/// More groups than the template once held (five): one stack per cluster.
+const TWELVE_GROUPS: &str =
+    "web-1,web-2,web-3,api-a,api-b,batch-spot,batch-od,gpu,arm64,edge,canary,legacy.v1";
 
 /// ami-rollout needs the instances' role named (the template's Rules).
 const ROLLOUT_PARAMS: [(&str, &str); 4] = [
@@ -96,6 +107,16 @@ fn set<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> BTreeSet<String>
     items.into_iter().map(Into::into).collect()
 }
 
+/// A group as the roles name it: built from the list (any number of groups),
+/// so partition, Region and account are wildcards, and every statement that
+/// names groups holds the Region with [`in_this_region`].
 fn asg_arn(name: &str) -> String {
-    format!("arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:*:autoScalingGroupName/{name}")
+    format!("arn:*:autoscaling:*:*:autoScalingGroup:*:autoScalingGroupName/{name}")
+}
+
+/// A statement that names groups holds its requests to the stack's Region
+/// (Auto Scaling has no resource policies: another account's group is out of
+/// reach anyway).
+fn in_this_region(statement: &serde_json::Value) -> bool {
+    statement["Condition"]["StringEquals"]["aws:RequestedRegion"] == REGION
 }

@@ -46,7 +46,14 @@ fn template_accepts(name: &str, value: &str) -> bool {
     if let Some(pattern) = p.get("AllowedPattern").and_then(Value::as_str) {
         let re = regex_lite::Regex::new(&format!("^(?:{pattern})$"))
             .unwrap_or_else(|e| panic!("{name}: AllowedPattern does not compile: {e}"));
-        if !re.is_match(value) {
+        // A list parameter's pattern is matched against each item.
+        let list = p["Type"] == "CommaDelimitedList";
+        let items: Vec<&str> = if list {
+            value.split(',').collect()
+        } else {
+            vec![value]
+        };
+        if !items.iter().all(|item| re.is_match(item)) {
             return false;
         }
     }
@@ -238,14 +245,43 @@ fn table() -> Vec<(&'static str, String, Verdict)> {
         ("ClusterName", "bad name", Template),
         ("ClusterName", "prod,dev", Template),
         ("ClusterName", "", Template),
-        // AUTO_SCALING_GROUP_NAMES: 1 to 5 names.
+        // AUTO_SCALING_GROUP_NAMES: any number of names (each checked).
         ("AutoScalingGroupNames", "web-asg", Good),
         ("AutoScalingGroupNames", "a,b,c,d,e", Good),
-        ("AutoScalingGroupNames", "a,b,c,d,e,f", Template),
+        ("AutoScalingGroupNames", "a,b,c,d,e,f", Good),
+        ("AutoScalingGroupNames", crate::TWELVE_GROUPS, Good),
         ("AutoScalingGroupNames", "a, b", Template),
         ("AutoScalingGroupNames", "a,,b", Template),
         ("AutoScalingGroupNames", "web-*", Template),
         ("AutoScalingGroupNames", "", Template),
+        // The roles' permissions boundary: empty, or a managed policy's ARN.
+        ("PermissionsBoundaryArn", "", Good),
+        (
+            "PermissionsBoundaryArn",
+            "arn:aws:iam::123456789012:policy/org/boundary",
+            Good,
+        ),
+        (
+            "PermissionsBoundaryArn",
+            "arn:aws-us-gov:iam::123456789012:policy/boundary",
+            Good,
+        ),
+        (
+            "PermissionsBoundaryArn",
+            "arn:aws:iam::aws:policy/PowerUserAccess",
+            Good,
+        ),
+        ("PermissionsBoundaryArn", "boundary", Template),
+        (
+            "PermissionsBoundaryArn",
+            "arn:aws:iam::123456789012:role/boundary",
+            Template,
+        ),
+        (
+            "PermissionsBoundaryArn",
+            "arn:aws:iam::12345:policy/boundary",
+            Template,
+        ),
         // AMI_PARAMETER_NAME
         ("AmiParameterName", "/my/ami", Good),
         ("AmiParameterName", "ami-latest", Good),

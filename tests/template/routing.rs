@@ -69,7 +69,7 @@ fn launch_successful_rule_exists_only_as_the_alternative_trigger() {
         stack
             .of_type("AWS::Events::Rule")
             .into_values()
-            .filter(|r| r["Properties"]["Targets"][0]["Arn"] == "<LaunchVerifyFunction.Arn>")
+            .filter(|r| r["Properties"]["Targets"][0]["Arn"] == "<LaunchVerifyFunction.Alias>")
             .collect()
     };
     let hooks = fleet();
@@ -92,11 +92,11 @@ fn launch_successful_rule_exists_only_as_the_alternative_trigger() {
     let mut elsewhere = event.clone();
     elsewhere["detail"]["AutoScalingGroupName"] = json!("not-ours");
     assert!(!matches(&rule["EventPattern"], &elsewhere));
-    assert_eq!(rule["Targets"][0]["Arn"], "<LaunchVerifyFunction.Arn>");
+    assert_eq!(rule["Targets"][0]["Arn"], "<LaunchVerifyFunction.Alias>");
     let permissions = stack.of_type("AWS::Lambda::Permission");
     assert!(permissions.values().any(|p| {
         p["Properties"]["Principal"] == "events.amazonaws.com"
-            && p["Properties"]["FunctionName"] == "<LaunchVerifyFunction>"
+            && p["Properties"]["FunctionName"] == "<LaunchVerifyFunction.Alias>"
     }));
     // No launch hook then: nothing should wait on a verification that follows the launch.
     let launch_hooks = stack
@@ -151,7 +151,7 @@ fn ecs_events_that_can_end_a_drain_reach_terminate_drain_unless_turned_off() {
             .of_type("AWS::Events::Rule")
             .into_values()
             .filter(|r| {
-                r["Properties"]["Targets"][0]["Arn"] == "<TerminateDrainFunction.Arn>"
+                r["Properties"]["Targets"][0]["Arn"] == "<TerminateDrainFunction.Alias>"
                     && r["Properties"]["EventPattern"]["source"] == json!(["aws.ecs"])
             })
             .collect()
@@ -194,7 +194,7 @@ fn ecs_events_that_can_end_a_drain_reach_terminate_drain_unless_turned_off() {
     let permissions = stack.of_type("AWS::Lambda::Permission");
     for rule in ["<EcsTaskStoppedRule.Arn>", "<EcsInstanceDrainedRule.Arn>"] {
         assert!(permissions.values().any(|p| {
-            p["Properties"]["FunctionName"] == "<TerminateDrainFunction>"
+            p["Properties"]["FunctionName"] == "<TerminateDrainFunction.Alias>"
                 && p["Properties"]["Principal"] == "events.amazonaws.com"
                 && p["Properties"]["SourceArn"] == rule
         }));
@@ -221,7 +221,7 @@ fn early_warnings_reach_terminate_drain_as_their_actions_say() {
             .of_type("AWS::Events::Rule")
             .into_values()
             .filter(|r| {
-                r["Properties"]["Targets"][0]["Arn"] == "<TerminateDrainFunction.Arn>"
+                r["Properties"]["Targets"][0]["Arn"] == "<TerminateDrainFunction.Alias>"
                     && matches(&r["Properties"]["EventPattern"], event)
             })
             .count()

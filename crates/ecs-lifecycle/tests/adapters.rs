@@ -47,7 +47,7 @@ fn query_error(code: &str, message: &str) -> HttpResponse {
 fn action(token: Option<&str>) -> LifecycleAction {
     LifecycleAction {
         asg: "fleet".into(),
-        hook: "drain".into(),
+        hook: Some("drain".into()),
         instance_id: "i-0123456789abcdef0".into(),
         transition: Transition::Terminating,
         token: token.map(str::to_owned),

@@ -18,6 +18,7 @@ use ecs_lifecycle::config::{DrainConfig, DrainTimeoutAction, Env, StandalonePoli
 use ecs_lifecycle::drain::Drainer;
 use ecs_lifecycle::error::Error;
 use ecs_lifecycle::hook::Handler;
+use ecs_lifecycle::hook::dispatch::Answer;
 use ecs_lifecycle::model::{ActionResult, InstanceStatus, TaskStatus};
 use ecs_lifecycle::report::Reporter;
 use ecs_lifecycle::testing::fleet::{FakeFleet, Fault, FaultKind};
@@ -140,7 +141,7 @@ enum Scheduled {
 /// When the invocation ended, and how.
 type Run = (
     Instant,
-    Result<Result<Value, Error>, tokio::time::error::Elapsed>,
+    Result<Result<Answer, Error>, tokio::time::error::Elapsed>,
 );
 
 struct Running {
@@ -778,7 +779,8 @@ impl Sim {
             let now = ended;
             let took = (now - r.started).as_secs_f64();
             let failed = match run {
-                Ok(Ok(Ok(v))) => {
+                Ok(Ok(Ok(answer))) => {
+                    let v = answer.to_json();
                     let outcome = v["outcomes"][0]["outcome"]
                         .as_str()
                         .unwrap_or("?")

@@ -276,7 +276,7 @@ impl AutoScaling for Client {
         let mut req = self
             .record_lifecycle_action_heartbeat()
             .auto_scaling_group_name(&action.asg)
-            .lifecycle_hook_name(&action.hook);
+            .set_lifecycle_hook_name(action.hook.clone());
         req = match &action.token {
             Some(token) => req.lifecycle_action_token(token),
             None => req.instance_id(&action.instance_id),
@@ -317,7 +317,7 @@ impl AutoScaling for Client {
         let mut req = self
             .complete_lifecycle_action()
             .auto_scaling_group_name(&action.asg)
-            .lifecycle_hook_name(&action.hook)
+            .set_lifecycle_hook_name(action.hook.clone())
             .lifecycle_action_result(result.as_str())
             .instance_id(&action.instance_id);
         if let Some(token) = &action.token {

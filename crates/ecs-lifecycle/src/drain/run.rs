@@ -181,7 +181,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         info!(asg = %asg_instance.asg, %hook, instance_id = %ci.ec2_instance_id, "an ECS event may end a drain: looking at once");
         let action = LifecycleAction {
             asg: asg_instance.asg,
-            hook,
+            hook: Some(hook),
             instance_id: ci.ec2_instance_id.clone(),
             transition: Transition::Terminating,
             token: None,
@@ -296,7 +296,11 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
     ) -> Result<Observed, Error> {
         let plan = self.plan(clocks);
         let now_ms = clocks.now_ms;
-        let (instance_id, hook) = (job.action.instance_id.clone(), job.action.hook.clone());
+        let instance_id = job.action.instance_id.clone();
+        // Every drain job holds a terminate action (its ECS events find theirs).
+        let hook = job.action.hook.clone().ok_or_else(|| {
+            Error::Internal(format!("a drain of {instance_id} without a lifecycle hook"))
+        })?;
         job.memo.scratch.observing_at_ms = now_ms;
         if !job.memo.from_event {
             self.check_retention(&job.action.asg).await;

@@ -22,11 +22,19 @@ use crate::model::{LifecycleAction, Transition};
 
 /// What a hook function answers Lambda: the SQS batch response (the records to
 /// return to their queue; empty for other sources) and each record's outcome.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Answer {
     #[serde(flatten)]
     pub batch: SqsBatchResponse,
     pub outcomes: Vec<Value>,
+}
+
+impl Answer {
+    /// The answer as Lambda receives it (`batchItemFailures`, `outcomes`).
+    pub fn to_json(&self) -> Value {
+        // Only strings, lists and JSON values: serializing cannot fail.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
 }
 
 /// One unit of work for a workflow, from one record.
@@ -45,7 +53,7 @@ pub async fn handle_event<W: HookWorkflow>(
     workflow: &W,
     event: &Value,
     deadline_ms: u64,
-) -> Result<Value, Error> {
+) -> Result<Answer, Error> {
     answer::<W::Event, _, _>(W::SPEC.name, event, |work, reply_topic| {
         run(workflow, work, reply_topic, deadline_ms)
     })
@@ -65,7 +73,7 @@ pub async fn run<W: HookWorkflow>(
                 Transition::Launching => ("launch transition", "terminate"),
                 Transition::Terminating => ("terminate transition", "launch"),
             };
-            warn!(asg = %action.asg, hook = %action.hook, instance_id = %action.instance_id, "skipped a lifecycle action of the wrong transition: {} handles {ours} actions only; check the hook's notification target", W::SPEC.name);
+            warn!(asg = %action.asg, hook = action.hook_name(), instance_id = %action.instance_id, "skipped a lifecycle action of the wrong transition: {} handles {ours} actions only; check the hook's notification target", W::SPEC.name);
             return Ok(ignored(theirs));
         }
         Work::Action(action) => Job::fresh(action, reply_topic),
@@ -114,7 +122,7 @@ async fn on_event<W: HookWorkflow>(
 /// function) and hands each unit of work to `run`, all records concurrently.
 /// `run` is called only for real work, so a workflow built lazily is never built
 /// for a test notification.
-pub async fn answer<E, F, Fut>(function: &str, event: &Value, run: F) -> Result<Value, Error>
+pub async fn answer<E, F, Fut>(function: &str, event: &Value, run: F) -> Result<Answer, Error>
 where
     E: WorkflowEvent,
     F: Fn(Work<E>, Option<String>) -> Fut,
@@ -159,11 +167,10 @@ where
             error!(error = %e, "an SQS record without messageId failed: it cannot be reported alone, so the whole batch is returned to the queue");
             Err(e)
         }
-        _ => serde_json::to_value(Answer {
+        _ => Ok(Answer {
             batch: failures,
             outcomes,
-        })
-        .map_err(|e| Error::Internal(format!("the answer as JSON: {e}"))),
+        }),
     }
 }
 

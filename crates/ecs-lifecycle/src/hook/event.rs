@@ -275,7 +275,12 @@ pub fn parse_message_value<E>(value: &Value, context: &str) -> Result<Message<E>
     if obj.get("kind").and_then(Value::as_str) == Some(CONTINUATION_KIND) {
         let c: Continuation = serde_json::from_value(value.clone())
             .map_err(|e| EventError::new(context, format!("bad continuation: {e}")))?;
-        let action = c.action.clone().validate(&format!("{context}.action"))?;
+        let mut action = c.action.clone();
+        if !c.held {
+            // Unheld work of releases that named a placeholder hook.
+            action.hook = None;
+        }
+        let action = action.validate(&format!("{context}.action"), c.held)?;
         return Ok(Message::Continuation(Continuation { action, ..c }));
     }
     if obj.contains_key("LifecycleHookName")
@@ -284,7 +289,7 @@ pub fn parse_message_value<E>(value: &Value, context: &str) -> Result<Message<E>
     {
         let action: LifecycleAction = serde_json::from_value(value.clone())
             .map_err(|e| EventError::new(context, serde_problem(&e)))?;
-        return Ok(Message::Action(action.validate(context)?));
+        return Ok(Message::Action(action.validate(context, true)?));
     }
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
     keys.sort_unstable();

@@ -40,7 +40,7 @@ fn sns_lifecycle_action() {
     );
     let a = action_of(&r);
     assert_eq!(a.asg, "ecs-fleet-asg");
-    assert_eq!(a.hook, "ecs-drain");
+    assert_eq!(a.hook.as_deref(), Some("ecs-drain"));
     assert_eq!(a.instance_id, "i-0a1b2c3d4e5f60718");
     assert_eq!(a.transition, Transition::Terminating);
     assert_eq!(
@@ -120,6 +120,34 @@ fn continuation_round_trips() {
     );
 }
 
+/// Work no hook holds (launch-verify's `EC2 Instance Launch Successful` mode)
+/// names no hook; releases before this one wrote a placeholder name with
+/// `held: false`, and the parser drops it. A held continuation must name one.
+#[test]
+fn unheld_continuations_name_no_hook() {
+    let r = only(parse(&fixture("sns-continuation")).unwrap());
+    let Ok(Message::Continuation(mut c)) = r.message else {
+        panic!("{:?}", r.message)
+    };
+    c.held = false;
+    c.action.hook = Some("(none: EC2 Instance Launch Successful)".into());
+    let old = serde_json::to_string(&c).unwrap();
+    let Ok(Message::Continuation(parsed)) = parse_message_str::<NoEvents>(&old, "m") else {
+        panic!("{old}")
+    };
+    assert_eq!(parsed.action.hook, None);
+    let new = serde_json::to_value(&parsed).unwrap();
+    assert!(new["action"].get("LifecycleHookName").is_none(), "{new}");
+    assert_eq!(
+        parse_message_value::<NoEvents>(&new, "m"),
+        Ok(Message::Continuation(parsed.clone()))
+    );
+    let mut held = new.clone();
+    held["held"] = json!(true);
+    let e = parse_message_value::<NoEvents>(&held, "m").unwrap_err();
+    assert!(e.problem.contains("LifecycleHookName is missing"), "{e}");
+}
+
 #[test]
 fn direct_invoke_of_the_bare_message() {
     let event = json!({"LifecycleHookName": "h", "AutoScalingGroupName": "g", "EC2InstanceId": "i-12345678", "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"});
@@ -184,6 +212,10 @@ fn malformed_input_names_the_problem() {
         (
             json!({"LifecycleHookName": "", "AutoScalingGroupName": "g", "EC2InstanceId": "i-12345678", "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"}),
             "LifecycleHookName is empty",
+        ),
+        (
+            json!({"AutoScalingGroupName": "g", "EC2InstanceId": "i-12345678", "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"}),
+            "LifecycleHookName is missing",
         ),
         (
             json!({"LifecycleHookName": "h", "AutoScalingGroupName": 7, "EC2InstanceId": "i-12345678", "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"}),

@@ -42,10 +42,10 @@ pub async fn hand_off<P: Publisher, M: Serialize>(
         job.action.clone(),
         job.attempt.saturating_add(1),
         started_at_ms,
-        job.held.then_some(heartbeat_base_ms),
+        job.held().then_some(heartbeat_base_ms),
         state,
     );
-    next.held = job.held;
+    next.held = job.held();
     next.hook_timeouts = job.hook_timeouts;
     let topic = configured_topic
         .map(str::to_owned)

@@ -21,11 +21,9 @@ pub enum Accept<M> {
 /// A lifecycle action being worked on, with what earlier invocations handed over.
 #[derive(Debug, Clone)]
 pub struct Job<M> {
+    /// The lifecycle action; its `hook` is `None` for work that no hook holds
+    /// (launch-verify's `EC2 Instance Launch Successful` mode).
     pub action: LifecycleAction,
-    /// Whether a lifecycle action waits on the work: the runtime then reads the
-    /// hook's timeouts, heartbeats and completes it. `false` for work that no hook
-    /// holds (launch-verify's `EC2 Instance Launch Successful` mode).
-    pub held: bool,
     /// The hook's timeouts, once read (a continuation carries them, so that the
     /// next invocation heartbeats on the right cadence from its first moment).
     pub hook_timeouts: Option<HookTimeouts>,
@@ -40,12 +38,19 @@ pub struct Job<M> {
     pub reply_topic: Option<String>,
 }
 
+impl<M> Job<M> {
+    /// Whether a lifecycle action waits on the work: the runtime then reads the
+    /// hook's timeouts, heartbeats and completes it.
+    pub fn held(&self) -> bool {
+        self.action.hook.is_some()
+    }
+}
+
 impl<M: DeserializeOwned + Default> Job<M> {
     /// A lifecycle action, fresh from Auto Scaling.
     pub fn fresh(action: LifecycleAction, reply_topic: Option<String>) -> Self {
         Job {
             action,
-            held: true,
             hook_timeouts: None,
             attempt: 0,
             started_at_ms: None,
@@ -55,18 +60,13 @@ impl<M: DeserializeOwned + Default> Job<M> {
         }
     }
 
-    /// Work that no lifecycle hook holds: nothing to heartbeat or complete.
-    pub fn unheld(action: LifecycleAction, reply_topic: Option<String>) -> Self {
-        Job {
-            held: false,
-            ..Job::fresh(action, reply_topic)
-        }
-    }
-
     /// An earlier invocation's work, from its continuation.
     pub fn resume(c: Continuation, reply_topic: Option<String>) -> Result<Self, EventError> {
         // Continuations of earlier releases mark unheld work in launch-verify's memo.
-        let held = c.held && c.state.get("no_hook") != Some(&Value::Bool(true));
+        let mut action = c.action;
+        if !c.held || c.state.get("no_hook") == Some(&Value::Bool(true)) {
+            action.hook = None;
+        }
         let memo = if c.state.is_null() {
             M::default()
         } else {
@@ -74,8 +74,7 @@ impl<M: DeserializeOwned + Default> Job<M> {
                 .map_err(|e| EventError::new("continuation.state", e.to_string()))?
         };
         Ok(Job {
-            action: c.action,
-            held,
+            action,
             hook_timeouts: c.hook_timeouts,
             attempt: c.attempt,
             started_at_ms: Some(c.started_at_ms),

@@ -28,3 +28,7 @@ pub use runtime::{Handler, HookWorkflow};
 #[cfg(test)]
 #[path = "probe_tests.rs"]
 mod probe_tests;
+
+#[cfg(test)]
+#[path = "continuation_golden_tests.rs"]
+mod continuation_golden_tests;

@@ -203,7 +203,8 @@ async fn heartbeats_on_the_hooks_cadence_and_completes_once() {
     let v = p
         .handle(&event, deadline_in(Duration::from_secs(900)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(outcome(&v)["outcome"], "completed", "{v}");
     assert_eq!(fleet.completions(ID).len(), 1);
     // A third of 60 s: about 15 beats over 300 s, never a gap near the timeout.
@@ -224,7 +225,8 @@ async fn heartbeats_from_the_first_moment_while_the_hooks_timeouts_cannot_be_rea
     let v = p
         .handle(&event, deadline_in(Duration::from_secs(900)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(outcome(&v)["outcome"], "completed", "{v}");
     assert_eq!(
         fleet.action_state(ID),
@@ -243,7 +245,8 @@ async fn hands_off_with_the_hooks_timeouts_and_the_next_invocation_reads_nothing
     let v = p
         .handle(&event, deadline_in(Duration::from_secs(40)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(outcome(&v)["outcome"], "handed_off", "{v}");
     let published = fleet.published();
     assert_eq!(published.len(), 1);
@@ -258,7 +261,8 @@ async fn hands_off_with_the_hooks_timeouts_and_the_next_invocation_reads_nothing
     let v = p
         .handle(&continuation, deadline_in(Duration::from_secs(900)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(outcome(&v)["outcome"], "completed", "{v}");
     assert_eq!(fleet.hook_reads(), 1);
     assert_eq!(fleet.completions(ID).len(), 1);
@@ -272,8 +276,14 @@ async fn a_duplicate_delivery_completes_the_action_once() {
     let deadline = deadline_in(Duration::from_secs(900));
     let (a, b) = tokio::join!(p.handle(&event, deadline), p.handle(&event, deadline));
     let mut outcomes = [
-        outcome(&a.unwrap())["outcome"].as_str().unwrap().to_owned(),
-        outcome(&b.unwrap())["outcome"].as_str().unwrap().to_owned(),
+        outcome(&a.unwrap().to_json())["outcome"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        outcome(&b.unwrap().to_json())["outcome"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
     ];
     outcomes.sort();
     assert_eq!(outcomes, ["already_completed", "completed"]);
@@ -292,7 +302,8 @@ async fn an_expired_action_ends_the_work_without_completing_or_handing_off() {
     let v = p
         .handle(&event, deadline_in(Duration::from_secs(900)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(outcome(&v)["outcome"], "already_completed", "{v}");
     assert!(fleet.completions(ID).is_empty());
     assert!(fleet.published().is_empty());
@@ -337,7 +348,8 @@ async fn a_completion_that_fails_leaves_the_action_heartbeated() {
     let v = p
         .handle(&event, deadline_in(Duration::from_secs(900)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(outcome(&v)["outcome"], "completed", "{v}");
     assert_eq!(fleet.completions(ID).len(), 1);
     let gap = max_gap(&fleet, start);

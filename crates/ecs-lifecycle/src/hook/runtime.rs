@@ -22,7 +22,7 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::config::CommonConfig;
 use crate::error::Error;
-use crate::hook::dispatch::{WorkflowEvent, handle_event};
+use crate::hook::dispatch::{Answer, WorkflowEvent, handle_event};
 use crate::hook::handoff::hand_off;
 use crate::hook::heartbeat::{keep_alive, last_heartbeat};
 use crate::hook::job::{Accept, Job};
@@ -152,7 +152,7 @@ pub trait Handler {
         &self,
         event: &Value,
         deadline_ms: u64,
-    ) -> impl Future<Output = Result<Value, Error>> + Send;
+    ) -> impl Future<Output = Result<Answer, Error>> + Send;
 }
 
 impl<W: HookWorkflow> Handler for W {
@@ -160,7 +160,7 @@ impl<W: HookWorkflow> Handler for W {
         &self,
         event: &Value,
         deadline_ms: u64,
-    ) -> impl Future<Output = Result<Value, Error>> + Send {
+    ) -> impl Future<Output = Result<Answer, Error>> + Send {
         handle_event(self, event, deadline_ms)
     }
 }
@@ -176,7 +176,7 @@ pub async fn execute<W: HookWorkflow>(
         "action",
         work = W::SPEC.work,
         asg = %job.action.asg,
-        hook = %job.action.hook,
+        hook = job.action.hook_name(),
         instance_id = %job.action.instance_id,
         attempt = job.attempt,
         cluster = tracing::field::Empty,
@@ -234,7 +234,7 @@ pub async fn hold<W: HookWorkflow>(
         job.last_heartbeat_ms
             .or(job.action.started_at_ms())
             .map_or(0, |t| t.min(now)),
-        match (job.held, job.hook_timeouts) {
+        match (job.held(), job.hook_timeouts) {
             (false, _) => NEVER_MS,
             (true, Some(t)) => heartbeat_every_ms(t),
             (true, None) => PROVISIONAL_HEARTBEAT_EVERY_MS,
@@ -312,7 +312,7 @@ type End<W> = Result<OutcomeOf<W>, Error>;
 
 impl<W: HookWorkflow> Held<'_, W> {
     async fn run(&mut self) -> End<W> {
-        if self.job.held {
+        if self.job.held() {
             loop {
                 let clock = self.clock;
                 match bounded(&clock, self.handoff_at, self.read_hook()).await {
@@ -418,7 +418,7 @@ impl<W: HookWorkflow> Held<'_, W> {
                 match self
                     .holder()
                     .autoscaling
-                    .hook_timeouts(&action.asg, &action.hook)
+                    .hook_timeouts(&action.asg, action.hook_name())
                     .await?
                 {
                     Some(t) => t,
@@ -507,7 +507,7 @@ impl<W: HookWorkflow> Held<'_, W> {
         // A continuation normally runs within seconds; Lambda's retry of a failed
         // one comes one to three minutes later.
         // It may use the first third of the margin: the publish needs the rest.
-        if self.job.held && self.beat.due() < self.clock.now_ms().saturating_add(180_000) {
+        if self.job.held() && self.beat.due() < self.clock.now_ms().saturating_add(180_000) {
             self.let_go(self.deadline_ms.saturating_sub(margin * 2 / 3))
                 .await;
         }
@@ -542,7 +542,7 @@ impl<W: HookWorkflow> Held<'_, W> {
     /// The last heartbeat before this invocation lets go of a held action,
     /// answered before `until_ms`.
     async fn let_go(&self, until_ms: u64) {
-        if self.job.held {
+        if self.job.held() {
             last_heartbeat(
                 &self.holder().autoscaling,
                 &self.job.action,

@@ -73,7 +73,8 @@ async fn heartbeats_every_third_of_the_timeout_until_the_completion() {
     let v = d
         .handle(&terminate_event(), deadline_in(Duration::from_secs(900)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
 
     assert_eq!(outcome(&v), "completed", "{v}");
     assert_eq!(v["outcomes"][0]["reason"], json!("Drained"));
@@ -114,7 +115,8 @@ async fn hands_off_before_the_invocation_deadline_and_the_next_one_completes() {
     let v = d
         .handle(&terminate_event(), deadline_in(Duration::from_secs(60)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
 
     assert_eq!(outcome(&v), "handed_off", "{v}");
     assert_eq!(v["outcomes"][0]["attempt"], json!(1));
@@ -142,7 +144,8 @@ async fn hands_off_before_the_invocation_deadline_and_the_next_one_completes() {
     let v = d
         .handle(&continuation, deadline_in(Duration::from_secs(60)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(outcome(&v), "completed", "{v}");
     assert_eq!(fleet.completions(ID).len(), 1);
     assert_eq!(fleet.published().len(), 1, "no second hand-off");
@@ -156,7 +159,7 @@ async fn a_duplicate_delivery_completes_the_action_once() {
 
     let event = terminate_event();
     let (a, b) = tokio::join!(d.handle(&event, deadline), d.handle(&event, deadline));
-    let (a, b) = (a.unwrap(), b.unwrap());
+    let (a, b) = (a.unwrap().to_json(), b.unwrap().to_json());
 
     // One completes; the other finds the action over (completed elsewhere) or
     // the instance no longer waiting: never a second completion.
@@ -169,7 +172,7 @@ async fn a_duplicate_delivery_completes_the_action_once() {
     assert_eq!(fleet.completions(ID).len(), 1);
 
     // A third delivery, after the end, does nothing.
-    let c = d.handle(&event, deadline).await.unwrap();
+    let c = d.handle(&event, deadline).await.unwrap().to_json();
     assert_eq!(outcome(&c), "stopped", "{c}");
     assert_eq!(fleet.completions(ID).len(), 1);
     assert!(fleet.published().is_empty());
@@ -188,7 +191,8 @@ async fn an_expired_action_ends_the_drain_without_completing_or_handing_off() {
     let v = d
         .handle(&terminate_event(), deadline_in(Duration::from_secs(900)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
 
     // The first heartbeat after the expiry learns it; the drain stops there.
     let o = outcome(&v);
@@ -212,7 +216,8 @@ async fn dry_run_decides_and_changes_nothing() {
     let v = d
         .handle(&terminate_event(), deadline_in(Duration::from_secs(900)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
 
     assert_eq!(outcome(&v), "dry_run", "{v}");
     assert_eq!(v["outcomes"][0]["decision"]["step"], json!("SetDraining"));
@@ -248,7 +253,8 @@ async fn an_ecs_outage_longer_than_the_heartbeat_timeout_loses_nothing() {
     let v = d
         .handle(&terminate_event(), deadline_in(Duration::from_secs(900)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
 
     assert_eq!(outcome(&v), "completed", "{v}");
     let completions = fleet.completions(ID);
@@ -290,7 +296,8 @@ async fn slow_ecs_calls_never_hold_a_heartbeat_back() {
     let v = d
         .handle(&terminate_event(), deadline_in(Duration::from_secs(900)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
 
     assert_eq!(outcome(&v), "completed", "{v}");
     assert!(
@@ -326,7 +333,8 @@ async fn a_hanging_completion_never_holds_a_heartbeat_back() {
     let v = d
         .handle(&terminate_event(), deadline_in(Duration::from_secs(900)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
 
     assert_eq!(outcome(&v), "completed", "{v}");
     assert_eq!(fleet.completions(ID).len(), 1);
@@ -350,7 +358,8 @@ async fn a_hanging_completion_leaves_the_margin_to_hand_over() {
     let v = d
         .handle(&terminate_event(), deadline_in(Duration::from_secs(60)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
 
     assert_eq!(outcome(&v), "handed_off", "{v}");
     assert!(Instant::now() - start < Duration::from_secs(60));
@@ -360,7 +369,8 @@ async fn a_hanging_completion_leaves_the_margin_to_hand_over() {
     let v = d
         .handle(&continuation, deadline_in(Duration::from_secs(60)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(outcome(&v), "completed", "{v}");
     assert_eq!(fleet.completions(ID).len(), 1);
 }
@@ -379,7 +389,8 @@ async fn throttling_stretches_the_poll_and_it_shrinks_back() {
     let v = d
         .handle(&terminate_event(), deadline_in(Duration::from_secs(900)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(outcome(&v), "completed", "{v}");
 
     let calls = fleet.ecs_calls();
@@ -440,7 +451,8 @@ async fn a_failing_publish_is_retried_within_the_margin() {
     let v = d
         .handle(&terminate_event(), deadline_in(Duration::from_secs(60)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
 
     assert_eq!(outcome(&v), "handed_off", "{v}");
     assert_eq!(fleet.published().len(), 1);
@@ -488,7 +500,8 @@ async fn no_step_sleeps_past_the_hand_off_point() {
     let v = d
         .handle(&terminate_event(), deadline_in(Duration::from_secs(35)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
 
     assert_eq!(outcome(&v), "handed_off", "{v}");
     // Handed off by the hand-off point (35 s - 10 s margin), never after it.
@@ -514,7 +527,8 @@ async fn a_continuation_from_a_clock_ahead_of_ours_is_taken_as_now() {
     let v = d
         .handle(&continuation, deadline_in(Duration::from_secs(600)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
 
     assert_eq!(outcome(&v), "completed", "{v}");
     assert!(
@@ -534,12 +548,12 @@ async fn a_duplicate_chain_mid_drain_ends_the_older_one_within_a_poll() {
     let event = terminate_event();
 
     let first = async {
-        let v = d.handle(&event, deadline).await.unwrap();
+        let v = d.handle(&event, deadline).await.unwrap().to_json();
         (v, Instant::now() - start)
     };
     let duplicate = async {
         tokio::time::sleep(Duration::from_secs(30)).await;
-        d.handle(&event, deadline).await.unwrap()
+        d.handle(&event, deadline).await.unwrap().to_json()
     };
     let ((a, a_ended), b) = tokio::join!(first, duplicate);
 
@@ -568,7 +582,11 @@ async fn a_failed_sqs_record_without_message_id_fails_the_batch_loudly() {
     };
 
     // Named: reported in batchItemFailures, the rest of the batch is done.
-    let v = d.handle(&batch(Some("m-1")), deadline).await.unwrap();
+    let v = d
+        .handle(&batch(Some("m-1")), deadline)
+        .await
+        .unwrap()
+        .to_json();
     assert_eq!(v["batchItemFailures"], json!([{"itemIdentifier": "m-1"}]));
     // Unnamed: an error, so that Lambda returns the whole batch to the queue.
     let err = d.handle(&batch(None), deadline).await.unwrap_err();
@@ -602,7 +620,11 @@ async fn an_ecs_event_completes_the_drain_while_its_chain_sleeps() {
     let deadline = deadline_in(Duration::from_secs(900));
 
     let chain = async {
-        let v = d.handle(&terminate_event(), deadline).await.unwrap();
+        let v = d
+            .handle(&terminate_event(), deadline)
+            .await
+            .unwrap()
+            .to_json();
         (v, Instant::now() - start)
     };
     let event = async {
@@ -613,7 +635,8 @@ async fn an_ecs_event_completes_the_drain_while_its_chain_sleeps() {
         let v = d
             .handle(&task_stopped_event("c1", &ci), deadline)
             .await
-            .unwrap();
+            .unwrap()
+            .to_json();
         (v, Instant::now() - start)
     };
     let ((by_chain, chain_ended), (by_event, event_ended)) = tokio::join!(chain, event);
@@ -674,13 +697,14 @@ async fn ecs_events_for_others_are_skipped_cheaply() {
     let v = d
         .handle(&task_stopped_event("other", &ci), deadline)
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(outcome(&v), "ignored", "{v}");
     assert_eq!(calls(), 0);
     // A task still running: no call either.
     let mut running = task_stopped_event("c1", &ci);
     running["detail"]["lastStatus"] = json!("RUNNING");
-    let v = d.handle(&running, deadline).await.unwrap();
+    let v = d.handle(&running, deadline).await.unwrap().to_json();
     assert_eq!(outcome(&v), "ignored", "{v}");
     assert_eq!(calls(), 0);
     // Our cluster, but the instance is not being drained by us (ACTIVE, no hook
@@ -688,7 +712,8 @@ async fn ecs_events_for_others_are_skipped_cheaply() {
     let v = d
         .handle(&task_stopped_event("c1", &ci), deadline)
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(outcome(&v), "ignored", "{v}");
     assert_eq!(calls(), 1);
     assert!(fleet.heartbeats(ID).is_empty() && fleet.completions(ID).is_empty());
@@ -746,7 +771,8 @@ async fn a_spot_warning_drains_at_once_and_completes_nothing() {
     let v = d
         .handle(&spot_warning(), deadline_in(Duration::from_secs(60)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
 
     let o = &v["outcomes"][0];
     assert_eq!(o["outcome"], "signal", "{v}");
@@ -776,7 +802,8 @@ async fn a_disconnected_agent_holds_the_action_for_its_grace_only() {
     let v = d
         .handle(&terminate_event(), deadline_in(Duration::from_secs(900)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     let o = &v["outcomes"][0];
     assert_eq!(o["outcome"], "completed", "{v}");
     let for_s = o["reason"]["AgentDisconnected"]["for_s"].as_u64().unwrap();
@@ -810,7 +837,8 @@ async fn a_health_event_for_a_dedicated_host_is_answered_not_an_error() {
     let v = d
         .handle(&host, deadline_in(Duration::from_secs(60)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     let o = &v["outcomes"][0];
     assert_eq!(o["outcome"], "signal", "{v}");
     assert_eq!(o["instances"], json!([]), "{v}");
@@ -830,7 +858,8 @@ async fn signals_follow_their_configured_actions() {
     let v = d
         .handle(&rebalance, deadline_in(Duration::from_secs(60)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(v["outcomes"][0]["instances"][0]["done"], "ignored", "{v}");
     assert_eq!(
         fleet.container_instance(ID).map(|c| c.status),
@@ -841,7 +870,8 @@ async fn signals_follow_their_configured_actions() {
     let v = d
         .handle(&spot_warning(), deadline_in(Duration::from_secs(60)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(v["outcomes"][0]["instances"][0]["done"], "ignored", "{v}");
     assert_eq!(
         fleet.container_instance(ID).map(|c| c.status),
@@ -870,7 +900,8 @@ async fn signals_follow_their_configured_actions() {
             deadline_in(Duration::from_secs(60)),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     let done: Vec<&str> = v["outcomes"][0]["instances"]
         .as_array()
         .unwrap()
@@ -884,7 +915,8 @@ async fn signals_follow_their_configured_actions() {
     let v = d
         .handle(&retirement(&[ID]), deadline_in(Duration::from_secs(60)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(v["outcomes"][0]["instances"][0]["done"], "draining", "{v}");
     assert_eq!(fleet.unhealthy(), [ID], "not marked a second time");
 }
@@ -948,7 +980,8 @@ async fn metrics_and_notifications_once_per_drain_across_a_hand_off() {
     let v = d
         .handle(&terminate_event(), deadline_in(Duration::from_secs(60)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(outcome(&v), "handed_off", "{v}");
     assert_eq!(events_notified(&fleet), ["drain_started"]);
     {
@@ -974,13 +1007,15 @@ async fn metrics_and_notifications_once_per_drain_across_a_hand_off() {
     let v = d
         .handle(&continuation, deadline_in(Duration::from_secs(120)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_eq!(outcome(&v), "completed", "{v}");
     // A duplicated continuation afterwards: nothing more to report.
     let again = d
         .handle(&continuation, deadline_in(Duration::from_secs(120)))
         .await
-        .unwrap();
+        .unwrap()
+        .to_json();
     assert_ne!(outcome(&again), "completed", "{again}");
 
     assert_eq!(

@@ -11,4 +11,4 @@ pub mod events;
 pub mod observe;
 pub mod run;
 
-pub use run::{Act, Done, FUNCTION_NAME, Finished, LaunchMemo, NO_HOOK, Verifier};
+pub use run::{Act, Done, FUNCTION_NAME, Finished, LaunchMemo, Verifier};

@@ -23,11 +23,6 @@ use crate::time::millis;
 
 pub const FUNCTION_NAME: &str = "launch-verify";
 
-/// The hook name recorded for work that came from `EC2 Instance Launch
-/// Successful`: no lifecycle hook holds it (the job is not held: nothing is
-/// heartbeated or completed); the name only labels its log lines.
-pub const NO_HOOK: &str = "(none: EC2 Instance Launch Successful)";
-
 /// Outcomes of the no-hook mode, where nothing waits to be completed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -168,7 +163,7 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
             .saturating_add(poll_ms.saturating_mul(3));
         Plan {
             policy: Policy {
-                mode: if job.held { Mode::Hook } else { Mode::NoHook },
+                mode: if job.held() { Mode::Hook } else { Mode::NoHook },
                 terminate_orphans: cfg.terminate_orphans,
                 can_diagnose: cfg.ssm_document.is_some(),
                 diagnostic_timeout_ms: diagnostic_ms,
@@ -210,7 +205,7 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
     async fn on_event(&self, l: LaunchSuccessful) -> Result<Accept<LaunchMemo>, Error> {
         let action = LifecycleAction {
             asg: l.asg,
-            hook: NO_HOOK.to_owned(),
+            hook: None,
             instance_id: l.instance_id,
             transition: Transition::Launching,
             token: None,
@@ -220,7 +215,7 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
             destination: l.destination,
             account_id: None,
         };
-        Ok(Accept::Job(Box::new(Job::unheld(action, None))))
+        Ok(Accept::Job(Box::new(Job::fresh(action, None))))
     }
 
     async fn observe(

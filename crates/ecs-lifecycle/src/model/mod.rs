@@ -416,8 +416,14 @@ impl Transition {
 pub struct LifecycleAction {
     #[serde(rename = "AutoScalingGroupName")]
     pub asg: String,
-    #[serde(rename = "LifecycleHookName")]
-    pub hook: String,
+    /// The hook holding the action; `None` for work no hook holds (launch-verify's
+    /// `EC2 Instance Launch Successful` mode): nothing to heartbeat or complete.
+    #[serde(
+        rename = "LifecycleHookName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub hook: Option<String>,
     #[serde(rename = "EC2InstanceId")]
     pub instance_id: String,
     #[serde(rename = "LifecycleTransition")]
@@ -458,14 +464,24 @@ impl LifecycleAction {
         crate::time::epoch_ms_of(self.time.as_deref()?)
     }
 
-    pub(crate) fn validate(self, context: &str) -> Result<Self, EventError> {
+    /// The hook's name, for log lines (`none` for work no hook holds).
+    pub fn hook_name(&self) -> &str {
+        self.hook.as_deref().unwrap_or("none")
+    }
+
+    /// Checks what Auto Scaling always sends; `held` = a hook must be named.
+    pub(crate) fn validate(self, context: &str, held: bool) -> Result<Self, EventError> {
         let field_err =
             |field: &str, why: &str| EventError::new(context, format!("field {field} {why}"));
         if self.asg.trim().is_empty() {
             return Err(field_err("AutoScalingGroupName", "is empty"));
         }
-        if self.hook.trim().is_empty() {
-            return Err(field_err("LifecycleHookName", "is empty"));
+        match self.hook.as_deref() {
+            Some(hook) if hook.trim().is_empty() => {
+                return Err(field_err("LifecycleHookName", "is empty"));
+            }
+            None if held => return Err(field_err("LifecycleHookName", "is missing")),
+            _ => {}
         }
         if !is_instance_id(&self.instance_id) {
             return Err(field_err(
