@@ -502,7 +502,7 @@ async fn retain_abandons_once_at_the_deadline_and_stops_nothing() {
 
     // When the drain runs to its deadline with nothing moving.
     let event = scale_in(&s, &fleet, 0).await;
-    let outcome = single_outcome(&d.handle(&event, now_ms() + 60_000).await.unwrap());
+    let outcome = single_outcome(&d.handle(&event, now_ms() + 60_000).await.unwrap().to_json());
 
     // Then: completed ABANDON, naming every task left.
     assert_eq!(outcome["outcome"], "completed", "{outcome}");
@@ -529,7 +529,7 @@ async fn retain_abandons_once_at_the_deadline_and_stops_nothing() {
     assert_eq!(fleet.status_of(0).await.unwrap(), "DRAINING");
 
     // A duplicate delivery finds the instance retained: no second completion.
-    let again = single_outcome(&d.handle(&event, now_ms() + 60_000).await.unwrap());
+    let again = single_outcome(&d.handle(&event, now_ms() + 60_000).await.unwrap().to_json());
     assert_eq!(again["outcome"], "stopped", "{again}");
     assert_eq!(action_of(&s, &fleet, 0)["complete_calls"], 1);
 

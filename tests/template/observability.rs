@@ -255,7 +255,7 @@ fn drain_timeout_action_retain_brings_its_read_and_its_command() {
         .unwrap()
         .to_owned();
     for part in [
-        "web-asg,batch-asg",
+        "for g in web-asg batch-asg;",
         "update-auto-scaling-group",
         "--instance-lifecycle-policy",
         "TerminateHookAbandon=retain",

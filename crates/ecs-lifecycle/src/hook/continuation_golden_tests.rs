@@ -79,8 +79,12 @@ fn a_drain_handed_over_by_this_version_resumes_with_every_field() {
     );
     let a = &c.action;
     assert_eq!(
-        (a.asg.as_str(), a.hook.as_str(), a.instance_id.as_str()),
-        ("web-asg", "ecs-lifecycle-terminate", "i-0a1b2c3d4e5f60718")
+        (a.asg.as_str(), a.hook.as_deref(), a.instance_id.as_str()),
+        (
+            "web-asg",
+            Some("ecs-lifecycle-terminate"),
+            "i-0a1b2c3d4e5f60718"
+        )
     );
     assert_eq!(
         a.token.as_deref(),
@@ -93,7 +97,7 @@ fn a_drain_handed_over_by_this_version_resumes_with_every_field() {
     assert_eq!(a.account_id.as_deref(), Some("123456789012"));
 
     let job = Job::<DrainMemo>::resume(c.clone(), None).unwrap();
-    assert!(job.held);
+    assert!(job.held());
     assert_eq!(job.attempt, 3);
     assert_eq!(job.hook_timeouts, c.hook_timeouts);
     let m = &job.memo;
@@ -128,7 +132,7 @@ fn a_launch_check_handed_over_by_this_version_resumes_with_every_field() {
         })
     );
     let job = Job::<LaunchMemo>::resume(c, None).unwrap();
-    assert!(job.held);
+    assert!(job.held());
     assert_eq!(
         job.memo,
         LaunchMemo {
@@ -137,7 +141,7 @@ fn a_launch_check_handed_over_by_this_version_resumes_with_every_field() {
             ssm_unreachable: None,
         }
     );
-    assert_eq!(job.action.hook, "ecs-lifecycle-launch");
+    assert_eq!(job.action.hook.as_deref(), Some("ecs-lifecycle-launch"));
 }
 
 /// What today's writer publishes for a job read from the golden file is the
@@ -155,7 +159,7 @@ fn this_version_writes_exactly_its_golden_files() {
             job.last_heartbeat_ms,
             serde_json::to_value(&job.memo).unwrap(),
         );
-        next.held = job.held;
+        next.held = job.held();
         next.hook_timeouts = job.hook_timeouts;
         serde_json::to_value(&next).unwrap()
     }
@@ -174,14 +178,14 @@ fn earlier_shapes_of_version_1_are_still_read() {
     assert_eq!(c.hook_timeouts, None);
     assert_eq!(c.last_heartbeat_ms, None);
     let job = Job::<DrainMemo>::resume(c, None).unwrap();
-    assert!(job.held);
+    assert!(job.held());
     assert_eq!(job.memo.container_instance_arn, None);
     assert_eq!(job.memo.agent_disconnected_since_ms, None);
 
     let c = read(&golden(1, "launch-verify-no-hook-memo.json"));
     let job = Job::<LaunchMemo>::resume(c, None).unwrap();
     assert!(
-        !job.held,
+        !job.held(),
         "no_hook in the memo: nothing to heartbeat or complete"
     );
     assert_eq!(job.last_heartbeat_ms, None);
