@@ -7,7 +7,10 @@
 //!   a lifecycle action starts either, so the test records the in-progress
 //!   `Terminating EC2 instance: i-...` activity AWS shows for it (status
 //!   `MidLifecycleAction`) through `/_standin/activity`;
-//! - instance refresh: moto answers HTTP 500; the stand-in keeps refreshes.
+//! - instance refresh: moto answers HTTP 500; the stand-in keeps refreshes;
+//! - instance lifecycle policies: moto ignores them; the stand-in keeps a
+//!   group's `TerminateHookAbandon` and leaves an instance whose terminate
+//!   action ends ABANDON in `Terminating:Retained`.
 //!
 //! The binary runs with a cleared environment: only the variables each test
 //! gives it, so no profile or credentials of the machine leak in.
@@ -20,6 +23,7 @@ use std::process::{Command, Output};
 use aws_sdk_autoscaling::types::{RefreshPreferences, Tag};
 use aws_sdk_ecs::types::ContainerInstanceStatus;
 use aws_smithy_types::date_time::Format;
+use ecs_lifecycle_suite::drain::{lifecycle_state, set_retention};
 use ecs_lifecycle_suite::fleet_on;
 use ecs_lifecycle_suite::rollout::{new_version, pin, scaling_activities, start_refresh};
 use serde_json::{Value, json};
@@ -561,4 +565,108 @@ async fn rollout_status_reports_the_refresh_its_target_and_refused_amis() {
     ] {
         assert!(row.contains(needle), "{needle} missing: {row}");
     }
+}
+
+/// Given a group whose instance lifecycle policy retains abandoned
+/// terminations and one of its instances retained (its terminate action
+/// completed ABANDON, as terminate-drain does with DRAIN_TIMEOUT_ACTION=retain),
+/// and a second group without the policy: `retained` lists the instance (exit
+/// 1: it needs attention) and names the group without the policy; `release`
+/// is a dry run that changes nothing, `release --apply` terminates it, and
+/// an instance that is not retained is refused (exit 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_lists_and_release_terminates_only_with_apply() {
+    let s = Standin::start().unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("cliretain", 2)).await;
+    let (_, other) = fleet_on(&s, &FleetSpec::new("clinopolicy", 1)).await;
+    set_retention(&fleet, "retain").await;
+    let id = fleet.instance_ids[0].clone();
+    s.start_lifecycle_action(&fleet.asg, &fleet.hook, &id, TERMINATING)
+        .unwrap();
+    aws_sdk_autoscaling::Client::new(&sdk)
+        .complete_lifecycle_action()
+        .auto_scaling_group_name(&fleet.asg)
+        .lifecycle_hook_name(&fleet.hook)
+        .instance_id(&id)
+        .lifecycle_action_result("ABANDON")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        lifecycle_state(&fleet, 0).await.as_deref(),
+        Some("Terminating:Retained")
+    );
+
+    // retained: the instance, and the group whose policy would not keep one.
+    let out = run_against(
+        &s,
+        &[
+            "retained", "--group", &fleet.asg, "--group", &other.asg, "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    let r = json_of(&out);
+    assert_eq!(r["kind"], "retained");
+    assert_eq!(
+        r["instances"],
+        json!([{"ec2_instance_id": id, "group": fleet.asg, "lifecycle_state": "Terminating:Retained"}])
+    );
+    assert_eq!(r["groups_without_retention"], json!([other.asg]));
+    let text = stdout(&run_against(&s, &["retained", "--group", &fleet.asg]));
+    assert!(
+        text.contains(&id) && text.contains("Terminating:Retained") && text.contains("release"),
+        "{text}"
+    );
+
+    // release: a dry run by default.
+    let out = run_against(&s, &["release", &id]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert!(stdout(&out).contains("dry run"), "{}", stdout(&out));
+    assert_eq!(
+        lifecycle_state(&fleet, 0).await.as_deref(),
+        Some("Terminating:Retained")
+    );
+    // --apply terminates it through its group.
+    let out = run_against(&s, &["release", &id, "--apply", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let r = json_of(&out);
+    assert_eq!(
+        (&r["kind"], &r["applied"]),
+        (&json!("release"), &json!(true))
+    );
+    assert_eq!(
+        lifecycle_state(&fleet, 0).await,
+        None,
+        "no longer in the group"
+    );
+    let state = aws_sdk_ec2::Client::new(&sdk)
+        .describe_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap()
+        .reservations()[0]
+        .instances()[0]
+        .state()
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_owned());
+    assert!(
+        matches!(state.as_deref(), Some("shutting-down" | "terminated")),
+        "{state:?}"
+    );
+    // Not retained (gone, or InService): refused, nothing done.
+    for (instance, says) in [
+        (id.as_str(), "in no Auto Scaling group"),
+        (fleet.instance_ids[1].as_str(), "not retained"),
+    ] {
+        let out = run_against(&s, &["release", instance, "--apply"]);
+        assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+    assert_eq!(
+        lifecycle_state(&fleet, 1).await.as_deref(),
+        Some("InService")
+    );
+    let out = run_against(&s, &["release", "not-an-instance"]);
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
 }

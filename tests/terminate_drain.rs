@@ -16,13 +16,17 @@
 use std::time::Duration;
 
 use ecs_lifecycle::hook::Handler;
+use ecs_lifecycle::report::Reporter;
 use ecs_lifecycle_suite::drain::{
-    TERMINATING, assert_all_stopped, drainer, fleet_drainer, fleet_spec, last_stop, scale_in,
-    scheduler_stops_without_replacements,
+    TERMINATING, assert_all_stopped, drainer, fleet_drainer, fleet_spec, last_stop,
+    lifecycle_state, scale_in, scheduler_stops_without_replacements, set_retention,
 };
 use ecs_lifecycle_suite::{action_of, fleet_on, next_continuation, outcomes, single_outcome};
 use serde_json::json;
-use testkit::{Fleet, FleetSpec, Standin, now_ms};
+use testkit::{
+    Fleet, FleetSpec, NotificationQueue, Standin, metric_sum, notification, notified_events,
+    now_ms, records_with,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_in_drains_every_kind_of_task_then_completes_once() {
@@ -465,4 +469,97 @@ async fn the_stability_check_waits_for_replacements_to_run() {
 async fn api_started_by(fleet: &Fleet) -> String {
     let tasks = fleet.tasks_on(0).await.unwrap();
     tasks.iter().find_map(|t| t.started_by.clone()).unwrap()
+}
+
+/// DRAIN_TIMEOUT_ACTION=retain. Given a group whose instance lifecycle policy
+/// retains abandoned terminations (STAND-IN: moto ignores the policy; the
+/// stand-in keeps it and leaves an ABANDONed terminating instance in
+/// `Terminating:Retained`) and an instance with a service task ECS never moves
+/// (no scheduler steps), a daemon and a standalone task: at MAX_DRAIN_SECONDS
+/// the action is completed ABANDON exactly once, no task is stopped, the
+/// instance is retained, one `DrainsRetained` metric and one `drain_retained`
+/// notification (with what still runs and why) are emitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_abandons_once_at_the_deadline_and_stops_nothing() {
+    let s = Standin::start().unwrap();
+    let (sdk, fleet) = fleet_on(&s, &fleet_spec("retain", 2)).await;
+    let api = fleet.service("api", false, &[1, 0]).await.unwrap();
+    let logs = fleet.service("logs", true, &[1, 1]).await.unwrap();
+    let batch = fleet.standalone("batch", 0, 1).await.unwrap();
+    set_retention(&fleet, "retain").await;
+    let notes = NotificationQueue::create(&sdk, "retain").await.unwrap();
+    let (reporter, records) = Reporter::in_memory("td", Some(notes.topic_arn.clone()));
+    let d = fleet_drainer(
+        &sdk,
+        &fleet,
+        &[
+            ("MAX_DRAIN_SECONDS", "3"),
+            ("DRAIN_TIMEOUT_ACTION", "retain"),
+            ("NOTIFICATION_TOPIC_ARN", notes.topic_arn.as_str()),
+        ],
+    )
+    .with_reporter(reporter);
+
+    // When the drain runs to its deadline with nothing moving.
+    let event = scale_in(&s, &fleet, 0).await;
+    let outcome = single_outcome(&d.handle(&event, now_ms() + 60_000).await.unwrap().to_json());
+
+    // Then: completed ABANDON, naming every task left.
+    assert_eq!(outcome["outcome"], "completed", "{outcome}");
+    let left = outcome["reason"]["Retained"]["left"].as_array().unwrap();
+    assert_eq!(left.len(), 3, "{outcome}");
+    let action = action_of(&s, &fleet, 0);
+    assert_eq!(action["state"], "completed", "{action}");
+    assert_eq!(action["result"], "ABANDON", "{action}");
+    assert_eq!(action["complete_calls"], 1, "{action}");
+    assert_eq!(
+        lifecycle_state(&fleet, 0).await.as_deref(),
+        Some("Terminating:Retained")
+    );
+    // Nothing stopped: every task still runs, none told to stop by the drain.
+    let tasks = fleet.tasks_on(0).await.unwrap();
+    for arn in api.iter().chain(&logs[..1]).chain(&batch) {
+        let t = tasks.iter().find(|t| &t.arn == arn).unwrap();
+        assert_eq!(
+            (t.last_status.as_str(), t.desired_status.as_str()),
+            ("RUNNING", "RUNNING"),
+            "{t:?}"
+        );
+    }
+    assert_eq!(fleet.status_of(0).await.unwrap(), "DRAINING");
+
+    // A duplicate delivery finds the instance retained: no second completion.
+    let again = single_outcome(&d.handle(&event, now_ms() + 60_000).await.unwrap().to_json());
+    assert_eq!(again["outcome"], "stopped", "{again}");
+    assert_eq!(action_of(&s, &fleet, 0)["complete_calls"], 1);
+
+    // The metric line and the notification.
+    let records = records.lock().unwrap().clone();
+    assert_eq!(metric_sum(&records, "DrainsRetained"), 1.0, "{records:#?}");
+    assert_eq!(metric_sum(&records, "DrainTimeouts"), 0.0, "{records:#?}");
+    let done = records_with(&records, "DrainsRetained");
+    assert_eq!(done.len(), 1, "{records:#?}");
+    assert_eq!(done[0]["TasksLeftAtCompletion"], 3.0);
+    // Declared as a metric of the line (Embedded Metric Format), not only a member.
+    let declared = done[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
+    assert!(declared.contains("\"DrainsRetained\""), "{}", done[0]);
+    assert_eq!(done[0]["Cluster"], fleet.cluster.as_str());
+    let delivered = notes.take().await.unwrap();
+    assert_eq!(
+        notified_events(&delivered).unwrap(),
+        ["drain_retained", "drain_started"]
+    );
+    let n = delivered
+        .iter()
+        .map(|e| notification(e).unwrap())
+        .find(|n| n["event"] == "drain_retained")
+        .unwrap();
+    assert_eq!(n["instance_id"], fleet.instance_ids[0].as_str());
+    assert_eq!(n["detail"]["result"], "ABANDON", "{n}");
+    assert_eq!(n["detail"]["tasks_left"], 3, "{n}");
+    let why = n["detail"]["why"].to_string();
+    assert!(
+        why.contains("service api") && why.contains("standalone task"),
+        "{n}"
+    );
 }

@@ -427,6 +427,23 @@ impl Stack {
         out
     }
 
+    /// The stack's outputs (their `Condition` holds), resolved.
+    pub fn outputs(&self) -> BTreeMap<String, Value> {
+        let mut out = BTreeMap::new();
+        let Some(outputs) = self.template.get("Outputs").and_then(Value::as_object) else {
+            return out;
+        };
+        for (name, o) in outputs {
+            if let Some(c) = o.get("Condition")
+                && !self.condition(c.as_str().unwrap())
+            {
+                continue;
+            }
+            out.insert(name.clone(), self.eval(o).unwrap());
+        }
+        out
+    }
+
     /// The resources of one `Type`, resolved.
     pub fn of_type(&self, ty: &str) -> BTreeMap<String, Value> {
         self.resources()

@@ -412,3 +412,41 @@ pub async fn draining_was_set(s: &Standin, limit: Duration) {
     .await
     .unwrap();
 }
+
+/// Sets the group's instance lifecycle policy: `TerminateHookAbandon` =
+/// `retain` or `terminate` (STAND-IN: moto ignores the policy; the stand-in
+/// keeps it and retains an abandoned terminating instance).
+pub async fn set_retention(fleet: &Fleet, terminate_hook_abandon: &str) {
+    use aws_sdk_autoscaling::types::{InstanceLifecyclePolicy, RetentionAction, RetentionTriggers};
+    fleet
+        .autoscaling
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(&fleet.asg)
+        .instance_lifecycle_policy(
+            InstanceLifecyclePolicy::builder()
+                .retention_triggers(
+                    RetentionTriggers::builder()
+                        .terminate_hook_abandon(RetentionAction::from(terminate_hook_abandon))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The instance's lifecycle state in its group, as Auto Scaling reports it.
+pub async fn lifecycle_state(fleet: &Fleet, instance: usize) -> Option<String> {
+    fleet
+        .autoscaling
+        .describe_auto_scaling_instances()
+        .instance_ids(&fleet.instance_ids[instance])
+        .send()
+        .await
+        .unwrap()
+        .auto_scaling_instances()
+        .first()
+        .and_then(|i| i.lifecycle_state())
+        .map(str::to_owned)
+}

@@ -25,6 +25,7 @@ const EMITTED_BY: &[(&str, &[&str])] = &[
     ("CompletionLagSeconds", &["terminate-drain"]),
     ("TasksLeftAtCompletion", &["terminate-drain"]),
     ("DrainTimeouts", &["terminate-drain"]),
+    ("DrainsRetained", &["terminate-drain"]),
     ("DrainsCompleted", &["terminate-drain"]),
     ("HandOffs", &["terminate-drain", "launch-verify"]),
     ("Heartbeats", &["terminate-drain", "launch-verify"]),

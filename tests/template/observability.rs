@@ -141,6 +141,10 @@ fn drain_timeouts_orphans_rollbacks_and_failed_restores_raise_alarms() {
             ("DrainTimeouts", "<TerminateDrainFunction>"),
         ),
         ("OrphanAlarm", ("Orphans", "<LaunchVerifyFunction>")),
+        (
+            "DrainRetainedAlarm",
+            ("DrainsRetained", "<TerminateDrainFunction>"),
+        ),
     ];
     let rollout = [
         (
@@ -184,7 +188,7 @@ fn drain_timeouts_orphans_rollbacks_and_failed_restores_raise_alarms() {
             "{id}"
         );
     }
-    assert_eq!(metric_alarms(&notify).len(), 4);
+    assert_eq!(metric_alarms(&notify).len(), 5);
     // The alarm topic is not the notification topic: each is its own parameter.
     let both = rollout_stack(&[
         ("AlarmTopicArn", "arn:aws:sns:us-east-1:123456789012:ops"),
@@ -200,4 +204,65 @@ fn drain_timeouts_orphans_rollbacks_and_failed_restores_raise_alarms() {
             "{id}"
         );
     }
+}
+
+/// DrainTimeoutAction: the variable terminate-drain reads, the alarm on
+/// `DrainsRetained` (always there: no retained drain is no data), and with
+/// `retain` only, the read of the groups' instance lifecycle policy (its own
+/// policy on the function's role, read-only) and the command that sets the
+/// policy on the groups (CloudFormation cannot set it on groups it does not own).
+#[test]
+fn drain_timeout_action_retain_brings_its_read_and_its_command() {
+    let drain_env = |stack: &Stack| {
+        functions(stack)
+            .values()
+            .find(|(b, _)| b == "terminate-drain")
+            .map(|(_, f)| f["Properties"]["Environment"]["Variables"].clone())
+            .unwrap()
+    };
+    let default = fleet();
+    assert_eq!(drain_env(&default)["DRAIN_TIMEOUT_ACTION"], "continue");
+    assert!(
+        !default
+            .resources()
+            .contains_key("TerminateDrainRetentionPolicy")
+    );
+    assert!(!default.outputs().contains_key("RetentionPolicyCommand"));
+    assert!(default.resources().contains_key("DrainRetainedAlarm"));
+
+    let retain = Stack::new(&[
+        ("ClusterName", "prod"),
+        ("AutoScalingGroupNames", "web-asg,batch-asg"),
+        ("DrainTimeoutAction", "retain"),
+    ]);
+    assert_eq!(drain_env(&retain)["DRAIN_TIMEOUT_ACTION"], "retain");
+    let policy = &retain.resources()["TerminateDrainRetentionPolicy"];
+    assert_eq!(policy["Type"], "AWS::IAM::Policy");
+    assert_eq!(
+        policy["Properties"]["Roles"],
+        json!(["<TerminateDrainRole>"])
+    );
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap();
+    let actions: Vec<String> = statements
+        .iter()
+        .flat_map(|s| strings(&s["Action"]))
+        .collect();
+    assert_eq!(actions, ["autoscaling:DescribeAutoScalingGroups"]);
+    let command = retain.outputs()["RetentionPolicyCommand"]["Value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for part in [
+        "for g in web-asg batch-asg;",
+        "update-auto-scaling-group",
+        "--instance-lifecycle-policy",
+        "TerminateHookAbandon=retain",
+    ] {
+        assert!(command.contains(part), "{part}: {command}");
+    }
+    let alarm = &retain.resources()["DrainRetainedAlarm"]["Properties"];
+    assert_eq!(alarm["MetricName"], "DrainsRetained");
+    assert_eq!(alarm["Dimensions"][0]["Value"], "<TerminateDrainFunction>");
 }

@@ -128,6 +128,12 @@ fn table() -> Vec<(&'static str, String, Verdict)> {
     let eleven_alarms = "a,b,c,d,e,f,g,h,i,j,k";
     let ten_alarms = "a,b,c,d,e,f,g,h,i,j";
     let rows: Vec<(&str, &str, Verdict)> = vec![
+        // DRAIN_TIMEOUT_ACTION: the code's two values, as the template spells them.
+        ("DrainTimeoutAction", "continue", Good),
+        ("DrainTimeoutAction", "retain", Good),
+        ("DrainTimeoutAction", "abandon", Template),
+        ("DrainTimeoutAction", "Retain", Template),
+        ("DrainTimeoutAction", "", Template),
         // ROLLOUT_WINDOW: ami-rollout's grammar (rollout/window.rs).
         ("RolloutWindow", "always", Good),
         ("RolloutWindow", "Sat 02:00-06:00", Good),

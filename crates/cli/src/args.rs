@@ -5,7 +5,8 @@ use clap::{Args, Parser, Subcommand};
 
 /// The operator's view of an ECS-on-EC2 fleet kept by ecs-lifecycle: container
 /// instances with their Auto Scaling lifecycle, instances held by lifecycle
-/// hooks, orphans, instance refreshes and refused AMIs. It only reads.
+/// hooks, orphans, instance refreshes, refused AMIs and retained instances. It
+/// only reads, except `release --apply`.
 ///
 /// AWS access comes from the standard AWS environment (AWS_REGION, AWS_PROFILE,
 /// AWS_ACCESS_KEY_ID, ~/.aws/config, SSO, instance roles, ...); --region and
@@ -44,6 +45,31 @@ pub enum Command {
         #[command(subcommand)]
         command: RolloutCommand,
     },
+    /// Instances an Auto Scaling instance lifecycle policy keeps
+    /// (`Terminating:Retained`) after terminate-drain abandoned their drain
+    /// (DRAIN_TIMEOUT_ACTION=retain), and the groups whose policy would not keep one.
+    Retained(RetainedArgs),
+    /// Terminate a retained instance once you have looked at it
+    /// (TerminateInstanceInAutoScalingGroup). A dry run unless --apply.
+    Release(ReleaseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RetainedArgs {
+    /// An Auto Scaling group (repeatable); default: every group of the region.
+    #[arg(long = "group", value_name = "NAME", value_parser = NonEmptyStringValueParser::new())]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// The retained EC2 instance (i-...).
+    #[arg(value_name = "INSTANCE", value_parser = NonEmptyStringValueParser::new())]
+    pub instance: String,
+
+    /// Terminate it; without this flag, only say what would be done.
+    #[arg(long)]
+    pub apply: bool,
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +148,31 @@ mod tests {
     }
 
     #[test]
+    fn release_is_a_dry_run_unless_applied() {
+        for (argv, apply) in [
+            (
+                &["ecs-lifecycle", "release", "i-0123456789abcdef0"][..],
+                false,
+            ),
+            (
+                &["ecs-lifecycle", "release", "i-0123456789abcdef0", "--apply"],
+                true,
+            ),
+        ] {
+            let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string());
+            assert!(
+                matches!(&cli, Ok(Cli { command: Command::Release(a), .. }) if a.instance == "i-0123456789abcdef0" && a.apply == apply),
+                "{cli:?}"
+            );
+        }
+        let cli = Cli::try_parse_from(["ecs-lifecycle", "retained", "--group", "web"]);
+        assert!(
+            matches!(&cli, Ok(Cli { command: Command::Retained(a), .. }) if a.groups == ["web"]),
+            "{cli:?}"
+        );
+    }
+
+    #[test]
     fn usage_errors() {
         for argv in [
             &["ecs-lifecycle", "status"][..],
@@ -130,6 +181,9 @@ mod tests {
             &["ecs-lifecycle", "rollout"],
             &["ecs-lifecycle", "--region", "", "rollout", "status"],
             &["ecs-lifecycle", "drain"],
+            &["ecs-lifecycle", "release"],
+            &["ecs-lifecycle", "release", ""],
+            &["ecs-lifecycle", "retained", "--group", ""],
         ] {
             let err = Cli::try_parse_from(argv).err();
             assert!(

@@ -158,3 +158,16 @@ where
         groups,
     })
 }
+
+/// The groups `retained` looks in: the named ones (each must exist) or every
+/// group of the region.
+pub async fn retained_groups<A: AutoScaling>(
+    asg: &A,
+    region: &str,
+    named: &[String],
+) -> Result<Vec<ecs_lifecycle::model::AsgGroup>, Failure> {
+    let groups = asg.groups(named).await?;
+    let found: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
+    missing_groups(named, &found, region)?;
+    Ok(groups)
+}

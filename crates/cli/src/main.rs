@@ -1,13 +1,17 @@
 //! `ecs-lifecycle`: the operator's view of the fleet the Lambda functions look
 //! after. `status` joins a cluster's container instances with their Auto
 //! Scaling groups (lifecycle states, hooks, orphans) and EC2 (AMIs); `rollout
-//! status` shows each group's newest instance refresh and refused AMIs. It only
-//! reads. Output, JSON schema and exit codes: docs/operating.md#cli.
+//! status` shows each group's newest instance refresh and refused AMIs;
+//! `retained` lists the instances an instance lifecycle policy kept after their
+//! drain was abandoned, and `release` terminates one (a dry run unless
+//! `--apply`, the only write). Output, JSON schema and exit codes:
+//! docs/operating.md#cli.
 
 mod args;
 mod failure;
 mod gather;
 mod render;
+mod retained;
 mod rollout;
 mod status;
 
@@ -17,6 +21,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use args::{Cli, Command, RolloutCommand};
+use ecs_lifecycle::model::{InstanceId, is_instance_id};
+use ecs_lifecycle::ports::AutoScaling;
 use failure::{EXIT_ATTENTION, EXIT_AWS, EXIT_OK, EXIT_USAGE, Failure};
 
 fn main() -> ExitCode {
@@ -93,6 +99,39 @@ async fn run(cli: &Cli) -> Result<(String, bool), Failure> {
                 render::rollout_text(&report, color)
             };
             Ok((text, !report.attention.is_empty()))
+        }
+        Command::Retained(a) => {
+            let groups = gather::retained_groups(&asg, &region, &a.groups).await?;
+            let report = retained::report(&region, render::rfc3339(now_ms), &groups);
+            let text = if cli.json {
+                render::json(&report)
+            } else {
+                render::retained_text(&report, color)
+            };
+            // A retained instance is billed until someone releases it.
+            Ok((text, !report.instances.is_empty()))
+        }
+        Command::Release(a) => {
+            if !is_instance_id(&a.instance) {
+                return Err(Failure::NotFound(format!(
+                    "{} is not an EC2 instance id (i-...)",
+                    a.instance
+                )));
+            }
+            let instance = InstanceId::new(a.instance.as_str());
+            let found = asg.instance(&instance).await?;
+            let release = retained::plan(&a.instance, found.as_ref(), a.apply).map_err(|why| {
+                Failure::NotFound(format!("will not release {}: {why}", a.instance))
+            })?;
+            if release.applied {
+                asg.terminate_instance(&instance).await?;
+            }
+            let text = if cli.json {
+                render::json(&release)
+            } else {
+                render::release_text(&release)
+            };
+            Ok((text, false))
         }
     }
 }

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use ecs_lifecycle::model::{InstanceStatus, RefreshStatus};
 use serde::Serialize;
 
+use crate::retained::{Release, RetainedReport};
 use crate::rollout::{GroupRow, RefreshRow, RefusedAmi, RolloutReport, TemplateRow};
 use crate::status::{Attention, HookRow, InstanceRow, OrphanRow, StatusReport, WaitingRow};
 
@@ -433,6 +434,64 @@ fn refused_cell(refused: &[RefusedAmi]) -> (String, Paint) {
         })
         .collect();
     (amis.join(", "), Paint::Red)
+}
+
+const RETAINED_COLUMNS: &[(&str, bool)] = &[
+    ("EC2 INSTANCE", false),
+    ("GROUP", false),
+    ("LIFECYCLE", false),
+];
+
+/// `retained` as text: the retained instances, then the groups whose policy
+/// would not retain one.
+pub fn retained_text(r: &RetainedReport, color: bool) -> String {
+    let groups = if r.groups.is_empty() {
+        "none".to_owned()
+    } else {
+        r.groups.join(", ")
+    };
+    let mut out = format!("Groups in {} at {}: {groups}\n", r.region, r.generated_at);
+    section(
+        &mut out,
+        "Retained instances",
+        &r.instances,
+        color,
+        |rows| {
+            table_of(
+                RETAINED_COLUMNS,
+                rows,
+                |i| {
+                    [vec![
+                        plain(i.ec2_instance_id.clone()),
+                        plain(i.group.clone()),
+                        (i.lifecycle_state.to_string(), Paint::Yellow),
+                    ]]
+                },
+                color,
+            )
+        },
+    );
+    if !r.instances.is_empty() {
+        out.push_str(
+            "\nEach keeps running and billing, out of desired capacity: look at it (terminate-drain's WARN `reason=retained` says what still ran and why), then `ecs-lifecycle release <instance> --apply`.\n",
+        );
+    }
+    if !r.groups_without_retention.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nGroups whose instance lifecycle policy does not retain an abandoned termination (TerminateHookAbandon is not retain): {}",
+            r.groups_without_retention.join(", ")
+        );
+    }
+    out
+}
+
+/// `release` as text: what was done, or what `--apply` would do.
+pub fn release_text(r: &Release) -> String {
+    format!(
+        "{} ({} in group {}): {}\n",
+        r.ec2_instance_id, r.lifecycle_state, r.group, r.action
+    )
 }
 
 #[cfg(test)]

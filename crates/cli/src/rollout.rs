@@ -252,6 +252,7 @@ mod tests {
                 .collect(),
             account_id: None,
             unhealthy: vec![],
+            terminate_hook_abandon: None,
         }
     }
 

@@ -425,6 +425,7 @@ mod tests {
             tags: vec![],
             account_id: None,
             unhealthy: vec![],
+            terminate_hook_abandon: None,
         }
     }
 

@@ -39,6 +39,30 @@ pub enum StandalonePolicy {
     Ignore,
 }
 
+/// What a drain does when `MAX_DRAIN_SECONDS` (capped by the hook's global
+/// timeout) runs out with tasks still on the instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DrainTimeoutAction {
+    /// Complete the action with CONTINUE: the instance is terminated with the
+    /// tasks left on it (today's behaviour, the default).
+    #[default]
+    Continue,
+    /// Complete the action with ABANDON and stop nothing more: with the group's
+    /// instance lifecycle policy `TerminateHookAbandon: retain` the instance
+    /// moves to `Terminating:Retained` and keeps running, out of desired
+    /// capacity, until an operator releases it (`ecs-lifecycle release`).
+    Retain,
+}
+
+impl DrainTimeoutAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrainTimeoutAction::Continue => "continue",
+            DrainTimeoutAction::Retain => "retain",
+        }
+    }
+}
+
 /// Settings every lifecycle function shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommonConfig {
@@ -74,6 +98,9 @@ pub struct DrainConfig {
     /// as stopped; the action is completed CONTINUE with a WARN instead of being
     /// held until `MAX_DRAIN_SECONDS`.
     pub agent_disconnected_grace: Duration,
+    /// `DRAIN_TIMEOUT_ACTION` = `continue` | `retain` (default `continue`):
+    /// what happens when `max_drain` runs out with tasks still on the instance.
+    pub timeout_action: DrainTimeoutAction,
     /// `STANDALONE_TASKS` = `stop` | `wait` | `ignore` (default `wait`).
     pub standalone: StandalonePolicy,
     /// `SERVICE_STABILITY_CHECK` (default false): once the instance is empty, also
@@ -172,6 +199,7 @@ impl DrainConfig {
         "SPOT_INTERRUPTION_ACTION",
         "REBALANCE_ACTION",
         "SCHEDULED_EVENT_ACTION",
+        "DRAIN_TIMEOUT_ACTION",
     ];
 
     /// Reads the process environment.
@@ -212,8 +240,24 @@ impl DrainConfig {
                     }),
             }
         };
+        let timeout_action = match env
+            .get("DRAIN_TIMEOUT_ACTION")
+            .map(|v| v.to_ascii_lowercase())
+        {
+            None => DrainTimeoutAction::Continue,
+            Some(v) if v == "continue" => DrainTimeoutAction::Continue,
+            Some(v) if v == "retain" => DrainTimeoutAction::Retain,
+            Some(v) => {
+                return Err(ConfigError {
+                    var: "DRAIN_TIMEOUT_ACTION",
+                    value: v,
+                    expected: "continue or retain".into(),
+                });
+            }
+        };
         use SignalAction::{Drain, Ignore, Replace};
         Ok(DrainConfig {
+            timeout_action,
             spot_interruption: action("SPOT_INTERRUPTION_ACTION", Drain, &[Drain, Ignore])?,
             rebalance: action("REBALANCE_ACTION", Ignore, &[Ignore, Drain])?,
             scheduled_event: action("SCHEDULED_EVENT_ACTION", Replace, &[Replace, Drain, Ignore])?,
@@ -796,6 +840,32 @@ mod tests {
         assert_eq!(c.spot_interruption, SignalAction::Drain);
         assert_eq!(c.rebalance, SignalAction::Ignore);
         assert_eq!(c.scheduled_event, SignalAction::Replace);
+        assert_eq!(c.timeout_action, DrainTimeoutAction::Continue);
+    }
+
+    #[test]
+    fn drain_timeout_action() {
+        for (value, want) in [
+            ("continue", DrainTimeoutAction::Continue),
+            ("retain", DrainTimeoutAction::Retain),
+            (" Retain ", DrainTimeoutAction::Retain),
+            ("CONTINUE", DrainTimeoutAction::Continue),
+            ("", DrainTimeoutAction::Continue),
+        ] {
+            let c = drain(&[("DRAIN_TIMEOUT_ACTION", value)]).unwrap();
+            assert_eq!(c.timeout_action, want, "{value:?}");
+        }
+        for bad in ["abandon", "keep", "terminate", "1"] {
+            let err = drain(&[("DRAIN_TIMEOUT_ACTION", bad)]).unwrap_err();
+            assert_eq!(err.var, "DRAIN_TIMEOUT_ACTION");
+            let msg = err.to_string();
+            assert!(
+                msg.contains("DRAIN_TIMEOUT_ACTION")
+                    && msg.contains(bad)
+                    && msg.contains("continue or retain"),
+                "{msg}"
+            );
+        }
     }
 
     #[test]

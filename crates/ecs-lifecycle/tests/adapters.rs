@@ -872,6 +872,71 @@ mod rollout {
         assert_eq!(g.instances.len(), 2);
     }
 
+    /// The group's instance lifecycle policy (`TerminateHookAbandon`), and a
+    /// retained instance's state, as the SDK in Cargo.lock reads them.
+    #[tokio::test]
+    async fn the_group_says_whether_it_retains_abandoned_terminations() {
+        use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
+        use aws_sdk_autoscaling::types::{
+            AutoScalingGroup, Instance as AsgMember, InstanceLifecyclePolicy,
+            LifecycleState as AsgState, RetentionAction, RetentionTriggers,
+        };
+        let group = |name: &str, policy: Option<RetentionAction>| {
+            let mut g = AutoScalingGroup::builder().auto_scaling_group_name(name);
+            if let Some(action) = policy {
+                g = g.instance_lifecycle_policy(
+                    InstanceLifecyclePolicy::builder()
+                        .retention_triggers(
+                            RetentionTriggers::builder()
+                                .terminate_hook_abandon(action)
+                                .build(),
+                        )
+                        .build(),
+                );
+            }
+            g.instances(
+                AsgMember::builder()
+                    .instance_id(format!("i-{name}"))
+                    .lifecycle_state(AsgState::TerminatingRetained)
+                    .build(),
+            )
+            .build()
+        };
+        let rule = mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_groups).then_output(
+            move || {
+                DescribeAutoScalingGroupsOutput::builder()
+                    .auto_scaling_groups(group("keeps", Some(RetentionAction::Retain)))
+                    .auto_scaling_groups(group("ends", Some(RetentionAction::Terminate)))
+                    .auto_scaling_groups(group("none", None))
+                    .build()
+            },
+        );
+        let asg = mock_client!(aws_sdk_autoscaling, RuleMode::Sequential, [&rule]);
+        let groups = asg
+            .groups(&["keeps".into(), "ends".into(), "none".into()])
+            .await
+            .unwrap();
+        let seen: Vec<(&str, Option<&str>, bool)> = groups
+            .iter()
+            .map(|g| {
+                (
+                    g.name.as_str(),
+                    g.terminate_hook_abandon.as_deref(),
+                    g.retains_abandoned_terminations(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("keeps", Some("retain"), true),
+                ("ends", Some("terminate"), false),
+                ("none", None, false)
+            ]
+        );
+        assert!(groups.iter().all(|g| g.instances[0].1.is_retained()));
+    }
+
     #[tokio::test]
     async fn images_leave_out_unknown_ids_and_keep_state_owner_and_architecture() {
         use aws_sdk_ec2::operation::describe_images::DescribeImagesOutput;

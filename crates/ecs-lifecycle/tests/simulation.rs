@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ecs_lifecycle::config::{DrainConfig, Env, StandalonePolicy};
+use ecs_lifecycle::config::{DrainConfig, DrainTimeoutAction, Env, StandalonePolicy};
 use ecs_lifecycle::drain::Drainer;
 use ecs_lifecycle::error::Error;
 use ecs_lifecycle::hook::Handler;
@@ -161,6 +161,8 @@ struct Sim {
     fleet: FakeFleet,
     drainer: Arc<SimDrainer>,
     standalone: StandalonePolicy,
+    /// DRAIN_TIMEOUT_ACTION of this seed.
+    timeout_action: DrainTimeoutAction,
     max_drain: Duration,
     poll: Duration,
     function_timeout: Duration,
@@ -210,6 +212,8 @@ struct Stats {
     completed: u64,
     /// Completed with tasks left, at MAX_DRAIN_SECONDS.
     at_deadline: u64,
+    /// Of those, completed ABANDON (DRAIN_TIMEOUT_ACTION=retain).
+    retained: u64,
     /// Expired while the world kept the action from being held.
     expired_excused: u64,
     crashes: u64,
@@ -225,6 +229,7 @@ impl Stats {
         self.actions += o.actions;
         self.completed += o.completed;
         self.at_deadline += o.at_deadline;
+        self.retained += o.retained;
         self.expired_excused += o.expired_excused;
         self.crashes += o.crashes;
         self.errors += o.errors;
@@ -249,7 +254,15 @@ impl Sim {
         let stability = rng.chance(25);
         let function_timeout = Duration::from_secs(rng.pick(&[900u64, 900, 300, 120, 60, 45]));
         let ecs_events = rng.chance(50);
+        // Half the seeds retain at the deadline; drawn from the seed apart from
+        // the world's RNG, so a seed plays the same world as before.
+        let timeout_action = if seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 63 == 1 {
+            DrainTimeoutAction::Retain
+        } else {
+            DrainTimeoutAction::Continue
+        };
         let config = DrainConfig::from_env(&Env::new(|k| match k {
+            "DRAIN_TIMEOUT_ACTION" => Some(timeout_action.as_str().to_owned()),
             "CLUSTER_NAME" => Some("c1".to_owned()),
             "POLL_INTERVAL_SECONDS" => Some(poll_s.to_string()),
             "CONTINUATION_TOPIC_ARN" => Some(CONTINUE_TOPIC.to_owned()),
@@ -351,6 +364,7 @@ impl Sim {
             fleet,
             drainer,
             standalone,
+            timeout_action,
             max_drain: Duration::from_secs(max_drain_s),
             poll: Duration::from_secs(poll_s),
             function_timeout,
@@ -375,7 +389,8 @@ impl Sim {
             live_trace: std::env::var("SIM_TRACE").is_ok_and(|v| v == "live"),
         };
         sim.note(format!(
-            "world: {n} instance(s), hooks {groups:?} s, poll {poll_s} s, MAX_DRAIN {max_drain_s} s, STANDALONE_TASKS {standalone:?}, stability {stability}, function timeout {} s, ECS events {ecs_events}",
+            "world: {n} instance(s), hooks {groups:?} s, poll {poll_s} s, MAX_DRAIN {max_drain_s} s, DRAIN_TIMEOUT_ACTION {}, STANDALONE_TASKS {standalone:?}, stability {stability}, function timeout {} s, ECS events {ecs_events}",
+            sim.timeout_action.as_str(),
             sim.function_timeout.as_secs()
         ));
         sim.draw_schedule();
@@ -1029,7 +1044,10 @@ impl Sim {
                 if !self.instances[k].completion_checked {
                     self.instances[k].completion_checked = true;
                     self.note(format!("Auto Scaling: {id} completed {}", result.as_str()));
-                    if result != ActionResult::Continue {
+                    // ABANDON only with DRAIN_TIMEOUT_ACTION=retain (checked
+                    // against the deadline below).
+                    let retain = self.timeout_action == DrainTimeoutAction::Retain;
+                    if result == ActionResult::Abandon && !retain {
                         self.violation(format!(
                             "invariant 2 (result): {id} completed with {}",
                             result.as_str()
@@ -1058,6 +1076,18 @@ impl Sim {
                     let deadline = start + self.max_drain.min(i.global_timeout - safety);
                     if !live.is_empty() {
                         self.stats.at_deadline += 1;
+                    }
+                    if result == ActionResult::Abandon {
+                        self.stats.retained += 1;
+                        // Invariant 2 (retain): ABANDON only once the drain's
+                        // deadline is reached.
+                        if at < deadline {
+                            self.violation(format!(
+                                "invariant 2 (retain): {id} completed ABANDON at {}, before MAX_DRAIN_SECONDS ({})",
+                                self.at(at).trim(),
+                                self.at(deadline).trim()
+                            ));
+                        }
                     }
                     if !live.is_empty() && at < deadline {
                         self.violation(format!(

@@ -28,6 +28,13 @@ STAND-IN for what moto 5.2.5 lacks or misplays (each place is marked `STAND-IN:`
   * DescribeAutoScalingInstances / DescribeAutoScalingGroups report those states, and the
     launch template version each instance was launched from (moto reports the template's
     default version; the instance's aws:ec2launchtemplate:version tag likewise).
+  * Instance lifecycle policies (late 2025; moto ignores them): Create/UpdateAutoScalingGroup
+    keep `InstanceLifecyclePolicy.RetentionTriggers.TerminateHookAbandon`, DescribeAutoScaling
+    Groups reports it, and a terminate action that ends ABANDON (completed, or expired with
+    DefaultResult ABANDON) in a group whose policy says `retain` leaves the instance in
+    `Terminating:Retained` instead of `Terminating:Proceed`, until
+    TerminateInstanceInAutoScalingGroup. Not played: the replacement AWS launches when an
+    instance is retained (moto launches one when the retained instance is terminated).
 
 A launch hook's action that ends with ABANDON is recorded as a Cancelled scaling
 activity (activities.py). Instance refresh (refresh.py) starts and waits on these
@@ -242,7 +249,9 @@ class Lifecycle:
         action.result = default_result
         action.completed_at = at
         action.expired_by = by
-        self.instance_states[action.instance_id] = self._after_state(action.transition, default_result)
+        self.instance_states[action.instance_id] = self._after_state(
+            action.transition, default_result, _retains(action.account_id, action.region, action.asg)
+        )
         if action.transition == LAUNCHING and default_result == "ABANDON":
             ACTIVITIES.abandoned_launch(action, "Heartbeat Timeout")
 
@@ -267,7 +276,9 @@ class Lifecycle:
         action.state = "completed"
         action.result = result
         action.completed_at = time.time()
-        self.instance_states[action.instance_id] = self._after_state(action.transition, result)
+        self.instance_states[action.instance_id] = self._after_state(
+            action.transition, result, _retains(account_id, region, action.asg)
+        )
         if action.transition == LAUNCHING and result == "ABANDON":
             ACTIVITIES.abandoned_launch(action, "Lifecycle Action Completed with ABANDON Result")
 
@@ -310,9 +321,12 @@ class Lifecycle:
         return f"No active Lifecycle Action found with instance ID {params.get('InstanceId')}"
 
     @staticmethod
-    def _after_state(transition: str, result: str) -> str:
+    def _after_state(transition: str, result: str, retains: bool = False) -> str:
         if transition == LAUNCHING:
             return "Pending:Proceed" if result == "CONTINUE" else "Terminating"
+        if result == "ABANDON" and retains:
+            # STAND-IN: the group's instance lifecycle policy keeps the instance.
+            return "Terminating:Retained"
         return "Terminating:Proceed"
 
     @staticmethod
@@ -350,6 +364,69 @@ class Lifecycle:
 
 
 LIFECYCLE = Lifecycle()
+
+
+# ---- instance lifecycle policies (STAND-IN: moto ignores them) ----
+
+
+def _retains(account_id: str, region: str, asg: str) -> bool:
+    group = autoscaling_backends[account_id][region].autoscaling_groups.get(asg)
+    policy = getattr(group, "standin_lifecycle_policy", None) or {}
+    return (policy.get("RetentionTriggers") or {}).get("TerminateHookAbandon") == "retain"
+
+
+def _keep_lifecycle_policy(self: Any) -> None:
+    policy = self._get_params().get("InstanceLifecyclePolicy")
+    if policy is None:
+        return
+    triggers = policy.get("RetentionTriggers") or {}
+    value = triggers.get("TerminateHookAbandon")
+    if value is not None and value not in ("retain", "terminate"):
+        raise ValidationError(
+            f"Invalid value for TerminateHookAbandon: {value}. Valid values are retain and terminate."
+        )
+    name = self._get_param("AutoScalingGroupName")
+    with MOTO_LOCK:
+        group = self.autoscaling_backend.autoscaling_groups.get(name)
+        if group is not None:
+            group.standin_lifecycle_policy = policy
+
+
+_orig_create_group = as_responses.AutoScalingResponse.create_auto_scaling_group
+_orig_update_group = as_responses.AutoScalingResponse.update_auto_scaling_group
+
+
+def _create_auto_scaling_group(self: Any) -> ActionResult:
+    result = _orig_create_group(self)
+    _keep_lifecycle_policy(self)
+    return result
+
+
+def _update_auto_scaling_group(self: Any) -> ActionResult:
+    result = _orig_update_group(self)
+    _keep_lifecycle_policy(self)
+    return result
+
+
+def _group_lifecycle_policy(self: Any) -> dict[str, Any] | None:
+    return getattr(self, "standin_lifecycle_policy", None)
+
+
+as_responses.AutoScalingResponse.create_auto_scaling_group = _create_auto_scaling_group
+as_responses.AutoScalingResponse.update_auto_scaling_group = _update_auto_scaling_group
+as_models.FakeAutoScalingGroup.InstanceLifecyclePolicy = property(_group_lifecycle_policy)
+
+_orig_terminate_instance = as_models.AutoScalingBackend.terminate_instance
+
+
+def _terminate_instance(self: Any, instance_id: str, should_decrement: bool) -> Any:
+    # STAND-IN: a retained instance leaves its Terminating:Retained state with it.
+    result = _orig_terminate_instance(self, instance_id, should_decrement)
+    LIFECYCLE.instance_states.pop(instance_id, None)
+    return result
+
+
+as_models.AutoScalingBackend.terminate_instance = _terminate_instance
 
 
 def _instance_state_lifecycle_state(self: Any) -> str:

@@ -135,6 +135,11 @@ fn asg_group(g: &AutoScalingGroup) -> Option<AsgGroup> {
             })
             .filter_map(|i| i.instance_id().map(InstanceId::from))
             .collect(),
+        terminate_hook_abandon: g
+            .instance_lifecycle_policy()
+            .and_then(|p| p.retention_triggers())
+            .and_then(|t| t.terminate_hook_abandon())
+            .map(|a| a.as_str().to_owned()),
     })
 }
 

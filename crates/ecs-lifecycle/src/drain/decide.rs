@@ -4,10 +4,12 @@
 
 use serde::Serialize;
 
-use crate::config::StandalonePolicy;
+use crate::config::{DrainTimeoutAction, StandalonePolicy};
 use crate::hook::continuation::MAX_HOPS;
 use crate::hook::pacing::pace;
-use crate::model::{AsgInstance, ContainerInstance, InstanceStatus, LifecycleState, Task, TaskArn};
+use crate::model::{
+    ActionResult, AsgInstance, ContainerInstance, InstanceStatus, LifecycleState, Task, TaskArn,
+};
 
 /// Who owns a task on the instance, which decides how the drain treats it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -57,6 +59,9 @@ pub struct Policy {
     pub handoff_margin_ms: u64,
     /// AGENT_DISCONNECTED_GRACE_SECONDS.
     pub agent_grace_ms: u64,
+    /// DRAIN_TIMEOUT_ACTION: what the drain deadline does to an instance that
+    /// still runs tasks.
+    pub timeout_action: DrainTimeoutAction,
 }
 
 /// Every time the decision depends on, in epoch milliseconds.
@@ -89,7 +94,8 @@ pub enum StopReason {
     LeftToTheDrain,
 }
 
-/// Why the action is completed with CONTINUE.
+/// Why the action is completed (with CONTINUE, except [`Completion::Retained`]:
+/// see [`Completion::result`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Completion {
     /// The instance is in none of the clusters searched: nothing to drain.
@@ -102,11 +108,27 @@ pub enum Completion {
     Drained,
     /// MAX_DRAIN_SECONDS (or the hook's global timeout) is reached: tasks left behind.
     DeadlineReached { left: Vec<TaskArn> },
+    /// MAX_DRAIN_SECONDS (or the hook's global timeout) is reached with tasks
+    /// the drain waits on still there, and DRAIN_TIMEOUT_ACTION=retain: the
+    /// action is completed ABANDON, nothing more is stopped, and the group's
+    /// lifecycle policy (`TerminateHookAbandon: retain`) keeps the instance in
+    /// `Terminating:Retained` for an operator to look at.
+    Retained { left: Vec<TaskArn> },
     /// The ECS agent stayed disconnected for AGENT_DISCONNECTED_GRACE_SECONDS: its
     /// tasks can never be reported STOPPED; they end with the instance.
     AgentDisconnected { for_s: u64, left: Vec<TaskArn> },
     /// More continuation hops than any real drain can take: a bug, stop the chain.
     HopLimit { attempt: u32 },
+}
+
+impl Completion {
+    /// The lifecycle action's result: ABANDON for a retained drain, else CONTINUE.
+    pub fn result(&self) -> ActionResult {
+        match self {
+            Completion::Retained { .. } => ActionResult::Abandon,
+            _ => ActionResult::Continue,
+        }
+    }
 }
 
 /// Why tasks are stopped by the drain itself.
@@ -165,11 +187,16 @@ pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Step {
         .collect();
 
     if clocks.now_ms >= clocks.drain_deadline_ms {
+        // Nothing more is stopped at the deadline, whatever the action: the
+        // tasks left end with the instance (continue) or stay on it (retain).
         let left = observed
             .live_tasks
             .iter()
             .map(|t| t.task.arn.clone())
             .collect();
+        if policy.timeout_action == DrainTimeoutAction::Retain && !waited_on.is_empty() {
+            return Step::Complete(Completion::Retained { left });
+        }
         return Step::Complete(Completion::DeadlineReached { left });
     }
     if let Some(since) = observed.agent_disconnected_since_ms
@@ -334,6 +361,14 @@ mod tests {
             poll_interval_ms: 10_000,
             handoff_margin_ms: 10_000,
             agent_grace_ms: 300_000,
+            timeout_action: DrainTimeoutAction::Continue,
+        }
+    }
+
+    fn retaining(standalone: StandalonePolicy) -> Policy {
+        Policy {
+            timeout_action: DrainTimeoutAction::Retain,
+            ..policy(standalone, false)
         }
     }
 
@@ -816,5 +851,131 @@ mod tests {
             ..clocks()
         };
         assert!(matches!(step(&o, &p, &c), Step::Wait { .. }));
+    }
+
+    #[test]
+    fn retain_at_the_deadline_abandons_and_stops_nothing() {
+        let at_deadline = Clocks {
+            now_ms: NOW + 600_000,
+            ..clocks()
+        };
+        let before = Clocks {
+            now_ms: NOW + 599_999,
+            invocation_deadline_ms: NOW + 900_000,
+            ..clocks()
+        };
+        // A service task that never moves, a standalone one, and daemons not yet
+        // told to stop: at the deadline, retain stops none of them.
+        let stuck = draining(vec![
+            task("s", Role::Service, RUNNING, RUNNING),
+            task("a", Role::Standalone, RUNNING, RUNNING),
+            task("d", Role::Daemon, RUNNING, RUNNING),
+        ]);
+        let only_daemons = draining(vec![task("d", Role::Daemon, RUNNING, RUNNING)]);
+        let only_standalone = draining(vec![task("a", Role::Standalone, RUNNING, RUNNING)]);
+        let empty = draining(vec![]);
+        let table: Vec<(&str, &Observed, Policy, &Clocks, Step)> = vec![
+            (
+                "retain at the deadline",
+                &stuck,
+                retaining(StandalonePolicy::Wait),
+                &at_deadline,
+                Step::Complete(Completion::Retained {
+                    left: vec!["s".into(), "a".into(), "d".into()],
+                }),
+            ),
+            (
+                "continue at the deadline (unchanged)",
+                &stuck,
+                policy(StandalonePolicy::Wait, false),
+                &at_deadline,
+                Step::Complete(Completion::DeadlineReached {
+                    left: vec!["s".into(), "a".into(), "d".into()],
+                }),
+            ),
+            (
+                "retain: daemons left are not stopped at the deadline",
+                &only_daemons,
+                retaining(StandalonePolicy::Wait),
+                &at_deadline,
+                Step::Complete(Completion::Retained {
+                    left: vec!["d".into()],
+                }),
+            ),
+            (
+                "retain: STANDALONE_TASKS=stop stops nothing at the deadline",
+                &only_standalone,
+                retaining(StandalonePolicy::Stop),
+                &at_deadline,
+                Step::Complete(Completion::Retained {
+                    left: vec!["a".into()],
+                }),
+            ),
+            (
+                "retain: an ignored standalone task is not worth keeping the host",
+                &only_standalone,
+                retaining(StandalonePolicy::Ignore),
+                &at_deadline,
+                Step::Complete(Completion::DeadlineReached {
+                    left: vec!["a".into()],
+                }),
+            ),
+            (
+                "retain: drained at the deadline completes CONTINUE",
+                &empty,
+                retaining(StandalonePolicy::Wait),
+                &at_deadline,
+                Step::Complete(Completion::DeadlineReached { left: vec![] }),
+            ),
+            (
+                "retain: before the deadline the drain waits as usual",
+                &stuck,
+                retaining(StandalonePolicy::Wait),
+                &before,
+                Step::Wait {
+                    remaining: remaining(1, 1, 1, 0),
+                    sleep_ms: 10_000,
+                },
+            ),
+            (
+                "retain: before the deadline daemons-last still applies",
+                &only_daemons,
+                retaining(StandalonePolicy::Wait),
+                &before,
+                Step::StopTasks {
+                    arns: vec!["d".into()],
+                    why: StopWhy::DaemonsLast,
+                },
+            ),
+        ];
+        for (name, o, p, c, expected) in table {
+            let got = step(o, &p, c);
+            assert_eq!(got, expected, "{name}");
+            if let Step::Complete(reason) = &got {
+                let want = if matches!(reason, Completion::Retained { .. }) {
+                    ActionResult::Abandon
+                } else {
+                    ActionResult::Continue
+                };
+                assert_eq!(reason.result(), want, "{name}");
+            }
+        }
+        // Every other completion stays CONTINUE under retain.
+        let gone = Observed {
+            container_instance: ci(InstanceStatus::Inactive),
+            ..stuck.clone()
+        };
+        assert_eq!(
+            step(&gone, &retaining(StandalonePolicy::Wait), &at_deadline),
+            Step::Complete(Completion::Deregistered {
+                status: "INACTIVE".into()
+            })
+        );
+        let mut cut_off = stuck;
+        cut_off.agent_disconnected_since_ms = Some(NOW - 300_000);
+        assert!(matches!(
+            step(&cut_off, &retaining(StandalonePolicy::Wait), &clocks()),
+            Step::Complete(c @ Completion::AgentDisconnected { .. }) if c.result() == ActionResult::Continue
+        ));
     }
 }

@@ -39,6 +39,9 @@ pub struct Scratch {
     seen_before_claim: HashSet<String>,
     /// When this invocation last said why the drain is stuck.
     pub(super) last_stuck_report_ms: Option<u64>,
+    /// What the last stuck report said, one short phrase per line (for the
+    /// WARN of a retained drain).
+    pub(super) stuck_why: Vec<String>,
     /// Tasks this invocation has seen not STOPPED.
     seen_live: HashSet<TaskArn>,
     /// When the latest task to stop did (ECS's `stoppedAt`; else the poll that
@@ -58,6 +61,7 @@ impl Default for Scratch {
             claim_refused: false,
             seen_before_claim: HashSet::new(),
             last_stuck_report_ms: None,
+            stuck_why: Vec::new(),
             seen_live: HashSet::new(),
             last_stopped_ms: None,
             observing_at_ms: 0,
@@ -357,6 +361,35 @@ pub enum Stuck {
     },
 }
 
+impl Stuck {
+    /// The line as one short phrase (the `why` of a retained drain's WARN).
+    pub fn summary(&self) -> String {
+        match self {
+            Stuck::Service {
+                name,
+                tasks_here,
+                desired,
+                running,
+                pending,
+                latest_event,
+            } => {
+                let mut s = format!(
+                    "service {name}: {tasks_here} task(s) here, {running} running and {pending} pending of {desired} desired"
+                );
+                if let Some(e) = latest_event {
+                    s.push_str(": ");
+                    s.push_str(e);
+                }
+                s
+            }
+            Stuck::Standalone { task, group } => match group {
+                Some(g) => format!("standalone task {task} ({g}): ECS never moves it"),
+                None => format!("standalone task {task}: ECS never moves it"),
+            },
+        }
+    }
+}
+
 /// What holds a drain, from its live tasks and their services' descriptions.
 pub fn stuck_report(live: &[LiveTask], services: &[Service]) -> Vec<Stuck> {
     let mut per_service: BTreeMap<&str, usize> = BTreeMap::new();
@@ -390,9 +423,14 @@ pub fn stuck_report(live: &[LiveTask], services: &[Service]) -> Vec<Stuck> {
 
 impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     /// One WARN line per stuck service and per standalone task holding the
-    /// instance. Best effort: a failure to describe the services is logged, not
-    /// raised (the drain goes on).
-    pub(super) async fn report_stuck(&self, cluster: &Cluster, live: &[LiveTask], waited_ms: u64) {
+    /// instance; returns each line as a short phrase. Best effort: a failure to
+    /// describe the services is logged, not raised (the drain goes on).
+    pub(super) async fn report_stuck(
+        &self,
+        cluster: &Cluster,
+        live: &[LiveTask],
+        waited_ms: u64,
+    ) -> Vec<String> {
         let names: Vec<String> = live
             .iter()
             .filter_map(|t| t.task.service_name().map(str::to_owned))
@@ -411,7 +449,9 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             }
         };
         let waited_s = waited_ms / 1000;
-        for line in stuck_report(live, &services) {
+        let lines = stuck_report(live, &services);
+        let why = lines.iter().map(Stuck::summary).collect();
+        for line in lines {
             match line {
                 Stuck::Service {
                     name,
@@ -440,6 +480,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                 ),
             }
         }
+        why
     }
 }
 

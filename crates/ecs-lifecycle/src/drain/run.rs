@@ -3,14 +3,15 @@
 //! steps (set DRAINING, stop the tasks the scheduler will not stop). The hook
 //! runtime ([`crate::hook::runtime`]) holds the action around them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use crate::config::DrainConfig;
+use crate::config::{DrainConfig, DrainTimeoutAction};
 use crate::drain::decide::{Clocks, Completion, Observed, Policy, Step, StopReason, decide};
 use crate::drain::events::{DrainEvent, EcsEvent};
 use crate::drain::observe::{Scratch, stuck_report_due};
@@ -51,10 +52,11 @@ pub struct DrainMemo {
 }
 
 /// How a drain ended (the `reason` of a `completed` or `stopped` outcome).
+/// `Completed` is CONTINUE, except a [`Completion::Retained`] drain (ABANDON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Done {
-    /// Completed with CONTINUE.
+    /// Completed (CONTINUE, or ABANDON when retained).
     Completed { reason: Completion },
     /// Ended without completing.
     Stopped { reason: StopReason },
@@ -86,6 +88,10 @@ pub struct Drainer<E, A, P> {
     pub(super) ecs: E,
     pub(super) hold: Holder<A, P>,
     pub(super) config: DrainConfig,
+    /// Groups whose instance lifecycle policy was looked at (or tried) in this
+    /// sandbox, with DRAIN_TIMEOUT_ACTION=retain: each is checked once per cold
+    /// start.
+    retention_checked: Mutex<HashSet<String>>,
 }
 
 impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
@@ -94,6 +100,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             ecs,
             hold: Holder::new(autoscaling, publisher, config.common.clone(), FUNCTION_NAME),
             config,
+            retention_checked: Mutex::new(HashSet::new()),
         }
     }
 
@@ -201,6 +208,46 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
 }
 
 impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
+    /// With DRAIN_TIMEOUT_ACTION=retain, says once per group and cold start
+    /// whether the group's instance lifecycle policy retains an instance whose
+    /// terminate hook is abandoned (`TerminateHookAbandon: retain`): without it,
+    /// the ABANDON of a retained drain terminates the instance all the same.
+    /// One DescribeAutoScalingGroups per group; never gates the drain.
+    async fn check_retention(&self, group: &str) {
+        if self.config.timeout_action != DrainTimeoutAction::Retain {
+            return;
+        }
+        let first = self
+            .retention_checked
+            .lock()
+            .map(|mut seen| seen.insert(group.to_owned()))
+            .unwrap_or(false);
+        if !first {
+            return;
+        }
+        match self.hold.autoscaling.group(group).await {
+            Ok(Some(g)) if g.retains_abandoned_terminations() => {
+                debug!(
+                    asg = group,
+                    "the group's instance lifecycle policy retains abandoned terminations"
+                );
+            }
+            Ok(Some(g)) => warn!(
+                asg = group,
+                terminate_hook_abandon = g.terminate_hook_abandon.as_deref().unwrap_or("none"),
+                check = "retention_policy",
+                "DRAIN_TIMEOUT_ACTION=retain, but the group has no instance lifecycle policy with TerminateHookAbandon=retain: a drain that times out is completed ABANDON and Auto Scaling terminates the instance anyway (set it: aws autoscaling update-auto-scaling-group --auto-scaling-group-name <group> --instance-lifecycle-policy 'RetentionTriggers={{TerminateHookAbandon=retain}}')"
+            ),
+            Ok(None) => debug!(asg = group, "group not found; retention policy not checked"),
+            Err(e) => warn!(
+                asg = group,
+                error = %e,
+                check = "retention_policy",
+                "could not read the group's instance lifecycle policy (DRAIN_TIMEOUT_ACTION=retain needs TerminateHookAbandon=retain on the group)"
+            ),
+        }
+    }
+
     fn plan(&self, clocks: &runtime::Clocks) -> Plan {
         let max_ms = millis(self.config.max_drain);
         let started = clocks.started_at_ms;
@@ -212,6 +259,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                 poll_interval_ms: clocks.poll_ms,
                 handoff_margin_ms: millis(self.hold.handoff_margin),
                 agent_grace_ms: millis(self.config.agent_disconnected_grace),
+                timeout_action: self.config.timeout_action,
             },
             drain_deadline_ms: clocks.hook.map_or(started.saturating_add(max_ms), |h| {
                 h.deadline(started, max_ms)
@@ -257,25 +305,35 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
             Error::Internal(format!("a drain of {instance_id} without a lifecycle hook"))
         })?;
         job.memo.scratch.observing_at_ms = now_ms;
+        if !job.memo.from_event {
+            self.check_retention(&job.action.asg).await;
+        }
         let observed = self
             .look(&mut job.memo, &instance_id, &hook, plan.action_start_ms)
             .await?;
         let scratch = &mut job.memo.scratch;
-        if stuck_report_due(
-            now_ms,
-            clocks.started_at_ms,
-            plan.drain_deadline_ms,
-            scratch.last_stuck_report_ms,
-        ) && !observed.live_tasks.is_empty()
+        // A drain about to be retained says why it is stuck now, whenever it
+        // last did: its WARN names the reason.
+        let retaining = self.config.timeout_action == DrainTimeoutAction::Retain
+            && now_ms >= plan.drain_deadline_ms;
+        if (retaining
+            || stuck_report_due(
+                now_ms,
+                clocks.started_at_ms,
+                plan.drain_deadline_ms,
+                scratch.last_stuck_report_ms,
+            ))
+            && !observed.live_tasks.is_empty()
             && let Some(ci) = &observed.container_instance
         {
             scratch.last_stuck_report_ms = Some(now_ms);
-            self.report_stuck(
-                &ci.cluster,
-                &observed.live_tasks,
-                now_ms.saturating_sub(clocks.started_at_ms),
-            )
-            .await;
+            scratch.stuck_why = self
+                .report_stuck(
+                    &ci.cluster,
+                    &observed.live_tasks,
+                    now_ms.saturating_sub(clocks.started_at_ms),
+                )
+                .await;
         }
         Ok(observed)
     }
@@ -300,11 +358,17 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
             // Not drained yet: the hook's own chain carries on; no second chain.
             step = Step::Stop(StopReason::LeftToTheDrain);
         }
-        log_decision(&step, observed, c.started_at_ms, c.now_ms);
+        log_decision(
+            &step,
+            observed,
+            &job.memo.scratch.stuck_why,
+            c.started_at_ms,
+            c.now_ms,
+        );
         match step {
             Step::Stop(reason) => runtime::Step::Stop(Done::Stopped { reason }),
             Step::Complete(reason) => runtime::Step::Complete {
-                result: ActionResult::Continue,
+                result: reason.result(),
                 detail: Done::Completed { reason },
             },
             Step::SetDraining => runtime::Step::Act(Act::SetDraining),
@@ -386,12 +450,13 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
             .min(tally.started_at_ms);
         let drain_ms = tally.ended_at_ms.saturating_sub(started);
         let left = match reason {
-            Completion::DeadlineReached { left } | Completion::AgentDisconnected { left, .. } => {
-                Some(left.len())
-            }
+            Completion::DeadlineReached { left }
+            | Completion::Retained { left }
+            | Completion::AgentDisconnected { left, .. } => Some(left.len()),
             _ => None,
         };
         let timed_out = matches!(reason, Completion::DeadlineReached { .. });
+        let retained = matches!(reason, Completion::Retained { .. });
         // The last task that stopped during this drain (not before it began).
         let lag_ms = job
             .memo
@@ -403,11 +468,14 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
             .count("DrainsCompleted", 1)
             .seconds_from_ms("DrainSeconds", drain_ms)
             .count("TasksLeftAtCompletion", left.map_or(0, |n| n as u64))
-            .count("DrainTimeouts", u64::from(timed_out));
+            .count("DrainTimeouts", u64::from(timed_out))
+            .count("DrainsRetained", u64::from(retained));
         if let Some(lag) = lag_ms {
             record = record.seconds_from_ms("CompletionLagSeconds", lag);
         }
-        let event = if timed_out {
+        let event = if retained {
+            Event::DrainRetained
+        } else if timed_out {
             Event::DrainTimedOut
         } else {
             Event::DrainCompleted
@@ -423,6 +491,8 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
                     .instance(&job.action.instance_id)
                     .detail(json!({
                         "reason": reason,
+                        "result": reason.result(),
+                        "why": if retained { json!(job.memo.scratch.stuck_why) } else { json!(null) },
                         "drain_seconds": seconds(drain_ms),
                         "completion_lag_seconds": lag_ms.map(seconds),
                         "tasks_left": left.unwrap_or(0),
@@ -434,8 +504,8 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
     }
 }
 
-/// One structured line per decision.
-fn log_decision(step: &Step, observed: &Observed, started_at: u64, now: u64) {
+/// One structured line per decision (`why`: what the last stuck report said).
+fn log_decision(step: &Step, observed: &Observed, why: &[String], started_at: u64, now: u64) {
     let status = observed
         .container_instance
         .as_ref()
@@ -459,6 +529,16 @@ fn log_decision(step: &Step, observed: &Observed, started_at: u64, now: u64) {
             left = ?left.iter().take(20).collect::<Vec<_>>(),
             elapsed_s,
             "drain deadline reached with tasks still on the instance; completing CONTINUE, they end with the instance"
+        ),
+        Step::Complete(Completion::Retained { left }) => warn!(
+            decision = "complete",
+            reason = "retained",
+            result = "ABANDON",
+            tasks_left = left.len(),
+            left = ?left.iter().take(20).collect::<Vec<_>>(),
+            why = ?why,
+            elapsed_s,
+            "drain deadline reached with tasks still running (DRAIN_TIMEOUT_ACTION=retain): completing ABANDON and stopping nothing more; the group's lifecycle policy keeps the instance in Terminating:Retained until `ecs-lifecycle release`"
         ),
         Step::Complete(Completion::AgentDisconnected { for_s, left }) => warn!(
             decision = "complete",

@@ -224,9 +224,20 @@ pub struct AsgGroup {
     pub account_id: Option<String>,
     /// Instances whose health status Auto Scaling reports as `Unhealthy`.
     pub unhealthy: Vec<InstanceId>,
+    /// The group's instance lifecycle policy, `RetentionTriggers.TerminateHookAbandon`
+    /// as Auto Scaling spells it (`retain` or `terminate`); `None` without a policy.
+    pub terminate_hook_abandon: Option<String>,
 }
 
 impl AsgGroup {
+    /// Whether an instance whose terminate hook ends ABANDON is retained
+    /// (`Terminating:Retained`) instead of terminated.
+    pub fn retains_abandoned_terminations(&self) -> bool {
+        self.terminate_hook_abandon
+            .as_deref()
+            .is_some_and(|v| v.eq_ignore_ascii_case("retain"))
+    }
+
     /// The launch template the AMI rollout can change, or why it has none
     /// (launch configuration, mixed instances policy, a template by name only).
     pub fn template(&self) -> Result<TemplateSpec, String> {

@@ -85,6 +85,13 @@ aws_state! {
 }
 
 impl LifecycleState {
+    /// An instance lifecycle policy keeps the instance after its lifecycle
+    /// action was abandoned (`Terminating:Retained`, and the warm pool's
+    /// `...:Retained`): it stays, out of desired capacity, until terminated.
+    pub fn is_retained(&self) -> bool {
+        self.as_str().ends_with(":Retained")
+    }
+
     /// A terminate lifecycle action waits on a hook (in the group or its warm pool).
     pub fn is_terminate_wait(&self) -> bool {
         matches!(self, Self::TerminatingWait | Self::WarmedTerminatingWait)

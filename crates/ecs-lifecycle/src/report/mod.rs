@@ -24,6 +24,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "CompletionLagSeconds",
     "TasksLeftAtCompletion",
     "DrainTimeouts",
+    "DrainsRetained",
     "DrainsCompleted",
     // both hooks (the hook runtime)
     "HandOffs",

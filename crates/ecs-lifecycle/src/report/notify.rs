@@ -21,6 +21,9 @@ pub enum Event {
     DrainCompleted,
     /// MAX_DRAIN_SECONDS ran out: completed with tasks left.
     DrainTimedOut,
+    /// MAX_DRAIN_SECONDS ran out with DRAIN_TIMEOUT_ACTION=retain: completed
+    /// ABANDON with the tasks still running, the instance kept for an operator.
+    DrainRetained,
     /// launch-verify found an instance that did not join its cluster.
     OrphanFound,
     /// ami-rollout started an instance refresh to a new AMI.
@@ -39,6 +42,7 @@ impl Event {
             Event::DrainStarted => "drain_started",
             Event::DrainCompleted => "drain_completed",
             Event::DrainTimedOut => "drain_timed_out",
+            Event::DrainRetained => "drain_retained",
             Event::OrphanFound => "orphan_found",
             Event::RolloutStarted => "rollout_started",
             Event::RolloutCompleted => "rollout_completed",
@@ -52,6 +56,7 @@ impl Event {
         Event::DrainStarted,
         Event::DrainCompleted,
         Event::DrainTimedOut,
+        Event::DrainRetained,
         Event::OrphanFound,
         Event::RolloutStarted,
         Event::RolloutCompleted,
@@ -162,6 +167,6 @@ mod tests {
         let s = n.subject();
         assert!(s.len() <= 100 && s.is_ascii());
         let names: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
-        assert_eq!(names.len(), 8);
+        assert_eq!(names.len(), 9);
     }
 }
