@@ -20,8 +20,8 @@ use crate::hook::dispatch::ignored;
 use crate::hook::runtime::{self, Flow, Holder, HookWorkflow, OutcomeOf, Spec, Tally};
 use crate::hook::{Accept, Job};
 use crate::model::{
-    ActionResult, Cluster, ContainerInstance, ContainerInstanceArn, InstanceId, InstanceStatus,
-    LifecycleAction, TaskArn, Transition,
+    Cluster, ContainerInstance, ContainerInstanceArn, InstanceId, InstanceStatus, LifecycleAction,
+    TaskArn, Transition,
 };
 use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
 use crate::report::{Event, Notification, Record};
