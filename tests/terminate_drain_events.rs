@@ -187,6 +187,72 @@ async fn events_of_other_instances_cost_at_most_two_calls_and_other_clusters_non
     assert_eq!(fleet.status_of(0).await.unwrap(), "ACTIVE");
 }
 
+/// A task that stops on a draining instance which still has a task to run
+/// cannot end the drain: the event costs one call (DescribeContainerInstances,
+/// whose counts say so) and no Auto Scaling call, so no heartbeat either; the
+/// drain's own chain looks on its pace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_cannot_end_a_drain_costs_one_call_and_no_heartbeat() {
+    let s = Standin::start().unwrap();
+    let (sdk, fleet) = fleet_on(&s, &FleetSpec::new("busy", 1)).await;
+    let api = fleet.service("api", false, &[2]).await.unwrap();
+    let d = drainer_as_deployed(&sdk, &[("CLUSTER_NAME", fleet.cluster.as_str())]);
+    // The drain of a terminate hook holds the instance (as its first invocation
+    // leaves it): DRAINING, with the hook's attribute.
+    let ci = &fleet.container_instances[0];
+    fleet
+        .ecs
+        .update_container_instances_state()
+        .cluster(&fleet.cluster)
+        .container_instances(ci)
+        .status(aws_sdk_ecs::types::ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
+    fleet
+        .ecs
+        .put_attributes()
+        .cluster(&fleet.cluster)
+        .attributes(
+            aws_sdk_ecs::types::Attribute::builder()
+                .name(ecs_lifecycle::model::DRAIN_HOOK_ATTRIBUTE)
+                .value(fleet.hook.as_str())
+                .target_id(ci)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // ECS stops one of the two tasks; the other still runs.
+    fleet
+        .ecs
+        .stop_task()
+        .cluster(&fleet.cluster)
+        .task(&api[0])
+        .send()
+        .await
+        .unwrap();
+
+    s.reset_calls().unwrap();
+    let v = d
+        .handle(&task_stopped(&fleet, &api[0]), now_ms() + 30_000)
+        .await
+        .unwrap()
+        .to_json();
+    assert_eq!(v["outcomes"][0]["outcome"], "ignored", "{v}");
+    let calls = s.calls().unwrap();
+    let ours: Vec<_> = calls
+        .iter()
+        .filter(|(k, _)| k.starts_with("ecs:") || k.starts_with("autoscaling:"))
+        .collect();
+    assert_eq!(
+        ours,
+        [(&"ecs:DescribeContainerInstances".to_owned(), &1)],
+        "{calls:?}"
+    );
+}
+
 /// An EventBridge event of `detail_type` from the fixtures, for `instance_id`
 /// (the fixtures name `i-0123456789abcdef0`).
 fn signal(fixture: &str, instance_id: &str) -> Value {

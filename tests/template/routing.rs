@@ -185,7 +185,9 @@ fn ecs_events_that_can_end_a_drain_reach_terminate_drain_unless_turned_off() {
         .remove("containerInstanceArn");
     let mut busy = drained.clone();
     busy["detail"]["runningTasksCount"] = json!(3);
-    for event in [&other, &running, &fargate, &busy] {
+    let mut starting = drained.clone();
+    starting["detail"]["pendingTasksCount"] = json!(1);
+    for event in [&other, &running, &fargate, &busy, &starting] {
         assert_eq!(matched_by(event), 0, "{}", event["detail"]);
     }
     for rule in &rules {

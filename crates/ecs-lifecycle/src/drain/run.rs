@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use crate::config::{DrainConfig, DrainTimeoutAction};
+use crate::config::{DrainConfig, DrainTimeoutAction, StandalonePolicy};
 use crate::drain::decide::{Clocks, Completion, Observed, Policy, Step, StopReason, decide};
 use crate::drain::events::{DrainEvent, EcsEvent};
 use crate::drain::observe::{Scratch, stuck_report_due};
@@ -150,10 +150,13 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
 impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     /// An ECS event that may end a drain (a task STOPPED, or a DRAINING instance
     /// with nothing left running): find the action it belongs to, cheaply. Events
-    /// for clusters outside CLUSTER_NAME cost no call; others at most two
-    /// (DescribeContainerInstances for the drain's hook attribute,
-    /// DescribeAutoScalingInstances for the lifecycle state) before they are
-    /// skipped.
+    /// for clusters outside CLUSTER_NAME cost no call. Others cost one
+    /// (DescribeContainerInstances: the status, the drain's hook attribute and
+    /// the task counts) when the instance is not draining for us or still has
+    /// tasks whose desired status is RUNNING (that event cannot end the drain:
+    /// its own chain looks on its pace, and nothing is heartbeated here). Only an
+    /// event that can end the drain costs a second call
+    /// (DescribeAutoScalingInstances) and then the drain's full look.
     async fn on_ecs_event(&self, event: EcsEvent) -> Result<Accept<DrainMemo>, Error> {
         let skip = |why: &str| {
             debug!(cluster = %event.cluster_arn, container_instance = %event.container_instance_arn, why, "skipped an ECS event");
@@ -175,6 +178,12 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         let (InstanceStatus::Draining, Some(hook)) = (&ci.status, ci.drain_hook.clone()) else {
             return skip("no drain of ours on the container instance");
         };
+        // Tasks whose desired status is RUNNING keep the drain going, unless they
+        // may be standalone tasks the drain ignores (STANDALONE_TASKS=ignore).
+        let tasks_to_run = ci.running_tasks_count > 0 || ci.pending_tasks_count > 0;
+        if tasks_to_run && self.config.standalone != StandalonePolicy::Ignore {
+            return skip("the draining instance still has tasks to run: the drain goes on");
+        }
         let Some(asg_instance) = self.hold.autoscaling.instance(&ci.ec2_instance_id).await? else {
             return skip("instance in no Auto Scaling group");
         };

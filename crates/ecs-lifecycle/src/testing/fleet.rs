@@ -83,6 +83,34 @@ pub struct Notified {
     pub attributes: Vec<(String, String)>,
 }
 
+impl World {
+    /// The container instance with ECS's task counts: tasks on it whose desired
+    /// status is RUNNING (`runningTasksCount` counts those not PENDING), as
+    /// DescribeContainerInstances reports them.
+    fn counted(&self, ci: &ContainerInstance) -> ContainerInstance {
+        let desired_running = || {
+            self.tasks.iter().filter(|t| {
+                t.container_instance_arn.as_ref() == Some(&ci.arn)
+                    && t.desired_status == TaskStatus::Running
+            })
+        };
+        let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        ContainerInstance {
+            running_tasks_count: count(
+                desired_running()
+                    .filter(|t| t.last_status != TaskStatus::Pending)
+                    .count(),
+            ),
+            pending_tasks_count: count(
+                desired_running()
+                    .filter(|t| t.last_status == TaskStatus::Pending)
+                    .count(),
+            ),
+            ..ci.clone()
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct World {
     actions: HashMap<String, Action>,
@@ -784,7 +812,7 @@ impl Ecs for FakeFleet {
         let w = self.ecs("ListContainerInstances").await?;
         Ok(w.instances
             .get(ec2_instance_id.as_str())
-            .cloned()
+            .map(|c| w.counted(c))
             .map_or(Registration::NotRegistered, Registration::Registered))
     }
 
@@ -794,7 +822,10 @@ impl Ecs for FakeFleet {
         arn: &ContainerInstanceArn,
     ) -> Result<Option<ContainerInstance>, AwsError> {
         let w = self.ecs("DescribeContainerInstances").await?;
-        Ok(w.instances.values().find(|c| c.arn == arn).cloned())
+        Ok(w.instances
+            .values()
+            .find(|c| c.arn == arn)
+            .map(|c| w.counted(c)))
     }
 
     async fn set_attributes(
@@ -903,7 +934,7 @@ impl Ecs for FakeFleet {
         _cluster: &Cluster,
     ) -> Result<Vec<ContainerInstance>, AwsError> {
         let w = self.ecs("ListContainerInstances").await?;
-        Ok(w.instances.values().cloned().collect())
+        Ok(w.instances.values().map(|c| w.counted(c)).collect())
     }
 
     async fn service_arns(&self, _cluster: &Cluster) -> Result<Vec<String>, AwsError> {
