@@ -83,6 +83,34 @@ pub struct CommonConfig {
     /// `hook::serve::init_logging`), not Lambda: Lambda's log-level filter would
     /// also drop the metric lines, which carry no level.
     pub log_level: LevelFilter,
+    /// `WAIT_MODE` = `in-invocation` | `queue` (default `in-invocation`; the
+    /// template's default is `queue`): where a hook function waits between two
+    /// looks at a piece of work. See [`WaitMode`].
+    pub wait_mode: WaitMode,
+}
+
+/// Where a hook function waits between two looks at a piece of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitMode {
+    /// One invocation holds the work, sleeping between looks, and hands it over
+    /// (SNS) only before the function's timeout.
+    #[default]
+    InInvocation,
+    /// No invocation waits: it looks (a few quick looks within
+    /// [`crate::hook::runtime::QUICK_LOOKS_MS`] at most), heartbeats if due,
+    /// acts, and hands the work over at once; the continuation comes back
+    /// through an SQS queue whose delivery delay is the pace (the template's
+    /// queue, `DelaySeconds` = POLL_INTERVAL_SECONDS).
+    Queue,
+}
+
+impl WaitMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitMode::InInvocation => "in-invocation",
+            WaitMode::Queue => "queue",
+        }
+    }
 }
 
 /// Settings of terminate-drain.
@@ -154,8 +182,21 @@ impl ClusterScope {
 impl CommonConfig {
     /// The hook functions' settings (POLL_INTERVAL_SECONDS defaults to 10).
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let wait_mode = match env.get("WAIT_MODE").map(|v| v.to_ascii_lowercase()) {
+            None => WaitMode::InInvocation,
+            Some(v) if v == "in-invocation" => WaitMode::InInvocation,
+            Some(v) if v == "queue" => WaitMode::Queue,
+            Some(v) => {
+                return Err(ConfigError {
+                    var: "WAIT_MODE",
+                    value: v,
+                    expected: "in-invocation or queue".into(),
+                });
+            }
+        };
         Ok(CommonConfig {
             continuation_topic: env.sns_topic_arn("CONTINUATION_TOPIC_ARN")?,
+            wait_mode,
             ..Self::shared(env, 10)?
         })
     }
@@ -175,6 +216,7 @@ impl CommonConfig {
             dry_run: env.flag("DRY_RUN", false)?,
             notification_topic: env.sns_topic_arn("NOTIFICATION_TOPIC_ARN")?,
             log_level: env.log_level("LOG_LEVEL")?,
+            wait_mode: WaitMode::InInvocation,
         })
     }
 }

@@ -355,3 +355,107 @@ async fn a_completion_that_fails_leaves_the_action_heartbeated() {
     let gap = max_gap(&fleet, start);
     assert!(gap < Duration::from_secs(30), "{gap:?} without a heartbeat");
 }
+
+fn queued_probe(fleet: &FakeFleet, done_after: Duration) -> Probe {
+    let common = CommonConfig::from_env(&Env::new(|k| match k {
+        "POLL_INTERVAL_SECONDS" => Some((POLL_MS / 1000).to_string()),
+        "CONTINUATION_TOPIC_ARN" => Some(TOPIC.to_owned()),
+        "WAIT_MODE" => Some("queue".to_owned()),
+        _ => None,
+    }))
+    .unwrap();
+    Probe {
+        hold: Holder::new(fleet.clone(), fleet.clone(), common, "probe"),
+        done_at: Instant::now() + done_after,
+        failures: Mutex::new(VecDeque::new()),
+    }
+}
+
+/// WAIT_MODE=queue: no invocation waits for the work. Each looks, hands the
+/// work over at once (the queue's delay is the pace; played here by sleeping
+/// the poll interval between deliveries), and heartbeats only when the beat
+/// falls due before the next delivery: the action lives on the hook's cadence
+/// and is completed once, by the invocation that finds it done.
+#[tokio::test(start_paused = true)]
+async fn in_queue_mode_no_invocation_waits_and_the_action_lives_on_its_cadence() {
+    // Across invocations the wall clock must move with tokio's paused clock.
+    crate::time::simulated::start(epoch_ms(), 7);
+    let (fleet, event) = action(120);
+    let start = Instant::now();
+    let p = queued_probe(&fleet, Duration::from_secs(300));
+    let mut delivery = event;
+    let mut invocations = 0;
+    let mut longest = Duration::ZERO;
+    loop {
+        invocations += 1;
+        assert!(invocations < 200, "the work never ended");
+        let began = Instant::now();
+        let v = p
+            .handle(&delivery, deadline_in(Duration::from_secs(900)))
+            .await
+            .unwrap()
+            .to_json();
+        longest = longest.max(Instant::now() - began);
+        match outcome(&v)["outcome"].as_str() {
+            Some("handed_off") => {}
+            Some("completed") => break,
+            other => panic!(
+                "{other:?} after {invocations} invocations, {:?}: {v}; heartbeats at {:?}; last continuation {}",
+                Instant::now() - start,
+                fleet
+                    .heartbeats(ID)
+                    .iter()
+                    .map(|t| *t - start)
+                    .collect::<Vec<_>>(),
+                fleet
+                    .published()
+                    .last()
+                    .map(|p| p.1.clone())
+                    .unwrap_or_default()
+            ),
+        }
+        let published = fleet.published();
+        delivery = serde_json::from_str(&published.last().unwrap().1).unwrap();
+        tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+    }
+    assert!(
+        longest <= Duration::from_secs(1),
+        "an invocation waited {longest:?}"
+    );
+    // About one delivery per poll interval over 300 s.
+    assert!(
+        (55..=65).contains(&invocations),
+        "{invocations} invocations"
+    );
+    assert_eq!(fleet.completions(ID).len(), 1);
+    // A third of 120 s is the cadence: not a heartbeat per delivery.
+    let beats = fleet.heartbeats(ID).len();
+    assert!((6..=10).contains(&beats), "{beats} heartbeats");
+    let gap = max_gap(&fleet, start);
+    assert!(
+        gap <= Duration::from_secs(50),
+        "{gap:?} without a heartbeat"
+    );
+    crate::time::simulated::stop();
+}
+
+#[test]
+fn wait_mode_is_read_and_a_bad_one_is_named() {
+    let mode = |v: Option<&str>| {
+        let v = v.map(str::to_owned);
+        CommonConfig::from_env(&Env::new(move |k| match k {
+            "WAIT_MODE" => v.clone(),
+            _ => None,
+        }))
+    };
+    use crate::config::WaitMode;
+    assert_eq!(mode(None).unwrap().wait_mode, WaitMode::InInvocation);
+    assert_eq!(mode(Some("queue")).unwrap().wait_mode, WaitMode::Queue);
+    assert_eq!(
+        mode(Some("In-Invocation")).unwrap().wait_mode,
+        WaitMode::InInvocation
+    );
+    let e = mode(Some("sqs")).unwrap_err();
+    assert_eq!(e.var, "WAIT_MODE");
+    assert!(e.to_string().contains("in-invocation or queue"), "{e}");
+}

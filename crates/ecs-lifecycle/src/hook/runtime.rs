@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::{Instrument, error, info, warn};
 
-use crate::config::CommonConfig;
+use crate::config::{CommonConfig, WaitMode};
 use crate::error::Error;
 use crate::hook::dispatch::{Answer, WorkflowEvent, handle_event};
 use crate::hook::handoff::hand_off;
@@ -38,6 +38,26 @@ use crate::time::{Clock, millis};
 
 /// Time kept before the invocation deadline to hand off (default 10 s).
 pub const DEFAULT_HANDOFF_MARGIN: Duration = Duration::from_secs(10);
+
+/// In `WAIT_MODE=queue`, how long an invocation may spend in quick looks (a
+/// look right after an act, a short back-off) before it hands the work over.
+pub const QUICK_LOOKS_MS: u64 = 5_000;
+
+/// In `WAIT_MODE=queue`, the longest wait taken in the invocation (a quick
+/// look); a longer one, a poll interval's, is the queue's.
+pub const QUICK_LOOK_WAIT_MS: u64 = 2_000;
+
+/// When handing over in-invocation work: heartbeat first if the next beat falls
+/// due within this (a continuation runs within seconds; Lambda's retry of a
+/// failed one comes one to three minutes later).
+const IN_INVOCATION_HANDOFF_HORIZON_MS: u64 = 180_000;
+
+/// In `WAIT_MODE=queue`, the slack beyond the queue's delay that a hand-off's
+/// heartbeat covers (the event source mapping's polling). A beat due later is
+/// left to the next invocation, which heartbeats first thing if due: a late
+/// delivery (a busy function) still has the two thirds of HeartbeatTimeout that
+/// the cadence keeps in hand before the action would expire.
+const QUEUE_HANDOFF_SLACK_MS: u64 = 10_000;
 
 /// Heartbeat cadences at or above this are "never" (no hook holds the work).
 pub const NEVER_MS: u64 = 86_400_000;
@@ -242,6 +262,11 @@ pub async fn hold<W: HookWorkflow>(
     );
     let action = job.action.clone();
     let instance_id = action.instance_id.clone();
+    let handoff_at = deadline_ms.saturating_sub(margin_ms);
+    let wait_until = match holder.common.wait_mode {
+        WaitMode::InInvocation => handoff_at,
+        WaitMode::Queue => handoff_at.min(started_at.saturating_add(QUICK_LOOKS_MS)),
+    };
     let mut held = Held {
         workflow,
         job,
@@ -249,7 +274,8 @@ pub async fn hold<W: HookWorkflow>(
         clock,
         started_at,
         deadline_ms,
-        handoff_at: deadline_ms.saturating_sub(margin_ms),
+        handoff_at,
+        wait_until,
         pacer: Pacer::new(millis(holder.common.poll_interval)),
         hook: None,
     };
@@ -302,6 +328,9 @@ struct Held<'a, W: HookWorkflow> {
     started_at: u64,
     deadline_ms: u64,
     handoff_at: u64,
+    /// The last moment this invocation waits for a next look: the hand-off
+    /// point, or in `WAIT_MODE=queue` the end of the quick looks.
+    wait_until: u64,
     pacer: Pacer,
     /// Auto Scaling's clocks of the action, once read.
     hook: Option<HookTiming>,
@@ -362,20 +391,20 @@ impl<W: HookWorkflow> Held<'_, W> {
                     Ok(Some(gone)) => return Ok(no_active(self.instance_id(), gone)),
                     Err(e) => (e, "completing the lifecycle action"),
                 },
-                Step::Wait { sleep_ms } => {
-                    self.nap(sleep_ms).await;
-                    continue;
-                }
+                Step::Wait { sleep_ms } => match self.pause(sleep_ms).await {
+                    Some(end) => return end,
+                    None => continue,
+                },
                 Step::HandOff => return self.hand_over().await,
                 Step::Act(act) => {
                     let clocks = self.clocks();
                     let work = self.workflow.act(act, &observed, &mut self.job, &clocks);
                     match bounded(&self.clock, self.handoff_at, work).await {
                         Ok(Flow::Observe) => continue,
-                        Ok(Flow::Sleep(ms)) => {
-                            self.nap(ms).await;
-                            continue;
-                        }
+                        Ok(Flow::Sleep(ms)) => match self.pause(ms).await {
+                            Some(end) => return end,
+                            None => continue,
+                        },
                         Ok(Flow::Finish(d)) => return Ok(Outcome::Finished(d)),
                         Err(e) => (e, "carrying out a step"),
                     }
@@ -484,7 +513,7 @@ impl<W: HookWorkflow> Held<'_, W> {
             what,
             &mut self.pacer,
             self.clock.now_ms(),
-            self.handoff_at,
+            self.wait_until,
         ) {
             Recovery::RetryAfter(ms) => {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -504,10 +533,14 @@ impl<W: HookWorkflow> Held<'_, W> {
     /// so Lambda's async retry resumes the work.
     async fn hand_over(&mut self) -> End<W> {
         let margin = millis(self.holder().handoff_margin);
-        // A continuation normally runs within seconds; Lambda's retry of a failed
-        // one comes one to three minutes later.
+        let common = &self.holder().common;
+        let horizon = match common.wait_mode {
+            WaitMode::InInvocation => IN_INVOCATION_HANDOFF_HORIZON_MS,
+            // The queue's delay is the poll interval.
+            WaitMode::Queue => millis(common.poll_interval).saturating_add(QUEUE_HANDOFF_SLACK_MS),
+        };
         // It may use the first third of the margin: the publish needs the rest.
-        if self.job.held() && self.beat.due() < self.clock.now_ms().saturating_add(180_000) {
+        if self.job.held() && self.beat.due() < self.clock.now_ms().saturating_add(horizon) {
             self.let_go(self.deadline_ms.saturating_sub(margin * 2 / 3))
                 .await;
         }
@@ -552,6 +585,18 @@ impl<W: HookWorkflow> Held<'_, W> {
             )
             .await;
         }
+    }
+
+    /// Waits `ms` before the next look: in this invocation (`None`), or, past
+    /// the quick looks of `WAIT_MODE=queue`, in the queue (the hand-off's end).
+    async fn pause(&mut self, ms: u64) -> Option<End<W>> {
+        if self.holder().common.wait_mode == WaitMode::Queue
+            && (ms > QUICK_LOOK_WAIT_MS || self.clock.now_ms().saturating_add(ms) > self.wait_until)
+        {
+            return Some(self.hand_over().await);
+        }
+        self.nap(ms).await;
+        None
     }
 
     /// Sleeps `ms`, but never past the hand-off point.
