@@ -13,8 +13,8 @@
 use std::time::Duration;
 
 use ecs_lifecycle_suite::drain::{
-    action_over, assert_all_stopped, drain_instance_0, draining_was_set, start_drain,
-    start_terminating,
+    action_over, assert_all_stopped, drain_instance_0, draining_was_set, max_heartbeat_gap,
+    start_binary, start_drain, start_terminating,
 };
 use ecs_lifecycle_suite::fleet_on;
 use serde_json::Value;
@@ -350,4 +350,52 @@ async fn a_process_killed_mid_drain_is_resumed_by_lambdas_retry_and_the_action_l
     assert_eq!(action["complete_calls"], 1, "{action}");
     let gap = ecs_lifecycle_suite::drain::max_heartbeat_gap(&action);
     assert!(gap < 30.0, "{gap:.1} s without a heartbeat: {action}");
+}
+
+/// WAIT_MODE=queue through the real binary: each invocation looks, acts and
+/// hands the drain to its wait queue (played by the stand-in: moto has no event
+/// source mapping; a 3 s delay, as POLL_INTERVAL_SECONDS=3 sets the queue's);
+/// none waits for ECS. The action is completed once, after the tasks stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_queue_mode_no_invocation_waits_for_ecs_and_the_drain_completes_once() {
+    let s = Standin::start().unwrap();
+    let (_, fleet) = fleet_on(&s, &FleetSpec::new("queued", 2)).await;
+    fleet.service("web", false, &[2, 1]).await.unwrap();
+    let log = testkit::temp_log("queued-drain");
+    let mut function = start_binary(
+        &s,
+        &fleet,
+        "queued-drain",
+        &[("WAIT_MODE", "queue"), ("POLL_INTERVAL_SECONDS", "3")],
+        &log,
+    );
+    s.subscribe_function_with_wait_queue(&fleet.topic_arn, 60_000, 3_000)
+        .unwrap();
+    let (action, invocations) = drain_instance_0(&s, &fleet).await;
+    assert_eq!(action["state"], "completed", "{action}");
+    assert_eq!(action["complete_calls"], 1, "{action}");
+    assert_all_stopped(&fleet.tasks_on(0).await.unwrap());
+    assert!(!function.exited());
+
+    // The hook's notification came as SNS, every continuation from the queue.
+    assert!(invocations.len() >= 3, "{invocations:#?}");
+    assert_eq!(invocations[0]["source"], "sns");
+    assert!(
+        invocations[1..].iter().all(|i| i["source"] == "sqs"),
+        "{invocations:#?}"
+    );
+    for i in &invocations {
+        assert_eq!(i["status"], "success", "{i}");
+        let took = i["finished_at"].as_f64().unwrap() - i["started_at"].as_f64().unwrap();
+        // Quick looks only (5 s at most), never a poll interval's sleep per look.
+        assert!(took < 6.0, "an invocation held the drain {took:.1} s: {i}");
+        assert_eq!(
+            i["response"]["batchItemFailures"],
+            serde_json::json!([]),
+            "{i}"
+        );
+    }
+    let gap = max_heartbeat_gap(&action);
+    assert!(gap < 60.0, "{gap:.1} s without a heartbeat");
+    let _ = std::fs::remove_file(&log);
 }

@@ -99,6 +99,10 @@ fn each_role_has_exactly_the_actions_its_function_calls() {
         "kms:GenerateDataKey*",
         "kms:Decrypt",
         "sqs:SendMessage",
+        // WaitMode=queue (the default): the wait queue's event source mapping.
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
     ];
     assert_eq!(
         actions("TerminateDrainRole"),

@@ -81,6 +81,12 @@ impl Deployment {
         ] {
             refs.insert(r.to_owned(), v);
         }
+        for f in ["TerminateDrain", "LaunchVerify"] {
+            refs.insert(
+                format!("<{f}WaitQueue.Arn>"),
+                arn("sqs", &format!("ecs-lifecycle-{f}WaitQueue-1A2B3C")),
+            );
+        }
         for f in ["TerminateDrain", "LaunchVerify", "AmiRollout"] {
             refs.insert(
                 format!("<{f}LogGroup.Arn>"),
@@ -357,6 +363,11 @@ fn deployment_for(
     if let Some(t) = get("NOTIFICATION_TOPIC_ARN") {
         params.push(("NotificationTopicArn".into(), t));
     }
+    // The wait mode the function ran with (the code's default when unset).
+    if function != "ami-rollout" {
+        let mode = get("WAIT_MODE").unwrap_or_else(|| "in-invocation".to_owned());
+        params.push(("WaitMode".into(), mode));
+    }
     if let Some(p) = get("AMI_PARAMETER_NAME") {
         params.push(("AmiParameterName".into(), p));
     }
@@ -405,6 +416,29 @@ fn on_its_behalf(function: &str, d: &Deployment, calls: &[Request]) -> Vec<Reque
             "Lambda (on-failure destination)",
         ),
     ];
+    // WaitMode=queue: the wait queue's event source mapping reads the queue
+    // with the function's role.
+    if function != "ami-rollout"
+        && d.params
+            .iter()
+            .find(|(k, _)| k == "WaitMode")
+            .is_none_or(|(_, m)| m == "queue")
+    {
+        let queue = &d.refs[&format!("<{}WaitQueue.Arn>", pascal(function))];
+        for action in [
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+        ] {
+            out.push(Request::new(
+                function,
+                action,
+                queue,
+                json!({}),
+                "Lambda (wait queue's event source mapping)",
+            ));
+        }
+    }
     if calls
         .iter()
         .any(|c| c.action == "sns:Publish" && c.resource == d.refs["<LifecycleTopic>"])

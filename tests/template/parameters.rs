@@ -128,6 +128,16 @@ fn table() -> Vec<(&'static str, String, Verdict)> {
     let eleven_alarms = "a,b,c,d,e,f,g,h,i,j,k";
     let ten_alarms = "a,b,c,d,e,f,g,h,i,j";
     let rows: Vec<(&str, &str, Verdict)> = vec![
+        // WAIT_MODE: the code's two values, as the template spells them.
+        ("WaitMode", "queue", Good),
+        ("WaitMode", "in-invocation", Good),
+        ("WaitMode", "sqs", Template),
+        ("WaitMode", "Queue", Template),
+        // The event source mapping's maximum concurrency: 2..1000.
+        ("WaitConcurrency", "2", Good),
+        ("WaitConcurrency", "1000", Good),
+        ("WaitConcurrency", "1", Template),
+        ("WaitConcurrency", "1001", Template),
         // DRAIN_TIMEOUT_ACTION: the code's two values, as the template spells them.
         ("DrainTimeoutAction", "continue", Good),
         ("DrainTimeoutAction", "retain", Good),

@@ -15,10 +15,113 @@ fn sns_message(fixture: &str) -> Value {
     serde_json::from_str(envelope["Records"][0]["Sns"]["Message"].as_str().unwrap()).unwrap()
 }
 
+/// Who gets what from the topic: the functions' own SNS subscriptions, and
+/// (WaitMode=queue) each wait queue's subscription, named by the function its
+/// event source mapping invokes.
+fn subscribers(stack: &Stack) -> Vec<(String, Value)> {
+    let binaries: Vec<(String, String)> = functions(stack)
+        .into_iter()
+        .map(|(id, (binary, _))| (format!("<{id}.Alias>"), binary))
+        .collect();
+    let mappings = stack.of_type("AWS::Lambda::EventSourceMapping");
+    let waits = stack
+        .of_type("AWS::SNS::Subscription")
+        .into_values()
+        .filter(|s| s["Properties"]["Protocol"] == "sqs")
+        .map(|s| {
+            let p = &s["Properties"];
+            assert_eq!(p["TopicArn"], "<LifecycleTopic>");
+            assert_eq!(p["FilterPolicyScope"], "MessageBody");
+            let mapping = mappings
+                .values()
+                .find(|m| m["Properties"]["EventSourceArn"] == p["Endpoint"])
+                .unwrap_or_else(|| panic!("no function reads {}", p["Endpoint"]));
+            let function = &mapping["Properties"]["FunctionName"];
+            let (_, binary) = binaries
+                .iter()
+                .find(|(alias, _)| function == alias.as_str())
+                .unwrap_or_else(|| panic!("{function} is no function's alias"));
+            (binary.clone(), p["FilterPolicy"].clone())
+        });
+    own_subscribers(stack).into_iter().chain(waits).collect()
+}
+
 #[test]
 fn filter_policies_deliver_each_message_to_the_function_that_handles_it() {
+    for mode in ["queue", "in-invocation"] {
+        let mut stack = fleet();
+        if mode == "in-invocation" {
+            stack = Stack::new(&[
+                ("ClusterName", "prod"),
+                ("AutoScalingGroupNames", "web-asg,batch-asg"),
+                ("WaitMode", "in-invocation"),
+            ]);
+        }
+        delivers_each_message_to_its_function(&stack, mode);
+    }
+}
+
+/// WaitMode=queue: each hook function's continuations wait in its own queue,
+/// delayed by its poll interval, read by the function's alias with a bounded
+/// concurrency and batch failures reported; in-invocation mode has none.
+#[test]
+fn in_queue_mode_continuations_wait_in_a_queue_paced_by_the_poll_interval() {
     let stack = fleet();
-    let subscribers: Vec<(String, Value)> = functions(&stack)
+    let queues = stack.of_type("AWS::SQS::Queue");
+    let mappings = stack.of_type("AWS::Lambda::EventSourceMapping");
+    for (function, binary) in [
+        ("TerminateDrainFunction", "terminate-drain"),
+        ("LaunchVerifyFunction", "launch-verify"),
+    ] {
+        let name = function.trim_end_matches("Function");
+        let queue = &queues[&format!("{name}WaitQueue")]["Properties"];
+        let env = &functions(&stack)[function].1["Properties"]["Environment"]["Variables"];
+        assert_eq!(env["WAIT_MODE"], "queue", "{function}");
+        assert_eq!(
+            queue["DelaySeconds"], env["POLL_INTERVAL_SECONDS"],
+            "{function}: the queue's delay is the poll interval"
+        );
+        assert!(
+            queue["VisibilityTimeout"].as_u64().unwrap() >= 900,
+            "{function}"
+        );
+        assert!(queue["RedrivePolicy"]["deadLetterTargetArn"].is_string());
+        let mapping = &mappings[&format!("{name}WaitMapping")]["Properties"];
+        assert_eq!(mapping["FunctionName"], format!("<{function}.Alias>"));
+        assert_eq!(
+            mapping["EventSourceArn"],
+            format!("<{name}WaitQueue.Arn>"),
+            "{binary}"
+        );
+        assert_eq!(
+            mapping["FunctionResponseTypes"],
+            json!(["ReportBatchItemFailures"])
+        );
+        assert!(
+            mapping["ScalingConfig"]["MaximumConcurrency"].is_string()
+                || mapping["ScalingConfig"]["MaximumConcurrency"].is_number()
+        );
+    }
+    let in_invocation = Stack::new(&[
+        ("ClusterName", "prod"),
+        ("AutoScalingGroupNames", "web-asg"),
+        ("WaitMode", "in-invocation"),
+    ]);
+    assert!(
+        in_invocation
+            .of_type("AWS::Lambda::EventSourceMapping")
+            .is_empty()
+    );
+    assert!(
+        !in_invocation
+            .of_type("AWS::SQS::Queue")
+            .keys()
+            .any(|k| k.ends_with("WaitQueue"))
+    );
+}
+
+fn own_subscribers(stack: &Stack) -> Vec<(String, Value)> {
+    functions(stack)
         .into_values()
         .flat_map(|(binary, f)| {
             // ami-rollout has no events of its own (its rules are resources).
@@ -34,7 +137,11 @@ fn filter_policies_deliver_each_message_to_the_function_that_handles_it() {
                 })
                 .collect::<Vec<_>>()
         })
-        .collect();
+        .collect()
+}
+
+fn delivers_each_message_to_its_function(stack: &Stack, mode: &str) {
+    let subscribers = subscribers(stack);
     let delivered = |fixture: &str| -> BTreeSet<String> {
         let message = sns_message(fixture);
         subscribers
@@ -43,7 +150,12 @@ fn filter_policies_deliver_each_message_to_the_function_that_handles_it() {
             .map(|(b, _)| b.clone())
             .collect()
     };
-    assert_eq!(delivered("sns-terminate.json"), set(["terminate-drain"]));
+    // One subscriber per message, whatever the mode.
+    assert_eq!(
+        delivered("sns-terminate.json"),
+        set(["terminate-drain"]),
+        "{mode}"
+    );
     assert_eq!(delivered("sns-launch.json"), set(["launch-verify"]));
     assert_eq!(delivered("sns-continuation.json"), set(["terminate-drain"]));
     assert_eq!(

@@ -234,6 +234,7 @@ pub const COMMON_VARS: &[&str] = &[
 impl DrainConfig {
     /// Every variable terminate-drain reads, besides the standard AWS ones.
     pub const VARS: &[&str] = &[
+        "WAIT_MODE",
         "MAX_DRAIN_SECONDS",
         "AGENT_DISCONNECTED_GRACE_SECONDS",
         "STANDALONE_TASKS",
@@ -346,6 +347,7 @@ pub struct LaunchConfig {
 impl LaunchConfig {
     /// Every variable launch-verify reads, besides [`COMMON_VARS`] and the standard AWS ones.
     pub const VARS: &[&str] = &[
+        "WAIT_MODE",
         "REGISTRATION_TIMEOUT_SECONDS",
         "SSM_DOCUMENT_NAME",
         "DIAGNOSTICS_LOG_GROUP",

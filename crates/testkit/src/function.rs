@@ -109,6 +109,21 @@ impl Standin {
         )
     }
 
+    /// As [`Self::subscribe_function`], with `WAIT_MODE=queue`'s wait queue
+    /// played: the function's continuations come back `delay_ms` later as the
+    /// SQS event of the queue's event source mapping.
+    pub fn subscribe_function_with_wait_queue(
+        &self,
+        topic_arn: &str,
+        timeout_ms: u64,
+        delay_ms: u64,
+    ) -> Result<Value> {
+        self.post(
+            "/_standin/lambda/subscribe",
+            json!({"topic_arn": topic_arn, "timeout_ms": timeout_ms, "wait_delay_ms": delay_ms}),
+        )
+    }
+
     /// Every invocation so far, oldest first.
     pub fn invocations(&self) -> Result<Vec<Value>> {
         Ok(self

@@ -10,6 +10,12 @@ STAND-IN for what moto 5.2.5 lacks or misplays:
   * SNS -> Lambda: moto's `lambda` subscriptions break Publish; `POST
     /_standin/lambda/subscribe` hooks SNS publishing in-process instead (moto's
     Topic.publish, patched here) and queues the envelope Lambda would receive.
+  * The wait queue of WAIT_MODE=queue (an SQS queue subscribed to the topic, with
+    DelaySeconds, read by an event source mapping): moto has SQS but no event source
+    mapping. With `wait_delay_ms`, a subscription delivers the function's
+    continuations (`"kind": "ecs-lifecycle.continuation"`) that much later as the
+    SQS event Lambda would receive (the SNS notification JSON in the record body);
+    everything else comes as SNS, at once.
 """
 
 from __future__ import annotations
@@ -109,7 +115,11 @@ class LambdaStandIn:
             raise StandInError('"topic_arn" must be an SNS topic ARN')
         if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms < 1:
             raise StandInError('"timeout_ms" must be a positive integer')
-        sub = {"topic_arn": topic_arn, "timeout_ms": timeout_ms, "subscription_arn": f"{topic_arn}:{uuid.uuid4()}"}
+        wait_delay_ms = body.get("wait_delay_ms")
+        if wait_delay_ms is not None and (not isinstance(wait_delay_ms, int) or isinstance(wait_delay_ms, bool) or wait_delay_ms < 0):
+            raise StandInError('"wait_delay_ms" must be a non-negative integer')
+        sub = {"topic_arn": topic_arn, "timeout_ms": timeout_ms, "subscription_arn": f"{topic_arn}:{uuid.uuid4()}",
+               "wait_delay_ms": wait_delay_ms}
         with self.cond:
             self.subscriptions[topic_arn] = sub
         return sub
@@ -140,6 +150,9 @@ class LambdaStandIn:
                 "Type": value.get("Type", value.get("DataType")),
                 "Value": value.get("Value", value.get("StringValue", value.get("BinaryValue"))),
             }
+        if sub.get("wait_delay_ms") is not None and self._is_continuation(message):
+            self._deliver_from_wait_queue(sub, topic_arn, message_id, message, subject, attrs)
+            return
         # STAND-IN: the event Lambda receives from an SNS subscription.
         event = {
             "Records": [
@@ -164,6 +177,49 @@ class LambdaStandIn:
             ]
         }
         self.enqueue(event, sub["timeout_ms"], "sns")
+
+    @staticmethod
+    def _is_continuation(message: str) -> bool:
+        try:
+            return json.loads(message).get("kind") == "ecs-lifecycle.continuation"
+        except (ValueError, AttributeError):
+            return False
+
+    def _deliver_from_wait_queue(self, sub: dict[str, Any], topic_arn: str, message_id: str, message: str,
+                                 subject: str | None, attrs: dict[str, Any]) -> None:
+        """STAND-IN: SNS -> SQS (no raw delivery: the notification JSON is the body),
+        the queue's DelaySeconds, then the event source mapping's SQS event."""
+        notification = {
+            "Type": "Notification",
+            "MessageId": message_id,
+            "TopicArn": topic_arn,
+            "Subject": subject,
+            "Message": message,
+            "Timestamp": iso_ms(),
+            "SignatureVersion": "1",
+            "Signature": "EXAMPLE",
+            "SigningCertURL": "https://example.com/cert.pem",
+            "UnsubscribeURL": "https://example.com/unsub",
+            "MessageAttributes": attrs,
+        }
+        event = {
+            "Records": [
+                {
+                    "messageId": str(uuid.uuid4()),
+                    "receiptHandle": "standin-" + str(uuid.uuid4()),
+                    "body": json.dumps(notification),
+                    "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
+                    "messageAttributes": {},
+                    "md5OfBody": "",
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": f"arn:aws:sqs:{DEFAULT_REGION}:{ACCOUNT_ID}:wait-queue",
+                    "awsRegion": DEFAULT_REGION,
+                }
+            ]
+        }
+        timer = threading.Timer(sub["wait_delay_ms"] / 1000.0, self.enqueue, (event, sub["timeout_ms"], "sqs"))
+        timer.daemon = True
+        timer.start()
 
     # ---- Runtime API ----
 

@@ -71,7 +71,7 @@ CONTROL API (JSON in, JSON out; a bad request answers 400 {"error": "..."}):
                                             "count", "started_by"?, "group"?} -> {"task_arns": [...]}
   POST   /_standin/lambda/invoke           {"event", "timeout_ms"?, "async"?}
   GET    /_standin/lambda/invocations      DELETE clears the finished ones
-  POST   /_standin/lambda/subscribe        {"topic_arn", "timeout_ms"?}; DELETE {"topic_arn"?} undoes
+  POST   /_standin/lambda/subscribe        {"topic_arn", "timeout_ms"?, "wait_delay_ms"?}; DELETE {"topic_arn"?} undoes
   GET    /_standin/lambda/init-errors
   POST   /_standin/refresh/step            {"group", "launch_state"?: "InService" | "Pending:Wait",
                                             "terminate_state"?: "Terminated" | "Terminating:Wait"}
