@@ -166,11 +166,22 @@ impl Request {
             function: function.to_owned(),
             action: action.to_owned(),
             resource: resource.to_owned(),
-            context: context.to_string(),
+            // AWS sets the global condition keys of every request.
+            context: with_global_keys(context).to_string(),
             via: via.to_owned(),
             resource_policy: String::new(),
         }
     }
+}
+
+/// A request's context with what AWS adds to every request: the Region it
+/// was sent to (`aws:RequestedRegion`; the stand-in's Region).
+fn with_global_keys(mut context: Value) -> Value {
+    if let Some(map) = context.as_object_mut() {
+        map.entry("aws:RequestedRegion")
+            .or_insert_with(|| json!(REGION));
+    }
+    context
 }
 
 /// The engine's verdict on each request (`Allowed`, `ImplicitlyDenied`,
@@ -362,6 +373,11 @@ fn deployment_for(
     ];
     if let Some(t) = get("NOTIFICATION_TOPIC_ARN") {
         params.push(("NotificationTopicArn".into(), t));
+    }
+    if function == "terminate-drain"
+        && let Some(action) = get("DRAIN_TIMEOUT_ACTION")
+    {
+        params.push(("DrainTimeoutAction".into(), action));
     }
     // The wait mode the function ran with (the code's default when unset).
     if function != "ami-rollout" {
