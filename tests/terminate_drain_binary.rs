@@ -378,7 +378,7 @@ async fn in_queue_mode_no_invocation_waits_for_ecs_and_the_drain_completes_once(
     assert!(!function.exited());
 
     // The hook's notification came as SNS, every continuation from the queue.
-    assert!(invocations.len() >= 3, "{invocations:#?}");
+    assert!(invocations.len() >= 2, "{invocations:#?}");
     assert_eq!(invocations[0]["source"], "sns");
     assert!(
         invocations[1..].iter().all(|i| i["source"] == "sqs"),

@@ -156,6 +156,25 @@ fn delivers_each_message_to_its_function(stack: &Stack, mode: &str) {
         set(["terminate-drain"]),
         "{mode}"
     );
+    // A continuation that asks to wait: in queue mode its function's wait
+    // queue is the one subscriber that takes it (and in-invocation mode
+    // writes none).
+    let mut waits = sns_message("sns-continuation.json");
+    waits["wait"] = json!("queue");
+    let takers: Vec<&String> = subscribers
+        .iter()
+        .filter(|(_, policy)| matches(policy, &waits))
+        .map(|(b, _)| b)
+        .collect();
+    assert_eq!(takers, ["terminate-drain"], "{mode}");
+    if mode == "queue" {
+        assert!(
+            own_subscribers(stack)
+                .iter()
+                .all(|(_, policy)| !matches(policy, &waits)),
+            "the function itself does not take a waiting continuation"
+        );
+    }
     assert_eq!(delivered("sns-launch.json"), set(["launch-verify"]));
     assert_eq!(delivered("sns-continuation.json"), set(["terminate-drain"]));
     assert_eq!(

@@ -401,6 +401,7 @@ mod tests {
             drain_token: None,
             drain_hook: None,
             drain_started_ms: None,
+            drain_hop: None,
         }
     }
 

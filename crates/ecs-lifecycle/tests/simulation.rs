@@ -163,6 +163,9 @@ struct Sim {
     standalone: StandalonePolicy,
     /// DRAIN_TIMEOUT_ACTION of this seed.
     timeout_action: DrainTimeoutAction,
+    /// WAIT_MODE=queue for this seed: continuations wait a poll interval in the
+    /// wait queue before they are delivered.
+    queue_mode: bool,
     max_drain: Duration,
     poll: Duration,
     function_timeout: Duration,
@@ -261,7 +264,12 @@ impl Sim {
         } else {
             DrainTimeoutAction::Continue
         };
+        // Half the seeds wait in the queue (WAIT_MODE=queue): every continuation
+        // comes back a poll interval later, through the wait queue. Drawn
+        // from the seed too.
+        let queue_mode = seed.wrapping_mul(0xD1B5_4A32_D192_ED03) >> 63 == 1;
         let config = DrainConfig::from_env(&Env::new(|k| match k {
+            "WAIT_MODE" => Some(if queue_mode { "queue" } else { "in-invocation" }.to_owned()),
             "DRAIN_TIMEOUT_ACTION" => Some(timeout_action.as_str().to_owned()),
             "CLUSTER_NAME" => Some("c1".to_owned()),
             "POLL_INTERVAL_SECONDS" => Some(poll_s.to_string()),
@@ -365,6 +373,7 @@ impl Sim {
             drainer,
             standalone,
             timeout_action,
+            queue_mode,
             max_drain: Duration::from_secs(max_drain_s),
             poll: Duration::from_secs(poll_s),
             function_timeout,
@@ -389,8 +398,9 @@ impl Sim {
             live_trace: std::env::var("SIM_TRACE").is_ok_and(|v| v == "live"),
         };
         sim.note(format!(
-            "world: {n} instance(s), hooks {groups:?} s, poll {poll_s} s, MAX_DRAIN {max_drain_s} s, DRAIN_TIMEOUT_ACTION {}, STANDALONE_TASKS {standalone:?}, stability {stability}, function timeout {} s, ECS events {ecs_events}",
+            "world: {n} instance(s), hooks {groups:?} s, poll {poll_s} s, MAX_DRAIN {max_drain_s} s, DRAIN_TIMEOUT_ACTION {}, WAIT_MODE {}, STANDALONE_TASKS {standalone:?}, stability {stability}, function timeout {} s, ECS events {ecs_events}",
             sim.timeout_action.as_str(),
+            if sim.queue_mode { "queue" } else { "in-invocation" },
             sim.function_timeout.as_secs()
         ));
         sim.draw_schedule();
@@ -796,7 +806,9 @@ impl Sim {
                     ));
                     if outcome == "handed_off" {
                         self.stats.hand_offs += 1;
-                        if now - r.started < STORM {
+                        // In the queue, handing over at once is the design: the
+                        // queue's delay paces the chain.
+                        if !self.queue_mode && now - r.started < STORM {
                             self.violation(format!(
                                 "no hand-off storm: invocation #{} ({}) handed over {took:.1} s after its start",
                                 r.id, r.delivery.label
@@ -897,11 +909,17 @@ impl Sim {
             let attempt = message["attempt"].as_u64().unwrap_or(0);
             let event = sns_on(CONTINUE_TOPIC, &message);
             let late = self.rng.chance(3);
-            let delay = if late {
+            let mut delay = if late {
                 self.rng.millis(5_000, 25_000)
             } else {
                 self.rng.millis(50, 2_000)
             };
+            if self.queue_mode && message["wait"] == "queue" {
+                // The wait queue's DelaySeconds (the poll interval), then the
+                // event source mapping's polling (the draw above); a
+                // continuation that does not ask to wait comes through SNS.
+                delay += self.poll;
+            }
             if let Some(k) = k
                 && late
             {

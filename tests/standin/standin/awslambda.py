@@ -13,9 +13,9 @@ STAND-IN for what moto 5.2.5 lacks or misplays:
   * The wait queue of WAIT_MODE=queue (an SQS queue subscribed to the topic, with
     DelaySeconds, read by an event source mapping): moto has SQS but no event source
     mapping. With `wait_delay_ms`, a subscription delivers the function's
-    continuations (`"kind": "ecs-lifecycle.continuation"`) that much later as the
-    SQS event Lambda would receive (the SNS notification JSON in the record body);
-    everything else comes as SNS, at once.
+    continuations marked `"wait": "queue"` that much later as the SQS event Lambda
+    would receive (the SNS notification JSON in the record body), as the template's
+    filter policies route them; everything else comes as SNS, at once.
 """
 
 from __future__ import annotations
@@ -180,8 +180,10 @@ class LambdaStandIn:
 
     @staticmethod
     def _is_continuation(message: str) -> bool:
+        """A continuation that asks to wait in the queue (`"wait": "queue"`)."""
         try:
-            return json.loads(message).get("kind") == "ecs-lifecycle.continuation"
+            doc = json.loads(message)
+            return doc.get("kind") == "ecs-lifecycle.continuation" and doc.get("wait") == "queue"
         except (ValueError, AttributeError):
             return False
 

@@ -7,8 +7,8 @@ use super::{aws_error, epoch_ms};
 use crate::error::{AwsError, Class};
 use crate::model::{
     Cluster, ContainerInstance, ContainerInstanceArn, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE,
-    DRAIN_STARTED_ATTRIBUTE, InstanceId, InstanceStatus, Scheduling, Service, Task, TaskArn,
-    TaskStatus,
+    DRAIN_HOP_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, InstanceId, InstanceStatus, Scheduling, Service,
+    Task, TaskArn, TaskStatus,
 };
 use crate::ports::{DesiredStatus, Ecs, EcsFailure, Registration, StopResult, is_no_such_cluster};
 
@@ -34,6 +34,7 @@ fn container_instance(
         drain_token: attribute(ci, DRAIN_ATTRIBUTE),
         drain_hook: attribute(ci, DRAIN_HOOK_ATTRIBUTE),
         drain_started_ms: attribute(ci, DRAIN_STARTED_ATTRIBUTE).and_then(|v| v.parse().ok()),
+        drain_hop: attribute(ci, DRAIN_HOP_ATTRIBUTE).and_then(|v| v.parse().ok()),
     })
 }
 

@@ -18,8 +18,8 @@ use crate::error::{AwsError, Error};
 use crate::hook::lookup::find_container_instance;
 use crate::hook::pacing::random_u64;
 use crate::model::{
-    Cluster, ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE,
-    InstanceId, InstanceStatus, Scheduling, Service, TaskArn,
+    Cluster, ContainerInstance, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE, DRAIN_HOP_ATTRIBUTE,
+    DRAIN_STARTED_ATTRIBUTE, InstanceId, InstanceStatus, Scheduling, Service, TaskArn,
 };
 use crate::ports::{AutoScaling, DesiredStatus, Ecs, Publisher};
 
@@ -78,6 +78,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         instance_id: &InstanceId,
         hook: &str,
         action_start_ms: u64,
+        attempt: u32,
     ) -> Result<Observed, Error> {
         let asg_instance = self.hold.autoscaling.instance(instance_id).await?;
         let mut observed = Observed {
@@ -94,7 +95,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         let Some(ci) = self.container_instance(memo, instance_id).await? else {
             return Ok(observed);
         };
-        observed.superseded_by = self.claim(memo, &ci, hook, action_start_ms).await;
+        observed.superseded_by = self.claim(memo, &ci, hook, action_start_ms, attempt).await;
         // A disconnected agent reports no task as stopped: how long it has been
         // so (carried across invocations) bounds the wait.
         memo.agent_disconnected_since_ms = if ci.agent_connected {
@@ -132,7 +133,17 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         ci: &ContainerInstance,
         hook: &str,
         action_start_ms: u64,
+        attempt: u32,
     ) -> Option<String> {
+        // A later hop of this drain's chain has looked already: this delivery
+        // is a duplicate or a late retry of an earlier hop. (Only a hop that
+        // ran writes its number, so the later one carries the drain on.)
+        if !memo.from_event
+            && ci.drain_hook.as_deref() == Some(hook)
+            && let Some(hop) = ci.drain_hop.filter(|h| *h > attempt)
+        {
+            return Some(format!("hop {hop}"));
+        }
         let scratch = &mut memo.scratch;
         // Two terminate hooks of ours on one instance each hold their own action:
         // the claim belongs to the hook whose name sorts first, and a chain only
@@ -145,6 +156,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             _ if memo.from_event || scratch.claim_refused || claimed_by_an_earlier_hook => {}
             _ if !scratch.claimed => {
                 let started = action_start_ms.to_string();
+                let hop = attempt.to_string();
                 // What the attribute said before our write: reading it again
                 // later is a stale read of our own write, not a newer chain.
                 let before = ci.drain_token.clone();
@@ -157,6 +169,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                             (DRAIN_ATTRIBUTE, &scratch.token),
                             (DRAIN_HOOK_ATTRIBUTE, hook),
                             (DRAIN_STARTED_ATTRIBUTE, &started),
+                            (DRAIN_HOP_ATTRIBUTE, &hop),
                         ],
                     )
                     .await;

@@ -318,7 +318,13 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
             self.check_retention(&job.action.asg).await;
         }
         let observed = self
-            .look(&mut job.memo, &instance_id, &hook, plan.action_start_ms)
+            .look(
+                &mut job.memo,
+                &instance_id,
+                &hook,
+                plan.action_start_ms,
+                job.attempt,
+            )
             .await?;
         let scratch = &mut job.memo.scratch;
         // A drain about to be retained says why it is stuck now, whenever it

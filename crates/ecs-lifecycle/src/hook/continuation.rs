@@ -43,6 +43,19 @@ pub struct Continuation {
     /// The hook's timeouts, read by an earlier invocation (absent before that).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook_timeouts: Option<HookTimeouts>,
+    /// `queue` when the next look is to wait in the function's wait queue
+    /// (WAIT_MODE=queue; the template routes such a continuation there, by this
+    /// field); absent, the continuation is delivered at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Wait>,
+}
+
+/// Where a continuation waits before it is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Wait {
+    /// In the function's wait queue, for its delay (the poll interval).
+    Queue,
 }
 
 fn held_by_default() -> bool {
@@ -61,6 +74,7 @@ impl Continuation {
         Continuation {
             held: true,
             hook_timeouts: None,
+            wait: None,
             kind: CONTINUATION_KIND.to_owned(),
             version: CONTINUATION_VERSION,
             function: function.to_owned(),

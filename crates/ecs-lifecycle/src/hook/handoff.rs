@@ -7,7 +7,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::error::{AwsError, Error};
-use crate::hook::continuation::Continuation;
+use crate::hook::continuation::{Continuation, Wait};
 use crate::hook::job::Job;
 use crate::ports::Publisher;
 use crate::time::Clock;
@@ -20,21 +20,33 @@ pub struct HandedOff {
     pub message_id: String,
 }
 
+/// What the next invocation needs besides the job: when the work started,
+/// when the action was last heartbeated, and whether it waits in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Next {
+    pub started_at_ms: u64,
+    pub heartbeat_base_ms: u64,
+    pub wait: Option<Wait>,
+}
+
 /// Publishes the continuation of `job` (attempt + 1, same start, the given
 /// heartbeat base, its memo and hook timeouts). A publish that fails for a
 /// reason that can heal (throttling, 5xx, timeouts) is tried again until
 /// `give_up_at_ms`.
-#[allow(clippy::too_many_arguments)]
 pub async fn hand_off<P: Publisher, M: Serialize>(
     publisher: &P,
     function: &str,
     configured_topic: Option<&str>,
     job: &Job<M>,
-    started_at_ms: u64,
-    heartbeat_base_ms: u64,
+    to: Next,
     clock: &Clock,
     give_up_at_ms: u64,
 ) -> Result<HandedOff, Error> {
+    let Next {
+        started_at_ms,
+        heartbeat_base_ms,
+        wait,
+    } = to;
     let state = serde_json::to_value(&job.memo)
         .map_err(|e| Error::Internal(format!("continuation state as JSON: {e}")))?;
     let mut next = Continuation::new(
@@ -47,6 +59,7 @@ pub async fn hand_off<P: Publisher, M: Serialize>(
     );
     next.held = job.held();
     next.hook_timeouts = job.hook_timeouts;
+    next.wait = wait;
     let topic = configured_topic
         .map(str::to_owned)
         .or_else(|| job.reply_topic.clone())

@@ -357,8 +357,12 @@ async fn a_completion_that_fails_leaves_the_action_heartbeated() {
 }
 
 fn queued_probe(fleet: &FakeFleet, done_after: Duration) -> Probe {
-    let common = CommonConfig::from_env(&Env::new(|k| match k {
-        "POLL_INTERVAL_SECONDS" => Some((POLL_MS / 1000).to_string()),
+    queued_probe_polling(fleet, done_after, POLL_MS)
+}
+
+fn queued_probe_polling(fleet: &FakeFleet, done_after: Duration, poll_ms: u64) -> Probe {
+    let common = CommonConfig::from_env(&Env::new(move |k| match k {
+        "POLL_INTERVAL_SECONDS" => Some((poll_ms / 1000).to_string()),
         "CONTINUATION_TOPIC_ARN" => Some(TOPIC.to_owned()),
         "WAIT_MODE" => Some("queue".to_owned()),
         _ => None,
@@ -437,6 +441,24 @@ async fn in_queue_mode_no_invocation_waits_and_the_action_lives_on_its_cadence()
         "{gap:?} without a heartbeat"
     );
     crate::time::simulated::stop();
+}
+
+/// A queue whose delay (the poll interval, 30 s, plus 10 s of slack) does not
+/// fit twice in the hook's HeartbeatTimeout (60 s) would let the action expire
+/// between two deliveries: the work waits in the invocation instead.
+#[tokio::test(start_paused = true)]
+async fn a_queue_too_slow_for_the_hooks_timeout_is_not_used() {
+    let (fleet, event) = action(60);
+    let start = Instant::now();
+    let p = queued_probe_polling(&fleet, Duration::from_secs(200), 30_000);
+    let v = p
+        .handle(&event, deadline_in(Duration::from_secs(900)))
+        .await
+        .unwrap()
+        .to_json();
+    assert_eq!(outcome(&v)["outcome"], "completed", "{v}");
+    assert!(fleet.published().is_empty(), "no hand-off");
+    assert!(max_gap(&fleet, start) <= Duration::from_secs(21));
 }
 
 #[test]

@@ -22,8 +22,9 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::config::{CommonConfig, WaitMode};
 use crate::error::Error;
+use crate::hook::continuation::Wait;
 use crate::hook::dispatch::{Answer, WorkflowEvent, handle_event};
-use crate::hook::handoff::hand_off;
+use crate::hook::handoff::{Next, hand_off};
 use crate::hook::heartbeat::{keep_alive, last_heartbeat};
 use crate::hook::job::{Accept, Job};
 use crate::hook::pacing::{
@@ -263,10 +264,7 @@ pub async fn hold<W: HookWorkflow>(
     let action = job.action.clone();
     let instance_id = action.instance_id.clone();
     let handoff_at = deadline_ms.saturating_sub(margin_ms);
-    let wait_until = match holder.common.wait_mode {
-        WaitMode::InInvocation => handoff_at,
-        WaitMode::Queue => handoff_at.min(started_at.saturating_add(QUICK_LOOKS_MS)),
-    };
+    let wait_until = handoff_at.min(started_at.saturating_add(QUICK_LOOKS_MS));
     let mut held = Held {
         workflow,
         job,
@@ -328,8 +326,8 @@ struct Held<'a, W: HookWorkflow> {
     started_at: u64,
     deadline_ms: u64,
     handoff_at: u64,
-    /// The last moment this invocation waits for a next look: the hand-off
-    /// point, or in `WAIT_MODE=queue` the end of the quick looks.
+    /// In `WAIT_MODE=queue`, the end of the quick looks: the last moment this
+    /// invocation waits for a next look.
     wait_until: u64,
     pacer: Pacer,
     /// Auto Scaling's clocks of the action, once read.
@@ -508,13 +506,13 @@ impl<W: HookWorkflow> Held<'_, W> {
         if e.is_ecs_throttle() {
             self.beat.throttled();
         }
-        match error_policy(
-            &e,
-            what,
-            &mut self.pacer,
-            self.clock.now_ms(),
-            self.wait_until,
-        ) {
+        // In the queue, a back-off longer than the quick looks is the queue's.
+        let wait_until = if self.queued() {
+            self.wait_until
+        } else {
+            self.handoff_at
+        };
+        match error_policy(&e, what, &mut self.pacer, self.clock.now_ms(), wait_until) {
             Recovery::RetryAfter(ms) => {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 None
@@ -533,11 +531,11 @@ impl<W: HookWorkflow> Held<'_, W> {
     /// so Lambda's async retry resumes the work.
     async fn hand_over(&mut self) -> End<W> {
         let margin = millis(self.holder().handoff_margin);
-        let common = &self.holder().common;
-        let horizon = match common.wait_mode {
-            WaitMode::InInvocation => IN_INVOCATION_HANDOFF_HORIZON_MS,
+        let horizon = if self.queued() {
             // The queue's delay is the poll interval.
-            WaitMode::Queue => millis(common.poll_interval).saturating_add(QUEUE_HANDOFF_SLACK_MS),
+            millis(self.holder().common.poll_interval).saturating_add(QUEUE_HANDOFF_SLACK_MS)
+        } else {
+            IN_INVOCATION_HANDOFF_HORIZON_MS
         };
         // It may use the first third of the margin: the publish needs the rest.
         if self.job.held() && self.beat.due() < self.clock.now_ms().saturating_add(horizon) {
@@ -550,8 +548,11 @@ impl<W: HookWorkflow> Held<'_, W> {
             W::SPEC.name,
             holder.common.continuation_topic.as_deref(),
             &self.job,
-            self.started_at,
-            self.beat.base(),
+            Next {
+                started_at_ms: self.started_at,
+                heartbeat_base_ms: self.beat.base(),
+                wait: self.queued().then_some(Wait::Queue),
+            },
             &self.clock,
             // Publish retries may use the margin but a third of it: the rest is for a
             // last heartbeat and the answer, should the publish keep failing.
@@ -590,13 +591,29 @@ impl<W: HookWorkflow> Held<'_, W> {
     /// Waits `ms` before the next look: in this invocation (`None`), or, past
     /// the quick looks of `WAIT_MODE=queue`, in the queue (the hand-off's end).
     async fn pause(&mut self, ms: u64) -> Option<End<W>> {
-        if self.holder().common.wait_mode == WaitMode::Queue
+        if self.queued()
             && (ms > QUICK_LOOK_WAIT_MS || self.clock.now_ms().saturating_add(ms) > self.wait_until)
         {
             return Some(self.hand_over().await);
         }
         self.nap(ms).await;
         None
+    }
+
+    /// Whether this invocation waits in the queue (`WAIT_MODE=queue`). Only
+    /// while the queue's delay (the poll interval) and its slack fit in one
+    /// heartbeat period (a third of the hook's HeartbeatTimeout): a delivery
+    /// then comes before the beat falls due, and a late one still has the two
+    /// thirds the cadence keeps in hand. A longer delay (POLL_INTERVAL_SECONDS
+    /// 300 with a HeartbeatTimeout of 120 s) could let the action expire between
+    /// two deliveries: such work waits in the invocation.
+    fn queued(&self) -> bool {
+        if self.holder().common.wait_mode != WaitMode::Queue {
+            return false;
+        }
+        let delay =
+            millis(self.holder().common.poll_interval).saturating_add(QUEUE_HANDOFF_SLACK_MS);
+        !self.job.held() || self.beat.every() >= delay
     }
 
     /// Sleeps `ms`, but never past the hand-off point.

@@ -35,6 +35,9 @@ pub struct ContainerInstance {
     /// The value of its [`DRAIN_STARTED_ATTRIBUTE`]: when the drain's lifecycle
     /// action started (epoch ms).
     pub drain_started_ms: Option<u64>,
+    /// The value of its [`DRAIN_HOP_ATTRIBUTE`]: the latest hop of the drain's
+    /// chain that has looked at it.
+    pub drain_hop: Option<u32>,
 }
 
 /// The ECS attribute on a container instance that names the one terminate-drain
@@ -49,6 +52,12 @@ pub const DRAIN_HOOK_ATTRIBUTE: &str = "ecs-lifecycle.drain-hook";
 /// written with the token), so that an invocation started by an ECS event
 /// measures the drain from its real start.
 pub const DRAIN_STARTED_ATTRIBUTE: &str = "ecs-lifecycle.drain-started";
+
+/// The ECS attribute with the latest hop (continuation attempt) of the drain's
+/// chain that has claimed it: a delivery of an earlier hop (a duplicate, a late
+/// retry) finds a later one has looked, and stops instead of continuing a
+/// second chain (with WAIT_MODE=queue a chain hops at every poll).
+pub const DRAIN_HOP_ATTRIBUTE: &str = "ecs-lifecycle.drain-hop";
 
 /// A task, as far as draining cares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

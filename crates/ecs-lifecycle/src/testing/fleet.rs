@@ -18,10 +18,10 @@ use crate::error::AwsError;
 use crate::model::{
     ActionAck, ActionResult, AsgGroup, AsgInstance, Cluster, CommandInvocation, CommandSent,
     ContainerInstance, ContainerInstanceArn, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE,
-    DRAIN_STARTED_ATTRIBUTE, Ec2Instance, Ec2State, HookTimeouts, Image, InstanceId,
-    InstanceStatus, InstanceTypeInfo, LaunchTemplateRef, LifecycleAction, LifecycleHook,
-    LifecycleState, Refresh, RefreshPreferences, ScalingActivity, Scheduling, Service, Task,
-    TaskArn, TaskStatus, TemplateVersion, Transition,
+    DRAIN_HOP_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, Ec2Instance, Ec2State, HookTimeouts, Image,
+    InstanceId, InstanceStatus, InstanceTypeInfo, LaunchTemplateRef, LifecycleAction,
+    LifecycleHook, LifecycleState, Refresh, RefreshPreferences, ScalingActivity, Scheduling,
+    Service, Task, TaskArn, TaskStatus, TemplateVersion, Transition,
 };
 use crate::ports::{
     AutoScaling, DesiredStatus, Ec2, Ecs, EcsFailure, Publisher, Registration, Ssm, StopResult,
@@ -433,6 +433,7 @@ impl FakeFleet {
                 drain_token: None,
                 drain_hook: None,
                 drain_started_ms: None,
+                drain_hop: None,
             },
         );
         arn
@@ -845,6 +846,7 @@ impl Ecs for FakeFleet {
                     DRAIN_ATTRIBUTE => ci.drain_token = Some((*value).to_owned()),
                     DRAIN_HOOK_ATTRIBUTE => ci.drain_hook = Some((*value).to_owned()),
                     DRAIN_STARTED_ATTRIBUTE => ci.drain_started_ms = value.parse().ok(),
+                    DRAIN_HOP_ATTRIBUTE => ci.drain_hop = value.parse().ok(),
                     _ => {}
                 }
             }
