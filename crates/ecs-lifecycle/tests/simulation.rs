@@ -225,6 +225,12 @@ struct Stats {
     dead_letters: u64,
     hand_offs: u64,
     excused_gaps: u64,
+    /// Per WAIT_MODE ([in-invocation, queue]): seconds invocations ran (what
+    /// Lambda bills), seconds the actions were held (start to completion), and
+    /// the most invocations running at once in one seed.
+    busy_s: [f64; 2],
+    held_s: [f64; 2],
+    max_in_flight: [usize; 2],
 }
 
 impl Stats {
@@ -240,6 +246,11 @@ impl Stats {
         self.dead_letters += o.dead_letters;
         self.hand_offs += o.hand_offs;
         self.excused_gaps += o.excused_gaps;
+        for m in 0..2 {
+            self.busy_s[m] += o.busy_s[m];
+            self.held_s[m] += o.held_s[m];
+            self.max_in_flight[m] = self.max_in_flight[m].max(o.max_in_flight[m]);
+        }
     }
 }
 
@@ -762,6 +773,8 @@ impl Sim {
             let run = tokio::time::timeout(limit, drainer.handle(&event, deadline_ms)).await;
             (Instant::now(), run)
         });
+        let mode = usize::from(self.queue_mode);
+        self.stats.max_in_flight[mode] = self.stats.max_in_flight[mode].max(self.running.len() + 1);
         self.running.push(Running {
             id,
             delivery: d,
@@ -788,6 +801,7 @@ impl Sim {
             };
             let now = ended;
             let took = (now - r.started).as_secs_f64();
+            self.stats.busy_s[usize::from(self.queue_mode)] += took;
             let failed = match run {
                 Ok(Ok(Ok(answer))) => {
                     let v = answer.to_json();
@@ -1265,6 +1279,10 @@ impl Sim {
                 continue;
             }
             let completions = self.fleet.completions(&id).len();
+            if let (Some(start), Some((_, end))) = (i.started, self.fleet.completions(&id).first())
+            {
+                self.stats.held_s[usize::from(self.queue_mode)] += (*end - start).as_secs_f64();
+            }
             self.stats.actions += 1;
             self.stats.completed += u64::from(completions == 1);
             self.stats.expired_excused += u64::from(completions == 0 && i.expired_excused);
@@ -1435,5 +1453,16 @@ fn simulation() {
         "longest heartbeat gap with nothing blocking heartbeats: {clean:.3} of HeartbeatTimeout"
     );
     println!("played: {stats:?}");
+    for (m, mode) in ["in-invocation", "queue"].iter().enumerate() {
+        if stats.held_s[m] > 0.0 {
+            println!(
+                "WAIT_MODE {mode}: invocations ran {:.1} h for {:.1} h of held actions ({:.1} % billed), at most {} in flight in a seed",
+                stats.busy_s[m] / 3600.0,
+                stats.held_s[m] / 3600.0,
+                100.0 * stats.busy_s[m] / stats.held_s[m],
+                stats.max_in_flight[m]
+            );
+        }
+    }
     assert!(failed.is_empty(), "seeds with violations: {failed:?}");
 }
