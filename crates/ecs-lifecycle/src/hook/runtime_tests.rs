@@ -1044,3 +1044,54 @@ async fn metrics_and_notifications_once_per_drain_across_a_hand_off() {
     assert_eq!(note["instance_id"], ID);
     assert_eq!(note["detail"]["drain_seconds"].as_f64().unwrap(), secs);
 }
+
+/// A late duplicate of an earlier hop (SNS delivers at least once; with
+/// WAIT_MODE=queue a chain hops at every poll) finds a later hop of its chain
+/// has looked: it stops, and hands nothing over, so duplicates never multiply
+/// chains. The chain itself carries on.
+#[tokio::test(start_paused = true)]
+async fn a_late_duplicate_of_an_earlier_hop_stops_and_the_chain_carries_on() {
+    crate::time::simulated::start(epoch_ms(), 11);
+    let fleet = fleet_with_task(300, None);
+    let d = drainer(&fleet, 10);
+    let hop = |n: usize| -> Value { serde_json::from_str(&fleet.published()[n].1).unwrap() };
+
+    let v = d
+        .handle(&terminate_event(), deadline_in(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .to_json();
+    assert_eq!(outcome(&v), "handed_off", "{v}");
+    let first = hop(0);
+    for n in 0..2 {
+        let v = d
+            .handle(&hop(n), deadline_in(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .to_json();
+        assert_eq!(outcome(&v), "handed_off", "{v}");
+    }
+    assert_eq!(fleet.published().len(), 3);
+
+    // Hop 1 delivered again, after hop 2 has looked.
+    let v = d
+        .handle(&first, deadline_in(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .to_json();
+    assert_eq!(outcome(&v), "stopped", "{v}");
+    assert_eq!(
+        fleet.published().len(),
+        3,
+        "the duplicate handed nothing over"
+    );
+    // The chain goes on from its latest hop.
+    let v = d
+        .handle(&hop(2), deadline_in(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .to_json();
+    assert_eq!(outcome(&v), "handed_off", "{v}");
+    assert_eq!(fleet.action_state(ID), Some(ActionState::Waiting));
+    crate::time::simulated::stop();
+}
