@@ -760,6 +760,33 @@ fn must_be_allowed_too() -> Vec<(Request, &'static str)> {
         ),
         "the tasks of an unsteady service",
     ));
+    // The reference deployment waits in the queue (WaitMode's default): the
+    // wait queue's event source mapping reads it with the function's role.
+    // Only terminate-drain's queue mode is reached by an integration test.
+    for f in ["TerminateDrain", "LaunchVerify"] {
+        let queue = format!("arn:aws:sqs:{REGION}:{ACCOUNT}:ecs-lifecycle-{f}WaitQueue-1A2B3C");
+        let function = if f == "TerminateDrain" {
+            "terminate-drain"
+        } else {
+            "launch-verify"
+        };
+        for action in [
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+        ] {
+            out.push((
+                Request::new(
+                    function,
+                    action,
+                    &queue,
+                    json!({}),
+                    "Lambda (wait queue's event source mapping)",
+                ),
+                "the wait queue's event source mapping",
+            ));
+        }
+    }
     out
 }
 
