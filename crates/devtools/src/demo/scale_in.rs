@@ -1,5 +1,7 @@
 //! `scale-in`: Auto Scaling scales in an instance carrying service, daemon and
-//! standalone tasks; `terminate-drain` drains it across several invocations.
+//! standalone tasks; `terminate-drain` drains it across several invocations,
+//! waiting between its looks in its wait queue (WAIT_MODE=queue, as the template
+//! deploys it).
 
 use std::time::{Duration, Instant};
 
@@ -8,9 +10,12 @@ use testkit::{Fleet, FleetSpec, Standin};
 use crate::function::DemoFunction;
 use crate::say;
 
-/// Each invocation's timeout: short, so the demo shows the hand-off to a new
-/// invocation (the template uses 900 s).
+/// Each invocation's timeout (the template uses 900 s; in the queue no
+/// invocation comes near it).
 const INVOCATION_TIMEOUT_MS: u64 = 16_000;
+
+/// The wait queue's delay: the poll interval (the template's `DelaySeconds`).
+const WAIT_MS: u64 = 2_000;
 
 pub async fn run() -> testkit::Result<()> {
     let t0 = Instant::now();
@@ -23,7 +28,7 @@ pub async fn run() -> testkit::Result<()> {
     let fleet = Fleet::create(
         &sdk,
         &FleetSpec {
-            heartbeat_timeout: 30,
+            heartbeat_timeout: 60,
             ..FleetSpec::new("demo", 3)
         },
     )
@@ -41,7 +46,7 @@ pub async fn run() -> testkit::Result<()> {
     say(
         t0,
         &format!(
-            "terminate hook `{}` (heartbeat timeout 30 s) notifies {}",
+            "terminate hook `{}` (heartbeat timeout 60 s) notifies {}",
             fleet.hook, fleet.topic_arn
         ),
     );
@@ -60,18 +65,19 @@ pub async fn run() -> testkit::Result<()> {
         &[
             ("CLUSTER_NAME", &fleet.cluster),
             ("POLL_INTERVAL_SECONDS", "2"),
+            ("WAIT_MODE", "queue"),
             ("STANDALONE_TASKS", "stop"),
             ("CONTINUATION_TOPIC_ARN", &fleet.topic_arn),
             ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
         ],
     )?;
-    s.subscribe_function(&fleet.topic_arn, INVOCATION_TIMEOUT_MS)?;
+    s.subscribe_function_with_wait_queue(&fleet.topic_arn, INVOCATION_TIMEOUT_MS, WAIT_MS)?;
     say(
         t0,
         &format!(
-            "terminate-drain ({}) runs as a Lambda function, {} s per invocation",
+            "terminate-drain ({}) runs as a Lambda function with WAIT_MODE=queue: each invocation looks, acts and hands the drain to its wait queue, which delivers the next look {} s later",
             function.binary.display(),
-            INVOCATION_TIMEOUT_MS / 1000
+            WAIT_MS / 1000
         ),
     );
     // ECS's scheduler, played by the stand-in: one step every 1.5 s.
@@ -144,7 +150,7 @@ pub async fn run() -> testkit::Result<()> {
         tasks.len()
     );
     println!(
-        "  invocations           {} ({} continuation(s) through SNS)",
+        "  invocations           {} ({} continuation(s) through the wait queue)",
         invocations.len(),
         invocations.len().saturating_sub(1)
     );
