@@ -104,15 +104,6 @@ pub enum WaitMode {
     Queue,
 }
 
-impl WaitMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WaitMode::InInvocation => "in-invocation",
-            WaitMode::Queue => "queue",
-        }
-    }
-}
-
 /// Settings of terminate-drain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DrainConfig {

@@ -36,6 +36,25 @@ from .common import ACCOUNT_ID, DEFAULT_REGION, StandInError, iso_ms, json_respo
 FUNCTION_ARN = f"arn:aws:lambda:{DEFAULT_REGION}:{ACCOUNT_ID}:function:local"
 
 
+def _notification(topic_arn: str, message_id: str, message: str, subject: str | None,
+                  attrs: dict[str, Any], url: str) -> dict[str, Any]:
+    """An SNS notification document; `url` is how the carrier spells the URL keys
+    (`Url` in Lambda's SNS event, `URL` in the body SNS delivers to SQS)."""
+    return {
+        "Type": "Notification",
+        "MessageId": message_id,
+        "TopicArn": topic_arn,
+        "Subject": subject,
+        "Message": message,
+        "Timestamp": iso_ms(),
+        "SignatureVersion": "1",
+        "Signature": "EXAMPLE",
+        f"SigningCert{url}": "https://example.com/cert.pem",
+        f"Unsubscribe{url}": "https://example.com/unsub",
+        "MessageAttributes": attrs,
+    }
+
+
 class LambdaStandIn:
     def __init__(self) -> None:
         self.cond = threading.Condition()
@@ -150,7 +169,7 @@ class LambdaStandIn:
                 "Type": value.get("Type", value.get("DataType")),
                 "Value": value.get("Value", value.get("StringValue", value.get("BinaryValue"))),
             }
-        if sub.get("wait_delay_ms") is not None and self._is_continuation(message):
+        if sub.get("wait_delay_ms") is not None and self._waits_in_queue(message):
             self._deliver_from_wait_queue(sub, topic_arn, message_id, message, subject, attrs)
             return
         # STAND-IN: the event Lambda receives from an SNS subscription.
@@ -160,26 +179,15 @@ class LambdaStandIn:
                     "EventSource": "aws:sns",
                     "EventVersion": "1.0",
                     "EventSubscriptionArn": sub["subscription_arn"],
-                    "Sns": {
-                        "Type": "Notification",
-                        "MessageId": message_id,
-                        "TopicArn": topic_arn,
-                        "Subject": subject,
-                        "Message": message,
-                        "Timestamp": iso_ms(),
-                        "SignatureVersion": "1",
-                        "Signature": "EXAMPLE",
-                        "SigningCertUrl": "https://example.com/cert.pem",
-                        "UnsubscribeUrl": "https://example.com/unsub",
-                        "MessageAttributes": attrs,
-                    },
+                    # Lambda's SNS event spells the URL keys "Url".
+                    "Sns": _notification(topic_arn, message_id, message, subject, attrs, "Url"),
                 }
             ]
         }
         self.enqueue(event, sub["timeout_ms"], "sns")
 
     @staticmethod
-    def _is_continuation(message: str) -> bool:
+    def _waits_in_queue(message: str) -> bool:
         """A continuation that asks to wait in the queue (`"wait": "queue"`)."""
         try:
             doc = json.loads(message)
@@ -191,19 +199,8 @@ class LambdaStandIn:
                                  subject: str | None, attrs: dict[str, Any]) -> None:
         """STAND-IN: SNS -> SQS (no raw delivery: the notification JSON is the body),
         the queue's DelaySeconds, then the event source mapping's SQS event."""
-        notification = {
-            "Type": "Notification",
-            "MessageId": message_id,
-            "TopicArn": topic_arn,
-            "Subject": subject,
-            "Message": message,
-            "Timestamp": iso_ms(),
-            "SignatureVersion": "1",
-            "Signature": "EXAMPLE",
-            "SigningCertURL": "https://example.com/cert.pem",
-            "UnsubscribeURL": "https://example.com/unsub",
-            "MessageAttributes": attrs,
-        }
+        # The notification SNS writes into an SQS body spells them "URL".
+        notification = _notification(topic_arn, message_id, message, subject, attrs, "URL")
         event = {
             "Records": [
                 {

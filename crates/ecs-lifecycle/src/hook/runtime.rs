@@ -532,8 +532,7 @@ impl<W: HookWorkflow> Held<'_, W> {
     async fn hand_over(&mut self) -> End<W> {
         let margin = millis(self.holder().handoff_margin);
         let horizon = if self.queued() {
-            // The queue's delay is the poll interval.
-            millis(self.holder().common.poll_interval).saturating_add(QUEUE_HANDOFF_SLACK_MS)
+            self.queue_delay_ms()
         } else {
             IN_INVOCATION_HANDOFF_HORIZON_MS
         };
@@ -611,9 +610,13 @@ impl<W: HookWorkflow> Held<'_, W> {
         if self.holder().common.wait_mode != WaitMode::Queue {
             return false;
         }
-        let delay =
-            millis(self.holder().common.poll_interval).saturating_add(QUEUE_HANDOFF_SLACK_MS);
-        !self.job.held() || self.beat.every() >= delay
+        !self.job.held() || self.beat.every() >= self.queue_delay_ms()
+    }
+
+    /// How long a continuation that waits in the queue takes to come back: the
+    /// queue's delay (the poll interval) and the mapping's slack.
+    fn queue_delay_ms(&self) -> u64 {
+        millis(self.holder().common.poll_interval).saturating_add(QUEUE_HANDOFF_SLACK_MS)
     }
 
     /// Sleeps `ms`, but never past the hand-off point.
