@@ -101,7 +101,23 @@ fn in_queue_mode_continuations_wait_in_a_queue_paced_by_the_poll_interval() {
             mapping["ScalingConfig"]["MaximumConcurrency"].is_string()
                 || mapping["ScalingConfig"]["MaximumConcurrency"].is_number()
         );
+        // Lambda's rules: 1 to 10,000 records a batch; over 10 (standard
+        // queue) only with a batching window, which must stay well inside the
+        // hand-off slack (10 s) the queue's use is checked against.
+        let batch = mapping["BatchSize"].as_u64().unwrap();
+        let window = mapping["MaximumBatchingWindowInSeconds"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!((1..=10_000).contains(&batch), "{function}: {batch}");
+        assert!(batch <= 10 || window >= 1, "{function}: {batch} {window}");
+        assert!(window <= 2, "{function}: {window}");
     }
+    // terminate-drain's looks of one cluster coalesce within a batch
+    // (DescribeContainerInstances takes 100): its batches are that large.
+    assert_eq!(
+        mappings["TerminateDrainWaitMapping"]["Properties"]["BatchSize"],
+        100
+    );
     let in_invocation = Stack::new(&[
         ("ClusterName", "prod"),
         ("AutoScalingGroupNames", "web-asg"),

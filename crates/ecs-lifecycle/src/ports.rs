@@ -67,6 +67,13 @@ pub trait Ecs: Send + Sync {
         cluster: &Cluster,
         arn: &ContainerInstanceArn,
     ) -> impl Future<Output = Result<Option<ContainerInstance>, AwsError>> + Send;
+    /// Container instances by ARN (100 a call); those ECS no longer knows are
+    /// left out.
+    fn describe_container_instances(
+        &self,
+        cluster: &Cluster,
+        arns: &[ContainerInstanceArn],
+    ) -> impl Future<Output = Result<Vec<ContainerInstance>, AwsError>> + Send;
     /// Sets custom attributes `(name, value)` on a container instance, in one call.
     fn set_attributes(
         &self,

@@ -131,6 +131,14 @@ impl Ecs for Client {
         Ok(found.into_iter().find(|ci| ci.arn == arn))
     }
 
+    async fn describe_container_instances(
+        &self,
+        cluster: &Cluster,
+        arns: &[ContainerInstanceArn],
+    ) -> Result<Vec<ContainerInstance>, AwsError> {
+        describe_container_instances(self, cluster, arns).await
+    }
+
     async fn set_attributes(
         &self,
         cluster: &Cluster,

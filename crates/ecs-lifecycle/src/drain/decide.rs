@@ -47,6 +47,71 @@ pub struct Observed {
     /// Since when the container instance's agent has been seen disconnected
     /// (epoch ms), while it still is.
     pub agent_disconnected_since_ms: Option<u64>,
+    /// A brief look: only the container instance was described, and its task
+    /// counts say tasks the drain waits on are still there (`live_tasks` is
+    /// empty and means nothing). Taken only before the drain deadline, with the
+    /// agent connected and a recent census (see [`Census`]).
+    pub brief: Option<Brief>,
+}
+
+/// What a full look found on the DRAINING instance, carried with the drain
+/// (across hops too) so that the looks until its end need only the container
+/// instance's task counts: one DescribeContainerInstances instead of two
+/// ListTasks and a DescribeTasks (and DescribeServices in a new invocation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Census {
+    /// When the full look was taken (epoch ms).
+    pub at_ms: u64,
+    /// Live tasks of replica services.
+    pub service: u32,
+    /// Live tasks of daemon services.
+    pub daemon: u32,
+    /// Live standalone tasks.
+    pub standalone: u32,
+}
+
+impl Census {
+    /// Of the tasks ECS counts as RUNNING or PENDING, how many may be ones the
+    /// drain must act on or ignores rather than wait for ECS to move: daemons
+    /// (stopped last, by the drain) and standalone tasks unless
+    /// STANDALONE_TASKS=wait (stopped by the drain, or ignored). While the
+    /// counts are above this, a task ECS will move (or one the drain waits
+    /// for) is still there, whatever the others are doing.
+    pub fn not_moved_by_ecs(&self, standalone: StandalonePolicy) -> u32 {
+        let standalone = match standalone {
+            StandalonePolicy::Wait => 0,
+            StandalonePolicy::Stop | StandalonePolicy::Ignore => self.standalone,
+        };
+        self.daemon.saturating_add(standalone)
+    }
+}
+
+/// A brief look's finding: the container instance's counts, read against the
+/// drain's census.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Brief {
+    /// `runningTasksCount + pendingTasksCount`.
+    pub tasks: u32,
+    pub census: Census,
+}
+
+impl Brief {
+    /// What is left, as far as the counts tell (for the log line): the tasks
+    /// counted beyond the census's daemons and standalone tasks are the
+    /// services'.
+    fn remaining(&self, policy: &Policy) -> Remaining {
+        let c = self.census;
+        let standalone = c.standalone.min(self.tasks);
+        let daemon = c.daemon.min(self.tasks - standalone);
+        let counted = policy.standalone != StandalonePolicy::Ignore;
+        Remaining {
+            service: (self.tasks - standalone - daemon) as usize,
+            daemon: daemon as usize,
+            standalone: if counted { standalone as usize } else { 0 },
+            ignored: if counted { 0 } else { standalone as usize },
+            unsteady_services: Vec::new(),
+        }
+    }
 }
 
 /// The drain's settings that shape decisions.
@@ -178,6 +243,12 @@ pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Step {
     if let Some(step) = settled(observed, clocks) {
         return step;
     }
+    if let Some(brief) = &observed.brief {
+        // Tasks the drain waits on are still there: nothing to stop, nothing
+        // to complete (a brief look is never taken at the deadline nor with
+        // the agent disconnected).
+        return wait_or_hand_off(brief.remaining(policy), policy, clocks);
+    }
     let remaining = remaining(observed, policy);
     let standalone_counted = policy.standalone != StandalonePolicy::Ignore;
     let waited_on: Vec<&LiveTask> = observed
@@ -219,6 +290,11 @@ pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Step {
     if let Some(step) = tasks_to_stop(&waited_on, policy) {
         return step;
     }
+    wait_or_hand_off(remaining, policy, clocks)
+}
+
+/// Wait for the next look, or hand off if this invocation has no time for it.
+fn wait_or_hand_off(remaining: Remaining, policy: &Policy, clocks: &Clocks) -> Step {
     let pace = pace(
         clocks.now_ms,
         clocks.heartbeat_base_ms,
@@ -431,6 +507,7 @@ mod tests {
             unsteady_services: vec![],
             superseded_by: None,
             agent_disconnected_since_ms: None,
+            brief: None,
         }
     }
 
@@ -978,5 +1055,64 @@ mod tests {
             step(&cut_off, &retaining(StandalonePolicy::Wait), &clocks()),
             Step::Complete(c @ Completion::AgentDisconnected { .. }) if c.result() == ActionResult::Continue
         ));
+    }
+
+    #[test]
+    fn a_brief_look_waits_or_hands_off_and_never_completes_nor_stops_tasks() {
+        let census = Census {
+            at_ms: 0,
+            service: 3,
+            daemon: 1,
+            standalone: 2,
+        };
+        let mut o = draining(vec![]);
+        o.brief = Some(Brief { tasks: 4, census });
+        for standalone in [
+            StandalonePolicy::Wait,
+            StandalonePolicy::Stop,
+            StandalonePolicy::Ignore,
+        ] {
+            let p = policy(standalone, true);
+            match step(&o, &p, &clocks()) {
+                Step::Wait { remaining, .. } => {
+                    // 4 counted: the census's 2 standalone and 1 daemon, and 1
+                    // service task.
+                    assert_eq!(remaining.service, 1, "{standalone:?}");
+                    assert_eq!(remaining.daemon, 1);
+                    assert_eq!(remaining.standalone + remaining.ignored, 2);
+                    assert!(remaining.unsteady_services.is_empty());
+                }
+                other => panic!("{standalone:?}: {other:?}"),
+            }
+            // With no time left in the invocation, it hands off.
+            let mut c = clocks();
+            c.invocation_deadline_ms = c.now_ms + 1;
+            assert!(matches!(step(&o, &p, &c), Step::HandOff { .. }));
+        }
+        // The settled cases still come first: not waiting, superseded.
+        let mut gone = o.clone();
+        gone.asg_instance = asg("Terminating:Proceed");
+        assert!(matches!(
+            step(&gone, &policy(StandalonePolicy::Wait, true), &clocks()),
+            Step::Stop(StopReason::NotWaiting { .. })
+        ));
+    }
+
+    #[test]
+    fn the_census_counts_what_ecs_does_not_move() {
+        let census = Census {
+            at_ms: 0,
+            service: 5,
+            daemon: 2,
+            standalone: 3,
+        };
+        // Standalone tasks the drain waits for are waited on like services.
+        assert_eq!(census.not_moved_by_ecs(StandalonePolicy::Wait), 2);
+        assert_eq!(census.not_moved_by_ecs(StandalonePolicy::Stop), 5);
+        assert_eq!(census.not_moved_by_ecs(StandalonePolicy::Ignore), 5);
+        // Fewer counted tasks than the census knew: the shares never underflow.
+        let b = Brief { tasks: 1, census };
+        let r = b.remaining(&policy(StandalonePolicy::Ignore, false));
+        assert_eq!((r.service, r.daemon, r.standalone, r.ignored), (0, 0, 0, 1));
     }
 }

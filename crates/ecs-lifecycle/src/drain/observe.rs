@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tracing::{Span, warn};
 
 use crate::config::StandalonePolicy;
-use crate::drain::decide::{LiveTask, Observed, Role};
+use crate::drain::decide::{Brief, Census, LiveTask, Observed, Role};
 use crate::drain::run::{DrainMemo, Drainer};
 use crate::error::{AwsError, Error};
 use crate::hook::lookup::find_container_instance;
@@ -37,13 +37,15 @@ pub struct Scratch {
     /// Tokens the attribute held before this invocation claimed the drain (a
     /// stale read may still show them: they are not a newer chain).
     seen_before_claim: HashSet<String>,
-    /// When this invocation last said why the drain is stuck.
-    pub(super) last_stuck_report_ms: Option<u64>,
     /// What the last stuck report said, one short phrase per line (for the
     /// WARN of a retained drain).
     pub(super) stuck_why: Vec<String>,
     /// Tasks this invocation has seen not STOPPED.
     seen_live: HashSet<TaskArn>,
+    /// A brief look of this invocation counted tasks still running: a task
+    /// found STOPPED later stopped since (for the completion lag when ECS
+    /// gives no `stoppedAt`).
+    counted_live: bool,
     /// When the latest task to stop did (ECS's `stoppedAt`; else the poll that
     /// first saw it STOPPED after seeing it live), for the completion lag.
     pub(super) last_stopped_ms: Option<u64>,
@@ -60,9 +62,9 @@ impl Default for Scratch {
             claimed: false,
             claim_refused: false,
             seen_before_claim: HashSet::new(),
-            last_stuck_report_ms: None,
             stuck_why: Vec::new(),
             seen_live: HashSet::new(),
+            counted_live: false,
             last_stopped_ms: None,
             observing_at_ms: 0,
         }
@@ -71,7 +73,8 @@ impl Default for Scratch {
 
 impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     /// `action_start_ms`: when Auto Scaling started the action (written with the
-    /// claim, for an invocation an ECS event starts).
+    /// claim, for an invocation an ECS event starts). `brief_ok`: the caller
+    /// allows a brief look (before the drain deadline, no stuck report due).
     pub(super) async fn look(
         &self,
         memo: &mut DrainMemo,
@@ -79,8 +82,17 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         hook: &str,
         action_start_ms: u64,
         attempt: u32,
+        brief_ok: bool,
     ) -> Result<Observed, Error> {
-        let asg_instance = self.hold.autoscaling.instance(instance_id).await?;
+        let asg_instance = self
+            .asg_instances
+            .get(
+                &(),
+                instance_id.clone(),
+                |ids| async move { self.hold.autoscaling.instances(&ids).await },
+                |i, id| i.instance_id == *id,
+            )
+            .await?;
         let mut observed = Observed {
             asg_instance,
             ..Observed::default()
@@ -106,7 +118,17 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         };
         observed.agent_disconnected_since_ms = memo.agent_disconnected_since_ms;
         if ci.status == InstanceStatus::Draining {
+            if let Some(brief) = self.brief(memo, &ci, brief_ok) {
+                memo.scratch.counted_live = true;
+                observed.brief = Some(brief);
+                observed.container_instance = Some(ci);
+                return Ok(observed);
+            }
             observed.live_tasks = self.live_tasks(memo, &ci).await?;
+            memo.census = Some(census_of(
+                &observed.live_tasks,
+                memo.scratch.observing_at_ms,
+            ));
             let waited_on = observed.live_tasks.iter().any(|t| {
                 t.role != Role::Standalone || self.config.standalone != StandalonePolicy::Ignore
             });
@@ -116,6 +138,29 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         }
         observed.container_instance = Some(ci);
         Ok(observed)
+    }
+
+    /// Whether the container instance's task counts alone tell that the drain
+    /// waits on: a recent census (a full look within [`FULL_LOOK_EVERY_MS`]),
+    /// the agent connected (its counts are current), a look the hook's chain
+    /// takes (an ECS event's look is the one that may end the drain), and more
+    /// tasks RUNNING or PENDING than the census's tasks ECS does not move.
+    /// Otherwise the look lists and describes the tasks: to confirm the end
+    /// (tasks still shutting down count in neither), to stop daemons or
+    /// standalone tasks, to name what blocks the drain, or to refresh the census.
+    fn brief(&self, memo: &DrainMemo, ci: &ContainerInstance, brief_ok: bool) -> Option<Brief> {
+        let now = memo.scratch.observing_at_ms;
+        let census = memo
+            .census
+            .filter(|c| now.saturating_sub(c.at_ms) < FULL_LOOK_EVERY_MS)?;
+        let tasks = u32::try_from(ci.running_tasks_count.max(0))
+            .unwrap_or(u32::MAX)
+            .saturating_add(u32::try_from(ci.pending_tasks_count.max(0)).unwrap_or(u32::MAX));
+        (brief_ok
+            && !memo.from_event
+            && ci.agent_connected
+            && tasks > census.not_moved_by_ecs(self.config.standalone))
+        .then_some(Brief { tasks, census })
     }
 
     /// One chain per action: every invocation writes its own token into the
@@ -205,11 +250,19 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         instance_id: &InstanceId,
     ) -> Result<Option<ContainerInstance>, Error> {
         let hinted = match (&memo.cluster, &memo.container_instance_arn) {
-            (Some(cluster), Some(arn)) => self
-                .ecs
-                .describe_container_instance(cluster, arn)
-                .await?
-                .filter(|ci| ci.ec2_instance_id == instance_id),
+            (Some(cluster), Some(arn)) => {
+                self.container_instances
+                    .get(
+                        cluster,
+                        arn.clone(),
+                        |arns| async move {
+                            self.ecs.describe_container_instances(cluster, &arns).await
+                        },
+                        |ci, arn| ci.arn == *arn,
+                    )
+                    .await?
+                    .filter(|ci| ci.ec2_instance_id == instance_id)
+            }
             _ => None,
         };
         // No hint, or a stale one: search.
@@ -273,9 +326,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             }
             if task.is_stopped() {
                 let stopped_at = task.stopped_at_ms.or_else(|| {
-                    scratch
-                        .seen_live
-                        .contains(&task.arn)
+                    (scratch.counted_live || scratch.seen_live.contains(&task.arn))
                         .then_some(scratch.observing_at_ms)
                 });
                 if let Some(t) = stopped_at {
@@ -339,14 +390,31 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     }
 }
 
+/// The longest a census is trusted: a task started on the draining instance
+/// after it (a standalone task placed there by StartTask) is seen within this.
+pub const FULL_LOOK_EVERY_MS: u64 = 300_000;
+
+/// The census of a full look's live tasks.
+fn census_of(live: &[LiveTask], at_ms: u64) -> Census {
+    let count = |role: Role| {
+        u32::try_from(live.iter().filter(|t| t.role == role).count()).unwrap_or(u32::MAX)
+    };
+    Census {
+        at_ms,
+        service: count(Role::Service),
+        daemon: count(Role::Daemon),
+        standalone: count(Role::Standalone),
+    }
+}
+
 /// Ten minutes: the longest a drain waits before saying why it is stuck, and the
 /// shortest between two such reports.
 pub const STUCK_REPORT_EVERY_MS: u64 = 600_000;
 
 /// Whether a drain that has waited since `started_at` should say why it is stuck:
 /// past a quarter of its budget (or ten minutes, whichever comes first), and at
-/// most once every ten minutes. (Per invocation: a continuation reports again at
-/// most once when it starts past the threshold.)
+/// most once every ten minutes (across hops: the time of the last report is
+/// carried with the drain).
 pub fn stuck_report_due(now: u64, started_at: u64, deadline: u64, last: Option<u64>) -> bool {
     let budget = deadline.saturating_sub(started_at);
     let threshold = (budget / 4).min(STUCK_REPORT_EVERY_MS);

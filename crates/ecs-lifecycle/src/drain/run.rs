@@ -12,22 +12,30 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::config::{DrainConfig, DrainTimeoutAction, StandalonePolicy};
-use crate::drain::decide::{Clocks, Completion, Observed, Policy, Step, StopReason, decide};
+use crate::drain::decide::{
+    Census, Clocks, Completion, Observed, Policy, Step, StopReason, decide,
+};
 use crate::drain::events::{DrainEvent, EcsEvent};
 use crate::drain::observe::{Scratch, stuck_report_due};
 use crate::error::Error;
+use crate::hook::coalesce::Coalescer;
 use crate::hook::dispatch::ignored;
 use crate::hook::runtime::{self, Flow, Holder, HookWorkflow, OutcomeOf, Spec, Tally};
 use crate::hook::{Accept, Job};
 use crate::model::{
-    Cluster, ContainerInstance, ContainerInstanceArn, InstanceId, InstanceStatus, LifecycleAction,
-    TaskArn, Transition,
+    AsgInstance, Cluster, ContainerInstance, ContainerInstanceArn, InstanceId, InstanceStatus,
+    LifecycleAction, TaskArn, Transition,
 };
 use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
 use crate::report::{Event, Notification, Record};
 use crate::time::millis;
 
 pub const FUNCTION_NAME: &str = "terminate-drain";
+
+/// Most container instances one DescribeContainerInstances takes.
+const DESCRIBE_CONTAINER_INSTANCES_MAX: usize = 100;
+/// Most instances one DescribeAutoScalingInstances takes.
+const DESCRIBE_AUTO_SCALING_INSTANCES_MAX: usize = 50;
 
 /// Memo carried in a continuation: hints that save lookups, never trusted blindly.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -42,6 +50,14 @@ pub struct DrainMemo {
     /// Since when the agent has been seen disconnected (epoch ms), while it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_disconnected_since_ms: Option<u64>,
+    /// What the last full look found on the DRAINING instance: until the end,
+    /// a look needs only the container instance's task counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub census: Option<Census>,
+    /// When the drain last said why it is stuck (epoch ms): at most once every
+    /// ten minutes, across hops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck_reported_at_ms: Option<u64>,
     /// Started by an ECS event, not by the hook's chain: look once, complete if
     /// drained, otherwise leave the drain to its chain. Never handed over.
     #[serde(skip)]
@@ -92,6 +108,11 @@ pub struct Drainer<E, A, P> {
     /// sandbox, with DRAIN_TIMEOUT_ACTION=retain: each is checked once per cold
     /// start.
     retention_checked: Mutex<HashSet<String>>,
+    /// The looks of the records of one invocation (an SQS batch of
+    /// continuations) share their DescribeContainerInstances per cluster...
+    pub(super) container_instances: Coalescer<Cluster, ContainerInstanceArn, ContainerInstance>,
+    /// ... and their DescribeAutoScalingInstances.
+    pub(super) asg_instances: Coalescer<(), InstanceId, AsgInstance>,
 }
 
 impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
@@ -101,6 +122,8 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             hold: Holder::new(autoscaling, publisher, config.common.clone(), FUNCTION_NAME),
             config,
             retention_checked: Mutex::new(HashSet::new()),
+            container_instances: Coalescer::new(DESCRIBE_CONTAINER_INSTANCES_MAX),
+            asg_instances: Coalescer::new(DESCRIBE_AUTO_SCALING_INSTANCES_MAX),
         }
     }
 
@@ -317,6 +340,20 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         if !job.memo.from_event {
             self.check_retention(&job.action.asg).await;
         }
+        // A drain about to be retained says why it is stuck now, whenever it
+        // last did: its WARN names the reason.
+        let retaining = self.config.timeout_action == DrainTimeoutAction::Retain
+            && now_ms >= plan.drain_deadline_ms;
+        let report_due = retaining
+            || stuck_report_due(
+                now_ms,
+                clocks.started_at_ms,
+                plan.drain_deadline_ms,
+                job.memo.stuck_reported_at_ms,
+            );
+        // A brief look (the task counts only) unless this look may end the
+        // drain at its deadline or must name what blocks it.
+        let brief_ok = now_ms < plan.drain_deadline_ms && !report_due;
         let observed = self
             .look(
                 &mut job.memo,
@@ -324,25 +361,15 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
                 &hook,
                 plan.action_start_ms,
                 job.attempt,
+                brief_ok,
             )
             .await?;
-        let scratch = &mut job.memo.scratch;
-        // A drain about to be retained says why it is stuck now, whenever it
-        // last did: its WARN names the reason.
-        let retaining = self.config.timeout_action == DrainTimeoutAction::Retain
-            && now_ms >= plan.drain_deadline_ms;
-        if (retaining
-            || stuck_report_due(
-                now_ms,
-                clocks.started_at_ms,
-                plan.drain_deadline_ms,
-                scratch.last_stuck_report_ms,
-            ))
+        if report_due
             && !observed.live_tasks.is_empty()
             && let Some(ci) = &observed.container_instance
         {
-            scratch.last_stuck_report_ms = Some(now_ms);
-            scratch.stuck_why = self
+            job.memo.stuck_reported_at_ms = Some(now_ms);
+            job.memo.scratch.stuck_why = self
                 .report_stuck(
                     &ci.cluster,
                     &observed.live_tasks,
@@ -530,6 +557,12 @@ fn log_decision(step: &Step, observed: &Observed, why: &[String], started_at: u6
         .as_ref()
         .map_or("none", |i| i.lifecycle_state.as_str());
     let elapsed_s = now.saturating_sub(started_at) / 1000;
+    // `counts`: a brief look (the container instance's task counts only).
+    let look = if observed.brief.is_some() {
+        "counts"
+    } else {
+        "tasks"
+    };
     match step {
         Step::Stop(reason) => info!(
             decision = "stop",
@@ -593,6 +626,7 @@ fn log_decision(step: &Step, observed: &Observed, why: &[String], started_at: u6
             unsteady = ?remaining.unsteady_services,
             sleep_ms,
             elapsed_s,
+            look,
             "tasks still on the instance; waiting"
         ),
         Step::HandOff { remaining } => info!(
@@ -601,6 +635,7 @@ fn log_decision(step: &Step, observed: &Observed, why: &[String], started_at: u6
             daemon = remaining.daemon,
             standalone = remaining.standalone,
             elapsed_s,
+            look,
             "invocation nearly over; continuing in a new invocation"
         ),
     }

@@ -9,6 +9,7 @@
 //! clocks; [`lookup`] finds an instance's container instance; [`serve`] is the
 //! Lambda entry point the binaries call.
 
+pub mod coalesce;
 pub mod continuation;
 pub mod dispatch;
 pub mod event;

@@ -403,13 +403,15 @@ async fn throttling_stretches_the_poll_and_it_shrinks_back() {
             })
             .count()
     };
-    // Unthrottled, a 2 s poll makes about 3 calls every 2 s: ~150 in 100 s.
+    // Unthrottled, a 2 s poll makes one call (a brief look: the container
+    // instance's counts) every 2 s, and a full look (about 4 calls) every five
+    // minutes: ~50 in 100 s.
     let before = window(0, 20);
     let throttled = window(120, 220);
     let after = window(300, 400);
-    assert!(before >= 20, "before: {before}");
+    assert!(before >= 8, "before: {before}");
     assert!(throttled <= 10, "while throttled: {throttled}");
-    assert!(after >= 100, "back to pace after: {after}");
+    assert!(after >= 40, "back to pace after: {after}");
 }
 
 #[tokio::test(start_paused = true)]

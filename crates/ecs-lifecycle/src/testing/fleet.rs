@@ -132,6 +132,12 @@ struct World {
     ecs_latency: Duration,
     /// Until then, every ECS call fails with this code.
     ecs_fault: Option<(Instant, String)>,
+    /// The account's ECS token bucket, if one is set.
+    ecs_budget: Option<Bucket>,
+    /// ECS calls the bucket refused (ThrottlingException).
+    ecs_throttled: usize,
+    /// ECS calls made (failed ones included), per operation.
+    ecs_operations: HashMap<&'static str, usize>,
     /// ECS calls made (failed ones included), with their times.
     ecs_calls: Vec<Instant>,
     /// The next this many publishes fail with this code.
@@ -150,6 +156,42 @@ struct World {
     published_at: Vec<Instant>,
     /// (instance, result, time, the instance's tasks then) of every accepted completion.
     completed_with: Vec<(String, ActionResult, Instant, Vec<Task>)>,
+}
+
+/// The ECS operations that share the account's cluster-resource-read bucket
+/// (writes and service reads have buckets of their own).
+const CLUSTER_RESOURCE_READS: [&str; 4] = [
+    "DescribeContainerInstances",
+    "ListContainerInstances",
+    "DescribeTasks",
+    "ListTasks",
+];
+
+/// ECS's per-account token bucket of cluster resource reads, shared with
+/// another client that spends a steady rate of it.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    other: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// Takes a token, if one is left after the refill (and the other client's
+    /// share) since the last call.
+    fn take(&mut self, now: Instant) -> bool {
+        let dt = (now - self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + (self.rate - self.other) * dt).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl World {
@@ -273,6 +315,31 @@ impl FakeFleet {
 
     /// Every ECS call fails with `code` (e.g. `ServiceUnavailable`,
     /// `ThrottlingException`, `AccessDeniedException`) for `how_long` from now.
+    /// Puts ECS's cluster resource reads (DescribeContainerInstances,
+    /// ListContainerInstances, DescribeTasks, ListTasks) behind one token
+    /// bucket: `rate` calls/s, `burst` at most, of which another client of the
+    /// account spends `other` calls/s. A read without a token fails with
+    /// ThrottlingException.
+    pub fn set_ecs_budget(&self, rate: f64, burst: f64, other: f64) {
+        self.world().ecs_budget = Some(Bucket {
+            rate,
+            burst,
+            other,
+            tokens: burst,
+            at: Instant::now(),
+        });
+    }
+
+    /// ECS calls that reached the bucket (after scheduled faults), per operation.
+    pub fn ecs_operations(&self) -> HashMap<&'static str, usize> {
+        self.world().ecs_operations.clone()
+    }
+
+    /// ECS calls the bucket of [`FakeFleet::set_ecs_budget`] refused.
+    pub fn ecs_throttled(&self) -> usize {
+        self.world().ecs_throttled
+    }
+
     pub fn fail_ecs(&self, code: &str, how_long: Duration) {
         self.world().ecs_fault = Some((Instant::now() + how_long, code.to_owned()));
     }
@@ -361,6 +428,19 @@ impl FakeFleet {
         };
         let now = Instant::now();
         w.ecs_calls.push(now);
+        *w.ecs_operations.entry(operation).or_default() += 1;
+        if let Some(bucket) = w.ecs_budget.as_mut()
+            && CLUSTER_RESOURCE_READS.contains(&operation)
+            && !bucket.take(now)
+        {
+            w.ecs_throttled += 1;
+            return Err(AwsError::new(
+                "ecs",
+                operation,
+                Some("ThrottlingException".into()),
+                "Rate exceeded (the fake fleet's ECS bucket)".into(),
+            ));
+        }
         match &w.ecs_fault {
             Some((until, code)) if now < *until => Err(AwsError::new(
                 "ecs",
@@ -418,11 +498,20 @@ impl FakeFleet {
 
     /// Registers the instance's container instance (ACTIVE, agent connected).
     pub fn register(&self, instance_id: &str) -> String {
-        let arn = format!("arn:aws:ecs:us-east-1:123456789012:container-instance/c1/{instance_id}");
+        self.register_in(instance_id, "c1")
+    }
+
+    /// Registers the instance's container instance in `cluster` (ACTIVE, agent
+    /// connected). The fake answers lookups in any cluster; the container
+    /// instance names its own.
+    pub fn register_in(&self, instance_id: &str, cluster: &str) -> String {
+        let arn = format!(
+            "arn:aws:ecs:us-east-1:123456789012:container-instance/{cluster}/{instance_id}"
+        );
         self.world().instances.insert(
             instance_id.to_owned(),
             ContainerInstance {
-                cluster: "c1".into(),
+                cluster: cluster.into(),
                 arn: arn.as_str().into(),
                 ec2_instance_id: instance_id.into(),
                 status: InstanceStatus::Active,
@@ -606,19 +695,21 @@ impl AutoScaling for FakeFleet {
             (w, None) => w,
             (_, Some(e)) => return Err(e),
         };
-        Ok(w.actions.get(instance_id.as_str()).map(|a| AsgInstance {
-            instance_id: instance_id.clone(),
-            asg: a.asg.clone(),
-            lifecycle_state: match &a.state {
-                ActionState::Waiting => a.transition_wait.clone(),
-                _ if a.transition_wait.is_terminate_wait() => LifecycleState::Terminating,
-                _ => LifecycleState::InService,
-            },
-        }))
+        Ok(asg_instance(&w, instance_id))
     }
 
-    async fn instances(&self, _instance_ids: &[InstanceId]) -> Result<Vec<AsgInstance>, AwsError> {
-        Err(unsupported("autoscaling", "DescribeAutoScalingInstances"))
+    async fn instances(&self, instance_ids: &[InstanceId]) -> Result<Vec<AsgInstance>, AwsError> {
+        let w = match self
+            .faulty("autoscaling", "DescribeAutoScalingInstances")
+            .await?
+        {
+            (w, None) => w,
+            (_, Some(e)) => return Err(e),
+        };
+        Ok(instance_ids
+            .iter()
+            .filter_map(|id| asg_instance(&w, id))
+            .collect())
     }
 
     /// Every group of the fake fleet is one of the function's: it has the
@@ -799,6 +890,19 @@ impl AutoScaling for FakeFleet {
     }
 }
 
+/// The instance as DescribeAutoScalingInstances shows it, if a group has it.
+fn asg_instance(w: &World, instance_id: &InstanceId) -> Option<AsgInstance> {
+    w.actions.get(instance_id.as_str()).map(|a| AsgInstance {
+        instance_id: instance_id.clone(),
+        asg: a.asg.clone(),
+        lifecycle_state: match &a.state {
+            ActionState::Waiting => a.transition_wait.clone(),
+            _ if a.transition_wait.is_terminate_wait() => LifecycleState::Terminating,
+            _ => LifecycleState::InService,
+        },
+    })
+}
+
 impl Ecs for FakeFleet {
     async fn cluster_arns(&self) -> Result<Vec<Cluster>, AwsError> {
         let _w = self.ecs("ListClusters").await?;
@@ -827,6 +931,19 @@ impl Ecs for FakeFleet {
             .values()
             .find(|c| c.arn == arn)
             .map(|c| w.counted(c)))
+    }
+
+    async fn describe_container_instances(
+        &self,
+        _cluster: &Cluster,
+        arns: &[ContainerInstanceArn],
+    ) -> Result<Vec<ContainerInstance>, AwsError> {
+        let w = self.ecs("DescribeContainerInstances").await?;
+        Ok(w.instances
+            .values()
+            .filter(|c| arns.contains(&c.arn))
+            .map(|c| w.counted(c))
+            .collect())
     }
 
     async fn set_attributes(
