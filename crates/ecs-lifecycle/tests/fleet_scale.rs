@@ -52,7 +52,8 @@ const POLL_S: u64 = 30;
 const HEARTBEAT_TIMEOUT_S: u64 = 300;
 const MAX_DRAIN_S: u64 = 1800;
 const BATCH: usize = 100;
-const BATCH_WINDOW: Duration = Duration::from_secs(1);
+/// The mapping's batching window (the template's; `FLEET_WINDOW_S` to try others).
+const BATCH_WINDOW_S: u64 = 1;
 const WAIT_CONCURRENCY: usize = 10;
 const FUNCTION_TIMEOUT: Duration = Duration::from_secs(900);
 /// The step of the harness's loop.
@@ -126,6 +127,7 @@ struct Bench {
     published_seen: usize,
     running: Vec<Invocation>,
     figures: Figures,
+    batch_window: Duration,
 }
 
 impl Bench {
@@ -181,6 +183,13 @@ impl Bench {
             published_seen: 0,
             running: Vec::new(),
             figures: Figures::default(),
+            batch_window: Duration::from_secs(
+                std::env::var("FLEET_WINDOW_S")
+                    .ok()
+                    .map_or(BATCH_WINDOW_S, |v| {
+                        v.parse().expect("FLEET_WINDOW_S: seconds")
+                    }),
+            ),
         }
     }
 
@@ -221,14 +230,15 @@ impl Bench {
     /// later.
     fn schedule_ecs(&mut self, now: Instant) {
         for d in &mut self.drains {
-            if d.stopped_at.is_some() {
+            if d.stopped_at.is_some() || now < d.scale_in_at {
                 continue;
             }
-            let draining = self
-                .fleet
-                .container_instance(&d.id)
-                .is_some_and(|ci| ci.status == InstanceStatus::Draining);
-            if d.draining_at.is_none() && draining {
+            if d.draining_at.is_none()
+                && self
+                    .fleet
+                    .container_instance(&d.id)
+                    .is_some_and(|ci| ci.status == InstanceStatus::Draining)
+            {
                 d.draining_at = Some(now);
             }
             if let Some(at) = d.draining_at
@@ -246,8 +256,8 @@ impl Bench {
     /// The function's continuations: through the wait queue (a poll interval
     /// later) when they ask to wait, else straight back through SNS.
     fn take_publications(&mut self, now: Instant) {
-        let published = self.fleet.published_at();
-        for (_, topic, body) in published.into_iter().skip(self.published_seen) {
+        let published = self.fleet.published_since(self.published_seen);
+        for (_, topic, body) in published {
             self.published_seen += 1;
             if topic != CONTINUE_TOPIC {
                 continue;
@@ -278,10 +288,13 @@ impl Bench {
             if in_flight >= WAIT_CONCURRENCY {
                 break;
             }
+            if self.wait_queue.is_empty() {
+                break;
+            }
             self.wait_queue.sort_by_key(|(t, id, _)| (*t, id.clone()));
             let visible = self.wait_queue.iter().filter(|(t, ..)| *t <= now).count();
             let oldest = self.wait_queue.first().map(|(t, ..)| *t);
-            let ready = visible >= BATCH || oldest.is_some_and(|t| t + BATCH_WINDOW <= now);
+            let ready = visible >= BATCH || oldest.is_some_and(|t| t + self.batch_window <= now);
             if visible == 0 || !ready {
                 break;
             }
@@ -341,7 +354,16 @@ impl Bench {
                         }
                     }
                 }
-                _ => self.figures.function_errors += 1,
+                Ok(Err(e)) => {
+                    self.figures.function_errors += 1;
+                    if self.figures.function_errors <= 3 {
+                        eprintln!("fleet_scale: a function error: {e}");
+                    }
+                }
+                Err(_) => {
+                    self.figures.function_errors += 1;
+                    eprintln!("fleet_scale: an invocation ran into its timeout");
+                }
             }
         }
     }

@@ -52,6 +52,9 @@ pub struct Observed {
     /// empty and means nothing). Taken only before the drain deadline, with the
     /// agent connected and a recent census (see [`Census`]).
     pub brief: Option<Brief>,
+    /// No ECS call was made: the drain rests its looks while ECS throttles
+    /// (only the Auto Scaling instance was read). Never at the drain deadline.
+    pub rested: bool,
 }
 
 /// What a full look found on the DRAINING instance, carried with the drain
@@ -243,6 +246,9 @@ pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Step {
     if let Some(step) = settled(observed, clocks) {
         return step;
     }
+    if observed.rested {
+        return wait_or_hand_off(Remaining::default(), policy, clocks);
+    }
     if let Some(brief) = &observed.brief {
         // Tasks the drain waits on are still there: nothing to stop, nothing
         // to complete (a brief look is never taken at the deadline nor with
@@ -335,6 +341,9 @@ fn settled(observed: &Observed, clocks: &Clocks) -> Option<Step> {
         return Some(Step::Complete(Completion::HopLimit {
             attempt: clocks.attempt,
         }));
+    }
+    if observed.rested {
+        return None;
     }
     let Some(instance) = &observed.container_instance else {
         return Some(Step::Complete(Completion::NotInCluster));
@@ -508,6 +517,7 @@ mod tests {
             superseded_by: None,
             agent_disconnected_since_ms: None,
             brief: None,
+            rested: false,
         }
     }
 
@@ -1114,5 +1124,21 @@ mod tests {
         let b = Brief { tasks: 1, census };
         let r = b.remaining(&policy(StandalonePolicy::Ignore, false));
         assert_eq!((r.service, r.daemon, r.standalone, r.ignored), (0, 0, 0, 1));
+    }
+
+    #[test]
+    fn a_rested_look_waits_or_hands_off_and_nothing_else() {
+        let mut o = draining(vec![]);
+        o.container_instance = None;
+        o.rested = true;
+        let p = policy(StandalonePolicy::Wait, true);
+        assert!(matches!(step(&o, &p, &clocks()), Step::Wait { .. }));
+        // Not waiting any more, or another chain: still seen (Auto Scaling is read).
+        let mut gone = o.clone();
+        gone.asg_instance = asg("Terminating:Proceed");
+        assert!(matches!(
+            step(&gone, &p, &clocks()),
+            Step::Stop(StopReason::NotWaiting { .. })
+        ));
     }
 }

@@ -104,6 +104,12 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         {
             return Ok(observed);
         }
+        // ECS throttled this drain's last look: no ECS call until the rest
+        // is over (the action is still heartbeated).
+        if brief_ok && !memo.from_event && memo.resting(memo.scratch.observing_at_ms) {
+            observed.rested = true;
+            return Ok(observed);
+        }
         let Some(ci) = self.container_instance(memo, instance_id).await? else {
             return Ok(observed);
         };

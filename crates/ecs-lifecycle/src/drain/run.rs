@@ -11,13 +11,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use crate::config::{DrainConfig, DrainTimeoutAction, StandalonePolicy};
+use crate::config::{DrainConfig, DrainTimeoutAction, StandalonePolicy, WaitMode};
 use crate::drain::decide::{
     Census, Clocks, Completion, Observed, Policy, Step, StopReason, decide,
 };
 use crate::drain::events::{DrainEvent, EcsEvent};
 use crate::drain::observe::{Scratch, stuck_report_due};
-use crate::error::Error;
+use crate::error::{AwsError, Error};
 use crate::hook::coalesce::Coalescer;
 use crate::hook::dispatch::ignored;
 use crate::hook::runtime::{self, Flow, Holder, HookWorkflow, OutcomeOf, Spec, Tally};
@@ -31,6 +31,10 @@ use crate::report::{Event, Notification, Record};
 use crate::time::millis;
 
 pub const FUNCTION_NAME: &str = "terminate-drain";
+
+/// The longest a drain rests its looks under ECS throttling (see
+/// [`DrainMemo::rest_ms`]).
+pub const MAX_REST_MS: u64 = 240_000;
 
 /// Most container instances one DescribeContainerInstances takes.
 const DESCRIBE_CONTAINER_INSTANCES_MAX: usize = 100;
@@ -58,6 +62,16 @@ pub struct DrainMemo {
     /// ten minutes, across hops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stuck_reported_at_ms: Option<u64>,
+    /// The drain's share of a throttled ECS: after a look ECS throttled, the
+    /// drain skips its looks for this long (doubling from the poll interval
+    /// up to [`MAX_REST_MS`] while ECS keeps throttling, halving after a look
+    /// that went through), so a thousand drains ask for what the account's
+    /// bucket grants instead of retrying into it. Heartbeats never rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest_ms: Option<u64>,
+    /// Until when (epoch ms) the drain rests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest_until_ms: Option<u64>,
     /// Started by an ECS event, not by the hook's chain: look once, complete if
     /// drained, otherwise leave the drain to its chain. Never handed over.
     #[serde(skip)]
@@ -65,6 +79,38 @@ pub struct DrainMemo {
     /// What this invocation learned so far (never handed over).
     #[serde(skip)]
     pub(super) scratch: Scratch,
+}
+
+impl DrainMemo {
+    /// Whether the drain rests its looks now (ECS throttled its last one). A
+    /// rest that would end further away than [`MAX_REST_MS`] was set by a
+    /// clock ahead of this one: ignored.
+    pub(super) fn resting(&self, now_ms: u64) -> bool {
+        self.rest_until_ms
+            .is_some_and(|until| now_ms < until && until - now_ms <= MAX_REST_MS)
+    }
+
+    /// Adapts the rest to how the look went: a look ECS throttled doubles it
+    /// (from the poll interval, up to [`MAX_REST_MS`]); one that went through
+    /// halves it (under the poll interval: none). A rested look changes nothing.
+    fn after_look(&mut self, looked: &Result<Observed, Error>, now_ms: u64, poll_ms: u64) {
+        match looked {
+            Ok(o) if o.rested => {}
+            Ok(_) => {
+                self.rest_ms = self.rest_ms.map(|r| r / 2).filter(|r| *r >= poll_ms);
+                self.rest_until_ms = None;
+            }
+            Err(e) if e.is_ecs_throttle() => {
+                let rest = self
+                    .rest_ms
+                    .map_or(poll_ms, |r| r.saturating_mul(2))
+                    .clamp(poll_ms.min(MAX_REST_MS), MAX_REST_MS);
+                self.rest_ms = Some(rest);
+                self.rest_until_ms = Some(now_ms.saturating_add(rest));
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// How a drain ended (the `reason` of a `completed` or `stopped` outcome).
@@ -191,12 +237,25 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         if !self.config.common.clusters.contains(&event.cluster_arn) {
             return skip("ECS event of another cluster");
         }
-        let Some(ci) = self
+        // An event only hastens a drain its chain carries anyway: when ECS or
+        // Auto Scaling throttles (or fails for a moment) its look, the event is
+        // dropped, not failed (a function error would be retried by Lambda a
+        // minute later and counted by the Errors alarm). A permanent error
+        // (access denied) still fails loudly.
+        let transient = |e: &AwsError| {
+            e.is_retryable().then(|| {
+                debug!(error = %e, "an ECS event's look failed for a moment; the drain's own chain looks at its pace");
+                Ok(Accept::Answered(ignored("ECS event dropped: its look failed for a moment")))
+            })
+        };
+        let ci = match self
             .ecs
             .describe_container_instance(&event.cluster_arn, &event.container_instance_arn)
-            .await?
-        else {
-            return skip("container instance unknown to ECS");
+            .await
+        {
+            Ok(Some(ci)) => ci,
+            Ok(None) => return skip("container instance unknown to ECS"),
+            Err(e) => return transient(&e).unwrap_or(Err(e.into())),
         };
         let (InstanceStatus::Draining, Some(hook)) = (&ci.status, ci.drain_hook.clone()) else {
             return skip("no drain of ours on the container instance");
@@ -207,8 +266,10 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         if tasks_to_run && self.config.standalone != StandalonePolicy::Ignore {
             return skip("the draining instance still has tasks to run: the drain goes on");
         }
-        let Some(asg_instance) = self.hold.autoscaling.instance(&ci.ec2_instance_id).await? else {
-            return skip("instance in no Auto Scaling group");
+        let asg_instance = match self.hold.autoscaling.instance(&ci.ec2_instance_id).await {
+            Ok(Some(i)) => i,
+            Ok(None) => return skip("instance in no Auto Scaling group"),
+            Err(e) => return transient(&e).unwrap_or(Err(e.into())),
         };
         if !asg_instance.lifecycle_state.is_terminate_wait() {
             return skip("instance not waiting on a terminate action");
@@ -354,7 +415,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         // A brief look (the task counts only) unless this look may end the
         // drain at its deadline or must name what blocks it.
         let brief_ok = now_ms < plan.drain_deadline_ms && !report_due;
-        let observed = self
+        let looked = self
             .look(
                 &mut job.memo,
                 &instance_id,
@@ -363,7 +424,15 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
                 job.attempt,
                 brief_ok,
             )
-            .await?;
+            .await;
+        // In the queue each hop is one look, and nothing but the memo carries
+        // the pace across hops; an invocation that waits stretches its own
+        // polls while ECS throttles (the runtime's pacer).
+        if self.config.common.wait_mode == WaitMode::Queue {
+            job.memo
+                .after_look(&looked, now_ms, plan.policy.poll_interval_ms);
+        }
+        let observed = looked?;
         if report_due
             && !observed.live_tasks.is_empty()
             && let Some(ci) = &observed.container_instance
@@ -557,8 +626,11 @@ fn log_decision(step: &Step, observed: &Observed, why: &[String], started_at: u6
         .as_ref()
         .map_or("none", |i| i.lifecycle_state.as_str());
     let elapsed_s = now.saturating_sub(started_at) / 1000;
-    // `counts`: a brief look (the container instance's task counts only).
-    let look = if observed.brief.is_some() {
+    // `counts`: a brief look (the container instance's task counts only);
+    // `resting`: none (ECS throttled the drain's last look).
+    let look = if observed.rested {
+        "resting"
+    } else if observed.brief.is_some() {
         "counts"
     } else {
         "tasks"
@@ -638,5 +710,70 @@ fn log_decision(step: &Step, observed: &Observed, why: &[String], started_at: u6
             look,
             "invocation nearly over; continuing in a new invocation"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::AwsError;
+
+    fn throttled() -> Result<Observed, Error> {
+        Err(Error::Aws(AwsError::new(
+            "ecs",
+            "DescribeContainerInstances",
+            Some("ThrottlingException".into()),
+            "Rate exceeded".into(),
+        )))
+    }
+
+    #[test]
+    fn a_throttled_ecs_rests_the_drains_looks_doubling_then_halving() {
+        let poll = 30_000;
+        let mut m = DrainMemo::default();
+        let mut now = 1_000_000;
+        assert!(!m.resting(now));
+        let mut rests = Vec::new();
+        for _ in 0..6 {
+            m.after_look(&throttled(), now, poll);
+            rests.push(m.rest_ms.unwrap());
+            assert!(m.resting(now + 1));
+            assert!(!m.resting(now + m.rest_ms.unwrap()));
+            now += m.rest_ms.unwrap();
+        }
+        assert_eq!(rests, [30_000, 60_000, 120_000, 240_000, 240_000, 240_000]);
+        // A rested look changes nothing; one that went through halves it.
+        let rested = Observed {
+            rested: true,
+            ..Observed::default()
+        };
+        m.after_look(&Ok(rested), now, poll);
+        assert_eq!(m.rest_ms, Some(240_000));
+        for want in [Some(120_000), Some(60_000), Some(30_000), None, None] {
+            m.after_look(&Ok(Observed::default()), now, poll);
+            assert_eq!(m.rest_ms, want);
+            assert!(!m.resting(now));
+        }
+        // Other errors leave the rest as it is.
+        let denied = Err(Error::Aws(AwsError::new(
+            "ecs",
+            "DescribeContainerInstances",
+            Some("AccessDeniedException".into()),
+            "no".into(),
+        )));
+        m.after_look(&denied, now, poll);
+        assert_eq!((m.rest_ms, m.rest_until_ms), (None, None));
+    }
+
+    #[test]
+    fn a_rest_set_by_a_clock_far_ahead_is_ignored() {
+        let m = DrainMemo {
+            rest_ms: Some(MAX_REST_MS),
+            rest_until_ms: Some(10_000_000),
+            ..DrainMemo::default()
+        };
+        assert!(m.resting(10_000_000 - MAX_REST_MS));
+        // An hour behind the clock that set it: not a rest this drain asked for.
+        assert!(!m.resting(10_000_000 - 3_600_000));
     }
 }

@@ -171,6 +171,24 @@ fn this_version_writes_exactly_its_golden_files() {
     assert_eq!(rewrite::<LaunchMemo>(&unheld), unheld);
 }
 
+/// A drain handed over with its census (the task counts only until the end)
+/// and the time of its last stuck report: both resume, and are written back
+/// exactly.
+#[test]
+fn a_drain_with_its_census_resumes_and_is_written_back_exactly() {
+    let g = golden(CONTINUATION_VERSION, "terminate-drain-census.json");
+    let job = Job::<DrainMemo>::resume(read(&g), None).unwrap();
+    let census = job.memo.census.expect("the census");
+    assert_eq!(census.at_ms, 1_795_324_830_000);
+    assert_eq!(
+        (census.service, census.daemon, census.standalone),
+        (4, 1, 0)
+    );
+    assert_eq!(job.memo.stuck_reported_at_ms, Some(1_795_324_800_000));
+    let written = serde_json::to_value(&job.memo).unwrap();
+    assert_eq!(written, g["state"]);
+}
+
 /// Work no hook holds names no hook (this release), or named a placeholder
 /// with `held: false` (releases before it): both resume as unheld work.
 #[test]

@@ -614,10 +614,16 @@ impl FakeFleet {
 
     /// Every message published, as `(time, topic, body)`.
     pub fn published_at(&self) -> Vec<(Instant, String, String)> {
+        self.published_since(0)
+    }
+
+    /// The publishes after the first `seen`, with their times.
+    pub fn published_since(&self, seen: usize) -> Vec<(Instant, String, String)> {
         let w = self.world();
         w.published_at
             .iter()
             .zip(&w.published)
+            .skip(seen)
             .map(|(t, (topic, body))| (*t, topic.clone(), body.clone()))
             .collect()
     }
