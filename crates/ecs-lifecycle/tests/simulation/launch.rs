@@ -19,7 +19,8 @@
 //!    called an orphan;
 //! 4. ABANDON only with TERMINATE_ORPHANS=true, only for an instance that was
 //!    not joined when observed, never before REGISTRATION_TIMEOUT_SECONDS,
-//!    and with its reason in the verdict (`why`, the ORPHAN line's field);
+//!    and with its reason logged (the `ORPHAN` WARN line, in the action's
+//!    span, with the verdict's `why`: the world reads the WARN lines);
 //!    with TERMINATE_ORPHANS=true an instance that never joined is never
 //!    continued;
 //! 5. no invocation panics or outlives its deadline; every error is named.
@@ -44,6 +45,7 @@ use ecs_lifecycle::time::{epoch_ms, rfc3339, simulated};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
 
 use super::{EPOCH0, Rng, SeedReport, Stats, TRACE, epoch_at, heartbeats_blocked, sns_on};
 
@@ -158,6 +160,34 @@ struct Running {
 
 type SimVerifier = Verifier<FakeFleet, FakeFleet, FakeFleet, FakeFleet, FakeFleet>;
 
+/// The WARN and ERROR lines a launch world's invocations log (plain text,
+/// with the action's span: `action{... instance_id=i-...}: ...`).
+#[derive(Clone, Default)]
+struct Logged(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logged {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logged {
+    /// Whether a line logged so far contains every one of `parts`.
+    fn has_line(&self, parts: &[&str]) -> bool {
+        let text = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&text)
+            .lines()
+            .any(|l| parts.iter().all(|p| l.contains(p)))
+    }
+}
+
 /// What the launch worlds played, counted.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct LaunchStats {
@@ -219,6 +249,7 @@ struct LaunchSim {
     chains: HashMap<(usize, u64), u64>,
     /// Stopped at MAX_INVOCATIONS by duplicated chains: the actions left are not judged.
     cut: bool,
+    logged: Logged,
     trace: VecDeque<String>,
     violations: Vec<String>,
     longest_gap: f64,
@@ -232,7 +263,7 @@ struct LaunchSim {
 }
 
 impl LaunchSim {
-    fn new(seed: u64) -> Self {
+    fn new(seed: u64, logged: Logged) -> Self {
         // Its own stream of draws: the drain world of the same seed is unchanged.
         let mut rng = Rng(seed.wrapping_mul(0x9FB2_1C65_1E98_DF25) ^ 0x1A0C);
         let t0 = Instant::now();
@@ -341,6 +372,7 @@ impl LaunchSim {
             published_seen: 0,
             chains: HashMap::new(),
             cut: false,
+            logged,
             trace: VecDeque::new(),
             violations: Vec::new(),
             longest_gap: 0.0,
@@ -926,6 +958,20 @@ impl LaunchSim {
                     "invariant 4 (a reason): orphan {id} completed {result} with no reason: {o}"
                 ));
             }
+            let decision = if result == "ABANDON" {
+                "decision=\"abandon\""
+            } else {
+                "decision=\"continue\""
+            };
+            let instance = format!("instance_id={id}");
+            if !self
+                .logged
+                .has_line(&["WARN", "ORPHAN", decision, &instance, why])
+            {
+                found.push(format!(
+                    "invariant 4 (logged): orphan {id} completed {result} without its ORPHAN WARN line naming why ({why})"
+                ));
+            }
             if joined_throughout {
                 found.push(format!(
                     "invariant 3 (no false orphan): invocation #{n} called {id} an orphan ({why}), but it was ACTIVE with its agent connected from {from} to {to}"
@@ -1205,9 +1251,21 @@ pub(super) fn run_seed(seed: u64) -> (SeedReport, LaunchStats) {
         .build()
         .unwrap();
     let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let logged = Logged::default();
+        let writer = logged.clone();
+        // Spans (INFO) for the action's fields on each line; events from WARN.
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || writer.clone())
+                .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                    m.is_span() || *m.level() <= tracing::Level::WARN
+                })),
+        );
+        // The runtime is this thread's: every invocation logs through it.
+        let _logging = tracing::subscriber::set_default(subscriber);
         rt.block_on(async {
             simulated::start(EPOCH0, seed ^ 0x1A0C);
-            LaunchSim::new(seed).run().await
+            LaunchSim::new(seed, logged).run().await
         })
     }));
     simulated::stop();
