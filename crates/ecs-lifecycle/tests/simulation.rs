@@ -1420,7 +1420,7 @@ fn simulation() {
     let mut clean = 0.0f64;
     let (mut invocations, mut virtual_secs) = (0usize, 0u64);
     let (mut launch_worlds, mut launch_stats) = (0u64, launch::LaunchStats::default());
-    let mut launch_secs = 0.0f64;
+    let (mut launch_secs, mut launch_gap) = (0.0f64, 0.0f64);
     for seed in seeds.clone() {
         n += 1;
         let mut r = run_seed(seed);
@@ -1428,6 +1428,7 @@ fn simulation() {
             let t = std::time::Instant::now();
             let (l, s) = launch::run_seed(seed);
             launch_secs += t.elapsed().as_secs_f64();
+            launch_gap = launch_gap.max(l.longest_gap);
             launch_worlds += 1;
             launch_stats.add(&s);
             r.absorb(l);
@@ -1480,7 +1481,9 @@ fn simulation() {
         "longest heartbeat gap with nothing blocking heartbeats: {clean:.3} of HeartbeatTimeout"
     );
     println!("played: {stats:?}");
-    println!("launch worlds: {launch_worlds} ({launch_secs:.1} s), played: {launch_stats:?}");
+    println!(
+        "launch worlds: {launch_worlds} ({launch_secs:.1} s, longest heartbeat gap {launch_gap:.3} of HeartbeatTimeout), played: {launch_stats:?}"
+    );
     for (m, mode) in ["in-invocation", "queue"].iter().enumerate() {
         if stats.held_s[m] > 0.0 {
             println!(
