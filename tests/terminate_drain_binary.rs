@@ -148,6 +148,47 @@ fn a_bad_configuration_stops_the_function_at_cold_start_naming_the_variable() {
     let _ = std::fs::remove_file(&log);
 }
 
+/// Started with no AWS credentials at all (the keys Lambda sets blanked; no
+/// profile, no shared file, no web identity, no container credentials), the
+/// binary stops at cold start naming what is missing, before taking any event:
+/// otherwise every event would fail unsigned, be retried and dead-lettered,
+/// while the lifecycle actions it was given expire.
+#[test]
+fn without_credentials_the_function_stops_at_cold_start_naming_them() {
+    let s = Standin::start().unwrap();
+    let log = testkit::temp_log("terminate-drain-no-credentials");
+    let _ = std::fs::remove_file(&log);
+    let binary = testkit::binary("terminate-drain").unwrap();
+    let mut function = LocalFunction::start_logging_to(
+        &s,
+        &binary,
+        "terminate-drain",
+        &[
+            ("CLUSTER_NAME", "any"),
+            (
+                "CONTINUATION_TOPIC_ARN",
+                "arn:aws:sns:us-east-1:123456789012:continue",
+            ),
+            ("AWS_ACCESS_KEY_ID", ""),
+            ("AWS_SECRET_ACCESS_KEY", ""),
+        ],
+        &log,
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    while !function.exited() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(function.exited(), "the process exits at start-up");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("configuration variable AWS_ACCESS_KEY_ID=\"\" is invalid: expected AWS credentials, and none were found"),
+        "{text}"
+    );
+    assert!(s.invocations().unwrap().is_empty());
+    let _ = std::fs::remove_file(&log);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_drain_says_which_service_holds_it_and_why() {
     let s = Standin::start().unwrap();
@@ -398,4 +439,229 @@ async fn in_queue_mode_no_invocation_waits_for_ecs_and_the_drain_completes_once(
     let gap = max_heartbeat_gap(&action);
     assert!(gap < 60.0, "{gap:.1} s without a heartbeat");
     let _ = std::fs::remove_file(&log);
+}
+
+/// The function's JSON log lines (those that parse).
+fn json_lines(log: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// An ECS agent that disconnects mid-drain: its tasks can never be reported
+/// STOPPED, so without the disconnected-agent rule the drain would hold the
+/// action until MAX_DRAIN_SECONDS (30 min here). With
+/// AGENT_DISCONNECTED_GRACE_SECONDS=60 (its minimum) the drain holds the action
+/// across hand-offs, heartbeating (HeartbeatTimeout 30 s, enforced by the
+/// stand-in's clock), and completes it CONTINUE once that minute has passed,
+/// with a WARN naming the instance and its container instance. The minute is
+/// spent in real time: the binary reads the system clock and has no seam to
+/// compress it, and 60 s is AWS-realistic anyway.
+///
+/// STAND-IN: moto's agent is always connected; the stand-in plays the
+/// disconnect (`/_standin/ecs/agent`: `agentConnected` false, and its
+/// scheduler moves nothing on that instance, as the agent is what stops tasks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_whose_agent_disconnects_completes_after_its_grace_and_loses_no_action() {
+    let s = Standin::start().unwrap();
+    let spec = FleetSpec {
+        heartbeat_timeout: 30,
+        ..FleetSpec::new("cutoff", 2)
+    };
+    let (_, fleet) = fleet_on(&s, &spec).await;
+    fleet.service("web", false, &[2, 0]).await.unwrap();
+    s.enforce_heartbeats(true).unwrap();
+    let log = testkit::temp_log("cutoff-drain");
+    // 30 s invocations: with the binary's 10 s hand-off margin, the minute of
+    // grace spans hand-offs (the disconnect's start travels in the continuation).
+    let _function = start_drain(
+        &s,
+        &fleet,
+        "cutoff-drain",
+        &[("AGENT_DISCONNECTED_GRACE_SECONDS", "60")],
+        &log,
+        30_000,
+    );
+    start_terminating(&s, &fleet, 0);
+    // Given a drain under way (DRAINING set, no scheduler yet: the tasks run),
+    draining_was_set(&s, Duration::from_secs(30)).await;
+    // when the agent disconnects (and the scheduler runs, moving nothing there),
+    let cut_at = testkit::now_ms() as f64 / 1000.0;
+    s.set_agent_connected(&fleet.cluster, &fleet.container_instances[0], false)
+        .unwrap();
+    s.ecs_auto(800).unwrap();
+    let action = action_over(&s, &fleet, 0, Duration::from_secs(150)).await;
+    s.ecs_auto(0).unwrap();
+
+    // then the action completed once, CONTINUE, never expired,
+    assert_eq!(
+        (
+            action["state"].as_str(),
+            action["result"].as_str(),
+            action["complete_calls"].as_u64(),
+            &action["expired_by"]
+        ),
+        (Some("completed"), Some("CONTINUE"), Some(1), &Value::Null),
+        "{action}"
+    );
+    let gap = max_heartbeat_gap(&action);
+    assert!(gap <= 15.0, "{gap:.1} s without a heartbeat: {action}");
+    // after the grace (and not much later), its tasks still not stopped,
+    let after = action["completed_at"].as_f64().unwrap() - cut_at;
+    assert!(
+        (60.0..=80.0).contains(&after),
+        "completed {after:.1} s after the agent disconnected"
+    );
+    let tasks = fleet.tasks_on(0).await.unwrap();
+    assert_eq!(
+        tasks.iter().filter(|t| t.last_status != "STOPPED").count(),
+        2,
+        "{tasks:#?}"
+    );
+    // with a WARN saying why, naming the instance and the agent's container instance,
+    let lines = json_lines(&log);
+    let why: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["reason"] == "agent_disconnected")
+        .collect();
+    assert_eq!(why.len(), 1, "{lines:#?}");
+    let line = why[0];
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert_eq!(line["fields"]["decision"], "complete", "{line}");
+    assert!(
+        line["fields"]["disconnected_s"].as_u64().unwrap() >= 60,
+        "{line}"
+    );
+    assert_eq!(line["fields"]["tasks_left"], 2, "{line}");
+    assert_eq!(line["span"]["instance_id"], fleet.instance_ids[0].as_str());
+    assert_eq!(
+        line["span"]["container_instance"],
+        fleet.container_instances[0].as_str()
+    );
+    // and no invocation failed on the way.
+    let invocations = s.ended_invocations(Duration::from_secs(40)).await.unwrap();
+    assert!(invocations.len() >= 3, "{}", invocations.len());
+    assert!(
+        invocations.iter().all(|i| i["status"] == "success"),
+        "{invocations:#?}"
+    );
+    eprintln!(
+        "agent disconnected: completed {after:.1} s later over {} invocations, max heartbeat gap {gap:.1} s",
+        invocations.len()
+    );
+    let _ = std::fs::remove_file(&log);
+}
+
+/// An AWS Health event for a Dedicated Host (entity `h-...`, no instance)
+/// reaches the real binary while it drains another instance: it is read,
+/// logged ("names no EC2 instance") and answered, not a function error (which
+/// Lambda would retry twice and then dead-letter, and the Errors alarm would
+/// count); no instance is touched; the drain carries on and completes once.
+/// EventBridge is played: its target invokes the function asynchronously with
+/// the event; a second process of the function takes it, as Lambda would run
+/// a second instance beside the busy one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_event_for_a_dedicated_host_is_answered_and_a_drain_meanwhile_is_unaffected() {
+    let s = Standin::start().unwrap();
+    let spec = FleetSpec {
+        heartbeat_timeout: 30,
+        ..FleetSpec::new("dedicated", 2)
+    };
+    let (_, fleet) = fleet_on(&s, &spec).await;
+    fleet.service("web", false, &[2, 1]).await.unwrap();
+    s.enforce_heartbeats(true).unwrap();
+    let log = testkit::temp_log("dedicated-drain");
+    let _draining = start_drain(&s, &fleet, "dedicated", &[], &log, 13_000);
+    let _second = start_binary_appending(&s, &fleet, "dedicated", &log);
+    // Given a drain under way on instance 0,
+    s.ecs_auto(800).unwrap();
+    start_terminating(&s, &fleet, 0);
+    draining_was_set(&s, Duration::from_secs(30)).await;
+    // when AWS Health announces a Dedicated Host's retirement,
+    let path = testkit::workspace_root()
+        .join("crates/ecs-lifecycle/fixtures/eventbridge-health-retirement.json");
+    let mut host: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    host["resources"] = serde_json::json!(["h-0123456789abcdef0"]);
+    host["detail"]["eventTypeCode"] = "AWS_EC2_DEDICATED_HOST_RETIREMENT_SCHEDULED".into();
+    host["detail"]["affectedEntities"] =
+        serde_json::json!([{"entityValue": "h-0123456789abcdef0"}]);
+    let answered = s
+        .post(
+            "/_standin/lambda/invoke",
+            serde_json::json!({"event": host, "timeout_ms": 30_000}),
+        )
+        .unwrap();
+
+    // then the function answers (no error for Lambda to retry or dead-letter),
+    assert_eq!(answered["status"], "success", "{answered}");
+    let o = &answered["response"]["outcomes"][0];
+    assert_eq!(o["outcome"], "signal", "{answered}");
+    assert_eq!(o["signal"], "scheduled_change", "{answered}");
+    assert_eq!(o["instances"], serde_json::json!([]), "{answered}");
+    // having logged why it did nothing,
+    let lines = json_lines(&log);
+    let said = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("names no EC2 instance"))
+        })
+        .unwrap_or_else(|| panic!("no line about the host: {lines:#?}"));
+    assert_eq!(said["level"], "INFO", "{said}");
+    assert_eq!(said["fields"]["signal"], "scheduled_change", "{said}");
+    // and the drain carries on to one completion, the action never lost,
+    let action = action_over(&s, &fleet, 0, Duration::from_secs(90)).await;
+    s.ecs_auto(0).unwrap();
+    assert_eq!(
+        (
+            action["state"].as_str(),
+            action["result"].as_str(),
+            action["complete_calls"].as_u64(),
+            &action["expired_by"]
+        ),
+        (Some("completed"), Some("CONTINUE"), Some(1), &Value::Null),
+        "{action}"
+    );
+    assert_all_stopped(&fleet.tasks_on(0).await.unwrap());
+    // while no instance was touched for the host: instance 1 still ACTIVE, no
+    // health set, DRAINING set once (the drain's).
+    assert_eq!(fleet.status_of(1).await.unwrap(), "ACTIVE");
+    let calls = s.calls().unwrap();
+    assert!(
+        !calls.contains_key("autoscaling:SetInstanceHealth"),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.get("ecs:UpdateContainerInstancesState"),
+        Some(&1),
+        "{calls:?}"
+    );
+    let invocations = s.ended_invocations(Duration::from_secs(20)).await.unwrap();
+    assert!(
+        invocations.iter().all(|i| i["status"] == "success"),
+        "{invocations:#?}"
+    );
+    let _ = std::fs::remove_file(&log);
+}
+
+/// A second process of the real binary for `fleet`, as [`start_binary`] starts
+/// it, its logs appended to the same `log` (not removed first).
+fn start_binary_appending(
+    s: &Standin,
+    fleet: &testkit::Fleet,
+    name: &str,
+    log: &std::path::Path,
+) -> LocalFunction {
+    let binary = testkit::binary("terminate-drain").unwrap();
+    LocalFunction::start_logging_to(
+        s,
+        &binary,
+        name,
+        &ecs_lifecycle_suite::drain::deployed_env(fleet, &[]),
+        log,
+    )
+    .unwrap()
 }

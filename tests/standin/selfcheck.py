@@ -924,6 +924,24 @@ def main() -> int:
     eq(ecs.describe_tasks(cluster="c1", tasks=[seeded["task_arns"][0]])["tasks"][0]["lastStatus"], "STOPPED",
        "auto step")
 
+    # a disconnected agent: reported, and the scheduler moves nothing on its instance
+    victim = seeded["task_arns"][1]
+    ecs.stop_task(cluster="c1", task=victim)
+    st, res = s.call("POST", "/_standin/ecs/agent", {"cluster": "c1", "container_instance": ci_c, "connected": False})
+    eq((st, res["agent_connected"]), (200, False), "agent disconnected")
+    eq(ecs.describe_container_instances(cluster="c1", containerInstances=[ci_c])["containerInstances"][0]
+       ["agentConnected"], False, "agentConnected reported false")
+    before = ecs.describe_tasks(cluster="c1", tasks=[victim])["tasks"][0]["lastStatus"]
+    s.call("POST", "/_standin/ecs/step", {"cluster": "c1"})
+    eq(ecs.describe_tasks(cluster="c1", tasks=[victim])["tasks"][0]["lastStatus"], before,
+       "nothing moves while the agent is away")
+    s.call("POST", "/_standin/ecs/agent", {"cluster": "c1", "container_instance": ci_c, "connected": True})
+    s.call("POST", "/_standin/ecs/step", {"cluster": "c1"})
+    check(ecs.describe_tasks(cluster="c1", tasks=[victim])["tasks"][0]["lastStatus"] != before,
+          "the reconnected agent moves its tasks again")
+    st, _ = s.call("POST", "/_standin/ecs/agent", {"cluster": "c1", "container_instance": ci_c})
+    eq(st, 400, "agent endpoint: connected required")
+
     # ---------------- faults + call counts ----------------
     s.call("DELETE", "/_standin/calls")
     s.call("POST", "/_standin/faults", {"target": "ecs:DescribeClusters", "error": "ThrottlingException",

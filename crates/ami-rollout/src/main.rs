@@ -7,7 +7,7 @@
 #![recursion_limit = "256"]
 
 use ecs_lifecycle::config::RolloutConfig;
-use ecs_lifecycle::hook::serve::{config_error, init_logging, require_region};
+use ecs_lifecycle::hook::serve::{config_error, init_logging, require_credentials, require_region};
 use ecs_lifecycle::rollout::Roller;
 use ecs_lifecycle::rollout::trigger::answer_without_clients;
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -19,6 +19,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     init_logging();
     let config = RolloutConfig::from_process_env().inspect_err(config_error)?;
     require_region().inspect_err(config_error)?;
+    require_credentials().inspect_err(config_error)?;
     let build = || async {
         let sdk = ecs_lifecycle::aws::load_sdk_config().await;
         Roller::new(

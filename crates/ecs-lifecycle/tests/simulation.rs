@@ -9,6 +9,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+/// launch-verify's world, played by a share of the seeds.
+#[path = "simulation/launch.rs"]
+mod launch;
+
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -1216,52 +1220,7 @@ impl Sim {
     /// Lambda's retry, a continuation delivered late.
     fn excuse(&self, k: usize, from: Instant, to: Instant) -> (Duration, Option<String>) {
         let i = &self.instances[k];
-        let every = i.heartbeat_timeout / 3;
-        let retry = Duration::from_secs(2);
-        let mut blocked: Vec<(Instant, Instant, &'static str)> = self
-            .faults
-            .iter()
-            .filter(|f| {
-                f.service == "autoscaling"
-                    && f.operation
-                        .is_none_or(|o| o == "RecordLifecycleActionHeartbeat")
-            })
-            .filter_map(|f| {
-                let tail = match &f.kind {
-                    FaultKind::Error(_) => retry,
-                    FaultKind::Slow(d) | FaultKind::Timeout(d) => (*d).min(every) + retry,
-                    FaultKind::LostAnswer(_) => return None,
-                };
-                Some((f.from, f.until + tail, "Auto Scaling refused heartbeats"))
-            })
-            .chain(i.excuses.iter().copied())
-            .filter_map(|(a, b, why)| {
-                let (a, b) = (a.max(from), b.min(to));
-                (b > a).then_some((a, b, why))
-            })
-            .collect();
-        blocked.sort();
-        let mut total = Duration::ZERO;
-        let mut reach: Option<Instant> = None;
-        let mut why: Vec<&str> = Vec::new();
-        for (a, b, w) in blocked {
-            let a = reach.map_or(a, |r| a.max(r));
-            if b > a {
-                total += b - a;
-                if !why.contains(&w) {
-                    why.push(w);
-                }
-            }
-            reach = Some(reach.map_or(b, |r| r.max(b)));
-        }
-        let excuse = (total + retry >= every * 2).then(|| {
-            format!(
-                "heartbeats blocked for {} s ({})",
-                total.as_secs(),
-                why.join(", ")
-            )
-        });
-        (total, excuse)
+        heartbeats_blocked(&self.faults, &i.excuses, i.heartbeat_timeout, from, to)
     }
 
     fn role(&self, arn: &str) -> Option<Role> {
@@ -1301,6 +1260,64 @@ impl Sim {
             }
         }
     }
+}
+
+/// How long heartbeats were blocked between `from` and `to` for an action of
+/// HeartbeatTimeout `hbt`, and why, when that was long enough to excuse an
+/// expiry (see [`Sim::excuse`]): Auto Scaling's faults of heartbeats, then the
+/// action's own `excuses` (failed invocations, late deliveries).
+fn heartbeats_blocked(
+    faults: &[Fault],
+    excuses: &[(Instant, Instant, &'static str)],
+    hbt: Duration,
+    from: Instant,
+    to: Instant,
+) -> (Duration, Option<String>) {
+    let every = hbt / 3;
+    let retry = Duration::from_secs(2);
+    let mut blocked: Vec<(Instant, Instant, &'static str)> = faults
+        .iter()
+        .filter(|f| {
+            f.service == "autoscaling"
+                && f.operation
+                    .is_none_or(|o| o == "RecordLifecycleActionHeartbeat")
+        })
+        .filter_map(|f| {
+            let tail = match &f.kind {
+                FaultKind::Error(_) => retry,
+                FaultKind::Slow(d) | FaultKind::Timeout(d) => (*d).min(every) + retry,
+                FaultKind::LostAnswer(_) => return None,
+            };
+            Some((f.from, f.until + tail, "Auto Scaling refused heartbeats"))
+        })
+        .chain(excuses.iter().copied())
+        .filter_map(|(a, b, why)| {
+            let (a, b) = (a.max(from), b.min(to));
+            (b > a).then_some((a, b, why))
+        })
+        .collect();
+    blocked.sort();
+    let mut total = Duration::ZERO;
+    let mut reach: Option<Instant> = None;
+    let mut why: Vec<&str> = Vec::new();
+    for (a, b, w) in blocked {
+        let a = reach.map_or(a, |r| a.max(r));
+        if b > a {
+            total += b - a;
+            if !why.contains(&w) {
+                why.push(w);
+            }
+        }
+        reach = Some(reach.map_or(b, |r| r.max(b)));
+    }
+    let excuse = (total + retry >= every * 2).then(|| {
+        format!(
+            "heartbeats blocked for {} s ({})",
+            total.as_secs(),
+            why.join(", ")
+        )
+    });
+    (total, excuse)
 }
 
 /// Epoch milliseconds of a virtual instant (the simulated wall clock follows
@@ -1402,9 +1419,20 @@ fn simulation() {
     let mut stats = Stats::default();
     let mut clean = 0.0f64;
     let (mut invocations, mut virtual_secs) = (0usize, 0u64);
+    let (mut launch_worlds, mut launch_stats) = (0u64, launch::LaunchStats::default());
+    let (mut launch_secs, mut launch_gap) = (0.0f64, 0.0f64);
     for seed in seeds.clone() {
         n += 1;
-        let r = run_seed(seed);
+        let mut r = run_seed(seed);
+        if launch::plays(seed) {
+            let t = std::time::Instant::now();
+            let (l, s) = launch::run_seed(seed);
+            launch_secs += t.elapsed().as_secs_f64();
+            launch_gap = launch_gap.max(l.longest_gap);
+            launch_worlds += 1;
+            launch_stats.add(&s);
+            r.absorb(l);
+        }
         invocations += r.invocations;
         virtual_secs += r.virtual_secs;
         stats.add(&r.stats);
@@ -1453,6 +1481,9 @@ fn simulation() {
         "longest heartbeat gap with nothing blocking heartbeats: {clean:.3} of HeartbeatTimeout"
     );
     println!("played: {stats:?}");
+    println!(
+        "launch worlds: {launch_worlds} ({launch_secs:.1} s, longest heartbeat gap {launch_gap:.3} of HeartbeatTimeout), played: {launch_stats:?}"
+    );
     for (m, mode) in ["in-invocation", "queue"].iter().enumerate() {
         if stats.held_s[m] > 0.0 {
             println!(

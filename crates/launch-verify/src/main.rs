@@ -3,7 +3,8 @@
 
 use ecs_lifecycle::config::LaunchConfig;
 use ecs_lifecycle::hook::serve::{
-    config_error, init_logging, require_continuation_topic, require_region, serve,
+    config_error, init_logging, require_continuation_topic, require_credentials, require_region,
+    serve,
 };
 use ecs_lifecycle::launch::Verifier;
 
@@ -13,6 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = LaunchConfig::from_process_env().inspect_err(config_error)?;
     require_continuation_topic(&config.common).inspect_err(config_error)?;
     require_region().inspect_err(config_error)?;
+    require_credentials().inspect_err(config_error)?;
     if config.ssm_document.is_none() {
         tracing::warn!(
             "SSM_DOCUMENT_NAME is not set: orphans are reported without an on-instance diagnosis"

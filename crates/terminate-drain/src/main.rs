@@ -4,7 +4,8 @@
 use ecs_lifecycle::config::DrainConfig;
 use ecs_lifecycle::drain::Drainer;
 use ecs_lifecycle::hook::serve::{
-    config_error, init_logging, require_continuation_topic, require_region, serve,
+    config_error, init_logging, require_continuation_topic, require_credentials, require_region,
+    serve,
 };
 
 #[tokio::main(flavor = "current_thread")]
@@ -13,6 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = DrainConfig::from_process_env().inspect_err(config_error)?;
     require_continuation_topic(&config.common).inspect_err(config_error)?;
     require_region().inspect_err(config_error)?;
+    require_credentials().inspect_err(config_error)?;
     // Built on the first record that needs AWS (never for a test notification).
     serve(|| async {
         let sdk = ecs_lifecycle::aws::load_sdk_config().await;

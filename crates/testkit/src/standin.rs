@@ -169,6 +169,22 @@ impl Standin {
         self.post("/_standin/ecs/step", json!({}))
     }
 
+    /// Plays an ECS agent losing (`connected: false`) or regaining its
+    /// connection: the container instance reports `agentConnected` so, and the
+    /// scheduler stand-in moves none of its tasks meanwhile (moto's agent is
+    /// always connected).
+    pub fn set_agent_connected(
+        &self,
+        cluster: &str,
+        container_instance: &str,
+        connected: bool,
+    ) -> Result<Value> {
+        self.post(
+            "/_standin/ecs/agent",
+            json!({"cluster": cluster, "container_instance": container_instance, "connected": connected}),
+        )
+    }
+
     /// Runs the scheduler stand-in in the background every `interval_ms` (0 stops it).
     pub fn ecs_auto(&self, interval_ms: u64) -> Result<Value> {
         self.post("/_standin/ecs/auto", json!({"interval_ms": interval_ms}))

@@ -19,6 +19,11 @@ STAND-IN for what moto 5.2.5 lacks or misplays (each place is marked `STAND-IN:`
     `ec2InstanceId == X`, `ec2InstanceId in [X, Y]`, `attribute:NAME == V` (moto ignores
     `filter`; other expressions are rejected here rather than silently ignored).
   * DescribeTasks: exact ARN/id match in the given cluster, `failures[]` MISSING entries.
+  * A disconnected ECS agent: moto's `agentConnected` is always true.
+    `POST /_standin/ecs/agent` sets it; the agent is what reports a task's progress, so
+    while it is disconnected the scheduler step moves nothing on that instance (its
+    tasks keep their lastStatus, as on AWS, where they stay RUNNING until the agent
+    reconnects or the instance goes away).
   * Batch limits AWS enforces: DescribeTasks / DescribeContainerInstances <= 100,
     DescribeServices / UpdateContainerInstancesState <= 10.
 """
@@ -390,8 +395,14 @@ def ecs_step(cluster: str | None = None, max_replacements: int | None = None) ->
     with MOTO_LOCK:
         for backend, cl in _ecs_targets(cluster):
             tasks = backend.tasks.get(cl.name, {})
+            cis = list(backend.container_instances.get(cl.name, {}).values())
+            # STAND-IN: nothing on an instance whose agent is disconnected changes
+            # (the agent is what stops tasks and reports them).
+            cut_off = {ci.container_instance_arn for ci in cis if not ci.agent_connected}
             # a) tasks told to stop move one state towards STOPPED
             for task in list(tasks.values()):
+                if task.container_instance_arn in cut_off:
+                    continue
                 if task.desired_status == "STOPPED" and task.last_status != "STOPPED":
                     nxt = STOP_PROGRESSION.get(task.last_status, "STOPPED")
                     if nxt == "STOPPED":
@@ -400,10 +411,9 @@ def ecs_step(cluster: str | None = None, max_replacements: int | None = None) ->
                         task.last_status = nxt
                     advanced += 1
             # b) service tasks on DRAINING instances are replaced on ACTIVE ones
-            cis = list(backend.container_instances.get(cl.name, {}).values())
-            active = [ci for ci in cis if ci.status == "ACTIVE"]
+            active = [ci for ci in cis if ci.status == "ACTIVE" and ci.agent_connected]
             for ci in cis:
-                if ci.status != "DRAINING":
+                if ci.status != "DRAINING" or not ci.agent_connected:
                     continue
                 for task in list(tasks.values()):
                     if task.container_instance_arn != ci.container_instance_arn:
@@ -525,6 +535,25 @@ def service_event_endpoint(body: dict[str, Any]) -> dict[str, Any]:
                     svc.events.insert(0, event)
                     return {"id": event["id"], "message": message}
     raise StandInError(f"no service {service} in cluster {cluster}")
+
+
+def ecs_agent_endpoint(body: dict[str, Any]) -> dict[str, Any]:
+    """`POST /_standin/ecs/agent` {"cluster", "container_instance", "connected"}: STAND-IN
+    for an ECS agent losing (or regaining) its connection; moto's `agentConnected` is
+    always true. -> {"container_instance", "agent_connected"}"""
+    cluster_str, ci_str, connected = body.get("cluster"), body.get("container_instance"), body.get("connected")
+    for key, val in (("cluster", cluster_str), ("container_instance", ci_str)):
+        if not isinstance(val, str) or not val:
+            raise StandInError(f'"{key}" is required (a string)')
+    if not isinstance(connected, bool):
+        raise StandInError('"connected" is required (true or false)')
+    with MOTO_LOCK:
+        (backend, cl), *_ = _ecs_targets(cluster_str)
+        ci = backend.container_instances.get(cl.name, {}).get(_ci_id(ci_str))
+        if ci is None:
+            raise StandInError(f"unknown container instance {ci_str!r} in cluster {cl.name}")
+        ci.agent_connected = connected
+        return {"container_instance": ci.container_instance_arn, "agent_connected": connected}
 
 
 def ecs_auto_endpoint(body: dict[str, Any]) -> dict[str, Any]:

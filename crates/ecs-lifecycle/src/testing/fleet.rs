@@ -1125,7 +1125,10 @@ impl Publisher for FakeFleet {
 
 impl Ec2 for FakeFleet {
     async fn instance_state(&self, instance_id: &InstanceId) -> Result<Option<Ec2State>, AwsError> {
-        let w = self.call().await;
+        let w = match self.faulty("ec2", "DescribeInstances").await? {
+            (w, None) => w,
+            (_, Some(e)) => return Err(e),
+        };
         Ok(w.actions
             .contains_key(instance_id.as_str())
             .then_some(Ec2State::Running))
