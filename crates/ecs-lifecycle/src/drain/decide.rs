@@ -71,6 +71,11 @@ pub struct Census {
     pub daemon: u32,
     /// Live standalone tasks.
     pub standalone: u32,
+    /// The fewest tasks RUNNING or PENDING the container instance has counted
+    /// since (`None`: not known). More than that is a task started on the
+    /// draining instance since the census: it is taken again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fewest: Option<u32>,
 }
 
 impl Census {
@@ -1074,6 +1079,7 @@ mod tests {
             service: 3,
             daemon: 1,
             standalone: 2,
+            fewest: None,
         };
         let mut o = draining(vec![]);
         o.brief = Some(Brief { tasks: 4, census });
@@ -1115,6 +1121,7 @@ mod tests {
             service: 5,
             daemon: 2,
             standalone: 3,
+            fewest: None,
         };
         // Standalone tasks the drain waits for are waited on like services.
         assert_eq!(census.not_moved_by_ecs(StandalonePolicy::Wait), 2);

@@ -126,6 +126,9 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         if ci.status == InstanceStatus::Draining {
             if let Some(brief) = self.brief(memo, &ci, brief_ok) {
                 memo.scratch.counted_live = true;
+                if let Some(c) = memo.census.as_mut() {
+                    c.fewest = Some(c.fewest.map_or(brief.tasks, |f| f.min(brief.tasks)));
+                }
                 observed.brief = Some(brief);
                 observed.container_instance = Some(ci);
                 return Ok(observed);
@@ -134,6 +137,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             memo.census = Some(census_of(
                 &observed.live_tasks,
                 memo.scratch.observing_at_ms,
+                counted(&ci),
             ));
             let waited_on = observed.live_tasks.iter().any(|t| {
                 t.role != Role::Standalone || self.config.standalone != StandalonePolicy::Ignore
@@ -149,8 +153,10 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     /// Whether the container instance's task counts alone tell that the drain
     /// waits on: a recent census (a full look within [`FULL_LOOK_EVERY_MS`]),
     /// the agent connected (its counts are current), a look the hook's chain
-    /// takes (an ECS event's look is the one that may end the drain), and more
-    /// tasks RUNNING or PENDING than the census's tasks ECS does not move.
+    /// takes (an ECS event's look is the one that may end the drain), more
+    /// tasks RUNNING or PENDING than the census's tasks ECS does not move, and
+    /// no more than the fewest counted since the census (a task started on
+    /// the draining instance since: a standalone one, by StartTask).
     /// Otherwise the look lists and describes the tasks: to confirm the end
     /// (tasks still shutting down count in neither), to stop daemons or
     /// standalone tasks, to name what blocks the drain, or to refresh the census.
@@ -159,13 +165,12 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         let census = memo
             .census
             .filter(|c| now.saturating_sub(c.at_ms) < FULL_LOOK_EVERY_MS)?;
-        let tasks = u32::try_from(ci.running_tasks_count.max(0))
-            .unwrap_or(u32::MAX)
-            .saturating_add(u32::try_from(ci.pending_tasks_count.max(0)).unwrap_or(u32::MAX));
+        let tasks = counted(ci);
         (brief_ok
             && !memo.from_event
             && ci.agent_connected
-            && tasks > census.not_moved_by_ecs(self.config.standalone))
+            && tasks > census.not_moved_by_ecs(self.config.standalone)
+            && census.fewest.is_none_or(|f| tasks <= f))
         .then_some(Brief { tasks, census })
     }
 
@@ -396,12 +401,20 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     }
 }
 
-/// The longest a census is trusted: a task started on the draining instance
-/// after it (a standalone task placed there by StartTask) is seen within this.
-pub const FULL_LOOK_EVERY_MS: u64 = 300_000;
+/// The longest a census is trusted. A task started on the draining instance
+/// after it shows as a count above the fewest seen; one whose start the stop
+/// of another hid (between two looks) is seen within this, or at the drain's
+/// first stuck report (a full look), whichever comes first.
+pub const FULL_LOOK_EVERY_MS: u64 = 900_000;
+
+/// `runningTasksCount + pendingTasksCount`.
+fn counted(ci: &ContainerInstance) -> u32 {
+    let n = |c: i32| u32::try_from(c.max(0)).unwrap_or(u32::MAX);
+    n(ci.running_tasks_count).saturating_add(n(ci.pending_tasks_count))
+}
 
 /// The census of a full look's live tasks.
-fn census_of(live: &[LiveTask], at_ms: u64) -> Census {
+fn census_of(live: &[LiveTask], at_ms: u64, counted: u32) -> Census {
     let count = |role: Role| {
         u32::try_from(live.iter().filter(|t| t.role == role).count()).unwrap_or(u32::MAX)
     };
@@ -410,6 +423,7 @@ fn census_of(live: &[LiveTask], at_ms: u64) -> Census {
         service: count(Role::Service),
         daemon: count(Role::Daemon),
         standalone: count(Role::Standalone),
+        fewest: Some(counted),
     }
 }
 

@@ -20,6 +20,7 @@ use crate::drain::observe::{Scratch, stuck_report_due};
 use crate::error::{AwsError, Error};
 use crate::hook::coalesce::Coalescer;
 use crate::hook::dispatch::ignored;
+use crate::hook::pacing::random_u64;
 use crate::hook::runtime::{self, Flow, Holder, HookWorkflow, OutcomeOf, Spec, Tally};
 use crate::hook::{Accept, Job};
 use crate::model::{
@@ -34,7 +35,7 @@ pub const FUNCTION_NAME: &str = "terminate-drain";
 
 /// The longest a drain rests its looks under ECS throttling (see
 /// [`DrainMemo::rest_ms`]).
-pub const MAX_REST_MS: u64 = 240_000;
+pub const MAX_REST_MS: u64 = 300_000;
 
 /// Most container instances one DescribeContainerInstances takes.
 const DESCRIBE_CONTAINER_INSTANCES_MAX: usize = 100;
@@ -106,7 +107,10 @@ impl DrainMemo {
                     .map_or(poll_ms, |r| r.saturating_mul(2))
                     .clamp(poll_ms.min(MAX_REST_MS), MAX_REST_MS);
                 self.rest_ms = Some(rest);
-                self.rest_until_ms = Some(now_ms.saturating_add(rest));
+                // Jittered (half to all of it): drains throttled together do
+                // not come back together.
+                let jitter = random_u64() % (rest / 2 + 1);
+                self.rest_until_ms = Some(now_ms.saturating_add(rest / 2 + jitter));
             }
             Err(_) => {}
         }
@@ -737,19 +741,23 @@ mod tests {
         for _ in 0..6 {
             m.after_look(&throttled(), now, poll);
             rests.push(m.rest_ms.unwrap());
-            assert!(m.resting(now + 1));
-            assert!(!m.resting(now + m.rest_ms.unwrap()));
-            now += m.rest_ms.unwrap();
+            // Half to all of the rest, jittered.
+            let until = m.rest_until_ms.unwrap();
+            let rest = m.rest_ms.unwrap();
+            assert!((now + rest / 2..=now + rest).contains(&until), "{until}");
+            assert!(m.resting(now + rest / 2 - 1));
+            assert!(!m.resting(now + rest));
+            now += rest;
         }
-        assert_eq!(rests, [30_000, 60_000, 120_000, 240_000, 240_000, 240_000]);
+        assert_eq!(rests, [30_000, 60_000, 120_000, 240_000, 300_000, 300_000]);
         // A rested look changes nothing; one that went through halves it.
         let rested = Observed {
             rested: true,
             ..Observed::default()
         };
         m.after_look(&Ok(rested), now, poll);
-        assert_eq!(m.rest_ms, Some(240_000));
-        for want in [Some(120_000), Some(60_000), Some(30_000), None, None] {
+        assert_eq!(m.rest_ms, Some(300_000));
+        for want in [Some(150_000), Some(75_000), Some(37_500), None, None] {
             m.after_look(&Ok(Observed::default()), now, poll);
             assert_eq!(m.rest_ms, want);
             assert!(!m.resting(now));

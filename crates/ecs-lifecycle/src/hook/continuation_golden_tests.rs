@@ -171,9 +171,9 @@ fn this_version_writes_exactly_its_golden_files() {
     assert_eq!(rewrite::<LaunchMemo>(&unheld), unheld);
 }
 
-/// A drain handed over with its census (the task counts only until the end)
-/// and the time of its last stuck report: both resume, and are written back
-/// exactly.
+/// A drain handed over with its census (the task counts only until the end),
+/// the time of its last stuck report and its rest under ECS throttling: all
+/// resume, and are written back exactly.
 #[test]
 fn a_drain_with_its_census_resumes_and_is_written_back_exactly() {
     let g = golden(CONTINUATION_VERSION, "terminate-drain-census.json");
@@ -184,7 +184,12 @@ fn a_drain_with_its_census_resumes_and_is_written_back_exactly() {
         (census.service, census.daemon, census.standalone),
         (4, 1, 0)
     );
+    assert_eq!(census.fewest, Some(4));
     assert_eq!(job.memo.stuck_reported_at_ms, Some(1_795_324_800_000));
+    assert_eq!(
+        (job.memo.rest_ms, job.memo.rest_until_ms),
+        (Some(60_000), Some(1_795_324_890_000))
+    );
     let written = serde_json::to_value(&job.memo).unwrap();
     assert_eq!(written, g["state"]);
 }
