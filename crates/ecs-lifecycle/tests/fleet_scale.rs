@@ -90,16 +90,16 @@ struct Drain {
     stopped_at: Option<Instant>,
 }
 
+/// What an invocation returned, or that it ran into its timeout.
+type Ran = Result<Result<Answer, Error>, tokio::time::error::Elapsed>;
+
 struct Invocation {
     started: Instant,
     from_queue: bool,
     /// The SQS records of a batch (message ids to their continuation), to
     /// return those the function reports failed.
     records: HashMap<String, Value>,
-    handle: JoinHandle<(
-        Instant,
-        Result<Result<Answer, Error>, tokio::time::error::Elapsed>,
-    )>,
+    handle: JoinHandle<(Instant, Ran)>,
 }
 
 #[derive(Default)]

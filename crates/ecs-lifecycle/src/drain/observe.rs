@@ -74,7 +74,9 @@ impl Default for Scratch {
 impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     /// `action_start_ms`: when Auto Scaling started the action (written with the
     /// claim, for an invocation an ECS event starts). `brief_ok`: the caller
-    /// allows a brief look (before the drain deadline, no stuck report due).
+    /// allows a brief look (before the drain deadline, no stuck report due);
+    /// `rest_ok`: a rest under ECS throttling (before the drain deadline).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn look(
         &self,
         memo: &mut DrainMemo,
@@ -83,6 +85,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         action_start_ms: u64,
         attempt: u32,
         brief_ok: bool,
+        rest_ok: bool,
     ) -> Result<Observed, Error> {
         let asg_instance = self
             .asg_instances
@@ -106,7 +109,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         }
         // ECS throttled this drain's last look: no ECS call until the rest
         // is over (the action is still heartbeated).
-        if brief_ok && !memo.from_event && memo.resting(memo.scratch.observing_at_ms) {
+        if rest_ok && !memo.from_event && memo.resting(memo.scratch.observing_at_ms) {
             observed.rested = true;
             return Ok(observed);
         }

@@ -419,6 +419,9 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         // A brief look (the task counts only) unless this look may end the
         // drain at its deadline or must name what blocks it.
         let brief_ok = now_ms < plan.drain_deadline_ms && !report_due;
+        // A rest under ECS throttling holds back the stuck report too (it
+        // needs the tasks' list), never the deadline.
+        let rest_ok = now_ms < plan.drain_deadline_ms;
         let looked = self
             .look(
                 &mut job.memo,
@@ -427,6 +430,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
                 plan.action_start_ms,
                 job.attempt,
                 brief_ok,
+                rest_ok,
             )
             .await;
         // In the queue each hop is one look, and nothing but the memo carries
