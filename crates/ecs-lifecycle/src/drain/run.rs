@@ -175,6 +175,11 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         else {
             return skip("container instance unknown to ECS");
         };
+        // An early drain's instance (no terminate hook holds it): may it be undone?
+        if ci.drain_hook.is_none() && ci.early_drain.is_some() {
+            let now = crate::time::epoch_ms();
+            return Ok(Accept::Answered(self.undo_early_drain(ci, now).await?));
+        }
         let (InstanceStatus::Draining, Some(hook)) = (&ci.status, ci.drain_hook.clone()) else {
             return skip("no drain of ours on the container instance");
         };
@@ -298,6 +303,9 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         match event {
             DrainEvent::Ecs(event) => self.on_ecs_event(event).await,
             DrainEvent::Signal(signal) => Ok(Accept::Answered(self.on_signal(signal).await?)),
+            DrainEvent::InstanceState(change) => {
+                Ok(Accept::Answered(self.on_instance_state(change).await?))
+            }
         }
     }
 

@@ -18,7 +18,7 @@ use crate::error::AwsError;
 use crate::model::{
     ActionAck, ActionResult, AsgGroup, AsgInstance, Cluster, CommandInvocation, CommandSent,
     ContainerInstance, ContainerInstanceArn, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE,
-    DRAIN_HOP_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, Ec2Instance, Ec2State, HookTimeouts, Image,
+    DRAIN_HOP_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, EARLY_DRAIN_ATTRIBUTE, Ec2Instance, EarlyDrain, Ec2State, HookTimeouts, Image,
     InstanceId, InstanceStatus, InstanceTypeInfo, LaunchTemplateRef, LifecycleAction,
     LifecycleHook, LifecycleState, Refresh, RefreshPreferences, ScalingActivity, Scheduling,
     Service, Task, TaskArn, TaskStatus, TemplateVersion, Transition,
@@ -434,6 +434,7 @@ impl FakeFleet {
                 drain_hook: None,
                 drain_started_ms: None,
                 drain_hop: None,
+                early_drain: None,
             },
         );
         arn
@@ -847,11 +848,61 @@ impl Ecs for FakeFleet {
                     DRAIN_HOOK_ATTRIBUTE => ci.drain_hook = Some((*value).to_owned()),
                     DRAIN_STARTED_ATTRIBUTE => ci.drain_started_ms = value.parse().ok(),
                     DRAIN_HOP_ATTRIBUTE => ci.drain_hop = value.parse().ok(),
+                    EARLY_DRAIN_ATTRIBUTE => ci.early_drain = EarlyDrain::parse(value),
                     _ => {}
                 }
             }
         }
         Ok(())
+    }
+
+    async fn delete_attributes(
+        &self,
+        _cluster: &Cluster,
+        container_instance: &ContainerInstanceArn,
+        names: &[&str],
+    ) -> Result<(), AwsError> {
+        let mut w = self.ecs("DeleteAttributes").await?;
+        if let Some(ci) = w
+            .instances
+            .values_mut()
+            .find(|c| c.arn == container_instance)
+        {
+            for name in names {
+                match *name {
+                    DRAIN_ATTRIBUTE => ci.drain_token = None,
+                    DRAIN_HOOK_ATTRIBUTE => ci.drain_hook = None,
+                    DRAIN_STARTED_ATTRIBUTE => ci.drain_started_ms = None,
+                    DRAIN_HOP_ATTRIBUTE => ci.drain_hop = None,
+                    EARLY_DRAIN_ATTRIBUTE => ci.early_drain = None,
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// ECS allows ACTIVE <-> DRAINING only; another status is a per-item failure.
+    async fn set_active(
+        &self,
+        _cluster: &Cluster,
+        arn: &ContainerInstanceArn,
+    ) -> Result<Result<(), EcsFailure>, AwsError> {
+        let mut w = self.ecs("UpdateContainerInstancesState").await?;
+        match w.instances.values_mut().find(|c| c.arn == arn) {
+            Some(ci) if matches!(ci.status, InstanceStatus::Active | InstanceStatus::Draining) => {
+                ci.status = InstanceStatus::Active;
+                Ok(Ok(()))
+            }
+            Some(ci) => Ok(Err(EcsFailure {
+                reason: format!("cannot set ACTIVE from {}", ci.status),
+                detail: None,
+            })),
+            None => Ok(Err(EcsFailure {
+                reason: "MISSING".into(),
+                detail: None,
+            })),
+        }
     }
 
     async fn set_draining(
