@@ -16,3 +16,5 @@ pub mod signal;
 pub mod undo;
 
 pub use run::{Act, Done, DrainMemo, Drainer, FUNCTION_NAME};
+#[cfg(test)]
+mod undo_tests;

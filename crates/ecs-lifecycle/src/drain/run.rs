@@ -177,8 +177,9 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         };
         // An early drain's instance (no terminate hook holds it): may it be undone?
         if ci.drain_hook.is_none() && ci.early_drain.is_some() {
-            let now = crate::time::epoch_ms();
-            return Ok(Accept::Answered(self.undo_early_drain(ci, now).await?));
+            // No wait here: the agent's own connection is such an event.
+            let wait = std::time::Duration::ZERO;
+            return Ok(Accept::Answered(self.undo_early_drain(ci, wait).await?));
         }
         let (InstanceStatus::Draining, Some(hook)) = (&ci.status, ci.drain_hook.clone()) else {
             return skip("no drain of ours on the container instance");

@@ -260,18 +260,18 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             }
             ci.early_drain = Some(marker);
         }
-        self.undo_early_drain(ci, now.saturating_add(crate::time::millis(AGENT_WAIT)))
-            .await
+        self.undo_early_drain(ci, AGENT_WAIT).await
     }
 
     /// Undoes the early drain of `ci` if [`decide`] says so, looking again
-    /// every poll interval (at most 5 s) while only the agent is missing, until
-    /// `wait_until_ms`. The outcome says what was done.
+    /// every poll interval (at most 5 s) while only the agent is missing, for
+    /// up to `agent_wait`. The outcome says what was done.
     pub(super) async fn undo_early_drain(
         &self,
         mut ci: ContainerInstance,
-        wait_until_ms: u64,
+        agent_wait: Duration,
     ) -> Result<Value, Error> {
+        let give_up = tokio::time::Instant::now() + agent_wait;
         let instance_id = ci.ec2_instance_id.clone();
         let mut group = Group::Unknown;
         let poll = self.config.common.poll_interval.min(Duration::from_secs(5));
@@ -293,7 +293,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                         None => Group::None,
                     };
                 }
-                Undo::WaitForAgent if now.saturating_add(crate::time::millis(poll)) < wait_until_ms => {
+                Undo::WaitForAgent if tokio::time::Instant::now() + poll <= give_up => {
                     tokio::time::sleep(poll).await;
                     match self
                         .ecs
