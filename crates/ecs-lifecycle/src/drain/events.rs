@@ -324,6 +324,36 @@ mod tests {
     }
 
     #[test]
+    fn ec2_state_changes() {
+        let r = only(parse_event::<DrainEvent>(&fixture("eventbridge-ec2-running")).unwrap());
+        assert_eq!(
+            r.message.unwrap(),
+            Message::Event(DrainEvent::InstanceState(InstanceStateChange {
+                instance_id: "i-0123456789abcdef0".into(),
+                state: Ec2State::Running,
+                time: Some("2026-11-22T06:40:00.000Z".into()),
+            }))
+        );
+        let mut stopped = fixture("eventbridge-ec2-running");
+        stopped["detail"]["state"] = json!("stopped");
+        let r = only(parse_event::<DrainEvent>(&stopped).unwrap());
+        assert!(
+            matches!(&r.message, Ok(Message::Event(DrainEvent::InstanceState(c))) if c.state == Ec2State::Stopped)
+        );
+        // Malformed: the field is named.
+        for (field, value) in [("instance-id", json!("web-1")), ("state", Value::Null)] {
+            let mut bad = fixture("eventbridge-ec2-running");
+            bad["detail"][field] = value;
+            let r = only(parse_event::<DrainEvent>(&bad).unwrap());
+            assert!(
+                matches!(&r.message, Err(e) if e.problem.contains(field)),
+                "{:?}",
+                r.message
+            );
+        }
+    }
+
+    #[test]
     fn ecs_state_changes() {
         let r = only(parse_event::<DrainEvent>(&fixture("eventbridge-ecs-task-stopped")).unwrap());
         let Ok(Message::Event(DrainEvent::Ecs(e))) = &r.message else {
