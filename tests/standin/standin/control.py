@@ -60,6 +60,8 @@ CONTROL API (JSON in, JSON out; a bad request answers 400 {"error": "..."}):
   POST   /_standin/ecs/step                {"cluster"?, "max_replacements"?}
                                            -> {"advanced", "replaced", "stalled"}
   POST   /_standin/ecs/auto                {"interval_ms": 500}  (0 stops)
+  POST   /_standin/ecs/agent           {"cluster", "container_instance", "connected"}: the
+                                           ECS agent's connection (moto: always true)
   POST   /_standin/ecs/service-event       {"cluster", "service", "message"}: a scheduler event
                                            (DescribeServices' events, newest first) -> the event
   POST   /_standin/ssm/outcome             {"instance_id", "status", "response_code", "stdout", "stderr"?,
@@ -113,6 +115,7 @@ from .ec2 import set_image
 from .ecs import (
     AUTO_STEPPER,
     ROUND_ROBIN,
+    agent_endpoint,
     ecs_auto_endpoint,
     ecs_seed_tasks,
     ecs_step_endpoint,
@@ -455,6 +458,7 @@ ROUTES = {
     ("GET", "/_standin/lifecycle/actions"): _locked(lambda b: LIFECYCLE.list()),
     ("POST", "/_standin/ecs/step"): ecs_step_endpoint,
     ("POST", "/_standin/ecs/service-event"): service_event_endpoint,
+    ("POST", "/_standin/ecs/agent"): agent_endpoint,
     ("POST", "/_standin/ecs/auto"): ecs_auto_endpoint,
     ("POST", "/_standin/ecs/tasks"): ecs_seed_tasks,
     ("POST", "/_standin/lambda/invoke"): LAMBDA.invoke,

@@ -19,6 +19,10 @@ STAND-IN for what moto 5.2.5 lacks or misplays (each place is marked `STAND-IN:`
     `ec2InstanceId == X`, `ec2InstanceId in [X, Y]`, `attribute:NAME == V` (moto ignores
     `filter`; other expressions are rejected here rather than silently ignored).
   * DescribeTasks: exact ARN/id match in the given cluster, `failures[]` MISSING entries.
+  * DeleteAttributes: AWS deletes by name; moto only when the request repeats the
+    value.
+  * agentConnected: moto keeps it true; `POST /_standin/ecs/agent` sets it, as the
+    agent of an instance EC2 stops and starts would.
   * Batch limits AWS enforces: DescribeTasks / DescribeContainerInstances <= 100,
     DescribeServices / UpdateContainerInstancesState <= 10.
 """
@@ -335,6 +339,23 @@ def _list_container_instances_response(self: Any) -> ActionResult:
         return _page(self, arns, "containerInstanceArns")
 
 
+_orig_delete_attribute = ecs_models.EC2ContainerServiceBackend._delete_attribute
+
+
+def _delete_attribute(self: Any, cluster_name: str, name: str, value: str | None = None,
+                      target_id: str | None = None, target_type: str | None = None) -> None:
+    """STAND-IN for DeleteAttributes: AWS deletes a container instance's attribute by
+    name (`value` is optional and not compared); moto deletes it only when the request
+    repeats its value."""
+    if target_id is not None and value is None:
+        ci_id = target_id.rsplit("/", 1)[-1]
+        instance = self.container_instances.get(cluster_name, {}).get(ci_id)
+        if instance is not None:
+            value = instance.attributes.get(name)
+    _orig_delete_attribute(self, cluster_name, name, value, target_id, target_type)
+
+
+ecs_models.EC2ContainerServiceBackend._delete_attribute = _delete_attribute
 ecs_responses.EC2ContainerServiceResponse.describe_tasks = _describe_tasks_response
 ecs_responses.EC2ContainerServiceResponse.list_tasks = _list_tasks_response
 ecs_responses.EC2ContainerServiceResponse.list_container_instances = _list_container_instances_response
@@ -525,6 +546,25 @@ def service_event_endpoint(body: dict[str, Any]) -> dict[str, Any]:
                     svc.events.insert(0, event)
                     return {"id": event["id"], "message": message}
     raise StandInError(f"no service {service} in cluster {cluster}")
+
+
+def agent_endpoint(body: dict[str, Any]) -> dict[str, Any]:
+    """`POST /_standin/ecs/agent` {"cluster", "container_instance", "connected"}: STAND-IN
+    for the ECS agent's connection (`agentConnected`), which moto keeps true forever. A
+    test plays an instance that EC2 stops (the agent goes) and starts again (the agent
+    connects a little after the instance runs). -> {"container_instance", "connected"}"""
+    cluster, ref, connected = body.get("cluster"), body.get("container_instance"), body.get("connected")
+    if not all(isinstance(v, str) and v for v in (cluster, ref)) or not isinstance(connected, bool):
+        raise StandInError('"cluster" and "container_instance" must be non-empty strings, "connected" a boolean')
+    cluster_name = cluster.rsplit("/", 1)[-1]
+    ci_id = ref.rsplit("/", 1)[-1]
+    with MOTO_LOCK:
+        for _, _, backend in loaded_backends(ecs_backends):
+            ci = backend.container_instances.get(cluster_name, {}).get(ci_id)
+            if ci is not None:
+                ci.agent_connected = connected
+                return {"container_instance": ci.container_instance_arn, "connected": connected}
+    raise StandInError(f"no container instance {ref} in cluster {cluster}")
 
 
 def ecs_auto_endpoint(body: dict[str, Any]) -> dict[str, Any]:
