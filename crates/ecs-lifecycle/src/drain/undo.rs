@@ -385,6 +385,33 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                 detail: failure.detail,
             });
         }
+        // ECS has no conditional write: a terminate action that started between
+        // the look and the write must find the instance DRAINING again. Look
+        // once more; the terminate drain also sets DRAINING at its next look.
+        if let Some(why) = self.taken_meanwhile(ci, group).await? {
+            if let Err(failure) = self.ecs.set_draining(&ci.cluster, &ci.arn).await? {
+                return Err(Error::EcsItemFailure {
+                    operation: "UpdateContainerInstancesState",
+                    arn: ci.arn.to_string(),
+                    reason: failure.reason,
+                    detail: failure.detail,
+                });
+            }
+            warn!(
+                %instance_id,
+                container_instance = %ci.arn,
+                undo = "reverted",
+                why,
+                "a terminate action took the instance while its early drain was being undone: DRAINING again"
+            );
+            return Ok(json!({
+                "outcome": "undo",
+                "instance_id": instance_id,
+                "container_instance": ci.arn,
+                "done": "reverted",
+                "early_drain": marker,
+            }));
+        }
         self.ecs
             .delete_attributes(&ci.cluster, &ci.arn, &[EARLY_DRAIN_ATTRIBUTE])
             .await?;
@@ -414,6 +441,34 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             "done": "set_active",
             "early_drain": marker,
         }))
+    }
+}
+
+impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
+    /// Whether a terminate action took the instance since the undo looked:
+    /// it left InService, or a terminate hook's drain claimed it.
+    async fn taken_meanwhile(
+        &self,
+        ci: &ContainerInstance,
+        group: &Group,
+    ) -> Result<Option<&'static str>, Error> {
+        if let Group::In(_) = group {
+            let state = self
+                .hold
+                .autoscaling
+                .instance(&ci.ec2_instance_id)
+                .await?
+                .map(|m| m.lifecycle_state);
+            if state.is_some_and(|s| s != LifecycleState::InService) {
+                return Ok(Some("not_in_service"));
+            }
+        }
+        let claimed = self
+            .ecs
+            .describe_container_instance(&ci.cluster, &ci.arn)
+            .await?
+            .is_some_and(|again| again.drain_hook.is_some());
+        Ok(claimed.then_some("terminate_hook_claims"))
     }
 }
 

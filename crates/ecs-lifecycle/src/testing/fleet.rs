@@ -658,9 +658,11 @@ impl AutoScaling for FakeFleet {
                 "injected by the fake fleet".into(),
             ));
         }
+        // The group's hook, as its actions carry it (an instance merely in
+        // service in the group holds no action, and says nothing of the hook).
         Ok(w.actions
             .values()
-            .find(|a| a.asg == asg)
+            .find(|a| a.asg == asg && a.transition_wait != LifecycleState::InService)
             .map(|a| a.timeouts))
     }
 
