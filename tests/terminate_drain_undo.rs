@@ -16,7 +16,7 @@ use std::time::Duration;
 use ecs_lifecycle_suite::drain::{start_binary, start_terminating};
 use ecs_lifecycle_suite::{aws_time, fleet_on};
 use serde_json::{Value, json};
-use testkit::{Fleet, FleetSpec, NotificationQueue, Standin, now_ms, notified_events};
+use testkit::{Fleet, FleetSpec, NotificationQueue, Standin, notified_events, now_ms};
 
 const EARLY_DRAIN_ATTRIBUTE: &str = "ecs-lifecycle.early-drain";
 const DRAIN_HOOK_ATTRIBUTE: &str = "ecs-lifecycle.drain-hook";
@@ -132,7 +132,11 @@ async fn a_spot_stop_drain_is_undone_when_the_instance_runs_again() {
     let last = invocations.last().unwrap();
     assert_eq!(last["status"], "success", "{last}");
     let o = &last["response"]["outcomes"][0];
-    assert_eq!((o["outcome"].as_str(), o["done"].as_str()), (Some("undo"), Some("set_active")), "{o}");
+    assert_eq!(
+        (o["outcome"].as_str(), o["done"].as_str()),
+        (Some("undo"), Some("set_active")),
+        "{o}"
+    );
     assert_eq!(o["early_drain"]["reason"], "spot_stop", "{o}");
     assert_eq!(fleet.status_of(0).await.unwrap(), "ACTIVE");
     assert_eq!(attribute(&fleet, 0, EARLY_DRAIN_ATTRIBUTE).await, None);
@@ -193,7 +197,10 @@ async fn an_operators_drain_and_a_terminate_hooks_drain_are_never_undone() {
     start_terminating(&s, &fleet, 0);
     let claimed_by = std::time::Instant::now() + Duration::from_secs(30);
     while attribute(&fleet, 0, DRAIN_HOOK_ATTRIBUTE).await.is_none() {
-        assert!(std::time::Instant::now() < claimed_by, "the drain never claimed the instance");
+        assert!(
+            std::time::Instant::now() < claimed_by,
+            "the drain never claimed the instance"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // EC2's `running` (a late delivery, or the instance started before Auto
@@ -203,6 +210,9 @@ async fn an_operators_drain_and_a_terminate_hooks_drain_are_never_undone() {
     assert_eq!(o["done"], "terminate_hook_claims", "{o}");
     assert_eq!(fleet.status_of(0).await.unwrap(), "DRAINING");
     let action = s.lifecycle_action(&fleet.instance_ids[0]).unwrap();
-    assert_eq!(action["state"], "active", "the drain still holds it: {action}");
+    assert_eq!(
+        action["state"], "active",
+        "the drain still holds it: {action}"
+    );
     let _ = std::fs::remove_file(&log);
 }

@@ -411,19 +411,22 @@ fn instances_running_again_reach_terminate_drain_while_a_warning_drains_early() 
     // The defaults drain on Spot warnings: `running` comes, nothing else.
     let stack = fleet();
     assert_eq!(rules(&stack, &running), ["InstanceRunningRule"]);
-    for state in ["pending", "stopping", "stopped", "shutting-down", "terminated"] {
+    for state in [
+        "pending",
+        "stopping",
+        "stopped",
+        "shutting-down",
+        "terminated",
+    ] {
         let mut other = running.clone();
         other["detail"]["state"] = json!(state);
         assert!(rules(&stack, &other).is_empty(), "{state}");
     }
-    assert!(
-        stack
-            .of_type("AWS::Lambda::Permission")
-            .values()
-            .any(|p| p["Properties"]["SourceArn"] == "<InstanceRunningRule.Arn>"
-                && p["Properties"]["FunctionName"] == "<TerminateDrainFunction.Alias>"
-                && p["Properties"]["Principal"] == "events.amazonaws.com")
-    );
+    assert!(stack.of_type("AWS::Lambda::Permission").values().any(
+        |p| p["Properties"]["SourceArn"] == "<InstanceRunningRule.Arn>"
+            && p["Properties"]["FunctionName"] == "<TerminateDrainFunction.Alias>"
+            && p["Properties"]["Principal"] == "events.amazonaws.com"
+    ));
     // Each warning that drains early brings the rule; none, no rule.
     let with = |spot: &str, rebalance: &str, scheduled: &str| {
         Stack::new(&[

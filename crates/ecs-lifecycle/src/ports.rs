@@ -22,7 +22,8 @@ pub enum DesiredStatus {
 /// Whether an EC2 instance is registered in a cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Registration {
-    Registered(ContainerInstance),
+    /// Boxed: a container instance is large beside the other variants.
+    Registered(Box<ContainerInstance>),
     NotRegistered,
     /// `ClusterNotFoundException`: the cluster does not exist.
     NoSuchCluster,

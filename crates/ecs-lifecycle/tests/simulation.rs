@@ -490,10 +490,16 @@ impl Sim {
         };
         self.schedule(warn_at, deliver(warning, "Spot stop warning"));
         self.schedule(stop_at, Scheduled::Agent(k, false));
-        self.schedule(back_at + rng.millis(200, 3000), deliver(running.clone(), RUNNING_LABEL));
+        self.schedule(
+            back_at + rng.millis(200, 3000),
+            deliver(running.clone(), RUNNING_LABEL),
+        );
         if rng.chance(20) {
             let again = back_at + rng.secs(5, 300);
-            self.schedule(again, deliver(running, &format!("{RUNNING_LABEL} (duplicate)")));
+            self.schedule(
+                again,
+                deliver(running, &format!("{RUNNING_LABEL} (duplicate)")),
+            );
         }
         self.schedule(agent_back, Scheduled::Agent(k, true));
         // Half the plans: Auto Scaling takes the instance only after it is
@@ -529,7 +535,11 @@ impl Sim {
         let id = self.instances[k].id.clone();
         self.fleet.set_agent_connected(&id, on);
         if !on {
-            for t in self.tasks.iter_mut().filter(|t| t.instance == k && !t.stopped) {
+            for t in self
+                .tasks
+                .iter_mut()
+                .filter(|t| t.instance == k && !t.stopped)
+            {
                 self.fleet
                     .set_task_status(&t.arn, TaskStatus::Stopped, TaskStatus::Stopped);
                 t.stopped = true;
@@ -537,7 +547,11 @@ impl Sim {
         }
         self.note(format!(
             "EC2: {id} {}",
-            if on { "running, agent connected" } else { "stopped, agent gone" }
+            if on {
+                "running, agent connected"
+            } else {
+                "stopped, agent gone"
+            }
         ));
     }
 

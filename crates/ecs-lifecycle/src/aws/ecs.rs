@@ -7,8 +7,8 @@ use super::{aws_error, epoch_ms};
 use crate::error::{AwsError, Class};
 use crate::model::{
     Cluster, ContainerInstance, ContainerInstanceArn, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE,
-    DRAIN_HOP_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, EARLY_DRAIN_ATTRIBUTE, EarlyDrain, InstanceId, InstanceStatus, Scheduling, Service,
-    Task, TaskArn, TaskStatus,
+    DRAIN_HOP_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, EARLY_DRAIN_ATTRIBUTE, EarlyDrain, InstanceId,
+    InstanceStatus, Scheduling, Service, Task, TaskArn, TaskStatus,
 };
 use crate::ports::{DesiredStatus, Ecs, EcsFailure, Registration, StopResult, is_no_such_cluster};
 
@@ -142,7 +142,7 @@ impl Ecs for Client {
                 .into_iter()
                 .find(|ci| ci.ec2_instance_id == ec2_instance_id)
             {
-                return Ok(Registration::Registered(ci));
+                return Ok(Registration::Registered(Box::new(ci)));
             }
         }
         Ok(Registration::NotRegistered)

@@ -34,9 +34,9 @@ impl WorkflowEvent for DrainEvent {
             | ("aws.health", HEALTH_DETAIL_TYPE) => Some(
                 parse_signal(&eb.detail_type, &eb.detail, event_time(eb)).map(DrainEvent::Signal),
             ),
-            ("aws.ec2", EC2_STATE_DETAIL_TYPE) => Some(
-                parse_state_change(&eb.detail, event_time(eb)).map(DrainEvent::InstanceState),
-            ),
+            ("aws.ec2", EC2_STATE_DETAIL_TYPE) => {
+                Some(parse_state_change(&eb.detail, event_time(eb)).map(DrainEvent::InstanceState))
+            }
             ("aws.ecs", detail_type) => {
                 Some(parse_ecs_event(detail_type, &eb.detail).map(DrainEvent::Ecs))
             }
@@ -203,8 +203,7 @@ fn parse_state_change(
         }
         None => return Err(EventError::new("detail", "missing field instance-id")),
     };
-    let state = text("state")
-        .ok_or_else(|| EventError::new("detail", "missing field state"))?;
+    let state = text("state").ok_or_else(|| EventError::new("detail", "missing field state"))?;
     Ok(InstanceStateChange {
         instance_id,
         state: Ec2State::parse(state),

@@ -241,7 +241,9 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             find_container_instance(&self.ecs, &self.config.common.clusters, instance_id).await?
         else {
             debug!(%instance_id, "running again, but not registered in the clusters searched");
-            return Ok(json!({"outcome": "undo", "instance_id": instance_id, "done": "not_registered"}));
+            return Ok(
+                json!({"outcome": "undo", "instance_id": instance_id, "done": "not_registered"}),
+            );
         };
         let closed = ci
             .early_drain
@@ -523,9 +525,19 @@ mod tests {
         let m = spot("stop");
         assert_eq!(m.reason, "spot_stop");
         assert_eq!((m.since_ms, m.until_ms), (T, T + SPOT_WINDOW_MS));
-        assert_eq!(m.to_value(), format!("spot_stop:{T}:{}", T + SPOT_WINDOW_MS));
+        assert_eq!(
+            m.to_value(),
+            format!("spot_stop:{T}:{}", T + SPOT_WINDOW_MS)
+        );
         assert_eq!(EarlyDrain::parse(&m.to_value()), Some(m));
-        for bad in ["", "spot_stop", "spot_stop:1", ":1:2", "spot:x:2", "spot:1:-2"] {
+        for bad in [
+            "",
+            "spot_stop",
+            "spot_stop:1",
+            ":1:2",
+            "spot:x:2",
+            "spot:1:-2",
+        ] {
             assert_eq!(EarlyDrain::parse(bad), None, "{bad:?}");
         }
         // Within ECS's limits: at most 128 characters of the allowed set.
@@ -540,7 +552,11 @@ mod tests {
         );
         let v = long.to_value();
         assert!(v.len() <= 128, "{v}");
-        assert!(v.chars().all(|c| c.is_ascii_alphanumeric() || "_:".contains(c)), "{v}");
+        assert!(
+            v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_:".contains(c)),
+            "{v}"
+        );
         assert_eq!(spot("hibernate").reason, "spot_hibernate");
         assert_eq!(spot("terminate").reason, "spot_terminate");
         assert_eq!(spot("anything else").reason, "spot_terminate");
@@ -571,12 +587,22 @@ mod tests {
         let start = "Sun, 30 Nov 2025 06:00:00 GMT";
         let start_ms = T + 24 * 3_600_000;
         let m = scheduled(Some(start), None);
-        assert_eq!(m.reason, "scheduled_aws_ec2_instance_reboot_maintenance_scheduled");
+        assert_eq!(
+            m.reason,
+            "scheduled_aws_ec2_instance_reboot_maintenance_scheduled"
+        );
         assert_eq!(m.until_ms, start_ms + SCHEDULED_WINDOW_MS);
         let m = scheduled(Some(start), Some("2025-11-30T09:00:00Z"));
-        assert_eq!(m.until_ms, start_ms + 3 * 3_600_000, "the end time when given");
+        assert_eq!(
+            m.until_ms,
+            start_ms + 3 * 3_600_000,
+            "the end time when given"
+        );
         assert_eq!(scheduled(None, None).until_ms, T + UNKNOWN_WINDOW_MS);
-        assert_eq!(scheduled(Some("soon"), None).until_ms, T + UNKNOWN_WINDOW_MS);
+        assert_eq!(
+            scheduled(Some("soon"), None).until_ms,
+            T + UNKNOWN_WINDOW_MS
+        );
         // A late event (its window over already) still gives the warning a Spot window.
         let m = scheduled(Some("Mon, 01 Jan 2024 00:00:00 GMT"), None);
         assert_eq!(m.until_ms, T + SPOT_WINDOW_MS);
@@ -588,7 +614,10 @@ mod tests {
         let drained = ci(InstanceStatus::Draining, Some(spot("stop")));
         let in_service = member(LifecycleState::InService);
         // The whole path: look at the group, then set ACTIVE.
-        assert_eq!(decide(Some(&drained), &Group::Unknown, back), Undo::LookAtGroup);
+        assert_eq!(
+            decide(Some(&drained), &Group::Unknown, back),
+            Undo::LookAtGroup
+        );
         assert_eq!(decide(Some(&drained), &in_service, back), Undo::SetActive);
         assert_eq!(decide(Some(&drained), &Group::None, back), Undo::SetActive);
         // The window still open: it may yet be interrupted (no group call).
@@ -599,7 +628,10 @@ mod tests {
         // The agent not connected: wait (before asking Auto Scaling).
         let mut away = drained.clone();
         away.agent_connected = false;
-        assert_eq!(decide(Some(&away), &Group::Unknown, back), Undo::WaitForAgent);
+        assert_eq!(
+            decide(Some(&away), &Group::Unknown, back),
+            Undo::WaitForAgent
+        );
         // Not in service: leaving, in standby, waiting on a hook.
         for state in [
             LifecycleState::TerminatingWait,
@@ -613,7 +645,10 @@ mod tests {
                 "{state}"
             );
         }
-        assert_eq!(decide(None, &in_service, back), Undo::Leave(Leave::NotRegistered));
+        assert_eq!(
+            decide(None, &in_service, back),
+            Undo::Leave(Leave::NotRegistered)
+        );
     }
 
     #[test]

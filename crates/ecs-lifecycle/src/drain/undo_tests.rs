@@ -84,11 +84,7 @@ fn in_service() -> FakeFleet {
 }
 
 async fn handle(d: &Drainer<FakeFleet, FakeFleet, FakeFleet>, e: &Value) -> Value {
-    let v = d
-        .handle(e, epoch_ms() + 900_000)
-        .await
-        .unwrap()
-        .to_json();
+    let v = d.handle(e, epoch_ms() + 900_000).await.unwrap().to_json();
     v["outcomes"][0].clone()
 }
 
@@ -187,7 +183,11 @@ async fn never_an_operators_drain_nor_one_a_terminate_action_holds() {
     let fleet = in_service();
     let d = drainer(&fleet, &[]);
     let ci = fleet.container_instance(ID).unwrap();
-    fleet.set_draining(&ci.cluster, &ci.arn).await.unwrap().unwrap();
+    fleet
+        .set_draining(&ci.cluster, &ci.arn)
+        .await
+        .unwrap()
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(3600)).await;
     let o = handle(&d, &running()).await;
     assert_eq!(o["done"], "not_an_early_drain", "{o}");

@@ -18,10 +18,10 @@ use crate::error::AwsError;
 use crate::model::{
     ActionAck, ActionResult, AsgGroup, AsgInstance, Cluster, CommandInvocation, CommandSent,
     ContainerInstance, ContainerInstanceArn, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE,
-    DRAIN_HOP_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, EARLY_DRAIN_ATTRIBUTE, Ec2Instance, EarlyDrain, Ec2State, HookTimeouts, Image,
-    InstanceId, InstanceStatus, InstanceTypeInfo, LaunchTemplateRef, LifecycleAction,
-    LifecycleHook, LifecycleState, Refresh, RefreshPreferences, ScalingActivity, Scheduling,
-    Service, Task, TaskArn, TaskStatus, TemplateVersion, Transition,
+    DRAIN_HOP_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, EARLY_DRAIN_ATTRIBUTE, EarlyDrain, Ec2Instance,
+    Ec2State, HookTimeouts, Image, InstanceId, InstanceStatus, InstanceTypeInfo, LaunchTemplateRef,
+    LifecycleAction, LifecycleHook, LifecycleState, Refresh, RefreshPreferences, ScalingActivity,
+    Scheduling, Service, Task, TaskArn, TaskStatus, TemplateVersion, Transition,
 };
 use crate::ports::{
     AutoScaling, DesiredStatus, Ec2, Ecs, EcsFailure, Publisher, Registration, Ssm, StopResult,
@@ -816,7 +816,7 @@ impl Ecs for FakeFleet {
         let w = self.ecs("ListContainerInstances").await?;
         Ok(w.instances
             .get(ec2_instance_id.as_str())
-            .map(|c| w.counted(c))
+            .map(|c| Box::new(w.counted(c)))
             .map_or(Registration::NotRegistered, Registration::Registered))
     }
 
