@@ -309,39 +309,49 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                         }
                     }
                 }
+                Undo::WaitForAgent if agent_wait.is_zero() => {
+                    info!(
+                        %instance_id,
+                        container_instance = %ci.arn,
+                        undo = "agent_not_connected",
+                        "an early-drained instance whose ECS agent is not connected: left DRAINING until the agent connects"
+                    );
+                    return Ok(outcome("agent_not_connected", &ci));
+                }
                 Undo::WaitForAgent => {
                     warn!(
                         %instance_id,
                         cluster = %ci.cluster,
                         container_instance = %ci.arn,
                         undo = "agent_not_connected",
+                        waited_s = agent_wait.as_secs(),
                         "an early-drained instance is back but its ECS agent is not connected yet: left DRAINING; the agent's connection event (ECS Container Instance State Change) undoes it"
                     );
                     return Ok(outcome("agent_not_connected", &ci));
                 }
                 Undo::Leave(why) => {
                     let reason = ci.early_drain.as_ref().map(|m| m.reason.as_str());
+                    let done = serde_json::to_value(&why)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default();
                     match why {
                         Leave::NotAnEarlyDrain if ci.status == InstanceStatus::Draining => info!(
                             %instance_id,
                             container_instance = %ci.arn,
                             undo = "left",
-                            why = ?why,
+                            why = done,
                             "DRAINING without an early-drain marker (an operator's or a terminate hook's drain): never undone"
                         ),
                         _ => info!(
                             %instance_id,
                             container_instance = %ci.arn,
                             undo = "left",
-                            why = ?why,
+                            why = done,
                             early_drain = reason,
                             "early drain left as it is"
                         ),
                     }
-                    let done = serde_json::to_value(&why)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default();
                     return Ok(outcome(&done, &ci));
                 }
                 Undo::ClearMarker => {
