@@ -354,12 +354,14 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                     }
                     return Ok(outcome(&done, &ci));
                 }
+                Undo::ClearMarker if self.config.common.dry_run => {
+                    info!(%instance_id, container_instance = %ci.arn, "DRY_RUN: ACTIVE again already; would remove its early-drain marker");
+                    return Ok(outcome("dry_run", &ci));
+                }
                 Undo::ClearMarker => {
-                    if !self.config.common.dry_run {
-                        self.ecs
-                            .delete_attributes(&ci.cluster, &ci.arn, &[EARLY_DRAIN_ATTRIBUTE])
-                            .await?;
-                    }
+                    self.ecs
+                        .delete_attributes(&ci.cluster, &ci.arn, &[EARLY_DRAIN_ATTRIBUTE])
+                        .await?;
                     info!(%instance_id, container_instance = %ci.arn, "ACTIVE again already: removed its early-drain marker");
                     return Ok(outcome("marker_removed", &ci));
                 }
