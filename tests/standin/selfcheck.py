@@ -896,6 +896,22 @@ def main() -> int:
     eq((res["replaced"], res["stalled"]), (0, 2), "no ACTIVE instance: drain stalls")
     ecs.update_container_instances_state(cluster="c1", containerInstances=[ci_b, ci_c], status="ACTIVE")
 
+    # the agent's connection, and DeleteAttributes by name (AWS's way)
+    st, res = s.call("POST", "/_standin/ecs/agent", {"cluster": "c1", "container_instance": ci_b,
+                                                     "connected": False})
+    eq((st, res["agent_connected"]), (200, False), "agent endpoint")
+    ci_view = lambda: ecs.describe_container_instances(cluster="c1", containerInstances=[ci_b])[
+        "containerInstances"][0]
+    eq(ci_view()["agentConnected"], False, "agentConnected reported")
+    s.call("POST", "/_standin/ecs/agent", {"cluster": "c1", "container_instance": ci_b, "connected": True})
+    eq(ci_view()["agentConnected"], True, "agent connected again")
+    eq(s.call("POST", "/_standin/ecs/agent", {"cluster": "c1", "container_instance": "nope",
+                                              "connected": True})[0], 400, "unknown container instance")
+    ecs.put_attributes(cluster="c1", attributes=[{"name": "x.marker", "value": "v1", "targetId": ci_b}])
+    check(any(a["name"] == "x.marker" for a in ci_view()["attributes"]), "attribute put")
+    ecs.delete_attributes(cluster="c1", attributes=[{"name": "x.marker", "targetId": ci_b}])
+    check(all(a["name"] != "x.marker" for a in ci_view()["attributes"]), "attribute deleted by name")
+
     # filters and paging
     eq(ecs.list_container_instances(cluster="c1", filter=f"ec2InstanceId == {i2}")["containerInstanceArns"], [ci_b],
        "ListContainerInstances filter")

@@ -304,7 +304,8 @@ fn ami_rollout_is_invoked_by_the_parameter_change_and_the_watch_schedule() {
         assert!(sources.contains(&arn), "{rule}: {sources:?}");
     }
     // Both triggers, with the launch event rule too (and terminate-drain's
-    // rules: ECS events, Spot warnings, scheduled changes by default).
+    // rules: ECS events, Spot warnings, scheduled changes, and instances
+    // running again, as Spot warnings drain early, by default).
     let both = rollout_stack(&[("LaunchTrigger", "LaunchEvent")]);
     let policy = &both.resources()["DeadLetterQueuePolicy"]["Properties"]["PolicyDocument"];
     let sources: BTreeSet<String> = policy["Statement"]
@@ -321,6 +322,7 @@ fn ami_rollout_is_invoked_by_the_parameter_change_and_the_watch_schedule() {
             "<EcsInstanceDrainedRule.Arn>",
             "<SpotWarningRule.Arn>",
             "<ScheduledChangeRule.Arn>",
+            "<InstanceRunningRule.Arn>",
             "<LaunchSuccessfulRule.Arn>",
             "<AmiParameterChangeRule.Arn>",
             "<AmiRolloutWatchRule.Arn>",

@@ -222,8 +222,8 @@ fn throttles_and_failed_invocations_are_alarmed_with_ok_actions() {
     };
     let quiet = crate::rollout_stack(&[("LaunchTrigger", "LaunchEvent")]);
     let loud = crate::rollout_stack(&[("LaunchTrigger", "LaunchEvent"), ("AlarmTopicArn", TOPIC)]);
-    // 3 functions, 9 rules (RebalanceAction=ignore: 8), the queue's 2.
-    assert_eq!(with_actions(&loud).len(), 3 + 8 + 2);
+    // 3 functions, 10 rules (RebalanceAction=ignore: 9), the queue's 2.
+    assert_eq!(with_actions(&loud).len(), 3 + 9 + 2);
     for (id, a) in with_actions(&loud) {
         assert_eq!(a["Properties"]["AlarmActions"], json!([TOPIC]), "{id}");
         assert_eq!(a["Properties"]["OKActions"], json!([TOPIC]), "{id}");

@@ -113,6 +113,7 @@ fn each_role_has_exactly_the_actions_its_function_calls() {
             "ecs:UpdateContainerInstancesState",
             "ecs:StopTask",
             "ecs:PutAttributes",
+            "ecs:DeleteAttributes",
             "autoscaling:SetInstanceHealth",
         ]))
     );
@@ -232,6 +233,7 @@ fn ecs_changes_only_in_the_given_cluster() {
         "ecs:UpdateContainerInstancesState",
         "ecs:StopTask",
         "ecs:PutAttributes",
+        "ecs:DeleteAttributes",
     ] {
         let found = statements_with(&statements, action);
         assert_eq!(found.len(), 1, "{action}");

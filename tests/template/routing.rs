@@ -400,3 +400,66 @@ fn early_warnings_reach_terminate_drain_as_their_actions_say() {
     assert_eq!(routed(&turned, &rebalance), 1);
     assert_eq!(routed(&turned, &retirement), 0);
 }
+
+#[test]
+fn instances_running_again_reach_terminate_drain_while_a_warning_drains_early() {
+    let running: Value = serde_json::from_str(&read(
+        "crates/ecs-lifecycle/fixtures/eventbridge-ec2-running.json",
+    ))
+    .unwrap();
+    let rules = |stack: &Stack, event: &Value| -> Vec<String> {
+        stack
+            .of_type("AWS::Events::Rule")
+            .into_iter()
+            .filter(|(_, r)| {
+                r["Properties"]["Targets"][0]["Arn"] == "<TerminateDrainFunction.Alias>"
+                    && matches(&r["Properties"]["EventPattern"], event)
+            })
+            .map(|(id, r)| {
+                assert!(
+                    r["Properties"]["Targets"][0]["DeadLetterConfig"]["Arn"].is_string(),
+                    "{id}"
+                );
+                id
+            })
+            .collect()
+    };
+    // The defaults drain on Spot warnings: `running` comes, nothing else.
+    let stack = fleet();
+    assert_eq!(rules(&stack, &running), ["InstanceRunningRule"]);
+    for state in [
+        "pending",
+        "stopping",
+        "stopped",
+        "shutting-down",
+        "terminated",
+    ] {
+        let mut other = running.clone();
+        other["detail"]["state"] = json!(state);
+        assert!(rules(&stack, &other).is_empty(), "{state}");
+    }
+    assert!(stack.of_type("AWS::Lambda::Permission").values().any(
+        |p| p["Properties"]["SourceArn"] == "<InstanceRunningRule.Arn>"
+            && p["Properties"]["FunctionName"] == "<TerminateDrainFunction.Alias>"
+            && p["Properties"]["Principal"] == "events.amazonaws.com"
+    ));
+    // Each warning that drains early brings the rule; none, no rule.
+    let with = |spot: &str, rebalance: &str, scheduled: &str| {
+        Stack::new(&[
+            ("ClusterName", "prod"),
+            ("AutoScalingGroupNames", "web-asg,batch-asg"),
+            ("SpotInterruptionAction", spot),
+            ("RebalanceAction", rebalance),
+            ("ScheduledEventAction", scheduled),
+        ])
+    };
+    assert!(rules(&with("ignore", "ignore", "replace"), &running).is_empty());
+    assert!(rules(&with("ignore", "ignore", "ignore"), &running).is_empty());
+    for stack in [
+        with("ignore", "drain", "replace"),
+        with("ignore", "ignore", "drain"),
+        with("drain", "drain", "drain"),
+    ] {
+        assert_eq!(rules(&stack, &running), ["InstanceRunningRule"]);
+    }
+}

@@ -22,7 +22,8 @@ pub enum DesiredStatus {
 /// Whether an EC2 instance is registered in a cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Registration {
-    Registered(ContainerInstance),
+    /// Boxed: a container instance is large beside the other variants.
+    Registered(Box<ContainerInstance>),
     NotRegistered,
     /// `ClusterNotFoundException`: the cluster does not exist.
     NoSuchCluster,
@@ -81,8 +82,22 @@ pub trait Ecs: Send + Sync {
         container_instance: &ContainerInstanceArn,
         attributes: &[(&str, &str)],
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// Removes custom attributes (by name) from a container instance, in one call.
+    fn delete_attributes(
+        &self,
+        cluster: &Cluster,
+        container_instance: &ContainerInstanceArn,
+        names: &[&str],
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
     /// Sets DRAINING; a per-item failure (`failures[]`) comes back as `Err`.
     fn set_draining(
+        &self,
+        cluster: &Cluster,
+        arn: &ContainerInstanceArn,
+    ) -> impl Future<Output = Result<Result<(), EcsFailure>, AwsError>> + Send;
+    /// Sets ACTIVE again (the undo of an early drain); a per-item failure
+    /// (`failures[]`) comes back as `Err`.
+    fn set_active(
         &self,
         cluster: &Cluster,
         arn: &ContainerInstanceArn,

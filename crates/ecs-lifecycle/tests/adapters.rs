@@ -9,6 +9,7 @@ use aws_sdk_autoscaling::operation::complete_lifecycle_action::CompleteLifecycle
 use aws_sdk_autoscaling::operation::describe_auto_scaling_instances::DescribeAutoScalingInstancesOutput;
 use aws_sdk_autoscaling::operation::describe_lifecycle_hooks::DescribeLifecycleHooksOutput;
 use aws_sdk_autoscaling::types::{AutoScalingInstanceDetails, LifecycleHook};
+use aws_sdk_ecs::operation::delete_attributes::DeleteAttributesOutput;
 use aws_sdk_ecs::operation::describe_container_instances::DescribeContainerInstancesOutput;
 use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
 use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
@@ -22,7 +23,10 @@ use aws_sdk_ecs::types::{
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::retry::RetryConfig;
-use ecs_lifecycle::model::{ActionAck, ActionResult, DRAIN_ATTRIBUTE, InstanceStatus, Scheduling};
+use ecs_lifecycle::model::{
+    ActionAck, ActionResult, DRAIN_ATTRIBUTE, EARLY_DRAIN_ATTRIBUTE, EarlyDrain, InstanceStatus,
+    Scheduling,
+};
 use ecs_lifecycle::model::{InstanceId, LifecycleAction, TaskArn, Transition};
 use ecs_lifecycle::ports::{AutoScaling, DesiredStatus, Ecs, EcsFailure, Registration, StopResult};
 
@@ -250,6 +254,86 @@ async fn set_draining_reports_failures() {
             detail: Some("not found".into())
         })
     );
+}
+
+/// The undo of an early drain: its marker read back, ACTIVE set (a
+/// `failures[]` entry is an error), the marker deleted by name only.
+#[tokio::test]
+async fn an_early_drain_is_marked_set_active_and_its_marker_deleted_by_name() {
+    let arn = "arn:aws:ecs:us-east-1:123456789012:container-instance/prod/0123";
+    let marker = "spot_stop:1795327200000:1795327920000";
+    let describe =
+        mock!(aws_sdk_ecs::Client::describe_container_instances).then_output(move || {
+            let ci = SdkCi::builder()
+                .container_instance_arn(arn)
+                .ec2_instance_id("i-0123456789abcdef0")
+                .status("DRAINING")
+                .attributes(
+                    aws_sdk_ecs::types::Attribute::builder()
+                        .name(EARLY_DRAIN_ATTRIBUTE)
+                        .value(marker)
+                        .build()
+                        .unwrap(),
+                )
+                .build();
+            DescribeContainerInstancesOutput::builder()
+                .container_instances(ci)
+                .build()
+        });
+    let active = mock!(aws_sdk_ecs::Client::update_container_instances_state)
+        .match_requests(move |r| {
+            r.status() == Some(&aws_sdk_ecs::types::ContainerInstanceStatus::Active)
+                && r.container_instances() == [arn]
+        })
+        .then_output(|| UpdateContainerInstancesStateOutput::builder().build());
+    let refused =
+        mock!(aws_sdk_ecs::Client::update_container_instances_state).then_output(move || {
+            UpdateContainerInstancesStateOutput::builder()
+                .failures(Failure::builder().arn(arn).reason("MISSING").build())
+                .build()
+        });
+    let delete = mock!(aws_sdk_ecs::Client::delete_attributes)
+        .match_requests(move |r| {
+            r.cluster() == Some("prod")
+                && r.attributes().len() == 1
+                && r.attributes()[0].name() == EARLY_DRAIN_ATTRIBUTE
+                && r.attributes()[0].value().is_none()
+                && r.attributes()[0].target_id() == Some(arn)
+        })
+        .then_output(|| DeleteAttributesOutput::builder().build());
+    let ecs = mock_client!(
+        aws_sdk_ecs,
+        RuleMode::Sequential,
+        [&describe, &active, &refused, &delete]
+    );
+    let ci = ecs
+        .describe_container_instance(&"prod".into(), &arn.into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ci.early_drain,
+        Some(EarlyDrain {
+            reason: "spot_stop".into(),
+            since_ms: 1_795_327_200_000,
+            until_ms: 1_795_327_920_000,
+        })
+    );
+    assert_eq!(
+        ecs.set_active(&"prod".into(), &arn.into()).await.unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        ecs.set_active(&"prod".into(), &arn.into()).await.unwrap(),
+        Err(EcsFailure {
+            reason: "MISSING".into(),
+            detail: None
+        })
+    );
+    // (The SDK client has an inherent `delete_attributes`: the port's, by name.)
+    Ecs::delete_attributes(&ecs, &"prod".into(), &arn.into(), &[EARLY_DRAIN_ATTRIBUTE])
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -125,6 +125,9 @@ struct SimInstance {
 
     expired_excused: bool,
     completion_checked: bool,
+    /// Seen DRAINING while its terminate action waited: never ACTIVE again
+    /// until the action is over (the undo of early drains).
+    held_draining: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -140,7 +143,29 @@ struct Delivery {
 enum Scheduled {
     ScaleIn(usize),
     Deliver(Delivery),
+    /// EC2 stops (false: the agent goes, the tasks stop) or starts (true: the
+    /// agent connects) instance k.
+    Agent(usize, bool),
 }
+
+/// The undo of an early drain, played in a quarter of the seeds (drawn from
+/// the seed apart from the world's RNG): a Spot `stop` warning for instance 0
+/// while Auto Scaling has it InService; EC2 stops it two minutes later (its
+/// agent goes, its tasks stop) and starts it again (`running`; the agent
+/// connects within 90 s), before or after its scale-in.
+struct UndoPlan {
+    k: usize,
+    /// When the agent connects again after EC2 starts the instance.
+    agent_back: Instant,
+    /// When EC2 starts it again (the `running` event's time).
+    back_at: Instant,
+    /// When the warning's drain was last answered (a Lambda retry can come
+    /// after the instance is back, and drains it again for the warning's window).
+    warned_at: Option<Instant>,
+}
+
+/// The label of the `running` event's deliveries.
+const RUNNING_LABEL: &str = "EC2 running";
 
 /// When the invocation ended, and how.
 type Run = (
@@ -197,6 +222,7 @@ struct Sim {
     full_trace: bool,
     /// SIM_TRACE=live: print trace lines as they happen.
     live_trace: bool,
+    undo: Option<UndoPlan>,
 }
 
 /// What one seed found.
@@ -229,6 +255,8 @@ struct Stats {
     dead_letters: u64,
     hand_offs: u64,
     excused_gaps: u64,
+    /// Early drains undone (the undo plan's `running` events that set ACTIVE).
+    undone: u64,
     /// Per WAIT_MODE ([in-invocation, queue]): seconds invocations ran (what
     /// Lambda bills), seconds the actions were held (start to completion), and
     /// the most invocations running at once in one seed.
@@ -250,6 +278,7 @@ impl Stats {
         self.dead_letters += o.dead_letters;
         self.hand_offs += o.hand_offs;
         self.excused_gaps += o.excused_gaps;
+        self.undone += o.undone;
         for m in 0..2 {
             self.busy_s[m] += o.busy_s[m];
             self.held_s[m] += o.held_s[m];
@@ -378,6 +407,7 @@ impl Sim {
                 excuses: Vec::new(),
                 expired_excused: false,
                 completion_checked: false,
+                held_draining: false,
             });
         }
 
@@ -411,6 +441,7 @@ impl Sim {
             schedule_ends: t0,
             full_trace: std::env::var_os("SIM_TRACE").is_some(),
             live_trace: std::env::var("SIM_TRACE").is_ok_and(|v| v == "live"),
+            undo: None,
         };
         sim.note(format!(
             "world: {n} instance(s), hooks {groups:?} s, poll {poll_s} s, MAX_DRAIN {max_drain_s} s, DRAIN_TIMEOUT_ACTION {}, WAIT_MODE {}, STANDALONE_TASKS {standalone:?}, stability {stability}, function timeout {} s, ECS events {ecs_events}",
@@ -419,7 +450,113 @@ impl Sim {
             sim.function_timeout.as_secs()
         ));
         sim.draw_schedule();
+        if seed.wrapping_mul(0xA24B_AED4_963E_E407) >> 62 == 0 {
+            sim.plan_undo(seed);
+        }
         sim
+    }
+
+    /// Schedules the [`UndoPlan`] with its own generator (the world's draws
+    /// stay as they were).
+    fn plan_undo(&mut self, seed: u64) {
+        let mut rng = Rng(seed ^ 0xE4A7_1D2C_0B5F_9A31);
+        let k = 0;
+        let (id, asg) = (self.instances[k].id.clone(), self.instances[k].asg.clone());
+        self.fleet.in_service(&id, &asg);
+        let warn_at = self.t0 + rng.secs(0, 120);
+        let stop_at = warn_at + Duration::from_secs(120);
+        let back_at = stop_at + rng.secs(10, 400);
+        let agent_back = back_at + rng.secs(0, 90);
+        let ec2 = |detail_type: &str, detail: Value, at: Instant| {
+            json!({
+                "version": "0", "id": format!("ec2-{}", epoch_at(at)), "detail-type": detail_type,
+                "source": "aws.ec2", "account": "123456789012", "time": rfc3339(epoch_at(at)),
+                "region": "us-east-1", "resources": [], "detail": detail
+            })
+        };
+        let warning = ec2(
+            "EC2 Spot Instance Interruption Warning",
+            json!({"instance-id": id, "instance-action": "stop"}),
+            warn_at,
+        );
+        let running = ec2(
+            "EC2 Instance State-change Notification",
+            json!({"instance-id": id, "state": "running"}),
+            back_at,
+        );
+        let deliver = |event: Value, label: &str| {
+            Scheduled::Deliver(Delivery {
+                event,
+                instance: None,
+                lambda_try: 0,
+                label: label.to_owned(),
+            })
+        };
+        self.schedule(warn_at, deliver(warning, "Spot stop warning"));
+        self.schedule(stop_at, Scheduled::Agent(k, false));
+        self.schedule(
+            back_at + rng.millis(200, 3000),
+            deliver(running.clone(), RUNNING_LABEL),
+        );
+        if rng.chance(20) {
+            let again = back_at + rng.secs(5, 300);
+            self.schedule(
+                again,
+                deliver(running, &format!("{RUNNING_LABEL} (duplicate)")),
+            );
+        }
+        self.schedule(agent_back, Scheduled::Agent(k, true));
+        // Half the plans: Auto Scaling takes the instance only after it is
+        // back (its scale-in moved after the agent's return), so that the undo
+        // has an instance in service to undo.
+        if rng.chance(50) {
+            let later = agent_back + rng.secs(30, 600);
+            for (at, _, what) in &mut self.queue {
+                if matches!(what, Scheduled::ScaleIn(i) if *i == k) {
+                    *at = later;
+                }
+            }
+            self.schedule_ends = self.schedule_ends.max(later);
+        }
+        self.note(format!(
+            "undo plan: {id} Spot stop warning at {}, stopped at {}, running at {}, agent back at {}",
+            self.at(warn_at).trim(),
+            self.at(stop_at).trim(),
+            self.at(back_at).trim(),
+            self.at(agent_back).trim()
+        ));
+        self.undo = Some(UndoPlan {
+            k,
+            agent_back,
+            back_at,
+            warned_at: None,
+        });
+    }
+
+    /// EC2 stops or starts instance `k`: a stop takes its agent and every task
+    /// on it (ECS reports them STOPPED); a start brings the agent back.
+    fn ec2_power(&mut self, k: usize, on: bool) {
+        let id = self.instances[k].id.clone();
+        self.fleet.set_agent_connected(&id, on);
+        if !on {
+            for t in self
+                .tasks
+                .iter_mut()
+                .filter(|t| t.instance == k && !t.stopped)
+            {
+                self.fleet
+                    .set_task_status(&t.arn, TaskStatus::Stopped, TaskStatus::Stopped);
+                t.stopped = true;
+            }
+        }
+        self.note(format!(
+            "EC2: {id} {}",
+            if on {
+                "running, agent connected"
+            } else {
+                "stopped, agent gone"
+            }
+        ));
     }
 
     fn at(&self, t: Instant) -> String {
@@ -652,6 +789,7 @@ impl Sim {
                 match what {
                     Scheduled::ScaleIn(k) => self.scale_in(k),
                     Scheduled::Deliver(d) => self.invoke(d),
+                    Scheduled::Agent(k, on) => self.ec2_power(k, on),
                 }
                 self.check();
             }
@@ -822,6 +960,15 @@ impl Sim {
                         "#{} ended after {took:.1} s: {outcome} {detail}",
                         r.id
                     ));
+                    if r.delivery.label.starts_with(RUNNING_LABEL) {
+                        let done = v["outcomes"][0]["done"].as_str().unwrap_or("?").to_owned();
+                        self.check_undo_answer(&r.delivery.label, &done, r.started, now);
+                    }
+                    if r.delivery.label.starts_with("Spot stop warning")
+                        && let Some(plan) = &mut self.undo
+                    {
+                        plan.warned_at = Some(now);
+                    }
                     if outcome == "handed_off" {
                         self.stats.hand_offs += 1;
                         // In the queue, handing over at once is the design: the
@@ -1056,6 +1203,7 @@ impl Sim {
             }
             let id = self.instances[k].id.clone();
             let hbt = self.instances[k].heartbeat_timeout;
+            self.check_held_draining(k, start);
             // Invariant 1: each gap between heartbeats (or the start) and the next
             // heartbeat or the completion is shorter than HeartbeatTimeout.
             let beats = self.fleet.heartbeats(&id);
@@ -1229,6 +1377,75 @@ impl Sim {
 
     /// Invariant 5: every action completed exactly once (or expired while the
     /// world kept it from being held).
+    /// The undo's invariant (a): an instance seen DRAINING while its terminate
+    /// action waits is never ACTIVE again until the action is over. ECS has no
+    /// conditional write, so an undo that looked before the scale-in may set it
+    /// ACTIVE; that undo puts it back (DRAINING) before it answers: only while
+    /// a `running` event's invocation is in flight is ACTIVE excused.
+    fn check_held_draining(&mut self, k: usize, start: Instant) {
+        let id = self.instances[k].id.clone();
+        let Some(status) = self.fleet.container_instance(&id).map(|c| c.status) else {
+            return;
+        };
+        if status == InstanceStatus::Draining {
+            self.instances[k].held_draining = true;
+        } else if status == InstanceStatus::Active && self.instances[k].held_draining {
+            let undoing = self
+                .running
+                .iter()
+                .any(|r| r.delivery.label.starts_with(RUNNING_LABEL));
+            if !undoing {
+                self.violation(format!(
+                    "undo (never while a hook holds it): {id} is ACTIVE again while its terminate action (started {}) waits",
+                    self.at(start).trim()
+                ));
+            }
+        }
+    }
+
+    /// The undo's invariant (b): a `running` event answered before the
+    /// instance's scale-in, once its agent is connected, leaves it ACTIVE
+    /// (`set_active`, or nothing to undo when an earlier delivery did); one
+    /// that starts after the scale-in never sets it ACTIVE (`reverted` when
+    /// the scale-in comes in the middle of it). A warning whose drain came
+    /// after the instance was back (Lambda's retry) holds it for its window.
+    fn check_undo_answer(&mut self, label: &str, done: &str, started: Instant, ended: Instant) {
+        let Some(plan) = &self.undo else {
+            return;
+        };
+        let (k, agent_back) = (plan.k, plan.agent_back);
+        let late_warning = plan.warned_at.is_some_and(|w| w > plan.back_at);
+        let id = self.instances[k].id.clone();
+        let status = self.fleet.container_instance(&id).map(|c| c.status);
+        if done == "set_active" {
+            self.stats.undone += 1;
+        }
+        let ok = match self.instances[k].started {
+            _ if late_warning => done != "set_active" || status == Some(InstanceStatus::Active),
+            // (`marker_removed`: an earlier attempt set it ACTIVE and failed
+            // before it removed the marker; Lambda's retry removes it.)
+            None if ended >= agent_back => {
+                matches!(done, "set_active" | "not_an_early_drain" | "marker_removed")
+                    && status == Some(InstanceStatus::Active)
+            }
+            None => matches!(
+                done,
+                "set_active" | "not_an_early_drain" | "marker_removed" | "agent_not_connected"
+            ),
+            // Taken before the look: never set ACTIVE, not even for a moment.
+            Some(at) if at <= started => !matches!(done, "set_active" | "reverted"),
+            Some(_) => true,
+        };
+        if !ok {
+            self.violation(format!(
+                "undo (back means ACTIVE, leaving means not): {label} answered {done} with {id} {status:?}, scale-in {}",
+                self.instances[k]
+                    .started
+                    .map_or("not yet".to_owned(), |t| format!("at {}", self.at(t).trim()))
+            ));
+        }
+    }
+
     fn finish(&mut self) {
         self.check();
         for k in 0..self.instances.len() {

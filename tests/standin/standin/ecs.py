@@ -24,6 +24,8 @@ STAND-IN for what moto 5.2.5 lacks or misplays (each place is marked `STAND-IN:`
     while it is disconnected the scheduler step moves nothing on that instance (its
     tasks keep their lastStatus, as on AWS, where they stay RUNNING until the agent
     reconnects or the instance goes away).
+  * DeleteAttributes: AWS deletes by name; moto only when the request repeats the
+    value.
   * Batch limits AWS enforces: DescribeTasks / DescribeContainerInstances <= 100,
     DescribeServices / UpdateContainerInstancesState <= 10.
 """
@@ -340,6 +342,23 @@ def _list_container_instances_response(self: Any) -> ActionResult:
         return _page(self, arns, "containerInstanceArns")
 
 
+_orig_delete_attribute = ecs_models.EC2ContainerServiceBackend._delete_attribute
+
+
+def _delete_attribute(self: Any, cluster_name: str, name: str, value: str | None = None,
+                      target_id: str | None = None, target_type: str | None = None) -> None:
+    """STAND-IN for DeleteAttributes: AWS deletes a container instance's attribute by
+    name (`value` is optional and not compared); moto deletes it only when the request
+    repeats its value."""
+    if target_id is not None and value is None:
+        ci_id = target_id.rsplit("/", 1)[-1]
+        instance = self.container_instances.get(cluster_name, {}).get(ci_id)
+        if instance is not None:
+            value = instance.attributes.get(name)
+    _orig_delete_attribute(self, cluster_name, name, value, target_id, target_type)
+
+
+ecs_models.EC2ContainerServiceBackend._delete_attribute = _delete_attribute
 ecs_responses.EC2ContainerServiceResponse.describe_tasks = _describe_tasks_response
 ecs_responses.EC2ContainerServiceResponse.list_tasks = _list_tasks_response
 ecs_responses.EC2ContainerServiceResponse.list_container_instances = _list_container_instances_response

@@ -117,8 +117,8 @@ def _ecs(op: str, p: dict[str, Any], region: str) -> list[dict[str, Any]]:
         return each("ecs:DescribeContainerInstances", "container-instance", p.get("containerInstances", []))
     if op == "UpdateContainerInstancesState":
         return each("ecs:UpdateContainerInstancesState", "container-instance", p.get("containerInstances", []))
-    if op == "PutAttributes":
-        return each("ecs:PutAttributes", "container-instance",
+    if op in ("PutAttributes", "DeleteAttributes"):
+        return each(f"ecs:{op}", "container-instance",
                     sorted({a["targetId"] for a in p.get("attributes", []) if a.get("targetId")}))
     if op == "ListTasks":
         if p.get("containerInstance"):

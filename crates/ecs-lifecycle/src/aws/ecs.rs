@@ -7,8 +7,8 @@ use super::{aws_error, epoch_ms};
 use crate::error::{AwsError, Class};
 use crate::model::{
     Cluster, ContainerInstance, ContainerInstanceArn, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE,
-    DRAIN_HOP_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, InstanceId, InstanceStatus, Scheduling, Service,
-    Task, TaskArn, TaskStatus,
+    DRAIN_HOP_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, EARLY_DRAIN_ATTRIBUTE, EarlyDrain, InstanceId,
+    InstanceStatus, Scheduling, Service, Task, TaskArn, TaskStatus,
 };
 use crate::ports::{DesiredStatus, Ecs, EcsFailure, Registration, StopResult, is_no_such_cluster};
 
@@ -35,6 +35,7 @@ fn container_instance(
         drain_hook: attribute(ci, DRAIN_HOOK_ATTRIBUTE),
         drain_started_ms: attribute(ci, DRAIN_STARTED_ATTRIBUTE).and_then(|v| v.parse().ok()),
         drain_hop: attribute(ci, DRAIN_HOP_ATTRIBUTE).and_then(|v| v.parse().ok()),
+        early_drain: attribute(ci, EARLY_DRAIN_ATTRIBUTE).and_then(|v| EarlyDrain::parse(&v)),
     })
 }
 
@@ -68,6 +69,31 @@ async fn describe_container_instances<A: AsRef<str>>(
         );
     }
     Ok(out)
+}
+
+/// UpdateContainerInstancesState for one container instance; its `failures[]`
+/// entry, if any, comes back as `Err`.
+async fn set_status(
+    client: &Client,
+    cluster: &Cluster,
+    arn: &ContainerInstanceArn,
+    status: ContainerInstanceStatus,
+) -> Result<Result<(), EcsFailure>, AwsError> {
+    let resp = client
+        .update_container_instances_state()
+        .cluster(cluster)
+        .container_instances(arn)
+        .status(status)
+        .send()
+        .await
+        .map_err(|e| aws_error("ecs", "UpdateContainerInstancesState", &e))?;
+    if let Some(f) = resp.failures().first() {
+        return Ok(Err(EcsFailure {
+            reason: f.reason().unwrap_or("unknown").to_owned(),
+            detail: f.detail().map(str::to_owned),
+        }));
+    }
+    Ok(Ok(()))
 }
 
 impl Ecs for Client {
@@ -116,7 +142,7 @@ impl Ecs for Client {
                 .into_iter()
                 .find(|ci| ci.ec2_instance_id == ec2_instance_id)
             {
-                return Ok(Registration::Registered(ci));
+                return Ok(Registration::Registered(Box::new(ci)));
             }
         }
         Ok(Registration::NotRegistered)
@@ -165,26 +191,43 @@ impl Ecs for Client {
             .map_err(|e| aws_error("ecs", "PutAttributes", &e))
     }
 
+    async fn delete_attributes(
+        &self,
+        cluster: &Cluster,
+        container_instance: &ContainerInstanceArn,
+        names: &[&str],
+    ) -> Result<(), AwsError> {
+        let mut request = self.delete_attributes().cluster(cluster);
+        for name in names {
+            request = request.attributes(
+                Attribute::builder()
+                    .name(*name)
+                    .target_id(container_instance)
+                    .build()
+                    .map_err(|e| AwsError::new("ecs", "DeleteAttributes", None, e.to_string()))?,
+            );
+        }
+        request
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_error("ecs", "DeleteAttributes", &e))
+    }
+
     async fn set_draining(
         &self,
         cluster: &Cluster,
         arn: &ContainerInstanceArn,
     ) -> Result<Result<(), EcsFailure>, AwsError> {
-        let resp = self
-            .update_container_instances_state()
-            .cluster(cluster)
-            .container_instances(arn)
-            .status(ContainerInstanceStatus::Draining)
-            .send()
-            .await
-            .map_err(|e| aws_error("ecs", "UpdateContainerInstancesState", &e))?;
-        if let Some(f) = resp.failures().first() {
-            return Ok(Err(EcsFailure {
-                reason: f.reason().unwrap_or("unknown").to_owned(),
-                detail: f.detail().map(str::to_owned),
-            }));
-        }
-        Ok(Ok(()))
+        set_status(self, cluster, arn, ContainerInstanceStatus::Draining).await
+    }
+
+    async fn set_active(
+        &self,
+        cluster: &Cluster,
+        arn: &ContainerInstanceArn,
+    ) -> Result<Result<(), EcsFailure>, AwsError> {
+        set_status(self, cluster, arn, ContainerInstanceStatus::Active).await
     }
 
     async fn task_arns(

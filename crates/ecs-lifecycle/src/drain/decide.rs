@@ -495,6 +495,7 @@ mod tests {
             drain_hook: None,
             drain_started_ms: None,
             drain_hop: None,
+            early_drain: None,
         })
     }
 

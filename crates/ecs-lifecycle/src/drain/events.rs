@@ -1,7 +1,9 @@
 //! The EventBridge events terminate-drain takes besides its lifecycle actions:
 //! ECS state changes (a task stopped, a container instance drained) that may end
-//! a drain at once, and the early warnings that instances will go away (Spot
-//! interruption, rebalance recommendation, AWS Health scheduled change).
+//! a drain at once, the early warnings that instances will go away (Spot
+//! interruption, rebalance recommendation, AWS Health scheduled change), and
+//! EC2's state changes that say an instance runs again (the undo of an early
+//! drain).
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde_json::Value;
@@ -9,7 +11,8 @@ use serde_json::Value;
 use crate::error::EventError;
 use crate::hook::event::{WorkflowEvent, event_time};
 use crate::model::{
-    Cluster, ContainerInstanceArn, InstanceId, InstanceStatus, TaskArn, TaskStatus, is_instance_id,
+    Cluster, ContainerInstanceArn, Ec2State, InstanceId, InstanceStatus, TaskArn, TaskStatus,
+    is_instance_id,
 };
 
 /// An event of terminate-drain's.
@@ -19,6 +22,9 @@ pub enum DrainEvent {
     Ecs(EcsEvent),
     /// An early warning that instances will go away (Spot, rebalance, maintenance).
     Signal(Signal),
+    /// `EC2 Instance State-change Notification`: an instance early-drained may be
+    /// back (`running`).
+    InstanceState(InstanceStateChange),
 }
 
 impl WorkflowEvent for DrainEvent {
@@ -28,6 +34,9 @@ impl WorkflowEvent for DrainEvent {
             | ("aws.health", HEALTH_DETAIL_TYPE) => Some(
                 parse_signal(&eb.detail_type, &eb.detail, event_time(eb)).map(DrainEvent::Signal),
             ),
+            ("aws.ec2", EC2_STATE_DETAIL_TYPE) => {
+                Some(parse_state_change(&eb.detail, event_time(eb)).map(DrainEvent::InstanceState))
+            }
             ("aws.ecs", detail_type) => {
                 Some(parse_ecs_event(detail_type, &eb.detail).map(DrainEvent::Ecs))
             }
@@ -39,6 +48,17 @@ impl WorkflowEvent for DrainEvent {
 pub const SPOT_DETAIL_TYPE: &str = "EC2 Spot Instance Interruption Warning";
 pub const REBALANCE_DETAIL_TYPE: &str = "EC2 Instance Rebalance Recommendation";
 pub const HEALTH_DETAIL_TYPE: &str = "AWS Health Event";
+pub const EC2_STATE_DETAIL_TYPE: &str = "EC2 Instance State-change Notification";
+
+/// EC2's `EC2 Instance State-change Notification` (the template routes only
+/// `running` ones to terminate-drain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStateChange {
+    pub instance_id: InstanceId,
+    pub state: Ec2State,
+    /// The event's time (RFC 3339): when EC2 saw the instance in `state`.
+    pub time: Option<String>,
+}
 
 /// EC2's and AWS Health's notices that instances will go away, before Auto Scaling
 /// knows.
@@ -59,6 +79,8 @@ pub enum Signal {
     ScheduledChange {
         event_type_code: String,
         start_time: Option<String>,
+        /// The end of the maintenance window, when the event gives one.
+        end_time: Option<String>,
         instance_ids: Vec<InstanceId>,
     },
 }
@@ -159,10 +181,34 @@ fn parse_signal(
             Ok(Signal::ScheduledChange {
                 event_type_code: text("eventTypeCode").unwrap_or_default(),
                 start_time: text("startTime"),
+                end_time: text("endTime"),
                 instance_ids,
             })
         }
     }
+}
+
+fn parse_state_change(
+    detail: &Value,
+    time: Option<String>,
+) -> Result<InstanceStateChange, EventError> {
+    let text = |k: &str| detail.get(k).and_then(Value::as_str);
+    let instance_id = match text("instance-id") {
+        Some(id) if is_instance_id(id) => InstanceId::from(id),
+        Some(id) => {
+            return Err(EventError::new(
+                "detail",
+                format!("field instance-id is not an EC2 instance id: {id:?}"),
+            ));
+        }
+        None => return Err(EventError::new("detail", "missing field instance-id")),
+    };
+    let state = text("state").ok_or_else(|| EventError::new("detail", "missing field state"))?;
+    Ok(InstanceStateChange {
+        instance_id,
+        state: Ec2State::parse(state),
+        time,
+    })
 }
 
 fn parse_ecs_event(detail_type: &str, detail: &Value) -> Result<EcsEvent, EventError> {
@@ -248,6 +294,7 @@ mod tests {
             Signal::ScheduledChange {
                 event_type_code: "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED".into(),
                 start_time: Some("Mon, 30 Nov 2026 09:00:00 GMT".into()),
+                end_time: None,
                 instance_ids: vec!["i-0123456789abcdef0".into()],
             }
         );
@@ -273,6 +320,36 @@ mod tests {
             "{:?}",
             r.message
         );
+    }
+
+    #[test]
+    fn ec2_state_changes() {
+        let r = only(parse_event::<DrainEvent>(&fixture("eventbridge-ec2-running")).unwrap());
+        assert_eq!(
+            r.message.unwrap(),
+            Message::Event(DrainEvent::InstanceState(InstanceStateChange {
+                instance_id: "i-0123456789abcdef0".into(),
+                state: Ec2State::Running,
+                time: Some("2026-11-22T06:40:00.000Z".into()),
+            }))
+        );
+        let mut stopped = fixture("eventbridge-ec2-running");
+        stopped["detail"]["state"] = json!("stopped");
+        let r = only(parse_event::<DrainEvent>(&stopped).unwrap());
+        assert!(
+            matches!(&r.message, Ok(Message::Event(DrainEvent::InstanceState(c))) if c.state == Ec2State::Stopped)
+        );
+        // Malformed: the field is named.
+        for (field, value) in [("instance-id", json!("web-1")), ("state", Value::Null)] {
+            let mut bad = fixture("eventbridge-ec2-running");
+            bad["detail"][field] = value;
+            let r = only(parse_event::<DrainEvent>(&bad).unwrap());
+            assert!(
+                matches!(&r.message, Err(e) if e.problem.contains(field)),
+                "{:?}",
+                r.message
+            );
+        }
     }
 
     #[test]

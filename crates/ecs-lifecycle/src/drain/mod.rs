@@ -5,12 +5,16 @@
 //! [`decide`] is the pure decision, [`observe`] what one poll looks at, [`run`]
 //! the workflow the hook runtime ([`crate::hook::runtime`]) carries out,
 //! [`events`] the ECS, Spot and Health events it takes, [`signal`] what it does
-//! with the early warnings.
+//! with the early warnings, [`undo`] how an early drain that did not end in
+//! termination is undone.
 
 pub mod decide;
 pub mod events;
 pub mod observe;
 pub mod run;
 pub mod signal;
+pub mod undo;
 
 pub use run::{Act, Done, DrainMemo, Drainer, FUNCTION_NAME};
+#[cfg(test)]
+mod undo_tests;

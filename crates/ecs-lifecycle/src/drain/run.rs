@@ -261,6 +261,12 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             Ok(None) => return skip("container instance unknown to ECS"),
             Err(e) => return transient(&e).unwrap_or(Err(e.into())),
         };
+        // An early drain's instance (no terminate hook holds it): may it be undone?
+        if ci.drain_hook.is_none() && ci.early_drain.is_some() {
+            // No wait here: the agent's own connection is such an event.
+            let wait = std::time::Duration::ZERO;
+            return Ok(Accept::Answered(self.undo_early_drain(ci, wait).await?));
+        }
         let (InstanceStatus::Draining, Some(hook)) = (&ci.status, ci.drain_hook.clone()) else {
             return skip("no drain of ours on the container instance");
         };
@@ -386,6 +392,9 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         match event {
             DrainEvent::Ecs(event) => self.on_ecs_event(event).await,
             DrainEvent::Signal(signal) => Ok(Accept::Answered(self.on_signal(signal).await?)),
+            DrainEvent::InstanceState(change) => {
+                Ok(Accept::Answered(self.on_instance_state(change).await?))
+            }
         }
     }
 

@@ -5,7 +5,9 @@
 //! answers, and the terminate hook, when it comes, finds the drain under way.
 //!
 //! - `drain`: set the container instance DRAINING now (ECS starts moving service
-//!   tasks) and, with STANDALONE_TASKS=stop, stop its standalone tasks.
+//!   tasks) and, with STANDALONE_TASKS=stop, stop its standalone tasks. The
+//!   drain is marked as early ([`crate::model::EARLY_DRAIN_ATTRIBUTE`]), so
+//!   that it is undone if the instance comes back ([`super::undo`]).
 //! - `replace` (scheduled changes): mark the instance unhealthy in its group, so
 //!   Auto Scaling replaces it through the terminate hook, drained as usual, long
 //!   before the maintenance date.
@@ -17,11 +19,14 @@ use crate::config::{SignalAction, StandalonePolicy};
 use crate::drain::decide::Role;
 use crate::drain::events::Signal;
 use crate::drain::run::{DrainMemo, Drainer};
+use crate::drain::undo;
 use crate::error::Error;
 use crate::hook::lookup::find_container_instance;
-use crate::model::{InstanceId, InstanceStatus, Transition};
+use crate::model::{
+    ContainerInstance, EARLY_DRAIN_ATTRIBUTE, EarlyDrain, InstanceId, InstanceStatus, Transition,
+};
 use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
-use crate::time::{epoch_ms_of, rfc3339};
+use crate::time::{epoch_ms, epoch_ms_of, rfc3339};
 
 /// Two minutes: EC2's notice ahead of a Spot interruption.
 const SPOT_NOTICE_MS: u64 = 120_000;
@@ -56,12 +61,13 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             Signal::ScheduledChange {
                 event_type_code,
                 start_time,
+                end_time,
                 instance_ids,
             } => (
                 "scheduled_change",
                 cfg.scheduled_event,
                 instance_ids.clone(),
-                json!({"event_type_code": event_type_code, "start_time": start_time}),
+                json!({"event_type_code": event_type_code, "start_time": start_time, "end_time": end_time}),
             ),
         };
         if instances.is_empty() {
@@ -71,6 +77,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                 "the event names no EC2 instance (a Dedicated Host, a volume): nothing to do"
             );
         }
+        let marker = undo::marker_for(&signal, epoch_ms());
         let mut results = Vec::new();
         for instance_id in &instances {
             let result = match action {
@@ -78,7 +85,10 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                     info!(signal = kind, %instance_id, "ignored by configuration");
                     json!({"instance_id": instance_id, "done": "ignored"})
                 }
-                SignalAction::Drain => self.drain_early(kind, instance_id, &detail).await?,
+                SignalAction::Drain => {
+                    self.drain_early(kind, instance_id, &detail, &marker)
+                        .await?
+                }
                 SignalAction::Replace => self.replace(kind, instance_id, &detail).await?,
             };
             results.push(result);
@@ -86,12 +96,19 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         Ok(json!({"outcome": "signal", "signal": kind, "detail": detail, "instances": results}))
     }
 
-    /// DRAINING now, and the standalone policy applied.
+    /// DRAINING now, marked as an early drain, and the standalone policy applied.
+    /// The marker is written first: a drain this function started is always
+    /// one it can undo (a failure in between leaves an ACTIVE instance with a
+    /// marker, which the next look removes). An instance DRAINING already is
+    /// someone else's drain (a terminate hook's, an operator's) and gets no
+    /// marker, unless an earlier early drain marked it: that marker then takes
+    /// the later warning's reason and the later of the two windows.
     async fn drain_early(
         &self,
         kind: &str,
         instance_id: &InstanceId,
         detail: &Value,
+        marker: &EarlyDrain,
     ) -> Result<Value, Error> {
         let Some(ci) =
             find_container_instance(&self.ecs, &self.config.common.clusters, instance_id).await?
@@ -103,9 +120,26 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             info!(signal = kind, %instance_id, status = %ci.status, "DRY_RUN: would drain early");
             return Ok(json!({"instance_id": instance_id, "done": "dry_run"}));
         }
-        if ci.status == InstanceStatus::Active {
-            self.set_draining(&ci, None, instance_id, json!({"reason": kind}))
+        let ours = ci.drain_hook.is_none();
+        match (&ci.status, &ci.early_drain) {
+            (InstanceStatus::Active, _) => {
+                self.mark_early(&ci, marker).await?;
+                self.set_draining(
+                    &ci,
+                    None,
+                    instance_id,
+                    json!({"reason": kind, "early_drain": marker.reason}),
+                )
                 .await?;
+            }
+            (InstanceStatus::Draining, Some(earlier)) if ours => {
+                let later = EarlyDrain {
+                    until_ms: marker.until_ms.max(earlier.until_ms),
+                    ..marker.clone()
+                };
+                self.mark_early(&ci, &later).await?;
+            }
+            _ => {}
         }
         let mut stopped = 0;
         if self.config.standalone == StandalonePolicy::Stop {
@@ -137,6 +171,18 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             "container_instance": ci.arn,
             "standalone_stopped": stopped,
         }))
+    }
+
+    /// Writes the early-drain marker on the container instance.
+    async fn mark_early(&self, ci: &ContainerInstance, marker: &EarlyDrain) -> Result<(), Error> {
+        self.ecs
+            .set_attributes(
+                &ci.cluster,
+                &ci.arn,
+                &[(EARLY_DRAIN_ATTRIBUTE, &marker.to_value())],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Whether `asg` is a group of this deployment: it has a terminate hook that

@@ -21,7 +21,7 @@ pub async fn find_container_instance<E: Ecs>(
     };
     for cluster in &clusters {
         match ecs.find_container_instance(cluster, instance_id).await? {
-            Registration::Registered(ci) => return Ok(Some(ci)),
+            Registration::Registered(ci) => return Ok(Some(*ci)),
             Registration::NotRegistered => {}
             Registration::NoSuchCluster => {
                 warn!(%cluster, "cluster not found; check CLUSTER_NAME")

@@ -38,6 +38,10 @@ pub struct ContainerInstance {
     /// The value of its [`DRAIN_HOP_ATTRIBUTE`]: the latest hop of the drain's
     /// chain that has looked at it.
     pub drain_hop: Option<u32>,
+    /// The value of its [`EARLY_DRAIN_ATTRIBUTE`]: an early warning (Spot,
+    /// rebalance, maintenance) set it DRAINING, and until when that drain may
+    /// end in termination.
+    pub early_drain: Option<EarlyDrain>,
 }
 
 /// The ECS attribute on a container instance that names the one terminate-drain
@@ -58,6 +62,50 @@ pub const DRAIN_STARTED_ATTRIBUTE: &str = "ecs-lifecycle.drain-started";
 /// retry) finds a later one has looked, and stops instead of continuing a
 /// second chain (with WAIT_MODE=queue a chain hops at every poll).
 pub const DRAIN_HOP_ATTRIBUTE: &str = "ecs-lifecycle.drain-hop";
+
+/// The ECS attribute an early drain (Spot, rebalance or maintenance warning)
+/// writes on a container instance just before it sets it DRAINING: who
+/// started the drain and until when it may end in termination
+/// ([`EarlyDrain`]). Only a drain with this marker is ever set ACTIVE again
+/// (`drain::undo`); an operator's DRAINING has none, a terminate hook's drain
+/// carries [`DRAIN_HOOK_ATTRIBUTE`].
+pub const EARLY_DRAIN_ATTRIBUTE: &str = "ecs-lifecycle.early-drain";
+
+/// What the [`EARLY_DRAIN_ATTRIBUTE`] says: `<reason>:<since_ms>:<until_ms>`
+/// (ECS attribute values allow letters, digits, `_`, `-`, `.`, `@`, `/`, `:`
+/// and spaces, up to 128 characters).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EarlyDrain {
+    /// What started it: `spot_terminate`, `spot_stop`, `spot_hibernate`,
+    /// `rebalance_recommendation` or `scheduled_<event type code>`.
+    pub reason: String,
+    /// When the early drain set DRAINING (epoch ms).
+    pub since_ms: u64,
+    /// The end of the event's window (epoch ms): an instance still in service
+    /// after it was not taken away. Lowered to the moment EC2 reports the
+    /// instance running again after the drain.
+    pub until_ms: u64,
+}
+
+impl EarlyDrain {
+    /// The attribute's value.
+    pub fn to_value(&self) -> String {
+        format!("{}:{}:{}", self.reason, self.since_ms, self.until_ms)
+    }
+
+    /// Reads an attribute's value; `None` when it is not one this code wrote.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.rsplitn(3, ':');
+        let until_ms = parts.next()?.parse().ok()?;
+        let since_ms = parts.next()?.parse().ok()?;
+        let reason = parts.next().filter(|r| !r.is_empty())?.to_owned();
+        Some(EarlyDrain {
+            reason,
+            since_ms,
+            until_ms,
+        })
+    }
+}
 
 /// A task, as far as draining cares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

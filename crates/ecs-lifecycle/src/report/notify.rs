@@ -24,6 +24,9 @@ pub enum Event {
     /// MAX_DRAIN_SECONDS ran out with DRAIN_TIMEOUT_ACTION=retain: completed
     /// ABANDON with the tasks still running, the instance kept for an operator.
     DrainRetained,
+    /// terminate-drain set an early-drained container instance ACTIVE again:
+    /// the warning that drained it did not end in termination.
+    DrainUndone,
     /// launch-verify found an instance that did not join its cluster.
     OrphanFound,
     /// ami-rollout started an instance refresh to a new AMI.
@@ -43,6 +46,7 @@ impl Event {
             Event::DrainCompleted => "drain_completed",
             Event::DrainTimedOut => "drain_timed_out",
             Event::DrainRetained => "drain_retained",
+            Event::DrainUndone => "drain_undone",
             Event::OrphanFound => "orphan_found",
             Event::RolloutStarted => "rollout_started",
             Event::RolloutCompleted => "rollout_completed",
@@ -57,6 +61,7 @@ impl Event {
         Event::DrainCompleted,
         Event::DrainTimedOut,
         Event::DrainRetained,
+        Event::DrainUndone,
         Event::OrphanFound,
         Event::RolloutStarted,
         Event::RolloutCompleted,
@@ -167,6 +172,6 @@ mod tests {
         let s = n.subject();
         assert!(s.len() <= 100 && s.is_ascii());
         let names: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
-        assert_eq!(names.len(), 9);
+        assert_eq!(names.len(), 10);
     }
 }

@@ -18,6 +18,7 @@ pub fn fixture(name: &str) -> Value {
         "eventbridge-spot-interruption" => {
             include_str!("../../fixtures/eventbridge-spot-interruption.json")
         }
+        "eventbridge-ec2-running" => include_str!("../../fixtures/eventbridge-ec2-running.json"),
         "eventbridge-rebalance" => include_str!("../../fixtures/eventbridge-rebalance.json"),
         "eventbridge-health-retirement" => {
             include_str!("../../fixtures/eventbridge-health-retirement.json")

@@ -18,10 +18,10 @@ use crate::error::AwsError;
 use crate::model::{
     ActionAck, ActionResult, AsgGroup, AsgInstance, Cluster, CommandInvocation, CommandSent,
     ContainerInstance, ContainerInstanceArn, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE,
-    DRAIN_HOP_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, Ec2Instance, Ec2State, HookTimeouts, Image,
-    InstanceId, InstanceStatus, InstanceTypeInfo, LaunchTemplateRef, LifecycleAction,
-    LifecycleHook, LifecycleState, Refresh, RefreshPreferences, ScalingActivity, Scheduling,
-    Service, Task, TaskArn, TaskStatus, TemplateVersion, Transition,
+    DRAIN_HOP_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, EARLY_DRAIN_ATTRIBUTE, EarlyDrain, Ec2Instance,
+    Ec2State, HookTimeouts, Image, InstanceId, InstanceStatus, InstanceTypeInfo, LaunchTemplateRef,
+    LifecycleAction, LifecycleHook, LifecycleState, Refresh, RefreshPreferences, ScalingActivity,
+    Scheduling, Service, Task, TaskArn, TaskStatus, TemplateVersion, Transition,
 };
 use crate::ports::{
     AutoScaling, DesiredStatus, Ec2, Ecs, EcsFailure, Publisher, Registration, Ssm, StopResult,
@@ -523,6 +523,7 @@ impl FakeFleet {
                 drain_hook: None,
                 drain_started_ms: None,
                 drain_hop: None,
+                early_drain: None,
             },
         );
         arn
@@ -754,9 +755,11 @@ impl AutoScaling for FakeFleet {
                 "injected by the fake fleet".into(),
             ));
         }
+        // The group's hook, as its actions carry it (an instance merely in
+        // service in the group holds no action, and says nothing of the hook).
         Ok(w.actions
             .values()
-            .find(|a| a.asg == asg)
+            .find(|a| a.asg == asg && a.transition_wait != LifecycleState::InService)
             .map(|a| a.timeouts))
     }
 
@@ -923,7 +926,7 @@ impl Ecs for FakeFleet {
         let w = self.ecs("ListContainerInstances").await?;
         Ok(w.instances
             .get(ec2_instance_id.as_str())
-            .map(|c| w.counted(c))
+            .map(|c| Box::new(w.counted(c)))
             .map_or(Registration::NotRegistered, Registration::Registered))
     }
 
@@ -970,11 +973,61 @@ impl Ecs for FakeFleet {
                     DRAIN_HOOK_ATTRIBUTE => ci.drain_hook = Some((*value).to_owned()),
                     DRAIN_STARTED_ATTRIBUTE => ci.drain_started_ms = value.parse().ok(),
                     DRAIN_HOP_ATTRIBUTE => ci.drain_hop = value.parse().ok(),
+                    EARLY_DRAIN_ATTRIBUTE => ci.early_drain = EarlyDrain::parse(value),
                     _ => {}
                 }
             }
         }
         Ok(())
+    }
+
+    async fn delete_attributes(
+        &self,
+        _cluster: &Cluster,
+        container_instance: &ContainerInstanceArn,
+        names: &[&str],
+    ) -> Result<(), AwsError> {
+        let mut w = self.ecs("DeleteAttributes").await?;
+        if let Some(ci) = w
+            .instances
+            .values_mut()
+            .find(|c| c.arn == container_instance)
+        {
+            for name in names {
+                match *name {
+                    DRAIN_ATTRIBUTE => ci.drain_token = None,
+                    DRAIN_HOOK_ATTRIBUTE => ci.drain_hook = None,
+                    DRAIN_STARTED_ATTRIBUTE => ci.drain_started_ms = None,
+                    DRAIN_HOP_ATTRIBUTE => ci.drain_hop = None,
+                    EARLY_DRAIN_ATTRIBUTE => ci.early_drain = None,
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// ECS allows ACTIVE <-> DRAINING only; another status is a per-item failure.
+    async fn set_active(
+        &self,
+        _cluster: &Cluster,
+        arn: &ContainerInstanceArn,
+    ) -> Result<Result<(), EcsFailure>, AwsError> {
+        let mut w = self.ecs("UpdateContainerInstancesState").await?;
+        match w.instances.values_mut().find(|c| c.arn == arn) {
+            Some(ci) if matches!(ci.status, InstanceStatus::Active | InstanceStatus::Draining) => {
+                ci.status = InstanceStatus::Active;
+                Ok(Ok(()))
+            }
+            Some(ci) => Ok(Err(EcsFailure {
+                reason: format!("cannot set ACTIVE from {}", ci.status),
+                detail: None,
+            })),
+            None => Ok(Err(EcsFailure {
+                reason: "MISSING".into(),
+                detail: None,
+            })),
+        }
     }
 
     async fn set_draining(
