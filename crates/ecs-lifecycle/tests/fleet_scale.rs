@@ -12,7 +12,9 @@
 //!
 //! `cargo test --workspace --test fleet_scale -- --ignored --nocapture`
 //! prints a Markdown table (docs/benchmarks.md). `FLEET_DRAINS` (default
-//! 1000) and `FLEET_STUCK_S` (`a..b`, default 60..600) change the scenario.
+//! 1000), `FLEET_STUCK_S` (`a..b`, default 60..600), `FLEET_WINDOW_S` (the
+//! batching window, default 1) and `FLEET_MODES` (default
+//! `in-invocation,queue`) change the scenario.
 //! It is `#[ignore]`d: CI does not run benchmarks.
 
 #![allow(
@@ -456,7 +458,7 @@ impl Report {
         let cost = f.invocations as f64 * REQUEST_USD + self.billed_s * MEMORY_GB * GB_SECOND_USD;
         let s = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{v:.1}"));
         format!(
-            "| {} | {} of {} | {} | {} | {} ({} from the queue, {} records) | {} | {:.1} % | {:.1} ({:.1} reads) | {:.1} % | {:.1} | {} / {} / {} s | {} / {} | ${:.4} | {:.0} s |",
+            "| {} | {} of {} | {} | {} | {} ({} from the queue, {} records) | {} | {:.1} % | {:.1} ({:.1} reads) | {:.1} % | {:.1} | {} / {} / {} s | {} / {} | ${:.5} | {:.0} s |",
             if self.queue { "queue" } else { "in-invocation" },
             self.completed,
             self.drains,
@@ -582,7 +584,12 @@ fn fleet_scale() {
     out.push_str("| WAIT_MODE | completed | expired | completed twice | invocations | most in flight | billed / drain time | ECS calls per drain | reads throttled | reads granted per s (mean) | lag p50 / p95 / max | function errors / records returned | cost (arm64, 128 MB) | virtual time |\n");
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut failed = Vec::new();
-    for queue in [false, true] {
+    let modes = std::env::var("FLEET_MODES").unwrap_or_else(|_| "in-invocation,queue".into());
+    for queue in modes.split(',').map(|m| match m.trim() {
+        "queue" => true,
+        "in-invocation" => false,
+        other => panic!("FLEET_MODES: {other:?} is not queue or in-invocation"),
+    }) {
         let started = std::time::Instant::now();
         let r = scenario(drains, queue, stuck);
         eprintln!(

@@ -25,7 +25,7 @@ use crate::hook::runtime::{self, Flow, Holder, HookWorkflow, OutcomeOf, Spec, Ta
 use crate::hook::{Accept, Job};
 use crate::model::{
     AsgInstance, Cluster, ContainerInstance, ContainerInstanceArn, InstanceId, InstanceStatus,
-    LifecycleAction, TaskArn, Transition,
+    LifecycleAction, LifecycleState, TaskArn, Transition,
 };
 use crate::ports::{AutoScaling, Ecs, Publisher, StopResult};
 use crate::report::{Event, Notification, Record};
@@ -448,6 +448,25 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         if self.config.common.wait_mode == WaitMode::Queue {
             job.memo
                 .after_look(&looked, now_ms, plan.policy.poll_interval_ms);
+        }
+        // An ECS event only hastens the drain its chain carries anyway: a look
+        // of its that fails for a moment (ECS throttling) ends it, rather than
+        // retrying into a busy ECS or handing over (which would start a chain
+        // beside the drain's own).
+        if job.memo.from_event
+            && let Err(e) = &looked
+            && e.is_retryable()
+        {
+            info!(error = %e, "an ECS event's look failed for a moment; the drain's own chain looks at its pace");
+            return Ok(Observed {
+                asg_instance: Some(AsgInstance {
+                    instance_id: instance_id.clone(),
+                    asg: job.action.asg.clone(),
+                    lifecycle_state: LifecycleState::TerminatingWait,
+                }),
+                rested: true,
+                ..Observed::default()
+            });
         }
         let observed = looked?;
         if report_due
