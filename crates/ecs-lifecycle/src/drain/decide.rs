@@ -52,8 +52,9 @@ pub struct Observed {
     /// empty and means nothing). Taken only before the drain deadline, with the
     /// agent connected and a recent census (see [`Census`]).
     pub brief: Option<Brief>,
-    /// No ECS call was made: the drain rests its looks while ECS throttles
-    /// (only the Auto Scaling instance was read). Never at the drain deadline.
+    /// The drain rests its looks while ECS throttles: only the container
+    /// instance was read (for the chain's claim), not its tasks. Never at the
+    /// drain deadline.
     pub rested: bool,
 }
 

@@ -107,9 +107,10 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         {
             return Ok(observed);
         }
-        // ECS throttled this drain's last look: no ECS call until the rest
-        // is over (the action is still heartbeated).
-        if rest_ok && !memo.from_event && memo.resting(memo.scratch.observing_at_ms) {
+        let resting = rest_ok && !memo.from_event && memo.resting(memo.scratch.observing_at_ms);
+        // Resting, most hops make no ECS call at all; every fourth reads the
+        // container instance (below) so that a duplicate chain still stops.
+        if resting && attempt % REST_CLAIM_CHECK_EVERY_HOPS != 0 {
             observed.rested = true;
             return Ok(observed);
         }
@@ -117,6 +118,12 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             return Ok(observed);
         };
         observed.superseded_by = self.claim(memo, &ci, hook, action_start_ms, attempt).await;
+        if observed.superseded_by.is_some() {
+            // This chain stops: nothing more to look at (and a look of the
+            // tasks that fails must not hide that it is a duplicate).
+            observed.container_instance = Some(ci);
+            return Ok(observed);
+        }
         // A disconnected agent reports no task as stopped: how long it has been
         // so (carried across invocations) bounds the wait.
         memo.agent_disconnected_since_ms = if ci.agent_connected {
@@ -126,6 +133,15 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                 .or(Some(memo.scratch.observing_at_ms))
         };
         observed.agent_disconnected_since_ms = memo.agent_disconnected_since_ms;
+        // ECS throttled this drain's last look: until the rest is over, a
+        // look is at most the container instance (one read, shared with the
+        // batch's other looks), which tells a duplicate chain to stop; the
+        // tasks are not listed. (The action is heartbeated all the same.)
+        if ci.status == InstanceStatus::Draining && resting {
+            observed.rested = true;
+            observed.container_instance = Some(ci);
+            return Ok(observed);
+        }
         if ci.status == InstanceStatus::Draining {
             if let Some(brief) = self.brief(memo, &ci, brief_ok) {
                 memo.scratch.counted_live = true;
@@ -403,6 +419,10 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             .collect())
     }
 }
+
+/// While a drain rests under ECS throttling, one hop in this many reads its
+/// container instance (for the chain's claim); the others make no ECS call.
+pub const REST_CLAIM_CHECK_EVERY_HOPS: u32 = 4;
 
 /// The longest a census is trusted. A task started on the draining instance
 /// after it shows as a count above the fewest seen; one whose start the stop

@@ -64,7 +64,8 @@ pub struct DrainMemo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stuck_reported_at_ms: Option<u64>,
     /// The drain's share of a throttled ECS: after a look ECS throttled, the
-    /// drain skips its looks for this long (doubling from the poll interval
+    /// drain's looks list no task and read the container instance at one hop
+    /// in four only (its claim, for one chain per action), for this long (doubling from the poll interval
     /// up to [`MAX_REST_MS`] while ECS keeps throttling, halving after a look
     /// that went through), so a thousand drains ask for what the account's
     /// bucket grants instead of retrying into it. Heartbeats never rest.

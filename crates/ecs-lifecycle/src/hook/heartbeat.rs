@@ -73,17 +73,41 @@ pub async fn last_heartbeat<A: AutoScaling>(
     clock: &Clock,
     until_ms: u64,
 ) {
-    // Never past the invocation's end, however slow Auto Scaling answers.
-    let left = until_ms.saturating_sub(clock.now_ms()).saturating_sub(500);
-    match tokio::time::timeout(Duration::from_millis(left), autoscaling.heartbeat(action)).await {
-        Ok(Ok(ActionAck::Accepted)) => {
-            beat.accepted(clock.now_ms());
-            info!("recorded a last heartbeat before letting go of the action")
+    // A failure that waiting can heal (Auto Scaling throttling or failing for
+    // a moment) is tried again, 1 s later, then 2, 4 and 8 s apart: the next
+    // invocation may come only after the action would expire (a queue's delay,
+    // Lambda's retry a minute or two later), so this heartbeat is worth the
+    // wait. Never past `until_ms`, however slow Auto Scaling answers.
+    let mut pause_ms = 1_000;
+    loop {
+        let left = until_ms.saturating_sub(clock.now_ms()).saturating_sub(500);
+        match tokio::time::timeout(Duration::from_millis(left), autoscaling.heartbeat(action)).await
+        {
+            Ok(Ok(ActionAck::Accepted)) => {
+                beat.accepted(clock.now_ms());
+                info!("recorded a last heartbeat before letting go of the action");
+                return;
+            }
+            Ok(Ok(ActionAck::NoActiveAction(detail))) => {
+                info!(%detail, "no active lifecycle action any more");
+                return;
+            }
+            Ok(Err(e))
+                if e.is_retryable()
+                    && clock.now_ms().saturating_add(pause_ms + 1_000) < until_ms =>
+            {
+                warn!(error = %e, retry_in_ms = pause_ms, "the last heartbeat failed; trying again");
+                tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+                pause_ms = (pause_ms * 2).min(8_000);
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, "the last heartbeat failed too");
+                return;
+            }
+            Err(_) => {
+                warn!("no time left for a last heartbeat");
+                return;
+            }
         }
-        Ok(Ok(ActionAck::NoActiveAction(detail))) => {
-            info!(%detail, "no active lifecycle action any more")
-        }
-        Ok(Err(e)) => warn!(error = %e, "the last heartbeat failed too"),
-        Err(_) => warn!("no time left for a last heartbeat"),
     }
 }
