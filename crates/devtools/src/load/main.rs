@@ -18,9 +18,12 @@
 //! invocations in flight); with LOAD_WAIT_MODE=queue, the template's wait queue
 //! (SNS -> SQS with DelaySeconds = the poll interval -> the event source mapping:
 //! the continuations marked `"wait": "queue"` come back a poll interval later as an
-//! SQS event of one record). Not played: ECS's task-stopped events (the stand-in
-//! emits none, so every drain ends at a poll), the event source mapping's batching
-//! (BatchSize 100 in the template) and its polling latency.
+//! SQS event of one record); with LOAD_EVENTS=on, EventBridge's task-stopped rule
+//! (`/_standin/ecs/events`: each task of the cluster reaching STOPPED invokes the
+//! function with its `ECS Task State Change` event LOAD_EVENT_DELAY_MS later,
+//! default 500). Not played: the Container Instance State Change rule, the event
+//! source mapping's batching (BatchSize 100 in the template) and its polling
+//! latency.
 //!
 //! Per scenario (LOAD_SIZES, default "10,50" drains): a fresh stand-in, a cluster of
 //! the drained instances plus spares for the service replacements; on each drained
@@ -30,7 +33,8 @@
 //! `queue`) is the function's WAIT_MODE; LOAD_FUNCTIONS function processes (default:
 //! one per drain in-invocation, the template's WaitConcurrency of 10 in the queue)
 //! with POLL_INTERVAL_SECONDS = LOAD_POLL_S (default 1 in-invocation, 10 in the
-//! queue: the template's PollIntervalSeconds) and invocations of LOAD_INVOCATION_MS;
+//! queue: the template's PollIntervalSeconds; 30 with LOAD_EVENTS=on: its
+//! DrainPollIntervalSeconds) and invocations of LOAD_INVOCATION_MS;
 //! the hook's HeartbeatTimeout is LOAD_HEARTBEAT_S (default 30 in-invocation, 120 in
 //! the queue: the template's minimum, and the queue is only used while the poll
 //! plus 10 s fits in a third of it).
@@ -138,6 +142,9 @@ struct Scenario {
     /// Function processes: the most invocations in flight at once.
     functions: usize,
     tasks: Tasks,
+    /// ECS's task-stopped events delivered to the function (EventBridge played),
+    /// this long after the task stopped; `None`: no events.
+    event_delay_ms: Option<u64>,
     rate_per_s: f64,
     burst: u32,
     poll_s: u64,
@@ -275,6 +282,22 @@ async fn run() -> Result<()> {
 fn scenario(drains: usize) -> Result<Scenario> {
     let wait_mode = env_or("LOAD_WAIT_MODE", WaitMode::InInvocation)?;
     let queue = wait_mode == WaitMode::Queue;
+    let events = match env_or("LOAD_EVENTS", "off".to_owned())?.as_str() {
+        "on" => true,
+        "off" => false,
+        other => {
+            return Err(format!(
+                "LOAD_EVENTS={other:?} is not valid: expected on or off"
+            ));
+        }
+    };
+    // The template's poll: DrainPollIntervalSeconds (30) with ECS's events,
+    // PollIntervalSeconds (10) without; the in-invocation harness's historic 1 s.
+    let default_poll = match (queue, events) {
+        (_, true) => 30,
+        (true, false) => 10,
+        (false, false) => 1,
+    };
     let sc = Scenario {
         drains,
         wait_mode,
@@ -283,9 +306,12 @@ fn scenario(drains: usize) -> Result<Scenario> {
             if queue { drains.min(10) } else { drains },
         )?,
         tasks: env_or("LOAD_TASKS", Tasks::Mixed)?,
+        event_delay_ms: events
+            .then(|| env_or("LOAD_EVENT_DELAY_MS", 500))
+            .transpose()?,
         rate_per_s: env_or("LOAD_RATE", 4.0)?,
         burst: env_or("LOAD_BURST", 10)?,
-        poll_s: env_or("LOAD_POLL_S", if queue { 10 } else { 1 })?,
+        poll_s: env_or("LOAD_POLL_S", default_poll)?,
         heartbeat_timeout_s: env_or("LOAD_HEARTBEAT_S", if queue { 120 } else { 30 })?,
         invocation_ms: env_or("LOAD_INVOCATION_MS", 60_000)?,
         stuck_s: env_or("LOAD_STUCK_S", 35)?,
@@ -395,6 +421,9 @@ async fn measure(t0: Instant, binary: &Path, sc: Scenario) -> Result<Measured> {
             sc.poll_s * 1000,
         )?,
     };
+    if let Some(delay_ms) = sc.event_delay_ms {
+        s.ecs_task_events(&fleet.cluster, sc.invocation_ms, delay_ms)?;
+    }
     s.throttle("ecs:*", sc.rate_per_s, sc.burst)?;
     s.reset_calls()?;
     let setup_s = t_setup.elapsed().as_secs_f64();
@@ -514,7 +543,12 @@ async fn measure(t0: Instant, binary: &Path, sc: Scenario) -> Result<Measured> {
             m.drains_s.push(completed - start);
         }
     }
-    m.lambda = lambda_figures(&invocations, &fleet.instance_ids[..n], &actions)?;
+    let drained: Vec<(&str, &str)> = fleet.instance_ids[..n]
+        .iter()
+        .zip(&fleet.container_instances)
+        .map(|(id, ci)| (id.as_str(), ci.as_str()))
+        .collect();
+    m.lambda = lambda_figures(&invocations, &drained, &actions)?;
     for log in &logs {
         let (back_offs, handed, poll_ms) = read_log(log);
         m.back_offs += back_offs;
@@ -534,10 +568,11 @@ async fn measure(t0: Instant, binary: &Path, sc: Scenario) -> Result<Measured> {
 
 /// Lambda's side of the run, from the stand-in's invocations: each invocation
 /// is attributed to the drained instance its event names (a hook notification,
-/// a continuation and an SQS record all carry the instance id).
+/// a continuation and an SQS record carry the instance id, an ECS event its
+/// container instance). `drained`: (instance id, container instance ARN).
 fn lambda_figures(
     invocations: &[Value],
-    drained: &[String],
+    drained: &[(&str, &str)],
     actions: &[Value],
 ) -> Result<LambdaFigures> {
     let mut f = LambdaFigures::default();
@@ -562,8 +597,11 @@ fn lambda_figures(
         marks.push((started, 1));
         marks.push((finished, -1));
         let event = inv["event"].to_string();
-        match drained.iter().find(|id| event.contains(id.as_str())) {
-            Some(id) => *billed_by_instance.entry(id.as_str()).or_default() += billed_s,
+        match drained
+            .iter()
+            .find(|(id, ci)| event.contains(id) || event.contains(ci))
+        {
+            Some((id, _)) => *billed_by_instance.entry(id).or_default() += billed_s,
             None => f.unattributed += 1,
         }
     }
@@ -574,15 +612,15 @@ fn lambda_figures(
         running += d;
         f.max_in_flight = f.max_in_flight.max(usize::try_from(running).unwrap_or(0));
     }
-    for id in drained {
+    for (id, _) in drained {
         let action = actions
             .iter()
-            .find(|a| a["instance_id"] == id.as_str())
+            .find(|a| a["instance_id"] == *id)
             .ok_or_else(|| format!("no action for {id}"))?;
         // The stand-in sets `completed_at` on an expiry too: the action's end.
         let end = action["completed_at"].as_f64();
         if let (Some(start), Some(end)) = (action["started_at"].as_f64(), end) {
-            let billed = billed_by_instance.get(id.as_str()).copied().unwrap_or(0.0);
+            let billed = billed_by_instance.get(id).copied().unwrap_or(0.0);
             f.billed.push((billed, billed / (end - start)));
         }
     }
@@ -676,6 +714,15 @@ fn timeline(t: &ThrottleReport, window: u64) -> Vec<(u64, f64, f64)> {
         .collect()
 }
 
+/// ", events" when the run had ECS's task-stopped events.
+fn events_note(sc: &Scenario) -> &'static str {
+    if sc.event_delay_ms.is_some() {
+        ", events"
+    } else {
+        ""
+    }
+}
+
 fn report(runs: &[Measured], binary: &Path, release: bool, load: &str) -> String {
     use std::fmt::Write;
     let mut o = String::new();
@@ -699,9 +746,10 @@ fn report(runs: &[Measured], binary: &Path, release: bool, load: &str) -> String
         let (dem, gr, peak_d, peak_g, _) = rates(&r.throttle);
         let _ = writeln!(
             o,
-            "| {} | {} ({}) | {} calls/s, burst {} | {dem:.1} / {peak_d} | {gr:.2} / {peak_g} | {} of {} ({:.0} %) | {} / {} | {} | {} of {} ({} before its tasks stopped) | {:.1} / {:.1} s | {:.1} s | {:.0} / {:.0} s | {} |",
+            "| {} | {}{} ({}) | {} calls/s, burst {} | {dem:.1} / {peak_d} | {gr:.2} / {peak_g} | {} of {} ({:.0} %) | {} / {} | {} | {} of {} ({} before its tasks stopped) | {:.1} / {:.1} s | {:.1} s | {:.0} / {:.0} s | {} |",
             r.sc.drains,
             r.sc.wait_mode.as_str(),
+            events_note(&r.sc),
             r.sc.functions,
             r.sc.rate_per_s,
             r.sc.burst,
@@ -734,9 +782,10 @@ fn report(runs: &[Measured], binary: &Path, release: bool, load: &str) -> String
         let per_drain = l.cost_usd() / r.sc.drains as f64;
         let _ = writeln!(
             o,
-            "| {} | {} ({}) | {} ({}) | {} / {:.1} | {:.1} s | {:.1} / {:.1} s | {:.1} / {:.1} / {:.1} % | {:.1} / {:.1} | ${:.6} ({:.1} GB-s) | ${:.7} | ${:.4} |",
+            "| {} | {}{} ({}) | {} ({}) | {} / {:.1} | {:.1} s | {:.1} / {:.1} s | {:.1} / {:.1} / {:.1} % | {:.1} / {:.1} | ${:.6} ({:.1} GB-s) | ${:.7} | ${:.4} |",
             r.sc.drains,
             r.sc.wait_mode.as_str(),
+            events_note(&r.sc),
             r.sc.functions,
             r.invocations,
             l.by_source
@@ -786,6 +835,11 @@ fn report(runs: &[Measured], binary: &Path, release: bool, load: &str) -> String
                     r.sc.poll_s
                 ),
                 WaitMode::InInvocation => String::new(),
+            } + &match r.sc.event_delay_ms {
+                Some(ms) => format!(
+                    "; ECS's task-stopped events on (EventBridge played: each task STOPPED invokes the function {ms} ms later)"
+                ),
+                None => "; no ECS events".to_owned(),
             },
             r.sc.heartbeat_timeout_s,
             r.sc.poll_s,
