@@ -31,7 +31,8 @@
 //! standalone task (STANDALONE_TASKS=stop), or `one`: 1 replica-service task; all
 //! actions started at once. LOAD_WAIT_MODE (`in-invocation`, the default, or
 //! `queue`) is the function's WAIT_MODE; LOAD_FUNCTIONS function processes (default:
-//! one per drain in-invocation, the template's WaitConcurrency of 10 in the queue)
+//! one per drain in-invocation, two with events, as each drain holds one; the
+//! template's WaitConcurrency of 10 in the queue)
 //! with POLL_INTERVAL_SECONDS = LOAD_POLL_S (default 1 in-invocation, 10 in the
 //! queue: the template's PollIntervalSeconds; 30 with LOAD_EVENTS=on: its
 //! DrainPollIntervalSeconds) and invocations of LOAD_INVOCATION_MS;
@@ -301,9 +302,15 @@ fn scenario(drains: usize) -> Result<Scenario> {
     let sc = Scenario {
         drains,
         wait_mode,
+        // In-invocation, each drain holds a process for its whole length; its
+        // ECS events need others (Lambda scales async invocations out).
         functions: env_or(
             "LOAD_FUNCTIONS",
-            if queue { drains.min(10) } else { drains },
+            match (queue, events) {
+                (true, _) => drains.min(10),
+                (false, false) => drains,
+                (false, true) => 2 * drains,
+            },
         )?,
         tasks: env_or("LOAD_TASKS", Tasks::Mixed)?,
         event_delay_ms: events
@@ -549,12 +556,42 @@ async fn measure(t0: Instant, binary: &Path, sc: Scenario) -> Result<Measured> {
         .map(|(id, ci)| (id.as_str(), ci.as_str()))
         .collect();
     m.lambda = lambda_figures(&invocations, &drained, &actions)?;
+    // A run that broke an invariant keeps what explains it: the functions' logs,
+    // and the actions and invocations as the stand-in recorded them.
+    let anomalies = m.completed_more_than_once
+        + m.expired
+        + m.still_active
+        + m.early
+        + m.function_errors
+        + m.timeouts;
     for log in &logs {
         let (back_offs, handed, poll_ms) = read_log(log);
         m.back_offs += back_offs;
         m.handed_off_on_failure += handed;
         m.max_poll_ms = m.max_poll_ms.max(poll_ms);
-        let _ = std::fs::remove_file(log);
+        if anomalies == 0 {
+            let _ = std::fs::remove_file(log);
+        }
+    }
+    if anomalies > 0 {
+        let kept = std::env::temp_dir().join(format!(
+            "ecs-lifecycle-load-{}-{n}-record.json",
+            std::process::id()
+        ));
+        let record = serde_json::json!({"actions": actions, "invocations": invocations});
+        std::fs::write(&kept, record.to_string())
+            .map_err(|e| format!("writing {}: {e}", kept.display()))?;
+        progress(
+            t0,
+            &format!(
+                "{n} drains: {anomalies} anomalies; kept the function logs ({}) and the stand-in's record ({})",
+                logs.iter()
+                    .map(|l| l.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                kept.display()
+            ),
+        );
     }
     progress(
         t0,
