@@ -441,6 +441,73 @@ async fn in_queue_mode_no_invocation_waits_for_ecs_and_the_drain_completes_once(
     let _ = std::fs::remove_file(&log);
 }
 
+/// The stand-in's EventBridge (`/_standin/ecs/events`, what the load benchmark
+/// uses with LOAD_EVENTS=on): the task that stops on the draining instance
+/// invokes the binary with its `ECS Task State Change`, and that invocation
+/// completes the action about a second after the stop, where the chain's 30 s
+/// poll would have taken up to 30 s.
+///
+/// STAND-IN: moto emits no events; the stand-in plays the template's
+/// EcsTaskStoppedRule (tasks of the cluster reaching STOPPED on a container
+/// instance) with the function as its target, 300 ms after the stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standins_task_stopped_event_completes_the_drain_within_a_second() {
+    let s = Standin::start().unwrap();
+    let (_, fleet) = fleet_on(&s, &FleetSpec::new("evented", 2)).await;
+    let web = fleet.service("web", false, &[1, 0]).await.unwrap();
+    let log = testkit::temp_log("evented-drain");
+    let log2 = testkit::temp_log("evented-drain-2");
+    let poll = [("POLL_INTERVAL_SECONDS", "30")];
+    // Two processes: the drain's invocation holds one (it waits in it), the
+    // event needs the other, as Lambda would run it in a second execution.
+    let _function = start_drain(&s, &fleet, "evented-drain", &poll, &log, 60_000);
+    let _second = start_binary(&s, &fleet, "evented-drain", &poll, &log2);
+    s.ecs_task_events(&fleet.cluster, 60_000, 300).unwrap();
+    s.ecs_auto(800).unwrap();
+    start_terminating(&s, &fleet, 0);
+    let action = action_over(&s, &fleet, 0, Duration::from_secs(60)).await;
+    s.ecs_auto(0).unwrap();
+
+    assert_eq!(
+        (action["state"].as_str(), action["complete_calls"].as_u64()),
+        (Some("completed"), Some(1)),
+        "{action}"
+    );
+    let lag = action["completed_at"].as_f64().unwrap()
+        - last_stopped_at(&fleet.tasks_on(0).await.unwrap()).unwrap();
+    assert!(
+        (0.0..3.0).contains(&lag),
+        "completed {lag:.1} s after the last task stopped"
+    );
+    // The completion came from the event: the task's own, with the fields the
+    // rule matches, answered `completed`.
+    let by_event = s
+        .wait_for(Duration::from_secs(10), |s| {
+            Ok(s.invocations()?.into_iter().find(|i| {
+                i["source"] == "eventbridge" && i["status"] != "queued" && i["status"] != "running"
+            }))
+        })
+        .await
+        .unwrap();
+    let event = &by_event["event"];
+    assert_eq!(event["detail-type"], "ECS Task State Change", "{event}");
+    assert_eq!(event["source"], "aws.ecs", "{event}");
+    assert_eq!(event["detail"]["taskArn"], web[0].as_str(), "{event}");
+    assert_eq!(event["detail"]["lastStatus"], "STOPPED", "{event}");
+    assert_eq!(
+        event["detail"]["containerInstanceArn"],
+        fleet.container_instances[0].as_str(),
+        "{event}"
+    );
+    assert_eq!(by_event["status"], "success", "{by_event}");
+    assert_eq!(
+        by_event["response"]["outcomes"][0]["outcome"], "completed",
+        "{by_event}"
+    );
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&log2);
+}
+
 /// The function's JSON log lines (those that parse).
 fn json_lines(log: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(log)

@@ -190,6 +190,18 @@ impl Standin {
         self.post("/_standin/ecs/auto", json!({"interval_ms": interval_ms}))
     }
 
+    /// Plays EventBridge's rule for tasks of `cluster` STOPPED on container
+    /// instances, its target the subscribed function: from now on each such
+    /// task invokes it (asynchronously, invocations of `timeout_ms`, source
+    /// `eventbridge`) with its `ECS Task State Change` event, `delay_ms` after
+    /// it stopped (moto emits no events).
+    pub fn ecs_task_events(&self, cluster: &str, timeout_ms: u64, delay_ms: u64) -> Result<Value> {
+        self.post(
+            "/_standin/ecs/events",
+            json!({"cluster": cluster, "timeout_ms": timeout_ms, "delay_ms": delay_ms}),
+        )
+    }
+
     /// The ECS service scheduler's newest event for `service` says `message`.
     pub fn service_event(&self, cluster: &str, service: &str, message: &str) -> Result<Value> {
         self.post(

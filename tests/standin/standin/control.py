@@ -60,6 +60,10 @@ CONTROL API (JSON in, JSON out; a bad request answers 400 {"error": "..."}):
   POST   /_standin/ecs/step                {"cluster"?, "max_replacements"?}
                                            -> {"advanced", "replaced", "stalled"}
   POST   /_standin/ecs/auto                {"interval_ms": 500}  (0 stops)
+  POST   /_standin/ecs/events              {"cluster", "timeout_ms"?, "delay_ms"?}: every task of the
+                                           cluster reaching STOPPED on a container instance invokes
+                                           the function with its `ECS Task State Change` event,
+                                           delay_ms later (EventBridge's rule; "cluster": null stops)
   POST   /_standin/ecs/agent               {"cluster", "container_instance", "connected": false}: the
                                            agent disconnects (agentConnected false; the scheduler
                                            step moves nothing on that instance) or reconnects
@@ -118,6 +122,7 @@ from .ecs import (
     ROUND_ROBIN,
     ecs_agent_endpoint,
     ecs_auto_endpoint,
+    ecs_events_endpoint,
     ecs_seed_tasks,
     ecs_step_endpoint,
     service_event_endpoint,
@@ -460,6 +465,7 @@ ROUTES = {
     ("POST", "/_standin/ecs/step"): ecs_step_endpoint,
     ("POST", "/_standin/ecs/service-event"): service_event_endpoint,
     ("POST", "/_standin/ecs/auto"): ecs_auto_endpoint,
+    ("POST", "/_standin/ecs/events"): ecs_events_endpoint,
     ("POST", "/_standin/ecs/agent"): ecs_agent_endpoint,
     ("POST", "/_standin/ecs/tasks"): ecs_seed_tasks,
     ("POST", "/_standin/lambda/invoke"): LAMBDA.invoke,

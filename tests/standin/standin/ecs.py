@@ -28,6 +28,12 @@ STAND-IN for what moto 5.2.5 lacks or misplays (each place is marked `STAND-IN:`
     value.
   * Batch limits AWS enforces: DescribeTasks / DescribeContainerInstances <= 100,
     DescribeServices / UpdateContainerInstancesState <= 10.
+  * EventBridge's `ECS Task State Change` events: moto emits none. `POST
+    /_standin/ecs/events` plays the template's EcsTaskStoppedRule (a task of the
+    cluster reaching lastStatus STOPPED on a container instance) with the subscribed
+    function as its target: each such task is delivered to the function as an async
+    invocation (source "eventbridge") `delay_ms` after it stopped. Only task events:
+    the Container Instance State Change rule is not played.
 """
 
 from __future__ import annotations
@@ -48,7 +54,8 @@ from moto.ecs.exceptions import InvalidParameterException
 from moto.ecs.models import ecs_backends
 from moto.moto_api import state_manager
 
-from .common import MOTO_LOCK, StandInError, loaded_backends, log
+from .awslambda import LAMBDA
+from .common import ACCOUNT_ID, DEFAULT_REGION, MOTO_LOCK, StandInError, iso_ms, loaded_backends, log
 
 
 STOP_PROGRESSION = {
@@ -103,6 +110,73 @@ def _mark_stopped(task: Any) -> None:
     for c in task.containers:
         c.last_status = "STOPPED"
         c.exitCode = 0 if getattr(task, "stop_code", None) != "EssentialContainerExited" else 1
+    TASK_EVENTS.stopped(task)
+
+
+class TaskEvents:
+    """STAND-IN: EventBridge's rule for tasks STOPPED on container instances of one
+    cluster, its target the local function (see the module docstring). Off until
+    `POST /_standin/ecs/events` names the cluster."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.cluster: str | None = None
+        self.timeout_ms = 60000
+        self.delay_ms = 0
+        self.sent = 0
+
+    def set(self, body: dict[str, Any]) -> dict[str, Any]:
+        cluster = body.get("cluster")
+        timeout_ms = body.get("timeout_ms", 60000)
+        delay_ms = body.get("delay_ms", 0)
+        if cluster is not None and (not isinstance(cluster, str) or not cluster):
+            raise StandInError('"cluster" must be a cluster name, or null to stop the events')
+        for key, val, low in (("timeout_ms", timeout_ms, 1), ("delay_ms", delay_ms, 0)):
+            if not isinstance(val, int) or isinstance(val, bool) or val < low:
+                raise StandInError(f'"{key}" must be an integer >= {low}')
+        with self.lock:
+            self.cluster = cluster.split("/")[-1] if cluster else None
+            self.timeout_ms, self.delay_ms = timeout_ms, delay_ms
+            return {"cluster": self.cluster, "timeout_ms": timeout_ms, "delay_ms": delay_ms, "sent": self.sent}
+
+    def stopped(self, task: Any) -> None:
+        with self.lock:
+            cluster_arn = getattr(task, "cluster_arn", "") or ""
+            if self.cluster is None or cluster_arn.split("/")[-1] != self.cluster:
+                return
+            if not task.container_instance_arn:  # the rule's containerInstanceArn exists
+                return
+            self.sent += 1
+            timeout_ms, delay_ms, n = self.timeout_ms, self.delay_ms, self.sent
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "ECS Task State Change",
+            "source": "aws.ecs",
+            "account": ACCOUNT_ID,
+            "time": iso_ms(),
+            "region": DEFAULT_REGION,
+            "resources": [task.task_arn],
+            "detail": {
+                "clusterArn": cluster_arn,
+                "containerInstanceArn": task.container_instance_arn,
+                "taskArn": task.task_arn,
+                "lastStatus": "STOPPED",
+                "desiredStatus": task.desired_status,
+                "group": task.group,
+                "startedBy": task.started_by,
+                "stopCode": getattr(task, "stop_code", None),
+                "stoppedReason": getattr(task, "stopped_reason", None),
+                "version": n,
+            },
+        }
+        # Delivered from a timer thread: the caller holds MOTO_LOCK.
+        timer = threading.Timer(delay_ms / 1000.0, LAMBDA.enqueue, (event, timeout_ms, "eventbridge"))
+        timer.daemon = True
+        timer.start()
+
+
+TASK_EVENTS = TaskEvents()
 
 
 def _sync_counts(backend: Any, cluster_name: str | None = None) -> None:
@@ -573,6 +647,11 @@ def ecs_agent_endpoint(body: dict[str, Any]) -> dict[str, Any]:
             raise StandInError(f"unknown container instance {ci_str!r} in cluster {cl.name}")
         ci.agent_connected = connected
         return {"container_instance": ci.container_instance_arn, "agent_connected": connected}
+
+
+def ecs_events_endpoint(body: dict[str, Any]) -> dict[str, Any]:
+    """`POST /_standin/ecs/events`."""
+    return TASK_EVENTS.set(body)
 
 
 def ecs_auto_endpoint(body: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 //! Load benchmark of the `terminate-drain` binary (not a test; CI does not run it):
-//! many instances of one cluster draining at once, each drain in its own function
-//! process, against a stand-in whose ECS answers through one account-wide token
-//! bucket. `scripts/load.sh` builds the release binaries and runs it; the Markdown
+//! many instances of one cluster draining at once against a stand-in whose ECS
+//! answers through one account-wide token bucket, in either wait mode of the
+//! function. `scripts/load.sh` builds the release binaries and runs it; the Markdown
 //! report goes to stdout, progress to stderr. docs/benchmarks.md ("Concurrent drains
-//! under ECS throttling") says what it measures and what the figures mean.
+//! under ECS throttling", "Fleet-scale drains against the stand-in (issue 20)") says
+//! what it measures and what the figures mean.
 //!
 //! What the stand-in plays (tests/standin/standin/): Auto Scaling's lifecycle actions
 //! with their heartbeat timeout enforced by the clock (an action not heartbeated for
@@ -11,22 +12,45 @@
 //! bucket of LOAD_BURST calls refilled at LOAD_RATE calls/s for every ECS call of
 //! every process; over budget, ThrottlingException); ECS's scheduler on DRAINING
 //! instances (kept off for the first LOAD_STUCK_S seconds, so every drain holds its
-//! action past HeartbeatTimeout, then stepping every LOAD_SCHEDULER_MS); Lambda's
-//! Runtime API and SNS delivery (hook notifications and continuations, to whichever
-//! process is free).
+//! action that long, then stepping every LOAD_SCHEDULER_MS); Lambda's Runtime API
+//! and SNS delivery (hook notifications and continuations, each invocation to
+//! whichever function process is free, so the number of processes bounds the
+//! invocations in flight); with LOAD_WAIT_MODE=queue, the template's wait queue
+//! (SNS -> SQS with DelaySeconds = the poll interval -> the event source mapping:
+//! the continuations marked `"wait": "queue"` come back a poll interval later as an
+//! SQS event of one record); with LOAD_EVENTS=on, EventBridge's task-stopped rule
+//! (`/_standin/ecs/events`: each task of the cluster reaching STOPPED invokes the
+//! function with its `ECS Task State Change` event LOAD_EVENT_DELAY_MS later,
+//! default 500). Not played: the Container Instance State Change rule, the event
+//! source mapping's batching (BatchSize 100 in the template) and its polling
+//! latency.
 //!
 //! Per scenario (LOAD_SIZES, default "10,50" drains): a fresh stand-in, a cluster of
-//! the drained instances plus spares for the service replacements, on each drained
-//! instance 2 replica-service tasks, 1 daemon task and 1 standalone task
-//! (STANDALONE_TASKS=stop), one function process per drain (POLL_INTERVAL_SECONDS =
-//! LOAD_POLL_S, invocations of LOAD_INVOCATION_MS), all actions started at once.
+//! the drained instances plus spares for the service replacements; on each drained
+//! instance (LOAD_TASKS) `mixed`: 2 replica-service tasks, 1 daemon task and 1
+//! standalone task (STANDALONE_TASKS=stop), or `one`: 1 replica-service task; all
+//! actions started at once. LOAD_WAIT_MODE (`in-invocation`, the default, or
+//! `queue`) is the function's WAIT_MODE; LOAD_FUNCTIONS function processes (default:
+//! one per drain in-invocation, two with events, as each drain holds one; the
+//! template's WaitConcurrency of 10 in the queue)
+//! with POLL_INTERVAL_SECONDS = LOAD_POLL_S (default 1 in-invocation, 10 in the
+//! queue: the template's PollIntervalSeconds; 30 with LOAD_EVENTS=on: its
+//! DrainPollIntervalSeconds) and invocations of LOAD_INVOCATION_MS;
+//! the hook's HeartbeatTimeout is LOAD_HEARTBEAT_S (default 30 in-invocation, 120 in
+//! the queue: the template's minimum, and the queue is only used while the poll
+//! plus 10 s fits in a third of it).
 //!
-//! Figures: ECS calls per second demanded (every call that reached the stand-in,
-//! SDK retries included) and granted (answered by moto), throttled calls, function
-//! errors and timeouts, lag from the last task on an instance reaching STOPPED to
-//! its CompleteLifecycleAction (median / max), heartbeat gaps (the longest an action
-//! went without its heartbeat clock restarting), expiries, the back-offs the
-//! functions logged and how far they stretched their poll, peak memory.
+//! Figures: ECS calls per second and per drain demanded (every call that reached the
+//! stand-in, SDK retries included) and granted (answered by moto), throttled calls,
+//! function errors and timeouts, lag from the last task on an instance reaching
+//! STOPPED to its CompleteLifecycleAction (median / max), heartbeat gaps (the longest
+//! an action went without its heartbeat clock restarting), expiries, completions
+//! (once, more than once, before the tasks stopped), the back-offs the functions
+//! logged and how far they stretched their poll, peak memory; and Lambda's side:
+//! invocations (by source), the most in flight at once, the longest an invocation
+//! waited for a free process, billed duration (the invocations' durations, each
+//! attributed to the drain whose instance its event names) as a share of the
+//! drain's length, and what the run's invocations cost at arm64 128 MB.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +62,15 @@ use testkit::{Fleet, FleetSpec, LocalFunction, Result, Standin, ThrottleReport};
 
 const TERMINATING: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
 
+/// Lambda's arm64 price per GB-second and per request (us-east-1).
+const ARM64_USD_PER_GB_S: f64 = 0.000_013_333_4;
+const USD_PER_REQUEST: f64 = 0.20 / 1_000_000.0;
+/// The memory the template gives terminate-drain, in GB.
+const MEMORY_GB: f64 = 128.0 / 1024.0;
+/// How long a continuation may wait in the queue beyond the poll interval and
+/// still be delivered before the beat falls due (the runtime's hand-off slack).
+const QUEUE_SLACK_S: u64 = 10;
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if let Err(e) = run().await {
@@ -46,10 +79,73 @@ async fn main() {
     }
 }
 
+/// Where the function waits between two looks (its `WAIT_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitMode {
+    InInvocation,
+    Queue,
+}
+
+impl WaitMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            WaitMode::InInvocation => "in-invocation",
+            WaitMode::Queue => "queue",
+        }
+    }
+}
+
+impl std::str::FromStr for WaitMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "in-invocation" => Ok(WaitMode::InInvocation),
+            "queue" => Ok(WaitMode::Queue),
+            _ => Err("expected in-invocation or queue".into()),
+        }
+    }
+}
+
+/// The tasks on each drained instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tasks {
+    /// 2 replica-service tasks, 1 daemon task, 1 standalone task.
+    Mixed,
+    /// 1 replica-service task.
+    One,
+}
+
+impl Tasks {
+    fn describe(self) -> &'static str {
+        match self {
+            Tasks::Mixed => "2 service tasks, 1 daemon, 1 standalone task",
+            Tasks::One => "1 service task",
+        }
+    }
+}
+
+impl std::str::FromStr for Tasks {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "mixed" => Ok(Tasks::Mixed),
+            "one" => Ok(Tasks::One),
+            _ => Err("expected mixed or one".into()),
+        }
+    }
+}
+
 /// One scenario's settings (from the environment).
 #[derive(Debug, Clone)]
 struct Scenario {
     drains: usize,
+    wait_mode: WaitMode,
+    /// Function processes: the most invocations in flight at once.
+    functions: usize,
+    tasks: Tasks,
+    /// ECS's task-stopped events delivered to the function (EventBridge played),
+    /// this long after the task stopped; `None`: no events.
+    event_delay_ms: Option<u64>,
     rate_per_s: f64,
     burst: u32,
     poll_s: u64,
@@ -85,13 +181,60 @@ struct Measured {
     handed_off_on_failure: usize,
     max_poll_ms: u64,
     hwm_kb: Vec<u64>,
+    lambda: LambdaFigures,
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// What the run's invocations cost and how they overlapped.
+#[derive(Debug, Default)]
+struct LambdaFigures {
+    /// Invocations by source (`sns`, `sqs`, ...).
+    by_source: BTreeMap<String, usize>,
+    /// The most invocations running at the same moment.
+    max_in_flight: usize,
+    /// The longest an invocation was queued before a process took it (s).
+    max_queued_s: f64,
+    /// Per drain: (billed seconds, billed seconds / the drain's length).
+    billed: Vec<(f64, f64)>,
+    /// Every invocation's duration, rounded up to the millisecond as Lambda
+    /// bills it, in seconds.
+    billed_total_s: f64,
+    /// Invocations whose event names none of the drained instances.
+    unattributed: usize,
+}
+
+impl LambdaFigures {
+    fn gb_s(&self) -> f64 {
+        self.billed_total_s * MEMORY_GB
+    }
+
+    /// The run's invocations at arm64 128 MB: duration and requests.
+    fn cost_usd(&self) -> f64 {
+        let invocations: usize = self.by_source.values().sum();
+        self.gb_s() * ARM64_USD_PER_GB_S + invocations as f64 * USD_PER_REQUEST
+    }
+
+    /// Billed seconds of all drains over the length of all drains.
+    fn overall_share(&self, drains_s: &[f64]) -> f64 {
+        let billed: f64 = self.billed.iter().map(|b| b.0).sum();
+        billed / drains_s.iter().sum::<f64>()
+    }
+}
+
+/// `name` from the environment, `default` when unset; a value that does not
+/// parse is an error naming the variable.
+fn env_or<T>(name: &str, default: T) -> Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Err(std::env::VarError::NotPresent) => Ok(default),
+        Err(e) => Err(format!("{name}: {e}")),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|e| format!("{name}={v:?} is not valid: {e}")),
+    }
 }
 
 fn progress(t0: Instant, what: &str) {
@@ -100,11 +243,15 @@ fn progress(t0: Instant, what: &str) {
 
 async fn run() -> Result<()> {
     let t0 = Instant::now();
-    let sizes: Vec<usize> = std::env::var("LOAD_SIZES")
-        .unwrap_or_else(|_| "10,50".into())
+    let sizes: Vec<usize> = env_or("LOAD_SIZES", "10,50".to_owned())?
         .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+        .map(|s| match s.trim().parse() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "LOAD_SIZES: {s:?} is not a number of drains (a comma-separated list of positive integers)"
+            )),
+        })
+        .collect::<Result<_>>()?;
     let binary = testkit::binary("terminate-drain")?;
     let release = binary.components().any(|c| c.as_os_str() == "release");
     if !release {
@@ -116,16 +263,7 @@ async fn run() -> Result<()> {
     let load_before = loadavg();
     let mut runs = Vec::new();
     for drains in sizes {
-        let sc = Scenario {
-            drains,
-            rate_per_s: env_or("LOAD_RATE", 4.0),
-            burst: env_or("LOAD_BURST", 10),
-            poll_s: env_or("LOAD_POLL_S", 1),
-            heartbeat_timeout_s: env_or("LOAD_HEARTBEAT_S", 30),
-            invocation_ms: env_or("LOAD_INVOCATION_MS", 60_000),
-            stuck_s: env_or("LOAD_STUCK_S", 35),
-            scheduler_ms: env_or("LOAD_SCHEDULER_MS", 1000),
-        };
+        let sc = scenario(drains)?;
         runs.push(measure(t0, &binary, sc).await?);
     }
     let load_after = loadavg();
@@ -139,6 +277,84 @@ async fn run() -> Result<()> {
         )
     );
     Ok(())
+}
+
+/// The settings of a scenario of `drains` drains, from the environment.
+fn scenario(drains: usize) -> Result<Scenario> {
+    let wait_mode = env_or("LOAD_WAIT_MODE", WaitMode::InInvocation)?;
+    let queue = wait_mode == WaitMode::Queue;
+    let events = match env_or("LOAD_EVENTS", "off".to_owned())?.as_str() {
+        "on" => true,
+        "off" => false,
+        other => {
+            return Err(format!(
+                "LOAD_EVENTS={other:?} is not valid: expected on or off"
+            ));
+        }
+    };
+    // The template's poll: DrainPollIntervalSeconds (30) with ECS's events,
+    // PollIntervalSeconds (10) without; the in-invocation harness's historic 1 s.
+    let default_poll = match (queue, events) {
+        (_, true) => 30,
+        (true, false) => 10,
+        (false, false) => 1,
+    };
+    let sc = Scenario {
+        drains,
+        wait_mode,
+        // In-invocation, each drain holds a process for its whole length; its
+        // ECS events need others (Lambda scales async invocations out).
+        functions: env_or(
+            "LOAD_FUNCTIONS",
+            match (queue, events) {
+                (true, _) => drains.min(10),
+                (false, false) => drains,
+                (false, true) => 2 * drains,
+            },
+        )?,
+        tasks: env_or("LOAD_TASKS", Tasks::Mixed)?,
+        event_delay_ms: events
+            .then(|| env_or("LOAD_EVENT_DELAY_MS", 500))
+            .transpose()?,
+        rate_per_s: env_or("LOAD_RATE", 4.0)?,
+        burst: env_or("LOAD_BURST", 10)?,
+        poll_s: env_or("LOAD_POLL_S", default_poll)?,
+        heartbeat_timeout_s: env_or("LOAD_HEARTBEAT_S", if queue { 120 } else { 30 })?,
+        invocation_ms: env_or("LOAD_INVOCATION_MS", 60_000)?,
+        stuck_s: env_or("LOAD_STUCK_S", 35)?,
+        scheduler_ms: env_or("LOAD_SCHEDULER_MS", 1000)?,
+    };
+    if sc.functions == 0 {
+        return Err("LOAD_FUNCTIONS must be at least 1".into());
+    }
+    if !sc.rate_per_s.is_finite() || sc.rate_per_s <= 0.0 {
+        return Err(format!("LOAD_RATE={} must be above 0", sc.rate_per_s));
+    }
+    if !(1..=300).contains(&sc.poll_s) {
+        return Err(format!(
+            "LOAD_POLL_S={} is outside POLL_INTERVAL_SECONDS' 1-300",
+            sc.poll_s
+        ));
+    }
+    if !(30..=7200).contains(&sc.heartbeat_timeout_s) {
+        return Err(format!(
+            "LOAD_HEARTBEAT_S={} is outside HeartbeatTimeout's 30-7200",
+            sc.heartbeat_timeout_s
+        ));
+    }
+    // terminate-drain waits in the invocation, whatever WAIT_MODE says, unless
+    // the queue's delivery (poll + slack) fits in a heartbeat period: such a run
+    // would not measure the queue.
+    let beat_s = u64::try_from(sc.heartbeat_timeout_s / 3).unwrap_or(0);
+    if queue && beat_s < sc.poll_s + QUEUE_SLACK_S {
+        return Err(format!(
+            "LOAD_WAIT_MODE=queue with LOAD_POLL_S={} and LOAD_HEARTBEAT_S={}: the function only \
+             waits in the queue while the poll + {QUEUE_SLACK_S} s fits in a third of \
+             HeartbeatTimeout ({beat_s} s here); raise LOAD_HEARTBEAT_S or lower LOAD_POLL_S",
+            sc.poll_s, sc.heartbeat_timeout_s
+        ));
+    }
+    Ok(sc)
 }
 
 async fn measure(t0: Instant, binary: &Path, sc: Scenario) -> Result<Measured> {
@@ -161,14 +377,20 @@ async fn measure(t0: Instant, binary: &Path, sc: Scenario) -> Result<Measured> {
     let agent = fleet.create_service("agent", true, 0).await?;
     let batch = fleet.standalone_family("batch").await?;
     for i in 0..n + spares {
-        seed_tasks(&s, &fleet, i, &agent, 1)?;
-        if i < n {
-            seed_tasks(&s, &fleet, i, &web, 2)?;
-            seed_tasks(&s, &fleet, i, &batch, 1)?;
+        match sc.tasks {
+            Tasks::Mixed => {
+                seed_tasks(&s, &fleet, i, &agent, 1)?;
+                if i < n {
+                    seed_tasks(&s, &fleet, i, &web, 2)?;
+                    seed_tasks(&s, &fleet, i, &batch, 1)?;
+                }
+            }
+            Tasks::One if i < n => seed_tasks(&s, &fleet, i, &web, 1)?,
+            Tasks::One => {}
         }
     }
     s.enforce_heartbeats(true)?;
-    let logs: Vec<PathBuf> = (0..n)
+    let logs: Vec<PathBuf> = (0..sc.functions)
         .map(|i| {
             std::env::temp_dir().join(format!(
                 "ecs-lifecycle-load-{}-{n}-{i}.log",
@@ -182,6 +404,7 @@ async fn measure(t0: Instant, binary: &Path, sc: Scenario) -> Result<Measured> {
         ("CONTINUATION_TOPIC_ARN", fleet.topic_arn.as_str()),
         ("STANDALONE_TASKS", "stop"),
         ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ("WAIT_MODE", sc.wait_mode.as_str()),
     ]
     .map(|(k, v)| (k, v.to_owned()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -196,14 +419,27 @@ async fn measure(t0: Instant, binary: &Path, sc: Scenario) -> Result<Measured> {
             log,
         )?);
     }
-    s.subscribe_function(&fleet.topic_arn, sc.invocation_ms)?;
+    match sc.wait_mode {
+        WaitMode::InInvocation => s.subscribe_function(&fleet.topic_arn, sc.invocation_ms)?,
+        // The template's wait queue: DelaySeconds = POLL_INTERVAL_SECONDS.
+        WaitMode::Queue => s.subscribe_function_with_wait_queue(
+            &fleet.topic_arn,
+            sc.invocation_ms,
+            sc.poll_s * 1000,
+        )?,
+    };
+    if let Some(delay_ms) = sc.event_delay_ms {
+        s.ecs_task_events(&fleet.cluster, sc.invocation_ms, delay_ms)?;
+    }
     s.throttle("ecs:*", sc.rate_per_s, sc.burst)?;
     s.reset_calls()?;
     let setup_s = t_setup.elapsed().as_secs_f64();
     progress(
         t0,
         &format!(
-            "{n} drains: fleet of {} ready in {setup_s:.1} s; starting every action at once",
+            "{n} drains ({}, {} function processes): fleet of {} ready in {setup_s:.1} s; starting every action at once",
+            sc.wait_mode.as_str(),
+            sc.functions,
             n + spares
         ),
     );
@@ -276,6 +512,7 @@ async fn measure(t0: Instant, binary: &Path, sc: Scenario) -> Result<Measured> {
         handed_off_on_failure: 0,
         max_poll_ms: 0,
         hwm_kb,
+        lambda: LambdaFigures::default(),
     };
     for (i, id) in fleet.instance_ids[..n].iter().enumerate() {
         let action = actions
@@ -313,12 +550,48 @@ async fn measure(t0: Instant, binary: &Path, sc: Scenario) -> Result<Measured> {
             m.drains_s.push(completed - start);
         }
     }
+    let drained: Vec<(&str, &str)> = fleet.instance_ids[..n]
+        .iter()
+        .zip(&fleet.container_instances)
+        .map(|(id, ci)| (id.as_str(), ci.as_str()))
+        .collect();
+    m.lambda = lambda_figures(&invocations, &drained, &actions)?;
+    // A run that broke an invariant keeps what explains it: the functions' logs,
+    // and the actions and invocations as the stand-in recorded them.
+    let anomalies = m.completed_more_than_once
+        + m.expired
+        + m.still_active
+        + m.early
+        + m.function_errors
+        + m.timeouts;
     for log in &logs {
         let (back_offs, handed, poll_ms) = read_log(log);
         m.back_offs += back_offs;
         m.handed_off_on_failure += handed;
         m.max_poll_ms = m.max_poll_ms.max(poll_ms);
-        let _ = std::fs::remove_file(log);
+        if anomalies == 0 {
+            let _ = std::fs::remove_file(log);
+        }
+    }
+    if anomalies > 0 {
+        let kept = std::env::temp_dir().join(format!(
+            "ecs-lifecycle-load-{}-{n}-record.json",
+            std::process::id()
+        ));
+        let record = serde_json::json!({"actions": actions, "invocations": invocations});
+        std::fs::write(&kept, record.to_string())
+            .map_err(|e| format!("writing {}: {e}", kept.display()))?;
+        progress(
+            t0,
+            &format!(
+                "{n} drains: {anomalies} anomalies; kept the function logs ({}) and the stand-in's record ({})",
+                logs.iter()
+                    .map(|l| l.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                kept.display()
+            ),
+        );
     }
     progress(
         t0,
@@ -328,6 +601,67 @@ async fn measure(t0: Instant, binary: &Path, sc: Scenario) -> Result<Measured> {
         ),
     );
     Ok(m)
+}
+
+/// Lambda's side of the run, from the stand-in's invocations: each invocation
+/// is attributed to the drained instance its event names (a hook notification,
+/// a continuation and an SQS record carry the instance id, an ECS event its
+/// container instance). `drained`: (instance id, container instance ARN).
+fn lambda_figures(
+    invocations: &[Value],
+    drained: &[(&str, &str)],
+    actions: &[Value],
+) -> Result<LambdaFigures> {
+    let mut f = LambdaFigures::default();
+    let mut billed_by_instance: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut marks: Vec<(f64, i32)> = Vec::new();
+    for inv in invocations {
+        let source = inv["source"].as_str().unwrap_or("?").to_owned();
+        *f.by_source.entry(source).or_default() += 1;
+        let (Some(started), Some(finished)) =
+            (inv["started_at"].as_f64(), inv["finished_at"].as_f64())
+        else {
+            return Err(format!(
+                "an invocation that never ran or never ended: {inv}"
+            ));
+        };
+        if let Some(queued) = inv["queued_at"].as_f64() {
+            f.max_queued_s = f.max_queued_s.max(started - queued);
+        }
+        // Lambda bills each invocation rounded up to the millisecond.
+        let billed_s = ((finished - started) * 1000.0).ceil() / 1000.0;
+        f.billed_total_s += billed_s;
+        marks.push((started, 1));
+        marks.push((finished, -1));
+        let event = inv["event"].to_string();
+        match drained
+            .iter()
+            .find(|(id, ci)| event.contains(id) || event.contains(ci))
+        {
+            Some((id, _)) => *billed_by_instance.entry(id).or_default() += billed_s,
+            None => f.unattributed += 1,
+        }
+    }
+    // An end and a start at the same instant do not overlap.
+    marks.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut running = 0_i32;
+    for (_, d) in marks {
+        running += d;
+        f.max_in_flight = f.max_in_flight.max(usize::try_from(running).unwrap_or(0));
+    }
+    for (id, _) in drained {
+        let action = actions
+            .iter()
+            .find(|a| a["instance_id"] == *id)
+            .ok_or_else(|| format!("no action for {id}"))?;
+        // The stand-in sets `completed_at` on an expiry too: the action's end.
+        let end = action["completed_at"].as_f64();
+        if let (Some(start), Some(end)) = (action["started_at"].as_f64(), end) {
+            let billed = billed_by_instance.get(id).copied().unwrap_or(0.0);
+            f.billed.push((billed, billed / (end - start)));
+        }
+    }
+    Ok(f)
 }
 
 /// (back-offs after a failure, hand-offs forced by a failure, largest poll interval
@@ -417,6 +751,15 @@ fn timeline(t: &ThrottleReport, window: u64) -> Vec<(u64, f64, f64)> {
         .collect()
 }
 
+/// ", events" when the run had ECS's task-stopped events.
+fn events_note(sc: &Scenario) -> &'static str {
+    if sc.event_delay_ms.is_some() {
+        ", events"
+    } else {
+        ""
+    }
+}
+
 fn report(runs: &[Measured], binary: &Path, release: bool, load: &str) -> String {
     use std::fmt::Write;
     let mut o = String::new();
@@ -432,7 +775,7 @@ fn report(runs: &[Measured], binary: &Path, release: bool, load: &str) -> String
     );
     let _ = writeln!(
         o,
-        "| drains (processes) | ECS bucket | ECS calls/s demanded: mean / peak | granted: mean / peak | throttled | function errors / timeouts | expiries | completed once | lag last task STOPPED -> completion, median / max | max heartbeat gap (aim < {:.0} s) | drain, median / max | invocations |\n|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| drains | wait mode (function processes) | ECS bucket | ECS calls/s demanded: mean / peak | granted: mean / peak | throttled | function errors / timeouts | expiries | completed once | lag last task STOPPED -> completion, median / max | max heartbeat gap (aim < {:.0} s) | drain, median / max | invocations |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         runs.first()
             .map_or(12.0, |r| f64::from(r.sc.heartbeat_timeout_s) / 3.0 + 2.0)
     );
@@ -440,8 +783,11 @@ fn report(runs: &[Measured], binary: &Path, release: bool, load: &str) -> String
         let (dem, gr, peak_d, peak_g, _) = rates(&r.throttle);
         let _ = writeln!(
             o,
-            "| {} | {} calls/s, burst {} | {dem:.1} / {peak_d} | {gr:.2} / {peak_g} | {} of {} ({:.0} %) | {} / {} | {} | {} of {} | {:.1} / {:.1} s | {:.1} s | {:.0} / {:.0} s | {} |",
+            "| {} | {}{} ({}) | {} calls/s, burst {} | {dem:.1} / {peak_d} | {gr:.2} / {peak_g} | {} of {} ({:.0} %) | {} / {} | {} | {} of {} ({} before its tasks stopped) | {:.1} / {:.1} s | {:.1} s | {:.0} / {:.0} s | {} |",
             r.sc.drains,
+            r.sc.wait_mode.as_str(),
+            events_note(&r.sc),
+            r.sc.functions,
             r.sc.rate_per_s,
             r.sc.burst,
             r.throttle.throttled,
@@ -453,6 +799,7 @@ fn report(runs: &[Measured], binary: &Path, release: bool, load: &str) -> String
             r.expired,
             r.completed_once,
             r.sc.drains,
+            r.early,
             median(&r.lags_s),
             max(&r.lags_s),
             max(&r.gaps_s),
@@ -461,21 +808,76 @@ fn report(runs: &[Measured], binary: &Path, release: bool, load: &str) -> String
             r.invocations,
         );
     }
+    let _ = writeln!(
+        o,
+        "\n| drains | wait mode (function processes) | invocations (by source) | in flight: most at once / mean | longest wait for a free process | billed duration per drain, median / max | billed share of the drain, median / max / all drains | ECS calls per drain, demanded / granted | cost of the run (arm64 128 MB) | per drain | 1,000 such drains |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for r in runs {
+        let l = &r.lambda;
+        let billed_s: Vec<f64> = l.billed.iter().map(|b| b.0).collect();
+        let shares: Vec<f64> = l.billed.iter().map(|b| 100.0 * b.1).collect();
+        let per_drain = l.cost_usd() / r.sc.drains as f64;
+        let _ = writeln!(
+            o,
+            "| {} | {}{} ({}) | {} ({}) | {} / {:.1} | {:.1} s | {:.1} / {:.1} s | {:.1} / {:.1} / {:.1} % | {:.1} / {:.1} | ${:.6} ({:.1} GB-s) | ${:.7} | ${:.4} |",
+            r.sc.drains,
+            r.sc.wait_mode.as_str(),
+            events_note(&r.sc),
+            r.sc.functions,
+            r.invocations,
+            l.by_source
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            l.max_in_flight,
+            // Invocation time over the run's length: the executions held on average.
+            l.billed_total_s / r.elapsed_s,
+            l.max_queued_s,
+            median(&billed_s),
+            max(&billed_s),
+            median(&shares),
+            max(&shares),
+            100.0 * l.overall_share(&r.drains_s),
+            (r.throttle.granted + r.throttle.throttled) as f64 / r.sc.drains as f64,
+            r.throttle.granted as f64 / r.sc.drains as f64,
+            l.cost_usd(),
+            l.gb_s(),
+            per_drain,
+            per_drain * 1000.0,
+        );
+    }
     for r in runs {
         let (dem, gr, _, _, seconds) = rates(&r.throttle);
         let _ = writeln!(
             o,
-            "\n### {} drains\n\nSet-up {:.0} s (a cluster of {} instances: {} drained, {} spares; on each drained instance 2 service tasks, 1 daemon, 1 standalone task). \
+            "\n### {} drains, WAIT_MODE={}\n\nSet-up {:.0} s (a cluster of {} instances: {} drained, {} spares; on each drained instance {}). \
+             {} function processes{}. \
              HeartbeatTimeout {} s (enforced by the stand-in's clock), POLL_INTERVAL_SECONDS={}, invocations of {} s, ECS scheduler (played) off for the first {} s, then a step every {} ms. \
              All actions started at once; the last ended after {:.0} s. ECS calls: {} granted, {} throttled over {seconds} s ({dem:.1} demanded/s, {gr:.2} granted/s against a bucket of {}/s). \
              Completed exactly once: {} of {}; more than once: {}; expired: {}; still held at the end: {}; completed before the instance's last task stopped: {}. \
              Heartbeats recorded: {}. Back-offs logged by the functions (an observation failed after the SDK's retries): {}; hand-offs forced by a failure: {}; the longest poll interval logged: {:.1} s. \
-             Peak memory (VmHWM) of a function process: max {:.1} MB.\n",
+             Peak memory (VmHWM) of a function process: max {:.1} MB. Invocations naming no drained instance: {}.\n",
             r.sc.drains,
+            r.sc.wait_mode.as_str(),
             r.setup_s,
             r.sc.drains + r.spares,
             r.sc.drains,
             r.spares,
+            r.sc.tasks.describe(),
+            r.sc.functions,
+            match r.sc.wait_mode {
+                WaitMode::Queue => format!(
+                    " (the continuations through the played wait queue, delay {} s)",
+                    r.sc.poll_s
+                ),
+                WaitMode::InInvocation => String::new(),
+            } + &match r.sc.event_delay_ms {
+                Some(ms) => format!(
+                    "; ECS's task-stopped events on (EventBridge played: each task STOPPED invokes the function {ms} ms later)"
+                ),
+                None => "; no ECS events".to_owned(),
+            },
             r.sc.heartbeat_timeout_s,
             r.sc.poll_s,
             r.sc.invocation_ms / 1000,
@@ -496,6 +898,7 @@ fn report(runs: &[Measured], binary: &Path, release: bool, load: &str) -> String
             r.handed_off_on_failure,
             r.max_poll_ms as f64 / 1000.0,
             r.hwm_kb.iter().copied().max().unwrap_or(0) as f64 / 1024.0,
+            r.lambda.unattributed,
         );
         let _ = writeln!(o, "| ECS operation | granted | throttled |\n|---|---|---|");
         for (op, (g, t)) in &r.throttle.by_operation {
