@@ -50,35 +50,9 @@ const MAX_INVOCATIONS: usize = 3000;
 
 // ---------------------------------------------------------------- the PRNG
 
-/// splitmix64: small, seedable, good enough to draw a world.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-    /// True with probability `percent` / 100.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[(self.next() % items.len() as u64) as usize]
-    }
-    fn millis(&mut self, lo_ms: u64, hi_ms: u64) -> Duration {
-        Duration::from_millis(self.range(lo_ms, hi_ms))
-    }
-    fn secs(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_secs(self.range(lo, hi))
-    }
-}
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 // ---------------------------------------------------------------- the world drawn
 

@@ -110,7 +110,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         let resting = rest_ok && !memo.from_event && memo.resting(memo.scratch.observing_at_ms);
         // Resting, most hops make no ECS call at all; every fourth reads the
         // container instance (below) so that a duplicate chain still stops.
-        if resting && attempt % REST_CLAIM_CHECK_EVERY_HOPS != 0 {
+        if resting && !attempt.is_multiple_of(REST_CLAIM_CHECK_EVERY_HOPS) {
             observed.rested = true;
             return Ok(observed);
         }
