@@ -7,6 +7,7 @@
 //! [`events`] the ECS, Spot and Health events it takes, [`signal`] what it does
 //! with the early warnings.
 
+pub mod budget;
 pub mod decide;
 pub mod events;
 pub mod observe;

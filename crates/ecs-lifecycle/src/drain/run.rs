@@ -12,6 +12,7 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::config::{DrainConfig, DrainTimeoutAction, StandalonePolicy};
+use crate::drain::budget::DrainSlots;
 use crate::drain::decide::{Clocks, Completion, Observed, Policy, Step, StopReason, decide};
 use crate::drain::events::{DrainEvent, EcsEvent};
 use crate::drain::observe::{Scratch, stuck_report_due};
@@ -92,6 +93,8 @@ pub struct Drainer<E, A, P> {
     /// sandbox, with DRAIN_TIMEOUT_ACTION=retain: each is checked once per cold
     /// start.
     retention_checked: Mutex<HashSet<String>>,
+    /// The drain budget's store (MAX_CONCURRENT_DRAINS), when set.
+    pub(super) slots: Option<Box<dyn DrainSlots>>,
 }
 
 impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
@@ -101,7 +104,15 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             hold: Holder::new(autoscaling, publisher, config.common.clone(), FUNCTION_NAME),
             config,
             retention_checked: Mutex::new(HashSet::new()),
+            slots: None,
         }
+    }
+
+    /// The store of the drain budget (MAX_CONCURRENT_DRAINS; DRAIN_SLOTS_TABLE
+    /// in AWS): without it, a limited budget fails every drain that asks it.
+    pub fn with_slots(mut self, slots: impl DrainSlots + 'static) -> Self {
+        self.slots = Some(Box::new(slots));
+        self
     }
 
     /// Where metrics and notifications go (stdout and NOTIFICATION_TOPIC_ARN by default).
@@ -317,7 +328,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         if !job.memo.from_event {
             self.check_retention(&job.action.asg).await;
         }
-        let observed = self
+        let mut observed = self
             .look(
                 &mut job.memo,
                 &instance_id,
@@ -326,6 +337,9 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
                 job.attempt,
             )
             .await?;
+        observed.waiting_for_slot = self
+            .budget_look(job, &observed, plan.action_start_ms, now_ms)
+            .await;
         let scratch = &mut job.memo.scratch;
         // A drain about to be retained says why it is stuck now, whenever it
         // last did: its WARN names the reason.
@@ -390,6 +404,8 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
             Step::StopTasks { arns, why } => runtime::Step::Act(Act::StopTasks { arns, why }),
             Step::Wait { sleep_ms, .. } => runtime::Step::Wait { sleep_ms },
             Step::HandOff { .. } => runtime::Step::HandOff,
+            Step::WaitForSlot { hand_off: true, .. } => runtime::Step::HandOff,
+            Step::WaitForSlot { sleep_ms, .. } => runtime::Step::Wait { sleep_ms },
         }
     }
 
@@ -452,6 +468,21 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         tally: &Tally,
         record: Record,
     ) -> Record {
+        // The action is over: its drain slot (or place in the queue) frees.
+        let over = match outcome {
+            runtime::Outcome::Completed { .. } | runtime::Outcome::AlreadyCompleted { .. } => true,
+            runtime::Outcome::Stopped { detail, .. } => matches!(
+                detail,
+                Done::Stopped {
+                    reason: StopReason::NotWaiting { .. }
+                }
+            ),
+            _ => false,
+        };
+        if over && let Some(cluster) = &job.memo.cluster {
+            self.release_slot(cluster, &job.action.instance_id, tally.ended_at_ms)
+                .await;
+        }
         let runtime::Outcome::Completed {
             detail: Done::Completed { reason },
             ..
@@ -470,8 +501,14 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
             | Completion::AgentDisconnected { left, .. } => Some(left.len()),
             _ => None,
         };
-        let timed_out = matches!(reason, Completion::DeadlineReached { .. });
-        let retained = matches!(reason, Completion::Retained { .. });
+        let timed_out = matches!(
+            reason,
+            Completion::DeadlineReached { .. } | Completion::NoDrainSlot { .. }
+        );
+        let retained = matches!(
+            reason,
+            Completion::Retained { .. } | Completion::NoDrainSlot { retained: true, .. }
+        );
         // The last task that stopped during this drain (not before it began).
         let lag_ms = job
             .memo
@@ -564,6 +601,14 @@ fn log_decision(step: &Step, observed: &Observed, why: &[String], started_at: u6
             elapsed_s,
             "the ECS agent has been disconnected for AGENT_DISCONNECTED_GRACE_SECONDS: its tasks can never be reported stopped; completing CONTINUE, they end with the instance"
         ),
+        Step::Complete(Completion::NoDrainSlot { waited_s, retained }) => warn!(
+            decision = "complete",
+            reason = "no_drain_slot",
+            result = if *retained { "ABANDON" } else { "CONTINUE" },
+            waited_s,
+            elapsed_s,
+            "drain deadline reached while still waiting for a slot of MAX_CONCURRENT_DRAINS: the instance was never set DRAINING; completing as a drain at its deadline (DRAIN_TIMEOUT_ACTION), its tasks were not moved (raise MAX_DRAIN_SECONDS or the budget)"
+        ),
         Step::Complete(reason) => info!(
             decision = "complete",
             ?reason,
@@ -594,6 +639,25 @@ fn log_decision(step: &Step, observed: &Observed, why: &[String], started_at: u6
             sleep_ms,
             elapsed_s,
             "tasks still on the instance; waiting"
+        ),
+        Step::WaitForSlot {
+            ahead,
+            limit,
+            holders,
+            waited_s,
+            sleep_ms,
+            hand_off,
+        } => info!(
+            decision = "wait_for_slot",
+            waiting_for_slot = true,
+            ahead,
+            max_concurrent_drains = limit,
+            draining = ?holders.iter().take(20).collect::<Vec<_>>(),
+            waited_s,
+            sleep_ms,
+            hand_off,
+            elapsed_s,
+            "the cluster's drain budget is full: waiting for a slot (heartbeating) before setting DRAINING"
         ),
         Step::HandOff { remaining } => info!(
             decision = "hand_off",
