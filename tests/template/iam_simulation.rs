@@ -379,6 +379,11 @@ fn deployment_for(
     {
         params.push(("DrainTimeoutAction".into(), action));
     }
+    // MAX_CONCURRENT_DRAINS: the budget's table the function was given.
+    let slots_table = get("DRAIN_SLOTS_TABLE").filter(|_| function == "terminate-drain");
+    if let Some(budget) = get("MAX_CONCURRENT_DRAINS").filter(|_| slots_table.is_some()) {
+        params.push(("MaxConcurrentDrains".into(), budget));
+    }
     // The wait mode the function ran with (the code's default when unset).
     if function != "ami-rollout" {
         let mode = get("WAIT_MODE").unwrap_or_else(|| "in-invocation".to_owned());
@@ -394,6 +399,12 @@ fn deployment_for(
     let mut d = Deployment::new(&refs);
     if let Some(t) = topic {
         d.refs.insert("<LifecycleTopic>".into(), t);
+    }
+    if let Some(table) = slots_table {
+        d.refs.insert(
+            "<DrainSlotsTable.Arn>".into(),
+            format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}"),
+        );
     }
     if let Some(doc) = get("SSM_DOCUMENT_NAME") {
         d.refs.insert("<OrphanDiagnosticDocument>".into(), doc);

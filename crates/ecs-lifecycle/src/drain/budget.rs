@@ -302,6 +302,15 @@ pub fn settle(
     (next, Admission::Waiting(wait))
 }
 
+/// The book's key of a cluster: its name, however the cluster was named (a
+/// drain's chain finds it by CLUSTER_NAME, an ECS event by its ARN).
+pub fn budget_key(cluster: &Cluster) -> Cluster {
+    match cluster.as_str().rsplit_once(":cluster/") {
+        Some((_, name)) => Cluster::from(name.to_owned()),
+        None => cluster.clone(),
+    }
+}
+
 /// A future of a [`DrainSlots`] call, boxed: the drain holds its store behind
 /// `dyn` (one seam, so the drain's type does not grow a parameter).
 pub type SlotFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, AwsError>> + Send + 'a>>;
@@ -353,6 +362,8 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             _ => budget.limit(0).unwrap_or(usize::MAX),
         };
         let lease = lease_ms(crate::time::millis(self.config.common.poll_interval));
+        let key = budget_key(cluster);
+        let cluster = &key;
         for attempt in 1..=WRITE_ATTEMPTS {
             let stored = slots.read(cluster).await?;
             let (book, version) = match stored {
@@ -729,6 +740,16 @@ mod tests {
         assert!(
             matches!(a, Admission::Waiting(SlotWait { ahead: 0, .. })),
             "{a:?}"
+        );
+    }
+
+    #[test]
+    fn a_cluster_has_one_book_whether_named_or_by_arn() {
+        let arn = Cluster::from("arn:aws:ecs:eu-west-1:123456789012:cluster/prod".to_owned());
+        assert_eq!(budget_key(&arn).as_str(), "prod");
+        assert_eq!(
+            budget_key(&Cluster::from("prod".to_owned())).as_str(),
+            "prod"
         );
     }
 
