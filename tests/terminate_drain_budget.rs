@@ -1,0 +1,189 @@
+//! MAX_CONCURRENT_DRAINS through the real `terminate-drain` binary against the
+//! stand-in: five terminate hooks at once with a budget of two. The budget's
+//! table is a real DynamoDB table of moto (its conditional writes are moto's
+//! own); the wait queue of `WAIT_MODE=queue` and ECS's scheduler are played by
+//! the stand-in, as in tests/terminate_drain_binary.rs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed set-up is a failed test
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+use ecs_lifecycle_suite::drain::{assert_all_stopped, max_heartbeat_gap, start_binary, start_terminating};
+use ecs_lifecycle_suite::fleet_on;
+use testkit::{FleetSpec, Standin};
+
+const TABLE: &str = "drain-slots";
+
+/// The table the template creates (DrainSlotsTable): the cluster as its key.
+async fn create_slots_table(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    let db = aws_sdk_dynamodb::Client::new(sdk);
+    db.create_table()
+        .table_name(TABLE)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("cluster")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("cluster")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    db
+}
+
+/// Five simultaneous terminate hooks, `MAX_CONCURRENT_DRAINS=2`: at every
+/// moment the test looks (ECS and the lifecycle actions, every 150 ms), at most
+/// two of the instances whose action is still open are DRAINING; the others
+/// wait ACTIVE, heartbeated through their continuations; all five complete
+/// once, none expires, and every slot is given back.
+///
+/// A completed action's instance is terminated on AWS (and its container
+/// instance deregistered by ECS); the stand-in keeps the container instance
+/// DRAINING, so the count is of the instances whose action is still open: a
+/// drain holds its slot until its action is completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hooks_with_a_budget_of_two_never_drain_more_than_two_at_once() {
+    let s = Standin::start().unwrap();
+    // HeartbeatTimeout 60 s: a beat every 20 s, which the queue's 3 s delay
+    // (and its 10 s slack) fits in, so the waits go through the wait queue.
+    let spec = FleetSpec {
+        heartbeat_timeout: 60,
+        ..FleetSpec::new("budget", 6)
+    };
+    let (sdk, fleet) = fleet_on(&s, &spec).await;
+    fleet.service("web", false, &[1, 1, 1, 1, 1, 1]).await.unwrap();
+    let db = create_slots_table(&sdk).await;
+    s.enforce_heartbeats(true).unwrap();
+    let log = testkit::temp_log("budget-drain");
+    let mut function = start_binary(
+        &s,
+        &fleet,
+        "budget-drain",
+        &[
+            ("WAIT_MODE", "queue"),
+            ("POLL_INTERVAL_SECONDS", "3"),
+            ("MAX_CONCURRENT_DRAINS", "2"),
+            ("DRAIN_SLOTS_TABLE", TABLE),
+        ],
+        &log,
+    );
+    s.subscribe_function_with_wait_queue(&fleet.topic_arn, 60_000, 3_000)
+        .unwrap();
+    s.ecs_auto(800).unwrap();
+    let terminating = 0..5;
+    for i in terminating.clone() {
+        start_terminating(&s, &fleet, i);
+    }
+
+    let started = Instant::now();
+    let mut most_draining = 0;
+    let mut looks = 0;
+    // Moments when an open action waited ACTIVE while two others drained.
+    let mut held_back = 0;
+    let mut ever_draining = BTreeSet::new();
+    loop {
+        let mut open = Vec::new();
+        for i in terminating.clone() {
+            let a = s.lifecycle_action(&fleet.instance_ids[i]).unwrap();
+            assert_ne!(a["state"], "expired", "instance {i}: {a}");
+            if a["state"] == "active" {
+                open.push(i);
+            }
+        }
+        if open.is_empty() {
+            break;
+        }
+        let mut draining = Vec::new();
+        for &i in &open {
+            if fleet.status_of(i).await.unwrap() == "DRAINING" {
+                draining.push(i);
+            }
+        }
+        // The statuses were read after the states: an action completed in
+        // between counts as open, which only makes the check stricter.
+        assert!(
+            draining.len() <= 2,
+            "{} instances DRAINING at once with a budget of two: {draining:?} (open: {open:?}) after {:?}",
+            draining.len(),
+            started.elapsed()
+        );
+        most_draining = most_draining.max(draining.len());
+        if draining.len() == 2 && open.len() > 2 {
+            held_back += 1;
+        }
+        ever_draining.extend(draining);
+        looks += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the drains did not all end within 4 minutes (open: {open:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    s.ecs_auto(0).unwrap();
+    assert!(looks > 20, "only {looks} looks");
+    assert_eq!(most_draining, 2, "the budget was never used in full");
+    assert!(held_back > 0, "no moment saw a drain wait for a slot");
+    assert_eq!(ever_draining.len(), 5, "{ever_draining:?}");
+
+    for i in terminating {
+        let a = s.lifecycle_action(&fleet.instance_ids[i]).unwrap();
+        assert_eq!(a["state"], "completed", "instance {i}: {a}");
+        assert_eq!(a["result"], "CONTINUE", "instance {i}: {a}");
+        assert_eq!(a["complete_calls"], 1, "instance {i}: {a}");
+        let gap = max_heartbeat_gap(&a);
+        assert!(gap < 60.0, "instance {i}: {gap:.1} s without a heartbeat");
+        assert_all_stopped(&fleet.tasks_on(i).await.unwrap());
+    }
+    assert!(!function.exited());
+
+    // The log says who waited for a slot, and how far back in line.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let waits: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["fields"]["decision"] == "wait_for_slot")
+        .collect();
+    assert!(!waits.is_empty(), "no wait_for_slot line in the log");
+    for w in &waits {
+        assert_eq!(w["fields"]["waiting_for_slot"], true, "{w}");
+        assert_eq!(w["fields"]["max_concurrent_drains"], 2, "{w}");
+        let waiting = w["span"]["instance_id"].as_str().unwrap();
+        let draining = w["fields"]["draining"].as_str().unwrap();
+        assert!(
+            !draining.contains(waiting) && draining.matches("i-").count() == 2,
+            "a wait names the two drains it waits for: {w}"
+        );
+    }
+
+    // Every slot given back: the book of the cluster holds no one.
+    let item = db
+        .get_item()
+        .table_name(TABLE)
+        .key("cluster", AttributeValue::S(fleet.cluster.clone()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    let book = item
+        .item()
+        .and_then(|i| i.get("book"))
+        .and_then(|b| b.as_s().ok())
+        .expect("the cluster's item");
+    let book: serde_json::Value = serde_json::from_str(book).unwrap();
+    assert_eq!(book["holders"], serde_json::json!({}), "{book}");
+    assert_eq!(book["waiters"], serde_json::json!({}), "{book}");
+    let _ = std::fs::remove_file(&log);
+}
