@@ -657,7 +657,7 @@ fn log_decision(step: &Step, observed: &Observed, why: &[String], started_at: u6
             sleep_ms,
             hand_off,
             elapsed_s,
-            "the cluster's drain budget is full: waiting for a slot (heartbeating) before setting DRAINING"
+            "no drain slot for this instance yet (MAX_CONCURRENT_DRAINS: the slots are held, or go to older actions first): waiting, heartbeating, before setting DRAINING"
         ),
         Step::HandOff { remaining } => info!(
             decision = "hand_off",
