@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use ecs_lifecycle::drain::budget::{DrainSlots, budget_key};
 use ecs_lifecycle::model::{InstanceId, TemplateVersion, is_instance_id};
 use ecs_lifecycle::ports::{AutoScaling, Ec2, Ecs, is_no_such_cluster};
 
@@ -34,6 +35,7 @@ pub async fn status<E, A, C>(
     region: &str,
     cluster: &str,
     named: &[String],
+    slots: Option<&dyn DrainSlots>,
     now_ms: u64,
 ) -> Result<status::Observed, Failure>
 where
@@ -89,6 +91,15 @@ where
     );
     let all: Vec<InstanceId> = all.into_iter().collect();
     let ec2 = ec2.instances(&all).await?;
+    let drain_slots = match slots {
+        Some(table) => Some(
+            table
+                .read(&budget_key(&cluster.into()))
+                .await?
+                .map(|v| v.book),
+        ),
+        None => None,
+    };
 
     Ok(status::Observed {
         region: region.to_owned(),
@@ -100,6 +111,7 @@ where
         hooks,
         activities,
         ec2,
+        drain_slots,
     })
 }
 

@@ -78,8 +78,16 @@ async fn run(cli: &Cli) -> Result<(String, bool), Failure> {
     match &cli.command {
         Command::Status(a) => {
             let ecs = aws_sdk_ecs::Client::new(&sdk);
-            let observed =
-                gather::status(&ecs, &asg, &ec2, &region, &a.cluster, &a.groups, now_ms).await?;
+            let slots = a.drain_slots_table.as_deref().map(|table| {
+                ecs_lifecycle::aws::SlotTable::new(aws_sdk_dynamodb::Client::new(&sdk), table)
+            });
+            let slots = slots
+                .as_ref()
+                .map(|t| t as &dyn ecs_lifecycle::drain::budget::DrainSlots);
+            let observed = gather::status(
+                &ecs, &asg, &ec2, &region, &a.cluster, &a.groups, slots, now_ms,
+            )
+            .await?;
             let report = status::report(&observed);
             let text = if cli.json {
                 render::json(&report)
