@@ -759,3 +759,7 @@ mod tests {
         assert_eq!(lease_ms(400_000), 1_200_000);
     }
 }
+
+#[cfg(test)]
+#[path = "budget_tests.rs"]
+mod flow_tests;
