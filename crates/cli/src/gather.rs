@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use ecs_lifecycle::drain::budget::{DrainSlots, budget_key};
+use ecs_lifecycle::drain::budget::{DrainSlots, SlotBook, budget_key};
 use ecs_lifecycle::model::{InstanceId, TemplateVersion, is_instance_id};
 use ecs_lifecycle::ports::{AutoScaling, Ec2, Ecs, is_no_such_cluster};
 
@@ -28,6 +28,17 @@ fn missing_groups(named: &[String], found: &[String], region: &str) -> Result<()
     )))
 }
 
+/// The cluster's drain budget as its table holds it (`None`: no item yet).
+pub async fn drain_slots(
+    table: &dyn DrainSlots,
+    cluster: &str,
+) -> Result<Option<SlotBook>, Failure> {
+    Ok(table
+        .read(&budget_key(&cluster.into()))
+        .await?
+        .map(|v| v.book))
+}
+
 pub async fn status<E, A, C>(
     ecs: &E,
     asg: &A,
@@ -35,7 +46,6 @@ pub async fn status<E, A, C>(
     region: &str,
     cluster: &str,
     named: &[String],
-    slots: Option<&dyn DrainSlots>,
     now_ms: u64,
 ) -> Result<status::Observed, Failure>
 where
@@ -91,15 +101,6 @@ where
     );
     let all: Vec<InstanceId> = all.into_iter().collect();
     let ec2 = ec2.instances(&all).await?;
-    let drain_slots = match slots {
-        Some(table) => Some(
-            table
-                .read(&budget_key(&cluster.into()))
-                .await?
-                .map(|v| v.book),
-        ),
-        None => None,
-    };
 
     Ok(status::Observed {
         region: region.to_owned(),
@@ -111,7 +112,7 @@ where
         hooks,
         activities,
         ec2,
-        drain_slots,
+        drain_slots: None,
     })
 }
 

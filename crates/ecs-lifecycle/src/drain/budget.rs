@@ -694,10 +694,12 @@ mod tests {
     #[test]
     fn expired_leases_free_their_slots_and_release_frees_at_once() {
         let mut b = book(&[("i-dead", false), ("i-1", false)], &[("i-gone", 1)]);
-        b.holders
-            .get_mut("i-dead")
-            .map(|h| h.lease_until_ms = NOW - 1);
-        b.waiters.get_mut("i-gone").map(|w| w.lease_until_ms = NOW);
+        if let Some(h) = b.holders.get_mut("i-dead") {
+            h.lease_until_ms = NOW - 1;
+        }
+        if let Some(w) = b.waiters.get_mut("i-gone") {
+            w.lease_until_ms = NOW;
+        }
         let (next, a) = settle(&b, "i-3", Ask::Drain { action_start_ms: 9 }, 2, NOW, LEASE);
         assert_eq!(a, Admission::Admitted);
         assert!(!next.holders.contains_key("i-dead") && next.waiters.is_empty());
