@@ -46,6 +46,41 @@ async fn create_slots_table(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Cl
     db
 }
 
+/// `ecs-lifecycle --json status --cluster <cluster> --drain-slots-table` as an
+/// operator pointed at the stand-in runs it.
+fn cli_status(s: &Standin, cluster: &str) -> serde_json::Value {
+    let binary = testkit::binary("ecs-lifecycle").unwrap();
+    let out = std::process::Command::new(&binary)
+        .args([
+            "--json",
+            "status",
+            "--cluster",
+            cluster,
+            "--drain-slots-table",
+            TABLE,
+        ])
+        .env_clear()
+        .env("AWS_CONFIG_FILE", "/nonexistent/ecs-lifecycle-test/config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/ecs-lifecycle-test/credentials",
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", &s.endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    // Exit 0, or 1 when something needs attention.
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Five simultaneous terminate hooks, `MAX_CONCURRENT_DRAINS=2`, three function
 /// processes: at every
 /// moment the test looks (ECS and the lifecycle actions, every 150 ms), at most
@@ -110,6 +145,9 @@ async fn five_hooks_with_a_budget_of_two_never_drain_more_than_two_at_once() {
     // Moments when an open action waited ACTIVE while two others drained.
     let mut held_back = 0;
     let mut ever_draining = BTreeSet::new();
+    // The operator's view at the first moment a drain waited: `ecs-lifecycle
+    // status --drain-slots-table`, and what ECS said then.
+    let mut cli_seen = None;
     loop {
         let mut open = Vec::new();
         for i in terminating.clone() {
@@ -139,6 +177,14 @@ async fn five_hooks_with_a_budget_of_two_never_drain_more_than_two_at_once() {
         most_draining = most_draining.max(draining.len());
         if draining.len() == 2 && open.len() > 2 {
             held_back += 1;
+            // While three wait: one look later, at least two still do.
+            if cli_seen.is_none() && open.len() == 5 {
+                cli_seen = Some((
+                    cli_status(&s, &fleet.cluster),
+                    draining.clone(),
+                    open.clone(),
+                ));
+            }
         }
         ever_draining.extend(draining);
         looks += 1;
@@ -153,6 +199,46 @@ async fn five_hooks_with_a_budget_of_two_never_drain_more_than_two_at_once() {
     assert_eq!(most_draining, 2, "the budget was never used in full");
     assert!(held_back > 0, "no moment saw a drain wait for a slot");
     assert_eq!(ever_draining.len(), 5, "{ever_draining:?}");
+    let (status, draining, open) = cli_seen.unwrap();
+    let budget = &status["drain_budget"];
+    let ids = |rows: &serde_json::Value| -> BTreeSet<String> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["ec2_instance_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let holding = ids(&budget["holding"]);
+    let waiting = ids(&budget["waiting_for_slot"]);
+    let draining: BTreeSet<String> = draining
+        .iter()
+        .map(|&i| fleet.instance_ids[i].clone())
+        .collect();
+    // Read just after ECS: a drain may have ended (its slot freed) and another
+    // been admitted in between; never more than two hold a slot.
+    assert!((1..=2).contains(&holding.len()), "{status}");
+    assert!(holding.is_disjoint(&waiting), "{status}");
+    assert!(
+        !waiting.is_empty(),
+        "the CLI names the instances waiting: {status}"
+    );
+    assert!(
+        waiting
+            .iter()
+            .all(|w| open.iter().any(|&i| fleet.instance_ids[i] == *w) && !draining.contains(w)),
+        "those waiting were open and not DRAINING: {status}"
+    );
+    let positions: Vec<u64> = budget["waiting_for_slot"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        positions,
+        (1..=positions.len() as u64).collect::<Vec<_>>(),
+        "{status}"
+    );
 
     for i in terminating {
         let a = s.lifecycle_action(&fleet.instance_ids[i]).unwrap();

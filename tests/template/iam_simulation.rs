@@ -64,6 +64,10 @@ impl Deployment {
             ),
             ("<LifecycleTopicKey.Arn>", KEY_ARN.to_owned()),
             (
+                "<DrainSlotsTable.Arn>",
+                arn("dynamodb", "table/ecs-lifecycle-DrainSlotsTable-1A2B3C"),
+            ),
+            (
                 "<DeadLetterQueue.Arn>",
                 arn("sqs", "ecs-lifecycle-DeadLetterQueue-1A2B3C"),
             ),
@@ -510,6 +514,7 @@ fn reference_deployment() -> Deployment {
             "NotificationTopicArn",
             "arn:aws:sns:us-east-1:123456789012:ops",
         ),
+        ("MaxConcurrentDrains", "25%"),
     ])
 }
 
@@ -614,6 +619,33 @@ fn must_be_denied() -> Vec<(Request, &'static str)> {
         &group("other-asg"),
         json!({}),
         "marking another group's instance unhealthy",
+    ));
+    // The drain budget's table: the cluster's own item, the two calls.
+    let table =
+        format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/ecs-lifecycle-DrainSlotsTable-1A2B3C");
+    out.push(td(
+        "dynamodb:PutItem",
+        &table,
+        json!({"dynamodb:LeadingKeys": ["other"]}),
+        "another cluster's drain budget",
+    ));
+    out.push(td(
+        "dynamodb:DeleteItem",
+        &table,
+        json!({"dynamodb:LeadingKeys": ["prod"]}),
+        "deleting the budget's item",
+    ));
+    out.push(td(
+        "dynamodb:Scan",
+        &table,
+        json!({}),
+        "reading every cluster's budget",
+    ));
+    out.push(td(
+        "dynamodb:GetItem",
+        &format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/another-table"),
+        json!({"dynamodb:LeadingKeys": ["prod"]}),
+        "another table",
     ));
     out.push(td(
         "autoscaling:TerminateInstanceInAutoScalingGroup",
