@@ -145,7 +145,23 @@ pub struct SlotBook {
     pub holders: BTreeMap<String, SlotHolder>,
     #[serde(default)]
     pub waiters: BTreeMap<String, SlotWaiter>,
+    /// For a percentage: the cluster's container instances when last counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_size: Option<ClusterSize>,
 }
+
+/// How many container instances the cluster had, and when that was counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSize {
+    pub instances: usize,
+    pub counted_at_ms: u64,
+}
+
+/// How long a count of the cluster's container instances serves a percentage
+/// budget: the drains of a cluster count it once per five minutes between
+/// them, not once per look each (ListContainerInstances shares ECS's
+/// cluster-read bucket with every look of every drain).
+pub const SIZE_TTL_MS: u64 = 300_000;
 
 /// A book as stored, with the version a conditional write must match.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +193,7 @@ impl SlotBook {
                 .filter(|(_, w)| w.lease_until_ms > now_ms)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            cluster_size: self.cluster_size,
         }
     }
 }
@@ -352,26 +369,41 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             ));
         };
         let budget = self.config.max_concurrent_drains;
-        // The cluster's size, for a percentage: one count per ask, only when a
-        // drain waits to start (a holder or a release needs no limit).
-        let limit = match ask {
-            Ask::Drain { .. } if budget.needs_instance_count() => {
-                let n = self.ecs.container_instance_count(cluster).await?;
-                budget.limit(n).unwrap_or(usize::MAX)
-            }
-            _ => budget.limit(0).unwrap_or(usize::MAX),
-        };
         let lease = lease_ms(crate::time::millis(self.config.common.poll_interval));
         let key = budget_key(cluster);
-        let cluster = &key;
         for attempt in 1..=WRITE_ATTEMPTS {
-            let stored = slots.read(cluster).await?;
-            let (book, version) = match stored {
+            let stored = slots.read(&key).await?;
+            let (read, version) = match stored {
                 Some(v) => (v.book, Some(v.version)),
                 None => (SlotBook::default(), None),
             };
+            let mut book = read.clone();
+            // The cluster's size, for a percentage, only when a drain waits to
+            // start (a holder or a release needs no limit): counted by one
+            // drain for all every SIZE_TTL_MS at most, kept in the book.
+            let limit = match ask {
+                Ask::Drain { .. } if budget.needs_instance_count() => {
+                    let fresh = book.cluster_size.filter(|c| {
+                        c.counted_at_ms <= now_ms
+                            && now_ms.saturating_sub(c.counted_at_ms) < SIZE_TTL_MS
+                    });
+                    let instances = match fresh {
+                        Some(c) => c.instances,
+                        None => {
+                            let n = self.ecs.container_instance_count(cluster).await?;
+                            book.cluster_size = Some(ClusterSize {
+                                instances: n,
+                                counted_at_ms: now_ms,
+                            });
+                            n
+                        }
+                    };
+                    budget.limit(instances).unwrap_or(usize::MAX)
+                }
+                _ => budget.limit(0).unwrap_or(usize::MAX),
+            };
             let (next, admission) = settle(&book, instance_id.as_str(), ask, limit, now_ms, lease);
-            if next == book || slots.write(cluster, &next, version).await? {
+            if next == read || slots.write(&key, &next, version).await? {
                 return Ok(admission);
             }
             // Another drain of the cluster changed the book meanwhile: read again,
@@ -543,6 +575,7 @@ mod tests {
                 .iter()
                 .map(|(id, s)| ((*id).to_owned(), waiter(*s)))
                 .collect(),
+            cluster_size: None,
         }
     }
 

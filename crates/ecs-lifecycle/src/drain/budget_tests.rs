@@ -18,6 +18,20 @@ use crate::time::{epoch_ms, rfc3339};
 
 type FakeDrainer = Drainer<FakeFleet, FakeFleet, FakeFleet>;
 
+/// The wall clock follows tokio's paused clock on this thread, and randomness
+/// is seeded, until the guard drops (the thread then goes back to the system
+/// clock, for the next test it runs).
+fn deterministic() -> impl Drop {
+    struct Guard;
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            crate::time::simulated::stop();
+        }
+    }
+    crate::time::simulated::start(1_800_000_000_000, 21);
+    Guard
+}
+
 fn drainer(fleet: &FakeFleet, vars: &[(&str, &str)]) -> FakeDrainer {
     let vars: Vec<(String, String)> = vars
         .iter()
@@ -119,6 +133,7 @@ fn max_gap(fleet: &FakeFleet, id: &str, start: Instant) -> Duration {
 
 #[tokio::test(start_paused = true)]
 async fn three_drains_with_a_budget_of_one_run_one_at_a_time_oldest_first() {
+    let _clock = deterministic();
     let ids = [
         "i-0000000000000000a",
         "i-0000000000000000b",
@@ -173,11 +188,46 @@ async fn three_drains_with_a_budget_of_one_run_one_at_a_time_oldest_first() {
     assert_eq!(fleet.slot_book("c1"), Some(SlotBook::default()));
 }
 
+/// A percentage of the cluster's container instances: four, 50 %: two at
+/// once; the count is made once for all the drains (kept in the book).
+#[tokio::test(start_paused = true)]
+async fn a_percentage_budget_counts_the_cluster_once_for_all_its_drains() {
+    let _clock = deterministic();
+    let ids = [
+        "i-0000000000000000a",
+        "i-0000000000000000b",
+        "i-0000000000000000c",
+        "i-0000000000000000d",
+    ];
+    let fleet = fleet_of(&ids, 30, Duration::from_secs(20));
+    let most = watch_draining(&fleet, &ids);
+    let d = Arc::new(drainer(&fleet, &[("MAX_CONCURRENT_DRAINS", "50%")]));
+    let mut runs = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        let (d, event) = (
+            d.clone(),
+            terminate_event(id, Duration::from_secs(10 * n as u64)),
+        );
+        runs.push(tokio::spawn(async move {
+            d.handle(&event, deadline_in(Duration::from_secs(900)))
+                .await
+        }));
+    }
+    for r in runs {
+        let v = r.await.unwrap().unwrap().to_json();
+        assert_eq!(v["outcomes"][0]["outcome"], "completed", "{v}");
+    }
+    assert_eq!(*most.lock().unwrap(), 2, "50 % of four instances");
+    let size = fleet.slot_book("c1").and_then(|b| b.cluster_size).unwrap();
+    assert_eq!(size.instances, 4);
+}
+
 /// A budget held by a drain that never ends: the waiting action is completed
 /// at its drain deadline (MAX_DRAIN_SECONDS), never set DRAINING, heartbeated
 /// until then; CONTINUE, or ABANDON with DRAIN_TIMEOUT_ACTION=retain.
 #[tokio::test(start_paused = true)]
 async fn a_drain_still_waiting_at_its_deadline_ends_deliberately_never_drained() {
+    let _clock = deterministic();
     for (action, result) in [
         ("continue", ActionResult::Continue),
         ("retain", ActionResult::Abandon),
@@ -250,9 +300,12 @@ async fn a_drain_still_waiting_at_its_deadline_ends_deliberately_never_drained()
 /// instead of draining beside it.
 #[tokio::test(start_paused = true)]
 async fn an_urgent_drain_bypasses_the_budget_and_counts_against_it() {
+    let _clock = deterministic();
     let (spot, other) = ("i-00000000000000005", "i-0000000000000000b");
     let fleet = fleet_of(&[other], 30, Duration::from_secs(1));
-    fleet.in_service(spot, "g");
+    // Its own group: the fake reads a group's hook timeouts from any action
+    // of the group, and an instance in service has Auto Scaling's defaults.
+    fleet.in_service(spot, "spot-group");
     fleet.register(spot);
     // Full already: the Spot drain goes on all the same.
     let d = drainer(&fleet, &[("MAX_CONCURRENT_DRAINS", "1")]);
@@ -297,6 +350,7 @@ async fn an_urgent_drain_bypasses_the_budget_and_counts_against_it() {
 /// only delays it.
 #[tokio::test(start_paused = true)]
 async fn the_table_never_makes_a_drain_wait_for_good() {
+    let _clock = deterministic();
     for (code, for_s) in [
         ("AccessDeniedException", 3_600),
         ("InternalServerError", 30),
@@ -337,6 +391,7 @@ async fn the_table_never_makes_a_drain_wait_for_good() {
 /// slot back and takes nothing twice.
 #[tokio::test(start_paused = true)]
 async fn a_lost_answer_of_the_table_takes_one_slot_once() {
+    let _clock = deterministic();
     let ids = ["i-0000000000000000a", "i-0000000000000000b"];
     let start = Instant::now();
     let fleet = fleet_of(&ids, 30, Duration::from_secs(10));
