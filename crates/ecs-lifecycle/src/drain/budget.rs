@@ -439,7 +439,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
     /// an ERROR naming the cause, rather than let its action run out.
     pub(super) async fn budget_look(
         &self,
-        job: &Job<DrainMemo>,
+        job: &mut Job<DrainMemo>,
         observed: &Observed,
         action_start_ms: u64,
         now_ms: u64,
@@ -459,14 +459,19 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         let ci = observed.container_instance.as_ref()?;
         let ask = match ci.status {
             InstanceStatus::Active => Ask::Drain { action_start_ms },
+            // Renewed already at the start of this look (`renew_slot`).
+            InstanceStatus::Draining if job.memo.holds_slot => return None,
             InstanceStatus::Draining => Ask::Draining,
             _ => return None,
         };
         let instance_id = &job.action.instance_id;
         match self.ask_budget(&ci.cluster, instance_id, ask, now_ms).await {
             Ok(Admission::Waiting(wait)) => Some(wait),
-            Ok(Admission::Admitted) if ask != Ask::Draining => {
-                info!(%budget, "took a drain slot of the cluster's budget");
+            Ok(Admission::Admitted) => {
+                if ask != Ask::Draining {
+                    info!(%budget, "took a drain slot of the cluster's budget");
+                }
+                job.memo.holds_slot = true;
                 None
             }
             Ok(_) => None,
@@ -491,6 +496,29 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
                 );
                 None
             }
+        }
+    }
+
+    /// A chain whose drain holds a slot renews its lease first thing in every
+    /// look, before (and whatever) ECS answers: a look that fails for long
+    /// (ECS throttled or down) must not let the slot go while the instance
+    /// drains. Best effort, logged; only the table is asked.
+    pub(super) async fn renew_slot(&self, memo: &DrainMemo, instance_id: &InstanceId, now_ms: u64) {
+        if !memo.holds_slot
+            || memo.from_event
+            || !self.config.max_concurrent_drains.is_limited()
+            || self.config.common.dry_run
+        {
+            return;
+        }
+        let Some(cluster) = &memo.cluster else {
+            return;
+        };
+        if let Err(e) = self
+            .ask_budget(cluster, instance_id, Ask::Draining, now_ms)
+            .await
+        {
+            warn!(error = %e, "could not renew the drain's slot; the drain goes on (the slot is kept until its lease runs out)");
         }
     }
 

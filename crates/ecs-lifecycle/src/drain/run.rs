@@ -43,6 +43,10 @@ pub struct DrainMemo {
     /// Since when the agent has been seen disconnected (epoch ms), while it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_disconnected_since_ms: Option<u64>,
+    /// MAX_CONCURRENT_DRAINS: this drain holds a slot of its cluster's budget
+    /// (its lease is renewed first thing in every look).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub holds_slot: bool,
     /// Started by an ECS event, not by the hook's chain: look once, complete if
     /// drained, otherwise leave the drain to its chain. Never handed over.
     #[serde(skip)]
@@ -328,6 +332,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         if !job.memo.from_event {
             self.check_retention(&job.action.asg).await;
         }
+        self.renew_slot(&job.memo, &instance_id, now_ms).await;
         let mut observed = self
             .look(
                 &mut job.memo,
