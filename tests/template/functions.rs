@@ -50,8 +50,9 @@ fn workspace_lambdas() -> BTreeSet<String> {
     out
 }
 
-/// Variables whose parameter may be empty (empty = none).
-const OPTIONAL_VARS: &[&str] = &["NOTIFICATION_TOPIC_ARN"];
+/// Variables whose parameter may be empty (empty = none). DRAIN_SLOTS_TABLE
+/// is empty unless MaxConcurrentDrains limits (no table then).
+const OPTIONAL_VARS: &[&str] = &["NOTIFICATION_TOPIC_ARN", "DRAIN_SLOTS_TABLE"];
 
 #[test]
 fn every_lambda_binary_is_a_function_with_the_variables_its_code_reads() {
@@ -80,6 +81,68 @@ fn every_lambda_binary_is_a_function_with_the_variables_its_code_reads() {
             );
         }
     }
+}
+
+/// MaxConcurrentDrains: 0 (the default) brings nothing; a limit brings the
+/// budget's table (on demand, keyed by cluster), its name in
+/// DRAIN_SLOTS_TABLE, and a grant on that table only, for the cluster's own
+/// item (dynamodb:LeadingKeys), of the two calls the budget makes.
+#[test]
+fn a_drain_budget_brings_its_table_and_a_grant_on_its_own_item() {
+    let drain_env = |stack: &Stack| {
+        functions(stack)
+            .values()
+            .find(|(b, _)| b == "terminate-drain")
+            .map(|(_, f)| f["Properties"]["Environment"]["Variables"].clone())
+            .unwrap()
+    };
+    let dynamodb = |stack: &Stack| -> Vec<Value> {
+        crate::cfn::identity_statements(stack)
+            .into_iter()
+            .filter(|(_, s)| {
+                crate::cfn::strings(&s["Action"])
+                    .iter()
+                    .any(|a| a.starts_with("dynamodb:"))
+            })
+            .map(|(role, s)| json!({"role": role, "statement": s}))
+            .collect()
+    };
+    let default = fleet();
+    assert_eq!(drain_env(&default)["MAX_CONCURRENT_DRAINS"], "0");
+    assert_eq!(drain_env(&default)["DRAIN_SLOTS_TABLE"], "");
+    assert!(!default.resources().contains_key("DrainSlotsTable"));
+    assert!(dynamodb(&default).is_empty());
+
+    let budget = Stack::new(&[
+        ("ClusterName", "prod"),
+        ("AutoScalingGroupNames", "web-asg"),
+        ("MaxConcurrentDrains", "25%"),
+    ]);
+    assert_eq!(drain_env(&budget)["MAX_CONCURRENT_DRAINS"], "25%");
+    assert_eq!(drain_env(&budget)["DRAIN_SLOTS_TABLE"], "<DrainSlotsTable>");
+    let table = &budget.resources()["DrainSlotsTable"];
+    assert_eq!(table["Type"], "AWS::DynamoDB::Table");
+    assert_eq!(table["Properties"]["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(
+        table["Properties"]["KeySchema"],
+        json!([{"AttributeName": "cluster", "KeyType": "HASH"}])
+    );
+    let grants = dynamodb(&budget);
+    assert_eq!(grants.len(), 1, "{grants:#?}");
+    assert_eq!(grants[0]["role"], "TerminateDrainRole");
+    let s = &grants[0]["statement"];
+    assert_eq!(
+        crate::cfn::strings(&s["Action"]),
+        ["dynamodb:GetItem", "dynamodb:PutItem"]
+    );
+    assert_eq!(
+        crate::cfn::strings(&s["Resource"]),
+        ["<DrainSlotsTable.Arn>"]
+    );
+    assert_eq!(
+        s["Condition"],
+        json!({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["prod"]}})
+    );
 }
 
 #[test]

@@ -64,6 +64,10 @@ impl Deployment {
             ),
             ("<LifecycleTopicKey.Arn>", KEY_ARN.to_owned()),
             (
+                "<DrainSlotsTable.Arn>",
+                arn("dynamodb", "table/ecs-lifecycle-DrainSlotsTable-1A2B3C"),
+            ),
+            (
                 "<DeadLetterQueue.Arn>",
                 arn("sqs", "ecs-lifecycle-DeadLetterQueue-1A2B3C"),
             ),
@@ -379,6 +383,11 @@ fn deployment_for(
     {
         params.push(("DrainTimeoutAction".into(), action));
     }
+    // MAX_CONCURRENT_DRAINS: the budget's table the function was given.
+    let slots_table = get("DRAIN_SLOTS_TABLE").filter(|_| function == "terminate-drain");
+    if let Some(budget) = get("MAX_CONCURRENT_DRAINS").filter(|_| slots_table.is_some()) {
+        params.push(("MaxConcurrentDrains".into(), budget));
+    }
     // The wait mode the function ran with (the code's default when unset).
     if function != "ami-rollout" {
         let mode = get("WAIT_MODE").unwrap_or_else(|| "in-invocation".to_owned());
@@ -394,6 +403,12 @@ fn deployment_for(
     let mut d = Deployment::new(&refs);
     if let Some(t) = topic {
         d.refs.insert("<LifecycleTopic>".into(), t);
+    }
+    if let Some(table) = slots_table {
+        d.refs.insert(
+            "<DrainSlotsTable.Arn>".into(),
+            format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}"),
+        );
     }
     if let Some(doc) = get("SSM_DOCUMENT_NAME") {
         d.refs.insert("<OrphanDiagnosticDocument>".into(), doc);
@@ -499,6 +514,7 @@ fn reference_deployment() -> Deployment {
             "NotificationTopicArn",
             "arn:aws:sns:us-east-1:123456789012:ops",
         ),
+        ("MaxConcurrentDrains", "25%"),
     ])
 }
 
@@ -603,6 +619,33 @@ fn must_be_denied() -> Vec<(Request, &'static str)> {
         &group("other-asg"),
         json!({}),
         "marking another group's instance unhealthy",
+    ));
+    // The drain budget's table: the cluster's own item, the two calls.
+    let table =
+        format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/ecs-lifecycle-DrainSlotsTable-1A2B3C");
+    out.push(td(
+        "dynamodb:PutItem",
+        &table,
+        json!({"dynamodb:LeadingKeys": ["other"]}),
+        "another cluster's drain budget",
+    ));
+    out.push(td(
+        "dynamodb:DeleteItem",
+        &table,
+        json!({"dynamodb:LeadingKeys": ["prod"]}),
+        "deleting the budget's item",
+    ));
+    out.push(td(
+        "dynamodb:Scan",
+        &table,
+        json!({}),
+        "reading every cluster's budget",
+    ));
+    out.push(td(
+        "dynamodb:GetItem",
+        &format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/another-table"),
+        json!({"dynamodb:LeadingKeys": ["prod"]}),
+        "another table",
     ));
     out.push(td(
         "autoscaling:TerminateInstanceInAutoScalingGroup",

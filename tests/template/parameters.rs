@@ -144,6 +144,18 @@ fn table() -> Vec<(&'static str, String, Verdict)> {
         ("DrainTimeoutAction", "abandon", Template),
         ("DrainTimeoutAction", "Retain", Template),
         ("DrainTimeoutAction", "", Template),
+        // MAX_CONCURRENT_DRAINS: 0, a count, or a percentage (drain/budget.rs);
+        // not 0 brings the table (DRAIN_SLOTS_TABLE) the code then requires.
+        ("MaxConcurrentDrains", "0", Good),
+        ("MaxConcurrentDrains", "2", Good),
+        ("MaxConcurrentDrains", "25%", Good),
+        ("MaxConcurrentDrains", "100%", Good),
+        ("MaxConcurrentDrains", "0%", Template),
+        ("MaxConcurrentDrains", "101%", Template),
+        ("MaxConcurrentDrains", "02", Template),
+        ("MaxConcurrentDrains", "-1", Template),
+        ("MaxConcurrentDrains", "2.5", Template),
+        ("MaxConcurrentDrains", "", Template),
         // ROLLOUT_WINDOW: ami-rollout's grammar (rollout/window.rs).
         ("RolloutWindow", "always", Good),
         ("RolloutWindow", "Sat 02:00-06:00", Good),
@@ -355,6 +367,7 @@ fn deployed(env: &Value) -> Value {
             }
             "<OrphanDiagnosticDocument>" => "ecs-lifecycle-OrphanDiagnosticDocument-1A2B",
             "<DiagnosticsLogGroup>" => "/ecs-lifecycle/ecs-lifecycle/diagnostics",
+            "<DrainSlotsTable>" => "ecs-lifecycle-DrainSlotsTable-1A2B",
             s if s.starts_with('<') => panic!("{k}: what does {s} resolve to?"),
             _ => continue,
         };

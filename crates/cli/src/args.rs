@@ -82,6 +82,12 @@ pub struct StatusArgs {
     /// (repeatable); default: the groups of the cluster's instances.
     #[arg(long = "group", value_name = "NAME", value_parser = NonEmptyStringValueParser::new())]
     pub groups: Vec<String>,
+
+    /// The drain budget's DynamoDB table (the stack's DrainSlotsTable, with
+    /// MaxConcurrentDrains): also show which drains hold its slots and which
+    /// instances wait for one.
+    #[arg(long, env = "DRAIN_SLOTS_TABLE", value_name = "TABLE", value_parser = NonEmptyStringValueParser::new())]
+    pub drain_slots_table: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use ecs_lifecycle::drain::budget::{DrainSlots, SlotBook, budget_key};
 use ecs_lifecycle::model::{InstanceId, TemplateVersion, is_instance_id};
 use ecs_lifecycle::ports::{AutoScaling, Ec2, Ecs, is_no_such_cluster};
 
@@ -25,6 +26,17 @@ fn missing_groups(named: &[String], found: &[String], region: &str) -> Result<()
         "no Auto Scaling group named {} in {region}",
         list.join(", ")
     )))
+}
+
+/// The cluster's drain budget as its table holds it (`None`: no item yet).
+pub async fn drain_slots(
+    table: &dyn DrainSlots,
+    cluster: &str,
+) -> Result<Option<SlotBook>, Failure> {
+    Ok(table
+        .read(&budget_key(&cluster.into()))
+        .await?
+        .map(|v| v.book))
 }
 
 pub async fn status<E, A, C>(
@@ -100,6 +112,7 @@ where
         hooks,
         activities,
         ec2,
+        drain_slots: None,
     })
 }
 

@@ -78,8 +78,13 @@ async fn run(cli: &Cli) -> Result<(String, bool), Failure> {
     match &cli.command {
         Command::Status(a) => {
             let ecs = aws_sdk_ecs::Client::new(&sdk);
-            let observed =
+            let mut observed =
                 gather::status(&ecs, &asg, &ec2, &region, &a.cluster, &a.groups, now_ms).await?;
+            if let Some(table) = &a.drain_slots_table {
+                let table =
+                    ecs_lifecycle::aws::SlotTable::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+                observed.drain_slots = Some(gather::drain_slots(&table, &a.cluster).await?);
+            }
             let report = status::report(&observed);
             let text = if cli.json {
                 render::json(&report)

@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use crate::retained::{Release, RetainedReport};
 use crate::rollout::{GroupRow, RefreshRow, RefusedAmi, RolloutReport, TemplateRow};
-use crate::status::{Attention, HookRow, InstanceRow, OrphanRow, StatusReport, WaitingRow};
+use crate::status::{
+    Attention, HookRow, InstanceRow, OrphanRow, SlotRow, SlotWaitRow, StatusReport, WaitingRow,
+};
 
 /// Colour when stdout is a terminal and NO_COLOR is unset or empty
 /// (<https://no-color.org>).
@@ -219,8 +221,61 @@ pub fn status_text(r: &StatusReport, now_ms: u64, color: bool) -> String {
         color,
         |rows| table_of(ORPHAN_COLUMNS, rows, |o| [orphan_row(o, now_ms)], color),
     );
+    if let Some(b) = &r.drain_budget {
+        section(
+            &mut out,
+            "Drain budget (MAX_CONCURRENT_DRAINS): holding a slot",
+            &b.holding,
+            color,
+            |rows| table_of(SLOT_COLUMNS, rows, |h| [slot_row(h, now_ms)], color),
+        );
+        section(
+            &mut out,
+            "Drain budget: waiting for a slot, in the order they start",
+            &b.waiting_for_slot,
+            color,
+            |rows| {
+                table_of(
+                    SLOT_WAIT_COLUMNS,
+                    rows,
+                    |w| [slot_wait_row(w, now_ms)],
+                    color,
+                )
+            },
+        );
+    }
     attention_text(&mut out, &r.attention, color);
     out
+}
+
+const SLOT_COLUMNS: &[(&str, bool)] = &[("EC2 INSTANCE", false), ("SINCE", true), ("KIND", false)];
+
+fn slot_row(h: &SlotRow, now_ms: u64) -> Vec<(String, Paint)> {
+    vec![
+        plain(&h.ec2_instance_id),
+        plain(ago(h.since_ms, now_ms)),
+        if h.urgent {
+            ("urgent (bypassed the budget)".to_owned(), Paint::Yellow)
+        } else {
+            plain("budgeted")
+        },
+    ]
+}
+
+const SLOT_WAIT_COLUMNS: &[(&str, bool)] = &[
+    ("#", true),
+    ("EC2 INSTANCE", false),
+    ("WAITING", true),
+    ("ACTION STARTED", false),
+];
+
+fn slot_wait_row(w: &SlotWaitRow, now_ms: u64) -> Vec<(String, Paint)> {
+    vec![
+        plain(w.position.to_string()),
+        (w.ec2_instance_id.clone(), Paint::Yellow),
+        plain(ago(w.waiting_since_ms, now_ms)),
+        plain(&w.action_started_at),
+    ]
 }
 
 fn status_heading(r: &StatusReport) -> String {

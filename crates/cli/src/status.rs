@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use ecs_lifecycle::drain::budget::SlotBook;
 use ecs_lifecycle::model::{
     AsgGroup, AsgInstance, ContainerInstance, Ec2Instance, InstanceStatus, LifecycleHook,
     LifecycleState, ScalingActivity, Transition,
@@ -39,6 +40,10 @@ pub struct Observed {
     pub activities: HashMap<String, Vec<ScalingActivity>>,
     /// What EC2 says of the instances (AMI, launch time, state).
     pub ec2: Vec<Ec2Instance>,
+    /// The cluster's drain budget (MAX_CONCURRENT_DRAINS) as its table holds
+    /// it, when a table was named (`--drain-slots-table`): `Some(None)` when
+    /// the table has no item for the cluster yet.
+    pub drain_slots: Option<Option<SlotBook>>,
 }
 
 /// The groups to look in: the ones named, else those the cluster's instances
@@ -77,6 +82,74 @@ pub struct StatusReport {
     pub waiting: Vec<WaitingRow>,
     pub orphans: Vec<OrphanRow>,
     pub attention: Vec<Attention>,
+    /// With `--drain-slots-table`: the drains holding the cluster's slots and
+    /// the instances waiting for one, in the order they will start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_budget: Option<DrainBudgetView>,
+}
+
+/// The drain budget of the cluster (MAX_CONCURRENT_DRAINS), from its table:
+/// live entries only (a lease that ran out is a chain that died; the next
+/// drain's look drops it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DrainBudgetView {
+    pub holding: Vec<SlotRow>,
+    pub waiting_for_slot: Vec<SlotWaitRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlotRow {
+    pub ec2_instance_id: String,
+    /// Since when it holds its slot.
+    pub since: String,
+    #[serde(skip)]
+    pub since_ms: u64,
+    /// A Spot, Health or rebalance drain: it bypassed the budget, and counts.
+    pub urgent: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlotWaitRow {
+    pub ec2_instance_id: String,
+    /// 1 = the next to start when a slot frees (oldest action first).
+    pub position: usize,
+    /// When its terminate action started (the order of the queue).
+    pub action_started_at: String,
+    /// Since when it waits for a slot.
+    pub waiting_since: String,
+    #[serde(skip)]
+    pub waiting_since_ms: u64,
+}
+
+/// The live entries of the book, holders by instance id, waiters in the
+/// order they will be admitted.
+pub fn drain_budget_view(book: &SlotBook, now_ms: u64) -> DrainBudgetView {
+    DrainBudgetView {
+        holding: book
+            .holders
+            .iter()
+            .filter(|(_, h)| h.lease_until_ms > now_ms)
+            .map(|(id, h)| SlotRow {
+                ec2_instance_id: id.clone(),
+                since: rfc3339(h.since_ms),
+                since_ms: h.since_ms,
+                urgent: h.urgent,
+            })
+            .collect(),
+        waiting_for_slot: book
+            .queue()
+            .into_iter()
+            .filter(|(_, w)| w.lease_until_ms > now_ms)
+            .enumerate()
+            .map(|(n, (id, w))| SlotWaitRow {
+                ec2_instance_id: id.clone(),
+                position: n + 1,
+                action_started_at: rfc3339(w.action_start_ms),
+                waiting_since: rfc3339(w.since_ms),
+                waiting_since_ms: w.since_ms,
+            })
+            .collect(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -227,6 +300,10 @@ pub fn report(o: &Observed) -> StatusReport {
         waiting,
         orphans,
         attention,
+        drain_budget: o
+            .drain_slots
+            .as_ref()
+            .map(|book| drain_budget_view(&book.clone().unwrap_or_default(), o.now_ms)),
     }
 }
 
@@ -464,6 +541,118 @@ mod tests {
     /// I2 DRAINING and Terminating:Wait, I3 InService but unregistered (an
     /// orphan), I4 Pending:Wait unregistered (not an orphan: the launch hook
     /// holds it), and one instance Standby unregistered (neither).
+    #[test]
+    fn the_drain_budget_lists_its_holders_and_its_queue_oldest_action_first() {
+        use ecs_lifecycle::drain::budget::{SlotHolder, SlotWaiter};
+        let lease = NOW + 600_000;
+        let mut book = SlotBook::default();
+        book.holders.insert(
+            I2.into(),
+            SlotHolder {
+                since_ms: NOW - 120_000,
+                lease_until_ms: lease,
+                urgent: false,
+            },
+        );
+        book.holders.insert(
+            I1.into(),
+            SlotHolder {
+                since_ms: NOW - 60_000,
+                lease_until_ms: lease,
+                urgent: true,
+            },
+        );
+        // A dead chain's entry, its lease over: not shown.
+        book.holders.insert(
+            "i-0000000000000dead".into(),
+            SlotHolder {
+                since_ms: NOW - 9_000_000,
+                lease_until_ms: NOW - 1,
+                urgent: false,
+            },
+        );
+        book.waiters.insert(
+            I4.into(),
+            SlotWaiter {
+                action_start_ms: NOW - 30_000,
+                since_ms: NOW - 29_000,
+                lease_until_ms: lease,
+            },
+        );
+        book.waiters.insert(
+            I3.into(),
+            SlotWaiter {
+                action_start_ms: NOW - 50_000,
+                since_ms: NOW - 10_000,
+                lease_until_ms: lease,
+            },
+        );
+        let book_again = book.clone();
+        let r = report(&Observed {
+            drain_slots: Some(Some(book)),
+            ..world()
+        });
+        let b = r.drain_budget.expect("a drain budget");
+        let holding: Vec<(&str, bool)> = b
+            .holding
+            .iter()
+            .map(|h| (h.ec2_instance_id.as_str(), h.urgent))
+            .collect();
+        assert_eq!(holding, [(I1, true), (I2, false)]);
+        let queue: Vec<(&str, usize)> = b
+            .waiting_for_slot
+            .iter()
+            .map(|w| (w.ec2_instance_id.as_str(), w.position))
+            .collect();
+        assert_eq!(queue, [(I3, 1), (I4, 2)], "the older action first");
+        assert_eq!(
+            b.waiting_for_slot[0].action_started_at,
+            rfc3339(NOW - 50_000)
+        );
+        let text = crate::render::status_text(
+            &report(&Observed {
+                drain_slots: Some(Some(book_again)),
+                ..world()
+            }),
+            NOW,
+            false,
+        );
+        let section = text
+            .split("Drain budget: waiting for a slot, in the order they start (2)")
+            .nth(1)
+            .expect("the waiting section");
+        let rows: Vec<&str> = section.lines().filter(|l| l.contains("i-")).collect();
+        assert!(
+            rows[0].trim_start().starts_with('1') && rows[0].contains(I3),
+            "{text}"
+        );
+        assert!(
+            rows[1].trim_start().starts_with('2') && rows[1].contains(I4),
+            "{text}"
+        );
+        assert!(
+            text.contains("holding a slot (2)") && text.contains("urgent"),
+            "{text}"
+        );
+        // No table named: no budget in the report (nor in its JSON).
+        let r = report(&world());
+        assert!(r.drain_budget.is_none());
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json.get("drain_budget").is_none());
+        // A table without the cluster's item: an empty budget.
+        let r = report(&Observed {
+            drain_slots: Some(None),
+            ..world()
+        });
+        assert_eq!(
+            r.drain_budget,
+            Some(DrainBudgetView {
+                holding: vec![],
+                waiting_for_slot: vec![]
+            })
+        );
+    }
+
     fn world() -> Observed {
         let g = "prod-asg";
         Observed {
@@ -525,6 +714,7 @@ mod tests {
                 ec2(I2, "ami-0aaaaaaaaaaaaaaaa"),
                 ec2(I3, "ami-0bbbbbbbbbbbbbbbb"),
             ],
+            drain_slots: None,
         }
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
 
+use crate::drain::budget::DrainBudget;
 use crate::error::ConfigError;
 use crate::model::Cluster;
 use crate::rollout::window::Window;
@@ -132,6 +133,13 @@ pub struct DrainConfig {
     pub rebalance: SignalAction,
     /// `SCHEDULED_EVENT_ACTION` = `replace` | `drain` | `ignore` (default `replace`).
     pub scheduled_event: SignalAction,
+    /// `MAX_CONCURRENT_DRAINS` = `0` (no limit, the default) | a count | a
+    /// percentage (`25%`) of the cluster's container instances: how many
+    /// drains of one cluster run at once (`crate::drain::budget`).
+    pub max_concurrent_drains: DrainBudget,
+    /// `DRAIN_SLOTS_TABLE`: the DynamoDB table (name or ARN) that holds the
+    /// budget; required when `max_concurrent_drains` limits.
+    pub drain_slots_table: Option<String>,
 }
 
 /// What to do on an early warning that an instance will go away.
@@ -234,6 +242,8 @@ impl DrainConfig {
         "REBALANCE_ACTION",
         "SCHEDULED_EVENT_ACTION",
         "DRAIN_TIMEOUT_ACTION",
+        "MAX_CONCURRENT_DRAINS",
+        "DRAIN_SLOTS_TABLE",
     ];
 
     /// Reads the process environment.
@@ -289,8 +299,38 @@ impl DrainConfig {
                 });
             }
         };
+        let max_concurrent_drains = match env.get("MAX_CONCURRENT_DRAINS") {
+            None => DrainBudget::Unlimited,
+            Some(raw) => DrainBudget::parse(&raw).map_err(|expected| ConfigError {
+                var: "MAX_CONCURRENT_DRAINS",
+                value: raw,
+                expected,
+            })?,
+        };
+        let drain_slots_table = env.get("DRAIN_SLOTS_TABLE");
+        if let Some(table) = &drain_slots_table
+            && !is_dynamodb_table(table)
+        {
+            return Err(ConfigError {
+                var: "DRAIN_SLOTS_TABLE",
+                value: table.clone(),
+                expected: "a DynamoDB table name (3 to 255 of a-z, A-Z, 0-9, _ . -) or a table ARN"
+                    .into(),
+            });
+        }
+        if max_concurrent_drains.is_limited() && drain_slots_table.is_none() {
+            return Err(ConfigError {
+                var: "DRAIN_SLOTS_TABLE",
+                value: String::new(),
+                expected: format!(
+                    "the DynamoDB table that holds the drain budget: required with MAX_CONCURRENT_DRAINS={max_concurrent_drains} (the template creates it)"
+                ),
+            });
+        }
         use SignalAction::{Drain, Ignore, Replace};
         Ok(DrainConfig {
+            max_concurrent_drains,
+            drain_slots_table,
             timeout_action,
             spot_interruption: action("SPOT_INTERRUPTION_ACTION", Drain, &[Drain, Ignore])?,
             rebalance: action("REBALANCE_ACTION", Ignore, &[Ignore, Drain])?,
@@ -306,6 +346,23 @@ impl DrainConfig {
             standalone,
             service_stability: env.flag("SERVICE_STABILITY_CHECK", false)?,
         })
+    }
+}
+
+/// A DynamoDB table name (3..=255 of `[a-zA-Z0-9_.-]`) or a table ARN.
+fn is_dynamodb_table(value: &str) -> bool {
+    let is_name = |n: &str| {
+        (3..=255).contains(&n.len())
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    };
+    match value.strip_prefix("arn:") {
+        Some(rest) => {
+            let parts: Vec<&str> = rest.splitn(5, ':').collect();
+            matches!(parts.as_slice(), [_, "dynamodb", _, _, resource]
+                if resource.strip_prefix("table/").is_some_and(is_name))
+        }
+        None => is_name(value),
     }
 }
 
@@ -876,6 +933,50 @@ mod tests {
         assert_eq!(c.rebalance, SignalAction::Ignore);
         assert_eq!(c.scheduled_event, SignalAction::Replace);
         assert_eq!(c.timeout_action, DrainTimeoutAction::Continue);
+        assert_eq!(c.max_concurrent_drains, DrainBudget::Unlimited);
+        assert_eq!(c.drain_slots_table, None);
+    }
+
+    #[test]
+    fn max_concurrent_drains() {
+        const TABLE: (&str, &str) = ("DRAIN_SLOTS_TABLE", "stack-DrainSlots-1AB2");
+        for (value, want) in [
+            ("0", DrainBudget::Unlimited),
+            ("", DrainBudget::Unlimited),
+            ("2", DrainBudget::Count(2)),
+            ("25%", DrainBudget::Percent(25)),
+        ] {
+            let c = drain(&[("MAX_CONCURRENT_DRAINS", value), TABLE]).unwrap();
+            assert_eq!(c.max_concurrent_drains, want, "{value:?}");
+        }
+        let arn = "arn:aws:dynamodb:eu-west-1:123456789012:table/drain-slots";
+        let c = drain(&[("MAX_CONCURRENT_DRAINS", "3"), ("DRAIN_SLOTS_TABLE", arn)]).unwrap();
+        assert_eq!(c.drain_slots_table.as_deref(), Some(arn));
+        // No limit needs no table.
+        assert!(drain(&[("MAX_CONCURRENT_DRAINS", "0")]).is_ok());
+        for bad in ["-2", "0%", "150%", "1.5", "two", "25 percent"] {
+            let err = drain(&[("MAX_CONCURRENT_DRAINS", bad), TABLE]).unwrap_err();
+            assert_eq!(err.var, "MAX_CONCURRENT_DRAINS");
+            let msg = err.to_string();
+            assert!(msg.contains(bad) && msg.contains("percentage"), "{msg}");
+        }
+        // A limit without its table fails at cold start, naming both.
+        let err = drain(&[("MAX_CONCURRENT_DRAINS", "25%")]).unwrap_err();
+        assert_eq!(err.var, "DRAIN_SLOTS_TABLE");
+        assert!(
+            err.to_string().contains("MAX_CONCURRENT_DRAINS=25%"),
+            "{err}"
+        );
+        for bad in [
+            "ab",
+            "has space",
+            "arn:aws:s3:::bucket",
+            "arn:aws:dynamodb:r:1:table/x",
+        ] {
+            let err =
+                drain(&[("MAX_CONCURRENT_DRAINS", "2"), ("DRAIN_SLOTS_TABLE", bad)]).unwrap_err();
+            assert_eq!(err.var, "DRAIN_SLOTS_TABLE", "{bad}");
+        }
     }
 
     #[test]

@@ -135,6 +135,12 @@ pub trait Ecs: Send + Sync {
         &self,
         cluster: &Cluster,
     ) -> impl Future<Output = Result<Vec<ContainerInstance>, AwsError>> + Send;
+    /// How many container instances the cluster has, any status but INACTIVE
+    /// (ListContainerInstances pages only: the drain budget's percentage).
+    fn container_instance_count(
+        &self,
+        cluster: &Cluster,
+    ) -> impl Future<Output = Result<usize, AwsError>> + Send;
     /// Every service ARN of the cluster (all pages).
     fn service_arns(
         &self,

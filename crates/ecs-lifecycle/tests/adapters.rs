@@ -1889,3 +1889,127 @@ mod operator_reads {
         assert_eq!(denied.num_calls(), 1);
     }
 }
+
+// ------------------------------------------------------------ the drain budget's table
+
+mod drain_slots {
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use ecs_lifecycle::aws::SlotTable;
+    use ecs_lifecycle::drain::budget::{DrainSlots, SlotBook, SlotWaiter};
+    use ecs_lifecycle::model::Cluster;
+
+    use super::json_error;
+
+    fn book() -> SlotBook {
+        SlotBook {
+            waiters: [(
+                "i-0123456789abcdef0".to_owned(),
+                SlotWaiter {
+                    action_start_ms: 1,
+                    since_ms: 2,
+                    lease_until_ms: 3,
+                },
+            )]
+            .into(),
+            ..SlotBook::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_is_consistent_and_decodes_the_book_and_its_version() {
+        let json = serde_json::to_string(&book()).unwrap();
+        let found = mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests(|r| {
+                r.table_name() == Some("slots")
+                    && r.consistent_read() == Some(true)
+                    && r.key().and_then(|k| k.get("cluster"))
+                        == Some(&AttributeValue::S("prod".into()))
+            })
+            .then_output(move || {
+                GetItemOutput::builder()
+                    .item("cluster", AttributeValue::S("prod".into()))
+                    .item("version", AttributeValue::N("7".into()))
+                    .item("book", AttributeValue::S(json.clone()))
+                    .build()
+            });
+        let none = mock!(aws_sdk_dynamodb::Client::get_item)
+            .then_output(|| GetItemOutput::builder().build());
+        let db = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&found, &none]);
+        let table = SlotTable::new(db, "slots");
+        let v = table.read(&Cluster::from("prod")).await.unwrap().unwrap();
+        assert_eq!((v.version, v.book), (7, book()));
+        assert_eq!(table.read(&Cluster::from("prod")).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_item_is_an_error_naming_the_table_and_the_cluster() {
+        let bad = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
+            GetItemOutput::builder()
+                .item("version", AttributeValue::N("1".into()))
+                .item("book", AttributeValue::S("{not json".into()))
+                .build()
+        });
+        let db = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&bad]);
+        let err = SlotTable::new(db, "slots")
+            .read(&Cluster::from("prod"))
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("slots") && msg.contains("prod") && msg.contains("book"),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_is_conditioned_on_the_version_read_and_a_lost_race_is_false() {
+        let first = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| {
+                let item = r.item().unwrap();
+                r.condition_expression() == Some("attribute_not_exists(#key)")
+                    && r.expression_attribute_names()
+                        .and_then(|n| n.get("#key"))
+                        .map(String::as_str)
+                        == Some("cluster")
+                    && item.get("version") == Some(&AttributeValue::N("1".into()))
+                    && item.get("cluster") == Some(&AttributeValue::S("prod".into()))
+            })
+            .then_output(|| PutItemOutput::builder().build());
+        let next = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| {
+                r.condition_expression() == Some("#version = :version")
+                    && r.expression_attribute_values()
+                        .and_then(|v| v.get(":version"))
+                        == Some(&AttributeValue::N("7".into()))
+                    && r.item().and_then(|i| i.get("version"))
+                        == Some(&AttributeValue::N("8".into()))
+            })
+            .then_output(|| PutItemOutput::builder().build());
+        let lost = mock!(aws_sdk_dynamodb::Client::put_item).then_http_response(|| {
+            json_error(
+                400,
+                "ConditionalCheckFailedException",
+                "The conditional request failed",
+            )
+        });
+        let denied = mock!(aws_sdk_dynamodb::Client::put_item)
+            .then_http_response(|| json_error(400, "AccessDeniedException", "not authorized"));
+        let db = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::Sequential,
+            [&first, &next, &lost, &denied]
+        );
+        let table = SlotTable::new(db, "slots");
+        let prod = Cluster::from("prod");
+        assert!(table.write(&prod, &book(), None).await.unwrap());
+        assert!(table.write(&prod, &book(), Some(7)).await.unwrap());
+        assert!(!table.write(&prod, &book(), Some(7)).await.unwrap());
+        let err = table.write(&prod, &book(), Some(7)).await.unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("AccessDeniedException"));
+        assert!(!err.is_retryable());
+    }
+}

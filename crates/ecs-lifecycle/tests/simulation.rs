@@ -25,7 +25,7 @@ use ecs_lifecycle::hook::Handler;
 use ecs_lifecycle::hook::dispatch::Answer;
 use ecs_lifecycle::model::{ActionResult, InstanceStatus, TaskStatus};
 use ecs_lifecycle::report::Reporter;
-use ecs_lifecycle::testing::fleet::{FakeFleet, Fault, FaultKind};
+use ecs_lifecycle::testing::fleet::{ActionState, FakeFleet, Fault, FaultKind};
 use ecs_lifecycle::time::{epoch_ms, rfc3339, simulated};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -197,6 +197,8 @@ struct Sim {
     /// SIM_TRACE=live: print trace lines as they happen.
     live_trace: bool,
     undo: Option<UndoPlan>,
+    /// MAX_CONCURRENT_DRAINS of this seed, and the most drains it allows here.
+    budget: Option<(&'static str, usize)>,
 }
 
 /// What one seed found.
@@ -237,6 +239,10 @@ struct Stats {
     busy_s: [f64; 2],
     held_s: [f64; 2],
     max_in_flight: [usize; 2],
+    /// MAX_CONCURRENT_DRAINS: seeds with a budget, and checks that saw an
+    /// action wait ACTIVE while the budget's slots were all DRAINING.
+    budget_seeds: u64,
+    budget_held_back: u64,
 }
 
 impl Stats {
@@ -253,6 +259,8 @@ impl Stats {
         self.hand_offs += o.hand_offs;
         self.excused_gaps += o.excused_gaps;
         self.undone += o.undone;
+        self.budget_seeds += o.budget_seeds;
+        self.budget_held_back += o.budget_held_back;
         for m in 0..2 {
             self.busy_s[m] += o.busy_s[m];
             self.held_s[m] += o.held_s[m];
@@ -286,6 +294,14 @@ impl Sim {
         // comes back a poll interval later, through the wait queue. Drawn
         // from the seed too.
         let queue_mode = seed.wrapping_mul(0xD1B5_4A32_D192_ED03) >> 63 == 1;
+        // Half the seeds hold a drain budget (MAX_CONCURRENT_DRAINS 1, 2 or
+        // 50 %), drawn from the seed too.
+        let budget = match seed.wrapping_mul(0xA24B_AED4_963E_E407) >> 61 {
+            0 | 1 => Some("1"),
+            2 => Some("2"),
+            3 => Some("50%"),
+            _ => None,
+        };
         let config = DrainConfig::from_env(&Env::new(|k| match k {
             "WAIT_MODE" => Some(if queue_mode { "queue" } else { "in-invocation" }.to_owned()),
             "DRAIN_TIMEOUT_ACTION" => Some(timeout_action.as_str().to_owned()),
@@ -302,6 +318,8 @@ impl Sim {
                 .to_owned(),
             ),
             "SERVICE_STABILITY_CHECK" => Some(stability.to_string()),
+            "MAX_CONCURRENT_DRAINS" => budget.map(str::to_owned),
+            "DRAIN_SLOTS_TABLE" => budget.map(|_| "drain-slots".to_owned()),
             _ => None,
         }))
         .unwrap();
@@ -309,7 +327,8 @@ impl Sim {
         let (reporter, _kept) = Reporter::in_memory("terminate-drain", None);
         let drainer = Arc::new(
             Drainer::new(fleet.clone(), fleet.clone(), fleet.clone(), config)
-                .with_reporter(reporter),
+                .with_reporter(reporter)
+                .with_slots(fleet.clone()),
         );
 
         // The fleet: 1-4 instances in one or two groups, each group's hook with
@@ -416,6 +435,12 @@ impl Sim {
             full_trace: std::env::var_os("SIM_TRACE").is_some(),
             live_trace: std::env::var("SIM_TRACE").is_ok_and(|v| v == "live"),
             undo: None,
+            // A percentage of the cluster's container instances (n at most:
+            // deregistered ones only lower it), rounded down, at least one.
+            budget: budget.map(|b| match b {
+                "50%" => (b, (n / 2).max(1)),
+                _ => (b, b.parse().unwrap()),
+            }),
         };
         sim.note(format!(
             "world: {n} instance(s), hooks {groups:?} s, poll {poll_s} s, MAX_DRAIN {max_drain_s} s, DRAIN_TIMEOUT_ACTION {}, WAIT_MODE {}, STANDALONE_TASKS {standalone:?}, stability {stability}, function timeout {} s, ECS events {ecs_events}",
@@ -427,6 +452,7 @@ impl Sim {
         if seed.wrapping_mul(0xA24B_AED4_963E_E407) >> 62 == 0 {
             sim.plan_undo(seed);
         }
+        sim.draw_budget_faults(seed);
         sim
     }
 
@@ -531,6 +557,76 @@ impl Sim {
                 "stopped, agent gone"
             }
         ));
+    }
+
+    /// With a budget, faults of its table (DynamoDB): throttles, 5xx, slow
+    /// answers, and writes that took effect with their answer lost. Drawn
+    /// from the seed apart from the world's RNG (every other seed plays the
+    /// world it played before budgets). They excuse nothing: whatever the
+    /// table does, heartbeats go on.
+    fn draw_budget_faults(&mut self, seed: u64) {
+        let Some((name, limit)) = self.budget else {
+            return;
+        };
+        self.stats.budget_seeds = 1;
+        self.note(format!(
+            "MAX_CONCURRENT_DRAINS {name}: at most {limit} drain(s) at once"
+        ));
+        let mut rng = Rng(seed.wrapping_mul(0x94D0_49BB_1331_11EB) ^ 0xB0D6_E75E);
+        for _ in 0..rng.range(0, 2) {
+            let op = rng.pick(&[None, Some("GetItem"), Some("PutItem")]);
+            let kind = match rng.range(0, 3) {
+                0 => FaultKind::Error("ProvisionedThroughputExceededException".into()),
+                1 => FaultKind::Error("InternalServerError".into()),
+                2 => FaultKind::Slow(rng.millis(500, 8_000)),
+                _ => FaultKind::LostAnswer("InternalServerError".into()),
+            };
+            let from = self.t0 + rng.secs(0, 600);
+            let len = rng.secs(2, 120);
+            self.note(format!(
+                "fault dynamodb:{} {kind:?} from {} for {} s",
+                op.unwrap_or("*"),
+                self.at(from).trim(),
+                len.as_secs()
+            ));
+            self.fleet.add_fault(Fault {
+                service: "dynamodb",
+                operation: op,
+                from,
+                until: from + len,
+                kind,
+            });
+        }
+    }
+
+    /// Invariant 7 (drain budget): never more instances DRAINING, among those
+    /// whose action is still open (a drain holds its slot until its action is
+    /// completed), than MAX_CONCURRENT_DRAINS allows. (The simulated world
+    /// plays no Spot, Health or rebalance drain: every drain is budgeted.)
+    fn check_budget(&mut self) {
+        let Some((name, limit)) = self.budget else {
+            return;
+        };
+        let (mut draining, mut waiting) = (Vec::new(), 0);
+        for i in self.instances.iter().filter(|i| i.started.is_some()) {
+            if self.fleet.action_state(&i.id) != Some(ActionState::Waiting) {
+                continue;
+            }
+            match self.fleet.container_instance(&i.id).map(|c| c.status) {
+                Some(InstanceStatus::Draining) => draining.push(i.id.clone()),
+                Some(InstanceStatus::Active) => waiting += 1,
+                _ => {}
+            }
+        }
+        if draining.len() > limit {
+            self.violation(format!(
+                "invariant 7 (drain budget): {} instances DRAINING at once with MAX_CONCURRENT_DRAINS={name} (at most {limit}): {draining:?}",
+                draining.len()
+            ));
+        }
+        if draining.len() == limit && waiting > 0 {
+            self.stats.budget_held_back += 1;
+        }
     }
 
     fn at(&self, t: Instant) -> String {
@@ -1166,8 +1262,9 @@ impl Sim {
 
     // ------------------------------------------------------------ invariants
 
-    /// Checks invariants 1-3 on what happened so far.
+    /// Checks invariants 1-3 and 6 on what happened so far.
     fn check(&mut self) {
+        self.check_budget();
         for k in 0..self.instances.len() {
             let Some(start) = self.instances[k].started else {
                 continue;

@@ -1,6 +1,7 @@
 //! terminate-drain: the Auto Scaling terminate lifecycle hook for ECS container
 //! instances. Configuration and behaviour: docs/terminate-drain.md.
 
+use ecs_lifecycle::aws::SlotTable;
 use ecs_lifecycle::config::DrainConfig;
 use ecs_lifecycle::drain::Drainer;
 use ecs_lifecycle::hook::serve::{
@@ -18,12 +19,20 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // Built on the first record that needs AWS (never for a test notification).
     serve(|| async {
         let sdk = ecs_lifecycle::aws::load_sdk_config().await;
-        Drainer::new(
+        let drainer = Drainer::new(
             aws_sdk_ecs::Client::new(&sdk),
             aws_sdk_autoscaling::Client::new(&sdk),
             aws_sdk_sns::Client::new(&sdk),
             config.clone(),
-        )
+        );
+        // MAX_CONCURRENT_DRAINS: the budget's table (the config requires it with a limit).
+        match &config.drain_slots_table {
+            Some(table) => drainer.with_slots(SlotTable::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                table.clone(),
+            )),
+            None => drainer,
+        }
     })
     .await
 }

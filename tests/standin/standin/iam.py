@@ -289,6 +289,20 @@ def _sns(op: str, f: dict[str, str], region: str) -> list[dict[str, Any]]:
     raise Unmapped(op)
 
 
+def _dynamodb(op: str, body: dict[str, Any], region: str) -> list[dict[str, Any]]:
+    """The drain budget's table (terminate-drain's MAX_CONCURRENT_DRAINS): item reads
+    and conditional writes, each authorized on the table's ARN."""
+    if op in ("GetItem", "PutItem"):
+        table = body.get("TableName", "")
+        resource = table if table.startswith("arn:") else f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{table}"
+        # dynamodb:LeadingKeys: the partition key values the request touches.
+        item = body.get("Key") if op == "GetItem" else body.get("Item")
+        keys = [v.get("S") for k, v in (item or {}).items() if k == "cluster" and isinstance(v, dict)]
+        return [{"action": f"dynamodb:{op}", "resource": resource,
+                 "context": {"dynamodb:LeadingKeys": [k for k in keys if k is not None]}}]
+    raise Unmapped(op)
+
+
 # ---------------------------------------------------------------- recording
 
 
@@ -342,6 +356,8 @@ def _record(environ: dict[str, Any], body: bytes, service: str, operation: str, 
                 checks = _ssm(operation, json_body, region)
             elif service == "sns":
                 checks = _sns(operation, _form(body, environ), region)
+            elif service == "dynamodb":
+                checks = _dynamodb(operation, json_body, region)
             else:
                 raise Unmapped(operation)
         except Unmapped:

@@ -381,6 +381,20 @@ impl Ecs for Client {
         describe_container_instances(self, cluster, &arns).await
     }
 
+    async fn container_instance_count(&self, cluster: &Cluster) -> Result<usize, AwsError> {
+        let arns: Vec<String> = self
+            .list_container_instances()
+            .cluster(cluster)
+            .max_results(LIST_PAGE)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws_error("ecs", "ListContainerInstances", &e))?;
+        Ok(arns.len())
+    }
+
     async fn service_arns(&self, cluster: &Cluster) -> Result<Vec<String>, AwsError> {
         self.list_services()
             .cluster(cluster)

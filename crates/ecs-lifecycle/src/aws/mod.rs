@@ -11,6 +11,7 @@
 //! emulator.
 
 mod autoscaling;
+mod dynamodb;
 #[cfg(feature = "ec2")]
 mod ec2;
 mod ecs;
@@ -30,6 +31,8 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_smithy_types::retry::ProvideErrorKind;
 
 use crate::error::{AwsError, Class};
+
+pub use dynamodb::SlotTable;
 
 /// The SDK configuration loader with this project's timeouts and retries, reading
 /// region, credentials and endpoints from the standard AWS environment.

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::config::{DrainTimeoutAction, StandalonePolicy};
+use crate::drain::budget::SlotWait;
 use crate::hook::continuation::MAX_HOPS;
 use crate::hook::pacing::pace;
 use crate::model::{
@@ -56,6 +57,9 @@ pub struct Observed {
     /// instance was read (for the chain's claim), not its tasks. Never at the
     /// drain deadline.
     pub rested: bool,
+    /// With MAX_CONCURRENT_DRAINS: the instance is not draining yet and the
+    /// cluster's budget has no slot for it now.
+    pub waiting_for_slot: Option<SlotWait>,
 }
 
 /// What a full look found on the DRAINING instance, carried with the drain
@@ -193,6 +197,11 @@ pub enum Completion {
     AgentDisconnected { for_s: u64, left: Vec<TaskArn> },
     /// More continuation hops than any real drain can take: a bug, stop the chain.
     HopLimit { attempt: u32 },
+    /// MAX_DRAIN_SECONDS (or the hook's global timeout) is reached while the
+    /// drain still waits for a slot of MAX_CONCURRENT_DRAINS: the instance was
+    /// never set DRAINING. Completed as any drain at its deadline is:
+    /// CONTINUE, or ABANDON with DRAIN_TIMEOUT_ACTION=retain.
+    NoDrainSlot { waited_s: u64, retained: bool },
 }
 
 impl Completion {
@@ -200,6 +209,7 @@ impl Completion {
     pub fn result(&self) -> ActionResult {
         match self {
             Completion::Retained { .. } => ActionResult::Abandon,
+            Completion::NoDrainSlot { retained: true, .. } => ActionResult::Abandon,
             _ => ActionResult::Continue,
         }
     }
@@ -244,13 +254,26 @@ pub enum Step {
     HandOff {
         remaining: Remaining,
     },
+    /// The instance waits for a slot of MAX_CONCURRENT_DRAINS: look again
+    /// after `sleep_ms` (or in a new invocation, `hand_off`), heartbeating.
+    WaitForSlot {
+        ahead: usize,
+        limit: usize,
+        holders: Vec<String>,
+        waited_s: u64,
+        sleep_ms: u64,
+        hand_off: bool,
+    },
 }
 
 /// Decides the next step of a drain: first whether there is a drain to carry
 /// on at all ([`settled`]), then, on a DRAINING instance, what is left on it.
 pub fn decide(observed: &Observed, policy: &Policy, clocks: &Clocks) -> Step {
     if let Some(step) = settled(observed, clocks) {
-        return step;
+        return match (&step, &observed.waiting_for_slot) {
+            (Step::SetDraining, Some(wait)) => wait_for_slot(wait, policy, clocks),
+            _ => step,
+        };
     }
     if observed.rested {
         return wait_or_hand_off(Remaining::default(), policy, clocks);
@@ -321,6 +344,42 @@ fn wait_or_hand_off(remaining: Remaining, policy: &Policy, clocks: &Clocks) -> S
     Step::Wait {
         remaining,
         sleep_ms: pace.sleep_ms,
+    }
+}
+
+/// An ACTIVE instance with no slot yet: wait (heartbeating) and look again,
+/// until the drain's deadline, where it is completed as a drain at its deadline
+/// is, never set DRAINING (the least surprising end: MAX_DRAIN_SECONDS keeps
+/// its one meaning, the longest a termination waits for the function).
+fn wait_for_slot(wait: &SlotWait, policy: &Policy, clocks: &Clocks) -> Step {
+    let waited_s = clocks.now_ms.saturating_sub(wait.since_ms) / 1000;
+    if clocks.now_ms >= clocks.drain_deadline_ms {
+        return Step::Complete(Completion::NoDrainSlot {
+            waited_s,
+            retained: policy.timeout_action == DrainTimeoutAction::Retain,
+        });
+    }
+    let pace = pace(
+        clocks.now_ms,
+        clocks.heartbeat_base_ms,
+        clocks.heartbeat_every_ms,
+        policy.poll_interval_ms,
+        clocks.invocation_deadline_ms,
+        policy.handoff_margin_ms,
+    );
+    Step::WaitForSlot {
+        ahead: wait.ahead,
+        limit: wait.limit,
+        holders: wait.holders.clone(),
+        waited_s,
+        // Never past the deadline: the look there ends the wait.
+        sleep_ms: pace.sleep_ms.min(
+            clocks
+                .drain_deadline_ms
+                .saturating_sub(clocks.now_ms)
+                .max(1),
+        ),
+        hand_off: pace.hand_off,
     }
 }
 
@@ -525,7 +584,118 @@ mod tests {
             agent_disconnected_since_ms: None,
             brief: None,
             rested: false,
+            waiting_for_slot: None,
         }
+    }
+
+    fn waiting_for_a_slot() -> Observed {
+        Observed {
+            container_instance: ci(InstanceStatus::Active),
+            waiting_for_slot: Some(SlotWait {
+                limit: 2,
+                holders: vec!["i-a".into(), "i-b".into()],
+                ahead: 1,
+                since_ms: NOW - 60_000,
+            }),
+            ..draining(vec![])
+        }
+    }
+
+    #[test]
+    fn an_instance_without_a_slot_waits_heartbeating_and_is_not_drained() {
+        let o = waiting_for_a_slot();
+        let p = policy(StandalonePolicy::Wait, false);
+        assert_eq!(
+            step(&o, &p, &clocks()),
+            Step::WaitForSlot {
+                ahead: 1,
+                limit: 2,
+                holders: vec!["i-a".into(), "i-b".into()],
+                waited_s: 60,
+                sleep_ms: 10_000,
+                hand_off: false,
+            }
+        );
+        // A heartbeat due sooner than the poll shortens the wait.
+        let c = Clocks {
+            heartbeat_base_ms: NOW - 97_000,
+            ..clocks()
+        };
+        assert!(matches!(
+            step(&o, &p, &c),
+            Step::WaitForSlot {
+                sleep_ms: 3_000,
+                hand_off: false,
+                ..
+            }
+        ));
+        // Near the invocation's end, it hands the wait over.
+        let c = Clocks {
+            invocation_deadline_ms: NOW + 15_000,
+            ..clocks()
+        };
+        assert!(matches!(
+            step(&o, &p, &c),
+            Step::WaitForSlot { hand_off: true, .. }
+        ));
+        // Never sleeps past the drain's deadline.
+        let c = Clocks {
+            drain_deadline_ms: NOW + 4_000,
+            ..clocks()
+        };
+        assert!(matches!(
+            step(&o, &p, &c),
+            Step::WaitForSlot {
+                sleep_ms: 4_000,
+                ..
+            }
+        ));
+        // With a slot, it drains.
+        let admitted = Observed {
+            waiting_for_slot: None,
+            ..o.clone()
+        };
+        assert_eq!(step(&admitted, &p, &clocks()), Step::SetDraining);
+    }
+
+    #[test]
+    fn a_wait_for_a_slot_ends_at_the_drain_deadline_with_the_timeout_action() {
+        let o = waiting_for_a_slot();
+        let at_deadline = Clocks {
+            drain_deadline_ms: NOW,
+            ..clocks()
+        };
+        let s = step(&o, &policy(StandalonePolicy::Wait, false), &at_deadline);
+        assert_eq!(
+            s,
+            Step::Complete(Completion::NoDrainSlot {
+                waited_s: 60,
+                retained: false
+            })
+        );
+        let Step::Complete(c) = s else { unreachable!() };
+        assert_eq!(c.result(), ActionResult::Continue);
+        let s = step(&o, &retaining(StandalonePolicy::Wait), &at_deadline);
+        let Step::Complete(c) = s else {
+            panic!("{s:?}")
+        };
+        assert_eq!(
+            c,
+            Completion::NoDrainSlot {
+                waited_s: 60,
+                retained: true
+            }
+        );
+        assert_eq!(c.result(), ActionResult::Abandon);
+        // Whatever waits for a slot, the instance's own state comes first.
+        let gone = Observed {
+            asg_instance: asg("Terminated"),
+            ..o.clone()
+        };
+        assert!(matches!(
+            step(&gone, &policy(StandalonePolicy::Wait, false), &at_deadline),
+            Step::Stop(_)
+        ));
     }
 
     fn step(o: &Observed, p: &Policy, c: &Clocks) -> Step {

@@ -8,6 +8,7 @@
 //! with the early warnings, [`undo`] how an early drain that did not end in
 //! termination is undone.
 
+pub mod budget;
 pub mod decide;
 pub mod events;
 pub mod observe;

@@ -12,6 +12,7 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::config::{DrainConfig, DrainTimeoutAction, StandalonePolicy, WaitMode};
+use crate::drain::budget::DrainSlots;
 use crate::drain::decide::{
     Census, Clocks, Completion, Observed, Policy, Step, StopReason, decide,
 };
@@ -74,6 +75,10 @@ pub struct DrainMemo {
     /// Until when (epoch ms) the drain rests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rest_until_ms: Option<u64>,
+    /// MAX_CONCURRENT_DRAINS: this drain holds a slot of its cluster's budget
+    /// (its lease is renewed first thing in every look).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub holds_slot: bool,
     /// Started by an ECS event, not by the hook's chain: look once, complete if
     /// drained, otherwise leave the drain to its chain. Never handed over.
     #[serde(skip)]
@@ -164,6 +169,8 @@ pub struct Drainer<E, A, P> {
     pub(super) container_instances: Coalescer<Cluster, ContainerInstanceArn, ContainerInstance>,
     /// ... and their DescribeAutoScalingInstances.
     pub(super) asg_instances: Coalescer<(), InstanceId, AsgInstance>,
+    /// The drain budget's store (MAX_CONCURRENT_DRAINS), when set.
+    pub(super) slots: Option<Box<dyn DrainSlots>>,
 }
 
 impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
@@ -175,7 +182,15 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             retention_checked: Mutex::new(HashSet::new()),
             container_instances: Coalescer::new(DESCRIBE_CONTAINER_INSTANCES_MAX),
             asg_instances: Coalescer::new(DESCRIBE_AUTO_SCALING_INSTANCES_MAX),
+            slots: None,
         }
+    }
+
+    /// The store of the drain budget (MAX_CONCURRENT_DRAINS; DRAIN_SLOTS_TABLE
+    /// in AWS): without it, a limited budget fails every drain that asks it.
+    pub fn with_slots(mut self, slots: impl DrainSlots + 'static) -> Self {
+        self.slots = Some(Box::new(slots));
+        self
     }
 
     /// Where metrics and notifications go (stdout and NOTIFICATION_TOPIC_ARN by default).
@@ -415,6 +430,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         if !job.memo.from_event {
             self.check_retention(&job.action.asg).await;
         }
+        self.renew_slot(&job.memo, &instance_id, now_ms).await;
         // A drain about to be retained says why it is stuck now, whenever it
         // last did: its WARN names the reason.
         let retaining = self.config.timeout_action == DrainTimeoutAction::Retain
@@ -469,7 +485,10 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
                 ..Observed::default()
             });
         }
-        let observed = looked?;
+        let mut observed = looked?;
+        observed.waiting_for_slot = self
+            .budget_look(job, &observed, plan.action_start_ms, now_ms)
+            .await;
         if report_due
             && !observed.live_tasks.is_empty()
             && let Some(ci) = &observed.container_instance
@@ -523,6 +542,8 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
             Step::StopTasks { arns, why } => runtime::Step::Act(Act::StopTasks { arns, why }),
             Step::Wait { sleep_ms, .. } => runtime::Step::Wait { sleep_ms },
             Step::HandOff { .. } => runtime::Step::HandOff,
+            Step::WaitForSlot { hand_off: true, .. } => runtime::Step::HandOff,
+            Step::WaitForSlot { sleep_ms, .. } => runtime::Step::Wait { sleep_ms },
         }
     }
 
@@ -585,6 +606,21 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
         tally: &Tally,
         record: Record,
     ) -> Record {
+        // The action is over: its drain slot (or place in the queue) frees.
+        let over = match outcome {
+            runtime::Outcome::Completed { .. } | runtime::Outcome::AlreadyCompleted { .. } => true,
+            runtime::Outcome::Stopped { detail, .. } => matches!(
+                detail,
+                Done::Stopped {
+                    reason: StopReason::NotWaiting { .. }
+                }
+            ),
+            _ => false,
+        };
+        if over && let Some(cluster) = &job.memo.cluster {
+            self.release_slot(cluster, &job.action.instance_id, tally.ended_at_ms)
+                .await;
+        }
         let runtime::Outcome::Completed {
             detail: Done::Completed { reason },
             ..
@@ -603,8 +639,14 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> HookWorkflow for Drainer<E, A, P> {
             | Completion::AgentDisconnected { left, .. } => Some(left.len()),
             _ => None,
         };
-        let timed_out = matches!(reason, Completion::DeadlineReached { .. });
-        let retained = matches!(reason, Completion::Retained { .. });
+        let timed_out = matches!(
+            reason,
+            Completion::DeadlineReached { .. } | Completion::NoDrainSlot { .. }
+        );
+        let retained = matches!(
+            reason,
+            Completion::Retained { .. } | Completion::NoDrainSlot { retained: true, .. }
+        );
         // The last task that stopped during this drain (not before it began).
         let lag_ms = job
             .memo
@@ -706,6 +748,14 @@ fn log_decision(step: &Step, observed: &Observed, why: &[String], started_at: u6
             elapsed_s,
             "the ECS agent has been disconnected for AGENT_DISCONNECTED_GRACE_SECONDS: its tasks can never be reported stopped; completing CONTINUE, they end with the instance"
         ),
+        Step::Complete(Completion::NoDrainSlot { waited_s, retained }) => warn!(
+            decision = "complete",
+            reason = "no_drain_slot",
+            result = if *retained { "ABANDON" } else { "CONTINUE" },
+            waited_s,
+            elapsed_s,
+            "drain deadline reached while still waiting for a slot of MAX_CONCURRENT_DRAINS: the instance was never set DRAINING; completing as a drain at its deadline (DRAIN_TIMEOUT_ACTION), its tasks were not moved (raise MAX_DRAIN_SECONDS or the budget)"
+        ),
         Step::Complete(reason) => info!(
             decision = "complete",
             ?reason,
@@ -737,6 +787,25 @@ fn log_decision(step: &Step, observed: &Observed, why: &[String], started_at: u6
             elapsed_s,
             look,
             "tasks still on the instance; waiting"
+        ),
+        Step::WaitForSlot {
+            ahead,
+            limit,
+            holders,
+            waited_s,
+            sleep_ms,
+            hand_off,
+        } => info!(
+            decision = "wait_for_slot",
+            waiting_for_slot = true,
+            ahead,
+            max_concurrent_drains = limit,
+            draining = ?holders.iter().take(20).collect::<Vec<_>>(),
+            waited_s,
+            sleep_ms,
+            hand_off,
+            elapsed_s,
+            "no drain slot for this instance yet (MAX_CONCURRENT_DRAINS: the slots are held, or go to older actions first): waiting, heartbeating, before setting DRAINING"
         ),
         Step::HandOff { remaining } => info!(
             decision = "hand_off",

@@ -141,6 +141,8 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             }
             _ => {}
         }
+        // Urgent: it bypasses MAX_CONCURRENT_DRAINS, but counts against it.
+        self.count_urgent(&ci.cluster, instance_id).await;
         let mut stopped = 0;
         if self.config.standalone == StandalonePolicy::Stop {
             let tasks = self.live_tasks(&mut DrainMemo::default(), &ci).await?;

@@ -429,6 +429,10 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         self.ecs
             .delete_attributes(&ci.cluster, &ci.arn, &[EARLY_DRAIN_ATTRIBUTE])
             .await?;
+        // The urgent drain counted in the cluster's drain budget
+        // (MAX_CONCURRENT_DRAINS) is over: its slot goes back now, not when
+        // its lease runs out.
+        self.release_slot(&ci.cluster, instance_id, now_ms).await;
         info!(
             %instance_id,
             cluster = %ci.cluster,

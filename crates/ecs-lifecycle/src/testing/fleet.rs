@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::drain::budget::{DrainSlots, SlotBook, SlotFuture, Versioned};
 use crate::error::AwsError;
 use crate::model::{
     ActionAck, ActionResult, AsgGroup, AsgInstance, Cluster, CommandInvocation, CommandSent,
@@ -156,6 +157,9 @@ struct World {
     published_at: Vec<Instant>,
     /// (instance, result, time, the instance's tasks then) of every accepted completion.
     completed_with: Vec<(String, ActionResult, Instant, Vec<Task>)>,
+    /// The drain budget's store: each cluster's versioned book (DynamoDB's
+    /// item; its conditional write is the version check of `write`).
+    slots: HashMap<String, Versioned>,
 }
 
 /// The ECS operations that share the account's cluster-resource-read bucket
@@ -1115,6 +1119,14 @@ impl Ecs for FakeFleet {
         Ok(w.instances.values().map(|c| w.counted(c)).collect())
     }
 
+    async fn container_instance_count(&self, cluster: &Cluster) -> Result<usize, AwsError> {
+        let w = self.ecs("ListContainerInstances").await?;
+        Ok(w.instances
+            .values()
+            .filter(|c| c.cluster == *cluster && c.status != InstanceStatus::Inactive)
+            .count())
+    }
+
     async fn service_arns(&self, _cluster: &Cluster) -> Result<Vec<String>, AwsError> {
         let w = self.ecs("ListServices").await?;
         Ok(w.services.iter().map(|s| s.name.clone()).collect())
@@ -1127,6 +1139,57 @@ impl Ecs for FakeFleet {
         _desired: DesiredStatus,
     ) -> Result<Vec<TaskArn>, AwsError> {
         Err(unsupported("ecs", "ListTasks"))
+    }
+}
+
+impl FakeFleet {
+    /// The drain budget's book of a cluster, as stored.
+    pub fn slot_book(&self, cluster: &str) -> Option<SlotBook> {
+        self.world().slots.get(cluster).map(|v| v.book.clone())
+    }
+}
+
+/// The drain budget's table: a consistent read and a write conditioned on the
+/// version, as DynamoDB's GetItem (ConsistentRead) and conditional PutItem.
+/// Faults come from the `dynamodb` service's schedule (a lost answer: the
+/// write took effect).
+impl DrainSlots for FakeFleet {
+    fn read<'a>(&'a self, cluster: &'a Cluster) -> SlotFuture<'a, Option<Versioned>> {
+        Box::pin(async move {
+            let (w, err) = self.faulty("dynamodb", "GetItem").await?;
+            let found = w.slots.get(cluster.as_str()).cloned();
+            match err {
+                Some(e) => Err(e),
+                None => Ok(found),
+            }
+        })
+    }
+
+    fn write<'a>(
+        &'a self,
+        cluster: &'a Cluster,
+        book: &'a SlotBook,
+        expected: Option<u64>,
+    ) -> SlotFuture<'a, bool> {
+        Box::pin(async move {
+            let (mut w, err) = self.faulty("dynamodb", "PutItem").await?;
+            let stored = w.slots.get(cluster.as_str()).map(|v| v.version);
+            if stored != expected {
+                // ConditionalCheckFailedException: nothing written.
+                return err.map_or(Ok(false), Err);
+            }
+            w.slots.insert(
+                cluster.as_str().to_owned(),
+                Versioned {
+                    book: book.clone(),
+                    version: expected.map_or(1, |v| v + 1),
+                },
+            );
+            match err {
+                Some(e) => Err(e),
+                None => Ok(true),
+            }
+        })
     }
 }
 
