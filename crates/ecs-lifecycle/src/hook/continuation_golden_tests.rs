@@ -139,6 +139,7 @@ fn a_launch_check_handed_over_by_this_version_resumes_with_every_field() {
             command_id: Some("7c5a1b2e-3d4f-4a6b-8c9d-0e1f2a3b4c5d".into()),
             command_sent_at_ms: Some(1_795_324_990_000),
             ssm_unreachable: None,
+            ..LaunchMemo::default()
         }
     );
     assert_eq!(job.action.hook.as_deref(), Some("ecs-lifecycle-launch"));

@@ -40,6 +40,9 @@ pub struct Observed {
     /// Its container instance in the clusters searched, if any.
     pub container_instance: Option<ContainerInstance>,
     pub diagnosis: Diagnosis,
+    /// Another invocation carries the action (a newer chain, or a later hop of
+    /// this one): what its claim said.
+    pub superseded_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +83,9 @@ pub enum StopReason {
     LeftGroup {
         lifecycle_state: Option<LifecycleState>,
     },
+    /// Hook mode: another invocation carries the action (this one is a
+    /// duplicate or late delivery): `by` names its claim.
+    Superseded { by: String },
 }
 
 /// The verdict on a launch.
@@ -195,6 +201,9 @@ fn settled(o: &Observed, p: &Policy, c: &Clocks) -> Option<Step> {
         return Some(Step::Stop(StopReason::NotWaiting {
             lifecycle_state: lifecycle_state(),
         }));
+    }
+    if let Some(by) = &o.superseded_by {
+        return Some(Step::Stop(StopReason::Superseded { by: by.clone() }));
     }
     if !hook
         && o.asg_instance
@@ -358,6 +367,7 @@ mod tests {
                 drain_hop: None,
             }),
             diagnosis: Diagnosis::NotStarted,
+            superseded_by: None,
         }
     }
 
@@ -384,6 +394,7 @@ mod tests {
             ec2_state: None,
             container_instance: None,
             diagnosis: Diagnosis::NotStarted,
+            superseded_by: None,
         };
         assert_eq!(
             step(&o, &p, &clocks()),
@@ -409,6 +420,7 @@ mod tests {
             ec2_state: None,
             container_instance: None,
             diagnosis: Diagnosis::NotStarted,
+            superseded_by: None,
         };
         assert_eq!(
             step(&o, &policy(Mode::NoHook, true), &late()),
@@ -515,6 +527,31 @@ mod tests {
             step(&gone, &nohook, &late()),
             Step::Stop(StopReason::LeftGroup {
                 lifecycle_state: None
+            })
+        );
+    }
+
+    /// Another invocation carries the action: stop, even with a verdict at
+    /// hand (the other one gives it), but only while the action waits.
+    #[test]
+    fn a_superseded_invocation_stops_without_a_verdict() {
+        let p = policy(Mode::Hook, true);
+        for ci in [None, Some((InstanceStatus::Active, true))] {
+            let mut o = observed("Pending:Wait", "running", ci);
+            o.superseded_by = Some("hop 4".into());
+            for c in [clocks(), late()] {
+                assert_eq!(
+                    step(&o, &p, &c),
+                    Step::Stop(StopReason::Superseded { by: "hop 4".into() })
+                );
+            }
+        }
+        let mut o = observed("InService", "running", None);
+        o.superseded_by = Some("hop 4".into());
+        assert_eq!(
+            step(&o, &p, &clocks()),
+            Step::Stop(StopReason::NotWaiting {
+                lifecycle_state: Some("InService".into())
             })
         );
     }
