@@ -15,10 +15,11 @@
 //! - the token is one the chain knows (its own claims, and what the tag said
 //!   before each of them, which a stale read may still show): claim if not
 //!   claimed yet in this invocation, else carry on;
-//! - a sibling (the same hop and the same parent: a duplicate or a retry of
-//!   this very delivery), or any tag while the chain has never claimed: the
-//!   newest wins, so an invocation that has not claimed yet claims, and one
-//!   that has stops;
+//! - a sibling (written from the same claim of the chain as this invocation
+//!   starts from: a duplicate or a retry of this delivery, or of an ancestor's
+//!   that crashed after its write), or any tag while the chain has never
+//!   claimed: the newest wins, so an invocation that has not claimed yet
+//!   claims, and one that has stops;
 //! - any other token was written by a newer chain after this chain's latest
 //!   claim: stop.
 //!
@@ -107,6 +108,14 @@ impl ChainMemo {
 
     /// Records a claim that went through: `token` written over `before`.
     pub fn claimed(&mut self, token: &str, before: Option<&str>) {
+        self.tried(token, before);
+        self.claimed = Some(token.to_owned());
+    }
+
+    /// Records a write of `token` over `before` that may or may not have gone
+    /// through (its answer was lost): a later read of either is not a newer
+    /// chain.
+    pub fn tried(&mut self, token: &str, before: Option<&str>) {
         for t in before.into_iter().chain([token]) {
             if !self.knows(t) {
                 self.known.push(t.to_owned());
@@ -115,7 +124,6 @@ impl ChainMemo {
         if self.known.len() > KNOWN_MAX {
             self.known.drain(..self.known.len() - KNOWN_MAX);
         }
-        self.claimed = Some(token.to_owned());
     }
 }
 
@@ -176,7 +184,10 @@ pub fn decide(tag: Option<&ChainTag>, me: &Me<'_>) -> ClaimStep {
     if me.chain.knows(&tag.token) {
         return claim_or_keep();
     }
-    let sibling = tag.hop == me.hop && tag.parent.as_deref() == me.parent;
+    // Written from the same claim as this invocation (at its hop or an earlier
+    // one): a duplicate or retry of this delivery or of an ancestor's, such
+    // as a crashed invocation whose Lambda retry this chain descends from.
+    let sibling = tag.parent.as_deref() == me.parent;
     if sibling || me.chain.claimed.is_none() {
         // The newest of the invocations with an equal right wins.
         return if me.claimed_now {
@@ -329,6 +340,29 @@ mod tests {
         let c = chain(Some("a"), &["old", "a"]);
         let stale = tag(0, "old", None, "launch");
         assert_eq!(decide(Some(&stale), &me(1, "b", &c, true)), ClaimStep::Keep);
+    }
+
+    #[test]
+    fn a_write_whose_answer_was_lost_is_the_chains_own() {
+        // Hop 5's CreateTags went through, its answer was lost.
+        let mut c = chain(Some("t4"), &["t4"]);
+        c.tried("t5", Some("t4"));
+        assert_eq!(c.claimed.as_deref(), Some("t4"));
+        let t = tag(5, "t5", Some("t4"), "launch");
+        assert_eq!(decide(Some(&t), &me(6, "t6", &c, false)), ClaimStep::Claim);
+        // Hop 6 has claimed since: a stale read of t5 is no newer chain.
+        c.claimed("t6", Some("t5"));
+        assert_eq!(decide(Some(&t), &me(6, "t6", &c, true)), ClaimStep::Keep);
+    }
+
+    /// Hop 4 wrote from claim "p" and crashed; its Lambda retry could not
+    /// look (EC2 failing) and handed off: hop 6 of the retry's line, still
+    /// from "p", takes the claim over.
+    #[test]
+    fn a_crashed_ancestors_write_is_a_sibling() {
+        let c = chain(Some("p"), &["p"]);
+        let crashed = tag(4, "x", Some("p"), "launch");
+        assert_eq!(decide(Some(&crashed), &me(6, "y", &c, false)), ClaimStep::Claim);
     }
 
     #[test]

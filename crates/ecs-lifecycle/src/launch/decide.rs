@@ -184,6 +184,10 @@ fn conclude(p: &Policy, verdict: Verdict, refuse: bool) -> Step {
 fn settled(o: &Observed, p: &Policy, c: &Clocks) -> Option<Step> {
     let hook = p.mode == Mode::Hook;
     let lifecycle_state = || o.asg_instance.as_ref().map(|i| i.lifecycle_state.clone());
+    // Another invocation carries the action (a superseded look reads nothing more).
+    if let Some(by) = &o.superseded_by {
+        return Some(Step::Stop(StopReason::Superseded { by: by.clone() }));
+    }
     // Bound for the warm pool, in either mode: it will not join ECS now.
     if o.warm_pool
         || (hook
@@ -201,9 +205,6 @@ fn settled(o: &Observed, p: &Policy, c: &Clocks) -> Option<Step> {
         return Some(Step::Stop(StopReason::NotWaiting {
             lifecycle_state: lifecycle_state(),
         }));
-    }
-    if let Some(by) = &o.superseded_by {
-        return Some(Step::Stop(StopReason::Superseded { by: by.clone() }));
     }
     if !hook
         && o.asg_instance
@@ -532,7 +533,7 @@ mod tests {
     }
 
     /// Another invocation carries the action: stop, even with a verdict at
-    /// hand (the other one gives it), but only while the action waits.
+    /// hand (the other one gives it).
     #[test]
     fn a_superseded_invocation_stops_without_a_verdict() {
         let p = policy(Mode::Hook, true);
@@ -546,12 +547,14 @@ mod tests {
                 );
             }
         }
-        let mut o = observed("InService", "running", None);
-        o.superseded_by = Some("hop 4".into());
+        // The look stopped at the claim: Auto Scaling was not asked.
+        let mut o = observed("Pending:Wait", "running", None);
+        o.asg_instance = None;
+        o.superseded_by = Some("0123456789abcdef".into());
         assert_eq!(
             step(&o, &p, &clocks()),
-            Step::Stop(StopReason::NotWaiting {
-                lifecycle_state: Some("InService".into())
+            Step::Stop(StopReason::Superseded {
+                by: "0123456789abcdef".into()
             })
         );
     }

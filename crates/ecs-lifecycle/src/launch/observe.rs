@@ -36,7 +36,8 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
             return Ok(o);
         }
         let id = &job.action.instance_id;
-        o.asg_instance = self.hold.autoscaling.instance(id).await?;
+        // EC2 first: a duplicate stops on the claim even while Auto Scaling
+        // fails its reads.
         let status = self.ec2.instance_state(id).await?;
         o.ec2_state = status.as_ref().map(|s| s.state.clone());
         if let (Some(hook), Some(status)) = (job.action.hook.as_deref(), &status) {
@@ -53,6 +54,7 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
                 return Ok(o);
             }
         }
+        o.asg_instance = self.hold.autoscaling.instance(id).await?;
         let memo = &job.memo;
         if !o.ec2_state.as_ref().is_some_and(|s| s.is_running()) {
             return Ok(o);
@@ -107,6 +109,11 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
             .get_or_insert_with(|| format!("{:016x}", random_u64()))
             .clone();
         let tag = tag_value.and_then(ChainTag::parse);
+        if !scratch.claimed && tag.as_ref().is_some_and(|t| t.token == token) {
+            // A write whose answer was lost went through after all.
+            scratch.claimed = true;
+            memo.chain.claimed(&token, None);
+        }
         let step = claim::decide(
             tag.as_ref(),
             &Me {
@@ -145,6 +152,9 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
                         memo.chain.claimed(&token, before.as_deref());
                     }
                     Err(e) if e.is_retryable() => {
+                        // Its answer may be lost with the write done: a later
+                        // read of this token is this chain's, not a newer one.
+                        memo.chain.tried(&token, tag.map(|t| t.token).as_deref());
                         warn!(error = %e, "could not write the launch-chain tag yet; the check goes on and the claim is tried again at the next look");
                     }
                     Err(e) => {
