@@ -1037,7 +1037,7 @@ impl LaunchSim {
                 let n = self.chains.entry((k, attempt)).or_default();
                 *n += 1;
                 self.stats.most_chains = self.stats.most_chains.max(*n);
-                if self.ec2_failing(at) {
+                if self.claim_blind(at) {
                     self.blind.insert((k, attempt));
                 }
                 self.judge_chains(k, attempt);
@@ -1075,13 +1075,20 @@ impl LaunchSim {
         }
     }
 
-    /// Whether a fault of EC2's DescribeInstances or CreateTags (one that
-    /// fails the call) was on at `at`: the claim can be neither read nor written.
-    fn ec2_failing(&self, at: Instant) -> bool {
+    /// Whether a fault that fails the calls before or of the claim was on at
+    /// `at`: EC2's DescribeInstances or CreateTags (the claim can be neither
+    /// read nor written), or Auto Scaling's DescribeLifecycleHooks (the
+    /// runtime reads the hook's timing before it looks at anything).
+    fn claim_blind(&self, at: Instant) -> bool {
         self.faults.iter().any(|f| {
-            f.service == "ec2"
-                && f.operation
-                    .is_none_or(|o| o == "DescribeInstances" || o == "CreateTags")
+            let blinds = match f.service {
+                "ec2" => f
+                    .operation
+                    .is_none_or(|o| o == "DescribeInstances" || o == "CreateTags"),
+                "autoscaling" => f.operation.is_none_or(|o| o == "DescribeLifecycleHooks"),
+                _ => false,
+            };
+            blinds
                 && !matches!(f.kind, FaultKind::Slow(_))
                 && f.from <= at
                 && at < f.until
