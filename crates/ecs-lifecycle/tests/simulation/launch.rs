@@ -534,7 +534,12 @@ impl LaunchSim {
             let len = self.rng.secs(2, 90);
             self.fault("ec2", Some("CreateTags"), horizon, len, kind);
         }
-        let lag = self.rng.pick(&[0u64, 0, 500, 2_000, 5_000]);
+        // Under half the shortest poll interval drawn (5 s): two chains then
+        // cannot each keep reading only their own writes (with a lag over half
+        // the poll, their hops can lock in phase, each seeing the tag as it
+        // stood at its own parent's write, until delivery jitter breaks it:
+        // seed 2751 with a 5 s lag kept two chains for 8 hops).
+        let lag = self.rng.pick(&[0u64, 0, 500, 1_000, 2_000]);
         self.fleet.set_tag_read_lag(Duration::from_millis(lag));
         if lag > 0 {
             self.note(format!("EC2: tags read {lag} ms behind their writes"));
@@ -853,7 +858,10 @@ impl LaunchSim {
                         "#{} ended after {took:.1} s: {outcome} {} {}",
                         r.id,
                         o["result"].as_str().unwrap_or(""),
-                        o.get("verdict").map(Value::to_string).unwrap_or_default()
+                        o.get("verdict")
+                            .or_else(|| o.get("reason"))
+                            .map(Value::to_string)
+                            .unwrap_or_default()
                     ));
                     if outcome == "handed_off" {
                         self.stats.hand_offs += 1;
