@@ -377,7 +377,11 @@ async fn a_duplicate_hook_notification_leaves_one_chain() {
     }
     let first_claim = first_claim.expect("the first delivery claims the action");
     let parsed = ChainTag::parse(&first_claim).expect("a claim this release reads");
-    assert_eq!((parsed.hop, parsed.parent.as_deref()), (0, None), "{first_claim}");
+    assert_eq!(
+        (parsed.hop, parsed.parent.as_deref()),
+        (0, None),
+        "{first_claim}"
+    );
     assert_eq!(parsed.hook, fleet.launch_hook, "{first_claim}");
 
     // When the same notification is delivered again.

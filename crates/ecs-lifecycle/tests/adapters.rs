@@ -556,8 +556,8 @@ async fn lifecycle_state_and_hook_timeouts() {
 
 mod ssm_and_ec2 {
     use super::*;
-    use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
     use aws_sdk_ec2::operation::create_tags::CreateTagsOutput;
+    use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
     use aws_sdk_ec2::types::{Instance, InstanceState, InstanceStateName, Reservation, Tag};
     use aws_sdk_ssm::operation::get_command_invocation::GetCommandInvocationOutput;
     use aws_sdk_ssm::operation::send_command::SendCommandOutput;

@@ -4,8 +4,8 @@ use aws_sdk_ec2::types::{LaunchTemplateVersion, RequestLaunchTemplateData, Tag};
 use super::{aws_error, epoch_ms};
 use crate::error::AwsError;
 use crate::model::{
-    Ec2Instance, Ec2State, Ec2Status, Image, ImageState, InstanceId, InstanceTypeInfo, LAUNCH_CHAIN_TAG,
-    LaunchTemplateRef, TemplateVersion,
+    Ec2Instance, Ec2State, Ec2Status, Image, ImageState, InstanceId, InstanceTypeInfo,
+    LAUNCH_CHAIN_TAG, LaunchTemplateRef, TemplateVersion,
 };
 use crate::ports::Ec2;
 
@@ -13,7 +13,10 @@ use crate::ports::Ec2;
 const DESCRIBE_INSTANCE_TYPES_MAX: usize = 100;
 
 impl Ec2 for Client {
-    async fn instance_state(&self, instance_id: &InstanceId) -> Result<Option<Ec2Status>, AwsError> {
+    async fn instance_state(
+        &self,
+        instance_id: &InstanceId,
+    ) -> Result<Option<Ec2Status>, AwsError> {
         let resp = match self
             .describe_instances()
             .instance_ids(instance_id.as_str())

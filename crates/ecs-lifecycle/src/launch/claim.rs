@@ -243,7 +243,9 @@ mod tests {
         let fresh = tag(0, "00ff", None, "h");
         assert_eq!(fresh.value().as_deref(), Some("0:00ff:-:h"));
         assert_eq!(ChainTag::parse("0:00ff:-:h"), Some(fresh));
-        for bad in ["", "x:1:-:h", "1::-:h", "1:t::h", "1:t:-:", "1:t:-", "-1:t:-:h"] {
+        for bad in [
+            "", "x:1:-:h", "1::-:h", "1:t::h", "1:t:-:", "1:t:-", "-1:t:-:h",
+        ] {
             assert_eq!(ChainTag::parse(bad), None, "{bad:?}");
         }
     }
@@ -334,7 +336,10 @@ mod tests {
                 decide(Some(&stale), &me(3, "a3", &c, false)),
                 ClaimStep::Claim
             );
-            assert_eq!(decide(Some(&stale), &me(3, "a3", &c, true)), ClaimStep::Keep);
+            assert_eq!(
+                decide(Some(&stale), &me(3, "a3", &c, true)),
+                ClaimStep::Keep
+            );
         }
         // What the tag said before a claim (another chain's, older) too.
         let c = chain(Some("a"), &["old", "a"]);
@@ -362,7 +367,10 @@ mod tests {
     fn a_crashed_ancestors_write_is_a_sibling() {
         let c = chain(Some("p"), &["p"]);
         let crashed = tag(4, "x", Some("p"), "launch");
-        assert_eq!(decide(Some(&crashed), &me(6, "y", &c, false)), ClaimStep::Claim);
+        assert_eq!(
+            decide(Some(&crashed), &me(6, "y", &c, false)),
+            ClaimStep::Claim
+        );
     }
 
     #[test]
@@ -377,9 +385,15 @@ mod tests {
     fn the_hook_that_sorts_first_holds_the_tag() {
         let c = chain(Some("a"), &["a"]);
         let earlier = tag(9, "x", None, "aaa-launch");
-        assert_eq!(decide(Some(&earlier), &me(1, "b", &c, false)), ClaimStep::Keep);
+        assert_eq!(
+            decide(Some(&earlier), &me(1, "b", &c, false)),
+            ClaimStep::Keep
+        );
         let later = tag(9, "x", None, "zzz-launch");
-        assert_eq!(decide(Some(&later), &me(1, "b", &c, false)), ClaimStep::Claim);
+        assert_eq!(
+            decide(Some(&later), &me(1, "b", &c, false)),
+            ClaimStep::Claim
+        );
         assert_eq!(decide(Some(&later), &me(1, "b", &c, true)), ClaimStep::Keep);
     }
 

@@ -6,6 +6,8 @@
 //! the hook runtime ([`crate::hook::runtime`]) carries out.
 
 pub mod claim;
+#[cfg(test)]
+mod claim_runtime_tests;
 pub mod decide;
 pub mod diagnosis;
 pub mod events;

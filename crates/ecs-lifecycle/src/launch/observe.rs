@@ -141,7 +141,10 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
                     hook: hook.to_owned(),
                 };
                 let Some(value) = mine.value() else {
-                    warn!(hook, "the hook name is too long for the launch-chain tag's value: the check goes on unclaimed (a duplicate chain is then not told to stop)");
+                    warn!(
+                        hook,
+                        "the hook name is too long for the launch-chain tag's value: the check goes on unclaimed (a duplicate chain is then not told to stop)"
+                    );
                     scratch.refused = true;
                     return None;
                 };

@@ -18,10 +18,10 @@ use crate::error::AwsError;
 use crate::model::{
     ActionAck, ActionResult, AsgGroup, AsgInstance, Cluster, CommandInvocation, CommandSent,
     ContainerInstance, ContainerInstanceArn, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE,
-    DRAIN_HOP_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, Ec2Instance, Ec2State, Ec2Status, HookTimeouts, Image,
-    InstanceId, InstanceStatus, InstanceTypeInfo, LAUNCH_CHAIN_TAG, LaunchTemplateRef, LifecycleAction,
-    LifecycleHook, LifecycleState, Refresh, RefreshPreferences, ScalingActivity, Scheduling,
-    Service, Task, TaskArn, TaskStatus, TemplateVersion, Transition,
+    DRAIN_HOP_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, Ec2Instance, Ec2State, Ec2Status, HookTimeouts,
+    Image, InstanceId, InstanceStatus, InstanceTypeInfo, LAUNCH_CHAIN_TAG, LaunchTemplateRef,
+    LifecycleAction, LifecycleHook, LifecycleState, Refresh, RefreshPreferences, ScalingActivity,
+    Scheduling, Service, Task, TaskArn, TaskStatus, TemplateVersion, Transition,
 };
 use crate::ports::{
     AutoScaling, DesiredStatus, Ec2, Ecs, EcsFailure, Publisher, Registration, Ssm, StopResult,
@@ -1131,7 +1131,10 @@ impl Publisher for FakeFleet {
 }
 
 impl Ec2 for FakeFleet {
-    async fn instance_state(&self, instance_id: &InstanceId) -> Result<Option<Ec2Status>, AwsError> {
+    async fn instance_state(
+        &self,
+        instance_id: &InstanceId,
+    ) -> Result<Option<Ec2Status>, AwsError> {
         let w = match self.faulty("ec2", "DescribeInstances").await? {
             (w, None) => w,
             (_, Some(e)) => return Err(e),

@@ -550,7 +550,9 @@ impl LaunchSim {
                 self.fleet.fill_tags(&id);
                 self.machines[k].unclaimed = true;
                 self.stats.unclaimed += 1;
-                self.note(format!("EC2: {id} has 50 tags already (no room for the claim)"));
+                self.note(format!(
+                    "EC2: {id} has 50 tags already (no room for the claim)"
+                ));
             }
         }
         self.schedule_ends = self
@@ -1096,10 +1098,7 @@ impl LaunchSim {
                 "autoscaling" => f.operation.is_none_or(|o| o == "DescribeLifecycleHooks"),
                 _ => false,
             };
-            blinds
-                && !matches!(f.kind, FaultKind::Slow(_))
-                && f.from <= at
-                && at < f.until
+            blinds && !matches!(f.kind, FaultKind::Slow(_)) && f.from <= at && at < f.until
         })
     }
 
