@@ -23,7 +23,12 @@
 //!    span, with the verdict's `why`: the world reads the WARN lines);
 //!    with TERMINATE_ORPHANS=true an instance that never joined is never
 //!    continued;
-//! 5. no invocation panics or outlives its deadline; every error is named.
+//! 5. no invocation panics or outlives its deadline; every error is named;
+//! 6. eventually one chain per action: no action has more than one chain
+//!    (continuations of one hop) for more than [`MULTI_CHAIN_HOPS`]
+//!    consecutive hops, hops published while EC2 or Auto Scaling failed the
+//!    reads and writes before and of the claim not counted; more than
+//!    MAX_INVOCATIONS invocations is a storm, always a violation.
 //!
 //! Not played here: the diagnosis (SSM: the fake fleet has none, so
 //! SSM_DOCUMENT_NAME is unset and an orphan's findings say so), warm pools
