@@ -59,8 +59,8 @@ pub enum FaultKind {
     /// timeout); it did nothing.
     Timeout(Duration),
     /// The call takes effect but its answer is lost: the caller sees this code
-    /// (Auto Scaling heartbeats and completions, SNS publishes; elsewhere it is
-    /// an [`FaultKind::Error`]).
+    /// (Auto Scaling heartbeats and completions, SNS publishes, EC2 CreateTags;
+    /// elsewhere it is an [`FaultKind::Error`]).
     LostAnswer(String),
 }
 
