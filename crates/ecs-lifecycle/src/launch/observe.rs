@@ -40,7 +40,10 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> Verifier<E, A, C, S, 
         // fails its reads.
         let status = self.ec2.instance_state(id).await?;
         o.ec2_state = status.as_ref().map(|s| s.state.clone());
-        if let (Some(hook), Some(status)) = (job.action.hook.as_deref(), &status) {
+        // Held actions only, on an instance there is still something to check on.
+        if let (Some(hook), Some(status)) = (job.action.hook.as_deref(), &status)
+            && (status.state.is_running() || status.state.is_pending())
+        {
             o.superseded_by = self
                 .claim(
                     &mut job.memo,
