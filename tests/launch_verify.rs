@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use ecs_lifecycle::hook::Handler;
+use ecs_lifecycle::launch::claim::{ChainTag, LAUNCH_CHAIN_TAG};
 use ecs_lifecycle::report::Reporter;
 use ecs_lifecycle_suite::launch::{
     DOCUMENT, LOG_GROUP, OOM_REPORT, aged, launch, launch_successful, orphan_verifier, verifier,
@@ -331,4 +332,84 @@ async fn an_orphan_is_counted_and_notified_once_and_a_registration_timed() {
     assert_eq!(n["detail"]["done"], "abandoned");
     assert_eq!(n["detail"]["diagnosis"]["exit_code"], 8);
     assert_eq!(n["auto_scaling_group"], fleet.asg.as_str());
+}
+
+/// The tag on the instance that claims its launch action, as EC2 reports it.
+async fn launch_chain_tag(sdk: &aws_config::SdkConfig, instance_id: &str) -> Option<String> {
+    let out = aws_sdk_ec2::Client::new(sdk)
+        .describe_instances()
+        .instance_ids(instance_id)
+        .send()
+        .await
+        .unwrap();
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .flat_map(|i| i.tags())
+        .find(|t| t.key() == Some(LAUNCH_CHAIN_TAG))
+        .and_then(|t| t.value().map(str::to_owned))
+}
+
+/// One chain per action: a second delivery of the same hook notification while
+/// the first invocation still waits for the registration claims the action
+/// (CreateTags on the instance, read back by every look); the first stops at
+/// its next look, without completing; the second gives the verdict, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_hook_notification_leaves_one_chain() {
+    let s = Standin::start().unwrap();
+    let sdk = s.sdk_config().await;
+    let mut fleet = fleet_with_unregistered(&sdk, "dup", 2, 1).await;
+    let id = fleet.instance_ids[1].clone();
+    let event = launch(&s, &fleet, 1, |_| {}).await;
+
+    // Given the first delivery, waiting for the instance to register, its claim on the tag.
+    let first = {
+        let (v, event) = (verifier(&sdk, &[("CLUSTER_NAME", "dup")]), event.clone());
+        tokio::spawn(async move { v.handle(&event, now_ms() + 60_000).await })
+    };
+    let mut first_claim = None;
+    for _ in 0..200 {
+        first_claim = launch_chain_tag(&sdk, &id).await;
+        if first_claim.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first_claim = first_claim.expect("the first delivery claims the action");
+    let parsed = ChainTag::parse(&first_claim).expect("a claim this release reads");
+    assert_eq!(
+        (parsed.hop, parsed.parent.as_deref()),
+        (0, None),
+        "{first_claim}"
+    );
+    assert_eq!(parsed.hook, fleet.launch_hook, "{first_claim}");
+
+    // When the same notification is delivered again.
+    let second = {
+        let (v, event) = (verifier(&sdk, &[("CLUSTER_NAME", "dup")]), event.clone());
+        tokio::spawn(async move { v.handle(&event, now_ms() + 60_000).await })
+    };
+
+    // Then the first stops at its next look: another invocation carries the action.
+    let stopped = single_outcome(&first.await.unwrap().unwrap().to_json());
+    assert_eq!(stopped["outcome"], "stopped", "{stopped}");
+    let by = stopped["reason"]["Superseded"]["by"].as_str().unwrap();
+    let now = ChainTag::parse(&launch_chain_tag(&sdk, &id).await.unwrap()).unwrap();
+    assert_eq!(by, now.token, "stopped for the second delivery's claim");
+    assert_ne!(now.token, parsed.token);
+    assert_eq!(s.lifecycle_action(&id).unwrap()["complete_calls"], 0);
+
+    // And the second gives the verdict once the instance registers.
+    fleet.register(1).await.unwrap();
+    let outcome = single_outcome(&second.await.unwrap().unwrap().to_json());
+    assert_eq!(
+        outcome_and_result(&outcome),
+        (Some("completed"), Some("CONTINUE")),
+        "{outcome}"
+    );
+    let action = s.lifecycle_action(&id).unwrap();
+    assert_eq!(
+        (action["result"].as_str(), action["complete_calls"].as_u64()),
+        (Some("CONTINUE"), Some(1))
+    );
 }

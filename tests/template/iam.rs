@@ -121,6 +121,8 @@ fn each_role_has_exactly_the_actions_its_function_calls() {
         actions("LaunchVerifyRole"),
         set(both.into_iter().chain([
             "ec2:DescribeInstances",
+            // The launch-chain claim (one tag key, the groups' instances).
+            "ec2:CreateTags",
             "autoscaling:TerminateInstanceInAutoScalingGroup",
             "ssm:SendCommand",
             "ssm:GetCommandInvocation",

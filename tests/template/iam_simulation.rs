@@ -691,6 +691,38 @@ fn must_be_denied() -> Vec<(Request, &'static str)> {
         json!({"ecs:cluster": ecs("cluster/prod")}),
         "launch-verify stops no task",
     ));
+    let instance = format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0123456789abcdef0");
+    out.push(lv(
+        "ec2:CreateTags",
+        &instance,
+        json!({
+            "ec2:ResourceTag/aws:autoscaling:groupName": "web-asg",
+            "aws:TagKeys": ["Name"],
+            "aws:RequestTag/Name": "renamed",
+        }),
+        "a tag other than the launch-chain claim",
+    ));
+    out.push(lv(
+        "ec2:CreateTags",
+        &instance,
+        json!({
+            "ec2:ResourceTag/aws:autoscaling:groupName": "web-asg",
+            "aws:TagKeys": ["ecs-lifecycle:launch-chain", "Owner"],
+            "aws:RequestTag/ecs-lifecycle:launch-chain": "0:00ff:-:launch",
+            "aws:RequestTag/Owner": "me",
+        }),
+        "the claim with another tag",
+    ));
+    out.push(lv(
+        "ec2:CreateTags",
+        &instance,
+        json!({
+            "ec2:ResourceTag/aws:autoscaling:groupName": "other-asg",
+            "aws:TagKeys": ["ecs-lifecycle:launch-chain"],
+            "aws:RequestTag/ecs-lifecycle:launch-chain": "0:00ff:-:launch",
+        }),
+        "the claim on another group's instance",
+    ));
     let ar = |action: &str, resource: &str, context: Value, why| {
         (
             Request::new("ami-rollout", action, resource, context, "deny table"),
@@ -789,6 +821,22 @@ fn must_be_allowed_too() -> Vec<(Request, &'static str)> {
             )
         })
         .collect();
+    // The launch-chain claim on one of the groups' instances (the deny
+    // table's CreateTags cases differ from it in one thing each).
+    out.push((
+        Request::new(
+            "launch-verify",
+            "ec2:CreateTags",
+            &format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0123456789abcdef0"),
+            json!({
+                "ec2:ResourceTag/aws:autoscaling:groupName": "web-asg",
+                "aws:TagKeys": ["ecs-lifecycle:launch-chain"],
+                "aws:RequestTag/ecs-lifecycle:launch-chain": "0:00ff:-:launch",
+            }),
+            "reference",
+        ),
+        "the launch-chain claim on a group's instance",
+    ));
     // ami-rollout describes the tasks of an unsteady service to tell whether
     // they run on the groups' instances (rollout::observe::place_services); the
     // integration tests reach that code only for services with no task, so

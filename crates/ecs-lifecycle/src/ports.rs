@@ -7,7 +7,7 @@ use std::future::Future;
 use crate::error::AwsError;
 use crate::model::{
     ActionAck, ActionResult, AsgGroup, AsgInstance, Cluster, CommandInvocation, CommandSent,
-    ContainerInstance, ContainerInstanceArn, Ec2Instance, Ec2State, HookTimeouts, Image,
+    ContainerInstance, ContainerInstanceArn, Ec2Instance, Ec2Status, HookTimeouts, Image,
     InstanceId, InstanceTypeInfo, LaunchTemplateRef, LifecycleAction, LifecycleHook, Refresh,
     RefreshPreferences, ScalingActivity, Service, Task, TaskArn, TemplateVersion,
 };
@@ -283,11 +283,18 @@ pub trait Publisher: Send + Sync {
 }
 
 pub trait Ec2: Send + Sync {
-    /// The instance's state; `None` if EC2 does not know it.
+    /// The instance's state and launch-chain tag; `None` if EC2 does not know it.
     fn instance_state(
         &self,
         instance_id: &InstanceId,
-    ) -> impl Future<Output = Result<Option<Ec2State>, AwsError>> + Send;
+    ) -> impl Future<Output = Result<Option<Ec2Status>, AwsError>> + Send;
+    /// Writes one tag on the instance (CreateTags; overwrites its value).
+    fn tag_instance(
+        &self,
+        instance_id: &InstanceId,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
     /// The instances EC2 still knows among `ids`.
     fn instances(
         &self,

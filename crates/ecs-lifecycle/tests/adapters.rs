@@ -640,12 +640,13 @@ async fn lifecycle_state_and_hook_timeouts() {
 
 mod ssm_and_ec2 {
     use super::*;
+    use aws_sdk_ec2::operation::create_tags::CreateTagsOutput;
     use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
-    use aws_sdk_ec2::types::{Instance, InstanceState, InstanceStateName, Reservation};
+    use aws_sdk_ec2::types::{Instance, InstanceState, InstanceStateName, Reservation, Tag};
     use aws_sdk_ssm::operation::get_command_invocation::GetCommandInvocationOutput;
     use aws_sdk_ssm::operation::send_command::SendCommandOutput;
     use aws_sdk_ssm::types::{Command, CommandInvocationStatus};
-    use ecs_lifecycle::model::{CommandSent, Ec2State};
+    use ecs_lifecycle::model::{CommandSent, Ec2State, Ec2Status, LAUNCH_CHAIN_TAG};
     use ecs_lifecycle::ports::{Ec2, Ssm};
 
     fn ssm_error(kind: &str, message: &str) -> HttpResponse {
@@ -750,6 +751,37 @@ mod ssm_and_ec2 {
         assert_eq!((done.status.as_str(), done.response_code), ("Failed", 8));
     }
 
+    /// The launch-chain claim is one CreateTags of one tag on one instance;
+    /// EC2's refusal keeps its code (the claim then goes on unclaimed).
+    #[tokio::test]
+    async fn the_launch_chain_tag_is_one_create_tags() {
+        let ok = mock!(aws_sdk_ec2::Client::create_tags)
+            .match_requests(|r| {
+                r.resources() == ["i-0123456789abcdef0"]
+                    && r.tags().len() == 1
+                    && r.tags()[0].key() == Some(LAUNCH_CHAIN_TAG)
+                    && r.tags()[0].value() == Some("0:00ff:-:launch")
+            })
+            .then_output(|| CreateTagsOutput::builder().build());
+        let full = mock!(aws_sdk_ec2::Client::create_tags).then_http_response(|| {
+            HttpResponse::new(
+                400.try_into().unwrap(),
+                SdkBody::from("<Response><Errors><Error><Code>TagLimitExceeded</Code><Message>The maximum number of Tags for a resource has been reached.</Message></Error></Errors><RequestID>r</RequestID></Response>"),
+            )
+        });
+        let ec2 = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&ok, &full]);
+        let id: InstanceId = "i-0123456789abcdef0".into();
+        ec2.tag_instance(&id, LAUNCH_CHAIN_TAG, "0:00ff:-:launch")
+            .await
+            .unwrap();
+        let e = ec2
+            .tag_instance(&id, LAUNCH_CHAIN_TAG, "1:0a0a:00ff:launch")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("TagLimitExceeded"));
+        assert!(!e.is_retryable(), "{e}");
+    }
+
     #[tokio::test]
     async fn ec2_state_and_unknown_instances() {
         let found = mock!(aws_sdk_ec2::Client::describe_instances)
@@ -764,6 +796,13 @@ mod ssm_and_ec2 {
                                     .state(
                                         InstanceState::builder()
                                             .name(InstanceStateName::Pending)
+                                            .build(),
+                                    )
+                                    .tags(Tag::builder().key("Name").value("web").build())
+                                    .tags(
+                                        Tag::builder()
+                                            .key(LAUNCH_CHAIN_TAG)
+                                            .value("3:00ff:-:launch")
                                             .build(),
                                     )
                                     .build(),
@@ -783,7 +822,13 @@ mod ssm_and_ec2 {
             .instance_state(&"i-0123456789abcdef0".into())
             .await
             .unwrap();
-        assert_eq!(state, Some(Ec2State::Pending));
+        assert_eq!(
+            state,
+            Some(Ec2Status {
+                state: Ec2State::Pending,
+                launch_chain: Some("3:00ff:-:launch".into()),
+            })
+        );
         assert_eq!(
             ec2.instance_state(&"i-0fffffffffffffff0".into())
                 .await

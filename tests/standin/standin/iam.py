@@ -247,6 +247,34 @@ def _ec2(op: str, f: dict[str, str], region: str) -> list[dict[str, Any]]:
         tags = _tags(lt.get_tags()) if lt is not None else {}
         return [{"action": action, "resource": f"arn:aws:ec2:{region}:{ACCOUNT_ID}:launch-template/{lt_id}",
                  "context": _tag_context(tags, "ec2")}]
+    if op == "CreateTags":
+        # Authorized once per resource, with the request's tags (aws:TagKeys,
+        # aws:RequestTag/...) and the resource's own (aws:ResourceTag/...,
+        # ec2:ResourceTag/...), per the Service Authorization Reference.
+        request_tags: dict[str, str] = {}
+        i = 1
+        while f.get(f"Tag.{i}.Key") is not None:
+            request_tags[f[f"Tag.{i}.Key"]] = f.get(f"Tag.{i}.Value", "")
+            i += 1
+        request_ctx: dict[str, Any] = {"aws:TagKeys": sorted(request_tags)}
+        request_ctx.update({f"aws:RequestTag/{k}": v for k, v in request_tags.items()})
+        ec2 = _backend("ec2", region)
+        out = []
+        for resource_id in _members(f, "ResourceId"):
+            if not resource_id.startswith("i-"):
+                raise Unmapped(f"{op} on {resource_id}")
+            try:
+                tags = _tags(ec2.get_instance(resource_id).get_tags())
+            except Exception:
+                tags = {}
+            # AWS tags every instance a group launches with aws:autoscaling:groupName;
+            # moto does not.
+            group = _group_of_instance(resource_id, region)
+            if group is not None:
+                tags.setdefault("aws:autoscaling:groupName", group)
+            out.append({"action": action, "resource": f"arn:aws:ec2:{region}:{ACCOUNT_ID}:instance/{resource_id}",
+                        "context": {**_tag_context(tags, "ec2"), **request_ctx}})
+        return out
     raise Unmapped(op)
 
 

@@ -1,11 +1,11 @@
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{LaunchTemplateVersion, RequestLaunchTemplateData};
+use aws_sdk_ec2::types::{LaunchTemplateVersion, RequestLaunchTemplateData, Tag};
 
 use super::{aws_error, epoch_ms};
 use crate::error::AwsError;
 use crate::model::{
-    Ec2Instance, Ec2State, Image, ImageState, InstanceId, InstanceTypeInfo, LaunchTemplateRef,
-    TemplateVersion,
+    Ec2Instance, Ec2State, Ec2Status, Image, ImageState, InstanceId, InstanceTypeInfo,
+    LAUNCH_CHAIN_TAG, LaunchTemplateRef, TemplateVersion,
 };
 use crate::ports::Ec2;
 
@@ -13,7 +13,10 @@ use crate::ports::Ec2;
 const DESCRIBE_INSTANCE_TYPES_MAX: usize = 100;
 
 impl Ec2 for Client {
-    async fn instance_state(&self, instance_id: &InstanceId) -> Result<Option<Ec2State>, AwsError> {
+    async fn instance_state(
+        &self,
+        instance_id: &InstanceId,
+    ) -> Result<Option<Ec2Status>, AwsError> {
         let resp = match self
             .describe_instances()
             .instance_ids(instance_id.as_str())
@@ -35,9 +38,34 @@ impl Ec2 for Client {
             .iter()
             .flat_map(|r| r.instances())
             .find(|i| i.instance_id() == Some(instance_id.as_str()))
-            .and_then(|i| i.state())
-            .and_then(|s| s.name())
-            .map(|n| Ec2State::parse(n.as_str())))
+            .and_then(|i| {
+                let state = Ec2State::parse(i.state()?.name()?.as_str());
+                let launch_chain = i
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some(LAUNCH_CHAIN_TAG))
+                    .and_then(|t| t.value())
+                    .map(str::to_owned);
+                Some(Ec2Status {
+                    state,
+                    launch_chain,
+                })
+            }))
+    }
+
+    async fn tag_instance(
+        &self,
+        instance_id: &InstanceId,
+        key: &str,
+        value: &str,
+    ) -> Result<(), AwsError> {
+        self.create_tags()
+            .resources(instance_id.as_str())
+            .tags(Tag::builder().key(key).value(value).build())
+            .send()
+            .await
+            .map_err(|e| aws_error("ec2", "CreateTags", &e))?;
+        Ok(())
     }
 
     async fn instances(&self, ids: &[InstanceId]) -> Result<Vec<Ec2Instance>, AwsError> {

@@ -20,6 +20,7 @@ use super::event::{Message, parse_message_value};
 use super::job::Job;
 use crate::drain::DrainMemo;
 use crate::launch::LaunchMemo;
+use crate::launch::claim::ChainMemo;
 use crate::model::HookTimeouts;
 
 fn dir() -> PathBuf {
@@ -139,6 +140,12 @@ fn a_launch_check_handed_over_by_this_version_resumes_with_every_field() {
             command_id: Some("7c5a1b2e-3d4f-4a6b-8c9d-0e1f2a3b4c5d".into()),
             command_sent_at_ms: Some(1_795_324_990_000),
             ssm_unreachable: None,
+            // The chain's claim on the action (launch::claim), handed over.
+            chain: ChainMemo {
+                claimed: Some("0f1e2d3c4b5a6978".into()),
+                known: vec!["a1b2c3d4e5f60718".into(), "0f1e2d3c4b5a6978".into()],
+            },
+            ..LaunchMemo::default()
         }
     );
     assert_eq!(job.action.hook.as_deref(), Some("ecs-lifecycle-launch"));

@@ -40,6 +40,9 @@ pub struct Observed {
     /// Its container instance in the clusters searched, if any.
     pub container_instance: Option<ContainerInstance>,
     pub diagnosis: Diagnosis,
+    /// Another invocation carries the action (a newer chain, or a later hop of
+    /// this one): what its claim said.
+    pub superseded_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +83,9 @@ pub enum StopReason {
     LeftGroup {
         lifecycle_state: Option<LifecycleState>,
     },
+    /// Hook mode: another invocation carries the action (this one is a
+    /// duplicate or late delivery): `by` names its claim.
+    Superseded { by: String },
 }
 
 /// The verdict on a launch.
@@ -178,6 +184,10 @@ fn conclude(p: &Policy, verdict: Verdict, refuse: bool) -> Step {
 fn settled(o: &Observed, p: &Policy, c: &Clocks) -> Option<Step> {
     let hook = p.mode == Mode::Hook;
     let lifecycle_state = || o.asg_instance.as_ref().map(|i| i.lifecycle_state.clone());
+    // Another invocation carries the action (a superseded look reads nothing more).
+    if let Some(by) = &o.superseded_by {
+        return Some(Step::Stop(StopReason::Superseded { by: by.clone() }));
+    }
     // Bound for the warm pool, in either mode: it will not join ECS now.
     if o.warm_pool
         || (hook
@@ -359,6 +369,7 @@ mod tests {
                 early_drain: None,
             }),
             diagnosis: Diagnosis::NotStarted,
+            superseded_by: None,
         }
     }
 
@@ -385,6 +396,7 @@ mod tests {
             ec2_state: None,
             container_instance: None,
             diagnosis: Diagnosis::NotStarted,
+            superseded_by: None,
         };
         assert_eq!(
             step(&o, &p, &clocks()),
@@ -410,6 +422,7 @@ mod tests {
             ec2_state: None,
             container_instance: None,
             diagnosis: Diagnosis::NotStarted,
+            superseded_by: None,
         };
         assert_eq!(
             step(&o, &policy(Mode::NoHook, true), &late()),
@@ -516,6 +529,33 @@ mod tests {
             step(&gone, &nohook, &late()),
             Step::Stop(StopReason::LeftGroup {
                 lifecycle_state: None
+            })
+        );
+    }
+
+    /// Another invocation carries the action: stop, even with a verdict at
+    /// hand (the other one gives it).
+    #[test]
+    fn a_superseded_invocation_stops_without_a_verdict() {
+        let p = policy(Mode::Hook, true);
+        for ci in [None, Some((InstanceStatus::Active, true))] {
+            let mut o = observed("Pending:Wait", "running", ci);
+            o.superseded_by = Some("hop 4".into());
+            for c in [clocks(), late()] {
+                assert_eq!(
+                    step(&o, &p, &c),
+                    Step::Stop(StopReason::Superseded { by: "hop 4".into() })
+                );
+            }
+        }
+        // The look stopped at the claim: Auto Scaling was not asked.
+        let mut o = observed("Pending:Wait", "running", None);
+        o.asg_instance = None;
+        o.superseded_by = Some("0123456789abcdef".into());
+        assert_eq!(
+            step(&o, &p, &clocks()),
+            Step::Stop(StopReason::Superseded {
+                by: "0123456789abcdef".into()
             })
         );
     }

@@ -14,6 +14,7 @@ use crate::config::LaunchConfig;
 use crate::error::Error;
 use crate::hook::runtime::{self, Flow, Holder, HookWorkflow, OutcomeOf, Spec, Tally};
 use crate::hook::{Accept, Job};
+use crate::launch::claim::ChainMemo;
 use crate::launch::decide::{Clocks, Mode, Observed, Policy, Step, StopReason, Verdict, decide};
 use crate::launch::events::LaunchSuccessful;
 use crate::model::{ActionResult, Cluster, CommandSent, InstanceId, LifecycleAction, Transition};
@@ -64,6 +65,23 @@ pub struct LaunchMemo {
     /// SendCommand said SSM cannot reach the instance.
     #[serde(default)]
     pub ssm_unreachable: Option<String>,
+    /// This chain's claim on the action (see [`crate::launch::claim`]).
+    #[serde(default, skip_serializing_if = "ChainMemo::is_empty")]
+    pub chain: ChainMemo,
+    /// This invocation's part of the claim (never handed over).
+    #[serde(skip)]
+    pub claim: ClaimScratch,
+}
+
+/// One invocation's claim: its token (drawn at its first write), the claim
+/// its chain held when it started, and whether its own write went through or
+/// was refused for good.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimScratch {
+    pub(super) token: Option<String>,
+    pub(super) parent: Option<Option<String>>,
+    pub(super) claimed: bool,
+    pub(super) refused: bool,
 }
 
 /// One invocation's deadlines and policy, from its clocks.
@@ -224,7 +242,7 @@ impl<E: Ecs, A: AutoScaling, C: Ec2, S: Ssm, P: Publisher> HookWorkflow
         clocks: &runtime::Clocks,
     ) -> Result<Observed, Error> {
         let warm_pool = self.plan(job, clocks).warm_pool;
-        self.look(&job.memo, &job.action, warm_pool).await
+        self.look(job, warm_pool).await
     }
 
     fn decide(

@@ -426,6 +426,19 @@ pub struct InstanceTypeInfo {
     pub architectures: Vec<String>,
 }
 
+/// An instance as launch-verify looks at it (one DescribeInstances): its state
+/// and its [`LAUNCH_CHAIN_TAG`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ec2Status {
+    pub state: Ec2State,
+    /// The value of the instance's [`LAUNCH_CHAIN_TAG`], if it has one.
+    pub launch_chain: Option<String>,
+}
+
+/// The EC2 tag on an instance that names the launch-verify invocation holding
+/// its launch action (see `launch::claim`).
+pub const LAUNCH_CHAIN_TAG: &str = "ecs-lifecycle:launch-chain";
+
 /// An EC2 instance: its AMI and when it was launched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ec2Instance {

@@ -20,7 +20,8 @@ use crate::model::{
     ActionAck, ActionResult, AsgGroup, AsgInstance, Cluster, CommandInvocation, CommandSent,
     ContainerInstance, ContainerInstanceArn, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE,
     DRAIN_HOP_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, EARLY_DRAIN_ATTRIBUTE, EarlyDrain, Ec2Instance,
-    Ec2State, HookTimeouts, Image, InstanceId, InstanceStatus, InstanceTypeInfo, LaunchTemplateRef,
+    Ec2State, Ec2Status, HookTimeouts, Image, InstanceId, InstanceStatus, InstanceTypeInfo,
+    LAUNCH_CHAIN_TAG, LaunchTemplateRef,
     LifecycleAction, LifecycleHook, LifecycleState, Refresh, RefreshPreferences, ScalingActivity,
     Scheduling, Service, Task, TaskArn, TaskStatus, TemplateVersion, Transition,
 };
@@ -60,8 +61,8 @@ pub enum FaultKind {
     /// timeout); it did nothing.
     Timeout(Duration),
     /// The call takes effect but its answer is lost: the caller sees this code
-    /// (Auto Scaling heartbeats and completions, SNS publishes; elsewhere it is
-    /// an [`FaultKind::Error`]).
+    /// (Auto Scaling heartbeats and completions, SNS publishes, EC2 CreateTags;
+    /// elsewhere it is an [`FaultKind::Error`]).
     LostAnswer(String),
 }
 
@@ -160,6 +161,13 @@ struct World {
     /// The drain budget's store: each cluster's versioned book (DynamoDB's
     /// item; its conditional write is the version check of `write`).
     slots: HashMap<String, Versioned>,
+    /// Every write of an instance's [`LAUNCH_CHAIN_TAG`]: (instance, time, value).
+    chain_tags: Vec<(String, Instant, String)>,
+    /// How far DescribeInstances' tags lag behind CreateTags (EC2 is eventually
+    /// consistent): a read shows the tags as they stood this long ago.
+    tag_read_lag: Duration,
+    /// Instances whose tags are full (50): CreateTags is refused.
+    tags_full: Vec<String>,
 }
 
 /// The ECS operations that share the account's cluster-resource-read bucket
@@ -1240,14 +1248,57 @@ impl Publisher for FakeFleet {
 }
 
 impl Ec2 for FakeFleet {
-    async fn instance_state(&self, instance_id: &InstanceId) -> Result<Option<Ec2State>, AwsError> {
+    async fn instance_state(
+        &self,
+        instance_id: &InstanceId,
+    ) -> Result<Option<Ec2Status>, AwsError> {
         let w = match self.faulty("ec2", "DescribeInstances").await? {
             (w, None) => w,
             (_, Some(e)) => return Err(e),
         };
-        Ok(w.actions
-            .contains_key(instance_id.as_str())
-            .then_some(Ec2State::Running))
+        if !w.actions.contains_key(instance_id.as_str()) {
+            return Ok(None);
+        }
+        let seen = Instant::now().checked_sub(w.tag_read_lag);
+        let launch_chain = w
+            .chain_tags
+            .iter()
+            .rev()
+            .find(|(id, at, _)| id == instance_id.as_str() && seen.is_some_and(|s| *at <= s))
+            .map(|(_, _, v)| v.clone());
+        Ok(Some(Ec2Status {
+            state: Ec2State::Running,
+            launch_chain,
+        }))
+    }
+
+    async fn tag_instance(
+        &self,
+        instance_id: &InstanceId,
+        key: &str,
+        value: &str,
+    ) -> Result<(), AwsError> {
+        let (mut w, lost) = self.faulty("ec2", "CreateTags").await?;
+        let err = |code: &str, message: String| {
+            AwsError::new("ec2", "CreateTags", Some(code.into()), message)
+        };
+        if !w.actions.contains_key(instance_id.as_str()) {
+            return Err(err(
+                "InvalidInstanceID.NotFound",
+                format!("The instance ID '{instance_id}' does not exist"),
+            ));
+        }
+        if w.tags_full.iter().any(|i| i == instance_id.as_str()) {
+            return Err(err(
+                "TagLimitExceeded",
+                "The maximum number of Tags for a resource has been reached.".into(),
+            ));
+        }
+        if key == LAUNCH_CHAIN_TAG {
+            w.chain_tags
+                .push((instance_id.to_string(), Instant::now(), value.to_owned()));
+        }
+        lost.map_or(Ok(()), Err)
     }
 
     async fn instances(&self, _ids: &[InstanceId]) -> Result<Vec<Ec2Instance>, AwsError> {
@@ -1321,8 +1372,37 @@ impl Ssm for FakeFleet {
     }
 }
 
-/// A launch action waiting in `Pending:Wait`.
+/// A launch action waiting in `Pending:Wait`, and its instance's tags.
 impl FakeFleet {
+    /// The instance's [`LAUNCH_CHAIN_TAG`] as written last (no lag).
+    pub fn launch_chain_tag(&self, instance_id: &str) -> Option<String> {
+        self.world()
+            .chain_tags
+            .iter()
+            .rev()
+            .find(|(id, ..)| id == instance_id)
+            .map(|(_, _, v)| v.clone())
+    }
+
+    /// How many times the instance's [`LAUNCH_CHAIN_TAG`] was written.
+    pub fn launch_chain_writes(&self, instance_id: &str) -> usize {
+        self.world()
+            .chain_tags
+            .iter()
+            .filter(|(id, ..)| id == instance_id)
+            .count()
+    }
+
+    /// DescribeInstances shows tags as they stood `lag` ago.
+    pub fn set_tag_read_lag(&self, lag: Duration) {
+        self.world().tag_read_lag = lag;
+    }
+
+    /// The instance has 50 tags already: CreateTags is refused.
+    pub fn fill_tags(&self, instance_id: &str) {
+        self.world().tags_full.push(instance_id.to_owned());
+    }
+
     pub fn launching(&self, instance_id: &str, asg: &str, heartbeat_timeout_s: u64) {
         self.wait_on(
             instance_id,

@@ -23,14 +23,19 @@
 //!    span, with the verdict's `why`: the world reads the WARN lines);
 //!    with TERMINATE_ORPHANS=true an instance that never joined is never
 //!    continued;
-//! 5. no invocation panics or outlives its deadline; every error is named.
+//! 5. no invocation panics or outlives its deadline; every error is named;
+//! 6. eventually one chain per action: no action has more than one chain
+//!    (continuations of one hop) for more than [`MULTI_CHAIN_HOPS`]
+//!    consecutive hops, hops published while EC2 or Auto Scaling failed the
+//!    reads and writes before and of the claim not counted; more than
+//!    MAX_INVOCATIONS invocations is a storm, always a violation.
 //!
 //! Not played here: the diagnosis (SSM: the fake fleet has none, so
 //! SSM_DOCUMENT_NAME is unset and an orphan's findings say so), warm pools
 //! and the no-hook mode (`EC2 Instance Launch Successful`, whose refusal
 //! terminates through the group, a call the fake fleet does not make).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +58,10 @@ const HOOK_TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ecs-lifecycle-launc
 const CONTINUE_TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ecs-lifecycle-launch-continue";
 /// A seed that has made this many invocations has run away: it stops there.
 const MAX_INVOCATIONS: usize = 2000;
+/// Invariant 6: an action may have more than one chain (continuations of one
+/// hop) for at most this many consecutive hops: a duplicate delivery stops at
+/// its next look, or its child does at the next hop.
+const MULTI_CHAIN_HOPS: u64 = 3;
 
 /// Whether seed `seed` plays a launch world too (a share of the seeds, drawn
 /// from the seed apart from the drain world's draws, so those stay as they were).
@@ -93,6 +102,8 @@ struct Machine {
     timeline: Vec<(Instant, bool)>,
     last_mark: Option<Instant>,
     heartbeats_seen: usize,
+    /// Its tags are full: its chains go on unclaimed (invariant 6 waived).
+    unclaimed: bool,
     completions_seen: usize,
     done: bool,
     excuses: Vec<(Instant, Instant, &'static str)>,
@@ -202,13 +213,15 @@ pub(super) struct LaunchStats {
     pub retries: u64,
     pub hand_offs: u64,
     /// The most continuations one action's chains published for one hop: how
-    /// far duplicate deliveries multiplied its chains (a known limit, see
-    /// docs/launch-verify.md).
+    /// far duplicate deliveries multiplied its chains before the claim
+    /// stopped the extra ones.
     pub most_chains: u64,
-    /// Worlds stopped at MAX_INVOCATIONS because duplicate deliveries had
-    /// multiplied an action's chains (that limit again); a runaway of a
-    /// single chain is a violation instead.
-    pub cut_by_duplicate_chains: u64,
+    /// The most consecutive hops of one action with more than one chain (a
+    /// duplicate that hands off before it sees the claim it lost); more than
+    /// [`MULTI_CHAIN_HOPS`] is a violation.
+    pub longest_multi_chain: u64,
+    /// Actions whose instance had no room for the claim (it went on unclaimed).
+    pub unclaimed: u64,
 }
 
 impl LaunchStats {
@@ -223,7 +236,8 @@ impl LaunchStats {
         self.retries += o.retries;
         self.hand_offs += o.hand_offs;
         self.most_chains = self.most_chains.max(o.most_chains);
-        self.cut_by_duplicate_chains += o.cut_by_duplicate_chains;
+        self.longest_multi_chain = self.longest_multi_chain.max(o.longest_multi_chain);
+        self.unclaimed += o.unclaimed;
     }
 }
 
@@ -247,8 +261,11 @@ struct LaunchSim {
     /// Continuations published per (instance, hop): more than one means as
     /// many chains.
     chains: HashMap<(usize, u64), u64>,
-    /// Stopped at MAX_INVOCATIONS by duplicated chains: the actions left are not judged.
-    cut: bool,
+    /// (instance, hop) with a continuation published while EC2 failed the
+    /// claim's reads or writes: no invocation could tell it was a duplicate.
+    blind: HashSet<(usize, u64)>,
+    /// Instances already found with too many chains (invariant 6 once each).
+    multi_chain_found: Vec<usize>,
     logged: Logged,
     trace: VecDeque<String>,
     violations: Vec<String>,
@@ -347,6 +364,7 @@ impl LaunchSim {
                 timeline: Vec::new(),
                 last_mark: None,
                 heartbeats_seen: 0,
+                unclaimed: false,
                 completions_seen: 0,
                 done: false,
                 excuses: Vec::new(),
@@ -371,7 +389,8 @@ impl LaunchSim {
             next_invocation: 0,
             published_seen: 0,
             chains: HashMap::new(),
-            cut: false,
+            blind: HashSet::new(),
+            multi_chain_found: Vec::new(),
             logged,
             trace: VecDeque::new(),
             violations: Vec::new(),
@@ -510,6 +529,36 @@ impl LaunchSim {
                 self.rng.secs(2, 60)
             };
             self.fault("sns", Some("Publish"), horizon, len, kind);
+        }
+        // The launch-chain claim: CreateTags throttled or failing, its answer
+        // lost; DescribeInstances showing tags seconds behind the writes (EC2
+        // is eventually consistent); now and then an instance whose 50 tags
+        // leave no room (its chain goes on unclaimed).
+        for _ in 0..self.rng.range(0, 2) * heavy {
+            let kind = self.draw_kind(&["RequestLimitExceeded", "InternalError"], true);
+            let len = self.rng.secs(2, 90);
+            self.fault("ec2", Some("CreateTags"), horizon, len, kind);
+        }
+        // Under half the shortest poll interval drawn (5 s): two chains then
+        // cannot each keep reading only their own writes (with a lag over half
+        // the poll, their hops can lock in phase, each seeing the tag as it
+        // stood at its own parent's write, until delivery jitter breaks it:
+        // seed 2751 with a 5 s lag kept two chains for 8 hops).
+        let lag = self.rng.pick(&[0u64, 0, 500, 1_000, 2_000]);
+        self.fleet.set_tag_read_lag(Duration::from_millis(lag));
+        if lag > 0 {
+            self.note(format!("EC2: tags read {lag} ms behind their writes"));
+        }
+        for k in 0..self.machines.len() {
+            if self.rng.chance(5) {
+                let id = self.machines[k].id.clone();
+                self.fleet.fill_tags(&id);
+                self.machines[k].unclaimed = true;
+                self.stats.unclaimed += 1;
+                self.note(format!(
+                    "EC2: {id} has 50 tags already (no room for the claim)"
+                ));
+            }
         }
         self.schedule_ends = self
             .faults
@@ -676,23 +725,10 @@ impl LaunchSim {
                 break;
             }
             if self.invocations > MAX_INVOCATIONS {
-                // Duplicate deliveries multiply an action's chains until its
-                // verdict (launch-verify has nowhere to claim an action before
-                // the instance registers): counted, and the world stops here
-                // without judging the actions left. A single chain running
-                // away is a storm.
-                if self.stats.most_chains >= 4 {
-                    self.stats.cut_by_duplicate_chains += 1;
-                    self.note(format!(
-                        "stopped at {MAX_INVOCATIONS} invocations: duplicate deliveries multiplied the chains (up to {} for one hop)",
-                        self.stats.most_chains
-                    ));
-                    self.cut = true;
-                } else {
-                    self.violation(format!(
-                        "no hand-off storm: more than {MAX_INVOCATIONS} invocations; the seed stops here"
-                    ));
-                }
+                self.violation(format!(
+                    "no hand-off storm: more than {MAX_INVOCATIONS} invocations (up to {} chains for one hop); the seed stops here",
+                    self.stats.most_chains
+                ));
                 break;
             }
         }
@@ -829,7 +865,10 @@ impl LaunchSim {
                         "#{} ended after {took:.1} s: {outcome} {} {}",
                         r.id,
                         o["result"].as_str().unwrap_or(""),
-                        o.get("verdict").map(Value::to_string).unwrap_or_default()
+                        o.get("verdict")
+                            .or_else(|| o.get("reason"))
+                            .map(Value::to_string)
+                            .unwrap_or_default()
                     ));
                     if outcome == "handed_off" {
                         self.stats.hand_offs += 1;
@@ -1013,6 +1052,10 @@ impl LaunchSim {
                 let n = self.chains.entry((k, attempt)).or_default();
                 *n += 1;
                 self.stats.most_chains = self.stats.most_chains.max(*n);
+                if self.claim_blind(at) {
+                    self.blind.insert((k, attempt));
+                }
+                self.judge_chains(k, attempt);
             }
             let event = sns_on(CONTINUE_TOPIC, &message);
             let late = self.rng.chance(3);
@@ -1044,6 +1087,52 @@ impl LaunchSim {
                 d.label.push_str(" (duplicate)");
                 self.deliver_later(again, d);
             }
+        }
+    }
+
+    /// Whether a fault that fails the calls before or of the claim was on at
+    /// `at`: EC2's DescribeInstances or CreateTags (the claim can be neither
+    /// read nor written), or Auto Scaling's DescribeLifecycleHooks (the
+    /// runtime reads the hook's timing before it looks at anything).
+    fn claim_blind(&self, at: Instant) -> bool {
+        self.faults.iter().any(|f| {
+            let blinds = match f.service {
+                "ec2" => f
+                    .operation
+                    .is_none_or(|o| o == "DescribeInstances" || o == "CreateTags"),
+                "autoscaling" => f.operation.is_none_or(|o| o == "DescribeLifecycleHooks"),
+                _ => false,
+            };
+            blinds && !matches!(f.kind, FaultKind::Slow(_)) && f.from <= at && at < f.until
+        })
+    }
+
+    /// Invariant 6: eventually one chain per action. The run of consecutive
+    /// hops around `attempt` that each had more than one continuation, not
+    /// counting the hops published while EC2 failed the claim (the duplicates
+    /// must stop within [`MULTI_CHAIN_HOPS`] hops once it answers again).
+    fn judge_chains(&mut self, k: usize, attempt: u64) {
+        let multi = |h: u64| self.chains.get(&(k, h)).is_some_and(|n| *n > 1);
+        if !multi(attempt) {
+            return;
+        }
+        let before = (1..=attempt).take_while(|d| multi(attempt - d)).count() as u64;
+        let after = (1..).take_while(|d| multi(attempt + d)).count() as u64;
+        let first = attempt - before;
+        let run = (first..=attempt + after)
+            .filter(|h| !self.blind.contains(&(k, *h)))
+            .count() as u64;
+        self.stats.longest_multi_chain = self.stats.longest_multi_chain.max(run);
+        if run > MULTI_CHAIN_HOPS
+            && !self.machines[k].unclaimed
+            && !self.multi_chain_found.contains(&k)
+        {
+            self.multi_chain_found.push(k);
+            let id = self.machines[k].id.clone();
+            self.violation(format!(
+                "invariant 6 (one chain): launch {id} had more than one chain for {run} consecutive hops (to hop {})",
+                attempt + after
+            ));
         }
     }
 
@@ -1192,11 +1281,6 @@ impl LaunchSim {
     /// world kept it from being held).
     fn finish(&mut self) {
         self.check();
-        if self.cut {
-            self.stats.actions +=
-                self.machines.iter().filter(|m| m.started.is_some()).count() as u64;
-            return;
-        }
         for k in 0..self.machines.len() {
             let m = &self.machines[k];
             if m.started.is_none() {
