@@ -21,9 +21,9 @@ use crate::model::{
     ContainerInstance, ContainerInstanceArn, DRAIN_ATTRIBUTE, DRAIN_HOOK_ATTRIBUTE,
     DRAIN_HOP_ATTRIBUTE, DRAIN_STARTED_ATTRIBUTE, EARLY_DRAIN_ATTRIBUTE, EarlyDrain, Ec2Instance,
     Ec2State, Ec2Status, HookTimeouts, Image, InstanceId, InstanceStatus, InstanceTypeInfo,
-    LAUNCH_CHAIN_TAG, LaunchTemplateRef,
-    LifecycleAction, LifecycleHook, LifecycleState, Refresh, RefreshPreferences, ScalingActivity,
-    Scheduling, Service, Task, TaskArn, TaskStatus, TemplateVersion, Transition,
+    LAUNCH_CHAIN_TAG, LaunchTemplateRef, LifecycleAction, LifecycleHook, LifecycleState, Refresh,
+    RefreshPreferences, ScalingActivity, Scheduling, Service, Task, TaskArn, TaskStatus,
+    TemplateVersion, Transition,
 };
 use crate::ports::{
     AutoScaling, DesiredStatus, Ec2, Ecs, EcsFailure, Publisher, Registration, Ssm, StopResult,
