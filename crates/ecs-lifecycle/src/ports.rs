@@ -44,6 +44,19 @@ pub struct EcsFailure {
     pub detail: Option<String>,
 }
 
+impl EcsFailure {
+    /// The failure of an UpdateContainerInstancesState (DRAINING or ACTIVE) on
+    /// the container instance `arn`, as the error it is for the workflow.
+    pub fn of_state_update(self, arn: &ContainerInstanceArn) -> crate::error::Error {
+        crate::error::Error::EcsItemFailure {
+            operation: "UpdateContainerInstancesState",
+            arn: arn.to_string(),
+            reason: self.reason,
+            detail: self.detail,
+        }
+    }
+}
+
 /// What StopTask did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopResult {

@@ -219,12 +219,7 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
         mut detail: serde_json::Value,
     ) -> Result<(), Error> {
         if let Err(failure) = self.ecs.set_draining(&ci.cluster, &ci.arn).await? {
-            return Err(Error::EcsItemFailure {
-                operation: "UpdateContainerInstancesState",
-                arn: ci.arn.to_string(),
-                reason: failure.reason,
-                detail: failure.detail,
-            });
+            return Err(failure.of_state_update(&ci.arn));
         }
         detail["container_instance"] = json!(ci.arn);
         let mut note = Notification::new(Event::DrainStarted, &ci.cluster)

@@ -392,24 +392,14 @@ impl<E: Ecs, A: AutoScaling, P: Publisher> Drainer<E, A, P> {
             return Ok(json!({"outcome": "undo", "instance_id": instance_id, "done": "dry_run"}));
         }
         if let Err(failure) = self.ecs.set_active(&ci.cluster, &ci.arn).await? {
-            return Err(Error::EcsItemFailure {
-                operation: "UpdateContainerInstancesState",
-                arn: ci.arn.to_string(),
-                reason: failure.reason,
-                detail: failure.detail,
-            });
+            return Err(failure.of_state_update(&ci.arn));
         }
         // ECS has no conditional write: a terminate action that started between
         // the look and the write must find the instance DRAINING again. Look
         // once more; the terminate drain also sets DRAINING at its next look.
         if let Some(why) = self.taken_meanwhile(ci, group).await? {
             if let Err(failure) = self.ecs.set_draining(&ci.cluster, &ci.arn).await? {
-                return Err(Error::EcsItemFailure {
-                    operation: "UpdateContainerInstancesState",
-                    arn: ci.arn.to_string(),
-                    reason: failure.reason,
-                    detail: failure.detail,
-                });
+                return Err(failure.of_state_update(&ci.arn));
             }
             warn!(
                 %instance_id,
